@@ -1,0 +1,177 @@
+/* schema.h -- the case model as data, and its validator.
+ *
+ * The schema (schema/casesync.json) is loaded once and is read-only afterwards,
+ * so one schema_t may be shared by any number of threads. The same code runs on
+ * the server and inside the client library: a phone refuses a bad edit before
+ * it is ever queued.
+ *
+ * Caveats:
+ * - Two levels of checking. schema_check_shape() looks only at JSON types (a
+ *   string where a number belongs): such a change can only come from a broken
+ *   client, and the server refuses the whole changeset with 422. Everything
+ *   else (ranges, patterns, enum members, required fields, lifecycle guards) is
+ *   a value rule: the change is rejected on its own and quarantined.
+ * - Error paths are relative to the change object ("set.fine_amount",
+ *   "fields.location.lat"); the caller prefixes "changes[3].".
+ * - Pointers returned by accessors live as long as the schema_t.
+ */
+#ifndef CASESYNC_SCHEMA_H
+#define CASESYNC_SCHEMA_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+typedef struct schema schema_t;
+
+/* Return codes: 0 is success, negative values are errors. */
+enum {
+    SCHEMA_OK = 0,
+    SCHEMA_E_LOAD = -1,       /* the schema document itself is broken */
+    SCHEMA_E_TYPE = -2,       /* wrong JSON type: the whole request is 422 */
+    SCHEMA_E_INVALID = -3,    /* a value rule is broken: validation_failed */
+    SCHEMA_E_ROLE = -4,       /* role_forbidden */
+    SCHEMA_E_TRANSITION = -5, /* forbidden_transition */
+    SCHEMA_E_NOMEM = -6
+};
+
+/* Roles, weakest first. The numeric order is the strength order. */
+typedef enum {
+    ROLE_NONE = -1,
+    ROLE_AUXILIARY = 0,
+    ROLE_OFFICER = 1,
+    ROLE_LEGAL_REVIEWER = 2,
+    ROLE_SUPERVISOR = 3,
+    ROLE_ADMIN = 4
+} schema_role_t;
+
+/* Merge policies of a field. */
+typedef enum {
+    POLICY_LWW = 0,
+    POLICY_APPEND,
+    POLICY_UNION,
+    POLICY_MANUAL,
+    POLICY_SERVER,    /* set by the server only; a client value is rejected */
+    POLICY_IMMUTABLE  /* set at create, never changed */
+} schema_policy_t;
+
+/* What a lifecycle judgement decided; see schema_judge_transition(). */
+typedef enum {
+    JUDGE_APPLY = 0,    /* allowed now: apply it */
+    JUDGE_NOOP,         /* the record already passed `to`: a merged no-op */
+    JUDGE_CONFLICT,     /* the record left the state `to` branches from */
+    JUDGE_FORBIDDEN,    /* not a transition of this procedure at all */
+    JUDGE_ROLE,         /* allowed transition, but not for this role */
+    JUDGE_GUARD         /* allowed, but a field guard fails */
+} schema_judgement_t;
+
+/* An error: a machine code (as above), a human message, and the path of the
+ * field at fault relative to the change ("" when no single field is). */
+typedef struct schema_err {
+    int code;
+    char message[256];
+    char path[192];
+} schema_err_t;
+
+/* Loads a schema from JSON text. On success *out owns a new schema_t (free it
+ * with schema_free); on failure *out is NULL and err says what is wrong. */
+int schema_load(const char *json, size_t len, schema_t **out, schema_err_t *err);
+/* Loads from a file path. Same contract as schema_load. */
+int schema_load_file(const char *path, schema_t **out, schema_err_t *err);
+void schema_free(schema_t *s); /* accepts NULL */
+
+/* The schema as compact JSON text, its version ("schema_version" of the
+ * document) and a strong ETag (quoted hex of its SHA-256). */
+const char *schema_text(const schema_t *s);
+size_t schema_text_len(const schema_t *s);
+int schema_version(const schema_t *s);
+const char *schema_etag(const schema_t *s);
+
+/* Role names: "auxiliary", "officer", "legal_reviewer", "supervisor", "admin". */
+schema_role_t schema_role_parse(const char *name); /* ROLE_NONE if unknown */
+const char *schema_role_name(schema_role_t r);
+
+/* Case types: "unlicensed_vending" <-> "0501". NULL when unknown. */
+const char *schema_type_code(const schema_t *s, const char *type);
+const char *schema_type_name(const schema_t *s, const char *code);
+
+/* A field's policy; returns -1 for a field the schema does not define. */
+int schema_field_policy(const schema_t *s, const char *field);
+
+/* Does the procedure exist ("digital", "simple", "general")? */
+int schema_procedure_exists(const schema_t *s, const char *procedure);
+/* The status a new record of this procedure starts in ("reported", "draft",
+ * "clue"); NULL if the procedure is unknown. */
+const char *schema_initial_status(const schema_t *s, const char *procedure);
+/* May this role create a record of this procedure? 1 yes, 0 no. */
+int schema_may_create(const schema_t *s, const char *procedure, schema_role_t role);
+/* Is this status terminal (closed, rejected, not_filed, transferred ...)? */
+int schema_status_is_closed(const schema_t *s, const char *procedure, const char *status);
+/* Does assignment of case_no happen on entering this status (general and
+ * digital: "filed"; simple: "decided")? 1 yes, 0 no. */
+int schema_status_assigns_case_no(const schema_t *s, const char *procedure, const char *status);
+
+/* JSON-type check of one change object as sent in a push:
+ *   {"op":"create","record_id","type","at","fields":{...}}
+ *   {"op":"update","record_id","base_version","at","set":{...},"append":{"notes":[...]}}
+ *   {"op":"transition","record_id","base_version","at","to"}
+ *   {"op":"void","record_id","base_version","at","reason"}
+ * Checks op is one of the four, record_id matches ^[0-9A-Za-z_-]{8,64}$,
+ * base_version is a non-negative integer where required, `at` is a string when
+ * present, set/fields are objects, append is an object of arrays of objects,
+ * and each known field's value has the JSON type its schema type needs (number
+ * for number, object for object, array of strings for tags ...). Unknown
+ * fields are not a shape error (they are a value error). Returns 0 or
+ * SCHEMA_E_TYPE with err->path like "set.fine_amount". */
+int schema_check_shape(const schema_t *s, const cJSON *change, schema_err_t *err);
+
+/* Value rules for a create: `type` known, fields.procedure known and the
+ * category (if given) equal to the type's code, every field known and not
+ * server-set, every "required: create" field present, every value within its
+ * rules (length, pattern, enum, range, 2 decimals, RFC 3339 time, location
+ * bounds, list item shapes). `role` may write every field it sets (see
+ * schema_check_set). Returns 0 or SCHEMA_E_INVALID / SCHEMA_E_ROLE, path like
+ * "fields.grid". */
+int schema_check_create(const schema_t *s, const char *type, const cJSON *fields,
+                        schema_role_t role, schema_err_t *err);
+
+/* Value rules for `set` of one field by a role: the field is known, not
+ * server-set nor immutable nor an append list, its value within its rules, and
+ * the role may write it (fields with "write_min_role", e.g. fine_amount and
+ * disposition need an officer). `null` clears an optional field. Path is
+ * "set.<field>". */
+int schema_check_set(const schema_t *s, const char *field, const cJSON *value,
+                     schema_role_t role, schema_err_t *err);
+
+/* Value rules for items appended to an append-policy field: each item is an
+ * object with a string "id" (1..64 chars) and the item fields of the schema.
+ * Path is "append.<field>[i].<key>". */
+int schema_check_append(const schema_t *s, const char *field, const cJSON *items,
+                        schema_role_t role, schema_err_t *err);
+
+/* The lifecycle judgement for a transition of a record of `procedure` that is
+ * now in `current`, to `to`, by `role`, given the record's current fields.
+ * - `to` == `current`                                  -> JUDGE_NOOP
+ * - allowed from `current` and role may take it, guards hold -> JUDGE_APPLY
+ * - allowed from `current` but the role may not         -> JUDGE_ROLE
+ * - allowed, role ok, a field guard fails               -> JUDGE_GUARD (err names the field,
+ *   path "fields.<field>")
+ * - `to` lies on the main path before `current`          -> JUDGE_NOOP
+ * - `to` is reachable from a state the record already left (another branch,
+ *   e.g. not_filed while filed)                          -> JUDGE_CONFLICT
+ * - otherwise                                            -> JUDGE_FORBIDDEN
+ * A stronger role may take any transition a weaker one may, except the ones
+ * the schema marks exact (legal review: legal_reviewer only; supervisor only
+ * when the record is not is_major). Admin counts as supervisor for lifecycle.
+ * err is filled for JUDGE_ROLE, JUDGE_GUARD, JUDGE_FORBIDDEN. */
+schema_judgement_t schema_judge_transition(const schema_t *s, const char *procedure,
+                                           const char *current, const char *to,
+                                           schema_role_t role, const cJSON *fields,
+                                           schema_err_t *err);
+
+/* Deadlines (overdue): the number of days of deadline `name`, or -1. The
+ * whole table is in the schema text for clients. */
+int schema_deadline_days(const schema_t *s, const char *name);
+
+const char *schema_strerror(int code);
+
+#endif

@@ -1,0 +1,125 @@
+/* engine.c -- opening and closing the engine, and its error plumbing. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sync/engine.h"
+
+#ifndef CASESYNC_SCHEMA_PATH
+#define CASESYNC_SCHEMA_PATH "schema/casesync.json"
+#endif
+
+int sync_fail(sync_error_t *err, int code, const char *field, const char *fmt, ...) {
+    if (!err) return code;
+    err->code = code;
+    err->field[0] = 0;
+    if (field) snprintf(err->field, sizeof err->field, "%s", field);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *sync_strerror(int code) {
+    switch (code) {
+    case SYNC_OK: return "ok";
+    case SYNC_EBADREQ: return "bad request";
+    case SYNC_EBADJSON: return "malformed JSON";
+    case SYNC_EBADCURSOR: return "bad cursor";
+    case SYNC_EUNAUTH: return "not authenticated";
+    case SYNC_ECREDS: return "invalid credentials";
+    case SYNC_EREVOKED: return "device revoked";
+    case SYNC_EFORBIDDEN: return "forbidden";
+    case SYNC_EDEVICE: return "device mismatch";
+    case SYNC_ENOTFOUND: return "not found";
+    case SYNC_ECONFLICT: return "conflict";
+    case SYNC_EREUSED: return "changeset seq reused with another body";
+    case SYNC_EGAP: return "changeset seq out of order";
+    case SYNC_EEXPIRED: return "cursor expired";
+    case SYNC_ETOOLARGE: return "too large";
+    case SYNC_EINVALID: return "validation failed";
+    case SYNC_ERATE: return "too many requests";
+    case SYNC_EBUSY: return "unavailable";
+    case SYNC_ENOMEM: return "out of memory";
+    case SYNC_EIO: return "storage failure";
+    default: return "unknown error";
+    }
+}
+
+void sync_principal_clear(sync_principal_t *p) {
+    if (!p) return;
+    cJSON_Delete(p->user);
+    memset(p, 0, sizeof *p);
+    p->role = ROLE_NONE;
+}
+
+static void sync_defaults(sync_config_t *c) {
+    if (c->sync_window_days <= 0) c->sync_window_days = 30;
+    if (c->token_ttl_days <= 0) c->token_ttl_days = 90;
+    if (c->pbkdf2_iterations <= 0) c->pbkdf2_iterations = 210000;
+    if (c->max_changes <= 0) c->max_changes = 1000;
+    if (c->max_string <= 0) c->max_string = 65536;
+    if (c->login_max_failures <= 0) c->login_max_failures = 5;
+}
+
+int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
+    char path[1200], msg[512] = "";
+    schema_err_t serr = {0};
+    sync_t *s = NULL;
+    int rc;
+    *out = NULL;
+    if (!cfg || !cfg->data_dir || !*cfg->data_dir)
+        return sync_fail(err, SYNC_EBADREQ, "data_dir", "no data folder given");
+    s = calloc(1, sizeof *s);
+    if (!s) return sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+    s->cfg = *cfg;
+    sync_defaults(&s->cfg);
+    snprintf(s->data_dir, sizeof s->data_dir, "%s", cfg->data_dir);
+    s->cfg.data_dir = s->data_dir;
+    pthread_mutex_init(&s->login_mu, NULL);
+
+    /* The schema: an explicit path, else one shipped beside the data, else the built-in. */
+    const char *sp = cfg->schema_path;
+    if (!sp) {
+        snprintf(path, sizeof path, "%s/schema.json", cfg->data_dir);
+        sp = access(path, R_OK) == 0 ? path : CASESYNC_SCHEMA_PATH;
+    }
+    if (schema_load_file(sp, &s->schema, &serr) != 0) {
+        rc = sync_fail(err, SYNC_EIO, NULL, "schema %s: %s", sp, serr.message);
+        goto fail;
+    }
+    s->cfg.schema_path = NULL;
+    if (store_open(cfg->data_dir, cfg->map_size, cfg->read_only, &s->st, msg, sizeof msg) != 0) {
+        rc = sync_fail(err, SYNC_EIO, NULL, "%s", msg);
+        goto fail;
+    }
+    s->dbs = store_dbs(s->st);
+    *out = s;
+    return 0;
+fail:
+    schema_free(s->schema);
+    pthread_mutex_destroy(&s->login_mu);
+    free(s);
+    return rc;
+}
+
+void sync_shutdown(sync_t *s) {
+    if (!s) return;
+    s->shutting_down = 1;
+    store_shutdown(s->st);
+}
+
+void sync_close(sync_t *s) {
+    if (!s) return;
+    store_close(s->st);
+    schema_free(s->schema);
+    pthread_mutex_destroy(&s->login_mu);
+    free(s);
+}
+
+int sync_ready(sync_t *s) { return s && s->st && !s->shutting_down; }
+
+const schema_t *sync_schema(sync_t *s) { return s->schema; }

@@ -1,0 +1,56 @@
+/* engine.h -- what the modules of sync/ share: the engine struct and small
+ * utilities. Internal to sync/. */
+#ifndef CASESYNC_ENGINE_H
+#define CASESYNC_ENGINE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "sync/store.h"
+#include "sync/sync.h"
+
+/* Login failure limiter: a small table of (key -> failures, window start). */
+#define LOGIN_SLOTS 256
+typedef struct login_slot {
+    char key[128];
+    int failures;
+    int64_t first_ms;
+} login_slot_t;
+
+struct sync {
+    store_t *st;
+    const store_dbs_t *dbs;
+    schema_t *schema;
+    sync_config_t cfg;          /* defaults filled in */
+    char data_dir[1024];
+    pthread_mutex_t login_mu;
+    login_slot_t login[LOGIN_SLOTS];
+    int shutting_down;
+};
+
+/* ---- time (util.c) ---- */
+int64_t util_now_ms(void); /* CLOCK_REALTIME in ms */
+/* RFC 3339 UTC with milliseconds: "2026-11-22T08:15:30.123Z". buf >= 32. */
+char *util_fmt_time(int64_t ms, char *buf);
+/* Parses RFC 3339 (Z or +hh:mm offset, optional fraction). 0 or -1. */
+int util_parse_time(const char *s, int64_t *ms);
+
+/* ---- crypto (util.c, OpenSSL) ---- */
+void util_sha256_hex(const void *data, size_t len, char out[65]);
+/* n random bytes as 2n hex chars + NUL. 0 or -1. */
+int util_random_hex(size_t n, char *out);
+
+/* ---- JSON ---- */
+/* Compact text of v, malloc'd; NULL on OOM. */
+char *util_json_print(const cJSON *v);
+/* String member or NULL. */
+const char *util_json_str(const cJSON *obj, const char *key);
+/* Integer member: 0 and *out set, or -1 if absent / not an integer. */
+int util_json_int(const cJSON *obj, const char *key, int64_t *out);
+/* Does id match ^[0-9A-Za-z_-]{min,max}$ ? */
+int util_valid_id(const char *id, size_t min, size_t max);
+
+/* Role of a user object ("role" member). */
+schema_role_t util_user_role(const cJSON *user);
+
+#endif

@@ -1,0 +1,384 @@
+/* store.c -- the LMDB environment and the single writer (group commit). */
+#include "sync/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <pthread.h>
+
+#include "sync/sync.h"
+
+#define STORE_DEFAULT_MAP ((size_t)64 << 30) /* 64 GiB of address space, sparse on disk */
+#define STORE_MAX_DBS 32
+#define STORE_MAX_READERS 1024
+
+typedef struct store_job {
+    store_job_fn fn;
+    void *ctx;
+    int rc;
+    int done;
+    struct store_job *next;
+} store_job_t;
+
+struct store {
+    MDB_env *env;
+    store_dbs_t dbs;
+    int rdonly;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;  /* the writer waits here for jobs */
+    pthread_cond_t done_cv;  /* callers wait here for their job */
+    pthread_cond_t seq_cv;   /* long polls wait here for a newer seq */
+    store_job_t *head, *tail;
+    int stopping;            /* writer: finish the queue and exit */
+    int closed_for_writes;   /* store_shutdown(): refuse new jobs */
+    pthread_t writer;
+    int writer_started;
+    uint64_t committed_seq;
+    uint64_t pending_seq;    /* writer thread only */
+
+    /* Figures for operators: batches and jobs committed. */
+    uint64_t batches, jobs;
+};
+
+/* ---- keys ---------------------------------------------------------------- */
+
+void store_be64(unsigned char out[8], uint64_t v) {
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+uint64_t store_rd64(const unsigned char in[8]) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | in[i];
+    return v;
+}
+
+/* ---- the writer ------------------------------------------------------------ */
+
+/* Runs one batch: every job in its own nested transaction of one parent
+ * transaction, then one commit. Sets each job's rc. */
+static void store_run_batch(store_t *st, store_job_t *jobs) {
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc != 0) {
+        fprintf(stderr, "store: write txn: %s\n", mdb_strerror(rc));
+        for (store_job_t *j = jobs; j; j = j->next) j->rc = SYNC_EIO;
+        return;
+    }
+    int kept = 0;
+    for (store_job_t *j = jobs; j; j = j->next) {
+        MDB_txn *child = NULL;
+        rc = mdb_txn_begin(st->env, txn, 0, &child);
+        if (rc != 0) {
+            j->rc = SYNC_EIO;
+            continue;
+        }
+        j->rc = j->fn(child, j->ctx);
+        if (j->rc == 0) {
+            rc = mdb_txn_commit(child);
+            if (rc != 0) {
+                fprintf(stderr, "store: nested commit: %s\n", mdb_strerror(rc));
+                j->rc = SYNC_EIO;
+            } else {
+                kept++;
+            }
+        } else {
+            mdb_txn_abort(child);
+        }
+    }
+    if (kept == 0) {
+        mdb_txn_abort(txn);
+        return;
+    }
+    rc = mdb_txn_commit(txn); /* one fsync for the whole batch */
+    if (rc != 0) {
+        fprintf(stderr, "store: commit: %s\n", mdb_strerror(rc));
+        for (store_job_t *j = jobs; j; j = j->next)
+            if (j->rc == 0) j->rc = SYNC_EIO;
+    }
+}
+
+static void *store_writer_main(void *arg) {
+    store_t *st = arg;
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (!st->head && !st->stopping) pthread_cond_wait(&st->work_cv, &st->mu);
+        if (!st->head && st->stopping) break;
+        store_job_t *batch = st->head;
+        st->head = st->tail = NULL;
+        pthread_mutex_unlock(&st->mu);
+
+        store_run_batch(st, batch);
+
+        pthread_mutex_lock(&st->mu);
+        st->batches++;
+        for (store_job_t *j = batch; j; j = j->next) {
+            j->done = 1;
+            st->jobs++;
+        }
+        if (st->pending_seq > st->committed_seq) {
+            st->committed_seq = st->pending_seq;
+            pthread_cond_broadcast(&st->seq_cv);
+        }
+        pthread_cond_broadcast(&st->done_cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+int store_write(store_t *st, store_job_fn fn, void *ctx) {
+    if (st->rdonly) return SYNC_EIO;
+    store_job_t job = {.fn = fn, .ctx = ctx, .rc = 0, .done = 0, .next = NULL};
+    pthread_mutex_lock(&st->mu);
+    if (st->closed_for_writes) {
+        pthread_mutex_unlock(&st->mu);
+        return SYNC_EBUSY;
+    }
+    if (st->tail)
+        st->tail->next = &job;
+    else
+        st->head = &job;
+    st->tail = &job;
+    pthread_cond_signal(&st->work_cv);
+    while (!job.done) pthread_cond_wait(&st->done_cv, &st->mu);
+    pthread_mutex_unlock(&st->mu);
+    return job.rc;
+}
+
+void store_note_seq(store_t *st, uint64_t seq) {
+    /* Writer thread only: published to readers after the batch commits. */
+    if (seq > st->pending_seq) st->pending_seq = seq;
+}
+
+uint64_t store_committed_seq(store_t *st) {
+    pthread_mutex_lock(&st->mu);
+    uint64_t v = st->committed_seq;
+    pthread_mutex_unlock(&st->mu);
+    return v;
+}
+
+void store_wait_newer(store_t *st, uint64_t seen, int64_t deadline_ms) {
+    struct timespec ts = {.tv_sec = deadline_ms / 1000, .tv_nsec = (long)(deadline_ms % 1000) * 1000000L};
+    pthread_mutex_lock(&st->mu);
+    while (st->committed_seq <= seen && !st->closed_for_writes) {
+        if (pthread_cond_timedwait(&st->seq_cv, &st->mu, &ts) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* ---- open / close ---------------------------------------------------------- */
+
+static int store_open_dbi(MDB_txn *txn, const char *name, unsigned flags, MDB_dbi *dbi) {
+    return mdb_dbi_open(txn, name, flags, dbi);
+}
+
+int store_open(const char *dir, size_t map_size, int rdonly, store_t **out, char *errbuf, size_t errlen) {
+    store_t *st = NULL;
+    MDB_txn *txn = NULL;
+    int rc;
+    *out = NULL;
+
+    if (!rdonly && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(errbuf, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return SYNC_EIO;
+    }
+    st = calloc(1, sizeof *st);
+    if (!st) return SYNC_ENOMEM;
+    st->rdonly = rdonly;
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->work_cv, NULL);
+    pthread_cond_init(&st->done_cv, NULL);
+    pthread_cond_init(&st->seq_cv, NULL);
+
+    if ((rc = mdb_env_create(&st->env)) != 0) goto fail;
+    mdb_env_set_maxdbs(st->env, STORE_MAX_DBS);
+    mdb_env_set_maxreaders(st->env, STORE_MAX_READERS);
+    mdb_env_set_mapsize(st->env, map_size ? map_size : STORE_DEFAULT_MAP);
+    /* MDB_NOTLS: read transactions are not bound to threads (civetweb pools them). */
+    rc = mdb_env_open(st->env, dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600);
+    if (rc != 0) goto fail;
+    int dead = 0;
+    mdb_reader_check(st->env, &dead); /* readers left by a killed process */
+
+    if ((rc = mdb_txn_begin(st->env, NULL, rdonly ? MDB_RDONLY : 0, &txn)) != 0) goto fail;
+    unsigned cf = rdonly ? 0 : MDB_CREATE;
+    struct {
+        const char *name;
+        MDB_dbi *dbi;
+    } dbs[] = {
+        {"meta", &st->dbs.meta},           {"users", &st->dbs.users},
+        {"usernames", &st->dbs.usernames}, {"tokens", &st->dbs.tokens},
+        {"devices", &st->dbs.devices},     {"records", &st->dbs.records},
+        {"log", &st->dbs.log},             {"record_log", &st->dbs.record_log},
+        {"feeds", &st->dbs.feeds},         {"changesets", &st->dbs.changesets},
+        {"conflicts", &st->dbs.conflicts}, {"rejections", &st->dbs.rejections},
+        {"closed", &st->dbs.closed},
+    };
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        if ((rc = store_open_dbi(txn, dbs[i].name, cf, dbs[i].dbi)) != 0) {
+            if (rdonly && rc == MDB_NOTFOUND) {
+                snprintf(errbuf, errlen, "%s holds no casesync store", dir);
+                mdb_txn_abort(txn);
+                txn = NULL;
+                goto fail_msg;
+            }
+            goto fail;
+        }
+    }
+    st->committed_seq = store_meta_u64(txn, &st->dbs, "seq");
+    st->pending_seq = st->committed_seq;
+    if (rdonly)
+        mdb_txn_abort(txn);
+    else if ((rc = mdb_txn_commit(txn)) != 0) {
+        txn = NULL;
+        goto fail;
+    }
+    txn = NULL;
+
+    if (!rdonly) {
+        if (pthread_create(&st->writer, NULL, store_writer_main, st) != 0) {
+            snprintf(errbuf, errlen, "cannot start the writer thread");
+            goto fail_msg;
+        }
+        st->writer_started = 1;
+    }
+    *out = st;
+    return 0;
+
+fail:
+    snprintf(errbuf, errlen, "store %s: %s", dir, mdb_strerror(rc));
+fail_msg:
+    if (txn) mdb_txn_abort(txn);
+    if (st->env) mdb_env_close(st->env);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->work_cv);
+    pthread_cond_destroy(&st->done_cv);
+    pthread_cond_destroy(&st->seq_cv);
+    free(st);
+    return SYNC_EIO;
+}
+
+void store_shutdown(store_t *st) {
+    if (!st) return;
+    pthread_mutex_lock(&st->mu);
+    st->closed_for_writes = 1;
+    pthread_cond_broadcast(&st->seq_cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+void store_close(store_t *st) {
+    if (!st) return;
+    if (st->writer_started) {
+        pthread_mutex_lock(&st->mu);
+        st->stopping = 1;
+        pthread_cond_signal(&st->work_cv);
+        pthread_mutex_unlock(&st->mu);
+        pthread_join(st->writer, NULL);
+    }
+    mdb_env_close(st->env);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->work_cv);
+    pthread_cond_destroy(&st->done_cv);
+    pthread_cond_destroy(&st->seq_cv);
+    free(st);
+}
+
+const store_dbs_t *store_dbs(const store_t *st) { return &st->dbs; }
+MDB_env *store_env(const store_t *st) { return st->env; }
+
+void store_stats(store_t *st, uint64_t *batches, uint64_t *jobs) {
+    pthread_mutex_lock(&st->mu);
+    *batches = st->batches;
+    *jobs = st->jobs;
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* ---- transactions and values ------------------------------------------------ */
+
+int store_read_begin(store_t *st, MDB_txn **txn) {
+    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn);
+    if (rc != 0) {
+        *txn = NULL;
+        fprintf(stderr, "store: read txn: %s\n", mdb_strerror(rc));
+        return SYNC_EIO;
+    }
+    return 0;
+}
+
+void store_read_end(MDB_txn *txn) {
+    if (txn) mdb_txn_abort(txn);
+}
+
+int store_get_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, char **out, size_t *outlen) {
+    MDB_val k = {klen, (void *)key}, v;
+    *out = NULL;
+    if (outlen) *outlen = 0;
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == MDB_NOTFOUND) return SYNC_ENOTFOUND;
+    if (rc != 0) return SYNC_EIO;
+    char *copy = malloc(v.mv_size + 1);
+    if (!copy) return SYNC_ENOMEM;
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[v.mv_size] = 0;
+    *out = copy;
+    if (outlen) *outlen = v.mv_size;
+    return 0;
+}
+
+int store_get_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, cJSON **out) {
+    MDB_val k = {klen, (void *)key}, v;
+    *out = NULL;
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == MDB_NOTFOUND) return SYNC_ENOTFOUND;
+    if (rc != 0) return SYNC_EIO;
+    *out = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+    return *out ? 0 : SYNC_EIO;
+}
+
+int store_put_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const void *val, size_t vlen) {
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int rc = mdb_put(txn, dbi, &k, &v, 0);
+    if (rc != 0) {
+        fprintf(stderr, "store: put: %s\n", mdb_strerror(rc));
+        return SYNC_EIO;
+    }
+    return 0;
+}
+
+int store_put_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const cJSON *v) {
+    char *text = cJSON_PrintUnformatted(v);
+    if (!text) return SYNC_ENOMEM;
+    int rc = store_put_raw(txn, dbi, key, klen, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+int store_del(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen) {
+    MDB_val k = {klen, (void *)key};
+    int rc = mdb_del(txn, dbi, &k, NULL);
+    if (rc == MDB_NOTFOUND) return SYNC_ENOTFOUND;
+    return rc == 0 ? 0 : SYNC_EIO;
+}
+
+uint64_t store_meta_u64(MDB_txn *txn, const store_dbs_t *dbs, const char *name) {
+    MDB_val k = {strlen(name), (void *)name}, v;
+    if (mdb_get(txn, dbs->meta, &k, &v) != 0 || v.mv_size != 8) return 0;
+    return store_rd64(v.mv_data);
+}
+
+int store_meta_put_u64(MDB_txn *txn, const store_dbs_t *dbs, const char *name, uint64_t val) {
+    unsigned char b[8];
+    store_be64(b, val);
+    return store_put_raw(txn, dbs->meta, name, strlen(name), b, 8);
+}
+
+uint64_t store_meta_next(MDB_txn *txn, const store_dbs_t *dbs, const char *name) {
+    uint64_t v = store_meta_u64(txn, dbs, name) + 1;
+    return store_meta_put_u64(txn, dbs, name, v) == 0 ? v : 0;
+}

@@ -1,0 +1,96 @@
+/* store.h -- the LMDB environment, its named databases, and the one writer.
+ *
+ * Internal to sync/: server/ never sees LMDB. One environment per process.
+ * Every write goes through store_write(): the calling thread queues a job and
+ * sleeps; the writer thread takes every queued job, runs each in a nested
+ * transaction of one write transaction (a job that fails aborts only itself),
+ * commits once (one fsync) and then wakes each caller. Read transactions are
+ * short and never held across network I/O.
+ *
+ * Key layout (big-endian integers, so byte order is numeric order):
+ *   meta        name                       -> value (text or BE64)
+ *   users       user id                    -> user JSON (incl. password hash)
+ *   usernames   username                   -> user id
+ *   tokens      sha256(token) hex          -> {"user_id","device_id","expires_at"}
+ *   devices     device id                  -> device JSON (incl. next_changeset_seq)
+ *   records     record id                  -> record JSON with per-field meta
+ *   log         BE64 seq                   -> audit entry JSON (hash-chained)
+ *   record_log  record id 0x00 BE64 seq    -> ""
+ *   feeds       feed key 0x00 BE64 seq     -> flag byte ('i' in, 'l' left) + record id
+ *   changesets  device id 0x00 BE64 cs_seq -> {"hash","answer"}
+ *   conflicts   conflict id                -> conflict JSON
+ *   rejections  BE64 n                     -> rejection JSON
+ *   closed      BE64 closed_at_ms 0x00 id  -> ""   (sync window expiry)
+ */
+#ifndef CASESYNC_STORE_H
+#define CASESYNC_STORE_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+typedef struct store store_t;
+
+typedef struct store_dbs {
+    MDB_dbi meta, users, usernames, tokens, devices, records, log, record_log, feeds, changesets,
+        conflicts, rejections, closed;
+} store_dbs_t;
+
+/* Opens or creates the environment in dir (created when missing). rdonly
+ * opens it for reading only, without a writer. Returns 0 or SYNC_EIO. */
+int store_open(const char *dir, size_t map_size, int rdonly, store_t **out, char *errbuf, size_t errlen);
+/* Stops the writer after the queued jobs and closes the environment. NULL ok. */
+void store_close(store_t *st);
+/* From now on store_write() answers SYNC_EBUSY. */
+void store_shutdown(store_t *st);
+
+const store_dbs_t *store_dbs(const store_t *st);
+MDB_env *store_env(const store_t *st);
+
+/* A write job: runs inside the writer thread with a (nested) write txn.
+ * Returns 0 to keep its writes or a negative SYNC_E* to discard them; the
+ * code is handed back by store_write(). It must not block on anything but
+ * LMDB, and must not keep pointers into LMDB values past its return. */
+typedef int (*store_job_fn)(MDB_txn *txn, void *ctx);
+
+/* Queues fn, waits until its transaction is durably committed (or discarded),
+ * and returns fn's code; SYNC_EIO when the commit failed, SYNC_EBUSY after
+ * shutdown. */
+int store_write(store_t *st, store_job_fn fn, void *ctx);
+
+/* A read-only transaction; end it with store_read_end() (accepts NULL). */
+int store_read_begin(store_t *st, MDB_txn **txn);
+void store_read_end(MDB_txn *txn);
+
+/* The highest seq committed so far and a wait for a newer one: returns when
+ * the committed seq exceeds `seen`, when deadline_ms (CLOCK_REALTIME ms)
+ * passes, or after store_shutdown(). */
+uint64_t store_committed_seq(store_t *st);
+void store_wait_newer(store_t *st, uint64_t seen, int64_t deadline_ms);
+/* Called by a job that advanced the global seq (takes effect at commit). */
+void store_note_seq(store_t *st, uint64_t seq);
+/* Batches and jobs committed since open (group-commit figures). */
+void store_stats(store_t *st, uint64_t *batches, uint64_t *jobs);
+
+/* ---- value helpers (all copy out of LMDB) ---- */
+
+/* Reads and parses a JSON value. 0, SYNC_ENOTFOUND or SYNC_EIO; *out owned by caller. */
+int store_get_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, cJSON **out);
+/* Serialises v compactly and puts it. 0 or SYNC_EIO. */
+int store_put_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const cJSON *v);
+/* Raw get into a malloc'd copy (NUL-terminated for convenience). */
+int store_get_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, char **out, size_t *outlen);
+int store_put_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const void *val, size_t vlen);
+int store_del(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen);
+
+/* meta counters (BE64 values), e.g. "seq", "conflict_id", "rejection_id". */
+uint64_t store_meta_u64(MDB_txn *txn, const store_dbs_t *dbs, const char *name);
+int store_meta_put_u64(MDB_txn *txn, const store_dbs_t *dbs, const char *name, uint64_t v);
+/* Increments and returns the new value (first call returns 1). 0 on failure. */
+uint64_t store_meta_next(MDB_txn *txn, const store_dbs_t *dbs, const char *name);
+
+void store_be64(unsigned char out[8], uint64_t v);
+uint64_t store_rd64(const unsigned char in[8]);
+
+#endif

@@ -1,0 +1,151 @@
+/* sync.h -- the casesync engine: store, identity, changesets, merge, feeds,
+ * audit. No HTTP in here: server/ maps requests onto these calls.
+ *
+ * Caveats:
+ * - Every call returns 0 or a negative SYNC_E* code, and on failure fills the
+ *   sync_error_t (when not NULL) with a message, the field at fault and extra
+ *   data some codes carry (`expected` for SYNC_EGAP, `wipe` for SYNC_EREVOKED,
+ *   `retry_after` for SYNC_ERATE). Out-parameters are NULL on failure.
+ * - A call that answers with JSON hands back a malloc'd NUL-terminated string
+ *   in *out; the caller frees it with free().
+ * - sync_t is thread-safe: any number of threads may call it at once. Writes
+ *   go through one writer thread that commits the queued work of many callers
+ *   in one LMDB transaction (group commit); a write call returns only after
+ *   its commit is durable.
+ * - sync_pull() with wait > 0 blocks the calling thread up to that long.
+ */
+#ifndef CASESYNC_SYNC_H
+#define CASESYNC_SYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "schema/schema.h"
+
+typedef struct sync sync_t;
+
+enum {
+    SYNC_OK = 0,
+    SYNC_EBADREQ = -1,     /* 400 bad_request: bad query, missing parts */
+    SYNC_EBADJSON = -2,    /* 400 bad_json */
+    SYNC_EBADCURSOR = -3,  /* 400 bad_cursor */
+    SYNC_EUNAUTH = -4,     /* 401 unauthenticated */
+    SYNC_ECREDS = -5,      /* 401 invalid_credentials */
+    SYNC_EREVOKED = -6,    /* 401 device_revoked (+ wipe) */
+    SYNC_EFORBIDDEN = -7,  /* 403 forbidden: role or scope */
+    SYNC_EDEVICE = -8,     /* 403 device_mismatch: body device is not the token's */
+    SYNC_ENOTFOUND = -9,   /* 404 not_found */
+    SYNC_ECONFLICT = -10,  /* 409 conflict: state clash (user exists ...) */
+    SYNC_EREUSED = -11,    /* 409 changeset_reused */
+    SYNC_EGAP = -12,       /* 409 changeset_gap (+ expected) */
+    SYNC_EEXPIRED = -13,   /* 410 cursor_expired */
+    SYNC_ETOOLARGE = -14,  /* 413 too_large */
+    SYNC_EINVALID = -15,   /* 422 validation_failed */
+    SYNC_ERATE = -16,      /* 429 too_many_requests (+ retry_after) */
+    SYNC_EBUSY = -17,      /* 503 unavailable: shutting down (+ retry_after) */
+    SYNC_ENOMEM = -18,     /* 503 out of memory */
+    SYNC_EIO = -19         /* 500 storage failure: never caused by a client */
+};
+
+typedef struct sync_error {
+    int code;
+    char message[256];
+    char field[256];
+    long long expected;
+    int wipe;
+    int retry_after;
+} sync_error_t;
+
+typedef struct sync_config {
+    const char *data_dir;       /* required */
+    const char *schema_path;    /* NULL: <data_dir>/schema.json if present, else the built-in path */
+    size_t map_size;            /* LMDB map size in bytes; 0: 64 GiB */
+    int sync_window_days;       /* 0: 30 */
+    int token_ttl_days;         /* 0: 90 */
+    int pbkdf2_iterations;      /* 0: 210000 */
+    int max_changes;            /* 0: 1000 changes per changeset */
+    int max_string;             /* 0: 65536 bytes per string field */
+    int login_max_failures;     /* 0: 5 failures in 15 minutes, then 429 */
+    int read_only;              /* open for reading only (command-line checks) */
+} sync_config_t;
+
+/* Who is calling, as sync_authenticate() found from the bearer token. Plain
+ * data owned by the caller; sync_principal_clear() frees `user`. */
+typedef struct sync_principal {
+    char user_id[64];
+    char username[64];
+    char device_id[80];
+    char unit[64];
+    schema_role_t role;
+    cJSON *user;                /* the stored user object (id, name, role, unit, grids, grants_version) */
+    char token_hash[65];
+} sync_principal_t;
+
+/* ---- life cycle -------------------------------------------------------- */
+
+/* Opens (creating when missing) the store in cfg->data_dir and starts the
+ * writer thread. *out owns the engine until sync_close(). */
+int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err);
+/* Wakes every long poll and makes new writes answer SYNC_EBUSY. */
+void sync_shutdown(sync_t *s);
+/* Drains the writer, stops it, closes the store. Accepts NULL. */
+void sync_close(sync_t *s);
+/* 1 when the store is open and the writer accepts work. */
+int sync_ready(sync_t *s);
+const schema_t *sync_schema(sync_t *s);
+const char *sync_strerror(int code);
+void sync_principal_clear(sync_principal_t *p);
+
+/* ---- identity (sync/identity.c) ------------------------------------------ */
+
+/* body: {"username","password","device_id","device_name"?,"app_version"?}.
+ * client_key: who is trying (address), for the failure limit. */
+int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out, sync_error_t *err);
+int sync_logout(sync_t *s, const sync_principal_t *p, sync_error_t *err);
+/* Finds the principal of a bearer token: SYNC_EUNAUTH for an unknown or
+ * expired token or a disabled user, SYNC_EREVOKED (+wipe) for a revoked device. */
+int sync_authenticate(sync_t *s, const char *token, sync_principal_t *out, sync_error_t *err);
+/* {"user":{...},"device":{...}} */
+int sync_me(sync_t *s, const sync_principal_t *p, char **out, sync_error_t *err);
+/* Admin: body {"username","password","name"?,"role","unit","grids"?} -> the user. */
+int sync_user_create(sync_t *s, const sync_principal_t *p, const cJSON *body, char **out, sync_error_t *err);
+int sync_user_list(sync_t *s, const sync_principal_t *p, char **out, sync_error_t *err);
+/* Admin: body may hold role, unit, grids, password, disabled, name. A change of
+ * role, unit or grids bumps the user's grants_version (pull handles it). */
+int sync_user_update(sync_t *s, const sync_principal_t *p, const char *user_id, const cJSON *body,
+                     char **out, sync_error_t *err);
+/* Command-line form: no principal needed. */
+int sync_user_add(sync_t *s, const char *username, const char *password, const char *role,
+                  const char *unit, const char *grids_csv, const char *name, char **out, sync_error_t *err);
+int sync_user_list_all(sync_t *s, char **out, sync_error_t *err);
+
+/* ---- sync (sync/push.c, sync/pull.c) --------------------------------------- */
+
+/* body: the changeset. *replay is set to 1 when the answer is a stored one. */
+int sync_push(sync_t *s, const sync_principal_t *p, const cJSON *body, char **out, int *replay,
+              sync_error_t *err);
+/* cursor: NULL or "" for a full pull. limit 1..1000, wait 0..60 seconds. */
+int sync_pull(sync_t *s, const sync_principal_t *p, const char *cursor, int limit, int wait,
+              char **out, sync_error_t *err);
+/* body: {"records":[["id",version],...]} -> {"missing","stale","extra"} */
+int sync_check(sync_t *s, const sync_principal_t *p, const cJSON *body, char **out, sync_error_t *err);
+
+/* ---- cases, conflicts, audit (sync/cases.c) ------------------------------- */
+
+int sync_case_get(sync_t *s, const sync_principal_t *p, const char *id, char **out, sync_error_t *err);
+int sync_case_history(sync_t *s, const sync_principal_t *p, const char *id, char **out, sync_error_t *err);
+/* state: "open", "resolved" or NULL for both. -> {"items":[...]} */
+int sync_conflicts(sync_t *s, const sync_principal_t *p, const char *state, char **out, sync_error_t *err);
+/* body {"value":...,"note":"..."} -> the conflict, resolved. */
+int sync_conflict_resolve(sync_t *s, const sync_principal_t *p, const char *id, const cJSON *body,
+                          char **out, sync_error_t *err);
+/* -> {"items":[...]} */
+int sync_rejections(sync_t *s, const sync_principal_t *p, char **out, sync_error_t *err);
+/* -> {"ok":bool,"entries":n,"head":"hex"}; 0 even when not ok. */
+int sync_audit_verify(sync_t *s, char **out, sync_error_t *err);
+
+/* Fills err and returns code: the one way errors are made. */
+int sync_fail(sync_error_t *err, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

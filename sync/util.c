@@ -1,0 +1,134 @@
+/* util.c -- time, crypto and JSON helpers shared by the modules of sync/. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "sync/engine.h"
+
+int64_t util_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char *util_fmt_time(int64_t ms, char *buf) {
+    time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int frac = (int)(ms - (int64_t)secs * 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    return buf;
+}
+
+/* Reads exactly n digits. */
+static int util_digits(const char **p, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i])) return -1;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+int util_parse_time(const char *s, int64_t *ms) {
+    int Y, M, D, h, m, sec, frac = 0;
+    const char *p = s;
+    if (!s) return -1;
+    if (util_digits(&p, 4, &Y) || *p++ != '-' || util_digits(&p, 2, &M) || *p++ != '-' ||
+        util_digits(&p, 2, &D) || (*p != 'T' && *p != 't' && *p != ' '))
+        return -1;
+    p++;
+    if (util_digits(&p, 2, &h) || *p++ != ':' || util_digits(&p, 2, &m) || *p++ != ':' ||
+        util_digits(&p, 2, &sec))
+        return -1;
+    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return -1;
+    if (*p == '.') {
+        p++;
+        int n = 0;
+        while (isdigit((unsigned char)*p)) {
+            if (n < 3) frac = frac * 10 + (*p - '0');
+            n++;
+            p++;
+        }
+        if (n == 0) return -1;
+        for (; n < 3; n++) frac *= 10;
+    }
+    int offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1, oh, om;
+        if (util_digits(&p, 2, &oh) || *p++ != ':' || util_digits(&p, 2, &om) || oh > 23 || om > 59)
+            return -1;
+        offset = sign * (oh * 60 + om);
+    } else {
+        return -1;
+    }
+    if (*p) return -1;
+    struct tm tm = {0};
+    tm.tm_year = Y - 1900;
+    tm.tm_mon = M - 1;
+    tm.tm_mday = D;
+    tm.tm_hour = h;
+    tm.tm_min = m;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    *ms = ((int64_t)t - (int64_t)offset * 60) * 1000 + frac;
+    return 0;
+}
+
+void util_sha256_hex(const void *data, size_t len, char out[65]) {
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", md[i]);
+    out[64] = 0;
+}
+
+int util_random_hex(size_t n, char *out) {
+    unsigned char buf[64];
+    if (n > sizeof buf || RAND_bytes(buf, (int)n) != 1) return -1;
+    for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", buf[i]);
+    out[2 * n] = 0;
+    return 0;
+}
+
+char *util_json_print(const cJSON *v) { return cJSON_PrintUnformatted(v); }
+
+const char *util_json_str(const cJSON *obj, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int util_json_int(const cJSON *obj, const char *key, int64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (d != (double)(int64_t)d || d < -9007199254740992.0 || d > 9007199254740992.0) return -1;
+    *out = (int64_t)d;
+    return 0;
+}
+
+int util_valid_id(const char *id, size_t min, size_t max) {
+    if (!id) return 0;
+    size_t n = strlen(id);
+    if (n < min || n > max) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!isalnum(c) && c != '_' && c != '-') return 0;
+    }
+    return 1;
+}
+
+schema_role_t util_user_role(const cJSON *user) {
+    const char *r = util_json_str(user, "role");
+    return r ? schema_role_parse(r) : ROLE_NONE;
+}
