@@ -1,0 +1,292 @@
+/* record.c -- the stored case record: feeds, visibility, views, field meta. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/record.h"
+
+/* ---- feed sets -------------------------------------------------------------- */
+
+static void feed_add(feed_set_t *fs, const char *fmt, const char *a, const char *b) {
+    if (fs->n >= FEEDS_MAX) return;
+    char buf[FEED_KEY_MAX];
+    int n = b ? snprintf(buf, sizeof buf, fmt, a, b) : snprintf(buf, sizeof buf, fmt, a);
+    if (n < 0 || n >= (int)sizeof buf || feed_set_has(fs, buf)) return;
+    memcpy(fs->key[fs->n++], buf, (size_t)n + 1);
+}
+
+int feed_set_has(const feed_set_t *fs, const char *key) {
+    for (int i = 0; i < fs->n; i++)
+        if (strcmp(fs->key[i], key) == 0) return 1;
+    return 0;
+}
+
+void record_feeds(const cJSON *rec, feed_set_t *out) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "fields");
+    const char *unit = util_json_str(f, "unit"), *grid = util_json_str(f, "grid");
+    const char *assignee = util_json_str(f, "assignee"), *creator = util_json_str(rec, "created_by");
+    out->n = 0;
+    feed_add(out, "*", "", NULL);
+    if (unit) feed_add(out, "u:%s", unit, NULL);
+    if (unit && grid) feed_add(out, "g:%s:%s", unit, grid);
+    if (assignee) feed_add(out, "a:%s", assignee, NULL);
+    if (creator) feed_add(out, "c:%s", creator, NULL);
+}
+
+void user_feeds(const char *user_id, schema_role_t role, const char *unit, const cJSON *grids,
+                feed_set_t *out) {
+    out->n = 0;
+    if (role == ROLE_ADMIN) {
+        feed_add(out, "*", "", NULL);
+        return;
+    }
+    if (role == ROLE_SUPERVISOR || role == ROLE_LEGAL_REVIEWER) {
+        feed_add(out, "u:%s", unit, NULL);
+        return;
+    }
+    const cJSON *g;
+    cJSON_ArrayForEach(g, grids) {
+        if (cJSON_IsString(g)) feed_add(out, "g:%s:%s", unit, g->valuestring);
+    }
+    feed_add(out, "a:%s", user_id, NULL);
+    feed_add(out, "c:%s", user_id, NULL);
+}
+
+/* ---- visibility -------------------------------------------------------------- */
+
+static int json_list_has(const cJSON *list, const char *s) {
+    const cJSON *x;
+    cJSON_ArrayForEach(x, list) {
+        if (cJSON_IsString(x) && strcmp(x->valuestring, s) == 0) return 1;
+    }
+    return 0;
+}
+
+int record_visible(const cJSON *user, const cJSON *rec, int64_t now_ms, int64_t window_ms, int window) {
+    schema_role_t role = util_user_role(user);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "fields");
+    const char *uunit = util_json_str(user, "unit"), *uid = util_json_str(user, "id");
+    const char *unit = util_json_str(f, "unit"), *grid = util_json_str(f, "grid");
+    const char *assignee = util_json_str(f, "assignee"), *creator = util_json_str(rec, "created_by");
+    if (role == ROLE_ADMIN) return 1;
+    if (!uunit || !uid) return 0;
+    int unit_match = unit && strcmp(unit, uunit) == 0;
+    if (role == ROLE_SUPERVISOR || role == ROLE_LEGAL_REVIEWER) return unit_match;
+    if (role != ROLE_OFFICER && role != ROLE_AUXILIARY) return 0;
+    int in = (unit_match && grid && json_list_has(cJSON_GetObjectItemCaseSensitive(user, "grids"), grid)) ||
+             (assignee && strcmp(assignee, uid) == 0) || (creator && strcmp(creator, uid) == 0);
+    if (!in) return 0;
+    if (window) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(rec, "closed_at");
+        if (cJSON_IsNumber(c) && (int64_t)c->valuedouble + window_ms < now_ms) return 0;
+    }
+    return 1;
+}
+
+/* ---- storing: record, feeds, closed index ------------------------------------- */
+
+static void json_set_num(cJSON *o, const char *key, double v) {
+    cJSON_DeleteItemFromObjectCaseSensitive(o, key);
+    cJSON_AddNumberToObject(o, key, v);
+}
+
+static size_t feed_entry_key(unsigned char *buf, const char *key, uint64_t seq) {
+    size_t n = strlen(key);
+    memcpy(buf, key, n);
+    buf[n] = 0;
+    store_be64(buf + n + 1, seq);
+    return n + 9;
+}
+
+static int feed_put(MDB_txn *txn, const store_dbs_t *dbs, const char *key, uint64_t seq, char flag,
+                    const char *id) {
+    unsigned char k[FEED_KEY_MAX + 9];
+    char v[80];
+    size_t idn = strlen(id);
+    if (idn > sizeof v - 1) return SYNC_EIO;
+    v[0] = flag;
+    memcpy(v + 1, id, idn);
+    return store_put_raw(txn, dbs->feeds, k, feed_entry_key(k, key, seq), v, idn + 1);
+}
+
+static int feed_del(MDB_txn *txn, const store_dbs_t *dbs, const char *key, uint64_t seq) {
+    unsigned char k[FEED_KEY_MAX + 9];
+    int rc = store_del(txn, dbs->feeds, k, feed_entry_key(k, key, seq));
+    return rc == SYNC_ENOTFOUND ? 0 : rc;
+}
+
+static size_t closed_key(unsigned char *buf, int64_t at, const char *id) {
+    size_t n = strlen(id);
+    store_be64(buf, (uint64_t)at);
+    buf[8] = 0;
+    memcpy(buf + 9, id, n);
+    return n + 9;
+}
+
+int record_store(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, uint64_t seq, int64_t prev_closed_at) {
+    const char *id = util_json_str(rec, "id");
+    feed_set_t now;
+    int rc = 0;
+    if (!id) return SYNC_EIO;
+    record_feeds(rec, &now);
+    cJSON *feeds = cJSON_GetObjectItemCaseSensitive(rec, "feeds");
+    if (!feeds) feeds = cJSON_AddObjectToObject(rec, "feeds");
+    cJSON *e;
+    cJSON_ArrayForEach(e, feeds) {
+        uint64_t oseq = (uint64_t)cJSON_GetArrayItem(e, 0)->valuedouble;
+        int left = cJSON_GetArrayItem(e, 1)->valueint;
+        int in_now = feed_set_has(&now, e->string);
+        if (left && !in_now) continue; /* an old "left" entry stays where it is */
+        if ((rc = feed_del(txn, dbs, e->string, oseq)) != 0) return rc;
+        if ((rc = feed_put(txn, dbs, e->string, seq, in_now ? 'i' : 'l', id)) != 0) return rc;
+        cJSON_ReplaceItemInArray(e, 0, cJSON_CreateNumber((double)seq));
+        cJSON_ReplaceItemInArray(e, 1, cJSON_CreateNumber(in_now ? 0 : 1));
+        if (left && in_now) json_set_num(rec, "scope_seq", (double)seq);
+    }
+    for (int i = 0; i < now.n; i++) {
+        if (cJSON_GetObjectItemCaseSensitive(feeds, now.key[i])) continue;
+        if ((rc = feed_put(txn, dbs, now.key[i], seq, 'i', id)) != 0) return rc;
+        cJSON *pair = cJSON_CreateArray();
+        cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)seq));
+        cJSON_AddItemToArray(pair, cJSON_CreateNumber(0));
+        cJSON_AddItemToObject(feeds, now.key[i], pair);
+        json_set_num(rec, "scope_seq", (double)seq);
+    }
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(rec, "closed_at");
+    int64_t closed_at = cJSON_IsNumber(c) ? (int64_t)c->valuedouble : 0;
+    if (closed_at != prev_closed_at) {
+        unsigned char k[8 + 1 + 80];
+        if (prev_closed_at) {
+            rc = store_del(txn, dbs->closed, k, closed_key(k, prev_closed_at, id));
+            if (rc != 0 && rc != SYNC_ENOTFOUND) return rc;
+        }
+        if (closed_at && (rc = store_put_raw(txn, dbs->closed, k, closed_key(k, closed_at, id), "", 0)) != 0)
+            return rc;
+    }
+    return store_put_json(txn, dbs->records, id, strlen(id), rec);
+}
+
+int record_load(MDB_txn *txn, const store_dbs_t *dbs, const char *id, cJSON **out) {
+    return store_get_json(txn, dbs->records, id, strlen(id), out);
+}
+
+/* ---- field meta --------------------------------------------------------------- */
+
+static const cJSON *record_meta(const cJSON *rec, const char *field) {
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fm"), field);
+}
+
+int64_t record_meta_version(const cJSON *rec, const char *field) {
+    const cJSON *m = record_meta(rec, field);
+    return m ? (int64_t)cJSON_GetArrayItem(m, 0)->valuedouble : 0;
+}
+
+static uint64_t record_meta_seq(const cJSON *rec, const char *field) {
+    const cJSON *m = record_meta(rec, field);
+    return m ? (uint64_t)cJSON_GetArrayItem(m, 1)->valuedouble : 0;
+}
+
+const char *record_meta_device(const cJSON *rec, const char *field) {
+    const cJSON *m = record_meta(rec, field);
+    const cJSON *d = m ? cJSON_GetArrayItem(m, 2) : NULL;
+    return cJSON_IsString(d) ? d->valuestring : "";
+}
+
+int64_t record_meta_at(const cJSON *rec, const char *field) {
+    const cJSON *m = record_meta(rec, field);
+    return m ? (int64_t)cJSON_GetArrayItem(m, 3)->valuedouble : 0;
+}
+
+void record_set_meta(cJSON *rec, const char *field, int64_t version, uint64_t seq, const char *device,
+                     int64_t at_ms) {
+    cJSON *fm = cJSON_GetObjectItemCaseSensitive(rec, "fm");
+    if (!fm) fm = cJSON_AddObjectToObject(rec, "fm");
+    cJSON *m = cJSON_CreateArray();
+    cJSON_AddItemToArray(m, cJSON_CreateNumber((double)version));
+    cJSON_AddItemToArray(m, cJSON_CreateNumber((double)seq));
+    cJSON_AddItemToArray(m, cJSON_CreateString(device));
+    cJSON_AddItemToArray(m, cJSON_CreateNumber((double)at_ms));
+    if (cJSON_GetObjectItemCaseSensitive(fm, field))
+        cJSON_ReplaceItemInObjectCaseSensitive(fm, field, m);
+    else
+        cJSON_AddItemToObject(fm, field, m);
+}
+
+void record_set_item_seq(cJSON *rec, const char *field, const char *item_id, uint64_t seq) {
+    cJSON *im = cJSON_GetObjectItemCaseSensitive(rec, "im");
+    if (!im) im = cJSON_AddObjectToObject(rec, "im");
+    cJSON *f = cJSON_GetObjectItemCaseSensitive(im, field);
+    if (!f) f = cJSON_AddObjectToObject(im, field);
+    cJSON_DeleteItemFromObjectCaseSensitive(f, item_id);
+    cJSON_AddNumberToObject(f, item_id, (double)seq);
+}
+
+/* ---- views ---------------------------------------------------------------------- */
+
+static void copy_member(cJSON *dst, const char *as, const cJSON *src, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, key);
+    cJSON_AddItemToObject(dst, as, v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
+}
+
+cJSON *record_public(const cJSON *rec) {
+    cJSON *o = cJSON_CreateObject();
+    copy_member(o, "id", rec, "id");
+    copy_member(o, "type", rec, "type");
+    copy_member(o, "version", rec, "version");
+    copy_member(o, "seq", rec, "seq");
+    copy_member(o, "status", rec, "status");
+    copy_member(o, "voided", rec, "voided");
+    copy_member(o, "fields", rec, "fields");
+    copy_member(o, "created_at", rec, "created_at");
+    copy_member(o, "created_by", rec, "created_by");
+    copy_member(o, "updated_at", rec, "updated_at");
+    copy_member(o, "conflicts", rec, "conflicts");
+    return o;
+}
+
+cJSON *record_upsert_item(const cJSON *rec, int full, uint64_t since) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "op", "upsert");
+    copy_member(o, "record_id", rec, "id");
+    copy_member(o, "type", rec, "type");
+    copy_member(o, "version", rec, "version");
+    copy_member(o, "seq", rec, "seq");
+    copy_member(o, "status", rec, "status");
+    copy_member(o, "voided", rec, "voided");
+    cJSON_AddBoolToObject(o, "full", full);
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(rec, "fields");
+    if (full) {
+        copy_member(o, "fields", rec, "fields");
+        copy_member(o, "created_at", rec, "created_at");
+        copy_member(o, "created_by", rec, "created_by");
+        copy_member(o, "updated_at", rec, "updated_at");
+    } else {
+        cJSON *out = cJSON_AddObjectToObject(o, "fields"), *appended = NULL;
+        const cJSON *im = cJSON_GetObjectItemCaseSensitive(rec, "im");
+        const cJSON *fm = cJSON_GetObjectItemCaseSensitive(rec, "fm"), *m;
+        cJSON_ArrayForEach(m, fm) {
+            const char *name = m->string;
+            if (strcmp(name, "status") == 0 || strcmp(name, "voided") == 0) continue;
+            if (record_meta_seq(rec, name) <= since) continue;
+            const cJSON *items = cJSON_GetObjectItemCaseSensitive(im, name);
+            const cJSON *val = cJSON_GetObjectItemCaseSensitive(fields, name);
+            if (items) {
+                /* An append list: only the items added after the cursor. */
+                cJSON *list = NULL, *it;
+                cJSON_ArrayForEach(it, val) {
+                    const char *iid = util_json_str(it, "id");
+                    const cJSON *s = iid ? cJSON_GetObjectItemCaseSensitive(items, iid) : NULL;
+                    if (!s || (uint64_t)s->valuedouble <= since) continue;
+                    if (!appended) appended = cJSON_AddObjectToObject(o, "appended");
+                    if (!list) list = cJSON_AddArrayToObject(appended, name);
+                    cJSON_AddItemToArray(list, cJSON_Duplicate(it, 1));
+                }
+            } else {
+                cJSON_AddItemToObject(out, name, val ? cJSON_Duplicate(val, 1) : cJSON_CreateNull());
+            }
+        }
+        copy_member(o, "updated_at", rec, "updated_at");
+    }
+    copy_member(o, "conflicts", rec, "conflicts");
+    return o;
+}
