@@ -1,0 +1,314 @@
+/* casesync.c -- the operator's command line: manages users and checks the
+ * audit chain, working on the data folder directly (PROTOCOL.md §9).
+ *
+ * LMDB is multi-process, so this works whether or not casesyncd runs, and a
+ * running server sees a new user at once. Exit codes: 0 done, 1 failed (the
+ * reason on standard error), 2 usage error.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "sync/sync.h"
+
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+#define DEFAULT_DATA_DIR "./data"
+#define MAX_POSITIONAL 8
+#define PBKDF2_ENV "CASESYNC_PBKDF2_ITERATIONS"
+#define PBKDF2_ENV_MAX 100000000L
+#define PASSWORD_LINE_MAX 4096 /* longer than any acceptable password; the engine says why */
+
+static const char usage_text[] =
+    "usage: casesync [--data DIR] COMMAND ...\n"
+    "\n"
+    "commands:\n"
+    "  user add USERNAME --role ROLE --unit UNIT [--grids G1,G2] [--name NAME]\n"
+    "        create a user; the password is the first line of standard input.\n"
+    "        Prints the new user's id.\n"
+    "  user list\n"
+    "        one line per user: id, username, role, unit, grids (tab-separated)\n"
+    "  verify\n"
+    "        check the audit chain and the store; prints the result as JSON and\n"
+    "        exits 0 only when it is sound\n"
+    "\n"
+    "options:\n"
+    "  --data DIR   the data folder (default " DEFAULT_DATA_DIR ")\n"
+    "  --help       this text\n"
+    "\n"
+    "roles: auxiliary, officer, legal_reviewer, supervisor, admin\n"
+    "environment: " PBKDF2_ENV " sets the password hash iterations for new passwords\n"
+    "exit status: 0 done, 1 failed, 2 usage error\n";
+
+/* The parsed command line. Strings borrow from argv. */
+typedef struct args {
+    const char *data, *role, *unit, *grids, *name;
+    const char *pos[MAX_POSITIONAL];
+    int npos;
+    int help;
+} args_t;
+
+static int usage_error(const char *fmt, const char *what) {
+    fprintf(stderr, "casesync: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\nTry 'casesync --help'.\n");
+    return EXIT_USAGE;
+}
+
+/* Fills a from argv: options may come anywhere, as "--opt VALUE" or
+ * "--opt=VALUE"; "--" ends them. 0, or EXIT_USAGE after a message. */
+static int args_parse(int argc, char **argv, args_t *a) {
+    static const struct {
+        const char *name;
+        size_t off;
+    } valued[] = {
+        {"data", offsetof(args_t, data)}, {"role", offsetof(args_t, role)},
+        {"unit", offsetof(args_t, unit)}, {"grids", offsetof(args_t, grids)},
+        {"name", offsetof(args_t, name)},
+    };
+    int only_pos = 0;
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (only_pos || arg[0] != '-' || strcmp(arg, "-") == 0) {
+            if (a->npos == MAX_POSITIONAL) return usage_error("too many arguments at '%s'", arg);
+            a->pos[a->npos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            a->help = 1;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0) return usage_error("unknown option '%s'", arg);
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        size_t k = 0, nvalued = sizeof valued / sizeof valued[0];
+        while (k < nvalued && !(strlen(valued[k].name) == nlen && strncmp(valued[k].name, name, nlen) == 0)) k++;
+        if (k == nvalued) return usage_error("unknown option '%s'", arg);
+        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!value) return usage_error("option '%s' needs a value", arg);
+        *(const char **)((char *)a + valued[k].off) = value;
+    }
+    if (!a->data) a->data = DEFAULT_DATA_DIR;
+    if (!*a->data) return usage_error("%s", "--data needs a folder");
+    return 0;
+}
+
+/* Prints the engine's error as "casesync: FIELD: MESSAGE". Returns EXIT_FAILED. */
+static int engine_error(const char *what, int rc, const sync_error_t *err) {
+    const char *msg = err->message[0] ? err->message : sync_strerror(rc);
+    if (err->field[0])
+        fprintf(stderr, "casesync: %s: %s: %s\n", what, err->field, msg);
+    else
+        fprintf(stderr, "casesync: %s: %s\n", what, msg);
+    return EXIT_FAILED;
+}
+
+/* Opens the engine on the data folder. 0, or an exit code after a message. */
+static int engine_open(const args_t *a, int read_only, sync_t **s) {
+    sync_config_t cfg = {.data_dir = a->data, .read_only = read_only};
+    sync_error_t err = {0};
+    const char *iter = getenv(PBKDF2_ENV);
+    *s = NULL;
+    if (iter && *iter) {
+        char *end;
+        errno = 0;
+        long n = strtol(iter, &end, 10);
+        if (errno || *end || n < 1 || n > PBKDF2_ENV_MAX) {
+            fprintf(stderr, "casesync: %s must be a number from 1 to %ld\n", PBKDF2_ENV, PBKDF2_ENV_MAX);
+            return EXIT_USAGE;
+        }
+        cfg.pbkdf2_iterations = (int)n;
+    }
+    int rc = sync_open(&cfg, s, &err);
+    if (rc != 0) return engine_error(a->data, rc, &err);
+    return 0;
+}
+
+/* Reads the password: the first line of standard input, without its line
+ * end. On a terminal it prompts and does not echo. *out is malloc'd (the
+ * caller wipes and frees it). 0, or EXIT_FAILED after a message. */
+static int read_password(const char *username, char **out) {
+    struct termios old, quiet;
+    int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+    char *line = NULL;
+    size_t cap = 0;
+    *out = NULL;
+    if (tty) {
+        fprintf(stderr, "Password for %s: ", username);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    ssize_t n = getline(&line, &cap, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+    }
+    if (n > 0 && line[n - 1] == '\n') line[--n] = 0;
+    if (n > 0 && line[n - 1] == '\r') line[--n] = 0;
+    if (n <= 0) {
+        if (line) explicit_bzero(line, cap);
+        free(line);
+        fprintf(stderr, "casesync: no password on standard input (give it as the first line)\n");
+        return EXIT_FAILED;
+    }
+    if (n > PASSWORD_LINE_MAX) {
+        explicit_bzero(line, cap);
+        free(line);
+        fprintf(stderr, "casesync: the password line is too long\n");
+        return EXIT_FAILED;
+    }
+    *out = line;
+    return 0;
+}
+
+/* ---- commands ---------------------------------------------------------------- */
+
+static int cmd_user_add(const args_t *a) {
+    const char *username = a->pos[2];
+    char *password = NULL, *out = NULL;
+    sync_t *s = NULL;
+    sync_error_t err = {0};
+    cJSON *user = NULL;
+    int code;
+
+    if (!a->role || !a->unit) return usage_error("%s", "user add needs --role ROLE and --unit UNIT");
+    if ((code = read_password(username, &password)) != 0) return code;
+    if ((code = engine_open(a, 0, &s)) != 0) goto done;
+    int rc = sync_user_add(s, username, password, a->role, a->unit, a->grids, a->name, &out, &err);
+    if (rc != 0) {
+        code = engine_error("user add", rc, &err);
+        goto done;
+    }
+    user = cJSON_Parse(out);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(user, "id");
+    if (!cJSON_IsString(id)) {
+        fprintf(stderr, "casesync: user add: the engine answered without an id\n");
+        code = EXIT_FAILED;
+        goto done;
+    }
+    printf("%s\n", id->valuestring);
+    code = 0;
+done:
+    if (password) explicit_bzero(password, strlen(password));
+    free(password);
+    free(out);
+    cJSON_Delete(user);
+    sync_close(s);
+    return code;
+}
+
+/* A string member, or "" for display. */
+static const char *str_or_empty(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int cmd_user_list(const args_t *a) {
+    char *out = NULL;
+    sync_t *s = NULL;
+    sync_error_t err = {0};
+    cJSON *res = NULL;
+    int code;
+
+    if (a->role || a->unit || a->grids || a->name)
+        return usage_error("%s", "user list takes no --role, --unit, --grids or --name");
+    if ((code = engine_open(a, 1, &s)) != 0) goto done;
+    int rc = sync_user_list_all(s, &out, &err);
+    if (rc != 0) {
+        code = engine_error("user list", rc, &err);
+        goto done;
+    }
+    res = cJSON_Parse(out);
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(res, "items"), *u;
+    if (!cJSON_IsArray(items)) {
+        fprintf(stderr, "casesync: user list: the engine answered without items\n");
+        code = EXIT_FAILED;
+        goto done;
+    }
+    printf("id\tusername\trole\tunit\tgrids\n");
+    cJSON_ArrayForEach(u, items) {
+        const cJSON *grids = cJSON_GetObjectItemCaseSensitive(u, "grids"), *g;
+        printf("%s\t%s\t%s\t%s\t", str_or_empty(u, "id"), str_or_empty(u, "username"), str_or_empty(u, "role"),
+               str_or_empty(u, "unit"));
+        int first = 1;
+        cJSON_ArrayForEach(g, grids) {
+            if (!cJSON_IsString(g)) continue;
+            printf("%s%s", first ? "" : ",", g->valuestring);
+            first = 0;
+        }
+        putchar('\n');
+    }
+    code = fflush(stdout) == 0 ? 0 : EXIT_FAILED;
+done:
+    free(out);
+    cJSON_Delete(res);
+    sync_close(s);
+    return code;
+}
+
+static int cmd_verify(const args_t *a) {
+    char *out = NULL;
+    sync_t *s = NULL;
+    sync_error_t err = {0};
+    cJSON *res = NULL;
+    int code;
+
+    if (a->role || a->unit || a->grids || a->name)
+        return usage_error("%s", "verify takes no --role, --unit, --grids or --name");
+    if ((code = engine_open(a, 1, &s)) != 0) goto done;
+    int rc = sync_audit_verify(s, &out, &err);
+    if (rc != 0) {
+        code = engine_error("verify", rc, &err);
+        goto done;
+    }
+    printf("%s\n", out);
+    res = cJSON_Parse(out);
+    code = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "ok")) ? 0 : EXIT_FAILED;
+    if (fflush(stdout) != 0) code = EXIT_FAILED;
+done:
+    free(out);
+    cJSON_Delete(res);
+    sync_close(s);
+    return code;
+}
+
+int main(int argc, char **argv) {
+    args_t a;
+    int code = args_parse(argc, argv, &a);
+    if (code != 0) return code;
+    if (a.help) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (a.npos == 0) {
+        fputs(usage_text, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = a.pos[0], *sub = a.npos > 1 ? a.pos[1] : NULL;
+    if (strcmp(cmd, "user") == 0 && sub && strcmp(sub, "add") == 0) {
+        if (a.npos != 3) return usage_error("%s", "usage: casesync user add USERNAME --role ROLE --unit UNIT");
+        return cmd_user_add(&a);
+    }
+    if (strcmp(cmd, "user") == 0 && sub && strcmp(sub, "list") == 0) {
+        if (a.npos != 2) return usage_error("%s", "usage: casesync user list");
+        return cmd_user_list(&a);
+    }
+    if (strcmp(cmd, "user") == 0) return usage_error("%s", "user needs 'add' or 'list'");
+    if (strcmp(cmd, "verify") == 0) {
+        if (a.npos != 1) return usage_error("%s", "usage: casesync verify");
+        return cmd_verify(&a);
+    }
+    return usage_error("unknown command '%s'", cmd);
+}
