@@ -309,22 +309,21 @@ static cJSON *user_public(const cJSON *u, int brief) {
     return o;
 }
 
-/* The device as /v1/me shows it: the stored record with its times in RFC 3339. */
+/* The device as /v1/me shows it: the stored record with its times (numbers
+ * of ms in members named *_at and last_seen) in RFC 3339. NULL on OOM. */
 static cJSON *device_public(const cJSON *d) {
-    cJSON *o = cJSON_Duplicate(d, 1);
+    cJSON *o = cJSON_CreateObject();
     char buf[32];
     if (!o) return NULL;
-    for (cJSON *m = o->child; m; m = m->next) {
-        size_t n = m->string ? strlen(m->string) : 0;
-        int is_time = (n > 3 && strcmp(m->string + n - 3, "_at") == 0) || (m->string && strcmp(m->string, "last_seen") == 0);
-        if (is_time && cJSON_IsNumber(m)) {
-            cJSON *t = cJSON_CreateString(util_fmt_time((int64_t)m->valuedouble, buf));
-            if (!t || !cJSON_ReplaceItemViaPointer(o, m, t)) {
-                cJSON_Delete(t);
-                cJSON_Delete(o);
-                return NULL;
-            }
-            m = t;
+    for (const cJSON *m = d ? d->child : NULL; m; m = m->next) {
+        size_t n = strlen(m->string);
+        int is_time = (n > 3 && strcmp(m->string + n - 3, "_at") == 0) || strcmp(m->string, "last_seen") == 0;
+        cJSON *v = is_time && cJSON_IsNumber(m) ? cJSON_CreateString(util_fmt_time((int64_t)m->valuedouble, buf))
+                                               : cJSON_Duplicate(m, 1);
+        if (!v || !cJSON_AddItemToObject(o, m->string, v)) {
+            cJSON_Delete(v);
+            cJSON_Delete(o);
+            return NULL;
         }
     }
     return o;
@@ -742,8 +741,8 @@ static int user_list(sync_t *s, char **out, sync_error_t *err) {
         rc = sync_fail(err, rc, NULL, "cannot read the store");
         goto done;
     }
-    if (mdb_cursor_open(txn, s->dbs->users, &cur) != 0) {
-        rc = sync_fail(err, SYNC_EIO, NULL, "cannot read the users");
+    if ((mrc = mdb_cursor_open(txn, s->dbs->users, &cur)) != 0) {
+        rc = sync_fail(err, SYNC_EIO, NULL, "cannot read the users: %s", mdb_strerror(mrc));
         goto done;
     }
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
