@@ -65,6 +65,35 @@ static void sync_defaults(sync_config_t *c) {
     if (c->login_max_failures <= 0) c->login_max_failures = 5;
 }
 
+/* The cursor key: made once, kept in meta, so cursors outlive restarts. */
+static int cursor_key_job(MDB_txn *txn, void *ctx) {
+    sync_t *s = ctx;
+    char *v = NULL;
+    size_t n = 0;
+    if (store_get_raw(txn, s->dbs->meta, "cursor_key", 10, &v, &n) == 0 && n == 64) {
+        memcpy(s->cursor_key, v, 65);
+        free(v);
+        return 0;
+    }
+    free(v);
+    if (util_random_hex(32, s->cursor_key) != 0) return SYNC_EIO;
+    return store_put_raw(txn, s->dbs->meta, "cursor_key", 10, s->cursor_key, 64);
+}
+
+static int sync_load_cursor_key(sync_t *s) {
+    if (!s->cfg.read_only) return store_write(s->st, cursor_key_job, s);
+    MDB_txn *txn = NULL;
+    int rc = store_read_begin(s->st, &txn);
+    if (rc == 0) {
+        char *v = NULL;
+        size_t n = 0;
+        if (store_get_raw(txn, s->dbs->meta, "cursor_key", 10, &v, &n) == 0 && n == 64) memcpy(s->cursor_key, v, 65);
+        free(v);
+    }
+    store_read_end(txn);
+    return rc;
+}
+
 int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
     char path[1200], msg[512] = "";
     schema_err_t serr = {0};
@@ -97,6 +126,11 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
         goto fail;
     }
     s->dbs = store_dbs(s->st);
+    if ((rc = sync_load_cursor_key(s)) != 0) {
+        sync_fail(err, rc, NULL, "cannot read or make the cursor key");
+        store_close(s->st);
+        goto fail;
+    }
     *out = s;
     return 0;
 fail:

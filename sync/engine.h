@@ -26,6 +26,7 @@ struct sync {
     pthread_mutex_t login_mu;
     login_slot_t login[LOGIN_SLOTS];
     int shutting_down;
+    char cursor_key[65];        /* seals pull cursors; kept in meta */
 };
 
 /* ---- time (util.c) ---- */
