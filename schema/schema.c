@@ -1,0 +1,1663 @@
+/* schema.c -- loads the case model (schema/casesync.json) and checks changes against it.
+ *
+ * The document is parsed once into plain structs (rules, procedures,
+ * transitions, guards) whose strings point into the retained cJSON tree.
+ * After schema_load() nothing is written, so any number of threads may read
+ * one schema_t; there is no global mutable state.
+ *
+ * Character rules are declared, not regular expressions: the schema says
+ * "digits":[14,15] (grid codes) or "hex":64 (SHA-256), and this file
+ * implements those few matchers. That keeps the validator free of a regex
+ * engine and of the locale, and identical on a phone. Number rules use
+ * integer conversions only, so the file needs no libm.
+ */
+#include "schema/schema.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------- */
+/* Limits and names                                                           */
+/* ------------------------------------------------------------------------- */
+
+#define SCHEMA_MAX_BYTES  (1 << 20) /* a larger schema document is refused */
+#define MAX_STATES        32        /* states of one procedure: a uint32_t mask */
+#define MAX_MEMBERS       64        /* fields, or members of one object: a uint64_t mask */
+#define ROLE_COUNT        5
+#define STRING_MAX_BYTES  65536 /* PROTOCOL.md §1: a string field is at most 64 KiB */
+#define ID_MAX_LEN        64    /* record ids, item ids, user ids */
+#define RECORD_ID_MIN_LEN 8
+#define MAX_SAFE_NUMBER   9007199254740992.0 /* 2^53: larger numbers lose integers */
+#define MAX_DECIMALS      6
+#define MAX_DEADLINE_DAYS 3650
+#define PATH_CAP          sizeof(((schema_err_t *)0)->path)
+#define MSG_CAP           sizeof(((schema_err_t *)0)->message)
+
+/* Fields the engine itself relies on: the lifecycle and the type's code. */
+#define FIELD_PROCEDURE "procedure"
+#define FIELD_CATEGORY  "category"
+
+#define BIT(i)   (1u << (i))
+#define BIT64(i) ((uint64_t)1 << (i))
+
+typedef enum {
+    VT_STRING,
+    VT_TEXT,
+    VT_ENUM,
+    VT_NUMBER,
+    VT_INTEGER,
+    VT_BOOL,
+    VT_TIME,
+    VT_USER,
+    VT_OBJECT,
+    VT_LIST,
+    VT_COUNT
+} vtype_t;
+
+static const char *const vtype_names[VT_COUNT] = {"string", "text", "enum", "number", "integer",
+                                                  "bool",   "time", "user", "object", "list"};
+static const char *const role_names[ROLE_COUNT] = {"auxiliary", "officer", "legal_reviewer",
+                                                   "supervisor", "admin"};
+static const char *const policy_names[] = {"lww",    "append", "union",
+                                           "manual", "server", "immutable"};
+#define POLICY_COUNT ((int)(sizeof(policy_names) / sizeof(policy_names[0])))
+
+enum { OP_CREATE, OP_UPDATE, OP_TRANSITION, OP_VOID, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"create", "update", "transition", "void"};
+
+/* Where a rule sits: a top-level field, a member of an object, a list item. */
+enum { LEVEL_FIELD, LEVEL_MEMBER, LEVEL_ITEM };
+
+/* ------------------------------------------------------------------------- */
+/* The compiled model                                                         */
+/* ------------------------------------------------------------------------- */
+
+/* A value rule: a field, an object member or a list item. Unset limits are
+ * 0 / -1 as noted. Strings point into the schema's cJSON tree. */
+typedef struct rule {
+    const char *name;
+    vtype_t type;
+    int required;               /* field: needed at create; member: needed in its object */
+    int server;                 /* member written by the server only */
+    int policy;                 /* fields only, else -1 */
+    schema_role_t write_min;    /* ROLE_NONE: any role may write */
+    long min_len, max_len;      /* characters; max_len -1 when unset */
+    long max_bytes;             /* 0: STRING_MAX_BYTES */
+    int digits_min, digits_max; /* 0: no digits rule */
+    int hex;                    /* 0: no hex rule, else exact count of lowercase hex digits */
+    int type_code;              /* the value must be a code of types[] */
+    int has_min, has_max;
+    double min, max;
+    int decimals;         /* -1: any */
+    const cJSON *values;  /* enum: array of strings */
+    struct rule *members; /* object */
+    int nmembers;
+    struct rule *items; /* list */
+} rule_t;
+
+/* A condition on the record's fields: field (dotted, "party.kind") equals, or
+ * with negate does not equal, value. field NULL means always true. */
+typedef struct cond {
+    const char *field;
+    const cJSON *value;
+    int negate;
+} cond_t;
+
+typedef enum { GUARD_REQUIRED, GUARD_DIFFERENT, GUARD_MAX, GUARD_MIN } guard_kind_t;
+
+typedef struct guard {
+    guard_kind_t kind;
+    const cJSON *fields; /* required, different: array of field names */
+    const char *field;   /* max, min */
+    double limit;
+    cond_t when;
+    const char *basis; /* legal basis quoted in messages, or NULL */
+} guard_t;
+
+typedef struct transition {
+    uint32_t from; /* mask of state indexes */
+    int to;
+    unsigned roles;               /* mask of schema_role_t */
+    int exact;                    /* no inheritance by stronger roles */
+    cond_t role_when[ROLE_COUNT]; /* per listed role, an extra condition */
+    guard_t *guards;
+    int nguards;
+} transition_t;
+
+typedef struct procedure {
+    const char *name;
+    const char *states[MAX_STATES];
+    int nstates;
+    int main_pos[MAX_STATES]; /* position on the main path, -1 off it */
+    int initial;
+    unsigned create_roles;
+    uint32_t closed;
+    int case_no_at; /* state index, -1 for none */
+    transition_t *trans;
+    int ntrans;
+} procedure_t;
+
+typedef struct type_entry {
+    const char *code, *name;
+} type_entry_t;
+
+typedef struct deadline {
+    const char *name;
+    int days;
+} deadline_t;
+
+struct schema {
+    cJSON *doc;
+    char *text;
+    size_t text_len;
+    char etag[2 * 32 + 3];
+    int version;
+    rule_t fields[MAX_MEMBERS];
+    int nfields;
+    procedure_t *procs;
+    int nprocs;
+    type_entry_t *types;
+    int ntypes;
+    deadline_t *deadlines;
+    int ndeadlines;
+};
+
+/* ------------------------------------------------------------------------- */
+/* Small helpers                                                              */
+/* ------------------------------------------------------------------------- */
+
+static const cJSON *get(const cJSON *o, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(o, key);
+}
+
+static const char *str_of(const cJSON *v) { return cJSON_IsString(v) ? v->valuestring : NULL; }
+
+static int name_index(const char *const *names, int n, const char *name) {
+    for (int i = 0; name && i < n; i++)
+        if (strcmp(names[i], name) == 0) return i;
+    return -1;
+}
+
+static void err_clear(schema_err_t *err) {
+    if (err) {
+        err->code = SCHEMA_OK;
+        err->message[0] = '\0';
+        err->path[0] = '\0';
+    }
+}
+
+/* Fills err (when given) and returns code. */
+static int fail(schema_err_t *err, int code, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(schema_err_t *err, int code, const char *path, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        err->code = code;
+        if (snprintf(err->path, PATH_CAP, "%s", path ? path : "") < 0) err->path[0] = '\0';
+        va_start(ap, fmt);
+        if (vsnprintf(err->message, MSG_CAP, fmt, ap) < 0) err->message[0] = '\0';
+        va_end(ap);
+    }
+    return code;
+}
+
+/* A load error: the path is inside the schema document. */
+#define load_fail(err, path, ...) fail((err), SCHEMA_E_LOAD, (path), "schema: " __VA_ARGS__)
+
+static void path_key(char out[PATH_CAP], const char *base, const char *key) {
+    if (snprintf(out, PATH_CAP, "%s%s%s", base, *base ? "." : "", key) < 0) out[0] = '\0';
+}
+
+static void path_idx(char out[PATH_CAP], const char *base, int i) {
+    if (snprintf(out, PATH_CAP, "%s[%d]", base, i) < 0) out[0] = '\0';
+}
+
+/* The last name of a path, for messages: "set.location.lat" -> "lat". */
+static const char *leaf(const char *path) {
+    const char *dot = strrchr(path, '.');
+    return dot ? dot + 1 : path;
+}
+
+static int is_integral(double v) {
+    return v >= -MAX_SAFE_NUMBER && v <= MAX_SAFE_NUMBER && v == (double)(long long)v;
+}
+
+/* An integer JSON number within lo..hi into *out; -1 otherwise. */
+static int get_long(const cJSON *v, long lo, long hi, long *out) {
+    if (!cJSON_IsNumber(v) || !is_integral(v->valuedouble) || v->valuedouble < (double)lo ||
+        v->valuedouble > (double)hi)
+        return -1;
+    *out = (long)v->valuedouble;
+    return 0;
+}
+
+/* Does v have at most d decimals? v scaled and rounded must give v back
+ * exactly (division is correctly rounded, as is strtod); magnitudes where
+ * doubles are all integers after scaling pass. */
+static int has_decimals(double v, int d) {
+    static const double scale[MAX_DECIMALS + 1] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+    double x = v * scale[d];
+    if (x >= MAX_SAFE_NUMBER || x <= -MAX_SAFE_NUMBER) return 1;
+    long long n = (long long)(x < 0 ? x - 0.5 : x + 0.5);
+    return (double)n / scale[d] == v;
+}
+
+/* Characters of valid UTF-8, or -1 (overlong forms and surrogates refused). */
+static long utf8_chars(const unsigned char *p, size_t n) {
+    long chars = 0;
+    for (size_t i = 0; i < n; chars++) {
+        unsigned c = p[i], cp, min;
+        size_t len;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            len = 2, cp = c & 0x1F, min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3, cp = c & 0x0F, min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return -1;
+        }
+        if (len > n - i) return -1;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xC0) != 0x80) return -1;
+            cp = cp << 6 | (p[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
+        i += len;
+    }
+    return chars;
+}
+
+/* Reads exactly n ASCII digits; stops at the first other byte (also NUL). */
+static int read_digits(const char *p, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int days_in_month(int y, int m) {
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* RFC 3339 date-time: 2026-11-22T08:15:30[.123](Z|+08:00). */
+static int is_rfc3339(const char *s) {
+    int y, mo, d, h, mi, sec, oh, om;
+    if (read_digits(s, 4, &y) || s[4] != '-' || read_digits(s + 5, 2, &mo) || s[7] != '-' ||
+        read_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') || read_digits(s + 11, 2, &h) ||
+        s[13] != ':' || read_digits(s + 14, 2, &mi) || s[16] != ':' || read_digits(s + 17, 2, &sec))
+        return 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
+        return 0;
+    const char *p = s + 19;
+    if (*p == '.') {
+        const char *q = ++p;
+        while (*p >= '0' && *p <= '9') p++;
+        if (p == q || p - q > 9) return 0;
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        if (read_digits(p + 1, 2, &oh) || p[3] != ':' || read_digits(p + 4, 2, &om) || oh > 23 ||
+            om > 59)
+            return 0;
+        p += 6;
+    } else {
+        return 0;
+    }
+    return *p == '\0';
+}
+
+static int record_id_ok(const char *id) {
+    size_t n = 0;
+    for (; id[n]; n++) {
+        char c = id[n];
+        if (n >= ID_MAX_LEN) return 0;
+        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return n >= RECORD_ID_MIN_LEN;
+}
+
+/* A value counts as set when it is present, not null and not "". */
+static int is_set(const cJSON *v) {
+    return v && !cJSON_IsNull(v) && !(cJSON_IsString(v) && v->valuestring[0] == '\0');
+}
+
+/* Looks up a dotted path ("party.kind") in an object of fields; NULL if absent. */
+static const cJSON *value_at(const cJSON *fields, const char *dotted) {
+    const cJSON *v = fields;
+    const char *p = dotted;
+    while (v && cJSON_IsObject(v)) {
+        size_t n = strcspn(p, ".");
+        const cJSON *c = v->child;
+        while (c && !(c->string && strlen(c->string) == n && memcmp(c->string, p, n) == 0))
+            c = c->next;
+        if (!c || p[n] == '\0') return c;
+        v = c, p += n + 1;
+    }
+    return NULL;
+}
+
+/* A scalar for messages: strings as they are, numbers, true/false/null. */
+static const char *scalar_text(const cJSON *v, char *buf, size_t cap) {
+    if (cJSON_IsString(v)) return v->valuestring;
+    if (cJSON_IsNumber(v)) {
+        if (snprintf(buf, cap, "%.15g", v->valuedouble) < 0) buf[0] = '\0';
+        return buf;
+    }
+    if (cJSON_IsTrue(v)) return "true";
+    if (cJSON_IsFalse(v)) return "false";
+    if (cJSON_IsNull(v)) return "null";
+    return "a value";
+}
+
+static int field_index(const schema_t *s, const char *name) {
+    for (int i = 0; name && i < s->nfields; i++)
+        if (strcmp(s->fields[i].name, name) == 0) return i;
+    return -1;
+}
+
+static int member_index(const rule_t *r, const char *name) {
+    for (int i = 0; i < r->nmembers; i++)
+        if (strcmp(r->members[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* The rule of a dotted field path ("party.kind"), or NULL. */
+static const rule_t *rule_at(const schema_t *s, const char *dotted) {
+    char seg[128];
+    const rule_t *r = NULL;
+    const char *p = dotted;
+    for (;;) {
+        size_t n = strcspn(p, ".");
+        if (n >= sizeof(seg)) return NULL;
+        memcpy(seg, p, n);
+        seg[n] = '\0';
+        if (!r) {
+            int i = field_index(s, seg);
+            r = i < 0 ? NULL : &s->fields[i];
+        } else {
+            int i = r->type == VT_OBJECT ? member_index(r, seg) : -1;
+            r = i < 0 ? NULL : &r->members[i];
+        }
+        if (!r || p[n] == '\0') return r;
+        p += n + 1;
+    }
+}
+
+static const procedure_t *proc_find(const schema_t *s, const char *name) {
+    for (int i = 0; s && name && i < s->nprocs; i++)
+        if (strcmp(s->procs[i].name, name) == 0) return &s->procs[i];
+    return NULL;
+}
+
+static int state_index(const procedure_t *p, const char *name) {
+    return name_index(p->states, p->nstates, name);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Loading: rules                                                             */
+/* ------------------------------------------------------------------------- */
+
+/* Refuses keys outside the vocabulary (a typo must not be ignored silently)
+ * and duplicate keys (cJSON keeps both; the second would be invisible). */
+static int only_keys(const cJSON *o, const char *const *keys, const char *path, schema_err_t *err) {
+    for (const cJSON *c = o->child; c; c = c->next) {
+        char sub[PATH_CAP];
+        int i = 0;
+        path_key(sub, path, c->string);
+        while (keys[i] && strcmp(keys[i], c->string) != 0) i++;
+        if (!keys[i]) return load_fail(err, sub, "%s: unknown key", sub);
+        for (const cJSON *d = o->child; d != c; d = d->next)
+            if (strcmp(d->string, c->string) == 0)
+                return load_fail(err, sub, "%s: duplicate key", sub);
+    }
+    return 0;
+}
+
+/* Refuses key when present and the rule's type is not one it applies to. */
+static int rule_key_applies(const cJSON *def, const char *key, int applies, const char *path,
+                            schema_err_t *err) {
+    char sub[PATH_CAP];
+    if (!get(def, key) || applies) return 0;
+    path_key(sub, path, key);
+    return load_fail(err, sub, "%s: does not apply to this type", sub);
+}
+
+static const char *const rule_keys[] = {
+    "type",       "required",     "server",    "policy",  "write_min_role",
+    "values",     "value_labels", "min",       "max",     "decimals",
+    "min_length", "max_length",   "max_bytes", "digits",  "hex",
+    "type_code",  "members",      "items",     "default", "label",
+    "note",       "scope_key",    "unit",      "format",  NULL};
+
+static void rule_free(rule_t *r) {
+    for (int i = 0; i < r->nmembers; i++) rule_free(&r->members[i]);
+    free(r->members);
+    if (r->items) rule_free(r->items);
+    free(r->items);
+}
+
+/* Compiles one rule definition at path into *r (zeroed by the caller). On
+ * failure *r may own partial allocations: the caller frees it with rule_free. */
+static int load_rule(const cJSON *def, const char *name, int level, const char *path, rule_t *r,
+                     schema_err_t *err) {
+    char sub[PATH_CAP];
+    const cJSON *v;
+    long n;
+    int rc, t;
+
+    r->name = name, r->policy = -1, r->write_min = ROLE_NONE, r->max_len = -1, r->decimals = -1;
+    if (!cJSON_IsObject(def)) return load_fail(err, path, "%s: must be an object", path);
+    if ((rc = only_keys(def, rule_keys, path, err))) return rc;
+    path_key(sub, path, "type");
+    if ((t = name_index(vtype_names, VT_COUNT, str_of(get(def, "type")))) < 0)
+        return load_fail(err, sub, "%s: unknown type", sub);
+    r->type = (vtype_t)t;
+    int stringish = t == VT_STRING || t == VT_TEXT, numeric = t == VT_NUMBER || t == VT_INTEGER;
+    if ((rc = rule_key_applies(def, "values", t == VT_ENUM, path, err)) ||
+        (rc = rule_key_applies(def, "value_labels", t == VT_ENUM, path, err)) ||
+        (rc = rule_key_applies(def, "min", numeric, path, err)) ||
+        (rc = rule_key_applies(def, "max", numeric, path, err)) ||
+        (rc = rule_key_applies(def, "decimals", t == VT_NUMBER, path, err)) ||
+        (rc = rule_key_applies(def, "min_length", t == VT_STRING, path, err)) ||
+        (rc = rule_key_applies(def, "max_length", t == VT_STRING, path, err)) ||
+        (rc = rule_key_applies(def, "max_bytes", stringish, path, err)) ||
+        (rc = rule_key_applies(def, "digits", t == VT_STRING, path, err)) ||
+        (rc = rule_key_applies(def, "hex", t == VT_STRING, path, err)) ||
+        (rc = rule_key_applies(def, "type_code", t == VT_STRING, path, err)) ||
+        (rc = rule_key_applies(def, "members", t == VT_OBJECT, path, err)) ||
+        (rc = rule_key_applies(def, "items", t == VT_LIST, path, err)) ||
+        (rc = rule_key_applies(def, "policy", level == LEVEL_FIELD, path, err)) ||
+        (rc = rule_key_applies(def, "write_min_role", level == LEVEL_FIELD, path, err)) ||
+        (rc = rule_key_applies(def, "server", level == LEVEL_MEMBER, path, err)) ||
+        (rc = rule_key_applies(def, "required", level != LEVEL_ITEM, path, err)))
+        return rc;
+
+    if ((v = get(def, "required"))) {
+        path_key(sub, path, "required");
+        if (level == LEVEL_FIELD) {
+            /* "guard" only documents that a lifecycle guard reads the field. */
+            if (!str_of(v) || (strcmp(v->valuestring, "create") && strcmp(v->valuestring, "guard")))
+                return load_fail(err, sub, "%s: must be \"create\" or \"guard\"", sub);
+            r->required = strcmp(v->valuestring, "create") == 0;
+        } else {
+            if (!cJSON_IsBool(v)) return load_fail(err, sub, "%s: must be true or false", sub);
+            r->required = cJSON_IsTrue(v);
+        }
+    }
+    if ((v = get(def, "server"))) {
+        if (!cJSON_IsBool(v)) return load_fail(err, path, "%s.server: must be true or false", path);
+        r->server = cJSON_IsTrue(v);
+    }
+    if (level == LEVEL_FIELD) {
+        path_key(sub, path, "policy");
+        if ((r->policy = name_index(policy_names, POLICY_COUNT, str_of(get(def, "policy")))) < 0)
+            return load_fail(err, sub, "%s: unknown or missing policy", sub);
+    }
+    if ((v = get(def, "write_min_role"))) {
+        path_key(sub, path, "write_min_role");
+        if ((r->write_min = schema_role_parse(str_of(v))) == ROLE_NONE)
+            return load_fail(err, sub, "%s: unknown role", sub);
+    }
+    if (t == VT_ENUM) {
+        path_key(sub, path, "values");
+        v = get(def, "values");
+        if (!cJSON_IsArray(v) || !v->child)
+            return load_fail(err, sub, "%s: needs a list of values", sub);
+        for (const cJSON *c = v->child; c; c = c->next) {
+            if (!str_of(c)) return load_fail(err, sub, "%s: values must be strings", sub);
+            for (const cJSON *d = v->child; d != c; d = d->next)
+                if (strcmp(d->valuestring, c->valuestring) == 0)
+                    return load_fail(err, sub, "%s: duplicate value %s", sub, c->valuestring);
+        }
+        r->values = v;
+    }
+    if ((v = get(def, "min"))) {
+        if (!cJSON_IsNumber(v)) return load_fail(err, path, "%s.min: must be a number", path);
+        r->has_min = 1, r->min = v->valuedouble;
+    }
+    if ((v = get(def, "max"))) {
+        if (!cJSON_IsNumber(v)) return load_fail(err, path, "%s.max: must be a number", path);
+        r->has_max = 1, r->max = v->valuedouble;
+    }
+    if ((v = get(def, "decimals"))) {
+        if (get_long(v, 0, MAX_DECIMALS, &n))
+            return load_fail(err, path, "%s.decimals: must be 0..%d", path, MAX_DECIMALS);
+        r->decimals = (int)n;
+    }
+    if ((v = get(def, "min_length"))) {
+        if (get_long(v, 0, STRING_MAX_BYTES, &n))
+            return load_fail(err, path, "%s.min_length: bad length", path);
+        r->min_len = n;
+    }
+    if ((v = get(def, "max_length"))) {
+        if (get_long(v, 1, STRING_MAX_BYTES, &n))
+            return load_fail(err, path, "%s.max_length: bad length", path);
+        r->max_len = n;
+    }
+    if ((v = get(def, "max_bytes"))) {
+        if (get_long(v, 1, STRING_MAX_BYTES, &n))
+            return load_fail(err, path, "%s.max_bytes: must be 1..%d", path, STRING_MAX_BYTES);
+        r->max_bytes = n;
+    }
+    if ((v = get(def, "digits"))) {
+        long lo, hi;
+        if (cJSON_GetArraySize(v) != 2 || get_long(v->child, 1, ID_MAX_LEN, &lo) ||
+            get_long(v->child->next, lo, ID_MAX_LEN, &hi))
+            return load_fail(err, path, "%s.digits: must be [min, max]", path);
+        r->digits_min = (int)lo, r->digits_max = (int)hi;
+    }
+    if ((v = get(def, "hex"))) {
+        if (get_long(v, 1, 2 * ID_MAX_LEN, &n))
+            return load_fail(err, path, "%s.hex: bad length", path);
+        r->hex = (int)n;
+    }
+    if ((v = get(def, "type_code"))) {
+        if (!cJSON_IsBool(v))
+            return load_fail(err, path, "%s.type_code: must be true or false", path);
+        r->type_code = cJSON_IsTrue(v);
+    }
+    if (t == VT_OBJECT) {
+        v = get(def, "members");
+        int count = cJSON_GetArraySize(v);
+        path_key(sub, path, "members");
+        if (!cJSON_IsObject(v) || count == 0 || count > MAX_MEMBERS)
+            return load_fail(err, sub, "%s: needs 1..%d members", sub, MAX_MEMBERS);
+        if (!(r->members = calloc((size_t)count, sizeof(*r->members))))
+            return fail(err, SCHEMA_E_NOMEM, path, "out of memory");
+        for (const cJSON *c = v->child; c; c = c->next) {
+            char msub[PATH_CAP];
+            path_key(msub, sub, c->string);
+            if (member_index(r, c->string) >= 0)
+                return load_fail(err, msub, "%s: duplicate member", msub);
+            rc = load_rule(c, c->string, LEVEL_MEMBER, msub, &r->members[r->nmembers++], err);
+            if (rc) return rc;
+        }
+    }
+    if (t == VT_LIST) {
+        path_key(sub, path, "items");
+        if (!get(def, "items")) return load_fail(err, sub, "%s: a list needs items", sub);
+        if (!(r->items = calloc(1, sizeof(*r->items))))
+            return fail(err, SCHEMA_E_NOMEM, path, "out of memory");
+        if ((rc = load_rule(get(def, "items"), name, LEVEL_ITEM, sub, r->items, err))) return rc;
+    }
+    return 0;
+}
+
+/* Loads "fields" and checks what the engine relies on: append lists hold
+ * objects with an id, union lists hold strings. */
+static int load_fields(schema_t *s, const cJSON *fields, schema_err_t *err) {
+    int rc;
+    if (!cJSON_IsObject(fields) || !fields->child || cJSON_GetArraySize(fields) > MAX_MEMBERS)
+        return load_fail(err, "fields", "fields: needs 1..%d fields", MAX_MEMBERS);
+    for (const cJSON *c = fields->child; c; c = c->next) {
+        char path[PATH_CAP];
+        path_key(path, "fields", c->string);
+        if (field_index(s, c->string) >= 0)
+            return load_fail(err, path, "%s: duplicate field", path);
+        rule_t *r = &s->fields[s->nfields++];
+        if ((rc = load_rule(c, c->string, LEVEL_FIELD, path, r, err))) return rc;
+        if (r->policy == POLICY_APPEND &&
+            (r->type != VT_LIST || r->items->type != VT_OBJECT || member_index(r->items, "id") < 0))
+            return load_fail(err, path, "%s: an append field is a list of objects with an id",
+                             path);
+        if (r->policy == POLICY_UNION && (r->type != VT_LIST || r->items->type != VT_STRING))
+            return load_fail(err, path, "%s: a union field is a list of strings", path);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Loading: procedures, guards, types, deadlines                              */
+/* ------------------------------------------------------------------------- */
+
+/* A mask of role names from a non-empty array. */
+static int load_roles(const cJSON *v, const char *path, unsigned *mask, schema_err_t *err) {
+    *mask = 0;
+    if (!cJSON_IsArray(v) || !v->child)
+        return load_fail(err, path, "%s: needs a list of roles", path);
+    for (const cJSON *c = v->child; c; c = c->next) {
+        schema_role_t r = schema_role_parse(str_of(c));
+        if (r == ROLE_NONE) return load_fail(err, path, "%s: unknown role", path);
+        *mask |= BIT(r);
+    }
+    return 0;
+}
+
+/* A mask of state names from a non-empty array (when nonempty is set). */
+static int load_states(const procedure_t *p, const cJSON *v, int nonempty, const char *path,
+                       uint32_t *mask, schema_err_t *err) {
+    *mask = 0;
+    if (!cJSON_IsArray(v) || (nonempty && !v->child))
+        return load_fail(err, path, "%s: needs a list of states", path);
+    for (const cJSON *c = v->child; c; c = c->next) {
+        int i = state_index(p, str_of(c));
+        if (i < 0)
+            return load_fail(err, path, "%s: unknown state %s", path,
+                             str_of(c) ? c->valuestring : "");
+        *mask |= BIT(i);
+    }
+    return 0;
+}
+
+static const char *const cond_keys[] = {"field", "equals", "not_equals", NULL};
+
+static int load_cond(const schema_t *s, const cJSON *v, const char *path, cond_t *c,
+                     schema_err_t *err) {
+    int rc;
+    if (!cJSON_IsObject(v)) return load_fail(err, path, "%s: must be an object", path);
+    if ((rc = only_keys(v, cond_keys, path, err))) return rc;
+    c->field = str_of(get(v, "field"));
+    if (!c->field || !rule_at(s, c->field)) return load_fail(err, path, "%s: unknown field", path);
+    c->value = get(v, "equals");
+    if (!c->value) c->value = get(v, "not_equals"), c->negate = 1;
+    if (!c->value || (get(v, "equals") && get(v, "not_equals")))
+        return load_fail(err, path, "%s: needs one of equals, not_equals", path);
+    return 0;
+}
+
+static const char *const guard_keys[] = {"required", "different", "max",  "min",
+                                         "basis",    "label",     "note", NULL};
+static const char *const bound_keys[] = {"field", "value", "when", NULL};
+
+static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard_t *g,
+                      schema_err_t *err) {
+    static const char *const kinds[] = {"required", "different", "max", "min"};
+    char sub[PATH_CAP];
+    const cJSON *body = NULL;
+    int rc, nkinds = 0;
+
+    if (!cJSON_IsObject(v)) return load_fail(err, path, "%s: must be an object", path);
+    if ((rc = only_keys(v, guard_keys, path, err))) return rc;
+    for (int k = 0; k < 4; k++)
+        if (get(v, kinds[k])) g->kind = (guard_kind_t)k, body = get(v, kinds[k]), nkinds++;
+    if (nkinds != 1)
+        return load_fail(err, path, "%s: needs exactly one of required, different, max, min", path);
+    path_key(sub, path, kinds[g->kind]);
+    if (get(v, "basis") && !(g->basis = str_of(get(v, "basis"))))
+        return load_fail(err, path, "%s.basis: must be a string", path);
+    if (g->kind == GUARD_REQUIRED || g->kind == GUARD_DIFFERENT) {
+        if (!cJSON_IsArray(body) || cJSON_GetArraySize(body) < (g->kind == GUARD_DIFFERENT ? 2 : 1))
+            return load_fail(err, sub, "%s: needs a list of fields", sub);
+        for (const cJSON *c = body->child; c; c = c->next)
+            if (!str_of(c) || !rule_at(s, c->valuestring))
+                return load_fail(err, sub, "%s: unknown field", sub);
+        g->fields = body;
+        return 0;
+    }
+    if (!cJSON_IsObject(body)) return load_fail(err, sub, "%s: must be an object", sub);
+    if ((rc = only_keys(body, bound_keys, sub, err))) return rc;
+    const rule_t *r = (g->field = str_of(get(body, "field"))) ? rule_at(s, g->field) : NULL;
+    if (!r || (r->type != VT_NUMBER && r->type != VT_INTEGER))
+        return load_fail(err, sub, "%s.field: must name a number field", sub);
+    if (!cJSON_IsNumber(get(body, "value")))
+        return load_fail(err, sub, "%s.value: must be a number", sub);
+    g->limit = get(body, "value")->valuedouble;
+    if (get(body, "when")) {
+        char wsub[PATH_CAP];
+        path_key(wsub, sub, "when");
+        if ((rc = load_cond(s, get(body, "when"), wsub, &g->when, err))) return rc;
+    }
+    return 0;
+}
+
+static const char *const transition_keys[] = {"from",   "to",    "roles", "exact", "role_when",
+                                              "guards", "label", "note",  NULL};
+
+static int load_transition(const schema_t *s, procedure_t *p, int k, const cJSON *v,
+                           const char *path, schema_err_t *err) {
+    transition_t *t = &p->trans[k];
+    char sub[PATH_CAP];
+    const cJSON *x;
+    int rc;
+
+    if (!cJSON_IsObject(v)) return load_fail(err, path, "%s: must be an object", path);
+    if ((rc = only_keys(v, transition_keys, path, err))) return rc;
+    path_key(sub, path, "from");
+    if ((rc = load_states(p, get(v, "from"), 1, sub, &t->from, err))) return rc;
+    path_key(sub, path, "to");
+    if ((t->to = state_index(p, str_of(get(v, "to")))) < 0)
+        return load_fail(err, sub, "%s: unknown state", sub);
+    if (t->from & BIT(t->to)) return load_fail(err, sub, "%s: a state cannot move to itself", sub);
+    for (int j = 0; j < k; j++)
+        if (p->trans[j].to == t->to && (p->trans[j].from & t->from))
+            return load_fail(err, sub, "%s: overlaps an earlier transition", sub);
+    path_key(sub, path, "roles");
+    if ((rc = load_roles(get(v, "roles"), sub, &t->roles, err))) return rc;
+    if ((x = get(v, "exact"))) {
+        if (!cJSON_IsBool(x)) return load_fail(err, path, "%s.exact: must be true or false", path);
+        t->exact = cJSON_IsTrue(x);
+    }
+    if ((x = get(v, "role_when"))) {
+        path_key(sub, path, "role_when");
+        if (!cJSON_IsObject(x)) return load_fail(err, sub, "%s: must be an object", sub);
+        for (const cJSON *c = x->child; c; c = c->next) {
+            char csub[PATH_CAP];
+            schema_role_t r = schema_role_parse(c->string);
+            path_key(csub, sub, c->string);
+            if (r == ROLE_NONE || !(t->roles & BIT(r)) || t->role_when[r].field)
+                return load_fail(err, csub, "%s: not a role of this transition", csub);
+            if ((rc = load_cond(s, c, csub, &t->role_when[r], err))) return rc;
+        }
+    }
+    if ((x = get(v, "guards"))) {
+        int n = cJSON_GetArraySize(x);
+        path_key(sub, path, "guards");
+        if (!cJSON_IsArray(x)) return load_fail(err, sub, "%s: must be a list", sub);
+        if (n && !(t->guards = calloc((size_t)n, sizeof(*t->guards))))
+            return fail(err, SCHEMA_E_NOMEM, sub, "out of memory");
+        for (const cJSON *c = x->child; c; c = c->next) {
+            char gsub[PATH_CAP];
+            path_idx(gsub, sub, t->nguards);
+            if ((rc = load_guard(s, c, gsub, &t->guards[t->nguards++], err))) return rc;
+        }
+    }
+    return 0;
+}
+
+static const char *const procedure_keys[] = {
+    "label",        "note",   "states",     "main_path",   "initial",
+    "create_roles", "closed", "case_no_at", "transitions", NULL};
+static const char *const state_keys[] = {"label", "note", NULL};
+
+static int load_procedure(const schema_t *s, procedure_t *p, const cJSON *v, const char *path,
+                          schema_err_t *err) {
+    char sub[PATH_CAP];
+    const cJSON *x;
+    uint32_t mask;
+    int rc;
+
+    p->name = v->string, p->case_no_at = -1;
+    if (!cJSON_IsObject(v)) return load_fail(err, path, "%s: must be an object", path);
+    if ((rc = only_keys(v, procedure_keys, path, err))) return rc;
+    path_key(sub, path, "states");
+    x = get(v, "states");
+    if (!cJSON_IsObject(x) || !x->child || cJSON_GetArraySize(x) > MAX_STATES)
+        return load_fail(err, sub, "%s: needs 1..%d states", sub, MAX_STATES);
+    for (const cJSON *c = x->child; c; c = c->next) {
+        char ssub[PATH_CAP];
+        path_key(ssub, sub, c->string);
+        if (state_index(p, c->string) >= 0)
+            return load_fail(err, ssub, "%s: duplicate state", ssub);
+        if (!cJSON_IsObject(c)) return load_fail(err, ssub, "%s: must be an object", ssub);
+        if ((rc = only_keys(c, state_keys, ssub, err))) return rc;
+        p->main_pos[p->nstates] = -1;
+        p->states[p->nstates++] = c->string;
+    }
+    path_key(sub, path, "main_path");
+    if ((rc = load_states(p, get(v, "main_path"), 1, sub, &mask, err))) return rc;
+    int pos = 0;
+    for (const cJSON *c = get(v, "main_path")->child; c; c = c->next, pos++) {
+        int i = state_index(p, c->valuestring);
+        if (p->main_pos[i] >= 0) return load_fail(err, sub, "%s: %s twice", sub, c->valuestring);
+        p->main_pos[i] = pos;
+    }
+    path_key(sub, path, "initial");
+    p->initial = state_index(p, str_of(get(v, "initial")));
+    if (p->initial < 0 || p->main_pos[p->initial] != 0)
+        return load_fail(err, sub, "%s: must be the first state of main_path", sub);
+    path_key(sub, path, "create_roles");
+    if ((rc = load_roles(get(v, "create_roles"), sub, &p->create_roles, err))) return rc;
+    path_key(sub, path, "closed");
+    if ((rc = load_states(p, get(v, "closed"), 0, sub, &p->closed, err))) return rc;
+    if ((x = get(v, "case_no_at"))) {
+        path_key(sub, path, "case_no_at");
+        if ((p->case_no_at = state_index(p, str_of(x))) < 0)
+            return load_fail(err, sub, "%s: unknown state", sub);
+    }
+    path_key(sub, path, "transitions");
+    x = get(v, "transitions");
+    int n = cJSON_GetArraySize(x);
+    if (!cJSON_IsArray(x) || n == 0)
+        return load_fail(err, sub, "%s: needs a list of transitions", sub);
+    if (!(p->trans = calloc((size_t)n, sizeof(*p->trans))))
+        return fail(err, SCHEMA_E_NOMEM, sub, "out of memory");
+    for (const cJSON *c = x->child; c; c = c->next) {
+        char tsub[PATH_CAP];
+        path_idx(tsub, sub, p->ntrans);
+        if ((rc = load_transition(s, p, p->ntrans++, c, tsub, err))) return rc;
+    }
+    return 0;
+}
+
+/* Procedures come after the fields (guards name fields); then the
+ * procedure field must be a required enum of exactly these names. */
+static int load_procedures(schema_t *s, const cJSON *procs, schema_err_t *err) {
+    int n = cJSON_GetArraySize(procs), rc;
+    if (!cJSON_IsObject(procs) || n == 0)
+        return load_fail(err, "procedures", "procedures: needs 1 or more procedures");
+    if (!(s->procs = calloc((size_t)n, sizeof(*s->procs))))
+        return fail(err, SCHEMA_E_NOMEM, "procedures", "out of memory");
+    for (const cJSON *c = procs->child; c; c = c->next) {
+        char path[PATH_CAP];
+        path_key(path, "procedures", c->string);
+        if (proc_find(s, c->string)) return load_fail(err, path, "%s: duplicate procedure", path);
+        if ((rc = load_procedure(s, &s->procs[s->nprocs++], c, path, err))) return rc;
+    }
+    int pi = field_index(s, FIELD_PROCEDURE);
+    const char *path = "fields." FIELD_PROCEDURE;
+    if (pi < 0 || s->fields[pi].type != VT_ENUM || !s->fields[pi].required ||
+        cJSON_GetArraySize(s->fields[pi].values) != s->nprocs)
+        return load_fail(err, path, "%s: must be a required enum of the procedures", path);
+    for (const cJSON *c = s->fields[pi].values->child; c; c = c->next)
+        if (!proc_find(s, c->valuestring))
+            return load_fail(err, path, "%s: %s is not a procedure", path, c->valuestring);
+    return 0;
+}
+
+static const char *const type_keys[] = {"code", "name", "label", "note", NULL};
+
+static int load_types(schema_t *s, const cJSON *types, schema_err_t *err) {
+    int n = cJSON_GetArraySize(types), rc;
+    if (!cJSON_IsArray(types) || n == 0)
+        return load_fail(err, "types", "types: needs a list of case types");
+    if (!(s->types = calloc((size_t)n, sizeof(*s->types))))
+        return fail(err, SCHEMA_E_NOMEM, "types", "out of memory");
+    for (const cJSON *c = types->child; c; c = c->next) {
+        char path[PATH_CAP];
+        path_idx(path, "types", s->ntypes);
+        if (!cJSON_IsObject(c)) return load_fail(err, path, "%s: must be an object", path);
+        if ((rc = only_keys(c, type_keys, path, err))) return rc;
+        const char *code = str_of(get(c, "code")), *name = str_of(get(c, "name"));
+        if (!code || !*code || !name || !*name)
+            return load_fail(err, path, "%s: needs a code and a name", path);
+        if (schema_type_name(s, code) || schema_type_code(s, name))
+            return load_fail(err, path, "%s: duplicate code or name", path);
+        s->types[s->ntypes].code = code, s->types[s->ntypes].name = name, s->ntypes++;
+    }
+    return 0;
+}
+
+static const char *const deadline_keys[] = {"name", "kind",  "from",  "until", "procedures",
+                                            "days", "basis", "label", "note",  NULL};
+
+/* Deadlines of kind "status" (the default) start at a state of every
+ * procedure they list and end at states of some of them (paid or
+ * executing); other kinds (evidence) name events the engine knows. */
+static int load_deadlines(schema_t *s, const cJSON *list, schema_err_t *err) {
+    int n = cJSON_GetArraySize(list), rc;
+    if (!cJSON_IsArray(list)) return load_fail(err, "deadlines", "deadlines: must be a list");
+    if (n && !(s->deadlines = calloc((size_t)n, sizeof(*s->deadlines))))
+        return fail(err, SCHEMA_E_NOMEM, "deadlines", "out of memory");
+    for (const cJSON *c = list->child; c; c = c->next) {
+        char path[PATH_CAP];
+        long days;
+        path_idx(path, "deadlines", s->ndeadlines);
+        if (!cJSON_IsObject(c)) return load_fail(err, path, "%s: must be an object", path);
+        if ((rc = only_keys(c, deadline_keys, path, err))) return rc;
+        const char *name = str_of(get(c, "name")), *kind = str_of(get(c, "kind"));
+        const char *from = str_of(get(c, "from"));
+        const cJSON *until = get(c, "until"), *procs = get(c, "procedures");
+        if (!name || !*name || schema_deadline_days(s, name) >= 0)
+            return load_fail(err, path, "%s: needs a unique name", path);
+        if (get_long(get(c, "days"), 0, MAX_DEADLINE_DAYS, &days))
+            return load_fail(err, path, "%s.days: must be 0..%d", path, MAX_DEADLINE_DAYS);
+        if (!from || !cJSON_IsArray(until) || !until->child)
+            return load_fail(err, path, "%s: needs from and a list until", path);
+        for (const cJSON *u = until->child; u; u = u->next)
+            if (!str_of(u)) return load_fail(err, path, "%s.until: must hold strings", path);
+        if (!kind || strcmp(kind, "status") == 0) {
+            if (!cJSON_IsArray(procs) || !procs->child)
+                return load_fail(err, path, "%s.procedures: a status deadline names its procedures",
+                                 path);
+            for (const cJSON *pc = procs->child; pc; pc = pc->next) {
+                const procedure_t *p = proc_find(s, str_of(pc));
+                if (!p || state_index(p, from) < 0)
+                    return load_fail(err, path, "%s: unknown procedure or from state", path);
+            }
+            for (const cJSON *u = until->child; u; u = u->next) {
+                const cJSON *pc = procs->child;
+                while (pc && state_index(proc_find(s, pc->valuestring), u->valuestring) < 0)
+                    pc = pc->next;
+                if (!pc)
+                    return load_fail(err, path, "%s.until: %s is no state of its procedures", path,
+                                     u->valuestring);
+            }
+        }
+        s->deadlines[s->ndeadlines].name = name, s->deadlines[s->ndeadlines].days = (int)days;
+        s->ndeadlines++;
+    }
+    return 0;
+}
+
+/* The roles list documents the fixed role order; it must match the enum. */
+static int check_roles_doc(const cJSON *roles, schema_err_t *err) {
+    int i = 0;
+    if (!cJSON_IsArray(roles) || cJSON_GetArraySize(roles) != ROLE_COUNT)
+        return load_fail(err, "roles", "roles: must list the %d roles weakest first", ROLE_COUNT);
+    for (const cJSON *c = roles->child; c; c = c->next, i++)
+        if (!cJSON_IsObject(c) || !str_of(get(c, "name")) ||
+            strcmp(get(c, "name")->valuestring, role_names[i]))
+            return load_fail(err, "roles", "roles[%d]: must be %s", i, role_names[i]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Public: load, free, accessors                                              */
+/* ------------------------------------------------------------------------- */
+
+/* Parses json (len bytes, no NUL needed) into a new schema_t owned by the
+ * caller. The compact text and its ETag are computed once here. */
+int schema_load(const char *json, size_t len, schema_t **out, schema_err_t *err) {
+    const char *end = NULL;
+    schema_t *s = NULL;
+    long version;
+    int rc;
+
+    err_clear(err);
+    if (!out) return fail(err, SCHEMA_E_LOAD, "", "schema: no output");
+    *out = NULL;
+    if (!json || len == 0 || len > SCHEMA_MAX_BYTES)
+        return fail(err, SCHEMA_E_LOAD, "", "schema: empty or larger than %d bytes",
+                    SCHEMA_MAX_BYTES);
+    if (!(s = calloc(1, sizeof(*s)))) return fail(err, SCHEMA_E_NOMEM, "", "out of memory");
+    if (!(s->doc = cJSON_ParseWithLengthOpts(json, len, &end, 0))) {
+        rc = fail(err, SCHEMA_E_LOAD, "", "schema: invalid JSON near byte %ld",
+                  end ? (long)(end - json) : 0L);
+        goto fail;
+    }
+    for (; end && end < json + len; end++)
+        if (*end != ' ' && *end != '\n' && *end != '\r' && *end != '\t') {
+            rc = fail(err, SCHEMA_E_LOAD, "", "schema: trailing bytes after the document");
+            goto fail;
+        }
+    if (!cJSON_IsObject(s->doc)) {
+        rc = load_fail(err, "", "the document must be an object");
+        goto fail;
+    }
+    if (get_long(get(s->doc, "schema_version"), 1, INT_MAX, &version)) {
+        rc = load_fail(err, "schema_version", "schema_version: must be a positive integer");
+        goto fail;
+    }
+    s->version = (int)version;
+    if ((rc = check_roles_doc(get(s->doc, "roles"), err)) ||
+        (rc = load_fields(s, get(s->doc, "fields"), err)) ||
+        (rc = load_procedures(s, get(s->doc, "procedures"), err)) ||
+        (rc = load_types(s, get(s->doc, "types"), err)) ||
+        (rc = load_deadlines(s, get(s->doc, "deadlines"), err)))
+        goto fail;
+
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!(s->text = cJSON_PrintUnformatted(s->doc))) {
+        rc = fail(err, SCHEMA_E_NOMEM, "", "out of memory");
+        goto fail;
+    }
+    s->text_len = strlen(s->text);
+    if (!EVP_Digest(s->text, s->text_len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
+        rc = fail(err, SCHEMA_E_LOAD, "", "schema: SHA-256 failed");
+        goto fail;
+    }
+    s->etag[0] = '"';
+    for (unsigned i = 0; i < mdlen; i++) {
+        static const char hex[] = "0123456789abcdef";
+        s->etag[1 + 2 * i] = hex[md[i] >> 4];
+        s->etag[2 + 2 * i] = hex[md[i] & 15];
+    }
+    s->etag[1 + 2 * mdlen] = '"';
+    s->etag[2 + 2 * mdlen] = '\0';
+    *out = s;
+    return SCHEMA_OK;
+
+fail:
+    schema_free(s);
+    return rc;
+}
+
+/* Reads the whole file (at most SCHEMA_MAX_BYTES) and loads it. */
+int schema_load_file(const char *path, schema_t **out, schema_err_t *err) {
+    FILE *f = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    err_clear(err);
+    if (out) *out = NULL;
+    if (!path || !(f = fopen(path, "rb"))) {
+        rc = fail(err, SCHEMA_E_LOAD, "", "schema: cannot open %s: %s", path ? path : "(null)",
+                  strerror(errno));
+        goto fail;
+    }
+    if (!(buf = malloc(SCHEMA_MAX_BYTES + 1))) {
+        rc = fail(err, SCHEMA_E_NOMEM, "", "out of memory");
+        goto fail;
+    }
+    len = fread(buf, 1, SCHEMA_MAX_BYTES + 1, f);
+    if (ferror(f) || len > SCHEMA_MAX_BYTES) {
+        rc = fail(err, SCHEMA_E_LOAD, "", "schema: %s is unreadable or larger than %d bytes", path,
+                  SCHEMA_MAX_BYTES);
+        goto fail;
+    }
+    rc = schema_load(buf, len, out, err);
+
+fail:
+    free(buf);
+    if (f) fclose(f);
+    return rc;
+}
+
+void schema_free(schema_t *s) {
+    if (!s) return;
+    for (int i = 0; i < s->nfields; i++) rule_free(&s->fields[i]);
+    for (int i = 0; i < s->nprocs; i++) {
+        for (int k = 0; k < s->procs[i].ntrans; k++) free(s->procs[i].trans[k].guards);
+        free(s->procs[i].trans);
+    }
+    free(s->procs);
+    free(s->types);
+    free(s->deadlines);
+    if (s->text) cJSON_free(s->text);
+    cJSON_Delete(s->doc);
+    free(s);
+}
+
+const char *schema_text(const schema_t *s) { return s->text; }
+size_t schema_text_len(const schema_t *s) { return s->text_len; }
+int schema_version(const schema_t *s) { return s->version; }
+const char *schema_etag(const schema_t *s) { return s->etag; }
+
+schema_role_t schema_role_parse(const char *name) {
+    return (schema_role_t)name_index(role_names, ROLE_COUNT, name);
+}
+
+/* "none" for ROLE_NONE or anything out of range, so it is safe to print. */
+const char *schema_role_name(schema_role_t r) {
+    return r >= 0 && r < ROLE_COUNT ? role_names[r] : "none";
+}
+
+const char *schema_type_code(const schema_t *s, const char *type) {
+    for (int i = 0; type && i < s->ntypes; i++)
+        if (strcmp(s->types[i].name, type) == 0) return s->types[i].code;
+    return NULL;
+}
+
+const char *schema_type_name(const schema_t *s, const char *code) {
+    for (int i = 0; code && i < s->ntypes; i++)
+        if (strcmp(s->types[i].code, code) == 0) return s->types[i].name;
+    return NULL;
+}
+
+int schema_field_policy(const schema_t *s, const char *field) {
+    int i = field_index(s, field);
+    return i < 0 ? -1 : s->fields[i].policy;
+}
+
+int schema_procedure_exists(const schema_t *s, const char *procedure) {
+    return proc_find(s, procedure) != NULL;
+}
+
+const char *schema_initial_status(const schema_t *s, const char *procedure) {
+    const procedure_t *p = proc_find(s, procedure);
+    return p ? p->states[p->initial] : NULL;
+}
+
+/* A role may create when it is at least as strong as a listed create role. */
+int schema_may_create(const schema_t *s, const char *procedure, schema_role_t role) {
+    const procedure_t *p = proc_find(s, procedure);
+    if (!p || role < 0 || role >= ROLE_COUNT) return 0;
+    for (int r = 0; r <= (int)role; r++)
+        if (p->create_roles & BIT(r)) return 1;
+    return 0;
+}
+
+int schema_status_is_closed(const schema_t *s, const char *procedure, const char *status) {
+    const procedure_t *p = proc_find(s, procedure);
+    int i = p ? state_index(p, status) : -1;
+    return i >= 0 && (p->closed & BIT(i)) != 0;
+}
+
+int schema_status_assigns_case_no(const schema_t *s, const char *procedure, const char *status) {
+    const procedure_t *p = proc_find(s, procedure);
+    int i = p ? state_index(p, status) : -1;
+    return i >= 0 && p->case_no_at == i;
+}
+
+int schema_deadline_days(const schema_t *s, const char *name) {
+    for (int i = 0; name && i < s->ndeadlines; i++)
+        if (strcmp(s->deadlines[i].name, name) == 0) return s->deadlines[i].days;
+    return -1;
+}
+
+const char *schema_strerror(int code) {
+    switch (code) {
+    case SCHEMA_OK: return "ok";
+    case SCHEMA_E_LOAD: return "the schema document is broken";
+    case SCHEMA_E_TYPE: return "wrong JSON type";
+    case SCHEMA_E_INVALID: return "validation failed";
+    case SCHEMA_E_ROLE: return "forbidden for this role";
+    case SCHEMA_E_TRANSITION: return "forbidden transition";
+    case SCHEMA_E_NOMEM: return "out of memory";
+    default: return "unknown error";
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Shape: JSON types only                                                     */
+/* ------------------------------------------------------------------------- */
+
+static int type_fail(schema_err_t *err, const char *path, const char *what) {
+    return fail(err, SCHEMA_E_TYPE, path, "%s must be %s", leaf(path), what);
+}
+
+/* The JSON type a rule needs, recursively for known members and list items.
+ * null is always a shape-valid value (a value rule may still refuse it). */
+static int shape_value(const rule_t *r, const cJSON *v, const char *path, schema_err_t *err) {
+    char sub[PATH_CAP];
+    int rc, i = 0;
+    if (cJSON_IsNull(v)) return 0;
+    switch (r->type) {
+    case VT_STRING:
+    case VT_TEXT:
+    case VT_ENUM:
+    case VT_TIME:
+    case VT_USER: return cJSON_IsString(v) ? 0 : type_fail(err, path, "a string");
+    case VT_NUMBER:
+    case VT_INTEGER: return cJSON_IsNumber(v) ? 0 : type_fail(err, path, "a number");
+    case VT_BOOL: return cJSON_IsBool(v) ? 0 : type_fail(err, path, "true or false");
+    case VT_OBJECT:
+        if (!cJSON_IsObject(v)) return type_fail(err, path, "an object");
+        for (const cJSON *c = v->child; c; c = c->next) {
+            int m = member_index(r, c->string);
+            path_key(sub, path, c->string);
+            if (m >= 0 && (rc = shape_value(&r->members[m], c, sub, err))) return rc;
+        }
+        return 0;
+    case VT_LIST:
+        if (!cJSON_IsArray(v)) return type_fail(err, path, "a list");
+        for (const cJSON *c = v->child; c; c = c->next, i++) {
+            path_idx(sub, path, i);
+            if ((rc = shape_value(r->items, c, sub, err))) return rc;
+        }
+        return 0;
+    default: return 0;
+    }
+}
+
+/* An object of fields ("fields" of a create, "set" of an update). */
+static int shape_fields(const schema_t *s, const cJSON *obj, const char *path, schema_err_t *err) {
+    char sub[PATH_CAP];
+    int rc;
+    if (!cJSON_IsObject(obj)) return type_fail(err, path, "an object");
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        int i = field_index(s, c->string);
+        path_key(sub, path, c->string);
+        if (i >= 0 && (rc = shape_value(&s->fields[i], c, sub, err))) return rc;
+    }
+    return 0;
+}
+
+/* "append": an object of arrays of objects, item members typed by the schema. */
+static int shape_append(const schema_t *s, const cJSON *obj, schema_err_t *err) {
+    char sub[PATH_CAP], isub[PATH_CAP];
+    int rc;
+    if (!cJSON_IsObject(obj)) return type_fail(err, "append", "an object");
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        int f = field_index(s, c->string), i = 0;
+        path_key(sub, "append", c->string);
+        if (!cJSON_IsArray(c)) return type_fail(err, sub, "a list");
+        for (const cJSON *item = c->child; item; item = item->next, i++) {
+            path_idx(isub, sub, i);
+            if (!cJSON_IsObject(item)) return type_fail(err, isub, "an object");
+            if (f >= 0 && s->fields[f].type == VT_LIST &&
+                (rc = shape_value(s->fields[f].items, item, isub, err)))
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int schema_check_shape(const schema_t *s, const cJSON *change, schema_err_t *err) {
+    const cJSON *v;
+    err_clear(err);
+    if (!cJSON_IsObject(change)) return fail(err, SCHEMA_E_TYPE, "", "a change must be an object");
+    int op = name_index(op_names, OP_COUNT, str_of(get(change, "op")));
+    if (op < 0)
+        return fail(err, SCHEMA_E_TYPE, "op", "op must be create, update, transition or void");
+    v = get(change, "record_id");
+    if (!str_of(v) || !record_id_ok(v->valuestring))
+        return fail(err, SCHEMA_E_TYPE, "record_id", "record_id must match ^[0-9A-Za-z_-]{8,64}$");
+    v = get(change, "base_version");
+    if ((v || op != OP_CREATE) &&
+        !(cJSON_IsNumber(v) && is_integral(v->valuedouble) && v->valuedouble >= 0))
+        return fail(err, SCHEMA_E_TYPE, "base_version",
+                    "base_version must be a non-negative integer");
+    if ((v = get(change, "at")) && !cJSON_IsString(v)) return type_fail(err, "at", "a string");
+    switch (op) {
+    case OP_CREATE:
+        if (!str_of(get(change, "type"))) return type_fail(err, "type", "a string");
+        return shape_fields(s, get(change, "fields"), "fields", err);
+    case OP_UPDATE: {
+        int rc;
+        if ((v = get(change, "set")) && (rc = shape_fields(s, v, "set", err))) return rc;
+        if ((v = get(change, "append")) && (rc = shape_append(s, v, err))) return rc;
+        return 0;
+    }
+    case OP_TRANSITION: return str_of(get(change, "to")) ? 0 : type_fail(err, "to", "a string");
+    default: return str_of(get(change, "reason")) ? 0 : type_fail(err, "reason", "a string");
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Values                                                                     */
+/* ------------------------------------------------------------------------- */
+
+static int invalid(schema_err_t *err, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int invalid(schema_err_t *err, const char *path, const char *fmt, ...) {
+    char msg[MSG_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0) msg[0] = '\0';
+    va_end(ap);
+    return fail(err, SCHEMA_E_INVALID, path, "%s %s", leaf(path), msg);
+}
+
+static int check_value(const schema_t *s, const rule_t *r, const cJSON *v, const char *path,
+                       schema_err_t *err);
+
+static int check_string(const schema_t *s, const rule_t *r, const char *str, const char *path,
+                        schema_err_t *err) {
+    size_t bytes = strlen(str);
+    long max_bytes = r->max_bytes ? r->max_bytes : STRING_MAX_BYTES;
+    if (bytes > (size_t)max_bytes) return invalid(err, path, "is longer than %ld bytes", max_bytes);
+    long chars = utf8_chars((const unsigned char *)str, bytes);
+    if (chars < 0) return invalid(err, path, "is not valid UTF-8");
+    if (chars < r->min_len) return invalid(err, path, "needs at least %ld characters", r->min_len);
+    if (r->max_len >= 0 && chars > r->max_len)
+        return invalid(err, path, "is longer than %ld characters", r->max_len);
+    if (r->digits_min) {
+        size_t n = strspn(str, "0123456789");
+        if (n != bytes || n < (size_t)r->digits_min || n > (size_t)r->digits_max)
+            return invalid(err, path, "must be %d to %d digits", r->digits_min, r->digits_max);
+    }
+    if (r->hex && (bytes != (size_t)r->hex || strspn(str, "0123456789abcdef") != bytes))
+        return invalid(err, path, "must be %d lowercase hex digits", r->hex);
+    if (r->type_code && !schema_type_name(s, str))
+        return invalid(err, path, "%s is not a case type code", str);
+    return 0;
+}
+
+static int check_number(const rule_t *r, double d, const char *path, schema_err_t *err) {
+    if (!(d >= -MAX_SAFE_NUMBER && d <= MAX_SAFE_NUMBER))
+        return invalid(err, path, "must be a finite number within 2^53");
+    if (r->type == VT_INTEGER && !is_integral(d)) return invalid(err, path, "must be an integer");
+    if (r->has_min && d < r->min) return invalid(err, path, "%.15g is below %.15g", d, r->min);
+    if (r->has_max && d > r->max) return invalid(err, path, "%.15g is above %.15g", d, r->max);
+    if (r->decimals >= 0 && !has_decimals(d, r->decimals))
+        return invalid(err, path, "%.15g has more than %d decimals", d, r->decimals);
+    return 0;
+}
+
+static int check_object(const schema_t *s, const rule_t *r, const cJSON *v, const char *path,
+                        schema_err_t *err) {
+    char sub[PATH_CAP];
+    uint64_t seen = 0, present = 0;
+    int rc;
+    for (const cJSON *c = v->child; c; c = c->next) {
+        int m = member_index(r, c->string);
+        path_key(sub, path, c->string);
+        if (m < 0) return invalid(err, sub, "is not a member of %s", leaf(path));
+        if (seen & BIT64(m)) return invalid(err, sub, "is given twice");
+        seen |= BIT64(m);
+        if (cJSON_IsNull(c)) continue;
+        if (r->members[m].server) return invalid(err, sub, "is set by the server");
+        if ((rc = check_value(s, &r->members[m], c, sub, err))) return rc;
+        if (is_set(c)) present |= BIT64(m);
+    }
+    for (int m = 0; m < r->nmembers; m++)
+        if (r->members[m].required && !(present & BIT64(m))) {
+            path_key(sub, path, r->members[m].name);
+            return invalid(err, sub, "is required");
+        }
+    return 0;
+}
+
+/* One value (not null) against its rule. A wrong JSON type is SCHEMA_E_TYPE,
+ * so the check stands alone when the shape was not checked first. */
+static int check_value(const schema_t *s, const rule_t *r, const cJSON *v, const char *path,
+                       schema_err_t *err) {
+    char sub[PATH_CAP];
+    int rc, i = 0;
+    if (shape_value(r, v, path, err)) return SCHEMA_E_TYPE;
+    switch (r->type) {
+    case VT_STRING:
+    case VT_TEXT: return check_string(s, r, v->valuestring, path, err);
+    case VT_USER: {
+        size_t n = strlen(v->valuestring);
+        if (n < 1 || n > ID_MAX_LEN || utf8_chars((const unsigned char *)v->valuestring, n) < 0)
+            return invalid(err, path, "must be a user id of 1 to %d bytes", ID_MAX_LEN);
+        for (const char *p = v->valuestring; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                return invalid(err, path, "has a control character");
+        return 0;
+    }
+    case VT_ENUM: {
+        char list[128];
+        size_t n = 0;
+        for (const cJSON *c = r->values->child; c; c = c->next) {
+            if (strcmp(c->valuestring, v->valuestring) == 0) return 0;
+            int w = snprintf(list + n, sizeof(list) - n, "%s%s", n ? ", " : "", c->valuestring);
+            n = w < 0 || (size_t)w >= sizeof(list) - n ? sizeof(list) - 1 : n + (size_t)w;
+        }
+        return invalid(err, path, "%.64s is not one of %s", v->valuestring, list);
+    }
+    case VT_TIME:
+        return is_rfc3339(v->valuestring) ? 0 : invalid(err, path, "must be an RFC 3339 time");
+    case VT_NUMBER:
+    case VT_INTEGER: return check_number(r, v->valuedouble, path, err);
+    case VT_BOOL: return 0;
+    case VT_OBJECT: return check_object(s, r, v, path, err);
+    case VT_LIST:
+        for (const cJSON *c = v->child; c; c = c->next, i++) {
+            path_idx(sub, path, i);
+            if (cJSON_IsNull(c)) return invalid(err, sub, "must not be null");
+            if ((rc = check_value(s, r->items, c, sub, err))) return rc;
+        }
+        return 0;
+    default: return 0;
+    }
+}
+
+typedef struct item_id {
+    const char *id;
+    int index;
+} item_id_t;
+
+static int item_id_cmp(const void *a, const void *b) {
+    const item_id_t *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* Items for an append list: objects with an id (1..64 chars), members by the
+ * schema, ids unique within the list (sorted, so a long list stays cheap). */
+static int check_items(const schema_t *s, const rule_t *r, const cJSON *items, const char *path,
+                       schema_err_t *err) {
+    char sub[PATH_CAP], isub[PATH_CAP];
+    item_id_t *ids = NULL;
+    int rc = 0, n = 0;
+
+    if (!cJSON_IsArray(items)) return type_fail(err, path, "a list");
+    for (const cJSON *c = items->child; c; c = c->next, n++) {
+        const char *id = str_of(get(c, "id"));
+        path_idx(sub, path, n);
+        if (!cJSON_IsObject(c)) return type_fail(err, sub, "an object");
+        path_key(isub, sub, "id");
+        if (!id || !*id || strlen(id) > ID_MAX_LEN)
+            return invalid(err, isub, "must be a string of 1 to %d characters", ID_MAX_LEN);
+        if ((rc = check_value(s, r->items, c, sub, err))) return rc;
+    }
+    if (n < 2) return 0;
+    if (!(ids = malloc((size_t)n * sizeof(*ids))))
+        return fail(err, SCHEMA_E_NOMEM, path, "out of memory");
+    n = 0;
+    for (const cJSON *c = items->child; c; c = c->next, n++)
+        ids[n].id = get(c, "id")->valuestring, ids[n].index = n;
+    qsort(ids, (size_t)n, sizeof(*ids), item_id_cmp);
+    for (int i = 1; i < n; i++)
+        if (strcmp(ids[i - 1].id, ids[i].id) == 0) {
+            path_idx(sub, path, ids[i].index);
+            path_key(isub, sub, "id");
+            rc = invalid(err, isub, "%.64s is given twice", ids[i].id);
+            break;
+        }
+    free(ids);
+    return rc;
+}
+
+static int role_fail(schema_err_t *err, const char *path, const rule_t *r, schema_role_t role) {
+    return fail(err, SCHEMA_E_ROLE, path, "%s needs role %s or stronger; %s may not write it",
+                r->name, schema_role_name(r->write_min), schema_role_name(role));
+}
+
+int schema_check_create(const schema_t *s, const char *type, const cJSON *fields,
+                        schema_role_t role, schema_err_t *err) {
+    char path[PATH_CAP];
+    uint64_t seen = 0, present = 0;
+    int rc;
+
+    err_clear(err);
+    const char *code = schema_type_code(s, type);
+    if (!code)
+        return fail(err, SCHEMA_E_INVALID, "type", "unknown case type %.64s",
+                    type ? type : "(none)");
+    if (!cJSON_IsObject(fields)) return type_fail(err, "fields", "an object");
+    for (const cJSON *c = fields->child; c; c = c->next) {
+        int i = field_index(s, c->string);
+        const rule_t *r = i < 0 ? NULL : &s->fields[i];
+        path_key(path, "fields", c->string);
+        if (!r) return invalid(err, path, "is not a field of the schema");
+        if (seen & BIT64(i)) return invalid(err, path, "is given twice");
+        seen |= BIT64(i);
+        if (r->policy == POLICY_SERVER) return invalid(err, path, "is set by the server");
+        if (cJSON_IsNull(c)) continue;
+        if (role < r->write_min) return role_fail(err, path, r, role);
+        rc = r->policy == POLICY_APPEND ? check_items(s, r, c, path, err)
+                                        : check_value(s, r, c, path, err);
+        if (rc) return rc;
+        if (is_set(c)) present |= BIT64(i);
+    }
+    for (int i = 0; i < s->nfields; i++)
+        if (s->fields[i].required && !(present & BIT64(i))) {
+            path_key(path, "fields", s->fields[i].name);
+            return invalid(err, path, "is required at create");
+        }
+    const char *proc = str_of(get(fields, FIELD_PROCEDURE));
+    if (!schema_procedure_exists(s, proc))
+        return invalid(err, "fields." FIELD_PROCEDURE, "%.64s is not a procedure",
+                       proc ? proc : "");
+    const cJSON *cat = get(fields, FIELD_CATEGORY);
+    if (is_set(cat) && cJSON_IsString(cat) && strcmp(cat->valuestring, code) != 0)
+        return invalid(err, "fields." FIELD_CATEGORY, "%.16s does not match type %s (code %s)",
+                       cat->valuestring, type, code);
+    return 0;
+}
+
+int schema_check_set(const schema_t *s, const char *field, const cJSON *value, schema_role_t role,
+                     schema_err_t *err) {
+    char path[PATH_CAP];
+    err_clear(err);
+    path_key(path, "set", field ? field : "");
+    int i = field_index(s, field);
+    if (i < 0) return invalid(err, path, "is not a field of the schema");
+    const rule_t *r = &s->fields[i];
+    if (r->policy == POLICY_SERVER) return invalid(err, path, "is set by the server");
+    if (r->policy == POLICY_IMMUTABLE) return invalid(err, path, "is fixed at create");
+    if (r->policy == POLICY_APPEND) return invalid(err, path, "is an append list: use append");
+    if (role < r->write_min) return role_fail(err, path, r, role);
+    if (!value) return type_fail(err, path, "a value");
+    if (!is_set(value) && r->required)
+        return invalid(err, path, "is required and cannot be cleared");
+    return cJSON_IsNull(value) ? 0 : check_value(s, r, value, path, err);
+}
+
+int schema_check_append(const schema_t *s, const char *field, const cJSON *items,
+                        schema_role_t role, schema_err_t *err) {
+    char path[PATH_CAP];
+    err_clear(err);
+    path_key(path, "append", field ? field : "");
+    int i = field_index(s, field);
+    if (i < 0) return invalid(err, path, "is not a field of the schema");
+    const rule_t *r = &s->fields[i];
+    if (r->policy != POLICY_APPEND) return invalid(err, path, "is not an append list");
+    if (role < r->write_min) return role_fail(err, path, r, role);
+    return check_items(s, r, items, path, err);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Lifecycle                                                                  */
+/* ------------------------------------------------------------------------- */
+
+static int cond_holds(const cond_t *c, const cJSON *fields) {
+    if (!c->field) return 1;
+    const cJSON *v = value_at(fields, c->field);
+    int eq = v && cJSON_Compare(v, c->value, 1);
+    return c->negate ? !eq : eq;
+}
+
+static const char *cond_text(const cond_t *c, char *buf, size_t cap) {
+    char num[32];
+    if (snprintf(buf, cap, "%s is %s%s", c->field, c->negate ? "not " : "",
+                 scalar_text(c->value, num, sizeof(num))) < 0)
+        buf[0] = '\0';
+    return buf;
+}
+
+/* States a record in st has certainly passed: on the main path, those before
+ * it; off it (a branch such as not_filed), the states that lead to it and
+ * what they passed. visiting stops cycles. */
+static uint32_t passed_states(const procedure_t *p, int st, uint32_t visiting) {
+    uint32_t m = 0;
+    if (p->main_pos[st] >= 0) {
+        for (int i = 0; i < p->nstates; i++)
+            if (p->main_pos[i] >= 0 && p->main_pos[i] < p->main_pos[st]) m |= BIT(i);
+        return m;
+    }
+    visiting |= BIT(st);
+    for (int k = 0; k < p->ntrans; k++) {
+        if (p->trans[k].to != st) continue;
+        for (int f = 0; f < p->nstates; f++)
+            if ((p->trans[k].from & BIT(f)) && !(visiting & BIT(f)))
+                m |= BIT(f) | passed_states(p, f, visiting);
+    }
+    return m;
+}
+
+static int guard_fail(schema_err_t *err, const char *field, const guard_t *g, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int guard_fail(schema_err_t *err, const char *field, const guard_t *g, const char *fmt,
+                      ...) {
+    char msg[MSG_CAP], path[PATH_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0) msg[0] = '\0';
+    va_end(ap);
+    path_key(path, "fields", field);
+    return fail(err, SCHEMA_E_INVALID, path, "%s%s%s%s", msg, g->basis ? " (" : "",
+                g->basis ? g->basis : "", g->basis ? ")" : "");
+}
+
+/* 0 when the guard holds for the record's fields, else fills err. */
+static int guard_check(const guard_t *g, const char *to, const cJSON *fields, schema_err_t *err) {
+    char num[2][32], cond[160];
+    switch (g->kind) {
+    case GUARD_REQUIRED:
+        for (const cJSON *c = g->fields->child; c; c = c->next)
+            if (!is_set(value_at(fields, c->valuestring)))
+                return guard_fail(err, c->valuestring, g, "%s needs %s", to, c->valuestring);
+        return 0;
+    case GUARD_DIFFERENT: {
+        const cJSON *first = value_at(fields, g->fields->child->valuestring);
+        for (const cJSON *c = g->fields->child->next; c; c = c->next) {
+            const cJSON *v = value_at(fields, c->valuestring);
+            if (is_set(first) && is_set(v) && cJSON_Compare(first, v, 1))
+                return guard_fail(err, c->valuestring, g, "%s must differ from %s", c->valuestring,
+                                  g->fields->child->valuestring);
+        }
+        return 0;
+    }
+    case GUARD_MAX:
+    case GUARD_MIN: {
+        const cJSON *v = value_at(fields, g->field);
+        if (!cJSON_IsNumber(v) || !cond_holds(&g->when, fields)) return 0;
+        int over = g->kind == GUARD_MAX ? v->valuedouble > g->limit : v->valuedouble < g->limit;
+        if (!over) return 0;
+        if (snprintf(num[0], sizeof(num[0]), "%.15g", v->valuedouble) < 0) num[0][0] = '\0';
+        if (snprintf(num[1], sizeof(num[1]), "%.15g", g->limit) < 0) num[1][0] = '\0';
+        cond[0] = '\0';
+        if (g->when.field) {
+            char ctext[144];
+            if (snprintf(cond, sizeof(cond), " when %s",
+                         cond_text(&g->when, ctext, sizeof(ctext))) < 0)
+                cond[0] = '\0';
+        }
+        return guard_fail(err, g->field, g, "%s %s %s %s%s", g->field, num[0],
+                          g->kind == GUARD_MAX ? "exceeds" : "is below", num[1], cond);
+    }
+    }
+    return 0;
+}
+
+/* Role, then guards, for a transition allowed from the current state. A
+ * listed role and every stronger one may take it unless it is exact; for an
+ * exact one only the listed roles (admin as supervisor). A role_when
+ * condition must hold for the role that grants it. */
+static schema_judgement_t judge_allowed(const procedure_t *p, const transition_t *t,
+                                        const char *current, schema_role_t role,
+                                        const cJSON *fields, schema_err_t *err) {
+    const char *to = p->states[t->to];
+    schema_role_t eff = t->exact && role == ROLE_ADMIN ? ROLE_SUPERVISOR : role;
+    int granted = 0, failed_cond = -1;
+    for (int r = 0; role >= 0 && r < ROLE_COUNT && !granted; r++) {
+        if (!(t->roles & BIT(r)) || (t->exact ? r != (int)eff : r > (int)role)) continue;
+        if (cond_holds(&t->role_when[r], fields))
+            granted = 1;
+        else
+            failed_cond = r;
+    }
+    if (!granted) {
+        char ctext[144];
+        if (failed_cond >= 0)
+            fail(err, SCHEMA_E_ROLE, "to", "%s may take %s only when %s", schema_role_name(role),
+                 to, cond_text(&t->role_when[failed_cond], ctext, sizeof(ctext)));
+        else
+            fail(err, SCHEMA_E_ROLE, "to", "%s may not take %s -> %s", schema_role_name(role),
+                 current, to);
+        return JUDGE_ROLE;
+    }
+    for (int g = 0; g < t->nguards; g++)
+        if (guard_check(&t->guards[g], to, fields, err)) return JUDGE_GUARD;
+    return JUDGE_APPLY;
+}
+
+schema_judgement_t schema_judge_transition(const schema_t *s, const char *procedure,
+                                           const char *current, const char *to, schema_role_t role,
+                                           const cJSON *fields, schema_err_t *err) {
+    err_clear(err);
+    const procedure_t *p = proc_find(s, procedure);
+    if (!p) {
+        fail(err, SCHEMA_E_TRANSITION, "to", "unknown procedure %.64s", procedure ? procedure : "");
+        return JUDGE_FORBIDDEN;
+    }
+    int ti = state_index(p, to), ci = state_index(p, current);
+    if (ti < 0 || ci < 0) {
+        fail(err, SCHEMA_E_TRANSITION, "to", "%.64s is not a status of the %s procedure",
+             ti < 0    ? (to ? to : "")
+             : current ? current
+                       : "",
+             p->name);
+        return JUDGE_FORBIDDEN;
+    }
+    if (ti == ci) return JUDGE_NOOP;
+    for (int k = 0; k < p->ntrans; k++)
+        if (p->trans[k].to == ti && (p->trans[k].from & BIT(ci)))
+            return judge_allowed(p, &p->trans[k], current, role, fields, err);
+    uint32_t passed = passed_states(p, ci, 0);
+    if (passed & BIT(ti)) return JUDGE_NOOP;
+    for (int k = 0; k < p->ntrans; k++)
+        if (p->trans[k].to == ti && (p->trans[k].from & passed)) {
+            fail(err, SCHEMA_OK, "to", "%s is reached from a status the record has left (it is %s)",
+                 to, current);
+            return JUDGE_CONFLICT;
+        }
+    fail(err, SCHEMA_E_TRANSITION, "to", "%s -> %s is not a transition of the %s procedure",
+         current, to, p->name);
+    return JUDGE_FORBIDDEN;
+}
