@@ -498,7 +498,6 @@ static int launch(srv_t *s) {
         int rc = wait_pid(pid, 5);
         fprintf(stderr, "    harness: casesyncd exit status %d\n", rc);
         sl->pid = s->pid = 0;
-        print_log_file(sl->log, LOG_TAIL_LINES);
         close(sl->out_fd);
         sl->out_fd = -1;
         return -1;
