@@ -233,9 +233,8 @@ int store_open(const char *dir, size_t map_size, int rdonly, store_t **out, char
     }
     st->committed_seq = store_meta_u64(txn, &st->dbs, "seq");
     st->pending_seq = st->committed_seq;
-    if (rdonly)
-        mdb_txn_abort(txn);
-    else if ((rc = mdb_txn_commit(txn)) != 0) {
+    /* Commit even a read-only txn: an aborted one would close the new dbi handles. */
+    if ((rc = mdb_txn_commit(txn)) != 0) {
         txn = NULL;
         goto fail;
     }
