@@ -1,0 +1,154 @@
+/* http.h -- request and response plumbing of the HTTP edge: bounded body
+ * reading (with gzip), JSON parsing under limits, JSON responses (gzip when
+ * the client accepts it), the one table from SYNC_E* codes to HTTP statuses,
+ * request ids and the access log.
+ *
+ * Caveats:
+ * - civetweb does not limit body size: every body is read through
+ *   http_read_body(), which enforces the limits on the raw and the inflated
+ *   size while reading, so a zip bomb is never inflated past the limit.
+ * - One http_req_t lives on the stack of one handler call. Exactly one
+ *   response is sent per request: the first http_send*() call wins, later ones
+ *   are ignored (and return -1).
+ * - Error bodies are {"error":{"code","message","field"?}} built with cJSON,
+ *   so a message may hold any text.
+ */
+#ifndef CASESYNC_HTTP_H
+#define CASESYNC_HTTP_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+
+#include "sync/sync.h"
+
+/* Defaults of the configurable limits (PROTOCOL.md §1). */
+#define HTTP_MAX_BODY_BYTES (16u << 20)     /* raw request body, as sent */
+#define HTTP_MAX_INFLATED_BYTES (64u << 20) /* after Content-Encoding: gzip */
+#define HTTP_MAX_JSON_DEPTH 32
+
+/* A body that takes longer than this to arrive is cut off with 408. */
+#define HTTP_BODY_TIMEOUT_S 300
+/* Responses shorter than this are sent uncompressed. */
+#define HTTP_GZIP_MIN_BYTES 256
+#define HTTP_MAX_EXTRA_HEADERS 8
+
+typedef struct http_limits {
+    size_t max_body_bytes;
+    size_t max_inflated_bytes;
+    int max_json_depth;
+} http_limits_t;
+
+/* An error of the edge itself (body, encoding, query, routing), or one
+ * translated from the engine. `code` points to a static string. */
+typedef struct http_error {
+    int status;
+    const char *code;
+    char message[256];
+    char field[256];
+} http_error_t;
+
+/* One request in flight. Filled by http_req_begin(); owned by the handler
+ * call; holds no heap memory. */
+typedef struct http_req {
+    struct mg_connection *conn;
+    const struct mg_request_info *ri;
+    char id[33];        /* X-Request-Id: 32 random hex chars */
+    int head;           /* HEAD: headers only */
+    int accept_gzip;    /* Accept-Encoding allows gzip */
+    int body_consumed;  /* the request body was read to its end */
+    int sent;           /* a response went out */
+    int continued;      /* "100 Continue" was written by hand */
+    int status;         /* for the access log */
+    size_t bytes;       /* body bytes sent, for the access log */
+    struct timespec start;
+    int nextra;
+    struct {
+        const char *name; /* static */
+        char value[160];
+    } extra[HTTP_MAX_EXTRA_HEADERS];
+} http_req_t;
+
+/* ---- request life ------------------------------------------------------- */
+
+/* Starts a request: a fresh id, the start time, what the client accepts. */
+void http_req_begin(http_req_t *r, struct mg_connection *conn);
+/* Writes the one access-log line to stderr: id, method, path (never the query
+ * string), status, bytes, milliseconds. Logs no header, token or body. */
+void http_req_end(http_req_t *r);
+
+/* Adds a header to the response still to be sent. `name` must be a static
+ * string; `value` is copied (at most 159 bytes). -1 when the table is full. */
+int http_add_header(http_req_t *r, const char *name, const char *value);
+
+/* ---- request bodies ----------------------------------------------------- */
+
+/* Reads the whole request body, inflating Content-Encoding: gzip, within the
+ * limits: the raw bytes against max_body_bytes (Content-Length is checked
+ * before anything is read), the inflated bytes against max_inflated_bytes.
+ * On success returns 0 and *out is a malloc'd NUL-terminated buffer of *len
+ * bytes (the caller frees it), or NULL with *len 0 when the request has no
+ * body. On failure returns -1, fills err (413 too_large, 415
+ * unsupported_encoding, 400 bad_request, 408 request_timeout, 503
+ * unavailable) and *out is NULL. */
+int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *len,
+                   http_error_t *err);
+
+/* Reads a JSON body: Content-Type must be absent or application/json (else
+ * 415 unsupported_media_type), the body present (else 400 bad_request), valid
+ * UTF-8, nested at most max_json_depth deep (else 400 json_too_deep), one JSON
+ * object with nothing but whitespace after it (else 400 bad_json / 400
+ * bad_request). On success *out owns the parsed tree (cJSON_Delete it). */
+int http_read_json(http_req_t *r, const http_limits_t *lim, cJSON **out, http_error_t *err);
+
+/* ---- responses ---------------------------------------------------------- */
+
+/* Sends status with a body of content type `type` (NULL or len 0: no body),
+ * plus the added headers, X-Request-Id, Cache-Control: no-store and Vary:
+ * Accept-Encoding; gzip-encoded when the client accepts it and the body is
+ * large enough. 204 and 304 never carry a body. 0, or -1 if already sent. */
+int http_send(http_req_t *r, int status, const char *type, const char *body, size_t len);
+/* http_send() with Content-Type: application/json; charset=utf-8. */
+int http_send_json(http_req_t *r, int status, const char *body, size_t len);
+/* Sends an error body {"error":{"code","message","field"?}}. 401 adds
+ * WWW-Authenticate: Bearer; 429 and 503 add Retry-After: 1 unless one was
+ * added already. */
+int http_send_error(http_req_t *r, const http_error_t *e);
+int http_send_errorf(http_req_t *r, int status, const char *code, const char *field,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Sends the answer to an engine failure through the one status table, with
+ * the extras some codes carry: "expected" inside the error of a
+ * changeset_gap, a top-level "wipe" for device_revoked, Retry-After
+ * (err->retry_after, default 1) for 429 and 503. err may be NULL. */
+int http_send_sync_error(http_req_t *r, int rc, const sync_error_t *err);
+
+/* The status table: HTTP status and error code of a SYNC_E* value. Unknown
+ * codes map to 500 "internal". */
+int http_status_of(int sync_code, const char **code);
+
+/* ---- pieces, exposed for tests ------------------------------------------ */
+
+/* Does this Accept-Encoding value allow gzip (gzip, x-gzip or *, q > 0)? */
+int http_accepts_gzip(const char *accept_encoding);
+/* 1 when the JSON text nests arrays/objects deeper than max (brackets inside
+ * strings do not count), else 0. Reads at most len bytes. */
+int http_json_too_deep(const char *text, size_t len, int max);
+/* Inflates a gzip or zlib buffer into at most max_out bytes. 0 and *out
+ * malloc'd (NUL-terminated, caller frees); -1 when the result would exceed
+ * max_out (inflation stops there); -2 for corrupt or truncated input; -3 out
+ * of memory. *out is NULL on failure. */
+int http_gunzip(const void *in, size_t len, size_t max_out, char **out, size_t *out_len);
+/* Gzip-encodes a buffer. 0 and *out malloc'd (caller frees), or -1. */
+int http_gzip(const void *in, size_t len, char **out, size_t *out_len);
+
+/* ---- civetweb callbacks ------------------------------------------------- */
+
+/* callbacks.http_error: answers civetweb's own errors (malformed request
+ * line, headers too large ...) with a JSON error body. */
+int http_civetweb_error(struct mg_connection *conn, int status, const char *msg);
+/* callbacks.log_message: civetweb's diagnostics to stderr, one line each. */
+int http_civetweb_log(const struct mg_connection *conn, const char *msg);
+
+#endif

@@ -1,0 +1,379 @@
+/* main.c -- casesyncd: reads the command line and the config file, opens the
+ * engine and serves the HTTP API with civetweb until SIGTERM or SIGINT. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+
+#include "server/http.h"
+#include "server/routes.h"
+#include "sync/sync.h"
+
+#define DEFAULT_DATA "./data"
+#define DEFAULT_LISTEN "127.0.0.1:8080"
+#define DEFAULT_THREADS 64
+#define MAX_THREADS 1024
+#define MAX_CONFIG_BYTES (1u << 20)
+#define PBKDF2_ENV "CASESYNC_PBKDF2_ITERATIONS"
+/* How long a graceful stop waits for the requests in flight. */
+#define DRAIN_TIMEOUT_MS 25000
+
+typedef struct options {
+    const char *data_dir;
+    const char *listen;
+    const char *config_path;
+    const char *trusted_proxy;
+    int threads;
+} options_t;
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: casesyncd [--data DIR] [--listen HOST:PORT] [--config FILE] [--threads N]\n"
+               "                 [--trusted-proxy ADDR]\n"
+               "  --data DIR            data folder (default %s)\n"
+               "  --listen HOST:PORT    address to serve on; port 0 picks a free one (default %s)\n"
+               "  --config FILE         JSON file of limits and engine settings\n"
+               "  --threads N           worker threads (default %d)\n"
+               "  --trusted-proxy ADDR  believe X-Forwarded-For from this peer address\n",
+            DEFAULT_DATA, DEFAULT_LISTEN, DEFAULT_THREADS);
+}
+
+/* Strict decimal in [lo, hi]. 0 or -1. */
+static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
+    char *end = NULL;
+    if (!s || !*s || *s == '+' || *s == '-' || *s == ' ')
+        return -1;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || !end || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* HOST:PORT with a numeric port, and no characters civetweb would read as
+ * more ports or options (',', 's', 'r' suffixes). */
+static int parse_listen(const char *s, char *host, size_t host_size, long long *port) {
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    if (!colon || colon == s || (size_t)(colon - s) >= host_size)
+        return -1;
+    for (const char *p = s; p < colon; p++) {
+        char ch = *p;
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              ch == '.' || ch == '-' || ch == ':' || ch == '[' || ch == ']'))
+            return -1;
+    }
+    if (parse_ll(colon + 1, 0, 65535, port) < 0)
+        return -1;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, options_t *o) {
+    o->data_dir = DEFAULT_DATA;
+    o->listen = DEFAULT_LISTEN;
+    o->config_path = NULL;
+    o->trusted_proxy = NULL;
+    o->threads = DEFAULT_THREADS;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "casesyncd: %s needs a value\n", a);
+            return -1;
+        }
+        const char *v = argv[++i];
+        if (strcmp(a, "--data") == 0) {
+            o->data_dir = v;
+        } else if (strcmp(a, "--listen") == 0) {
+            o->listen = v;
+        } else if (strcmp(a, "--config") == 0) {
+            o->config_path = v;
+        } else if (strcmp(a, "--trusted-proxy") == 0) {
+            if (!*v || strlen(v) >= sizeof ((routes_t *)0)->trusted_proxy) {
+                fprintf(stderr, "casesyncd: bad --trusted-proxy address\n");
+                return -1;
+            }
+            o->trusted_proxy = v;
+        } else if (strcmp(a, "--threads") == 0) {
+            long long n;
+            if (parse_ll(v, 1, MAX_THREADS, &n) < 0) {
+                fprintf(stderr, "casesyncd: --threads must be 1..%d\n", MAX_THREADS);
+                return -1;
+            }
+            o->threads = (int)n;
+        } else {
+            fprintf(stderr, "casesyncd: unknown option %s\n", a);
+            return -1;
+        }
+    }
+    if (!*o->data_dir) {
+        fprintf(stderr, "casesyncd: --data must not be empty\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the config file ---------------------------------------------------- */
+
+enum { K_BODY, K_INFLATED, K_DEPTH, K_CHANGES, K_STRING, K_WINDOW, K_TTL, K_PBKDF2, K_MAP, K_SCHEMA };
+
+static const struct {
+    const char *key;
+    int which;
+    double lo, hi; /* integer keys */
+} config_keys[] = {
+    {"max_body_bytes", K_BODY, 1024, 1073741824.0},
+    {"max_inflated_bytes", K_INFLATED, 1024, 4294967296.0},
+    {"max_json_depth", K_DEPTH, 1, 1000},
+    {"max_changes", K_CHANGES, 1, 100000},
+    {"max_string", K_STRING, 1, 67108864.0},
+    {"sync_window_days", K_WINDOW, 1, 36500},
+    {"token_ttl_days", K_TTL, 1, 36500},
+    {"pbkdf2_iterations", K_PBKDF2, 1, 100000000},
+    {"map_size", K_MAP, 1048576.0, 70368744177664.0},
+    {"schema_path", K_SCHEMA, 0, 0},
+};
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0;
+    *len = 0;
+    if (!f)
+        return NULL;
+    if (!(buf = malloc(MAX_CONFIG_BYTES + 1)))
+        goto fail;
+    n = fread(buf, 1, MAX_CONFIG_BYTES + 1, f);
+    if (ferror(f) || n > MAX_CONFIG_BYTES) {
+        errno = ferror(f) ? EIO : EFBIG;
+        goto fail;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+fail:
+    free(buf);
+    fclose(f);
+    return NULL;
+}
+
+/* Applies a config file onto cfg and lim. *schema_path gets a malloc'd copy
+ * of "schema_path" (caller frees). 0, or -1 after printing what is wrong. */
+static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
+                       char **schema_path) {
+    size_t len;
+    const char *end = NULL;
+    int rc = -1;
+    char *text = read_file(path, &len);
+    cJSON *root = NULL;
+    if (!text) {
+        fprintf(stderr, "casesyncd: cannot read config %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!root || !cJSON_IsObject(root)) {
+        fprintf(stderr, "casesyncd: config %s is not a JSON object\n", path);
+        goto done;
+    }
+    for (const char *p = end; p && p < text + len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            fprintf(stderr, "casesyncd: config %s: data after the JSON object\n", path);
+            goto done;
+        }
+    }
+    for (const cJSON *it = root->child; it; it = it->next) {
+        size_t k = 0, nkeys = sizeof config_keys / sizeof config_keys[0];
+        while (k < nkeys && strcmp(config_keys[k].key, it->string ? it->string : "") != 0)
+            k++;
+        if (k == nkeys) {
+            fprintf(stderr, "casesyncd: config %s: unknown key \"%s\"\n", path,
+                    it->string ? it->string : "");
+            goto done;
+        }
+        if (config_keys[k].which == K_SCHEMA) {
+            if (!cJSON_IsString(it) || !it->valuestring || !*it->valuestring) {
+                fprintf(stderr, "casesyncd: config %s: schema_path must be a non-empty string\n",
+                        path);
+                goto done;
+            }
+            free(*schema_path);
+            if (!(*schema_path = strdup(it->valuestring))) {
+                fprintf(stderr, "casesyncd: out of memory\n");
+                goto done;
+            }
+            continue;
+        }
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1.0;
+        /* In range first, so the cast to an integer is defined. */
+        if (!(v >= config_keys[k].lo && v <= config_keys[k].hi) || (double)(long long)v != v) {
+            fprintf(stderr, "casesyncd: config %s: %s must be an integer from %.0f to %.0f\n", path,
+                    config_keys[k].key, config_keys[k].lo, config_keys[k].hi);
+            goto done;
+        }
+        switch (config_keys[k].which) {
+        case K_BODY: lim->max_body_bytes = (size_t)v; break;
+        case K_INFLATED: lim->max_inflated_bytes = (size_t)v; break;
+        case K_DEPTH: lim->max_json_depth = (int)v; break;
+        case K_CHANGES: cfg->max_changes = (int)v; break;
+        case K_STRING: cfg->max_string = (int)v; break;
+        case K_WINDOW: cfg->sync_window_days = (int)v; break;
+        case K_TTL: cfg->token_ttl_days = (int)v; break;
+        case K_PBKDF2: cfg->pbkdf2_iterations = (int)v; break;
+        case K_MAP: cfg->map_size = (size_t)v; break;
+        default: break;
+        }
+    }
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    free(text);
+    return rc;
+}
+
+/* ---- serving ------------------------------------------------------------ */
+
+int main(int argc, char **argv) {
+    options_t o;
+    sync_config_t cfg;
+    http_limits_t lim = {HTTP_MAX_BODY_BYTES, HTTP_MAX_INFLATED_BYTES, HTTP_MAX_JSON_DEPTH};
+    char *schema_path = NULL;
+    char host[128], threads[16], errtext[256] = "";
+    long long port;
+    sync_t *s = NULL;
+    sync_error_t err;
+    struct mg_context *ctx = NULL;
+    static routes_t rt; /* outlives every handler call: freed at exit */
+    int status = 1;
+
+    if (parse_args(argc, argv, &o) < 0) {
+        usage(stderr);
+        return 2;
+    }
+    if (parse_listen(o.listen, host, sizeof host, &port) < 0) {
+        fprintf(stderr, "casesyncd: --listen must be HOST:PORT, not \"%s\"\n", o.listen);
+        return 2;
+    }
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.data_dir = o.data_dir;
+    const char *env = getenv(PBKDF2_ENV);
+    if (env && *env) {
+        long long n;
+        if (parse_ll(env, 1, 100000000, &n) < 0) {
+            fprintf(stderr, "casesyncd: %s must be an integer from 1 to 100000000\n", PBKDF2_ENV);
+            return 1;
+        }
+        cfg.pbkdf2_iterations = (int)n;
+    }
+    /* The config file wins over the environment. */
+    if (o.config_path && load_config(o.config_path, &cfg, &lim, &schema_path) < 0) {
+        free(schema_path);
+        return 1;
+    }
+    cfg.schema_path = schema_path;
+
+    /* Block the stop signals in every thread (civetweb's and the engine's
+     * inherit this mask); the main thread takes them with sigwait(). */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    mg_init_library(0);
+
+    memset(&err, 0, sizeof err);
+    if (sync_open(&cfg, &s, &err) < 0) {
+        fprintf(stderr, "casesyncd: cannot open %s: %s (%s)\n", o.data_dir,
+                err.message[0] ? err.message : "error", sync_strerror(err.code));
+        goto out;
+    }
+
+    routes_init(&rt, s);
+    rt.limits = lim;
+    if (o.trusted_proxy)
+        snprintf(rt.trusted_proxy, sizeof rt.trusted_proxy, "%s", o.trusted_proxy);
+
+    snprintf(threads, sizeof threads, "%d", o.threads);
+    const char *options[] = {
+        "listening_ports", o.listen,
+        "num_threads", threads,
+        /* Path segments are decoded in routes.c, one at a time. */
+        "decode_url", "no",
+        "enable_keep_alive", "yes",
+        "request_timeout_ms", "30000",
+        "tcp_nodelay", "1",
+        "enable_directory_listing", "no",
+        "access_control_allow_origin", "",
+        NULL,
+    };
+    struct mg_callbacks callbacks;
+    memset(&callbacks, 0, sizeof callbacks);
+    callbacks.http_error = http_civetweb_error;
+    callbacks.log_message = http_civetweb_log;
+    unsigned errcode = 0;
+    struct mg_error_data error = {&errcode, errtext, sizeof errtext};
+    struct mg_init_data init = {&callbacks, &rt, options};
+    ctx = mg_start2(&init, &error);
+    if (!ctx) {
+        fprintf(stderr, "casesyncd: cannot listen on %s: %s\n", o.listen,
+                errtext[0] ? errtext : "civetweb failed to start");
+        goto out;
+    }
+    mg_set_request_handler(ctx, "/", routes_handle, &rt);
+
+    struct mg_server_port ports[4];
+    int nports = mg_get_server_ports(ctx, 4, ports);
+    int real_port = -1;
+    for (int i = 0; i < nports; i++) {
+        if (ports[i].port > 0) {
+            real_port = ports[i].port;
+            break;
+        }
+    }
+    if (real_port < 0) {
+        fprintf(stderr, "casesyncd: civetweb reports no listening port\n");
+        goto out;
+    }
+    printf("listening on http://%s:%d\n", host, real_port);
+    fflush(stdout);
+
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0)
+        ;
+    fprintf(stderr, "casesyncd: %s: finishing requests in flight\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    /* A second signal ends the process at once. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
+    status = 0;
+
+out:
+    /* Long polls wake up and new writes answer 503; the requests in flight
+     * send their answers; only then does civetweb stop. */
+    if (s)
+        sync_shutdown(s);
+    if (ctx && routes_drain(&rt, DRAIN_TIMEOUT_MS) < 0)
+        fprintf(stderr, "casesyncd: requests still in flight after %d ms; stopping anyway\n",
+                DRAIN_TIMEOUT_MS);
+    if (ctx)
+        mg_stop(ctx);
+    sync_close(s);
+    mg_exit_library();
+    free(schema_path);
+    if (status == 0)
+        fprintf(stderr, "casesyncd: stopped\n");
+    return status;
+}

@@ -1,0 +1,674 @@
+/* routes.c -- method + path dispatch, bearer authentication, query parsing,
+ * and one small function per endpoint that calls the engine once. */
+#include "server/routes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_SEGMENTS 8
+#define MAX_SEGMENT 256
+#define MAX_ID 128
+#define MAX_TOKEN 1024
+#define MAX_CURSOR 4096
+#define PULL_LIMIT_DEFAULT 200
+#define PULL_LIMIT_MAX 1000
+#define PULL_WAIT_MAX 60
+
+/* One call in progress: what a route function gets. */
+typedef struct call {
+    routes_t *rt;
+    http_req_t *req;
+    sync_principal_t *p; /* NULL on routes without authentication */
+    const char *id;      /* the decoded {id} path segment, or NULL */
+} call_t;
+
+typedef void (*route_fn)(call_t *c);
+
+typedef struct route {
+    const char *method;
+    const char *pattern; /* '*' segments are ids */
+    int auth;            /* needs a bearer token */
+    route_fn fn;
+} route_t;
+
+/* ======================================================================== */
+/* Helpers                                                                  */
+/* ======================================================================== */
+
+void routes_init(routes_t *rt, sync_t *sync) {
+    memset(rt, 0, sizeof *rt);
+    rt->sync = sync;
+    rt->limits.max_body_bytes = HTTP_MAX_BODY_BYTES;
+    rt->limits.max_inflated_bytes = HTTP_MAX_INFLATED_BYTES;
+    rt->limits.max_json_depth = HTTP_MAX_JSON_DEPTH;
+    rt->started = time(NULL);
+}
+
+/* Sends the engine's answer: its JSON with ok_status, or its error. Takes
+ * ownership of out. */
+static void reply(call_t *c, int rc, char *out, const sync_error_t *err, int ok_status) {
+    if (rc < 0) {
+        free(out);
+        http_send_sync_error(c->req, rc, err);
+        return;
+    }
+    if (ok_status == 204) {
+        free(out);
+        http_send_json(c->req, 204, NULL, 0);
+        return;
+    }
+    if (!out) {
+        http_send_errorf(c->req, 500, "internal", NULL, "the engine gave no answer (request %s)",
+                         c->req->id);
+        return;
+    }
+    http_send_json(c->req, ok_status, out, strlen(out));
+    free(out);
+}
+
+static int hexval(char ch) {
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes n bytes of src into dst (size dst_size). -1 on a bad
+ * escape, an encoded NUL or no room. */
+static int pct_decode(const char *src, size_t n, char *dst, size_t dst_size) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = src[i];
+        if (ch == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            ch = (char)(hi * 16 + lo);
+            if (ch == '\0')
+                return -1;
+            i += 2;
+        }
+        if (o + 1 >= dst_size)
+            return -1;
+        dst[o++] = ch;
+    }
+    dst[o] = '\0';
+    return 0;
+}
+
+/* ^[0-9A-Za-z_.:-]{1,128}$ */
+static int valid_id(const char *s) {
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char ch = s[n];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+              ch == '_' || ch == '.' || ch == ':' || ch == '-'))
+            return 0;
+        if (n >= MAX_ID)
+            return 0;
+    }
+    return n >= 1;
+}
+
+/* Splits a path into decoded segments. Returns their number, or -1 when the
+ * path cannot name any route (too many or too long segments, bad escapes). */
+static int split_path(const char *path, char seg[MAX_SEGMENTS][MAX_SEGMENT + 1]) {
+    int n = 0;
+    if (!path || path[0] != '/')
+        return -1;
+    const char *p = path + 1;
+    for (;;) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (n >= MAX_SEGMENTS || len > MAX_SEGMENT * 3)
+            return -1;
+        if (pct_decode(p, len, seg[n], MAX_SEGMENT + 1) < 0)
+            return -1;
+        n++;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return n;
+}
+
+/* Does the pattern match the segments? On a match *id is the '*' segment. */
+static int pattern_match(const char *pattern, char seg[MAX_SEGMENTS][MAX_SEGMENT + 1], int nseg,
+                         const char **id) {
+    const char *p = pattern + 1;
+    int i = 0;
+    *id = NULL;
+    for (;;) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (i >= nseg)
+            return 0;
+        if (len == 1 && p[0] == '*') {
+            if (!valid_id(seg[i]))
+                return 0;
+            *id = seg[i];
+        } else if (strlen(seg[i]) != len || memcmp(seg[i], p, len) != 0) {
+            return 0;
+        }
+        i++;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return i == nseg;
+}
+
+/* Strict decimal integer in [lo, hi]: digits only, no sign, no spaces. */
+static int parse_int(const char *s, size_t len, long lo, long hi, int *out) {
+    long v = 0;
+    if (len == 0 || len > 9 || strlen(s) != len)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* A query parameter, URL-decoded: its length, -1 when absent, -2 when longer
+ * than dst allows or when it decodes to a NUL byte. */
+static int query_get(const http_req_t *r, const char *name, char *dst, size_t dst_size) {
+    const char *qs = r->ri ? r->ri->query_string : NULL;
+    dst[0] = '\0';
+    if (!qs || !*qs)
+        return -1;
+    int n = mg_get_var(qs, strlen(qs), name, dst, dst_size);
+    if (n == -1)
+        return -1;
+    if (n < 0 || (size_t)n >= dst_size || strlen(dst) != (size_t)n) {
+        dst[0] = '\0';
+        return -2;
+    }
+    return n;
+}
+
+/* Optional integer query parameter with a default. 0, or -1 after answering
+ * 400 bad_request. */
+static int query_int(call_t *c, const char *name, int dflt, int lo, int hi, int *out) {
+    char buf[32];
+    int n = query_get(c->req, name, buf, sizeof buf);
+    if (n == -1) {
+        *out = dflt;
+        return 0;
+    }
+    if (n < 0 || parse_int(buf, (size_t)n, lo, hi, out) < 0) {
+        http_send_errorf(c->req, 400, "bad_request", name, "%s must be an integer from %d to %d",
+                         name, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the JSON body or answers the error. */
+static cJSON *body_json(call_t *c) {
+    http_error_t e;
+    cJSON *body = NULL;
+    if (http_read_json(c->req, &c->rt->limits, &body, &e) < 0) {
+        http_send_error(c->req, &e);
+        return NULL;
+    }
+    return body;
+}
+
+/* The key the login failure limit counts under: the peer address, or, when
+ * the peer is the trusted proxy, the address that proxy appended last to
+ * X-Forwarded-For (entries further left are whatever the client claimed). */
+static void client_key(const call_t *c, char *out, size_t out_size) {
+    const struct mg_request_info *ri = c->req->ri;
+    snprintf(out, out_size, "%s", ri ? ri->remote_addr : "");
+    if (!ri || !c->rt->trusted_proxy[0] || strcmp(ri->remote_addr, c->rt->trusted_proxy) != 0)
+        return;
+    const char *xff = mg_get_header(c->req->conn, "X-Forwarded-For");
+    if (!xff)
+        return;
+    const char *b = strrchr(xff, ',');
+    b = b ? b + 1 : xff;
+    while (*b == ' ' || *b == '\t')
+        b++;
+    size_t n = 0;
+    while (b[n] && b[n] != ' ' && b[n] != '\t')
+        n++;
+    if (n == 0 || n >= out_size || n > 64)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        char ch = b[i];
+        if (!(hexval(ch) >= 0 || ch == '.' || ch == ':' || ch == '[' || ch == ']'))
+            return; /* not an address: keep the peer */
+    }
+    memcpy(out, b, n);
+    out[n] = '\0';
+}
+
+/* The token of "Authorization: Bearer <token>", or NULL. */
+static const char *bearer_token(const http_req_t *r, char *buf, size_t buf_size) {
+    const char *h = mg_get_header(r->conn, "Authorization");
+    if (!h)
+        return NULL;
+    while (*h == ' ')
+        h++;
+    if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
+        return NULL;
+    h += 6;
+    while (*h == ' ' || *h == '\t')
+        h++;
+    size_t n = 0;
+    while (h[n] && h[n] != ' ' && h[n] != '\t') {
+        char ch = h[n];
+        /* RFC 6750 b64token */
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+              ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '+' || ch == '/' ||
+              ch == '='))
+            return NULL;
+        n++;
+    }
+    for (size_t i = n; h[i]; i++)
+        if (h[i] != ' ' && h[i] != '\t')
+            return NULL;
+    if (n == 0 || n >= buf_size)
+        return NULL;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Does an If-None-Match value name this entity tag (weak comparison)? */
+static int etag_matches(const char *inm, const char *etag) {
+    if (!inm || !etag)
+        return 0;
+    if (strncmp(etag, "W/", 2) == 0)
+        etag += 2;
+    size_t elen = strlen(etag);
+    const char *p = inm;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        const char *b = p;
+        while (*p && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e - b == 1 && *b == '*')
+            return 1;
+        if (e - b >= 2 && strncmp(b, "W/", 2) == 0)
+            b += 2;
+        if ((size_t)(e - b) == elen && memcmp(b, etag, elen) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* ======================================================================== */
+/* Endpoints                                                                */
+/* ======================================================================== */
+
+static void do_login(call_t *c) {
+    sync_error_t err = {0};
+    char key[128], *out = NULL;
+    cJSON *body = body_json(c);
+    if (!body)
+        return;
+    client_key(c, key, sizeof key);
+    int rc = sync_login(c->rt->sync, body, key, &out, &err);
+    cJSON_Delete(body);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_logout(call_t *c) {
+    sync_error_t err = {0};
+    int rc = sync_logout(c->rt->sync, c->p, &err);
+    reply(c, rc, NULL, &err, 204);
+}
+
+static void do_me(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    int rc = sync_me(c->rt->sync, c->p, &out, &err);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_user_create(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    cJSON *body = body_json(c);
+    if (!body)
+        return;
+    int rc = sync_user_create(c->rt->sync, c->p, body, &out, &err);
+    cJSON_Delete(body);
+    reply(c, rc, out, &err, 201);
+}
+
+static void do_user_list(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    int rc = sync_user_list(c->rt->sync, c->p, &out, &err);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_user_update(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    cJSON *body = body_json(c);
+    if (!body)
+        return;
+    int rc = sync_user_update(c->rt->sync, c->p, c->id, body, &out, &err);
+    cJSON_Delete(body);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_schema(call_t *c) {
+    const schema_t *sc = sync_schema(c->rt->sync);
+    const char *text = sc ? schema_text(sc) : NULL;
+    if (!text) {
+        http_send_errorf(c->req, 503, "unavailable", NULL, "the schema is not loaded");
+        return;
+    }
+    const char *etag = schema_etag(sc);
+    if (etag && *etag) {
+        http_add_header(c->req, "ETag", etag);
+        if (etag_matches(mg_get_header(c->req->conn, "If-None-Match"), etag)) {
+            http_send_json(c->req, 304, NULL, 0);
+            return;
+        }
+    }
+    http_send_json(c->req, 200, text, schema_text_len(sc));
+}
+
+static void do_push(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    int replay = 0;
+    cJSON *body = body_json(c);
+    if (!body)
+        return;
+    int rc = sync_push(c->rt->sync, c->p, body, &out, &replay, &err);
+    cJSON_Delete(body);
+    if (rc >= 0 && replay)
+        http_add_header(c->req, "Idempotent-Replay", "true");
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_pull(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL, *cursor = NULL;
+    int limit, wait;
+    if (query_int(c, "limit", PULL_LIMIT_DEFAULT, 1, PULL_LIMIT_MAX, &limit) < 0 ||
+        query_int(c, "wait", 0, 0, PULL_WAIT_MAX, &wait) < 0)
+        return;
+    if (!(cursor = malloc(MAX_CURSOR + 1))) {
+        http_send_errorf(c->req, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    if (query_get(c->req, "cursor", cursor, MAX_CURSOR + 1) == -2) {
+        free(cursor);
+        http_send_errorf(c->req, 400, "bad_cursor", "cursor", "the cursor is not one this server gave");
+        return;
+    }
+    int rc = sync_pull(c->rt->sync, c->p, cursor, limit, wait, &out, &err);
+    free(cursor);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_check(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    cJSON *body = body_json(c);
+    if (!body)
+        return;
+    int rc = sync_check(c->rt->sync, c->p, body, &out, &err);
+    cJSON_Delete(body);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_case(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    int rc = sync_case_get(c->rt->sync, c->p, c->id, &out, &err);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_case_history(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    int rc = sync_case_history(c->rt->sync, c->p, c->id, &out, &err);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_conflicts(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL, state[16];
+    const char *which = NULL;
+    int n = query_get(c->req, "state", state, sizeof state);
+    if (n != -1) {
+        if (n >= 0 && (strcmp(state, "open") == 0 || strcmp(state, "resolved") == 0)) {
+            which = state;
+        } else {
+            http_send_errorf(c->req, 400, "bad_request", "state", "state must be open or resolved");
+            return;
+        }
+    }
+    int rc = sync_conflicts(c->rt->sync, c->p, which, &out, &err);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_conflict_resolve(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    cJSON *body = body_json(c);
+    if (!body)
+        return;
+    int rc = sync_conflict_resolve(c->rt->sync, c->p, c->id, body, &out, &err);
+    cJSON_Delete(body);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_rejections(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    int rc = sync_rejections(c->rt->sync, c->p, &out, &err);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_audit_verify(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    /* Open to any authenticated user (docs/protocol.md §6): the answer holds
+     * only a count and a hash. */
+    int rc = sync_audit_verify(c->rt->sync, &out, &err);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_healthz(call_t *c) {
+    static const char ok[] = "{\"ok\":true}";
+    http_send_json(c->req, 200, ok, sizeof ok - 1);
+}
+
+static void do_readyz(call_t *c) {
+    static const char ready[] = "{\"ready\":true}";
+    if (!sync_ready(c->rt->sync)) {
+        http_send_errorf(c->req, 503, "unavailable", NULL, "the store is not accepting writes");
+        return;
+    }
+    http_send_json(c->req, 200, ready, sizeof ready - 1);
+}
+
+static void do_metrics(call_t *c) {
+    char buf[2048];
+    routes_t *rt = c->rt;
+    static const char *cls[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    int n = snprintf(buf, sizeof buf,
+                     "# HELP casesync_http_requests_total HTTP requests answered, by status class.\n"
+                     "# TYPE casesync_http_requests_total counter\n");
+    for (int i = 0; i < 6 && n > 0 && (size_t)n < sizeof buf; i++)
+        n += snprintf(buf + n, sizeof buf - (size_t)n,
+                      "casesync_http_requests_total{class=\"%s\"} %llu\n", cls[i],
+                      __atomic_load_n(&rt->answered[i], __ATOMIC_RELAXED));
+    if (n > 0 && (size_t)n < sizeof buf)
+        n += snprintf(buf + n, sizeof buf - (size_t)n,
+                      "# HELP casesync_http_requests_in_flight HTTP requests being answered.\n"
+                      "# TYPE casesync_http_requests_in_flight gauge\n"
+                      "casesync_http_requests_in_flight %ld\n"
+                      "# HELP casesync_ready 1 when the store is open and accepts writes.\n"
+                      "# TYPE casesync_ready gauge\n"
+                      "casesync_ready %d\n"
+                      "# HELP casesync_uptime_seconds Seconds since the server started.\n"
+                      "# TYPE casesync_uptime_seconds gauge\n"
+                      "casesync_uptime_seconds %lld\n",
+                      __atomic_load_n(&rt->in_flight, __ATOMIC_RELAXED), sync_ready(rt->sync) ? 1 : 0,
+                      (long long)(time(NULL) - rt->started));
+    if (n < 0 || (size_t)n >= sizeof buf) {
+        http_send_errorf(c->req, 500, "internal", NULL, "metrics do not fit");
+        return;
+    }
+    http_send(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", buf, (size_t)n);
+}
+
+static const route_t route_table[] = {
+    {"POST", "/v1/auth/login", 0, do_login},
+    {"POST", "/v1/auth/logout", 1, do_logout},
+    {"GET", "/v1/me", 1, do_me},
+    {"POST", "/v1/admin/users", 1, do_user_create},
+    {"GET", "/v1/admin/users", 1, do_user_list},
+    {"PATCH", "/v1/admin/users/*", 1, do_user_update},
+    {"GET", "/v1/schema", 1, do_schema},
+    {"POST", "/v1/sync/push", 1, do_push},
+    {"GET", "/v1/sync/pull", 1, do_pull},
+    {"POST", "/v1/sync/check", 1, do_check},
+    {"GET", "/v1/cases/*", 1, do_case},
+    {"GET", "/v1/cases/*/history", 1, do_case_history},
+    {"GET", "/v1/conflicts", 1, do_conflicts},
+    {"POST", "/v1/conflicts/*/resolve", 1, do_conflict_resolve},
+    {"GET", "/v1/rejections", 1, do_rejections},
+    {"GET", "/v1/audit/verify", 1, do_audit_verify},
+    {"GET", "/healthz", 0, do_healthz},
+    {"GET", "/readyz", 0, do_readyz},
+    {"GET", "/metrics", 0, do_metrics},
+};
+#define NROUTES (sizeof route_table / sizeof route_table[0])
+
+/* ======================================================================== */
+/* Dispatch                                                                 */
+/* ======================================================================== */
+
+static void add_allow(char *allow, size_t size, const char *method) {
+    size_t n = strlen(method), len = strlen(allow);
+    for (const char *p = allow; (p = strstr(p, method)) != NULL; p += n)
+        if ((p == allow || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+            return; /* already listed */
+    snprintf(allow + len, size - len, "%s%s", len ? ", " : "", method);
+}
+
+static void dispatch(routes_t *rt, http_req_t *req) {
+    char seg[MAX_SEGMENTS][MAX_SEGMENT + 1];
+    const struct mg_request_info *ri = req->ri;
+    const char *method = ri && ri->request_method ? ri->request_method : "";
+    const char *id = NULL, *match_id = NULL;
+    const route_t *hit = NULL;
+    char allow[128] = "";
+
+    int nseg = ri ? split_path(ri->local_uri, seg) : -1;
+    if (nseg < 0) {
+        http_send_errorf(req, 404, "not_found", NULL, "no such resource");
+        return;
+    }
+    const char *want = req->head ? "GET" : method;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!pattern_match(route_table[i].pattern, seg, nseg, &id))
+            continue;
+        add_allow(allow, sizeof allow, route_table[i].method);
+        if (strcmp(route_table[i].method, "GET") == 0)
+            add_allow(allow, sizeof allow, "HEAD");
+        if (!hit && strcmp(route_table[i].method, want) == 0) {
+            hit = &route_table[i];
+            match_id = id;
+        }
+    }
+    if (!allow[0]) {
+        http_send_errorf(req, 404, "not_found", NULL, "no such resource");
+        return;
+    }
+    add_allow(allow, sizeof allow, "OPTIONS");
+    if (!hit) {
+        http_add_header(req, "Allow", allow);
+        if (strcmp(method, "OPTIONS") == 0)
+            http_send_json(req, 204, NULL, 0);
+        else
+            http_send_errorf(req, 405, "method_not_allowed", NULL, "%s is not allowed here; allowed: %s",
+                             method[0] && strlen(method) < 16 ? method : "this method", allow);
+        return;
+    }
+
+    call_t c = {rt, req, NULL, match_id};
+    if (!hit->auth) {
+        hit->fn(&c);
+        return;
+    }
+    char token[MAX_TOKEN + 1];
+    if (!bearer_token(req, token, sizeof token)) {
+        http_send_errorf(req, 401, "unauthenticated", NULL,
+                         "this call needs an Authorization: Bearer token");
+        return;
+    }
+    sync_principal_t p;
+    sync_error_t err = {0};
+    memset(&p, 0, sizeof p);
+    int rc = sync_authenticate(rt->sync, token, &p, &err);
+    memset(token, 0, sizeof token);
+    if (rc < 0) {
+        http_send_sync_error(req, rc, &err);
+        sync_principal_clear(&p);
+        return;
+    }
+    c.p = &p;
+    hit->fn(&c);
+    sync_principal_clear(&p);
+}
+
+int routes_drain(routes_t *rt, int timeout_ms) {
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    __atomic_store_n(&rt->draining, 1, __ATOMIC_SEQ_CST);
+    for (int waited = 0; __atomic_load_n(&rt->in_flight, __ATOMIC_SEQ_CST) > 0; waited += 10) {
+        if (waited >= timeout_ms)
+            return -1;
+        nanosleep(&tick, NULL);
+    }
+    return 0;
+}
+
+int routes_handle(struct mg_connection *conn, void *cbdata) {
+    routes_t *rt = cbdata;
+    http_req_t req;
+    http_req_begin(&req, conn);
+    __atomic_add_fetch(&rt->in_flight, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&rt->draining, __ATOMIC_SEQ_CST)) {
+        mg_disable_connection_keep_alive(conn);
+        http_send_errorf(&req, 503, "unavailable", NULL, "the server is shutting down");
+    } else {
+        dispatch(rt, &req);
+    }
+    if (!req.sent)
+        http_send_errorf(&req, 500, "internal", NULL, "no answer (request %s)", req.id);
+    int cls = req.status >= 100 && req.status < 600 ? req.status / 100 : 0;
+    __atomic_add_fetch(&rt->answered[cls], 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&rt->in_flight, 1, __ATOMIC_SEQ_CST);
+    http_req_end(&req);
+    return req.status > 0 && req.status < 1000 ? req.status : 500;
+}

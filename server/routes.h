@@ -1,0 +1,47 @@
+/* routes.h -- the HTTP API of PROTOCOL.md mapped onto the engine: one
+ * civetweb handler on "/" dispatching by method and path.
+ *
+ * Caveats:
+ * - The engine decides permissions; routes only authenticate the bearer
+ *   token, parse the request and translate the answer.
+ * - civetweb must run with decode_url=no: path segments are percent-decoded
+ *   here, one at a time, so an encoded '/' stays inside its segment.
+ */
+#ifndef CASESYNC_ROUTES_H
+#define CASESYNC_ROUTES_H
+
+#include <time.h>
+
+#include <civetweb.h>
+
+#include "server/http.h"
+#include "sync/sync.h"
+
+/* What every handler call shares. Set up before mg_set_request_handler()
+ * and read-only afterwards, except the counters (atomic). The caller owns it
+ * and keeps it alive until mg_stop() returns. */
+typedef struct routes {
+    sync_t *sync;              /* borrowed */
+    http_limits_t limits;
+    char trusted_proxy[64];    /* peer address whose X-Forwarded-For is believed; "" for none */
+    time_t started;
+    /* Counters for GET /metrics. */
+    unsigned long long answered[6]; /* by status class: [1] 1xx ... [5] 5xx, [0] other */
+    long in_flight;
+    int draining;              /* set by routes_drain(): new requests get 503 */
+} routes_t;
+
+/* Fills rt with the defaults: limits from http.h, no trusted proxy. */
+void routes_init(routes_t *rt, sync_t *sync);
+
+/* Graceful stop, between sync_shutdown() and mg_stop(): from now on new
+ * requests answer 503 unavailable, and this waits up to timeout_ms for the
+ * requests in flight to send their answers (civetweb drops whatever a
+ * handler writes once mg_stop() has begun). 0 when drained, -1 on timeout. */
+int routes_drain(routes_t *rt, int timeout_ms);
+
+/* The civetweb request handler; cbdata is the routes_t. Always answers and
+ * returns the HTTP status sent. */
+int routes_handle(struct mg_connection *conn, void *cbdata);
+
+#endif
