@@ -189,7 +189,6 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
         rc = SYNC_EIO;
         goto done;
     }
-    store_note_seq(s->st, seq);
 
     entry = cJSON_CreateObject();
     cJSON_AddNumberToObject(entry, "seq", (double)seq);

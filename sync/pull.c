@@ -431,12 +431,12 @@ int sync_pull(sync_t *s, const sync_principal_t *p, const char *cursor, int limi
     if (have && (rc = cursor_decode(s, cursor, p->user_id, &c, err))) return rc;
     int64_t deadline = util_now_ms() + (int64_t)wait * 1000;
     for (;;) {
-        uint64_t seen = store_committed_seq(s->st);
+        uint64_t seen = store_commit_gen(s->st);
         if ((rc = pull_once(s, p, &c, have, limit, out, &items, err))) return rc;
         if (items > 0 || !have || wait == 0 || s->shutting_down || util_now_ms() >= deadline) return 0;
         /* Nothing new: sleep until something commits, then look again. */
-        store_wait_newer(s->st, seen, deadline);
-        if (store_committed_seq(s->st) == seen) return 0;
+        store_wait_commit(s->st, seen, deadline);
+        if (store_commit_gen(s->st) == seen) return 0;
         free(*out);
         *out = NULL;
     }

@@ -86,9 +86,7 @@ static int64_t version_of(const cJSON *rec) {
 /* Allocates the next global seq (one per record change). */
 static uint64_t next_seq(apply_t *a) {
     const store_dbs_t *dbs = a->job->s->dbs;
-    uint64_t seq = store_meta_next(a->txn, dbs, "seq");
-    if (seq) store_note_seq(a->job->s->st, seq);
-    return seq;
+    return store_meta_next(a->txn, dbs, "seq");
 }
 
 static cJSON *audit_entry(apply_t *a, uint64_t seq, const char *record_id, const char *op) {

@@ -31,14 +31,13 @@ struct store {
     pthread_mutex_t mu;
     pthread_cond_t work_cv;  /* the writer waits here for jobs */
     pthread_cond_t done_cv;  /* callers wait here for their job */
-    pthread_cond_t seq_cv;   /* long polls wait here for a newer seq */
+    pthread_cond_t gen_cv;   /* long polls wait here for the next commit */
     store_job_t *head, *tail;
     int stopping;            /* writer: finish the queue and exit */
     int closed_for_writes;   /* store_shutdown(): refuse new jobs */
     pthread_t writer;
     int writer_started;
-    uint64_t committed_seq;
-    uint64_t pending_seq;    /* writer thread only */
+    uint64_t commit_gen;     /* durable commits so far */
 
     /* Figures for operators: batches and jobs committed. */
     uint64_t batches, jobs;
@@ -63,13 +62,13 @@ uint64_t store_rd64(const unsigned char in[8]) {
 
 /* Runs one batch: every job in its own nested transaction of one parent
  * transaction, then one commit. Sets each job's rc. */
-static void store_run_batch(store_t *st, store_job_t *jobs) {
+static int store_run_batch(store_t *st, store_job_t *jobs) {
     MDB_txn *txn = NULL;
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc != 0) {
         fprintf(stderr, "store: write txn: %s\n", mdb_strerror(rc));
         for (store_job_t *j = jobs; j; j = j->next) j->rc = SYNC_EIO;
-        return;
+        return 0;
     }
     int kept = 0;
     for (store_job_t *j = jobs; j; j = j->next) {
@@ -94,14 +93,16 @@ static void store_run_batch(store_t *st, store_job_t *jobs) {
     }
     if (kept == 0) {
         mdb_txn_abort(txn);
-        return;
+        return 0;
     }
     rc = mdb_txn_commit(txn); /* one fsync for the whole batch */
     if (rc != 0) {
         fprintf(stderr, "store: commit: %s\n", mdb_strerror(rc));
         for (store_job_t *j = jobs; j; j = j->next)
             if (j->rc == 0) j->rc = SYNC_EIO;
+        return 0;
     }
+    return 1;
 }
 
 static void *store_writer_main(void *arg) {
@@ -114,7 +115,7 @@ static void *store_writer_main(void *arg) {
         st->head = st->tail = NULL;
         pthread_mutex_unlock(&st->mu);
 
-        store_run_batch(st, batch);
+        int committed = store_run_batch(st, batch);
 
         pthread_mutex_lock(&st->mu);
         st->batches++;
@@ -122,9 +123,9 @@ static void *store_writer_main(void *arg) {
             j->done = 1;
             st->jobs++;
         }
-        if (st->pending_seq > st->committed_seq) {
-            st->committed_seq = st->pending_seq;
-            pthread_cond_broadcast(&st->seq_cv);
+        if (committed) {
+            st->commit_gen++;
+            pthread_cond_broadcast(&st->gen_cv);
         }
         pthread_cond_broadcast(&st->done_cv);
     }
@@ -151,23 +152,18 @@ int store_write(store_t *st, store_job_fn fn, void *ctx) {
     return job.rc;
 }
 
-void store_note_seq(store_t *st, uint64_t seq) {
-    /* Writer thread only: published to readers after the batch commits. */
-    if (seq > st->pending_seq) st->pending_seq = seq;
-}
-
-uint64_t store_committed_seq(store_t *st) {
+uint64_t store_commit_gen(store_t *st) {
     pthread_mutex_lock(&st->mu);
-    uint64_t v = st->committed_seq;
+    uint64_t v = st->commit_gen;
     pthread_mutex_unlock(&st->mu);
     return v;
 }
 
-void store_wait_newer(store_t *st, uint64_t seen, int64_t deadline_ms) {
+void store_wait_commit(store_t *st, uint64_t seen, int64_t deadline_ms) {
     struct timespec ts = {.tv_sec = deadline_ms / 1000, .tv_nsec = (long)(deadline_ms % 1000) * 1000000L};
     pthread_mutex_lock(&st->mu);
-    while (st->committed_seq <= seen && !st->closed_for_writes) {
-        if (pthread_cond_timedwait(&st->seq_cv, &st->mu, &ts) == ETIMEDOUT) break;
+    while (st->commit_gen <= seen && !st->closed_for_writes) {
+        if (pthread_cond_timedwait(&st->gen_cv, &st->mu, &ts) == ETIMEDOUT) break;
     }
     pthread_mutex_unlock(&st->mu);
 }
@@ -194,7 +190,7 @@ int store_open(const char *dir, size_t map_size, int rdonly, store_t **out, char
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->work_cv, NULL);
     pthread_cond_init(&st->done_cv, NULL);
-    pthread_cond_init(&st->seq_cv, NULL);
+    pthread_cond_init(&st->gen_cv, NULL);
 
     if ((rc = mdb_env_create(&st->env)) != 0) goto fail;
     mdb_env_set_maxdbs(st->env, STORE_MAX_DBS);
@@ -231,8 +227,6 @@ int store_open(const char *dir, size_t map_size, int rdonly, store_t **out, char
             goto fail;
         }
     }
-    st->committed_seq = store_meta_u64(txn, &st->dbs, "seq");
-    st->pending_seq = st->committed_seq;
     /* Commit even a read-only txn: an aborted one would close the new dbi handles. */
     if ((rc = mdb_txn_commit(txn)) != 0) {
         txn = NULL;
@@ -258,7 +252,7 @@ fail_msg:
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->work_cv);
     pthread_cond_destroy(&st->done_cv);
-    pthread_cond_destroy(&st->seq_cv);
+    pthread_cond_destroy(&st->gen_cv);
     free(st);
     return SYNC_EIO;
 }
@@ -267,7 +261,7 @@ void store_shutdown(store_t *st) {
     if (!st) return;
     pthread_mutex_lock(&st->mu);
     st->closed_for_writes = 1;
-    pthread_cond_broadcast(&st->seq_cv);
+    pthread_cond_broadcast(&st->gen_cv);
     pthread_mutex_unlock(&st->mu);
 }
 
@@ -284,7 +278,7 @@ void store_close(store_t *st) {
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->work_cv);
     pthread_cond_destroy(&st->done_cv);
-    pthread_cond_destroy(&st->seq_cv);
+    pthread_cond_destroy(&st->gen_cv);
     free(st);
 }
 

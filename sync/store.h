@@ -63,13 +63,12 @@ int store_write(store_t *st, store_job_fn fn, void *ctx);
 int store_read_begin(store_t *st, MDB_txn **txn);
 void store_read_end(MDB_txn *txn);
 
-/* The highest seq committed so far and a wait for a newer one: returns when
- * the committed seq exceeds `seen`, when deadline_ms (CLOCK_REALTIME ms)
- * passes, or after store_shutdown(). */
-uint64_t store_committed_seq(store_t *st);
-void store_wait_newer(store_t *st, uint64_t seen, int64_t deadline_ms);
-/* Called by a job that advanced the global seq (takes effect at commit). */
-void store_note_seq(store_t *st, uint64_t seq);
+/* Commit generations: a counter that grows with every durable commit, and a
+ * wait for the next one. store_wait_commit() returns when the generation
+ * passes `seen`, when deadline_ms (CLOCK_REALTIME ms) passes, or after
+ * store_shutdown(). Long polls use it to sleep until something commits. */
+uint64_t store_commit_gen(store_t *st);
+void store_wait_commit(store_t *st, uint64_t seen, int64_t deadline_ms);
 /* Batches and jobs committed since open (group-commit figures). */
 void store_stats(store_t *st, uint64_t *batches, uint64_t *jobs);
 
