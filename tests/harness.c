@@ -65,8 +65,7 @@ static void *xrealloc(void *p, size_t n) {
 }
 
 void *h_keep(void *p, void (*fn)(void *)) {
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     pthread_mutex_lock(&pool_mu);
     if (pool_n == pool_cap) {
         pool_cap = pool_cap ? pool_cap * 2 : 256;
@@ -80,8 +79,7 @@ void *h_keep(void *p, void (*fn)(void *)) {
 }
 
 void h_free(void *p) {
-    if (!p)
-        return;
+    if (!p) return;
     void (*fn)(void *) = NULL;
     pthread_mutex_lock(&pool_mu);
     for (size_t i = pool_n; i-- > 0;) {
@@ -92,8 +90,7 @@ void h_free(void *p) {
         }
     }
     pthread_mutex_unlock(&pool_mu);
-    if (fn)
-        fn(p);
+    if (fn) fn(p);
 }
 
 static void pool_drain(void) {
@@ -106,15 +103,16 @@ static void pool_drain(void) {
     pthread_mutex_unlock(&pool_mu);
 }
 
-static void json_delete(void *p) { cJSON_Delete(p); }
+static void json_delete(void *p) {
+    cJSON_Delete(p);
+}
 
 static char *vfmt(const char *fmt, va_list ap) {
     va_list ap2;
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
-    if (n < 0)
-        n = 0;
+    if (n < 0) n = 0;
     char *s = xmalloc((size_t)n + 1);
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     return s;
@@ -128,7 +126,9 @@ char *hfmt(const char *fmt, ...) {
     return h_keep(s, NULL);
 }
 
-static char *hdup(const char *s) { return hfmt("%s", s ? s : ""); }
+static char *hdup(const char *s) {
+    return hfmt("%s", s ? s : "");
+}
 
 double now_s(void) {
     struct timespec t;
@@ -174,8 +174,7 @@ static void buf_add(buf_t *b, const void *data, size_t n) {
 
 /* Hands the buffer's bytes to the pool ("" when empty). */
 static char *buf_keep(buf_t *b) {
-    if (!b->p)
-        buf_add(b, "", 0);
+    if (!b->p) buf_add(b, "", 0);
     char *p = b->p;
     b->p = NULL;
     b->n = b->cap = 0;
@@ -200,18 +199,15 @@ static char **child_env(void) {
     char **env = xmalloc((n + 2) * sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "CASESYNC_PBKDF2_ITERATIONS=", 27) != 0)
-            env[k++] = environ[i];
+        if (strncmp(environ[i], "CASESYNC_PBKDF2_ITERATIONS=", 27) != 0) env[k++] = environ[i];
     env[k++] = "CASESYNC_PBKDF2_ITERATIONS=1000";
     env[k] = NULL;
     return env;
 }
 
 static int status_code(int st) {
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    if (WIFSIGNALED(st))
-        return 128 + WTERMSIG(st);
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
     return -1;
 }
 
@@ -221,12 +217,9 @@ static int wait_pid(pid_t pid, double timeout_s) {
     for (;;) {
         int st = 0;
         pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return status_code(st);
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (now_s() > end)
-            return -2;
+        if (r == pid) return status_code(st);
+        if (r < 0 && errno != EINTR) return -1;
+        if (now_s() > end) return -2;
         sleep_ms(5);
     }
 }
@@ -240,8 +233,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 }
 
 static void rm_tree(const char *dir) {
-    if (dir && dir[0])
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (dir && dir[0]) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ============================================================================
@@ -251,29 +243,25 @@ static void rm_tree(const char *dir) {
 typedef struct slot {
     int used;
     pid_t pid;
-    int out_fd;       /* read end of the server's stdout, non-blocking */
+    int out_fd; /* read end of the server's stdout, non-blocking */
     char dir[256];
     char log[300];
-    int removed;      /* the data folder was removed */
+    int removed; /* the data folder was removed */
 } slot_t;
 
 static slot_t slots[MAX_SERVERS];
 static int harness_ready;
 
 static void drain_stdout(slot_t *sl) {
-    if (sl->out_fd < 0)
-        return;
+    if (sl->out_fd < 0) return;
     char tmp[4096];
     int log = open(sl->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     for (int i = 0; i < 256; i++) {
         ssize_t n = read(sl->out_fd, tmp, sizeof tmp);
-        if (n <= 0)
-            break;
-        if (log >= 0 && write(log, tmp, (size_t)n) < 0)
-            break;
+        if (n <= 0) break;
+        if (log >= 0 && write(log, tmp, (size_t)n) < 0) break;
     }
-    if (log >= 0)
-        close(log);
+    if (log >= 0) close(log);
 }
 
 static void print_log_file(const char *path, int lines) {
@@ -310,8 +298,7 @@ static void print_log_file(const char *path, int lines) {
 }
 
 void srv_print_log(const srv_t *s, int lines) {
-    if (!s || s->slot < 0)
-        return;
+    if (!s || s->slot < 0) return;
     drain_stdout(&slots[s->slot]);
     print_log_file(slots[s->slot].log, lines > 0 ? lines : LOG_TAIL_LINES);
 }
@@ -319,8 +306,7 @@ void srv_print_log(const srv_t *s, int lines) {
 /* Kills every server of this test process: async-signal-safe. */
 static void kill_all_servers(void) {
     for (int i = 0; i < MAX_SERVERS; i++)
-        if (slots[i].used && slots[i].pid > 0)
-            kill(slots[i].pid, SIGKILL);
+        if (slots[i].used && slots[i].pid > 0) kill(slots[i].pid, SIGKILL);
 }
 
 static void on_alarm(int sig) {
@@ -337,8 +323,7 @@ static void harness_exit(void) {
     int bad_stop = 0;
     for (int i = 0; i < MAX_SERVERS; i++) {
         slot_t *sl = &slots[i];
-        if (!sl->used)
-            continue;
+        if (!sl->used) continue;
         if (sl->pid > 0) {
             if (failed) {
                 kill(sl->pid, SIGKILL);
@@ -353,14 +338,14 @@ static void harness_exit(void) {
                     wait_pid(sl->pid, 5);
                 }
                 if (rc != 0) {
-                    fprintf(stderr, "    harness: server %d ended with status %d at exit\n", (int)sl->pid, rc);
+                    fprintf(stderr, "    harness: server %d ended with status %d at exit\n", (int)sl->pid,
+                            rc);
                     bad_stop = 1;
                 }
             }
             sl->pid = 0;
         }
-        if (failed || bad_stop)
-            srv_print_log(&(srv_t){.slot = i}, LOG_TAIL_LINES);
+        if (failed || bad_stop) srv_print_log(&(srv_t){.slot = i}, LOG_TAIL_LINES);
         if (sl->out_fd >= 0) {
             close(sl->out_fd);
             sl->out_fd = -1;
@@ -370,15 +355,13 @@ static void harness_exit(void) {
             sl->removed = 1;
         }
     }
-    if (failed || bad_stop)
-        _exit(1);
+    if (failed || bad_stop) _exit(1);
     pool_drain();
     curl_global_cleanup();
 }
 
 static void harness_init(void) {
-    if (harness_ready)
-        return;
+    if (harness_ready) return;
     harness_ready = 1;
     for (int i = 0; i < MAX_SERVERS; i++)
         slots[i].out_fd = -1;
@@ -423,13 +406,11 @@ static int launch(srv_t *s) {
     }
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, 0);
+        if (devnull >= 0) dup2(devnull, 0);
         dup2(pfd[1], 1);
         dup2(logfd, 2);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
+        if (getppid() != parent) _exit(126);
         signal(SIGPIPE, SIG_DFL);
         signal(SIGALRM, SIG_DFL);
         execve(bin, argv, env);
@@ -450,18 +431,14 @@ static int launch(srv_t *s) {
     const char *why = "timed out";
     while (!port) {
         double left = end - now_s();
-        if (left <= 0)
-            break;
+        if (left <= 0) break;
         struct pollfd p = {.fd = pfd[0], .events = POLLIN};
         int r = poll(&p, 1, (int)(left * 1000) + 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            continue;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) continue;
         char tmp[512];
         ssize_t n = read(pfd[0], tmp, sizeof tmp);
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             why = "its stdout closed (it exited?)";
             break;
@@ -472,8 +449,7 @@ static int launch(srv_t *s) {
             const char *hostport = l + strlen("listening on http://");
             const char *colon = strrchr(hostport, ':');
             const char *nl = strchr(l, '\n');
-            if (colon && colon < nl)
-                port = atoi(colon + 1);
+            if (colon && colon < nl) port = atoi(colon + 1);
             if (port <= 0) {
                 why = "its listening line has no port";
                 break;
@@ -492,7 +468,8 @@ static int launch(srv_t *s) {
     free(out.p);
     fcntl(pfd[0], F_SETFL, fcntl(pfd[0], F_GETFL) | O_NONBLOCK);
     if (port <= 0) {
-        fprintf(stderr, "    harness: casesyncd did not print 'listening on http://HOST:PORT' within %d s: %s\n",
+        fprintf(stderr,
+                "    harness: casesyncd did not print 'listening on http://HOST:PORT' within %d s: %s\n",
                 READY_TIMEOUT_S, why);
         kill(pid, SIGKILL);
         int rc = wait_pid(pid, 5);
@@ -536,8 +513,7 @@ int srv_start(srv_t *s) {
 }
 
 int srv_restart(srv_t *s) {
-    if (!s || s->slot < 0)
-        return -1;
+    if (!s || s->slot < 0) return -1;
     slot_t *sl = &slots[s->slot];
     if (sl->pid > 0) {
         fprintf(stderr, "    harness: srv_restart while the server still runs\n");
@@ -556,8 +532,7 @@ int srv_restart(srv_t *s) {
 }
 
 int srv_stop(srv_t *s) {
-    if (!s || s->slot < 0 || slots[s->slot].pid <= 0)
-        return 0;
+    if (!s || s->slot < 0 || slots[s->slot].pid <= 0) return 0;
     slot_t *sl = &slots[s->slot];
     kill(sl->pid, SIGTERM);
     int rc = wait_pid(sl->pid, STOP_TIMEOUT_S);
@@ -580,8 +555,7 @@ int srv_stop(srv_t *s) {
 }
 
 void srv_kill9(srv_t *s) {
-    if (!s || s->slot < 0 || slots[s->slot].pid <= 0)
-        return;
+    if (!s || s->slot < 0 || slots[s->slot].pid <= 0) return;
     slot_t *sl = &slots[s->slot];
     kill(sl->pid, SIGKILL);
     wait_pid(sl->pid, 10);
@@ -592,8 +566,7 @@ void srv_kill9(srv_t *s) {
 }
 
 void srv_cleanup(srv_t *s) {
-    if (!s || s->slot < 0)
-        return;
+    if (!s || s->slot < 0) return;
     srv_stop(s);
     slot_t *sl = &slots[s->slot];
     if (!sl->removed && !getenv("CASESYNC_KEEP_DATA")) {
@@ -673,8 +646,7 @@ cli_res_t cli_run(const char *dir, const char *in, ...) {
             p[np++] = (struct pollfd){.fd = win, .events = POLLOUT};
         }
         int r = poll(p, (nfds_t)np, 100);
-        if (r <= 0)
-            continue;
+        if (r <= 0) continue;
         char tmp[4096];
         if (iout >= 0 && p[iout].revents) {
             ssize_t n = read(pout[0], tmp, sizeof tmp);
@@ -702,8 +674,7 @@ cli_res_t cli_run(const char *dir, const char *in, ...) {
             }
         }
     }
-    if (win >= 0)
-        close(win);
+    if (win >= 0) close(win);
     close(pout[0]);
     close(perr[0]);
     if (pid > 0) {
@@ -721,15 +692,15 @@ cli_res_t cli_run(const char *dir, const char *in, ...) {
     return res;
 }
 
-const char *user_add(srv_t *s, const char *username, const char *password, const char *role,
-                     const char *unit, const char *grids_csv) {
+const char *user_add(srv_t *s, const char *username, const char *password, const char *role, const char *unit,
+                     const char *grids_csv) {
     cli_res_t r = grids_csv ? cli(s->dir, hfmt("%s\n", password), "user", "add", username, "--role", role,
                                   "--unit", unit, "--grids", grids_csv)
                             : cli(s->dir, hfmt("%s\n", password), "user", "add", username, "--role", role,
                                   "--unit", unit);
     if (r.rc != 0) {
-        fprintf(stderr, "    harness: casesync user add %s exited %d\n    stdout: %s\n    stderr: %s\n", username,
-                r.rc, r.out, r.err);
+        fprintf(stderr, "    harness: casesync user add %s exited %d\n    stdout: %s\n    stderr: %s\n",
+                username, r.rc, r.out, r.err);
         return NULL;
     }
     /* The id: a JSON user object's "id", else the output's one word (or the
@@ -740,10 +711,8 @@ const char *user_add(srv_t *s, const char *username, const char *password, const
     if (*t == '{') {
         cJSON *j = jparse(t);
         const char *id = jstr(j, "id");
-        if (!id)
-            id = jstr(j, "user.id");
-        if (id)
-            return hdup(id);
+        if (!id) id = jstr(j, "user.id");
+        if (id) return hdup(id);
     }
     const char *e = t;
     while (*e && *e != '\n')
@@ -764,14 +733,16 @@ const char *user_add(srv_t *s, const char *username, const char *password, const
 static const struct {
     const char *name, *role, *unit, *grids;
 } cast[] = {
-    {"off1", "officer", "U1", GRID1},   {"off2", "officer", "U1", GRID1},
-    {"off3", "officer", "U1", GRID2},   {"aux1", "auxiliary", "U1", GRID1},
-    {"sup1", "supervisor", "U1", NULL}, {"sup2", "supervisor", "U1", NULL},
+    {"off1", "officer", "U1", GRID1},       {"off2", "officer", "U1", GRID1},
+    {"off3", "officer", "U1", GRID2},       {"aux1", "auxiliary", "U1", GRID1},
+    {"sup1", "supervisor", "U1", NULL},     {"sup2", "supervisor", "U1", NULL},
     {"leg1", "legal_reviewer", "U1", NULL}, {"offx", "officer", "U2", GRID1},
     {"admin", "admin", "HQ", NULL},
 };
 
-const char *std_pass(const char *name) { return hfmt("Secret-%s-pw1", name); }
+const char *std_pass(const char *name) {
+    return hfmt("Secret-%s-pw1", name);
+}
 
 const char *std_user(srv_t *s, const char *name) {
     for (size_t i = 0; i < sizeof cast / sizeof cast[0]; i++)
@@ -793,8 +764,7 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *ud) {
 /* Keeps only the header block of the final answer (not of a 100 Continue). */
 static size_t on_header(char *ptr, size_t size, size_t n, void *ud) {
     buf_t *b = ud;
-    if (size * n >= 5 && strncmp(ptr, "HTTP/", 5) == 0)
-        b->n = 0;
+    if (size * n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) b->n = 0;
     buf_add(b, ptr, size * n);
     return size * n;
 }
@@ -802,8 +772,7 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *ud) {
 static int has_header(const char *const *headers, const char *name) {
     size_t nl = strlen(name);
     for (const char *const *h = headers; h && *h; h++)
-        if (strncasecmp(*h, name, nl) == 0 && (*h)[nl] == ':')
-            return 1;
+        if (strncasecmp(*h, name, nl) == 0 && (*h)[nl] == ':') return 1;
     return 0;
 }
 
@@ -823,12 +792,10 @@ resp_t http_raw(srv_t *s, const char *method, const char *path, const char *toke
     char errbuf[CURL_ERROR_SIZE] = "";
     const char *url = hfmt("%s%s", s->base, path);
     struct curl_slist *hl = NULL;
-    if (token)
-        hl = curl_slist_append(hl, hfmt("Authorization: Bearer %s", token));
+    if (token) hl = curl_slist_append(hl, hfmt("Authorization: Bearer %s", token));
     if (data && !has_header(headers, "Content-Type"))
         hl = curl_slist_append(hl, "Content-Type: application/json");
-    if (!has_header(headers, "Expect"))
-        hl = curl_slist_append(hl, "Expect:");
+    if (!has_header(headers, "Expect")) hl = curl_slist_append(hl, "Expect:");
     for (const char *const *h = headers; h && *h; h++)
         hl = curl_slist_append(hl, *h);
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -848,8 +815,7 @@ resp_t http_raw(srv_t *s, const char *method, const char *path, const char *toke
     } else if (data) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, data);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        if (strcmp(method, "POST") != 0)
-            curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+        if (strcmp(method, "POST") != 0) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     } else if (strcmp(method, "GET") != 0) {
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
         if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
@@ -862,7 +828,8 @@ resp_t http_raw(srv_t *s, const char *method, const char *path, const char *toke
     r.secs = now_s() - t0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     if (rc != CURLE_OK)
-        snprintf(r.err, sizeof r.err, "curl error %d: %.200s; ", (int)rc, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        snprintf(r.err, sizeof r.err, "curl error %d: %.200s; ", (int)rc,
+                 errbuf[0] ? errbuf : curl_easy_strerror(rc));
     curl_slist_free_all(hl);
     curl_easy_cleanup(c);
     r.len = body.n;
@@ -877,8 +844,7 @@ resp_t http(srv_t *s, const char *method, const char *path, const char *token, c
 }
 
 cJSON *resp_json(resp_t *r) {
-    if (!r->json && r->body && r->len)
-        r->json = jparse(r->body);
+    if (!r->json && r->body && r->len) r->json = jparse(r->body);
     return r->json;
 }
 
@@ -900,11 +866,12 @@ const char *resp_header(const resp_t *r, const char *name) {
     return NULL;
 }
 
-const char *resp_error_code(resp_t *r) { return jstr(resp_json(r), "error.code"); }
+const char *resp_error_code(resp_t *r) {
+    return jstr(resp_json(r), "error.code");
+}
 
 void resp_free(resp_t *r) {
-    if (!r)
-        return;
+    if (!r) return;
     h_free(r->body);
     h_free(r->headers);
     h_free(r->json);
@@ -928,16 +895,14 @@ cJSON *jget(const cJSON *root, const char *path) {
         if (*p == '[') {
             char *end;
             long i = strtol(p + 1, &end, 10);
-            if (*end != ']' || !cJSON_IsArray(cur))
-                return NULL;
+            if (*end != ']' || !cJSON_IsArray(cur)) return NULL;
             cur = cJSON_GetArrayItem(cur, (int)i);
             p = end + 1;
             continue;
         }
         size_t n = strcspn(p, ".[");
         char key[256];
-        if (n >= sizeof key || !cJSON_IsObject(cur))
-            return NULL;
+        if (n >= sizeof key || !cJSON_IsObject(cur)) return NULL;
         memcpy(key, p, n);
         key[n] = '\0';
         cur = cJSON_GetObjectItemCaseSensitive(cur, key);
@@ -972,15 +937,13 @@ int jlen(const cJSON *root, const char *path) {
 }
 
 const char *jprint(const cJSON *v) {
-    if (!v)
-        return "(null)";
+    if (!v) return "(null)";
     char *s = cJSON_PrintUnformatted(v);
     return s ? h_keep(s, NULL) : "(unprintable)";
 }
 
 cJSON *jparse(const char *text) {
-    if (!text)
-        return NULL;
+    if (!text) return NULL;
     return h_keep(cJSON_ParseWithLengthOpts(text, strlen(text), NULL, 0), json_delete);
 }
 
@@ -988,8 +951,7 @@ int jarr_has(const cJSON *arr, const char *key, const char *s) {
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         const cJSON *v = key ? cJSON_GetObjectItemCaseSensitive(it, key) : it;
-        if (cJSON_IsString(v) && strcmp(v->valuestring, s) == 0)
-            return 1;
+        if (cJSON_IsString(v) && strcmp(v->valuestring, s) == 0) return 1;
     }
     return 0;
 }
@@ -998,8 +960,7 @@ cJSON *jarr_find(const cJSON *arr, const char *key, const char *s) {
     cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, key);
-        if (cJSON_IsString(v) && strcmp(v->valuestring, s) == 0)
-            return it;
+        if (cJSON_IsString(v) && strcmp(v->valuestring, s) == 0) return it;
     }
     return NULL;
 }
@@ -1051,8 +1012,7 @@ const char *ch_create_in(const char *id, const char *type, const char *procedure
         while (it) {
             cJSON *next = it->next;
             cJSON_DeleteItemFromObjectCaseSensitive(f, it->string);
-            if (!cJSON_IsNull(it))
-                cJSON_AddItemToObject(f, it->string, cJSON_Duplicate(it, 1));
+            if (!cJSON_IsNull(it)) cJSON_AddItemToObject(f, it->string, cJSON_Duplicate(it, 1));
             it = next;
         }
         cJSON_Delete(x);
@@ -1071,10 +1031,8 @@ const char *ch_update_at(const char *id, long long base, const char *at, const c
     cJSON_AddStringToObject(ch, "record_id", id);
     cJSON_AddNumberToObject(ch, "base_version", (double)base);
     cJSON_AddStringToObject(ch, "at", at ? at : iso_now(0));
-    if (set_json)
-        cJSON_AddItemToObject(ch, "set", parse_arg(set_json, "ch_update set"));
-    if (append_json)
-        cJSON_AddItemToObject(ch, "append", parse_arg(append_json, "ch_update append"));
+    if (set_json) cJSON_AddItemToObject(ch, "set", parse_arg(set_json, "ch_update set"));
+    if (append_json) cJSON_AddItemToObject(ch, "append", parse_arg(append_json, "ch_update append"));
     return print_and_delete(ch);
 }
 
@@ -1109,8 +1067,7 @@ const char *jarr_join(const char *first, ...) {
     va_start(ap, first);
     int n = 0;
     for (const char *x = first; x; x = va_arg(ap, const char *)) {
-        if (n++)
-            buf_add(&b, ",", 1);
+        if (n++) buf_add(&b, ",", 1);
         buf_add(&b, x, strlen(x));
     }
     va_end(ap);
@@ -1139,14 +1096,13 @@ const char *login(srv_t *s, const char *user, const char *pass, const char *devi
         fprintf(stderr, "    harness: login %s on %s -> %ld %s%s\n", user, device, r.status, r.err, r.body);
         return NULL;
     }
-    if (next_seq)
-        *next_seq = jint(r.json, "next_changeset_seq");
+    if (next_seq) *next_seq = jint(r.json, "next_changeset_seq");
     return hdup(tok);
 }
 
 const char *push_body(const char *device, long long seq, const char *changes_json) {
-    return hfmt("{\"device_id\":\"%s\",\"changeset_seq\":%lld,\"schema_version\":1,\"changes\":%s}", device, seq,
-                changes_json);
+    return hfmt("{\"device_id\":\"%s\",\"changeset_seq\":%lld,\"schema_version\":1,\"changes\":%s}", device,
+                seq, changes_json);
 }
 
 resp_t push(srv_t *s, const char *token, const char *device, long long seq, const char *changes_json) {
@@ -1175,15 +1131,13 @@ int phone_login(phone_t *p, srv_t *s, const char *user, const char *pass, const 
 }
 
 int std_phone(phone_t *p, srv_t *s, const char *name, const char *device) {
-    if (!std_user(s, name))
-        return -1;
+    if (!std_user(s, name)) return -1;
     return phone_login(p, s, name, std_pass(name), device);
 }
 
 resp_t phone_push(phone_t *p, const char *changes_json) {
     resp_t r = push(p->srv, p->token, p->device, p->seq, changes_json);
-    if (r.status == 200)
-        p->seq++;
+    if (r.status == 200) p->seq++;
     return r;
 }
 
@@ -1211,8 +1165,7 @@ resp_t phone_pull(phone_t *p, int limit, int wait) {
     resp_t r = http(p->srv, "GET", path, p->token, NULL, NULL);
     if (r.status == 200) {
         const char *c = jstr(resp_json(&r), "cursor");
-        if (c)
-            p->cursor = hdup(c);
+        if (c) p->cursor = hdup(c);
     }
     return r;
 }
@@ -1230,14 +1183,15 @@ cJSON *phone_pull_all(phone_t *p) {
         cJSON_ArrayForEach(it, jget(j, "changes")) cJSON_AddItemToArray(all, cJSON_Duplicate(it, 1));
         int more = jbool(j, "more");
         resp_free(&r);
-        if (more != 1)
-            return all;
+        if (more != 1) return all;
     }
     fprintf(stderr, "    harness: pull still had more after 50 pages\n");
     return NULL;
 }
 
-resp_t phone_get(phone_t *p, const char *path) { return http(p->srv, "GET", path, p->token, NULL, NULL); }
+resp_t phone_get(phone_t *p, const char *path) {
+    return http(p->srv, "GET", path, p->token, NULL, NULL);
+}
 
 static const cJSON *items_of(const cJSON *pull_or_items) {
     return cJSON_IsArray(pull_or_items) ? pull_or_items : jget(pull_or_items, "changes");
@@ -1247,8 +1201,7 @@ cJSON *pull_item(const cJSON *pull_or_items, const char *record_id) {
     cJSON *found = NULL, *it;
     cJSON_ArrayForEach(it, items_of(pull_or_items)) {
         const char *id = jstr(it, "record_id");
-        if (id && strcmp(id, record_id) == 0)
-            found = it;
+        if (id && strcmp(id, record_id) == 0) found = it;
     }
     return found;
 }
@@ -1258,8 +1211,7 @@ int pull_count(const cJSON *pull_or_items, const char *record_id) {
     const cJSON *it;
     cJSON_ArrayForEach(it, items_of(pull_or_items)) {
         const char *id = jstr(it, "record_id");
-        if (id && strcmp(id, record_id) == 0)
-            n++;
+        if (id && strcmp(id, record_id) == 0) n++;
     }
     return n;
 }
@@ -1287,8 +1239,7 @@ void *gz_compress(const void *data, size_t len, size_t *out_len) {
 char *gz_inflate(const void *data, size_t len, size_t max, size_t *out_len) {
     z_stream z;
     memset(&z, 0, sizeof z);
-    if (inflateInit2(&z, 15 + 16) != Z_OK)
-        return NULL;
+    if (inflateInit2(&z, 15 + 16) != Z_OK) return NULL;
     buf_t b = {0};
     z.next_in = (Bytef *)data;
     z.avail_in = (uInt)len;
@@ -1298,21 +1249,17 @@ char *gz_inflate(const void *data, size_t len, size_t max, size_t *out_len) {
         z.next_out = tmp;
         z.avail_out = sizeof tmp;
         rc = inflate(&z, Z_NO_FLUSH);
-        if (rc != Z_OK && rc != Z_STREAM_END)
-            break;
+        if (rc != Z_OK && rc != Z_STREAM_END) break;
         buf_add(&b, tmp, sizeof tmp - z.avail_out);
-        if (b.n > max)
-            break;
-        if (rc == Z_OK && z.avail_in == 0 && z.avail_out != 0)
-            break; /* truncated */
+        if (b.n > max) break;
+        if (rc == Z_OK && z.avail_in == 0 && z.avail_out != 0) break; /* truncated */
     }
     inflateEnd(&z);
     if (rc != Z_STREAM_END) {
         free(b.p);
         return NULL;
     }
-    if (out_len)
-        *out_len = b.n;
+    if (out_len) *out_len = b.n;
     return buf_keep(&b);
 }
 
@@ -1348,8 +1295,7 @@ void *gz_bomb(const char *prefix, size_t n, size_t *out_len) {
             rc = deflate(&z, flush);
             buf_add(&out, obuf, sizeof obuf - z.avail_out);
         } while (rc != Z_STREAM_ERROR && (z.avail_out == 0 || (flush == Z_FINISH && rc != Z_STREAM_END)));
-        if (stage == 2)
-            break;
+        if (stage == 2) break;
     }
     deflateEnd(&z);
     *out_len = out.n;

@@ -22,9 +22,9 @@
 #ifndef CASESYNC_TESTS_HARNESS_H
 #define CASESYNC_TESTS_HARNESS_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <sys/types.h>
-#include <cjson/cJSON.h>
 
 #include "tests/test.h"
 
@@ -51,11 +51,11 @@ const char *iso_now(long long offset_ms);
 /* ---- servers ----------------------------------------------------------------- */
 
 typedef struct srv {
-    int slot;       /* index in the harness's table; -1 when never started */
-    pid_t pid;      /* 0 when not running */
+    int slot;  /* index in the harness's table; -1 when never started */
+    pid_t pid; /* 0 when not running */
     int port;
-    char dir[256];  /* data folder (a fresh mkdtemp under /tmp) */
-    char base[64];  /* "http://127.0.0.1:PORT" */
+    char dir[256]; /* data folder (a fresh mkdtemp under /tmp) */
+    char base[64]; /* "http://127.0.0.1:PORT" */
 } srv_t;
 
 /* Makes a fresh data folder and starts casesyncd on 127.0.0.1:0 with
@@ -78,9 +78,9 @@ void srv_print_log(const srv_t *s, int lines);
 /* ---- command line -------------------------------------------------------------- */
 
 typedef struct cli_res {
-    int rc;     /* exit code, 128+n for a signal, -1 when it could not run */
-    char *out;  /* captured stdout (pool) */
-    char *err;  /* captured stderr (pool) */
+    int rc;    /* exit code, 128+n for a signal, -1 when it could not run */
+    char *out; /* captured stdout (pool) */
+    char *err; /* captured stderr (pool) */
 } cli_res_t;
 
 /* Runs $CASESYNC_BIN/casesync --data DIR ARGS... with `in` on stdin (NULL:
@@ -90,8 +90,8 @@ cli_res_t cli_run(const char *dir, const char *in, ...);
 
 /* `casesync user add` with the password on stdin; the new user's id (pool)
  * or NULL (and the CLI output is printed). grids_csv may be NULL. */
-const char *user_add(srv_t *s, const char *username, const char *password, const char *role,
-                     const char *unit, const char *grids_csv);
+const char *user_add(srv_t *s, const char *username, const char *password, const char *role, const char *unit,
+                     const char *grids_csv);
 
 /* The standard cast, made on demand with the CLI. name: off1, off2 (officers
  * U1 GRID1), off3 (officer U1 GRID2), aux1 (auxiliary U1 GRID1), sup1, sup2
@@ -104,14 +104,14 @@ const char *std_pass(const char *name);
 /* ---- HTTP ------------------------------------------------------------------------- */
 
 typedef struct resp {
-    long status;       /* 0 when no HTTP answer came (see err) */
-    char *body;        /* NUL-terminated (pool); "" when empty */
+    long status; /* 0 when no HTTP answer came (see err) */
+    char *body;  /* NUL-terminated (pool); "" when empty */
     size_t len;
-    char *headers;     /* header block of the final answer (pool) */
-    cJSON *json;       /* set by resp_json (pool) */
-    double secs;       /* how long the call took */
-    char what[200];    /* "POST /v1/sync/push" for messages */
-    char err[256];     /* curl's error, if any */
+    char *headers;  /* header block of the final answer (pool) */
+    cJSON *json;    /* set by resp_json (pool) */
+    double secs;    /* how long the call took */
+    char what[200]; /* "POST /v1/sync/push" for messages */
+    char err[256];  /* curl's error, if any */
 } resp_t;
 
 /* One HTTP call on loopback. token NULL: no Authorization. body NULL: none.
@@ -189,10 +189,10 @@ typedef struct phone {
     char user[64];
     char pass[64];
     char device[64];
-    const char *token;   /* pool */
-    char user_id[64];    /* from the login answer */
-    long long seq;       /* next changeset_seq */
-    const char *cursor;  /* pool; NULL before the first pull */
+    const char *token;  /* pool */
+    char user_id[64];   /* from the login answer */
+    long long seq;      /* next changeset_seq */
+    const char *cursor; /* pool; NULL before the first pull */
 } phone_t;
 
 /* Logs in; 0 or -1 (and prints the answer). */
@@ -227,78 +227,77 @@ void *gz_bomb(const char *prefix, size_t n, size_t *out_len);
 
 /* ---- assertions with context --------------------------------------------------------- */
 
-#define ASSERT_MSG(cond, ...)                                                           \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            test_failf(__FILE__, __LINE__, __VA_ARGS__);                                \
-            return;                                                                     \
-        }                                                                               \
+#define ASSERT_MSG(cond, ...)                                                                                \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            test_failf(__FILE__, __LINE__, __VA_ARGS__);                                                     \
+            return;                                                                                          \
+        }                                                                                                    \
     } while (0)
 
 /* The answer's status, else fail with the request and the body. */
-#define ASSERT_STATUS(r, code)                                                          \
-    do {                                                                                \
-        const resp_t *r_ = &(r);                                                        \
-        if (r_->status != (long)(code)) {                                               \
-            test_failf(__FILE__, __LINE__, "%s -> %ld, expected %d; %s%.1500s", r_->what, \
-                       r_->status, (int)(code), r_->err[0] ? r_->err : "body: ",        \
-                       r_->body ? r_->body : "");                                        \
-            return;                                                                     \
-        }                                                                               \
+#define ASSERT_STATUS(r, code)                                                                               \
+    do {                                                                                                     \
+        const resp_t *r_ = &(r);                                                                             \
+        if (r_->status != (long)(code)) {                                                                    \
+            test_failf(__FILE__, __LINE__, "%s -> %ld, expected %d; %s%.1500s", r_->what, r_->status,        \
+                       (int)(code), r_->err[0] ? r_->err : "body: ", r_->body ? r_->body : "");              \
+            return;                                                                                          \
+        }                                                                                                    \
     } while (0)
 
 /* Status and error.code of an error answer. */
-#define ASSERT_ERROR(r, code, ecode)                                                    \
-    do {                                                                                \
-        ASSERT_STATUS(r, code);                                                         \
-        const char *ec_ = resp_error_code(&(r));                                        \
-        if (!ec_ || strcmp(ec_, (ecode)) != 0) {                                         \
-            test_failf(__FILE__, __LINE__, "%s -> error.code %s, expected %s; body: %.1500s", \
-                       (r).what, ec_ ? ec_ : "(absent)", (ecode), (r).body);             \
-            return;                                                                     \
-        }                                                                               \
+#define ASSERT_ERROR(r, code, ecode)                                                                         \
+    do {                                                                                                     \
+        ASSERT_STATUS(r, code);                                                                              \
+        const char *ec_ = resp_error_code(&(r));                                                             \
+        if (!ec_ || strcmp(ec_, (ecode)) != 0) {                                                             \
+            test_failf(__FILE__, __LINE__, "%s -> error.code %s, expected %s; body: %.1500s", (r).what,      \
+                       ec_ ? ec_ : "(absent)", (ecode), (r).body);                                           \
+            return;                                                                                          \
+        }                                                                                                    \
     } while (0)
 
-#define ASSERT_JSTR(root, path, exp)                                                    \
-    do {                                                                                \
-        const cJSON *jr_ = (root);                                                      \
-        const char *v_ = jstr(jr_, (path)), *e_ = (exp);                                \
-        if (!v_ || strcmp(v_, e_) != 0) {                                               \
-            test_failf(__FILE__, __LINE__, "%s is %s, expected \"%s\" in %.1500s", (path), \
-                       v_ ? hfmt("\"%s\"", v_) : jprint(jget(jr_, (path))), e_, jprint(jr_)); \
-            return;                                                                     \
-        }                                                                               \
+#define ASSERT_JSTR(root, path, exp)                                                                         \
+    do {                                                                                                     \
+        const cJSON *jr_ = (root);                                                                           \
+        const char *v_ = jstr(jr_, (path)), *e_ = (exp);                                                     \
+        if (!v_ || strcmp(v_, e_) != 0) {                                                                    \
+            test_failf(__FILE__, __LINE__, "%s is %s, expected \"%s\" in %.1500s", (path),                   \
+                       v_ ? hfmt("\"%s\"", v_) : jprint(jget(jr_, (path))), e_, jprint(jr_));                \
+            return;                                                                                          \
+        }                                                                                                    \
     } while (0)
 
-#define ASSERT_JINT(root, path, exp)                                                    \
-    do {                                                                                \
-        const cJSON *jr_ = (root);                                                      \
-        long long v_ = jint(jr_, (path)), e_ = (long long)(exp);                        \
-        if (v_ != e_) {                                                                 \
-            test_failf(__FILE__, __LINE__, "%s is %s, expected %lld in %.1500s", (path), \
-                       jprint(jget(jr_, (path))), e_, jprint(jr_));                     \
-            return;                                                                     \
-        }                                                                               \
+#define ASSERT_JINT(root, path, exp)                                                                         \
+    do {                                                                                                     \
+        const cJSON *jr_ = (root);                                                                           \
+        long long v_ = jint(jr_, (path)), e_ = (long long)(exp);                                             \
+        if (v_ != e_) {                                                                                      \
+            test_failf(__FILE__, __LINE__, "%s is %s, expected %lld in %.1500s", (path),                     \
+                       jprint(jget(jr_, (path))), e_, jprint(jr_));                                          \
+            return;                                                                                          \
+        }                                                                                                    \
     } while (0)
 
-#define ASSERT_JBOOL(root, path, exp)                                                   \
-    do {                                                                                \
-        const cJSON *jr_ = (root);                                                      \
-        if (jbool(jr_, (path)) != (exp)) {                                              \
-            test_failf(__FILE__, __LINE__, "%s is %s, expected %s in %.1500s", (path),  \
-                       jprint(jget(jr_, (path))), (exp) ? "true" : "false", jprint(jr_)); \
-            return;                                                                     \
-        }                                                                               \
+#define ASSERT_JBOOL(root, path, exp)                                                                        \
+    do {                                                                                                     \
+        const cJSON *jr_ = (root);                                                                           \
+        if (jbool(jr_, (path)) != (exp)) {                                                                   \
+            test_failf(__FILE__, __LINE__, "%s is %s, expected %s in %.1500s", (path),                       \
+                       jprint(jget(jr_, (path))), (exp) ? "true" : "false", jprint(jr_));                    \
+            return;                                                                                          \
+        }                                                                                                    \
     } while (0)
 
 /* A JSON value is present (non-NULL), else print the document. */
-#define ASSERT_JHAS(root, path)                                                         \
-    do {                                                                                \
-        const cJSON *jr_ = (root);                                                      \
-        if (!jget(jr_, (path))) {                                                       \
-            test_failf(__FILE__, __LINE__, "%s is absent in %.1500s", (path), jprint(jr_)); \
-            return;                                                                     \
-        }                                                                               \
+#define ASSERT_JHAS(root, path)                                                                              \
+    do {                                                                                                     \
+        const cJSON *jr_ = (root);                                                                           \
+        if (!jget(jr_, (path))) {                                                                            \
+            test_failf(__FILE__, __LINE__, "%s is absent in %.1500s", (path), jprint(jr_));                  \
+            return;                                                                                          \
+        }                                                                                                    \
     } while (0)
 
 #endif

@@ -7,7 +7,8 @@
 #include <string.h>
 
 #define START(s) ASSERT_MSG(srv_start(&(s)) == 0, "casesyncd did not start")
-#define PHONE(p, s, name, dev) ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
+#define PHONE(p, s, name, dev)                                                                               \
+    ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
 
 /* Fields every guard of `filed` (general) and `decided` (simple) asks for. */
 static const char *guard_fields(const char *assignee, const char *assist, const char *kind, int fine) {
@@ -44,13 +45,10 @@ static cJSON *find_rejection(const cJSON *items, const char *record_id, const ch
     cJSON *it;
     cJSON_ArrayForEach(it, items) {
         const char *rid = jstr(it, "record_id");
-        if (!rid)
-            rid = jstr(it, "change.record_id");
+        if (!rid) rid = jstr(it, "change.record_id");
         const char *code = jstr(it, "error.code");
-        if (!code)
-            code = jstr(it, "code");
-        if (rid && code && strcmp(rid, record_id) == 0 && strcmp(code, ecode) == 0)
-            return it;
+        if (!code) code = jstr(it, "code");
+        if (rid && code && strcmp(rid, record_id) == 0 && strcmp(code, ecode) == 0) return it;
     }
     return NULL;
 }
@@ -88,8 +86,8 @@ TEST(login_tokens_and_device_binding) {
     ASSERT_ERROR(r, 401, "unauthenticated");
     r = http(&s, "GET", "/v1/sync/pull", NULL, NULL, NULL);
     ASSERT_ERROR(r, 401, "unauthenticated");
-    r = http(&s, "POST", "/v1/sync/push", NULL, push_body("dev-A", 1, changes(ch_create("caselogin001", "general", NULL))),
-             NULL);
+    r = http(&s, "POST", "/v1/sync/push", NULL,
+             push_body("dev-A", 1, changes(ch_create("caselogin001", "general", NULL))), NULL);
     ASSERT_ERROR(r, 401, "unauthenticated");
     r = http(&s, "GET", "/v1/me", "0123456789abcdef0123456789abcdef", NULL, NULL);
     ASSERT_ERROR(r, 401, "unauthenticated");
@@ -182,7 +180,8 @@ TEST(pull_full_then_only_the_changed_field) {
     ASSERT_JSTR(it, "fields.source", "patrol");
     ASSERT_JSTR(it, "fields.location.crs", "wgs84");
     ASSERT_MSG(jnum(it, "fields.location.lat", 0) == 39.9, "location.lat lost: %s", jprint(it));
-    ASSERT_MSG(cJSON_IsArray(jget(it, "conflicts")) && jlen(it, "conflicts") == 0, "conflicts: %s", jprint(it));
+    ASSERT_MSG(cJSON_IsArray(jget(it, "conflicts")) && jlen(it, "conflicts") == 0, "conflicts: %s",
+               jprint(it));
 
     /* A edits one field. */
     r = phone_push(&a, changes(ch_update(id, 2, "{\"description\":\"vendor moved to the corner\"}", NULL)));
@@ -204,7 +203,8 @@ TEST(pull_full_then_only_the_changed_field) {
     ASSERT_JINT(it, "version", 3);
     ASSERT_JINT(it, "seq", server_seq);
     ASSERT_JSTR(it, "fields.description", "vendor moved to the corner");
-    ASSERT_MSG(jlen(it, "fields") == 1, "a delta must hold only the changed field: %s", jprint(jget(it, "fields")));
+    ASSERT_MSG(jlen(it, "fields") == 1, "a delta must hold only the changed field: %s",
+               jprint(jget(it, "fields")));
 
     /* Nothing new since. */
     r = phone_pull(&b, 0, 0);
@@ -230,11 +230,13 @@ TEST(lww_loser_is_logged_and_manual_conflict_is_resolved) {
     ASSERT_JSTR(resp_json(&r), "results[0].status", "applied");
 
     /* lww, the later `at` wins: B's is later. */
-    r = phone_push(&a, changes(ch_update_at(id, 1, iso_now(-3000), "{\"description\":\"A: vendor with a cart\"}", NULL)));
+    r = phone_push(&a, changes(ch_update_at(id, 1, iso_now(-3000),
+                                            "{\"description\":\"A: vendor with a cart\"}", NULL)));
     ASSERT_STATUS(r, 200);
     ASSERT_JSTR(resp_json(&r), "results[0].status", "applied");
     ASSERT_JINT(r.json, "results[0].version", 2);
-    r = phone_push(&b, changes(ch_update_at(id, 1, iso_now(-1000), "{\"description\":\"B: vendor left at 9\"}", NULL)));
+    r = phone_push(
+        &b, changes(ch_update_at(id, 1, iso_now(-1000), "{\"description\":\"B: vendor left at 9\"}", NULL)));
     ASSERT_STATUS(r, 200);
     cJSON *j = resp_json(&r);
     ASSERT_JSTR(j, "results[0].status", "merged");
@@ -248,7 +250,8 @@ TEST(lww_loser_is_logged_and_manual_conflict_is_resolved) {
     ASSERT_JSTR(rec, "fields.description", "B: vendor left at 9");
 
     /* A, not having pulled (base 2), sends an edit with an older clock: the server value stays. */
-    r = phone_push(&a, changes(ch_update_at(id, 2, iso_now(-10000), "{\"description\":\"A: stale text\"}", NULL)));
+    r = phone_push(
+        &a, changes(ch_update_at(id, 2, iso_now(-10000), "{\"description\":\"A: stale text\"}", NULL)));
     ASSERT_STATUS(r, 200);
     j = resp_json(&r);
     ASSERT_JSTR(j, "results[0].status", "merged");
@@ -259,7 +262,8 @@ TEST(lww_loser_is_logged_and_manual_conflict_is_resolved) {
     rec = get_case(&b, id);
     ASSERT(rec != NULL);
     ASSERT_JSTR(rec, "fields.description", "B: vendor left at 9");
-    ASSERT_MSG(jlen(rec, "conflicts") == 0, "an automatic lww decision left an open conflict: %s", jprint(rec));
+    ASSERT_MSG(jlen(rec, "conflicts") == 0, "an automatic lww decision left an open conflict: %s",
+               jprint(rec));
 
     /* The losing values are readable in the conflict log. */
     cJSON *items = list_items(&sup, "/v1/conflicts?state=resolved");
@@ -297,8 +301,8 @@ TEST(lww_loser_is_logged_and_manual_conflict_is_resolved) {
     rec = get_case(&sup, id2);
     ASSERT(rec != NULL);
     ASSERT_MSG(jnum(rec, "fields.fine_amount", -1) == 150, "the server value must stand: %s", jprint(rec));
-    ASSERT_MSG(jlen(rec, "conflicts") == 1 && jstr(rec, "conflicts[0]"), "the record must name its open conflict: %s",
-               jprint(rec));
+    ASSERT_MSG(jlen(rec, "conflicts") == 1 && jstr(rec, "conflicts[0]"),
+               "the record must name its open conflict: %s", jprint(rec));
     const char *cid = hfmt("%s", jstr(rec, "conflicts[0]"));
     long long v = jint(rec, "version");
 
@@ -309,7 +313,8 @@ TEST(lww_loser_is_logged_and_manual_conflict_is_resolved) {
     ASSERT_JSTR(k, "record_id", id2);
     ASSERT_JSTR(k, "field", "fine_amount");
     ASSERT_JSTR(k, "state", "open");
-    ASSERT_MSG(jnum(k, "server_value", -1) == 150 && jnum(k, "client_value", -1) == 180, "values: %s", jprint(k));
+    ASSERT_MSG(jnum(k, "server_value", -1) == 150 && jnum(k, "client_value", -1) == 180, "values: %s",
+               jprint(k));
 
     /* An officer may not resolve it; a supervisor of the unit does. */
     const char *resolve = hfmt("/v1/conflicts/%s/resolve", cid);
@@ -322,7 +327,8 @@ TEST(lww_loser_is_logged_and_manual_conflict_is_resolved) {
     ASSERT(rec != NULL);
     ASSERT_JINT(rec, "version", v + 1);
     ASSERT_MSG(jnum(rec, "fields.fine_amount", -1) == 175, "resolution not applied: %s", jprint(rec));
-    ASSERT_MSG(!jarr_has(jget(rec, "conflicts"), NULL, cid), "resolved conflict still on the record: %s", jprint(rec));
+    ASSERT_MSG(!jarr_has(jget(rec, "conflicts"), NULL, cid), "resolved conflict still on the record: %s",
+               jprint(rec));
     items = list_items(&sup, "/v1/conflicts?state=open");
     ASSERT(items != NULL);
     ASSERT_MSG(!jarr_find(items, "id", cid), "resolved conflict still open: %s", jprint(items));
@@ -361,10 +367,13 @@ TEST(concurrent_notes_are_both_kept_without_conflict) {
     r = phone_pull(&a, 0, 0);
     ASSERT_STATUS(r, 200);
 
-    r = phone_push(&a, changes(ch_update(id, 1, NULL, "{\"notes\":[{\"id\":\"n-A1\",\"text\":\"vendor has a cart\"}]}")));
+    r = phone_push(&a, changes(ch_update(id, 1, NULL,
+                                         "{\"notes\":[{\"id\":\"n-A1\",\"text\":\"vendor has a cart\"}]}")));
     ASSERT_STATUS(r, 200);
     ASSERT_JSTR(resp_json(&r), "results[0].status", "applied");
-    r = phone_push(&b, changes(ch_update(id, 1, NULL, "{\"notes\":[{\"id\":\"n-B1\",\"text\":\"second vendor nearby\"}]}")));
+    r = phone_push(
+        &b,
+        changes(ch_update(id, 1, NULL, "{\"notes\":[{\"id\":\"n-B1\",\"text\":\"second vendor nearby\"}]}")));
     ASSERT_STATUS(r, 200);
     cJSON *j = resp_json(&r);
     ASSERT_JSTR(j, "results[0].status", "merged");
@@ -373,7 +382,8 @@ TEST(concurrent_notes_are_both_kept_without_conflict) {
     cJSON *rec = get_case(&sup, id);
     ASSERT(rec != NULL);
     cJSON *notes = jget(rec, "fields.notes");
-    ASSERT_MSG(cJSON_GetArraySize(notes) == 2 && jarr_find(notes, "id", "n-A1") && jarr_find(notes, "id", "n-B1"),
+    ASSERT_MSG(cJSON_GetArraySize(notes) == 2 && jarr_find(notes, "id", "n-A1") &&
+                   jarr_find(notes, "id", "n-B1"),
                "both notes must be kept: %s", jprint(notes));
     ASSERT_JSTR(jarr_find(notes, "id", "n-A1"), "text", "vendor has a cart");
     ASSERT_JSTR(jarr_find(notes, "id", "n-B1"), "text", "second vendor nearby");
@@ -388,8 +398,8 @@ TEST(concurrent_notes_are_both_kept_without_conflict) {
     cJSON *it = pull_item(resp_json(&r), id);
     ASSERT_MSG(it != NULL, "A's delta lacks the case: %s", r.body);
     ASSERT_JBOOL(it, "full", 0);
-    ASSERT_MSG(jarr_find(jget(it, "appended.notes"), "id", "n-B1") != NULL, "B's note not in appended.notes: %s",
-               jprint(it));
+    ASSERT_MSG(jarr_find(jget(it, "appended.notes"), "id", "n-B1") != NULL,
+               "B's note not in appended.notes: %s", jprint(it));
     ASSERT_MSG(!jget(it, "fields.notes"), "an append list came whole in fields: %s", jprint(it));
     ASSERT_INT(srv_stop(&s), 0);
 }
@@ -456,7 +466,8 @@ TEST(lifecycle_roles_guards_noop_and_branch_conflict) {
     ASSERT_JSTR(rec, "status", "filed");
     cJSON *open = list_items(&sup, "/v1/conflicts?state=open");
     ASSERT(open != NULL);
-    ASSERT_MSG(jarr_find(open, "record_id", gen) != NULL, "the lifecycle clash left no open conflict: %s", jprint(open));
+    ASSERT_MSG(jarr_find(open, "record_id", gen) != NULL, "the lifecycle clash left no open conflict: %s",
+               jprint(open));
 
     /* The officer investigates; a late `filed` from the old base is a no-op. */
     r = phone_push(&a, changes(ch_transition(gen, vfiled, "investigating")));
@@ -471,10 +482,12 @@ TEST(lifecycle_roles_guards_noop_and_branch_conflict) {
     /* Every rejected change is in the quarantine. */
     cJSON *rej = list_items(&sup, "/v1/rejections");
     ASSERT(rej != NULL);
-    ASSERT_MSG(find_rejection(rej, s1, "role_forbidden") != NULL, "auxiliary's decided not quarantined: %s", jprint(rej));
-    ASSERT_MSG(find_rejection(rej, s2, "validation_failed") != NULL, "the 500 yuan decision not quarantined: %s",
+    ASSERT_MSG(find_rejection(rej, s1, "role_forbidden") != NULL, "auxiliary's decided not quarantined: %s",
                jprint(rej));
-    ASSERT_MSG(!find_rejection(rej, gen, "validation_failed") && !find_rejection(rej, s1, "validation_failed"),
+    ASSERT_MSG(find_rejection(rej, s2, "validation_failed") != NULL,
+               "the 500 yuan decision not quarantined: %s", jprint(rej));
+    ASSERT_MSG(!find_rejection(rej, gen, "validation_failed") &&
+                   !find_rejection(rej, s1, "validation_failed"),
                "applied changes in the quarantine: %s", jprint(rej));
     ASSERT_INT(srv_stop(&s), 0);
 }
@@ -486,7 +499,8 @@ TEST(value_rule_rejects_only_that_change) {
     PHONE(a, s, "off1", "dev-A");
     PHONE(sup, s, "sup1", "dev-S");
     const char *ok = "01JDVALUE000000001", *badgrid = "01JDVALUE000000002", *other = "01JDVALUE000000003";
-    resp_t r = phone_push(&a, changes(ch_create(ok, "general", NULL), ch_create(badgrid, "general", "{\"grid\":\"12345\"}"),
+    resp_t r = phone_push(&a, changes(ch_create(ok, "general", NULL),
+                                      ch_create(badgrid, "general", "{\"grid\":\"12345\"}"),
                                       ch_create_in(other, TYPE_VENDING, "general", "U2", GRID1, NULL)));
     ASSERT_STATUS(r, 200);
     cJSON *j = resp_json(&r);
@@ -504,7 +518,8 @@ TEST(value_rule_rejects_only_that_change) {
     ASSERT_ERROR(r, 404, "not_found");
     cJSON *rej = list_items(&sup, "/v1/rejections");
     ASSERT(rej != NULL);
-    ASSERT_MSG(find_rejection(rej, badgrid, "validation_failed") != NULL, "bad grid not quarantined: %s", jprint(rej));
+    ASSERT_MSG(find_rejection(rej, badgrid, "validation_failed") != NULL, "bad grid not quarantined: %s",
+               jprint(rej));
     ASSERT_INT(srv_stop(&s), 0);
 }
 
@@ -527,9 +542,10 @@ TEST(changeset_replay_reuse_and_gap) {
     resp_t again = http(&s, "POST", "/v1/sync/push", a.token, body, NULL);
     ASSERT_STATUS(again, 200);
     h = resp_header(&again, "Idempotent-Replay");
-    ASSERT_MSG(h && strcmp(h, "true") == 0, "replay without 'Idempotent-Replay: true' (headers: %s)", again.headers);
-    ASSERT_MSG(cJSON_Compare(resp_json(&again), first.json, 1), "replay answered differently:\n first %s\n again %s",
-               first.body, again.body);
+    ASSERT_MSG(h && strcmp(h, "true") == 0, "replay without 'Idempotent-Replay: true' (headers: %s)",
+               again.headers);
+    ASSERT_MSG(cJSON_Compare(resp_json(&again), first.json, 1),
+               "replay answered differently:\n first %s\n again %s", first.body, again.body);
 
     /* Applied once. */
     resp_t r = phone_get(&a, hfmt("/v1/cases/%s", id));

@@ -9,7 +9,8 @@
 #include <string.h>
 
 #define START(s) ASSERT_MSG(srv_start(&(s)) == 0, "casesyncd did not start")
-#define PHONE(p, s, name, dev) ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
+#define PHONE(p, s, name, dev)                                                                               \
+    ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
 
 typedef struct poller {
     phone_t *p;
@@ -64,16 +65,18 @@ typedef struct pusher {
 static void *push_notes(void *arg) {
     pusher_t *p = arg;
     for (int i = 0; i < PUSHES; i++) {
-        const char *note = hfmt("{\"notes\":[{\"id\":\"n-%d-%d\",\"text\":\"phone %d note %d\"}]}", p->k, i, p->k, i);
+        const char *note =
+            hfmt("{\"notes\":[{\"id\":\"n-%d-%d\",\"text\":\"phone %d note %d\"}]}", p->k, i, p->k, i);
         resp_t r = phone_push(&p->ph, changes(ch_update(p->record, 1, NULL, note)));
         const char *st = r.status == 200 ? jstr(resp_json(&r), "results[0].status") : NULL;
         if (!st || (strcmp(st, "applied") != 0 && strcmp(st, "merged") != 0)) {
-            snprintf(p->fail, sizeof p->fail, "phone %d push %d: %ld %s%.400s", p->k, i, r.status, r.err, r.body);
+            snprintf(p->fail, sizeof p->fail, "phone %d push %d: %ld %s%.400s", p->k, i, r.status, r.err,
+                     r.body);
             return NULL;
         }
         if (jlen(r.json, "results[0].conflicts") > 0) {
-            snprintf(p->fail, sizeof p->fail, "phone %d push %d: appending notes reported conflicts: %.400s", p->k,
-                     i, r.body);
+            snprintf(p->fail, sizeof p->fail, "phone %d push %d: appending notes reported conflicts: %.400s",
+                     p->k, i, r.body);
             return NULL;
         }
         resp_free(&r);
@@ -145,12 +148,14 @@ TEST(future_device_clock_is_clamped_to_receive_time) {
     resp_t r = phone_push(&a, changes(ch_create(id, "general", NULL)));
     ASSERT_STATUS(r, 200);
     /* A's clock runs an hour ahead; the server takes its receive time. */
-    r = phone_push(&a, changes(ch_update_at(id, 1, iso_now(3600 * 1000), "{\"description\":\"from a fast clock\"}", NULL)));
+    r = phone_push(&a, changes(ch_update_at(id, 1, iso_now(3600 * 1000),
+                                            "{\"description\":\"from a fast clock\"}", NULL)));
     ASSERT_STATUS(r, 200);
     ASSERT_JSTR(resp_json(&r), "results[0].status", "applied");
     sleep_ms(50);
     /* B edits after that, by real time: B's value is the later one. */
-    r = phone_push(&b, changes(ch_update_at(id, 1, iso_now(0), "{\"description\":\"from an honest clock\"}", NULL)));
+    r = phone_push(
+        &b, changes(ch_update_at(id, 1, iso_now(0), "{\"description\":\"from an honest clock\"}", NULL)));
     ASSERT_STATUS(r, 200);
     cJSON *j = resp_json(&r);
     ASSERT_JSTR(j, "results[0].status", "merged");
@@ -162,7 +167,8 @@ TEST(future_device_clock_is_clamped_to_receive_time) {
     r = phone_get(&a, hfmt("/v1/cases/%s/history", id));
     ASSERT_STATUS(r, 200);
     const char *at = jstr(resp_json(&r), "items[1].at"), *recv = jstr(r.json, "items[1].received_at");
-    ASSERT_MSG(at && recv && strcmp(at, recv) <= 0, "at %s is after received_at %s", at ? at : "-", recv ? recv : "-");
+    ASSERT_MSG(at && recv && strcmp(at, recv) <= 0, "at %s is after received_at %s", at ? at : "-",
+               recv ? recv : "-");
     ASSERT_INT(srv_stop(&s), 0);
 }
 
@@ -188,16 +194,20 @@ TEST(client_garbage_never_gets_a_5xx) {
         "{\"device_id\":\"dev-S\",\"changeset_seq\":1.5,\"schema_version\":1,\"changes\":[]}",
         "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":99,\"changes\":[]}",
         "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[null,1,\"x\",[]]}",
-        "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[{\"op\":\"explode\"}]}",
-        "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[{\"op\":\"create\"}]}",
+        "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[{\"op\":\"explode\"}]"
+        "}",
+        "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[{\"op\":\"create\"}]"
+        "}",
         "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[{\"op\":\"update\","
         "\"record_id\":\"../../etc\",\"base_version\":1,\"set\":{}}]}",
         "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[{\"op\":\"update\","
         "\"record_id\":\"01JDNOSUCHRECORD01\",\"base_version\":-5,\"set\":{\"no_such_field\":1}}]}",
-        "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[{\"op\":\"transition\","
+        "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[{\"op\":"
+        "\"transition\","
         "\"record_id\":\"01JDNOSUCHRECORD01\",\"base_version\":1,\"to\":null}]}",
         "{\"device_id\":\"dev-S\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[{\"op\":\"create\","
-        "\"record_id\":\"01JDGARBAGE0000001\",\"type\":\"no_such_type\",\"at\":\"yesterday\",\"fields\":[]}]}",
+        "\"record_id\":\"01JDGARBAGE0000001\",\"type\":\"no_such_type\",\"at\":\"yesterday\",\"fields\":[]}]"
+        "}",
         "{\"records\":null}",
         "{\"records\":[1,[null],[\"x\"],[\"01JDNOSUCHRECORD01\",1e300]]}",
         "{\"value\":{\"deep\":[1,2,3]},\"note\":5}",
@@ -209,9 +219,12 @@ TEST(client_garbage_never_gets_a_5xx) {
     static const struct {
         const char *method, *path;
     } routes[] = {
-        {"POST", "/v1/sync/push"},       {"POST", "/v1/sync/check"},
-        {"POST", "/v1/auth/login"},      {"POST", "/v1/conflicts/no-such/resolve"},
-        {"PATCH", "/v1/admin/users/no-such"}, {"POST", "/v1/admin/users"},
+        {"POST", "/v1/sync/push"},
+        {"POST", "/v1/sync/check"},
+        {"POST", "/v1/auth/login"},
+        {"POST", "/v1/conflicts/no-such/resolve"},
+        {"PATCH", "/v1/admin/users/no-such"},
+        {"POST", "/v1/admin/users"},
         {"POST", "/v1/devices/no-such/revoke"},
     };
     int calls = 0;
@@ -220,11 +233,12 @@ TEST(client_garbage_never_gets_a_5xx) {
             const char *tok = strstr(routes[i].path, "admin") ? adm.token : sup.token;
             resp_t r = http(&s, routes[i].method, routes[i].path, tok, bodies[k], NULL);
             calls++;
-            ASSERT_MSG(r.status >= 200 && r.status < 500, "%s with body %s -> %ld %s%.400s", r.what, bodies[k], r.status,
-                       r.err, r.body);
+            ASSERT_MSG(r.status >= 200 && r.status < 500, "%s with body %s -> %ld %s%.400s", r.what,
+                       bodies[k], r.status, r.err, r.body);
             if (r.status >= 400)
-                ASSERT_MSG(resp_error_code(&r) != NULL, "%s with body %s -> %ld without an error code: %.400s", r.what,
-                           bodies[k], r.status, r.body);
+                ASSERT_MSG(resp_error_code(&r) != NULL,
+                           "%s with body %s -> %ld without an error code: %.400s", r.what, bodies[k],
+                           r.status, r.body);
             resp_free(&r);
         }
     }
@@ -280,8 +294,7 @@ TEST(admin_creates_lists_and_disables_users) {
     r = http(&s, "POST", "/v1/admin/users", adm.token, body, NULL);
     ASSERT_MSG(r.status == 200 || r.status == 201, "POST /v1/admin/users -> %ld %s", r.status, r.body);
     const char *nid = jstr(resp_json(&r), "id");
-    if (!nid)
-        nid = jstr(r.json, "user.id");
+    if (!nid) nid = jstr(r.json, "user.id");
     ASSERT_MSG(nid != NULL, "no id for the new user: %s", r.body);
     nid = hfmt("%s", nid);
     r = http(&s, "POST", "/v1/admin/users", adm.token, body, NULL);
@@ -323,7 +336,8 @@ TEST(cli_sees_users_while_the_server_runs_and_after_restart) {
     /* Tokens, devices and records survive a restart. */
     r = phone_get(&a, "/v1/cases/01JDRESTART0000001");
     ASSERT_STATUS(r, 200);
-    r = phone_push(&a, changes(ch_update("01JDRESTART0000001", 1, "{\"description\":\"after restart\"}", NULL)));
+    r = phone_push(&a,
+                   changes(ch_update("01JDRESTART0000001", 1, "{\"description\":\"after restart\"}", NULL)));
     ASSERT_STATUS(r, 200);
     ASSERT_JINT(resp_json(&r), "changeset_seq", 2);
     ASSERT_INT(srv_stop(&s), 0);

@@ -8,7 +8,8 @@
 #include <string.h>
 
 #define START(s) ASSERT_MSG(srv_start(&(s)) == 0, "casesyncd did not start")
-#define PHONE(p, s, name, dev) ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
+#define PHONE(p, s, name, dev)                                                                               \
+    ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
 
 #define MiB (1024u * 1024u)
 
@@ -22,7 +23,8 @@ TEST(bad_input_is_refused_whole_and_server_survives) {
     const char *id = "01JDBADIN000000001", *id2 = "01JDBADIN000000002";
     const char *good = ch_create(id, "general", NULL);
 
-    resp_t r = http(&s, "POST", "/v1/sync/push", a.token, "{\"device_id\":\"dev-A\",\"changeset_seq\":1,", NULL);
+    resp_t r =
+        http(&s, "POST", "/v1/sync/push", a.token, "{\"device_id\":\"dev-A\",\"changeset_seq\":1,", NULL);
     ASSERT_ERROR(r, 400, "bad_json");
     r = http(&s, "POST", "/v1/sync/push", a.token, "", NULL);
     ASSERT_MSG(r.status == 400 || r.status == 422, "an empty push body got %ld: %s", r.status, r.body);
@@ -32,9 +34,10 @@ TEST(bad_input_is_refused_whole_and_server_survives) {
     memset(deep, '[', 100);
     memset(deep + 100, ']', 100);
     deep[200] = '\0';
-    const char *deep_change = hfmt("{\"op\":\"create\",\"record_id\":\"%s\",\"type\":\"%s\",\"at\":\"%s\",\"fields\":{"
-                                   "\"description\":%s}}",
-                                   id, TYPE_VENDING, iso_now(0), deep);
+    const char *deep_change =
+        hfmt("{\"op\":\"create\",\"record_id\":\"%s\",\"type\":\"%s\",\"at\":\"%s\",\"fields\":{"
+             "\"description\":%s}}",
+             id, TYPE_VENDING, iso_now(0), deep);
     r = push(&s, a.token, "dev-A", 1, changes(deep_change));
     ASSERT_ERROR(r, 400, "json_too_deep");
 
@@ -48,8 +51,10 @@ TEST(bad_input_is_refused_whole_and_server_survives) {
     r = push(&s, a.token, "dev-A", 1, changes(good, strbase));
     ASSERT_ERROR(r, 422, "validation_failed");
     ASSERT_JSTR(resp_json(&r), "error.field", "changes[1].base_version");
-    r = http(&s, "POST", "/v1/sync/push", a.token,
-             "{\"device_id\":\"dev-A\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":{\"op\":\"create\"}}", NULL);
+    r = http(
+        &s, "POST", "/v1/sync/push", a.token,
+        "{\"device_id\":\"dev-A\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":{\"op\":\"create\"}}",
+        NULL);
     ASSERT_ERROR(r, 422, "validation_failed");
     ASSERT_JSTR(resp_json(&r), "error.field", "changes");
 
@@ -57,21 +62,25 @@ TEST(bad_input_is_refused_whole_and_server_survives) {
     size_t big = 17 * MiB;
     char *huge = h_keep(malloc(big + 1), NULL);
     ASSERT(huge != NULL);
-    const char *head = "{\"device_id\":\"dev-A\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[],\"pad\":\"";
+    const char *head =
+        "{\"device_id\":\"dev-A\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[],\"pad\":\"";
     size_t hl = strlen(head);
     memcpy(huge, head, hl);
     memset(huge + hl, 'x', big - hl - 2);
     memcpy(huge + big - 2, "\"}", 2);
     huge[big] = '\0';
-    r = http_raw(&s, "POST", "/v1/sync/push", a.token, huge, big, (const char *[]){"Expect: 100-continue", NULL});
+    r = http_raw(&s, "POST", "/v1/sync/push", a.token, huge, big,
+                 (const char *[]){"Expect: 100-continue", NULL});
     ASSERT_ERROR(r, 413, "too_large");
     h_free(huge);
 
     /* A gzip bomb: 80 KiB that inflates to 80 MiB. */
     size_t zlen = 0;
-    void *bomb = gz_bomb("{\"device_id\":\"dev-A\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[", 80 * MiB, &zlen);
+    void *bomb = gz_bomb("{\"device_id\":\"dev-A\",\"changeset_seq\":1,\"schema_version\":1,\"changes\":[",
+                         80 * MiB, &zlen);
     ASSERT_MSG(zlen < 1 * MiB, "bomb is %zu bytes", zlen);
-    r = http_raw(&s, "POST", "/v1/sync/push", a.token, bomb, zlen, (const char *[]){"Content-Encoding: gzip", NULL});
+    r = http_raw(&s, "POST", "/v1/sync/push", a.token, bomb, zlen,
+                 (const char *[]){"Content-Encoding: gzip", NULL});
     ASSERT_ERROR(r, 413, "too_large");
     /* Not gzip at all, but said to be. */
     r = http_raw(&s, "POST", "/v1/sync/push", a.token, "not gzip bytes", 14,
@@ -109,14 +118,16 @@ TEST(bad_input_is_refused_whole_and_server_survives) {
 typedef struct pusher {
     srv_t *srv;
     const char *token;
-    long long next_seq;   /* first seq to push */
+    long long next_seq; /* first seq to push */
     int max;
     int acked;            /* changesets answered 200 */
     long long last_acked; /* their last seq */
     volatile int stop;
 } pusher_t;
 
-static const char *dur_id(long long seq) { return hfmt("01JDDURABLE%07lld", seq); }
+static const char *dur_id(long long seq) {
+    return hfmt("01JDDURABLE%07lld", seq);
+}
 
 static void *push_loop(void *arg) {
     pusher_t *p = arg;
@@ -126,8 +137,7 @@ static void *push_loop(void *arg) {
         int ok = r.status == 200 && jstr(resp_json(&r), "results[0].status") &&
                  strcmp(jstr(r.json, "results[0].status"), "applied") == 0;
         resp_free(&r);
-        if (!ok)
-            break;
+        if (!ok) break;
         p->acked++;
         p->last_acked = seq;
     }
@@ -145,8 +155,9 @@ TEST(acknowledged_pushes_survive_kill_9) {
     resp_t r = phone_push(&a, changes(ch_create(id, "general", NULL)));
     ASSERT_STATUS(r, 200);
     for (int i = 1; i <= 8; i++) {
-        r = phone_push(&a, changes(ch_update(id, i, hfmt("{\"description\":\"edit %d\"}", i),
-                                             hfmt("{\"notes\":[{\"id\":\"n-%d\",\"text\":\"note %d\"}]}", i, i))));
+        r = phone_push(
+            &a, changes(ch_update(id, i, hfmt("{\"description\":\"edit %d\"}", i),
+                                  hfmt("{\"notes\":[{\"id\":\"n-%d\",\"text\":\"note %d\"}]}", i, i))));
         ASSERT_STATUS(r, 200);
         ASSERT_JINT(resp_json(&r), "results[0].version", i + 1);
     }
@@ -163,7 +174,8 @@ TEST(acknowledged_pushes_survive_kill_9) {
     ASSERT_MSG(p.acked >= 5, "only %d pushes acknowledged before the kill", p.acked);
 
     cli_res_t v = cli(s.dir, NULL, "verify");
-    ASSERT_MSG(v.rc == 0, "casesync verify after kill -9 exited %d\nstdout: %s\nstderr: %s", v.rc, v.out, v.err);
+    ASSERT_MSG(v.rc == 0, "casesync verify after kill -9 exited %d\nstdout: %s\nstderr: %s", v.rc, v.out,
+               v.err);
 
     ASSERT_MSG(srv_restart(&s) == 0, "casesyncd did not restart on its data");
     r = phone_get(&a, hfmt("/v1/cases/%s", id));
@@ -175,16 +187,17 @@ TEST(acknowledged_pushes_survive_kill_9) {
     cJSON *all = phone_pull_all(&a);
     ASSERT(all != NULL);
     for (long long seq = p.next_seq; seq <= p.last_acked; seq++)
-        ASSERT_MSG(pull_count(all, dur_id(seq)) == 1, "acknowledged create %s (changeset %lld) lost after kill -9",
-                   dur_id(seq), seq);
+        ASSERT_MSG(pull_count(all, dur_id(seq)) == 1,
+                   "acknowledged create %s (changeset %lld) lost after kill -9", dur_id(seq), seq);
     /* The device goes on where the server stands: after the last acknowledged
      * changeset, or one more if the one in flight committed. */
     long long next = 0;
     const char *tok = login(&s, "off1", std_pass("off1"), "dev-A", &next);
     ASSERT(tok != NULL);
-    ASSERT_MSG(next == p.last_acked + 1 || next == p.last_acked + 2, "next_changeset_seq %lld after last ack %lld", next,
-               p.last_acked);
-    r = push(&s, tok, "dev-A", next, changes(ch_update(id, 9, "{\"description\":\"after the crash\"}", NULL)));
+    ASSERT_MSG(next == p.last_acked + 1 || next == p.last_acked + 2,
+               "next_changeset_seq %lld after last ack %lld", next, p.last_acked);
+    r = push(&s, tok, "dev-A", next,
+             changes(ch_update(id, 9, "{\"description\":\"after the crash\"}", NULL)));
     ASSERT_STATUS(r, 200);
     ASSERT_JSTR(resp_json(&r), "results[0].status", "applied");
     r = phone_get(&a, "/v1/audit/verify");
@@ -195,11 +208,13 @@ TEST(acknowledged_pushes_survive_kill_9) {
     }
     ASSERT_STATUS(r, 200);
     ASSERT_JBOOL(resp_json(&r), "ok", 1);
-    ASSERT_MSG(jint(r.json, "entries") >= 9 + p.acked, "audit has %lld entries: %s", jint(r.json, "entries"), r.body);
+    ASSERT_MSG(jint(r.json, "entries") >= 9 + p.acked, "audit has %lld entries: %s", jint(r.json, "entries"),
+               r.body);
 
     ASSERT_INT(srv_stop(&s), 0);
     v = cli(s.dir, NULL, "verify");
-    ASSERT_MSG(v.rc == 0, "casesync verify after a clean stop exited %d\nstdout: %s\nstderr: %s", v.rc, v.out, v.err);
+    ASSERT_MSG(v.rc == 0, "casesync verify after a clean stop exited %d\nstdout: %s\nstderr: %s", v.rc, v.out,
+               v.err);
 }
 
 TEST(verify_fails_on_a_tampered_store) {
@@ -209,7 +224,8 @@ TEST(verify_fails_on_a_tampered_store) {
     START(s);
     phone_t a;
     PHONE(a, s, "off1", "dev-A");
-    resp_t r = phone_push(&a, changes(ch_create("01JDTAMPER00000001", "general", "{\"description\":\"TAMPERME-ORIGINAL\"}")));
+    resp_t r = phone_push(
+        &a, changes(ch_create("01JDTAMPER00000001", "general", "{\"description\":\"TAMPERME-ORIGINAL\"}")));
     ASSERT_STATUS(r, 200);
     ASSERT_INT(srv_stop(&s), 0);
     cli_res_t v = cli(s.dir, NULL, "verify");
@@ -238,7 +254,8 @@ TEST(verify_fails_on_a_tampered_store) {
     ASSERT(fwrite(data, 1, (size_t)size, f) == (size_t)size);
     fclose(f);
     v = cli(s.dir, NULL, "verify");
-    ASSERT_MSG(v.rc != 0, "verify still says sound after the record and log were rewritten\nstdout: %s", v.out);
+    ASSERT_MSG(v.rc != 0, "verify still says sound after the record and log were rewritten\nstdout: %s",
+               v.out);
 }
 
 /* ---- 10. gzip ------------------------------------------------------------------------- */
@@ -250,27 +267,32 @@ TEST(gzip_pull_and_gzip_push) {
     PHONE(a, s, "off1", "dev-A");
     PHONE(b, s, "off2", "dev-B");
     /* A gzip request body. */
-    const char *body = push_body("dev-A", 1, changes(ch_create("01JDGZIP0000000001", "general", NULL),
-                                                     ch_create("01JDGZIP0000000002", "general", NULL),
-                                                     ch_create("01JDGZIP0000000003", "simple", NULL)));
+    const char *body = push_body("dev-A", 1,
+                                 changes(ch_create("01JDGZIP0000000001", "general", NULL),
+                                         ch_create("01JDGZIP0000000002", "general", NULL),
+                                         ch_create("01JDGZIP0000000003", "simple", NULL)));
     size_t zl = 0;
     void *z = gz_compress(body, strlen(body), &zl);
-    resp_t r = http_raw(&s, "POST", "/v1/sync/push", a.token, z, zl, (const char *[]){"Content-Encoding: gzip", NULL});
+    resp_t r = http_raw(&s, "POST", "/v1/sync/push", a.token, z, zl,
+                        (const char *[]){"Content-Encoding: gzip", NULL});
     ASSERT_STATUS(r, 200);
     ASSERT_JSTR(resp_json(&r), "results[2].status", "applied");
 
     resp_t plain = http(&s, "GET", "/v1/sync/pull", b.token, NULL, NULL);
     ASSERT_STATUS(plain, 200);
     const char *ce = resp_header(&plain, "Content-Encoding");
-    ASSERT_MSG(!ce || strcasecmp(ce, "identity") == 0, "gzip sent to a client that did not ask: %s", plain.headers);
+    ASSERT_MSG(!ce || strcasecmp(ce, "identity") == 0, "gzip sent to a client that did not ask: %s",
+               plain.headers);
     ASSERT_MSG(resp_json(&plain) != NULL, "plain pull is not JSON: %.300s", plain.body);
 
-    resp_t gz = http(&s, "GET", "/v1/sync/pull", b.token, NULL, (const char *[]){"Accept-Encoding: gzip", NULL});
+    resp_t gz =
+        http(&s, "GET", "/v1/sync/pull", b.token, NULL, (const char *[]){"Accept-Encoding: gzip", NULL});
     ASSERT_STATUS(gz, 200);
     ce = resp_header(&gz, "Content-Encoding");
     ASSERT_MSG(ce && strcasecmp(ce, "gzip") == 0, "no Content-Encoding: gzip (headers: %s)", gz.headers);
     const char *vary = resp_header(&gz, "Vary");
-    ASSERT_MSG(vary && strcasestr(vary, "Accept-Encoding"), "no Vary: Accept-Encoding (headers: %s)", gz.headers);
+    ASSERT_MSG(vary && strcasestr(vary, "Accept-Encoding"), "no Vary: Accept-Encoding (headers: %s)",
+               gz.headers);
     size_t n = 0;
     char *text = gz_inflate(gz.body, gz.len, 64 * MiB, &n);
     ASSERT_MSG(text != NULL, "the gzip body does not inflate (%zu bytes)", gz.len);
@@ -280,8 +302,8 @@ TEST(gzip_pull_and_gzip_push) {
     ASSERT_MSG(jstr(j, "cursor") != NULL, "no cursor: %.300s", text);
     cJSON_DeleteItemFromObjectCaseSensitive(j, "cursor");
     cJSON_DeleteItemFromObjectCaseSensitive(plain.json, "cursor");
-    ASSERT_MSG(cJSON_Compare(j, plain.json, 1), "gzip and plain pulls differ:\n gzip  %s\n plain %s", jprint(j),
-               jprint(plain.json));
+    ASSERT_MSG(cJSON_Compare(j, plain.json, 1), "gzip and plain pulls differ:\n gzip  %s\n plain %s",
+               jprint(j), jprint(plain.json));
     ASSERT_INT(jlen(j, "changes"), 3);
     ASSERT_INT(srv_stop(&s), 0);
 }
@@ -326,15 +348,16 @@ TEST(long_poll_returns_soon_after_a_push_in_scope) {
     double waited = q.t_end - t0, after = q.t_end - t_push;
     ASSERT_MSG(waited >= 0.9, "the long poll returned after %.2f s, before the push: %s", waited, q.r.body);
     ASSERT_MSG(after < 2.0, "the long poll returned %.2f s after the push (waited %.2f s)", after, waited);
-    ASSERT_MSG(pull_item(resp_json(&q.r), "01JDLONGPOLL000001") != NULL, "the long poll did not carry the new case: %s",
-               q.r.body);
+    ASSERT_MSG(pull_item(resp_json(&q.r), "01JDLONGPOLL000001") != NULL,
+               "the long poll did not carry the new case: %s", q.r.body);
 
     /* A commit out of B's scope (another unit) does not end B's wait. */
     q = (poller_t){.p = &b, .wait = 3};
     t0 = now_s();
     ASSERT(pthread_create(&th, NULL, poll_once, &q) == 0);
     sleep_ms(500);
-    r = phone_push(&x, changes(ch_create_in("01JDLONGPOLLOTHER1", TYPE_VENDING, "general", "U2", GRID1, NULL)));
+    r = phone_push(&x,
+                   changes(ch_create_in("01JDLONGPOLLOTHER1", TYPE_VENDING, "general", "U2", GRID1, NULL)));
     pthread_join(th, NULL);
     ASSERT_STATUS(r, 200);
     ASSERT_JSTR(resp_json(&r), "results[0].status", "applied");
@@ -408,7 +431,8 @@ TEST(schema_has_etag_and_if_none_match_gives_304) {
     r = http(&s, "GET", "/v1/schema", a.token, NULL, (const char *[]){hfmt("If-None-Match: %s", etag), NULL});
     ASSERT_STATUS(r, 304);
     ASSERT_INT(r.len, 0);
-    r = http(&s, "GET", "/v1/schema", a.token, NULL, (const char *[]){"If-None-Match: \"not-this-one\"", NULL});
+    r = http(&s, "GET", "/v1/schema", a.token, NULL,
+             (const char *[]){"If-None-Match: \"not-this-one\"", NULL});
     ASSERT_STATUS(r, 200);
     ASSERT_INT(srv_stop(&s), 0);
 }
@@ -443,7 +467,8 @@ TEST(history_lists_each_change_and_audit_verifies) {
     ASSERT_JHAS(j, "items[1].at");
     const char *h0 = jstr(j, "items[0].hash"), *h1 = jstr(j, "items[1].hash");
     ASSERT_MSG(h0 && h1 && strlen(h0) == 64 && strlen(h1) == 64 && strcmp(h0, h1) != 0, "hashes: %s", r.body);
-    ASSERT_MSG(jstr(j, "items[1].prev_hash") && strlen(jstr(j, "items[1].prev_hash")) == 64, "prev_hash: %s", r.body);
+    ASSERT_MSG(jstr(j, "items[1].prev_hash") && strlen(jstr(j, "items[1].prev_hash")) == 64, "prev_hash: %s",
+               r.body);
     r = phone_get(&x, hfmt("/v1/cases/%s/history", id));
     ASSERT_STATUS(r, 403);
 

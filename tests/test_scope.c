@@ -8,7 +8,8 @@
 #include <curl/curl.h>
 
 #define START(s) ASSERT_MSG(srv_start(&(s)) == 0, "casesyncd did not start")
-#define PHONE(p, s, name, dev) ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
+#define PHONE(p, s, name, dev)                                                                               \
+    ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
 
 /* ---- 7. scope ----------------------------------------------------------------- */
 
@@ -16,10 +17,10 @@ TEST(scope_other_unit_grid_move_and_new_grant) {
     srv_t s;
     START(s);
     phone_t a, b, c, x, sup, adm;
-    PHONE(a, s, "off1", "dev-A");  /* U1, GRID1: creator */
-    PHONE(b, s, "off2", "dev-B");  /* U1, GRID1 */
-    PHONE(c, s, "off3", "dev-C");  /* U1, GRID2 */
-    PHONE(x, s, "offx", "dev-X");  /* U2, GRID1: same grid code, other unit */
+    PHONE(a, s, "off1", "dev-A"); /* U1, GRID1: creator */
+    PHONE(b, s, "off2", "dev-B"); /* U1, GRID1 */
+    PHONE(c, s, "off3", "dev-C"); /* U1, GRID2 */
+    PHONE(x, s, "offx", "dev-X"); /* U2, GRID1: same grid code, other unit */
     PHONE(sup, s, "sup1", "dev-S");
     PHONE(adm, s, "admin", "dev-ADM");
     const char *id = "01JDSCOPE000000001", *id2 = "01JDSCOPE000000002";
@@ -38,7 +39,8 @@ TEST(scope_other_unit_grid_move_and_new_grant) {
 
     r = phone_pull(&b, 0, 0);
     ASSERT_STATUS(r, 200);
-    ASSERT_MSG(pull_item(resp_json(&r), id) != NULL, "an officer of the unit and grid did not get the case: %s", r.body);
+    ASSERT_MSG(pull_item(resp_json(&r), id) != NULL,
+               "an officer of the unit and grid did not get the case: %s", r.body);
     r = phone_pull(&c, 0, 0);
     ASSERT_STATUS(r, 200);
     ASSERT_MSG(pull_count(resp_json(&r), id) == 0, "an officer of another grid got the case: %s", r.body);
@@ -146,17 +148,16 @@ TEST(paging_walks_every_record_once) {
             const char *rid = jstr(it, "record_id");
             int k = -1;
             for (int i = 0; i < N; i++)
-                if (rid && strcmp(rid, ids[i]) == 0)
-                    k = i;
+                if (rid && strcmp(rid, ids[i]) == 0) k = i;
             ASSERT_MSG(k >= 0, "unknown record in a page: %s", jprint(it));
             seen[k]++;
-            ASSERT_MSG(jint(it, "seq") > last_seq, "items out of seq order: %s after seq %lld", jprint(it), last_seq);
+            ASSERT_MSG(jint(it, "seq") > last_seq, "items out of seq order: %s after seq %lld", jprint(it),
+                       last_seq);
             last_seq = jint(it, "seq");
         }
         int more = jbool(j, "more");
         ASSERT_MSG(more == 0 || more == 1, "no `more` in %s", r.body);
-        if (pages == 1)
-            ASSERT_MSG(more == 1, "limit=1 over %d records said more:false", N);
+        if (pages == 1) ASSERT_MSG(more == 1, "limit=1 over %d records said more:false", N);
         done = !more;
         resp_free(&r);
     }
@@ -237,7 +238,8 @@ TEST(sync_check_finds_missing_stale_and_extra) {
 
     /* B holds r1 at version 1 (stale), r2 current, not r3 (missing), and two
      * records it should not have: another unit's and one that does not exist. */
-    const char *body = hfmt("{\"records\":[[\"%s\",1],[\"%s\",1],[\"%s\",1],[\"%s\",1]]}", r1, r2, foreign, unknown);
+    const char *body =
+        hfmt("{\"records\":[[\"%s\",1],[\"%s\",1],[\"%s\",1],[\"%s\",1]]}", r1, r2, foreign, unknown);
     r = http(&s, "POST", "/v1/sync/check", b.token, body, NULL);
     ASSERT_STATUS(r, 200);
     cJSON *j = resp_json(&r);
@@ -252,7 +254,8 @@ TEST(sync_check_finds_missing_stale_and_extra) {
     r = http(&s, "POST", "/v1/sync/check", b.token, body, NULL);
     ASSERT_STATUS(r, 200);
     j = resp_json(&r);
-    ASSERT_MSG(jlen(j, "missing") == 0 && jlen(j, "stale") == 0 && jlen(j, "extra") == 0, "clean phone: %s", r.body);
+    ASSERT_MSG(jlen(j, "missing") == 0 && jlen(j, "stale") == 0 && jlen(j, "extra") == 0, "clean phone: %s",
+               r.body);
 
     r = http(&s, "POST", "/v1/sync/check", b.token, "{\"records\":[[\"ok-id-123\",\"one\"]]}", NULL);
     ASSERT_MSG(r.status == 400 || r.status == 422, "a malformed check got %ld: %s", r.status, r.body);
