@@ -261,3 +261,47 @@ TEST(sync_check_finds_missing_stale_and_extra) {
     ASSERT_MSG(r.status == 400 || r.status == 422, "a malformed check got %ld: %s", r.status, r.body);
     ASSERT_INT(srv_stop(&s), 0);
 }
+
+TEST(assignee_sees_a_case_outside_their_grids) {
+    srv_t s;
+    START(s);
+    phone_t a, c, sup;
+    PHONE(a, s, "off1", "dev-A"); /* U1, GRID1 */
+    PHONE(c, s, "off3", "dev-C"); /* U1, GRID2 */
+    PHONE(sup, s, "sup1", "dev-S");
+    const char *id = "01JDASSIGN00000001";
+    resp_t r = phone_pull(&c, 0, 0);
+    ASSERT_STATUS(r, 200);
+    r = phone_push(&a, changes(ch_create(id, "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    r = phone_pull(&c, 0, 0);
+    ASSERT_STATUS(r, 200);
+    ASSERT_INT(pull_count(resp_json(&r), id), 0);
+
+    /* The supervisor assigns it to C: C gets it in full. */
+    r = phone_push(&sup, changes(ch_update(id, 1, hfmt("{\"assignee\":\"%s\"}", c.user_id), NULL)));
+    ASSERT_STATUS(r, 200);
+    ASSERT_JSTR(resp_json(&r), "results[0].status", "applied");
+    r = phone_pull(&c, 0, 0);
+    ASSERT_STATUS(r, 200);
+    cJSON *it = pull_item(resp_json(&r), id);
+    ASSERT_MSG(it != NULL, "the assignee did not get the case: %s", r.body);
+    ASSERT_JSTR(it, "op", "upsert");
+    ASSERT_JBOOL(it, "full", 1);
+    ASSERT_JSTR(it, "fields.assignee", c.user_id);
+    ASSERT_JSTR(it, "fields.description", "street vendor");
+    r = phone_get(&c, hfmt("/v1/cases/%s", id));
+    ASSERT_STATUS(r, 200);
+
+    /* Assigned elsewhere again: C gets a remove. */
+    r = phone_push(&sup, changes(ch_update(id, 2, hfmt("{\"assignee\":\"%s\"}", a.user_id), NULL)));
+    ASSERT_STATUS(r, 200);
+    ASSERT_JSTR(resp_json(&r), "results[0].status", "applied");
+    r = phone_pull(&c, 0, 0);
+    ASSERT_STATUS(r, 200);
+    it = pull_item(resp_json(&r), id);
+    ASSERT_MSG(it != NULL, "no remove after the case was reassigned: %s", r.body);
+    ASSERT_JSTR(it, "op", "remove");
+    ASSERT_JSTR(it, "reason", "out_of_scope");
+    ASSERT_INT(srv_stop(&s), 0);
+}
