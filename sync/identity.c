@@ -98,6 +98,13 @@ static int obj_copy(cJSON *dst, const cJSON *obj, const char *key) {
     return obj_set(dst, key, v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
 }
 
+/* A new JSON string of the time ms in RFC 3339 (how records and devices keep
+ * their times; only token expiry stays a number, for the comparison). */
+static cJSON *time_item(int64_t ms) {
+    char buf[32];
+    return cJSON_CreateString(util_fmt_time(ms, buf));
+}
+
 static int is_true(const cJSON *obj, const char *key) {
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key));
 }
@@ -309,8 +316,8 @@ static cJSON *user_public(const cJSON *u, int brief) {
     return o;
 }
 
-/* The device as /v1/me shows it: the stored record with its times (numbers
- * of ms in members named *_at and last_seen) in RFC 3339. NULL on OOM. */
+/* The device as /v1/me shows it: the stored record, with any time still kept
+ * as a number of ms (members named *_at and last_seen) in RFC 3339. NULL on OOM. */
 static cJSON *device_public(const cJSON *d) {
     cJSON *o = cJSON_CreateObject();
     char buf[32];
@@ -555,7 +562,7 @@ static int create_job_fn(MDB_txn *txn, void *arg) {
     rc = obj_set(u, "grants_log", log); /* takes log either way */
     log = NULL;
     if (rc) goto oom;
-    if (obj_set(u, "pw", cJSON_CreateString(c->pw_hash)) || obj_set(u, "created_at", cJSON_CreateNumber((double)now)))
+    if (obj_set(u, "pw", cJSON_CreateString(c->pw_hash)) || obj_set(u, "created_at", time_item(now)))
         goto oom;
     if ((rc = store_put_json(txn, dbs->users, id, strlen(id), u)) != 0 ||
         (rc = store_put_raw(txn, dbs->usernames, in->username, strlen(in->username), id, strlen(id))) != 0) {
@@ -674,7 +681,7 @@ static int update_job_fn(MDB_txn *txn, void *arg) {
         (in->name && obj_set(u, "name", cJSON_CreateString(in->name))) ||
         (in->disabled >= 0 && obj_set(u, "disabled", cJSON_CreateBool(in->disabled))) ||
         (c->pw_hash && obj_set(u, "pw", cJSON_CreateString(c->pw_hash))) || (grants_changed && grants_bump(u)) ||
-        obj_set(u, "updated_at", cJSON_CreateNumber((double)util_now_ms()))) {
+        obj_set(u, "updated_at", time_item(util_now_ms()))) {
         rc = sync_fail(&c->jerr, SYNC_ENOMEM, NULL, "out of memory");
         goto fail;
     }
@@ -818,7 +825,7 @@ static int login_job_fn(MDB_txn *txn, void *arg) {
 
     rc = store_get_json(txn, dbs->devices, c->device_id, strlen(c->device_id), &d);
     if (rc == SYNC_ENOTFOUND) {
-        if (!(d = cJSON_CreateObject()) || obj_set(d, "created_at", cJSON_CreateNumber((double)c->now)) ||
+        if (!(d = cJSON_CreateObject()) || obj_set(d, "created_at", time_item(c->now)) ||
             obj_set(d, "revoked", cJSON_CreateBool(0)) || obj_set(d, "wipe", cJSON_CreateBool(0)) ||
             obj_set(d, "next_changeset_seq", cJSON_CreateNumber(1)))
             goto oom;
@@ -837,8 +844,8 @@ static int login_job_fn(MDB_txn *txn, void *arg) {
         (!cJSON_GetObjectItemCaseSensitive(d, "name") && obj_set(d, "name", cJSON_CreateNull())) ||
         (c->app_version && obj_set(d, "app_version", cJSON_CreateString(c->app_version))) ||
         (!cJSON_GetObjectItemCaseSensitive(d, "app_version") && obj_set(d, "app_version", cJSON_CreateNull())) ||
-        obj_set(d, "last_seen", cJSON_CreateNumber((double)c->now)) ||
-        obj_set(d, "last_login_at", cJSON_CreateNumber((double)c->now)) ||
+        obj_set(d, "last_seen", time_item(c->now)) ||
+        obj_set(d, "last_login_at", time_item(c->now)) ||
         (!cJSON_GetObjectItemCaseSensitive(d, "next_changeset_seq") &&
          obj_set(d, "next_changeset_seq", cJSON_CreateNumber((double)next))))
         goto oom;
@@ -890,9 +897,9 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
 
     if (!cJSON_IsObject(body)) return sync_fail(err, SYNC_EINVALID, NULL, "the body must be a JSON object");
     if (!(username = util_json_str(body, "username")))
-        return sync_fail(err, SYNC_EINVALID, "username", "username must be a string");
+        return sync_fail(err, SYNC_EINVALID, "username", "username is required (a string)");
     if (!(password = util_json_str(body, "password")))
-        return sync_fail(err, SYNC_EINVALID, "password", "password must be a string");
+        return sync_fail(err, SYNC_EINVALID, "password", "password is required (a string)");
     device_id = util_json_str(body, "device_id");
     if (!valid_device_id(device_id))
         return sync_fail(err, SYNC_EINVALID, "device_id", "device_id must be 1 to %zu of A-Z a-z 0-9 _ . : -",
