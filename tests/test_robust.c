@@ -142,9 +142,9 @@ typedef struct pusher {
     const char *token;
     long long next_seq; /* first seq to push */
     int max;
-    int acked;            /* changesets answered 200 */
-    long long last_acked; /* their last seq */
-    volatile int stop;
+    int acked;            /* changesets answered 200 (atomic: read while it runs) */
+    long long last_acked; /* their last seq (read after the join) */
+    int stop;             /* atomic */
 } pusher_t;
 
 static const char *dur_id(long long seq) {
@@ -153,15 +153,15 @@ static const char *dur_id(long long seq) {
 
 static void *push_loop(void *arg) {
     pusher_t *p = arg;
-    for (int i = 0; i < p->max && !p->stop; i++) {
+    for (int i = 0; i < p->max && !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); i++) {
         long long seq = p->next_seq + i;
         resp_t r = push(p->srv, p->token, "dev-A", seq, changes(ch_create(dur_id(seq), "general", NULL)));
         int ok = r.status == 200 && jstr(resp_json(&r), "results[0].status") &&
                  strcmp(jstr(r.json, "results[0].status"), "applied") == 0;
         resp_free(&r);
         if (!ok) break;
-        p->acked++;
         p->last_acked = seq;
+        __atomic_add_fetch(&p->acked, 1, __ATOMIC_RELEASE);
     }
     return NULL;
 }
@@ -188,10 +188,10 @@ TEST(acknowledged_pushes_survive_kill_9) {
     pusher_t p = {.srv = &s, .token = a.token, .next_seq = a.seq, .max = 300};
     pthread_t th;
     ASSERT(pthread_create(&th, NULL, push_loop, &p) == 0);
-    for (int i = 0; i < 1000 && p.acked < 5; i++)
+    for (int i = 0; i < 1000 && __atomic_load_n(&p.acked, __ATOMIC_ACQUIRE) < 5; i++)
         sleep_ms(10);
     srv_kill9(&s);
-    p.stop = 1;
+    __atomic_store_n(&p.stop, 1, __ATOMIC_RELEASE);
     pthread_join(th, NULL);
     ASSERT_MSG(p.acked >= 5, "only %d pushes acknowledged before the kill", p.acked);
 
