@@ -487,6 +487,24 @@ static void do_rejections(call_t *c) {
     reply(c, rc, out, &err, 200);
 }
 
+static void do_devices(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    int rc = sync_devices(c->rt->sync, c->p, &out, &err);
+    reply(c, rc, out, &err, 200);
+}
+
+static void do_device_revoke(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    cJSON *body = body_json(c);
+    if (!body)
+        return;
+    int rc = sync_device_revoke(c->rt->sync, c->p, c->id, body, &out, &err);
+    cJSON_Delete(body);
+    reply(c, rc, out, &err, 200);
+}
+
 static void do_audit_verify(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
@@ -558,6 +576,8 @@ static const route_t route_table[] = {
     {"POST", "/v1/conflicts/*/resolve", 1, do_conflict_resolve},
     {"GET", "/v1/rejections", 1, do_rejections},
     {"GET", "/v1/audit/verify", 1, do_audit_verify},
+    {"GET", "/v1/devices", 1, do_devices},
+    {"POST", "/v1/devices/*/revoke", 1, do_device_revoke},
     {"GET", "/healthz", 0, do_healthz},
     {"GET", "/readyz", 0, do_readyz},
     {"GET", "/metrics", 0, do_metrics},

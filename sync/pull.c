@@ -433,13 +433,15 @@ int sync_pull(sync_t *s, const sync_principal_t *p, const char *cursor, int limi
     for (;;) {
         uint64_t seen = store_commit_gen(s->st);
         if ((rc = pull_once(s, p, &c, have, limit, out, &items, err))) return rc;
-        if (items > 0 || !have || wait == 0 || s->shutting_down || util_now_ms() >= deadline) return 0;
+        if (items > 0 || !have || wait == 0 || s->shutting_down || util_now_ms() >= deadline) break;
         /* Nothing new: sleep until something commits, then look again. */
         store_wait_commit(s->st, seen, deadline);
-        if (store_commit_gen(s->st) == seen) return 0;
+        if (store_commit_gen(s->st) == seen) break;
         free(*out);
         *out = NULL;
     }
+    sync_device_pulled(s, p);
+    return 0;
 }
 
 /* ---- repair: POST /v1/sync/check --------------------------------------------------------- */

@@ -119,6 +119,19 @@ int sync_user_add(sync_t *s, const char *username, const char *password, const c
                   const char *unit, const char *grids_csv, const char *name, char **out, sync_error_t *err);
 int sync_user_list_all(sync_t *s, char **out, sync_error_t *err);
 
+/* ---- devices (sync/devices.c) ---------------------------------------------- */
+
+/* Supervisors (their unit's devices) and admins (all):
+ * [{"device_id","user_id","name","last_seen","last_push_at","last_pull_at",
+ *   "app_version","evidence_missing","revoked","wipe"}] */
+int sync_devices(sync_t *s, const sync_principal_t *p, char **out, sync_error_t *err);
+/* body {"wipe":bool}: from now on every token of the device answers
+ * SYNC_EREVOKED (+wipe). What it pushed before stays. -> the device. */
+int sync_device_revoke(sync_t *s, const sync_principal_t *p, const char *device_id, const cJSON *body,
+                       char **out, sync_error_t *err);
+/* Notes that the device pulled (last_pull_at); written at most once a minute. */
+void sync_device_pulled(sync_t *s, const sync_principal_t *p);
+
 /* ---- sync (sync/push.c, sync/pull.c) --------------------------------------- */
 
 /* body: the changeset. *replay is set to 1 when the answer is a stored one. */

@@ -1,0 +1,162 @@
+/* devices.c -- the devices of a unit for its supervisor, and revoking a lost
+ * phone. A revoked device's tokens answer device_revoked (identity.c checks
+ * the flag on every call); its earlier changesets stay. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/engine.h"
+
+#define PULL_NOTE_INTERVAL_MS 60000
+
+static void set_item(cJSON *o, const char *key, cJSON *v) {
+    if (cJSON_GetObjectItemCaseSensitive(o, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
+    else
+        cJSON_AddItemToObject(o, key, v);
+}
+
+/* The unit of a device's user ("" when unknown). */
+static void device_unit(MDB_txn *txn, const store_dbs_t *dbs, const cJSON *d, char *unit, size_t n) {
+    const char *uid = util_json_str(d, "user_id");
+    cJSON *u = NULL;
+    unit[0] = 0;
+    if (uid && store_get_json(txn, dbs->users, uid, strlen(uid), &u) == 0 && util_json_str(u, "unit"))
+        snprintf(unit, n, "%s", util_json_str(u, "unit"));
+    cJSON_Delete(u);
+}
+
+static int manages(const sync_principal_t *p, const char *unit) {
+    return p->role == ROLE_ADMIN || (p->role == ROLE_SUPERVISOR && strcmp(unit, p->unit) == 0);
+}
+
+static cJSON *device_view(const cJSON *d) {
+    static const char *keys[] = {"device_id", "user_id", "name", "last_seen", "last_push_at", "last_pull_at",
+                                 "app_version"};
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(d, keys[i]);
+        cJSON_AddItemToObject(o, keys[i], v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
+    }
+    cJSON_AddNumberToObject(o, "evidence_missing", 0);
+    cJSON_AddBoolToObject(o, "revoked", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "revoked")));
+    cJSON_AddBoolToObject(o, "wipe", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "wipe")));
+    return o;
+}
+
+int sync_devices(sync_t *s, const sync_principal_t *p, char **out, sync_error_t *err) {
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    *out = NULL;
+    if (p->role != ROLE_ADMIN && p->role != ROLE_SUPERVISOR)
+        return sync_fail(err, SYNC_EFORBIDDEN, NULL, "the device list is for supervisors and admins");
+    if (store_read_begin(s->st, &txn) != 0) return sync_fail(err, SYNC_EIO, NULL, "cannot read the store");
+    cJSON *list = cJSON_CreateArray();
+    if (mdb_cursor_open(txn, s->dbs->devices, &cur) == 0) {
+        MDB_val k, v;
+        for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            cJSON *d = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+            char unit[80];
+            device_unit(txn, s->dbs, d, unit, sizeof unit);
+            if (d && manages(p, unit)) cJSON_AddItemToArray(list, device_view(d));
+            cJSON_Delete(d);
+        }
+        mdb_cursor_close(cur);
+    }
+    store_read_end(txn);
+    *out = cJSON_PrintUnformatted(list);
+    cJSON_Delete(list);
+    return *out ? 0 : sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+}
+
+typedef struct revoke_job {
+    sync_t *s;
+    const sync_principal_t *p;
+    const char *id;
+    int wipe;
+    cJSON *device; /* out */
+    sync_error_t *err;
+} revoke_job_t;
+
+static int revoke_run(MDB_txn *txn, void *ctx) {
+    revoke_job_t *j = ctx;
+    cJSON *d = NULL;
+    char unit[80], at[32];
+    int rc = store_get_json(txn, j->s->dbs->devices, j->id, strlen(j->id), &d);
+    if (rc == SYNC_ENOTFOUND) return sync_fail(j->err, rc, NULL, "no device %s", j->id);
+    if (rc) return rc;
+    device_unit(txn, j->s->dbs, d, unit, sizeof unit);
+    if (!manages(j->p, unit)) {
+        cJSON_Delete(d);
+        return sync_fail(j->err, SYNC_EFORBIDDEN, NULL, "only a supervisor of the device's unit revokes it");
+    }
+    set_item(d, "revoked", cJSON_CreateTrue());
+    /* Once asked to wipe, a device stays asked: a second revoke cannot undo it. */
+    set_item(d, "wipe", cJSON_CreateBool(j->wipe || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "wipe"))));
+    set_item(d, "revoked_at", cJSON_CreateString(util_fmt_time(util_now_ms(), at)));
+    set_item(d, "revoked_by", cJSON_CreateString(j->p->user_id));
+    rc = store_put_json(txn, j->s->dbs->devices, j->id, strlen(j->id), d);
+    if (rc == 0)
+        j->device = d;
+    else
+        cJSON_Delete(d);
+    return rc;
+}
+
+int sync_device_revoke(sync_t *s, const sync_principal_t *p, const char *device_id, const cJSON *body,
+                       char **out, sync_error_t *err) {
+    revoke_job_t j = {.s = s, .p = p, .id = device_id, .err = err};
+    *out = NULL;
+    if (p->role != ROLE_ADMIN && p->role != ROLE_SUPERVISOR)
+        return sync_fail(err, SYNC_EFORBIDDEN, NULL, "only a supervisor or admin revokes devices");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(body, "wipe");
+    if (w && !cJSON_IsBool(w)) return sync_fail(err, SYNC_EINVALID, "wipe", "wipe must be true or false");
+    j.wipe = cJSON_IsTrue(w);
+    int rc = store_write(s->st, revoke_run, &j);
+    if (rc) {
+        if (err && err->code != rc) sync_fail(err, rc, NULL, "%s", sync_strerror(rc));
+        return rc;
+    }
+    cJSON *v = device_view(j.device);
+    cJSON_Delete(j.device);
+    *out = cJSON_PrintUnformatted(v);
+    cJSON_Delete(v);
+    return *out ? 0 : sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+}
+
+/* ---- last_pull_at ------------------------------------------------------------------- */
+
+typedef struct pulled_job {
+    sync_t *s;
+    const char *id;
+    int64_t now;
+} pulled_job_t;
+
+static int pulled_run(MDB_txn *txn, void *ctx) {
+    pulled_job_t *j = ctx;
+    cJSON *d = NULL;
+    char at[32];
+    if (store_get_json(txn, j->s->dbs->devices, j->id, strlen(j->id), &d) != 0) return 0;
+    util_fmt_time(j->now, at);
+    set_item(d, "last_pull_at", cJSON_CreateString(at));
+    set_item(d, "last_seen", cJSON_CreateString(at));
+    int rc = store_put_json(txn, j->s->dbs->devices, j->id, strlen(j->id), d);
+    cJSON_Delete(d);
+    return rc;
+}
+
+void sync_device_pulled(sync_t *s, const sync_principal_t *p) {
+    MDB_txn *txn = NULL;
+    cJSON *d = NULL;
+    int64_t now = util_now_ms(), last = 0;
+    if (store_read_begin(s->st, &txn) != 0) return;
+    if (store_get_json(txn, s->dbs->devices, p->device_id, strlen(p->device_id), &d) == 0) {
+        const char *t = util_json_str(d, "last_pull_at");
+        if (t) util_parse_time(t, &last);
+    }
+    store_read_end(txn);
+    cJSON_Delete(d);
+    if (now - last < PULL_NOTE_INTERVAL_MS) return; /* a pull is not worth an fsync every time */
+    pulled_job_t j = {.s = s, .id = p->device_id, .now = now};
+    store_write(s->st, pulled_run, &j);
+}
