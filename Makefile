@@ -64,6 +64,7 @@ test: deps
 	@$(MAKE) --no-print-directory SANITIZE=address $(if $(filter thread,$(SANITIZE)),SANITIZE=thread) testbins
 	@B=build/asan; [ "$(SANITIZE)" = thread ] && B=build/tsan; \
 	 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	 TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp \
 	 CASESYNC_BIN=$$B $$B/casesync-tests $(T)
 
 testbins: $(BINS) $(BUILD)/casesync-tests

@@ -142,7 +142,7 @@ fail:
 
 void sync_shutdown(sync_t *s) {
     if (!s) return;
-    s->shutting_down = 1;
+    __atomic_store_n(&s->shutting_down, 1, __ATOMIC_RELEASE);
     store_shutdown(s->st);
 }
 
@@ -154,6 +154,6 @@ void sync_close(sync_t *s) {
     free(s);
 }
 
-int sync_ready(sync_t *s) { return s && s->st && !s->shutting_down; }
+int sync_ready(sync_t *s) { return s && s->st && !__atomic_load_n(&s->shutting_down, __ATOMIC_ACQUIRE); }
 
 const schema_t *sync_schema(sync_t *s) { return s->schema; }

@@ -25,7 +25,7 @@ struct sync {
     char data_dir[1024];
     pthread_mutex_t login_mu;
     login_slot_t login[LOGIN_SLOTS];
-    int shutting_down;
+    int shutting_down;          /* atomic: set by sync_shutdown() */
     char cursor_key[65];        /* seals pull cursors; kept in meta */
 };
 

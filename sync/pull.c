@@ -433,7 +433,7 @@ int sync_pull(sync_t *s, const sync_principal_t *p, const char *cursor, int limi
     for (;;) {
         uint64_t seen = store_commit_gen(s->st);
         if ((rc = pull_once(s, p, &c, have, limit, out, &items, err))) return rc;
-        if (items > 0 || !have || wait == 0 || s->shutting_down || util_now_ms() >= deadline) break;
+        if (items > 0 || !have || wait == 0 || !sync_ready(s) || util_now_ms() >= deadline) break;
         /* Nothing new: sleep until something commits, then look again. */
         store_wait_commit(s->st, seen, deadline);
         if (store_commit_gen(s->st) == seen) break;
