@@ -1,6 +1,7 @@
 /* routes.c -- method + path dispatch, bearer authentication, query parsing,
  * and one small function per endpoint that calls the engine once. */
 #include "server/routes.h"
+#include "server/route.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,16 +16,6 @@
 #define PULL_LIMIT_DEFAULT 200
 #define PULL_LIMIT_MAX 1000
 #define PULL_WAIT_MAX 60
-
-/* One call in progress: what a route function gets. */
-typedef struct call {
-    routes_t *rt;
-    http_req_t *req;
-    sync_principal_t *p; /* NULL on routes without authentication */
-    const char *id;      /* the decoded {id} path segment, or NULL */
-} call_t;
-
-typedef void (*route_fn)(call_t *c);
 
 typedef struct route {
     const char *method;
@@ -48,7 +39,7 @@ void routes_init(routes_t *rt, sync_t *sync) {
 
 /* Sends the engine's answer: its JSON with ok_status, or its error. Takes
  * ownership of out. */
-static void reply(call_t *c, int rc, char *out, const sync_error_t *err, int ok_status) {
+void route_reply(call_t *c, int rc, char *out, const sync_error_t *err, int ok_status) {
     if (rc < 0) {
         free(out);
         http_send_sync_error(c->req, rc, err);
@@ -183,7 +174,7 @@ static int parse_int(const char *s, size_t len, long lo, long hi, int *out) {
 
 /* A query parameter, URL-decoded: its length, -1 when absent, -2 when longer
  * than dst allows or when it decodes to a NUL byte. */
-static int query_get(const http_req_t *r, const char *name, char *dst, size_t dst_size) {
+int route_query(const http_req_t *r, const char *name, char *dst, size_t dst_size) {
     const char *qs = r->ri ? r->ri->query_string : NULL;
     dst[0] = '\0';
     if (!qs || !*qs)
@@ -200,9 +191,9 @@ static int query_get(const http_req_t *r, const char *name, char *dst, size_t ds
 
 /* Optional integer query parameter with a default. 0, or -1 after answering
  * 400 bad_request. */
-static int query_int(call_t *c, const char *name, int dflt, int lo, int hi, int *out) {
+int route_query_int(call_t *c, const char *name, int dflt, int lo, int hi, int *out) {
     char buf[32];
-    int n = query_get(c->req, name, buf, sizeof buf);
+    int n = route_query(c->req, name, buf, sizeof buf);
     if (n == -1) {
         *out = dflt;
         return 0;
@@ -216,7 +207,7 @@ static int query_int(call_t *c, const char *name, int dflt, int lo, int hi, int 
 }
 
 /* Reads the JSON body or answers the error. */
-static cJSON *body_json(call_t *c) {
+cJSON *route_body_json(call_t *c) {
     http_error_t e;
     cJSON *body = NULL;
     if (http_read_json(c->req, &c->rt->limits, &body, &e) < 0) {
@@ -323,55 +314,55 @@ static int etag_matches(const char *inm, const char *etag) {
 static void do_login(call_t *c) {
     sync_error_t err = {0};
     char key[128], *out = NULL;
-    cJSON *body = body_json(c);
+    cJSON *body = route_body_json(c);
     if (!body)
         return;
     client_key(c, key, sizeof key);
     int rc = sync_login(c->rt->sync, body, key, &out, &err);
     cJSON_Delete(body);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_logout(call_t *c) {
     sync_error_t err = {0};
     int rc = sync_logout(c->rt->sync, c->p, &err);
-    reply(c, rc, NULL, &err, 204);
+    route_reply(c, rc, NULL, &err, 204);
 }
 
 static void do_me(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
     int rc = sync_me(c->rt->sync, c->p, &out, &err);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_user_create(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
-    cJSON *body = body_json(c);
+    cJSON *body = route_body_json(c);
     if (!body)
         return;
     int rc = sync_user_create(c->rt->sync, c->p, body, &out, &err);
     cJSON_Delete(body);
-    reply(c, rc, out, &err, 201);
+    route_reply(c, rc, out, &err, 201);
 }
 
 static void do_user_list(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
     int rc = sync_user_list(c->rt->sync, c->p, &out, &err);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_user_update(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
-    cJSON *body = body_json(c);
+    cJSON *body = route_body_json(c);
     if (!body)
         return;
     int rc = sync_user_update(c->rt->sync, c->p, c->id, body, &out, &err);
     cJSON_Delete(body);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_schema(call_t *c) {
@@ -396,67 +387,67 @@ static void do_push(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
     int replay = 0;
-    cJSON *body = body_json(c);
+    cJSON *body = route_body_json(c);
     if (!body)
         return;
     int rc = sync_push(c->rt->sync, c->p, body, &out, &replay, &err);
     cJSON_Delete(body);
     if (rc >= 0 && replay)
         http_add_header(c->req, "Idempotent-Replay", "true");
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_pull(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL, *cursor = NULL;
     int limit, wait;
-    if (query_int(c, "limit", PULL_LIMIT_DEFAULT, 1, PULL_LIMIT_MAX, &limit) < 0 ||
-        query_int(c, "wait", 0, 0, PULL_WAIT_MAX, &wait) < 0)
+    if (route_query_int(c, "limit", PULL_LIMIT_DEFAULT, 1, PULL_LIMIT_MAX, &limit) < 0 ||
+        route_query_int(c, "wait", 0, 0, PULL_WAIT_MAX, &wait) < 0)
         return;
     if (!(cursor = malloc(MAX_CURSOR + 1))) {
         http_send_errorf(c->req, 503, "unavailable", NULL, "out of memory");
         return;
     }
-    if (query_get(c->req, "cursor", cursor, MAX_CURSOR + 1) == -2) {
+    if (route_query(c->req, "cursor", cursor, MAX_CURSOR + 1) == -2) {
         free(cursor);
         http_send_errorf(c->req, 400, "bad_cursor", "cursor", "the cursor is not one this server gave");
         return;
     }
     int rc = sync_pull(c->rt->sync, c->p, cursor, limit, wait, &out, &err);
     free(cursor);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_check(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
-    cJSON *body = body_json(c);
+    cJSON *body = route_body_json(c);
     if (!body)
         return;
     int rc = sync_check(c->rt->sync, c->p, body, &out, &err);
     cJSON_Delete(body);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_case(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
     int rc = sync_case_get(c->rt->sync, c->p, c->id, &out, &err);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_case_history(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
     int rc = sync_case_history(c->rt->sync, c->p, c->id, &out, &err);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_conflicts(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL, state[16];
     const char *which = NULL;
-    int n = query_get(c->req, "state", state, sizeof state);
+    int n = route_query(c->req, "state", state, sizeof state);
     if (n != -1) {
         if (n >= 0 && (strcmp(state, "open") == 0 || strcmp(state, "resolved") == 0)) {
             which = state;
@@ -466,43 +457,43 @@ static void do_conflicts(call_t *c) {
         }
     }
     int rc = sync_conflicts(c->rt->sync, c->p, which, &out, &err);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_conflict_resolve(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
-    cJSON *body = body_json(c);
+    cJSON *body = route_body_json(c);
     if (!body)
         return;
     int rc = sync_conflict_resolve(c->rt->sync, c->p, c->id, body, &out, &err);
     cJSON_Delete(body);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_rejections(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
     int rc = sync_rejections(c->rt->sync, c->p, &out, &err);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_devices(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
     int rc = sync_devices(c->rt->sync, c->p, &out, &err);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_device_revoke(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
-    cJSON *body = body_json(c);
+    cJSON *body = route_body_json(c);
     if (!body)
         return;
     int rc = sync_device_revoke(c->rt->sync, c->p, c->id, body, &out, &err);
     cJSON_Delete(body);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_audit_verify(call_t *c) {
@@ -511,7 +502,7 @@ static void do_audit_verify(call_t *c) {
     /* Open to any authenticated user (docs/protocol.md §6): the answer holds
      * only a count and a hash. */
     int rc = sync_audit_verify(c->rt->sync, &out, &err);
-    reply(c, rc, out, &err, 200);
+    route_reply(c, rc, out, &err, 200);
 }
 
 static void do_healthz(call_t *c) {
