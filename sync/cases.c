@@ -263,7 +263,7 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
     set_item(rec, "version", cJSON_CreateNumber((double)(version + 1)));
     set_item(rec, "seq", cJSON_CreateNumber((double)seq));
     set_item(rec, "updated_at", cJSON_CreateString(at));
-    if ((rc = record_store(txn, s->dbs, rec, seq, prev_closed))) goto done;
+    if ((rc = record_store(s, txn, rec, seq, prev_closed))) goto done;
     if ((rc = audit_append(txn, s->dbs, seq, rid, entry))) goto done;
 
     set_item(c, "state", cJSON_CreateString("resolved"));

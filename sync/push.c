@@ -197,7 +197,7 @@ static int commit_record(apply_t *a, cJSON *rec, uint64_t seq, int64_t version, 
     set_item(rec, "seq", cJSON_CreateNumber((double)seq));
     set_item(rec, "version", cJSON_CreateNumber((double)version));
     set_item(rec, "updated_at", cJSON_CreateString(util_fmt_time(a->job->recv_ms, at)));
-    return record_store(a->txn, a->job->s->dbs, rec, seq, prev_closed);
+    return record_store(a->job->s, a->txn, rec, seq, prev_closed);
 }
 
 static int64_t closed_at_of(const cJSON *rec) {
@@ -312,7 +312,7 @@ static int apply_create(apply_t *a) {
     audit_field(af, "status", NULL, cJSON_GetObjectItemCaseSensitive(rec, "status"));
     record_set_meta(rec, "status", 1, seq, p->device_id, a->pc->at_ms);
 
-    rc = record_store(a->txn, s->dbs, rec, seq, 0);
+    rc = record_store(s, a->txn, rec, seq, 0);
     if (rc == 0) rc = audit_append(a->txn, s->dbs, seq, a->pc->record_id, entry);
     cJSON_Delete(entry);
     cJSON_Delete(rec);

@@ -123,7 +123,8 @@ static size_t closed_key(unsigned char *buf, int64_t at, const char *id) {
     return n + 9;
 }
 
-int record_store(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, uint64_t seq, int64_t prev_closed_at) {
+int record_store(sync_t *s, MDB_txn *txn, cJSON *rec, uint64_t seq, int64_t prev_closed_at) {
+    const store_dbs_t *dbs = s->dbs;
     const char *id = util_json_str(rec, "id");
     feed_set_t now;
     int rc = 0;
@@ -163,6 +164,7 @@ int record_store(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, uint64_t seq,
         if (closed_at && (rc = store_put_raw(txn, dbs->closed, k, closed_key(k, closed_at, id), "", 0)) != 0)
             return rc;
     }
+    if ((rc = index_record(s, txn, rec)) != 0) return rc;
     return store_put_json(txn, dbs->records, id, strlen(id), rec);
 }
 

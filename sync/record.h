@@ -39,7 +39,7 @@ int record_visible(const cJSON *user, const cJSON *rec, int64_t now_ms, int64_t 
 /* Writes the record under its id and moves its feed entries to `seq`
  * (entering, staying, leaving). Sets scope_seq when it enters a feed. Also
  * maintains the closed index. Called inside a write txn. */
-int record_store(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, uint64_t seq, int64_t prev_closed_at);
+int record_store(sync_t *s, MDB_txn *txn, cJSON *rec, uint64_t seq, int64_t prev_closed_at);
 
 /* Loads a record; SYNC_ENOTFOUND when absent. */
 int record_load(MDB_txn *txn, const store_dbs_t *dbs, const char *id, cJSON **out);
@@ -58,6 +58,17 @@ void record_set_meta(cJSON *rec, const char *field, int64_t version, uint64_t se
                      int64_t at_ms);
 /* Records that an append item arrived at seq. */
 void record_set_item_seq(cJSON *rec, const char *field, const char *item_id, uint64_t seq);
+
+/* ---- secondary indexes (index.c) ---- */
+
+/* Brings the record's entries in the idx and evidence dbs up to date after a
+ * change. The record lists its idx entries in rec["ix"] as [name, value]
+ * pairs (value a string, or a number stored as BE64), so the next call
+ * removes exactly the stale ones. Called by record_store(). */
+int index_record(sync_t *s, MDB_txn *txn, cJSON *rec);
+/* Builds an idx key: name 0x00 value 0x00 id (id may be NULL: a prefix).
+ * Returns its length, 0 when it does not fit in cap. */
+size_t index_key(unsigned char *buf, size_t cap, const char *name, const cJSON *value, const char *id);
 
 /* ---- audit (audit.c) ---- */
 

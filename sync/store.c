@@ -214,7 +214,9 @@ int store_open(const char *dir, size_t map_size, int rdonly, store_t **out, char
         {"log", &st->dbs.log},             {"record_log", &st->dbs.record_log},
         {"feeds", &st->dbs.feeds},         {"changesets", &st->dbs.changesets},
         {"conflicts", &st->dbs.conflicts}, {"rejections", &st->dbs.rejections},
-        {"closed", &st->dbs.closed},
+        {"closed", &st->dbs.closed},       {"idx", &st->dbs.idx},
+        {"evidence", &st->dbs.evidence},   {"uploads", &st->dbs.uploads},
+        {"blobs", &st->dbs.blobs},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if ((rc = store_open_dbi(txn, dbs[i].name, cf, dbs[i].dbi)) != 0) {

@@ -21,6 +21,11 @@
  *   conflicts   conflict id                -> conflict JSON
  *   rejections  BE64 n                     -> rejection JSON
  *   closed      BE64 closed_at_ms 0x00 id  -> ""   (sync window expiry)
+ *   idx         name 0x00 value 0x00 id    -> ""   (secondary indexes, index.c;
+ *                                                    numeric values as BE64)
+ *   evidence    sha256 hex 0x00 record id  -> {"record_id","item_id","unit","device_id","pushed_at"}
+ *   uploads     upload id                  -> tus upload state JSON
+ *   blobs       sha256 hex                 -> blob meta JSON (bytes live in files)
  */
 #ifndef CASESYNC_STORE_H
 #define CASESYNC_STORE_H
@@ -34,7 +39,7 @@ typedef struct store store_t;
 
 typedef struct store_dbs {
     MDB_dbi meta, users, usernames, tokens, devices, records, log, record_log, feeds, changesets,
-        conflicts, rejections, closed;
+        conflicts, rejections, closed, idx, evidence, uploads, blobs;
 } store_dbs_t;
 
 /* Opens or creates the environment in dir (created when missing). rdonly
