@@ -5,8 +5,9 @@
 #   make SANITIZE=thread test   the same under TSan
 CC      ?= cc
 SANITIZE ?=
-CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -I. -pthread -DCASESYNC_SCHEMA_PATH='"$(CURDIR)/schema/casesync.json"'
+CFLAGS_BASE = -fPIC -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -I. -pthread -DCASESYNC_SCHEMA_PATH='"$(CURDIR)/schema/casesync.json"'
 LIBS    = -lcivetweb -llmdb -lcjson -lz -lcrypto -pthread
+CLIBS   = -llmdb -lcjson -lcurl -lz -lcrypto -pthread
 TLIBS   = $(LIBS) -lcurl
 
 ifeq ($(SANITIZE),)
@@ -25,13 +26,29 @@ SYNC_SRC   = $(wildcard sync/*.c)
 SERVER_SRC = $(wildcard server/*.c)
 TOOLS_SRC  = tools/casesync.c
 TEST_SRC   = $(wildcard tests/*.c)
+# clients/: the C client library (clients/c), the phone CLI and the fleet simulator.
+CLIENT_SRC = $(wildcard clients/c/*.c)
+PHONE_SRC  = $(wildcard clients/phone/*.c)
+SIM_SRC    = $(wildcard clients/sim/*.c)
 
 SCHEMA_OBJ = $(SCHEMA_SRC:%.c=$(BUILD)/%.o)
 SYNC_OBJ   = $(SYNC_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ = $(SERVER_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ   = $(TEST_SRC:%.c=$(BUILD)/%.o)
+CLIENT_OBJ = $(CLIENT_SRC:%.c=$(BUILD)/%.o)
+PHONE_OBJ  = $(PHONE_SRC:%.c=$(BUILD)/%.o)
+SIM_OBJ    = $(SIM_SRC:%.c=$(BUILD)/%.o)
 
 BINS = $(BUILD)/casesyncd $(BUILD)/casesync
+ifneq ($(CLIENT_SRC),)
+  BINS += $(BUILD)/libcasesync.a $(BUILD)/libcasesync.so
+endif
+ifneq ($(PHONE_SRC),)
+  BINS += $(BUILD)/casesync-phone
+endif
+ifneq ($(SIM_SRC),)
+  BINS += $(BUILD)/casesync-sim
+endif
 
 .PHONY: all deps run test check clean format
 all: $(BINS)
@@ -52,7 +69,22 @@ $(BUILD)/casesyncd: $(SERVER_OBJ) $(BUILD)/libcasesync-engine.a
 $(BUILD)/casesync: $(BUILD)/tools/casesync.o $(BUILD)/libcasesync-engine.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/casesync-tests: $(TEST_OBJ) $(BUILD)/libcasesync-engine.a
+# The client library for apps: its own code plus the shared schema validator.
+$(BUILD)/libcasesync.a: $(CLIENT_OBJ) $(SCHEMA_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/libcasesync.so: $(CLIENT_OBJ) $(SCHEMA_OBJ)
+	$(CC) $(CFLAGS) -shared -o $@ $^ $(CLIBS)
+
+$(BUILD)/casesync-phone: $(PHONE_OBJ) $(BUILD)/libcasesync.a
+	$(CC) $(CFLAGS) -o $@ $^ $(CLIBS)
+
+$(BUILD)/casesync-sim: $(SIM_OBJ) $(BUILD)/libcasesync.a
+	$(CC) $(CFLAGS) -o $@ $^ $(CLIBS)
+
+# Tests link the engine (which carries the schema validator) and the client
+# library's own objects, so client symbols must not clash with the engine's.
+$(BUILD)/casesync-tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libcasesync-engine.a
 	$(CC) $(CFLAGS) -o $@ $^ $(TLIBS)
 
 run: deps
