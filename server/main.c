@@ -1,11 +1,16 @@
 /* main.c -- casesyncd: reads the command line and the config file, opens the
  * engine and serves the HTTP API with civetweb until SIGTERM or SIGINT. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <civetweb.h>
 #include <cjson/cJSON.h>
@@ -242,6 +247,59 @@ done:
 
 /* ---- serving ------------------------------------------------------------ */
 
+typedef struct stopper {
+    struct mg_context *ctx;
+    int done;
+} stopper_t;
+
+static void *stopper_main(void *arg) {
+    stopper_t *st = arg;
+    mg_stop(st->ctx);
+    __atomic_store_n(&st->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* Knocks on our own listening socket without waiting for anything. */
+static void knock(const struct sockaddr_in *addr) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    (void)connect(fd, (const struct sockaddr *)addr, sizeof *addr);
+    close(fd);
+}
+
+/* mg_stop(), without its idle wait: civetweb's master thread looks at the
+ * stop flag only between 2-second polls of the listening socket, so while
+ * mg_stop() runs in another thread a throwaway connection wakes it. */
+static void server_stop(struct mg_context *ctx, const char *host, int port) {
+    stopper_t st = {ctx, 0};
+    pthread_t t;
+    struct sockaddr_in addr;
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    int can_knock = 0;
+
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &addr.sin_addr) == 1) {
+        if (addr.sin_addr.s_addr == htonl(INADDR_ANY))
+            addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        can_knock = 1;
+    }
+    if (!can_knock || pthread_create(&t, NULL, stopper_main, &st) != 0) {
+        mg_stop(ctx);
+        return;
+    }
+    for (int i = 0; i < 150 && !__atomic_load_n(&st.done, __ATOMIC_SEQ_CST); i++) {
+        nanosleep(&tick, NULL);
+        if (!__atomic_load_n(&st.done, __ATOMIC_SEQ_CST))
+            knock(&addr);
+    }
+    pthread_join(t, NULL);
+}
+
 int main(int argc, char **argv) {
     options_t o;
     sync_config_t cfg;
@@ -253,7 +311,7 @@ int main(int argc, char **argv) {
     sync_error_t err;
     struct mg_context *ctx = NULL;
     static routes_t rt; /* outlives every handler call: freed at exit */
-    int status = 1;
+    int status = 1, real_port = -1;
 
     if (parse_args(argc, argv, &o) < 0) {
         usage(stderr);
@@ -335,7 +393,7 @@ int main(int argc, char **argv) {
 
     struct mg_server_port ports[4];
     int nports = mg_get_server_ports(ctx, 4, ports);
-    int real_port = -1;
+    real_port = -1;
     for (int i = 0; i < nports; i++) {
         if (ports[i].port > 0) {
             real_port = ports[i].port;
@@ -369,7 +427,7 @@ out:
         fprintf(stderr, "casesyncd: requests still in flight after %d ms; stopping anyway\n",
                 DRAIN_TIMEOUT_MS);
     if (ctx)
-        mg_stop(ctx);
+        server_stop(ctx, host, real_port);
     sync_close(s);
     mg_exit_library();
     free(schema_path);
