@@ -360,6 +360,7 @@ int main(int argc, char **argv) {
 
     routes_init(&rt, s);
     rt.limits = lim;
+    rt.max_waiting = routes_max_waiting(o.threads);
     if (o.trusted_proxy)
         snprintf(rt.trusted_proxy, sizeof rt.trusted_proxy, "%s", o.trusted_proxy);
 

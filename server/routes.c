@@ -413,7 +413,22 @@ static void do_pull(call_t *c) {
         http_send_errorf(c->req, 400, "bad_cursor", "cursor", "the cursor is not one this server gave");
         return;
     }
-    int rc = sync_pull(c->rt->sync, c->p, cursor, limit, wait, &out, &err);
+    routes_t *rt = c->rt;
+    int counted = 0;
+    if (wait > 0 && rt->max_waiting > 0) {
+        counted = 1;
+        if (__atomic_add_fetch(&rt->waiting, 1, __ATOMIC_SEQ_CST) > rt->max_waiting) {
+            __atomic_sub_fetch(&rt->waiting, 1, __ATOMIC_SEQ_CST);
+            free(cursor);
+            http_add_header(c->req, "Retry-After", "2");
+            http_send_errorf(c->req, 503, "unavailable", NULL,
+                             "too many long polls are waiting; retry, or pull with wait=0");
+            return;
+        }
+    }
+    int rc = sync_pull(rt->sync, c->p, cursor, limit, wait, &out, &err);
+    if (counted)
+        __atomic_sub_fetch(&rt->waiting, 1, __ATOMIC_SEQ_CST);
     free(cursor);
     route_reply(c, rc, out, &err, 200);
 }
@@ -535,13 +550,17 @@ static void do_metrics(call_t *c) {
                       "# HELP casesync_http_requests_in_flight HTTP requests being answered.\n"
                       "# TYPE casesync_http_requests_in_flight gauge\n"
                       "casesync_http_requests_in_flight %ld\n"
+                      "# HELP casesync_long_polls_waiting Pulls waiting for a change (wait > 0).\n"
+                      "# TYPE casesync_long_polls_waiting gauge\n"
+                      "casesync_long_polls_waiting %ld\n"
                       "# HELP casesync_ready 1 when the store is open and accepts writes.\n"
                       "# TYPE casesync_ready gauge\n"
                       "casesync_ready %d\n"
                       "# HELP casesync_uptime_seconds Seconds since the server started.\n"
                       "# TYPE casesync_uptime_seconds gauge\n"
                       "casesync_uptime_seconds %lld\n",
-                      __atomic_load_n(&rt->in_flight, __ATOMIC_RELAXED), sync_ready(rt->sync) ? 1 : 0,
+                      __atomic_load_n(&rt->in_flight, __ATOMIC_RELAXED),
+                      __atomic_load_n(&rt->waiting, __ATOMIC_RELAXED), sync_ready(rt->sync) ? 1 : 0,
                       (long long)(time(NULL) - rt->started));
     if (n < 0 || (size_t)n >= sizeof buf) {
         http_send_errorf(c->req, 500, "internal", NULL, "metrics do not fit");
@@ -651,6 +670,11 @@ static void dispatch(routes_t *rt, http_req_t *req) {
     c.p = &p;
     hit->fn(&c);
     sync_principal_clear(&p);
+}
+
+long routes_max_waiting(int threads) {
+    int keep = threads / 4 > 2 ? threads / 4 : 2;
+    return threads - keep > 1 ? threads - keep : 1;
 }
 
 int routes_drain(routes_t *rt, int timeout_ms) {

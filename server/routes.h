@@ -29,10 +29,20 @@ typedef struct routes {
     unsigned long long answered[6]; /* by status class: [1] 1xx ... [5] 5xx, [0] other */
     long in_flight;
     int draining;              /* set by routes_drain(): new requests get 503 */
+    /* Long polls hold a civetweb worker thread each: at most this many wait
+     * at once (0: no cap); past it a pull with wait > 0 answers 503 with
+     * Retry-After, so waiting phones cannot starve every other request. */
+    long max_waiting;
+    long waiting;
 } routes_t;
 
-/* Fills rt with the defaults: limits from http.h, no trusted proxy. */
+/* Fills rt with the defaults: limits from http.h, no trusted proxy, no cap
+ * on long polls. */
 void routes_init(routes_t *rt, sync_t *sync);
+
+/* The long-poll cap for a server of `threads` worker threads: all but a
+ * quarter of them (at least 2 kept free), and at least 1. */
+long routes_max_waiting(int threads);
 
 /* Graceful stop, between sync_shutdown() and mg_stop(): from now on new
  * requests answer 503 unavailable, and this waits up to timeout_ms for the
