@@ -50,7 +50,7 @@ ifneq ($(SIM_SRC),)
   BINS += $(BUILD)/casesync-sim
 endif
 
-.PHONY: all deps run test check clean format
+.PHONY: all deps run test testbins crashtest check clean format
 all: $(BINS)
 
 deps:
@@ -100,6 +100,11 @@ test: deps
 	 CASESYNC_BIN=$$B $$B/casesync-tests $(T)
 
 testbins: $(BINS) $(BUILD)/casesync-tests
+
+# The long form of the crash test: 60 kill -9 cycles under a push storm.
+crashtest: deps
+	@$(MAKE) --no-print-directory SANITIZE=address testbins
+	CASESYNC_CRASH_CYCLES=$${CYCLES:-60} CASESYNC_BIN=build/asan build/asan/casesync-tests crash
 
 format:
 	clang-format -i */*.c */*.h
