@@ -157,6 +157,13 @@ int sync_rejections(sync_t *s, const sync_principal_t *p, char **out, sync_error
 /* -> {"ok":bool,"entries":n,"head":"hex"}; 0 even when not ok. */
 int sync_audit_verify(sync_t *s, char **out, sync_error_t *err);
 
+/* ---- operations (sync/backup.c) ---------------------------------------------- */
+
+/* A consistent hot copy of the store (one LMDB snapshot, compacted) and the
+ * blob files into dest (created; must not hold a store yet). Pushes go on
+ * meanwhile. Restore is starting casesyncd on dest. */
+int sync_backup(sync_t *s, const char *dest, sync_error_t *err);
+
 /* Fills err and returns code: the one way errors are made. */
 int sync_fail(sync_error_t *err, int code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
