@@ -566,7 +566,17 @@ static void do_metrics(call_t *c) {
         http_send_errorf(c->req, 500, "internal", NULL, "metrics do not fit");
         return;
     }
-    http_send(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", buf, (size_t)n);
+    /* The engine's figures follow the edge's. */
+    char *engine = NULL, *all = NULL;
+    if (sync_metrics(rt->sync, &engine) == 0 && (all = malloc((size_t)n + strlen(engine) + 1))) {
+        memcpy(all, buf, (size_t)n);
+        strcpy(all + n, engine);
+        http_send(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", all, strlen(all));
+    } else {
+        http_send(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", buf, (size_t)n);
+    }
+    free(all);
+    free(engine);
 }
 
 static const route_t route_table[] = {

@@ -157,3 +157,50 @@ void sync_close(sync_t *s) {
 int sync_ready(sync_t *s) { return s && s->st && !__atomic_load_n(&s->shutting_down, __ATOMIC_ACQUIRE); }
 
 const schema_t *sync_schema(sync_t *s) { return s->schema; }
+
+int sync_metrics(sync_t *s, char **out) {
+    uint64_t batches = 0, jobs = 0, hist[STORE_BATCH_BUCKETS] = {0};
+    store_stats(s->st, &batches, &jobs, hist);
+    size_t cap = 4096;
+    char *b = malloc(cap);
+    if (!b) return SYNC_ENOMEM;
+    int n = snprintf(b, cap,
+        "# HELP casesync_changesets_total Changesets applied (replays not counted).\n"
+        "# TYPE casesync_changesets_total counter\ncasesync_changesets_total %llu\n"
+        "# HELP casesync_changeset_replays_total Changesets answered from the stored answer.\n"
+        "# TYPE casesync_changeset_replays_total counter\ncasesync_changeset_replays_total %llu\n"
+        "# HELP casesync_changes_total Pushed changes by result.\n"
+        "# TYPE casesync_changes_total counter\n"
+        "casesync_changes_total{result=\"applied\"} %llu\ncasesync_changes_total{result=\"merged\"} %llu\n"
+        "casesync_changes_total{result=\"conflict\"} %llu\ncasesync_changes_total{result=\"rejected\"} %llu\n"
+        "# HELP casesync_store_bytes Bytes of the LMDB file in use.\n"
+        "# TYPE casesync_store_bytes gauge\ncasesync_store_bytes %llu\n"
+        "# HELP casesync_commit_batch_jobs Write jobs (changesets, logins ...) per group commit.\n"
+        "# TYPE casesync_commit_batch_jobs histogram\n",
+        (unsigned long long)__atomic_load_n(&s->n_changesets, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->n_replays, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->n_applied, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->n_merged, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->n_conflict, __ATOMIC_RELAXED),
+        (unsigned long long)__atomic_load_n(&s->n_rejected, __ATOMIC_RELAXED),
+        (unsigned long long)store_size(s->st));
+    uint64_t cum = 0;
+    for (int i = 0; i < STORE_BATCH_BUCKETS && n > 0 && (size_t)n < cap; i++) {
+        cum += hist[i];
+        if (i < STORE_BATCH_BUCKETS - 1)
+            n += snprintf(b + n, cap - (size_t)n, "casesync_commit_batch_jobs_bucket{le=\"%llu\"} %llu\n",
+                          1ull << i, (unsigned long long)cum);
+        else
+            n += snprintf(b + n, cap - (size_t)n, "casesync_commit_batch_jobs_bucket{le=\"+Inf\"} %llu\n",
+                          (unsigned long long)cum);
+    }
+    if (n > 0 && (size_t)n < cap)
+        n += snprintf(b + n, cap - (size_t)n, "casesync_commit_batch_jobs_sum %llu\ncasesync_commit_batch_jobs_count %llu\n",
+                      (unsigned long long)jobs, (unsigned long long)batches);
+    if (n < 0 || (size_t)n >= cap) {
+        free(b);
+        return SYNC_ENOMEM;
+    }
+    *out = b;
+    return 0;
+}

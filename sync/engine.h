@@ -27,6 +27,8 @@ struct sync {
     login_slot_t login[LOGIN_SLOTS];
     int shutting_down;          /* atomic: set by sync_shutdown() */
     char cursor_key[65];        /* seals pull cursors; kept in meta */
+    /* Counters for /metrics (atomic adds). */
+    uint64_t n_changesets, n_replays, n_applied, n_merged, n_conflict, n_rejected;
 };
 
 /* ---- time (util.c) ---- */

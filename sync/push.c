@@ -39,6 +39,7 @@ typedef struct push_job {
     int n;
     prep_t *ch;
     /* results */
+    uint64_t tally[4]; /* applied, merged, conflict, rejected */
     char *answer;
     int replay;
     sync_error_t *err;
@@ -719,6 +720,8 @@ static int push_job(MDB_txn *txn, void *ctx) {
             }
         }
         if (rc != 0) goto done;
+        const char *st = util_json_str(a.result, "status");
+        job->tally[!st ? 3 : !strcmp(st, "applied") ? 0 : !strcmp(st, "merged") ? 1 : !strcmp(st, "conflict") ? 2 : 3]++;
     }
 
     char at[32];
@@ -867,6 +870,15 @@ int sync_push(sync_t *s, const sync_principal_t *p, const cJSON *body, char **ou
     }
     *out = job.answer;
     *replay = job.replay;
+    if (job.replay) {
+        __atomic_add_fetch(&s->n_replays, 1, __ATOMIC_RELAXED);
+    } else {
+        __atomic_add_fetch(&s->n_changesets, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&s->n_applied, job.tally[0], __ATOMIC_RELAXED);
+        __atomic_add_fetch(&s->n_merged, job.tally[1], __ATOMIC_RELAXED);
+        __atomic_add_fetch(&s->n_conflict, job.tally[2], __ATOMIC_RELAXED);
+        __atomic_add_fetch(&s->n_rejected, job.tally[3], __ATOMIC_RELAXED);
+    }
 done:
     free(job.ch);
     return rc;

@@ -39,8 +39,9 @@ struct store {
     int writer_started;
     uint64_t commit_gen;     /* durable commits so far */
 
-    /* Figures for operators: batches and jobs committed. */
+    /* Figures for operators: batches and jobs committed, jobs per batch. */
     uint64_t batches, jobs;
+    uint64_t batch_hist[STORE_BATCH_BUCKETS];
 };
 
 /* ---- keys ---------------------------------------------------------------- */
@@ -119,10 +120,15 @@ static void *store_writer_main(void *arg) {
 
         pthread_mutex_lock(&st->mu);
         st->batches++;
+        uint64_t n = 0;
         for (store_job_t *j = batch; j; j = j->next) {
             j->done = 1;
-            st->jobs++;
+            n++;
         }
+        st->jobs += n;
+        int b = 0;
+        while (b < STORE_BATCH_BUCKETS - 1 && n > (1ull << b)) b++;
+        st->batch_hist[b]++;
         if (committed) {
             st->commit_gen++;
             pthread_cond_broadcast(&st->gen_cv);
@@ -287,11 +293,19 @@ void store_close(store_t *st) {
 const store_dbs_t *store_dbs(const store_t *st) { return &st->dbs; }
 MDB_env *store_env(const store_t *st) { return st->env; }
 
-void store_stats(store_t *st, uint64_t *batches, uint64_t *jobs) {
+void store_stats(store_t *st, uint64_t *batches, uint64_t *jobs, uint64_t hist[STORE_BATCH_BUCKETS]) {
     pthread_mutex_lock(&st->mu);
     *batches = st->batches;
     *jobs = st->jobs;
+    if (hist) memcpy(hist, st->batch_hist, sizeof st->batch_hist);
     pthread_mutex_unlock(&st->mu);
+}
+
+uint64_t store_size(store_t *st) {
+    MDB_envinfo info;
+    MDB_stat stat;
+    if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &stat) != 0) return 0;
+    return (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
 }
 
 /* ---- transactions and values ------------------------------------------------ */

@@ -74,8 +74,13 @@ void store_read_end(MDB_txn *txn);
  * store_shutdown(). Long polls use it to sleep until something commits. */
 uint64_t store_commit_gen(store_t *st);
 void store_wait_commit(store_t *st, uint64_t seen, int64_t deadline_ms);
-/* Batches and jobs committed since open (group-commit figures). */
-void store_stats(store_t *st, uint64_t *batches, uint64_t *jobs);
+/* Batches and jobs committed since open (group-commit figures), and how many
+ * batches held at most 1, 2, 4, ... 2^(STORE_BATCH_BUCKETS-2) jobs (the last
+ * bucket: more). hist may be NULL. */
+#define STORE_BATCH_BUCKETS 12
+void store_stats(store_t *st, uint64_t *batches, uint64_t *jobs, uint64_t hist[STORE_BATCH_BUCKETS]);
+/* Bytes of the store file in use (up to its last page). */
+uint64_t store_size(store_t *st);
 
 /* ---- value helpers (all copy out of LMDB) ---- */
 

@@ -164,6 +164,11 @@ int sync_audit_verify(sync_t *s, char **out, sync_error_t *err);
  * meanwhile. Restore is starting casesyncd on dest. */
 int sync_backup(sync_t *s, const char *dest, sync_error_t *err);
 
+/* The engine's figures in Prometheus text format (malloc'd; caller frees):
+ * changes by result, changesets, replays, group-commit batch sizes, store
+ * size. 0 or SYNC_ENOMEM. */
+int sync_metrics(sync_t *s, char **out);
+
 /* Fills err and returns code: the one way errors are made. */
 int sync_fail(sync_error_t *err, int code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -278,6 +278,21 @@ TEST(health_ready_and_metrics) {
     const char *ct = resp_header(&r, "Content-Type");
     ASSERT_MSG(ct && strncmp(ct, "text/plain", 10) == 0, "metrics Content-Type %s", ct ? ct : "(none)");
     ASSERT_MSG(strstr(r.body, "# TYPE ") != NULL, "no Prometheus # TYPE lines: %.400s", r.body);
+    ASSERT_MSG(strstr(r.body, "casesync_changes_total{result=\"applied\"} 0\n") != NULL, "%s", r.body);
+
+    /* After a push with one applied and one rejected change, the engine's counters move. */
+    phone_t a;
+    PHONE(a, s, "off1", "dev-A");
+    r = phone_push(&a, changes(ch_create("01JDMETRIC00000001", "general", NULL),
+                               ch_update("01JDMETRIC00000404", 1, "{\"description\":\"x\"}", NULL)));
+    ASSERT_STATUS(r, 200);
+    r = http(&s, "GET", "/metrics", NULL, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(strstr(r.body, "casesync_changes_total{result=\"applied\"} 1\n") != NULL, "%s", r.body);
+    ASSERT_MSG(strstr(r.body, "casesync_changes_total{result=\"rejected\"} 1\n") != NULL, "%s", r.body);
+    ASSERT_MSG(strstr(r.body, "casesync_changesets_total 1\n") != NULL, "%s", r.body);
+    ASSERT_MSG(strstr(r.body, "casesync_commit_batch_jobs_bucket{le=\"+Inf\"} ") != NULL, "%s", r.body);
+    ASSERT_MSG(strstr(r.body, "casesync_store_bytes ") != NULL, "%s", r.body);
     ASSERT_INT(srv_stop(&s), 0);
 }
 
