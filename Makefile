@@ -50,7 +50,7 @@ ifneq ($(SIM_SRC),)
   BINS += $(BUILD)/casesync-sim
 endif
 
-.PHONY: all deps run test testbins crashtest check clean format
+.PHONY: all deps run test testbins bench crashtest check clean format
 all: $(BINS)
 
 deps:
@@ -100,6 +100,12 @@ test: deps
 	 CASESYNC_BIN=$$B $$B/casesync-tests $(T)
 
 testbins: $(BINS) $(BUILD)/casesync-tests
+
+# Load generator against a release casesyncd; prints a table, writes bench/results.json.
+bench: deps
+	@$(MAKE) --no-print-directory all
+	$(CC) $(CFLAGS_BASE) -O2 -o build/bench bench/bench.c -llmdb -lcjson -lcurl -pthread
+	CASESYNC_BIN=build ./build/bench
 
 # The long form of the crash test: 60 kill -9 cycles under a push storm.
 crashtest: deps

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,6 +302,9 @@ static void server_stop(struct mg_context *ctx, const char *host, int port) {
 }
 
 int main(int argc, char **argv) {
+    /* Hundreds of worker threads would each get a malloc arena that keeps its
+     * freed pages; a few shared arenas keep the resident size near the live data. */
+    mallopt(M_ARENA_MAX, 4);
     options_t o;
     sync_config_t cfg;
     http_limits_t lim = {HTTP_MAX_BODY_BYTES, HTTP_MAX_INFLATED_BYTES, HTTP_MAX_JSON_DEPTH};

@@ -287,7 +287,6 @@ cJSON *record_upsert_item(const cJSON *rec, int full, uint64_t since) {
                 cJSON_AddItemToObject(out, name, val ? cJSON_Duplicate(val, 1) : cJSON_CreateNull());
             }
         }
-        copy_member(o, "updated_at", rec, "updated_at");
     }
     copy_member(o, "conflicts", rec, "conflicts");
     return o;

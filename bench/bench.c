@@ -1,0 +1,602 @@
+/* bench.c -- `make bench`: a load generator that starts its own casesyncd on
+ * loopback with a fresh data folder, builds a realistic dataset, and measures
+ * push throughput (with a raw-LMDB baseline in the same run), initial and
+ * delta sync, a shift change, growth and memory. Prints one table and writes
+ * bench/results.json.
+ *
+ * Environment: CASESYNC_BIN (folder of casesyncd/casesync, default build),
+ * BENCH_GROWTH (largest store size for the growth test, default 100000;
+ * 1000000 for the full run), BENCH_OUT (results path). */
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#define GRID "110101001001001"
+#define PUSH_CHANGES 50
+#define MAX_LAT 200000
+
+static char g_base[64], g_dir[256], g_bin[512];
+static pid_t g_pid;
+static cJSON *g_results;
+
+/* ---- small helpers ------------------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    if (g_pid > 0) kill(g_pid, SIGKILL);
+    exit(1);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p) {
+    if (n == 0) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    int i = (int)(p * (n - 1) + 0.5);
+    return v[i];
+}
+
+typedef struct buf {
+    char *p;
+    size_t n, cap;
+} buf_t;
+
+static size_t on_data(char *d, size_t sz, size_t nm, void *u) {
+    buf_t *b = u;
+    size_t n = sz * nm;
+    if (b->n + n + 1 > b->cap) {
+        b->cap = (b->n + n + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p) die("out of memory");
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return n;
+}
+
+/* One keep-alive connection. */
+typedef struct conn {
+    CURL *c;
+    buf_t body;
+    long status;
+    double secs;
+    curl_off_t down; /* bytes on the wire (compressed when gzip) */
+} conn_t;
+
+static void conn_init(conn_t *k) {
+    memset(k, 0, sizeof *k);
+    k->c = curl_easy_init();
+    if (!k->c) die("curl init");
+}
+
+static void conn_free(conn_t *k) {
+    curl_easy_cleanup(k->c);
+    free(k->body.p);
+}
+
+/* A request; gzip: ask for gzip and let curl inflate (down counts wire bytes). */
+static long req(conn_t *k, const char *method, const char *path, const char *token, const char *body,
+                int gzip) {
+    char url[1024], auth[256];
+    struct curl_slist *h = NULL;
+    snprintf(url, sizeof url, "%s%s", g_base, path);
+    k->body.n = 0;
+    if (k->body.p) k->body.p[0] = 0;
+    curl_easy_reset(k->c);
+    curl_easy_setopt(k->c, CURLOPT_URL, url);
+    curl_easy_setopt(k->c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(k->c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(k->c, CURLOPT_WRITEDATA, &k->body);
+    curl_easy_setopt(k->c, CURLOPT_TIMEOUT, 120L);
+    curl_easy_setopt(k->c, CURLOPT_NOSIGNAL, 1L);
+    if (gzip) curl_easy_setopt(k->c, CURLOPT_ACCEPT_ENCODING, "gzip");
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    if (body) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        h = curl_slist_append(h, "Expect:");
+        curl_easy_setopt(k->c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(k->c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(k->c, CURLOPT_HTTPHEADER, h);
+    double t0 = now_s();
+    CURLcode rc = curl_easy_perform(k->c);
+    k->secs = now_s() - t0;
+    k->status = 0;
+    k->down = 0;
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(k->c, CURLINFO_RESPONSE_CODE, &k->status);
+        curl_easy_getinfo(k->c, CURLINFO_SIZE_DOWNLOAD_T, &k->down);
+    }
+    curl_slist_free_all(h);
+    return k->status;
+}
+
+/* ---- the server ------------------------------------------------------------------- */
+
+static void server_start(void) {
+    int pfd[2];
+    snprintf(g_dir, sizeof g_dir, "/tmp/casesync-bench-XXXXXX");
+    if (!mkdtemp(g_dir) || pipe(pfd) != 0) die("temp dir");
+    g_pid = fork();
+    if (g_pid == 0) {
+        char bin[600], log[300];
+        snprintf(bin, sizeof bin, "%s/casesyncd", g_bin);
+        snprintf(log, sizeof log, "%s/server.log", g_dir);
+        dup2(pfd[1], 1);
+        int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (lf >= 0) dup2(lf, 2);
+        close(pfd[0]);
+        setenv("CASESYNC_PBKDF2_ITERATIONS", "1000", 1);
+        execl(bin, bin, "--data", g_dir, "--listen", "127.0.0.1:0", "--threads", "300", (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    char line[256];
+    size_t n = 0;
+    double t0 = now_s();
+    while (n < sizeof line - 1 && now_s() - t0 < 20) {
+        ssize_t r = read(pfd[0], line + n, 1);
+        if (r <= 0) break;
+        if (line[n] == '\n') break;
+        n++;
+    }
+    line[n] = 0;
+    char *p = strstr(line, "http://");
+    if (!p) die("server did not start: '%s'", line);
+    snprintf(g_base, sizeof g_base, "%s", p);
+}
+
+static void server_stop(void) {
+    if (g_pid <= 0) return;
+    kill(g_pid, SIGTERM);
+    waitpid(g_pid, NULL, 0);
+    g_pid = 0;
+}
+
+/* Resident memory not backed by a file (LMDB's map is file-backed). */
+static long rss_anon_kb(void) {
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)g_pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb;
+}
+
+static void user_add_cli(const char *name, const char *role, const char *unit, const char *grids) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "echo 'bench-password-1' | CASESYNC_PBKDF2_ITERATIONS=1000 %s/casesync --data %s user add %s "
+             "--role %s --unit %s %s%s > /dev/null",
+             g_bin, g_dir, name, role, unit, grids ? "--grids " : "", grids ? grids : "");
+    if (system(cmd) != 0) die("user add %s", name);
+}
+
+static char *login(conn_t *k, const char *user, const char *device) {
+    char body[512];
+    snprintf(body, sizeof body, "{\"username\":\"%s\",\"password\":\"bench-password-1\",\"device_id\":\"%s\"}",
+             user, device);
+    if (req(k, "POST", "/v1/auth/login", NULL, body, 0) != 200) die("login %s: %ld %s", user, k->status, k->body.p);
+    cJSON *j = cJSON_Parse(k->body.p);
+    char *t = strdup(cJSON_GetObjectItem(j, "token")->valuestring);
+    cJSON_Delete(j);
+    return t;
+}
+
+/* A realistic create: ~1.5 KB of JSON with a party, notes and evidence items. */
+static int make_create(char *out, size_t cap, const char *id, const char *grid) {
+    static const char *types[] = {"unlicensed_vending", "illegal_construction", "open_air_bbq", "cooking_fumes",
+                                  "muck_truck", "illegal_parking"};
+    int t = (int)(id[strlen(id) - 1] % 6);
+    return snprintf(out, cap,
+        "{\"op\":\"create\",\"record_id\":\"%s\",\"type\":\"%s\",\"at\":\"2026-11-22T08:15:30.123Z\","
+        "\"fields\":{\"procedure\":\"general\",\"source\":\"patrol\","
+        "\"description\":\"Street vendor occupying the pedestrian walkway in front of the metro exit during the "
+        "evening peak; cart with gas cylinder, about 3 square meters occupied, pedestrians forced onto the road. "
+        "Second report this week from the same location, photos taken from two angles.\","
+        "\"occurred_at\":\"2026-11-22T08:00:00.000Z\",\"grid\":\"%s\",\"address\":\"No. 18 Dongzhimen Inner St, "
+        "Dongcheng District, north side of exit B\",\"location\":{\"lon\":116.4321,\"lat\":39.9402,\"crs\":\"wgs84\","
+        "\"accuracy_m\":6},\"unit\":\"U1\",\"tags\":[\"peak-hour\",\"repeat\",\"gas-cylinder\"],"
+        "\"party\":{\"kind\":\"person\",\"name\":\"Zhang San\",\"id_no\":\"110101199001011234\",\"phone\":\"13800000000\"},"
+        "\"notes\":[{\"id\":\"%s-n1\",\"text\":\"Vendor asked to leave; refused and argued for ten minutes.\"},"
+        "{\"id\":\"%s-n2\",\"text\":\"Second officer arrived, body camera on, scene recorded.\"}],"
+        "\"evidence\":[{\"id\":\"%s-e1\",\"sha256\":\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\","
+        "\"size\":482113,\"mime\":\"image/jpeg\",\"kind\":\"photo\",\"captured_at\":\"2026-11-22T08:05:00.000Z\"},"
+        "{\"id\":\"%s-e2\",\"sha256\":\"60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752\","
+        "\"size\":9182734,\"mime\":\"video/mp4\",\"kind\":\"bodycam\",\"captured_at\":\"2026-11-22T08:06:00.000Z\"}]}}",
+        id, types[t], grid, id, id, id, id);
+}
+
+/* A changeset of n creates with ids PREFIX-<i>. */
+static char *make_changeset(const char *device, long long seq, const char *prefix, int first, int n,
+                            const char *grid) {
+    size_t cap = (size_t)n * 2400 + 256;
+    char *b = malloc(cap), id[96];
+    size_t o = (size_t)snprintf(b, cap, "{\"device_id\":\"%s\",\"changeset_seq\":%lld,\"schema_version\":1,\"changes\":[",
+                                device, seq);
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "%s%07d", prefix, first + i);
+        if (i) b[o++] = ',';
+        o += (size_t)make_create(b + o, cap - o, id, grid);
+    }
+    snprintf(b + o, cap - o, "]}");
+    return b;
+}
+
+/* ---- 1. push, and its raw-LMDB baseline --------------------------------------------- */
+
+typedef struct pusher {
+    int k, changesets;
+    const char *prefix;
+    char *token;
+    char device[32];
+    double *lat;
+    int nlat, errors;
+} pusher_t;
+
+static void *push_main(void *arg) {
+    pusher_t *p = arg;
+    conn_t k;
+    conn_init(&k);
+    for (int i = 0; i < p->changesets; i++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%sP%03dC%04d", p->prefix, p->k, i);
+        char *body = make_changeset(p->device, i + 1, prefix, 0, PUSH_CHANGES, GRID);
+        long st = req(&k, "POST", "/v1/sync/push", p->token, body, 0);
+        free(body);
+        if (st != 200) p->errors++;
+        p->lat[p->nlat++] = k.secs;
+    }
+    conn_free(&k);
+    return NULL;
+}
+
+static double run_push(int phones, int changesets_each, const char *tag, double *p50, double *p99, int *errors) {
+    pusher_t *ps = calloc((size_t)phones, sizeof *ps);
+    pthread_t *th = calloc((size_t)phones, sizeof *th);
+    conn_t k;
+    conn_init(&k);
+    for (int i = 0; i < phones; i++) {
+        ps[i].k = i;
+        ps[i].changesets = changesets_each;
+        ps[i].prefix = tag;
+        snprintf(ps[i].device, sizeof ps[i].device, "%s-d%d", tag, i);
+        ps[i].token = login(&k, "pusher", ps[i].device);
+        ps[i].lat = calloc((size_t)changesets_each, sizeof(double));
+    }
+    conn_free(&k);
+    double t0 = now_s();
+    for (int i = 0; i < phones; i++) pthread_create(&th[i], NULL, push_main, &ps[i]);
+    for (int i = 0; i < phones; i++) pthread_join(th[i], NULL);
+    double wall = now_s() - t0;
+    double *all = calloc((size_t)phones * changesets_each, sizeof(double));
+    int n = 0;
+    *errors = 0;
+    for (int i = 0; i < phones; i++) {
+        memcpy(all + n, ps[i].lat, (size_t)ps[i].nlat * sizeof(double));
+        n += ps[i].nlat;
+        *errors += ps[i].errors;
+        free(ps[i].lat);
+        free(ps[i].token);
+    }
+    *p50 = pct(all, n, 0.5) * 1000;
+    *p99 = pct(all, n, 0.99) * 1000;
+    free(all);
+    free(ps);
+    free(th);
+    return (double)phones * changesets_each * PUSH_CHANGES / wall;
+}
+
+/* The same record sizes in the same batch sizes into raw LMDB, one fsync per
+ * batch: what the disk and LMDB allow with no HTTP, JSON or merging. */
+static double raw_lmdb_baseline(int records) {
+    char dir[300], id[64];
+    snprintf(dir, sizeof dir, "%s/baseline", g_dir);
+    mkdir(dir, 0700);
+    MDB_env *env;
+    MDB_dbi dbi;
+    MDB_txn *txn;
+    mdb_env_create(&env);
+    mdb_env_set_mapsize(env, (size_t)4 << 30);
+    if (mdb_env_open(env, dir, 0, 0600) != 0) die("baseline env");
+    char *rec = malloc(4096);
+    int len = make_create(rec, 4096, "01JDBASELINE000000", GRID);
+    double t0 = now_s();
+    for (int done = 0; done < records; done += PUSH_CHANGES) {
+        mdb_txn_begin(env, NULL, 0, &txn);
+        mdb_dbi_open(txn, NULL, 0, &dbi);
+        for (int i = 0; i < PUSH_CHANGES; i++) {
+            snprintf(id, sizeof id, "B%09d", done + i);
+            MDB_val k = {strlen(id), id}, v = {(size_t)len, rec};
+            mdb_put(txn, dbi, &k, &v, 0);
+        }
+        if (mdb_txn_commit(txn) != 0) die("baseline commit");
+    }
+    double rate = records / (now_s() - t0);
+    free(rec);
+    mdb_env_close(env);
+    return rate;
+}
+
+/* ---- 2-3. initial and delta sync ----------------------------------------------------- */
+
+typedef struct pullres {
+    double server_s;
+    long long raw, gz;
+    int items;
+} pullres_t;
+
+/* Pulls until more is false; raw = JSON bytes, gz = bytes on the wire with gzip. */
+static pullres_t pull_all(conn_t *k, const char *token, char **cursor) {
+    pullres_t r = {0};
+    for (int page = 0; page < 1000; page++) {
+        char path[4096];
+        snprintf(path, sizeof path, "/v1/sync/pull?limit=1000%s%s", *cursor ? "&cursor=" : "", *cursor ? *cursor : "");
+        if (req(k, "GET", path, token, NULL, 1) != 200) die("pull %ld %s", k->status, k->body.p);
+        r.server_s += k->secs;
+        r.raw += (long long)k->body.n;
+        r.gz += (long long)k->down;
+        cJSON *j = cJSON_Parse(k->body.p);
+        r.items += cJSON_GetArraySize(cJSON_GetObjectItem(j, "changes"));
+        free(*cursor);
+        *cursor = strdup(cJSON_GetObjectItem(j, "cursor")->valuestring);
+        int more = cJSON_IsTrue(cJSON_GetObjectItem(j, "more"));
+        cJSON_Delete(j);
+        if (!more) break;
+    }
+    return r;
+}
+
+/* Pushes n records into a grid in changesets of 1000 (one device). */
+static void load_records(const char *user, const char *device, const char *prefix, int n, const char *grid) {
+    conn_t k;
+    conn_init(&k);
+    char *token = login(&k, user, device);
+    long long seq = 1;
+    for (int done = 0; done < n; done += 1000) {
+        int m = n - done < 1000 ? n - done : 1000;
+        char *body = make_changeset(device, seq++, prefix, done, m, grid);
+        if (req(&k, "POST", "/v1/sync/push", token, body, 0) != 200) die("load push %ld %.300s", k.status, k.body.p);
+        free(body);
+    }
+    free(token);
+    conn_free(&k);
+}
+
+/* ---- 4. shift change ------------------------------------------------------------------ */
+
+#define SHIFT_PHONES 2000
+#define SHIFT_CONC 256
+
+typedef struct shift {
+    int next;           /* next phone to run (atomic) */
+    double lat[SHIFT_PHONES];
+    int errors;
+} shift_t;
+
+static void *shift_main(void *arg) {
+    shift_t *sh = arg;
+    conn_t k;
+    conn_init(&k);
+    for (;;) {
+        int i = __atomic_fetch_add(&sh->next, 1, __ATOMIC_ACQ_REL);
+        if (i >= SHIFT_PHONES) break;
+        char device[32], user[32], prefix[32];
+        snprintf(device, sizeof device, "shift-d%04d", i);
+        snprintf(user, sizeof user, "shift%03d", i % 100);
+        snprintf(prefix, sizeof prefix, "SH%04d", i);
+        double t0 = now_s();
+        char *token = login(&k, user, device);
+        char *body = make_changeset(device, 1, prefix, 0, 20, GRID);
+        int bad = req(&k, "POST", "/v1/sync/push", token, body, 0) != 200;
+        free(body);
+        char *cursor = NULL;
+        if (!bad && req(&k, "GET", "/v1/sync/pull?limit=200", token, NULL, 1) != 200) bad = 1;
+        free(cursor);
+        free(token);
+        sh->lat[i] = now_s() - t0;
+        if (bad) __atomic_add_fetch(&sh->errors, 1, __ATOMIC_ACQ_REL);
+    }
+    conn_free(&k);
+    return NULL;
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+static void result(const char *key, double v) { cJSON_AddNumberToObject(g_results, key, v); }
+
+int main(void) {
+    const char *bin = getenv("CASESYNC_BIN");
+    snprintf(g_bin, sizeof g_bin, "%s", bin ? bin : "build");
+    int growth_max = getenv("BENCH_GROWTH") ? atoi(getenv("BENCH_GROWTH")) : 100000;
+    const char *out_path = getenv("BENCH_OUT") ? getenv("BENCH_OUT") : "bench/results.json";
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    g_results = cJSON_CreateObject();
+    server_start();
+    user_add_cli("pusher", "officer", "U1", GRID);
+    user_add_cli("reader", "officer", "U1", "110101001001009");
+    user_add_cli("sup", "supervisor", "U1", NULL);
+    for (int i = 0; i < 100; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "shift%03d", i);
+        user_add_cli(name, "officer", "U1", "110101001001077");
+    }
+    printf("casesync bench: server %s, data %s\n\n", g_base, g_dir);
+
+    if (getenv("BENCH_PAUSE")) {
+        printf("server pid %d; press enter\n", (int)g_pid);
+        getchar();
+    }
+    /* 1. Push. */
+    printf("%-44s %14s %10s %10s %8s\n", "push (50 changes per changeset)", "changes/s", "p50 ms", "p99 ms", "errors");
+    int phones[] = {1, 8, 64, 256}, each[] = {60, 30, 10, 4};
+    double rate64 = 0;
+    for (int i = 0; i < 4; i++) {
+        double p50, p99;
+        int errors;
+        char tag[16];
+        snprintf(tag, sizeof tag, "T%d", phones[i]);
+        double rate = run_push(phones[i], each[i], tag, &p50, &p99, &errors);
+        printf("  %3d phones %31s %14.0f %10.1f %10.1f %8d\n", phones[i], "", rate, p50, p99, errors);
+        char key[64];
+        snprintf(key, sizeof key, "push_%d_changes_per_s", phones[i]);
+        result(key, rate);
+        snprintf(key, sizeof key, "push_%d_p50_ms", phones[i]);
+        result(key, p50);
+        snprintf(key, sizeof key, "push_%d_p99_ms", phones[i]);
+        result(key, p99);
+        if (phones[i] == 64) rate64 = rate;
+    }
+    double base = raw_lmdb_baseline(20000);
+    printf("  baseline: raw LMDB puts, 50 per fsync %14.0f   our 64-phone rate = %.2f x baseline\n\n", base,
+           rate64 / base);
+    result("baseline_raw_lmdb_puts_per_s", base);
+    result("push_64_ratio_to_baseline", rate64 / base);
+
+    /* 2. Initial sync of a 10,000-record scope. */
+    load_records("sup", "load-1", "INIT", 10000, "110101001001009");
+    conn_t k;
+    conn_init(&k);
+    char *rt = login(&k, "reader", "reader-1"), *cursor = NULL;
+    pullres_t init = pull_all(&k, rt, &cursor);
+    printf("%-44s %10d items  %8.3f s server  %10lld B raw  %9lld B gzip (%.1fx)\n", "initial sync, 10k-record scope",
+           init.items, init.server_s, init.raw, init.gz, (double)init.raw / (init.gz ? init.gz : 1));
+    result("initial_sync_items", init.items);
+    result("initial_sync_server_s", init.server_s);
+    result("initial_sync_bytes_raw", (double)init.raw);
+    result("initial_sync_bytes_gzip", (double)init.gz);
+
+    /* 3. Delta: one field of 1,000 records changes. */
+    {
+        char *st = login(&k, "sup", "sup-delta");
+        size_t cap = 1000 * 200 + 256;
+        char *body = malloc(cap);
+        size_t o = (size_t)snprintf(body, cap, "{\"device_id\":\"sup-delta\",\"changeset_seq\":1,\"changes\":[");
+        for (int i = 0; i < 1000; i++)
+            o += (size_t)snprintf(body + o, cap - o,
+                                  "%s{\"op\":\"update\",\"record_id\":\"INIT%07d\",\"base_version\":1,"
+                                  "\"set\":{\"address\":\"No. 20 Dongzhimen Inner St\"}}",
+                                  i ? "," : "", i * 10);
+        snprintf(body + o, cap - o, "]}");
+        if (req(&k, "POST", "/v1/sync/push", st, body, 0) != 200) die("delta push %ld %.300s", k.status, k.body.p);
+        free(body);
+        free(st);
+        pullres_t d = pull_all(&k, rt, &cursor);
+        double whole = (double)init.raw / (init.items ? init.items : 1) * d.items;
+        printf("%-44s %10d items  %8.3f s server  %10lld B raw  %9lld B gzip; whole records: %.0f B (delta = %.1f%%)\n\n",
+               "delta sync, 1 field of 1k records", d.items, d.server_s, d.raw, d.gz, whole, 100.0 * d.raw / whole);
+        result("delta_items", d.items);
+        result("delta_server_s", d.server_s);
+        result("delta_bytes_raw", (double)d.raw);
+        result("delta_bytes_gzip", (double)d.gz);
+        result("delta_whole_record_bytes", whole);
+    }
+
+    /* 4. Shift change. */
+    {
+        static shift_t sh;
+        pthread_t th[SHIFT_CONC];
+        double t0 = now_s();
+        for (int i = 0; i < SHIFT_CONC; i++) pthread_create(&th[i], NULL, shift_main, &sh);
+        for (int i = 0; i < SHIFT_CONC; i++) pthread_join(th[i], NULL);
+        double wall = now_s() - t0;
+        double p99 = pct(sh.lat, SHIFT_PHONES, 0.99) * 1000;
+        printf("%-44s %8.2f s wall  p99 %.0f ms per phone  %d errors\n", "shift change: 2000 phones x 20 changes",
+               wall, p99, sh.errors);
+        result("shift_wall_s", wall);
+        result("shift_p99_ms", p99);
+        result("shift_errors", sh.errors);
+        long kb = rss_anon_kb();
+        printf("%-44s %8.1f MB\n\n", "server memory outside the LMDB map", kb / 1024.0);
+        result("server_rss_anon_mb", kb / 1024.0);
+    }
+
+    /* 5. Growth: the same 10k-record scope pulled as the store grows. */
+    {
+        int have = 10000 + 10000 + 64 * 10 * 50 + 256 * 4 * 50 + 8 * 30 * 50 + 60 * 50 + 2000 * 20;
+        printf("%-44s\n", "growth: initial pull of the same 10k scope");
+        int sizes[] = {0, 100000, 1000000};
+        double first = 0;
+        for (int i = 0; i < 3; i++) {
+            int target = sizes[i] ? sizes[i] : have;
+            if (target > growth_max && sizes[i]) break;
+            if (target > have) {
+                double t0 = now_s();
+                char prefix[16];
+                snprintf(prefix, sizeof prefix, "G%d", i);
+                load_records("pusher", prefix, prefix, target - have, GRID);
+                double rate = (target - have) / (now_s() - t0);
+                printf("  (loaded %d more records at %.0f changes/s)\n", target - have, rate);
+                char key[64];
+                snprintf(key, sizeof key, "growth_load_%d_changes_per_s", target);
+                result(key, rate);
+                have = target;
+            }
+            char *c2 = NULL;
+            pullres_t g = pull_all(&k, rt, &c2);
+            free(c2);
+            if (!first) first = g.server_s;
+            printf("  store %8d records: %8.3f s server (%.2fx of the smallest)\n", have, g.server_s, g.server_s / first);
+            char key[64];
+            snprintf(key, sizeof key, "growth_pull_s_at_%d", have);
+            result(key, g.server_s);
+        }
+        long kb = rss_anon_kb();
+        printf("%-44s %8.1f MB\n", "server memory outside the LMDB map, end", kb / 1024.0);
+        result("server_rss_anon_mb_end", kb / 1024.0);
+    }
+    free(rt);
+    free(cursor);
+    conn_free(&k);
+    server_stop();
+
+    char *json = cJSON_Print(g_results);
+    FILE *f = fopen(out_path, "w");
+    if (f) {
+        fputs(json, f);
+        fputc('\n', f);
+        fclose(f);
+        printf("\nresults written to %s\n", out_path);
+    }
+    free(json);
+    cJSON_Delete(g_results);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", g_dir);
+    curl_global_cleanup();
+    return 0;
+}
