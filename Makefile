@@ -50,7 +50,7 @@ ifneq ($(SIM_SRC),)
   BINS += $(BUILD)/casesync-sim
 endif
 
-.PHONY: all deps run test testbins bench crashtest check clean format
+.PHONY: all deps run test testbins bench valgrind crashtest check clean format
 all: $(BINS)
 
 deps:
@@ -106,6 +106,12 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	$(CC) $(CFLAGS_BASE) -O2 -o build/bench bench/bench.c -llmdb -lcjson -lcurl -pthread
 	CASESYNC_BIN=build ./build/bench
+
+# Unit tests under valgrind memcheck (a plain build: no sanitizer runtime).
+valgrind: deps
+	@$(MAKE) --no-print-directory build/casesync-tests
+	CASESYNC_BIN=build valgrind -q --trace-children=yes --error-exitcode=3 --leak-check=full \
+	  --errors-for-leak-kinds=definite build/casesync-tests test_schema.c
 
 # The long form of the crash test: 60 kill -9 cycles under a push storm.
 crashtest: deps

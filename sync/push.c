@@ -863,6 +863,10 @@ int sync_push(sync_t *s, const sync_principal_t *p, const cJSON *body, char **ou
     free(canon);
 
     rc = store_write(s->st, push_job, &job);
+    if (rc == SYNC_EBUSY && sync_ready(s) && (!err || err->code != rc)) {
+        sync_fail(err, rc, NULL, "the server's store is full; nothing of this changeset was applied");
+        if (err) err->retry_after = 60;
+    }
     if (rc != 0) {
         if (err && err->code != rc) sync_fail(err, rc, NULL, "%s", sync_strerror(rc));
         free(job.answer);

@@ -353,6 +353,11 @@ int store_get_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, cJSO
 int store_put_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const void *val, size_t vlen) {
     MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
     int rc = mdb_put(txn, dbi, &k, &v, 0);
+    if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) {
+        /* The job's nested txn is discarded: nothing of it lands. */
+        fprintf(stderr, "store: full (%s): raise map_size\n", mdb_strerror(rc));
+        return SYNC_EBUSY;
+    }
     if (rc != 0) {
         fprintf(stderr, "store: put: %s\n", mdb_strerror(rc));
         return SYNC_EIO;

@@ -391,7 +391,13 @@ static int launch(srv_t *s) {
         return -1;
     }
     char **env = child_env();
-    char *argv[] = {(char *)bin, "--data", sl->dir, "--listen", "127.0.0.1:0", NULL};
+    /* CASESYNC_TEST_CONFIG (set by a test before srv_start) names a --config file. */
+    const char *config = getenv("CASESYNC_TEST_CONFIG");
+    char *argv[] = {(char *)bin, "--data", sl->dir, "--listen", "127.0.0.1:0", NULL, NULL, NULL};
+    if (config && *config) {
+        argv[5] = "--config";
+        argv[6] = (char *)config;
+    }
     pid_t parent = getpid();
     fflush(stdout);
     fflush(stderr);

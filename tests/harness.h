@@ -59,7 +59,8 @@ typedef struct srv {
 } srv_t;
 
 /* Makes a fresh data folder and starts casesyncd on 127.0.0.1:0 with
- * CASESYNC_PBKDF2_ITERATIONS=1000. 0 when it printed its listening line
+ * CASESYNC_PBKDF2_ITERATIONS=1000 (and `--config $CASESYNC_TEST_CONFIG` when
+ * a test has set that variable). 0 when it printed its listening line
  * within 20 s; -1 otherwise (and the log tail is printed). */
 int srv_start(srv_t *s);
 /* Starts casesyncd again on the same data folder (new port). 0 or -1. */
