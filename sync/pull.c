@@ -51,6 +51,14 @@ typedef struct cursor {
     } x[FEEDS_MAX];
 } cursor_t;
 
+/* Is v a whole JSON number within 2^53? The range is checked before the
+ * cast, which is undefined for a double beyond int64_t. */
+static int is_whole(const cJSON *v) {
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    return d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d;
+}
+
 /* ---- the cursor's seal -------------------------------------------------------------- */
 
 static void cursor_tag(sync_t *s, const char *payload, size_t len, char out[CURSOR_TAG_HEX + 1]) {
@@ -139,7 +147,7 @@ static int cursor_decode(sync_t *s, const char *text, const char *user_id, curso
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "x")) {
         const cJSON *k = cJSON_GetArrayItem(e, 0), *p = cJSON_GetArrayItem(e, 1), *m = cJSON_GetArrayItem(e, 2);
-        if (c->nx >= FEEDS_MAX || !cJSON_IsString(k) || !cJSON_IsNumber(p) || !cJSON_IsString(m)) goto done;
+        if (c->nx >= FEEDS_MAX || !cJSON_IsString(k) || !is_whole(p) || !cJSON_IsString(m)) goto done;
         snprintf(c->x[c->nx].key, FEED_KEY_MAX, "%s", k->valuestring);
         c->x[c->nx].pos = (int64_t)p->valuedouble;
         c->x[c->nx].mode = strcmp(m->valuestring, "a") == 0 ? SRC_ADD : SRC_RM;
@@ -467,7 +475,7 @@ int sync_check(sync_t *s, const sync_principal_t *p, const cJSON *body, char **o
     const cJSON *r;
     cJSON_ArrayForEach(r, records) {
         const cJSON *id = cJSON_GetArrayItem(r, 0), *v = cJSON_GetArrayItem(r, 1);
-        if (!cJSON_IsArray(r) || !cJSON_IsString(id) || !cJSON_IsNumber(v) || strlen(id->valuestring) >= 80) {
+        if (!cJSON_IsArray(r) || !cJSON_IsString(id) || !is_whole(v) || strlen(id->valuestring) >= 80) {
             char f[64];
             snprintf(f, sizeof f, "records[%d]", np);
             rc = sync_fail(err, SYNC_EINVALID, f, "each record is [\"id\", version]");

@@ -112,7 +112,8 @@ int util_json_int(const cJSON *obj, const char *key, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!cJSON_IsNumber(v)) return -1;
     double d = v->valuedouble;
-    if (d != (double)(int64_t)d || d < -9007199254740992.0 || d > 9007199254740992.0) return -1;
+    /* The range first: casting a double outside int64_t is undefined. */
+    if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0) || d != (double)(int64_t)d) return -1;
     *out = (int64_t)d;
     return 0;
 }
