@@ -52,6 +52,11 @@
 #define TOKEN_MAX_LEN 512  /* longer bearer strings are not ours: refused unhashed */
 
 #define LOGIN_WINDOW_MS (15LL * 60 * 1000)
+/* Failed logins from one client address, across all usernames, per window:
+ * this many times login_max_failures (20 by default). Phones of a whole
+ * station behind one NAT may mistype that often; a password sprayed over the
+ * user list from one address is stopped. */
+#define LOGIN_ADDR_FACTOR 4
 #define MS_PER_DAY (24LL * 60 * 60 * 1000)
 
 /* ---- small helpers ----------------------------------------------------------- */
@@ -226,14 +231,17 @@ static int check_password(const char *pw, sync_error_t *err) {
 
 /* ---- login failure limiter -------------------------------------------------------- */
 
-/* The slot key: SHA-256 hex of client_key and username, so that any length fits. */
+/* The slot key: SHA-256 hex of client_key and username, so that any length
+ * fits; with username NULL, the key of the client address alone (client keys
+ * hold no newline and usernames no NUL, so the two kinds never collide). */
 static void limiter_key(const char *client_key, const char *username, char out[65]) {
     unsigned char md[32];
     unsigned int mdlen = 0;
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     const char *ck = client_key ? client_key : "";
     if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(c, ck, strlen(ck)) != 1 ||
-        EVP_DigestUpdate(c, "\n", 1) != 1 || EVP_DigestUpdate(c, username, strlen(username)) != 1 ||
+        (username ? EVP_DigestUpdate(c, "\n", 1) != 1 || EVP_DigestUpdate(c, username, strlen(username)) != 1
+                  : EVP_DigestUpdate(c, "", 1) != 1) ||
         EVP_DigestFinal_ex(c, md, &mdlen) != 1) {
         /* Without a digest, fall back to one shared slot: still limited. */
         memset(md, 0, sizeof md);
@@ -242,9 +250,11 @@ static void limiter_key(const char *client_key, const char *username, char out[6
     hex_encode(md, sizeof md, out);
 }
 
-/* Finds the slot of key, or picks one to reuse: empty, then expired, then the
- * oldest that is not blocking anyone, then the oldest. Caller holds login_mu. */
-static login_slot_t *limiter_slot(sync_t *s, const char *key, int64_t now, int create) {
+/* Finds the slot of key, or picks one to reuse other than `keep`: empty, then
+ * expired, then the oldest that is not blocking anyone, then the oldest.
+ * Caller holds login_mu. */
+static login_slot_t *limiter_slot(sync_t *s, const char *key, int64_t now, int create,
+                                  const login_slot_t *keep) {
     login_slot_t *pick = NULL;
     int pick_rank = -1;
     for (int i = 0; i < LOGIN_SLOTS; i++) {
@@ -253,7 +263,7 @@ static login_slot_t *limiter_slot(sync_t *s, const char *key, int64_t now, int c
             if (now - sl->first_ms >= LOGIN_WINDOW_MS) sl->failures = 0;
             return sl;
         }
-        if (!create) continue;
+        if (!create || sl == keep) continue;
         int rank = !sl->key[0] ? 3 : now - sl->first_ms >= LOGIN_WINDOW_MS ? 2
                                    : sl->failures < s->cfg.login_max_failures ? 1 : 0;
         if (rank > pick_rank || (rank == pick_rank && sl->first_ms < pick->first_ms)) {
@@ -269,31 +279,47 @@ static login_slot_t *limiter_slot(sync_t *s, const char *key, int64_t now, int c
     return pick;
 }
 
-/* Counts one attempt before the password is checked (so a burst of parallel
- * guesses cannot pass the limit), or refuses it: 0, or the seconds left until
- * the key may try again. */
-static int limiter_reserve(sync_t *s, const char *key) {
+/* Counts one attempt under both keys before the password is checked (so a
+ * burst of parallel guesses cannot pass the limit), or refuses it: 0, or the
+ * seconds left until the client may try again. key (client and username)
+ * allows login_max_failures failures in the window; addr_key (the client
+ * address alone, whatever the username) LOGIN_ADDR_FACTOR times that, so one
+ * address cannot spray guesses over the list of users either. */
+static int limiter_reserve(sync_t *s, const char *key, const char *addr_key) {
     int64_t now = util_now_ms();
     int wait_s = 0;
     pthread_mutex_lock(&s->login_mu);
-    login_slot_t *sl = limiter_slot(s, key, now, 1);
+    login_slot_t *sl = limiter_slot(s, key, now, 1, NULL);
+    login_slot_t *al = limiter_slot(s, addr_key, now, 1, sl);
     if (sl->failures == 0) sl->first_ms = now;
-    if (sl->failures >= s->cfg.login_max_failures) {
-        int64_t left = sl->first_ms + LOGIN_WINDOW_MS - now;
+    if (al->failures == 0) al->first_ms = now;
+    login_slot_t *full = NULL;
+    if (sl->failures >= s->cfg.login_max_failures)
+        full = sl;
+    else if (al->failures >= s->cfg.login_max_failures * LOGIN_ADDR_FACTOR)
+        full = al;
+    if (full) {
+        int64_t left = full->first_ms + LOGIN_WINDOW_MS - now;
         wait_s = (int)((left + 999) / 1000);
         if (wait_s < 1) wait_s = 1;
     } else {
         sl->failures++;
+        al->failures++;
     }
     pthread_mutex_unlock(&s->login_mu);
     return wait_s;
 }
 
-/* The password was right: forget the key's failures. */
-static void limiter_clear(sync_t *s, const char *key) {
+/* The password was right: forget the failures of key (this client and
+ * username), and give back the attempt counted under addr_key; the address's
+ * other failures stand, so a valid login between guesses resets nothing. */
+static void limiter_clear(sync_t *s, const char *key, const char *addr_key) {
+    int64_t now = util_now_ms();
     pthread_mutex_lock(&s->login_mu);
-    login_slot_t *sl = limiter_slot(s, key, util_now_ms(), 0);
+    login_slot_t *sl = limiter_slot(s, key, now, 0, NULL);
     if (sl) memset(sl, 0, sizeof *sl);
+    login_slot_t *al = limiter_slot(s, addr_key, now, 0, NULL);
+    if (al && al->failures > 0) al->failures--;
     pthread_mutex_unlock(&s->login_mu);
 }
 
@@ -887,7 +913,7 @@ static int login_opt_str(const cJSON *body, const char *key, size_t max, const c
 
 int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out, sync_error_t *err) {
     const char *username, *password, *device_id, *device_name, *app_version, *stored_pw = NULL;
-    char key[65], token[TOKEN_HEX_LEN + 1], token_hash[65], expires[32];
+    char key[65], addr_key[65], token[TOKEN_HEX_LEN + 1], token_hash[65], expires[32];
     login_job_t job = {.s = s};
     MDB_txn *txn = NULL;
     cJSON *user = NULL, *res = NULL, *ub = NULL;
@@ -909,7 +935,8 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
         return rc;
 
     limiter_key(client_key, username, key);
-    if ((wait_s = limiter_reserve(s, key)) > 0) {
+    limiter_key(client_key, NULL, addr_key);
+    if ((wait_s = limiter_reserve(s, key, addr_key)) > 0) {
         rc = sync_fail(err, SYNC_ERATE, NULL, "too many failed logins; try again in %d s", wait_s);
         if (err) err->retry_after = wait_s;
         return rc;
@@ -940,7 +967,7 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
         rc = sync_fail(err, SYNC_ECREDS, NULL, "invalid username or password");
         goto done;
     }
-    limiter_clear(s, key);
+    limiter_clear(s, key, addr_key);
 
     if (util_random_hex(TOKEN_BYTES, token) != 0) {
         rc = sync_fail(err, SYNC_EIO, NULL, "no randomness for a token");
