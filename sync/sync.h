@@ -44,7 +44,8 @@ enum {
     SYNC_ERATE = -16,      /* 429 too_many_requests (+ retry_after) */
     SYNC_EBUSY = -17,      /* 503 unavailable: shutting down (+ retry_after) */
     SYNC_ENOMEM = -18,     /* 503 out of memory */
-    SYNC_EIO = -19         /* 500 storage failure: never caused by a client */
+    SYNC_EIO = -19,        /* 500 storage failure: never caused by a client */
+    SYNC_ECHECKSUM = -20   /* 460 checksum_mismatch: uploaded bytes do not hash as declared */
 };
 
 typedef struct sync_error {
@@ -67,6 +68,9 @@ typedef struct sync_config {
     int max_string;             /* 0: 65536 bytes per string field */
     int login_max_failures;     /* 0: 5 failures in 15 minutes, then 429 */
     int read_only;              /* open for reading only (command-line checks) */
+    int evidence_deadline_hours; /* 0: 24; -1: evidence is due as soon as it is pushed */
+    uint64_t max_upload_bytes;  /* 0: 4 GiB (tus Upload-Length limit) */
+    int upload_expire_days;     /* 0: 7; unfinished uploads untouched this long are deleted */
 } sync_config_t;
 
 /* Who is calling, as sync_authenticate() found from the bearer token. Plain
@@ -131,6 +135,115 @@ int sync_device_revoke(sync_t *s, const sync_principal_t *p, const char *device_
                        char **out, sync_error_t *err);
 /* Notes that the device pulled (last_pull_at); written at most once a minute. */
 void sync_device_pulled(sync_t *s, const sync_principal_t *p);
+
+/* ---- evidence uploads and blobs (sync/blobs.c) ------------------------------ */
+
+/* Evidence bytes arrive by tus (PROTOCOL §7): an upload is created with its
+ * length and declared SHA-256, written at increasing offsets into
+ * DATA/uploads/<id>.part, and on its last byte hashed and moved to
+ * DATA/blobs/ab/cd/<sha256>, the content-addressed store. Every offset the
+ * engine reports is on disk (fdatasync) and in the store first. Only the user
+ * who created an upload (or an admin) sees it: to anyone else it is
+ * SYNC_ENOTFOUND. */
+
+/* An upload's state, copied out: plain data owned by the caller. */
+typedef struct sync_upload {
+    char id[33];
+    uint64_t length;
+    uint64_t offset;            /* bytes received and durable */
+    char sha256[65];            /* declared, lowercase hex */
+    char filename[256];         /* "" when not given */
+    char mime[128];             /* "application/octet-stream" when not given */
+    char record_id[65];         /* "" when not given */
+    int64_t created_at;         /* ms */
+    int complete;               /* the bytes became a blob (the upload is gone) */
+} sync_upload_t;
+
+/* What tus Upload-Metadata carried, decoded. Borrowed for the call; NULL: absent. */
+typedef struct sync_upload_meta {
+    const char *sha256;         /* required: 64 hex digits */
+    const char *filename;       /* at most 255 bytes, no control characters */
+    const char *mime;           /* at most 127 bytes, printable ASCII */
+    const char *record_id;      /* the record the file belongs to (informative) */
+} sync_upload_meta_t;
+
+/* A per-request checksum (tus checksum extension): algorithm "sha1" or
+ * "sha256" and the expected digest of this request's body. */
+typedef struct sync_checksum {
+    const char *algorithm;
+    unsigned char digest[32];
+    size_t digest_len;
+} sync_checksum_t;
+
+/* Reads up to len bytes of a request body into buf: the number read, 0 at the
+ * body's regular end, negative when the body broke off (dropped connection,
+ * timeout, shorter than announced). */
+typedef long (*sync_read_cb)(void *ctx, void *buf, size_t len);
+
+/* Blob meta, copied out. */
+typedef struct sync_blob {
+    char sha256[65];
+    uint64_t size;
+    char mime[128];
+    int64_t created_at;         /* ms */
+} sync_blob_t;
+
+/* The largest Upload-Length accepted (Tus-Max-Size). */
+uint64_t sync_upload_max(sync_t *s);
+/* Creates an upload of `length` bytes: SYNC_ETOOLARGE past sync_upload_max(),
+ * SYNC_EINVALID for bad metadata (field names the key). *out describes it.
+ * Whether the blob exists already is not checked: the bytes are taken and
+ * dropped at the end (clients ask sync_blob_stat first). A 0-byte upload is
+ * complete at once. */
+int sync_upload_create(sync_t *s, const sync_principal_t *p, uint64_t length, const sync_upload_meta_t *meta,
+                       sync_upload_t *out, sync_error_t *err);
+/* The upload's state. While another request writes the upload this waits
+ * (up to a few seconds) for it to finish, so that the offset it answers is
+ * the one a resuming client must use. */
+int sync_upload_get(sync_t *s, const sync_principal_t *p, const char *id, sync_upload_t *out,
+                    sync_error_t *err);
+/* Appends a request body at `offset`, pulling it through read(ctx) in
+ * chunks and writing each straight to the part file: memory stays flat
+ * whatever the size. body_len: the announced length, or -1 (chunked).
+ * check: NULL, or the digest the body must have.
+ *   SYNC_ECONFLICT   offset is not the upload's offset, or another request
+ *                    is writing it (field "Upload-Offset")
+ *   SYNC_ETOOLARGE   the body goes past the upload's length (nothing of this
+ *                    request past the last durable offset is kept)
+ *   SYNC_ECHECKSUM   check given and the body does not match: this request's
+ *                    bytes are dropped; or the last byte arrived and the file
+ *                    does not hash to the declared sha256: the upload is deleted
+ *   SYNC_EBADREQ     the body broke off: the bytes that arrived are kept
+ *                    (without check) and out->offset says up to where
+ * On 0, out->offset is the new offset and out->complete says whether the
+ * upload became a blob. out is filled whenever the upload was found. */
+int sync_upload_write(sync_t *s, const sync_principal_t *p, const char *id, uint64_t offset, int64_t body_len,
+                      const sync_checksum_t *check, sync_read_cb read, void *ctx, sync_upload_t *out,
+                      sync_error_t *err);
+/* Termination: removes the upload and its bytes. */
+int sync_upload_delete(sync_t *s, const sync_principal_t *p, const char *id, sync_error_t *err);
+/* Housekeeping, run at start before serving: deletes part files that have no
+ * upload, uploads untouched for upload_expire_days, cuts part files back to
+ * their durable offset, and completes uploads whose last byte was stored
+ * when the process died. Also runs (expiry only) at most hourly while serving. */
+int sync_uploads_sweep(sync_t *s, sync_error_t *err);
+
+/* Does the blob exist? Any authenticated user may ask: it reveals only
+ * whether bytes with that hash are stored. */
+int sync_blob_stat(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out,
+                   sync_error_t *err);
+/* Opens a blob for reading: SYNC_ENOTFOUND when unknown, SYNC_EFORBIDDEN
+ * unless a record that lists it among its evidence is in the caller's scope
+ * (admins read every blob). *fd is an open read-only descriptor the caller
+ * closes; out->size is the file's size. */
+int sync_blob_open(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out, int *fd,
+                   sync_error_t *err);
+/* Evidence items pushed in records whose bytes have not arrived within
+ * evidence_deadline_hours: {"items":[{"record_id","item_id","sha256",
+ * "device_id","pushed_at","due_at"}],"truncated"?:true}, oldest first.
+ * Supervisors and legal reviewers: their unit; admins: all; officers and
+ * auxiliaries: the items their own devices pushed. */
+int sync_evidence_missing(sync_t *s, const sync_principal_t *p, char **out, sync_error_t *err);
 
 /* ---- sync (sync/push.c, sync/pull.c) --------------------------------------- */
 

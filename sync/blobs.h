@@ -1,0 +1,14 @@
+/* blobs.h -- what the other modules of sync/ use of blobs.c: the walk over
+ * evidence whose bytes are overdue. Internal to sync/. */
+#ifndef CASESYNC_BLOBS_H
+#define CASESYNC_BLOBS_H
+
+#include "sync/engine.h"
+
+/* Counts, per device id, the evidence items that are due (pushed longer than
+ * evidence_deadline_hours ago) and have no blob yet, inside the caller's read
+ * transaction. Returns a new object {device_id: n} that the caller deletes,
+ * or NULL when out of memory or the store cannot be read. */
+cJSON *blobs_missing_by_device(sync_t *s, MDB_txn *txn, int64_t now_ms);
+
+#endif
