@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sync/blobs.h"
 #include "sync/engine.h"
 
 #define PULL_NOTE_INTERVAL_MS 60000
@@ -30,7 +31,8 @@ static int manages(const sync_principal_t *p, const char *unit) {
     return p->role == ROLE_ADMIN || (p->role == ROLE_SUPERVISOR && strcmp(unit, p->unit) == 0);
 }
 
-static cJSON *device_view(const cJSON *d) {
+/* missing: {device_id: n} of overdue evidence (blobs.c), or NULL. */
+static cJSON *device_view(const cJSON *d, const cJSON *missing) {
     static const char *keys[] = {"device_id", "user_id", "name", "last_seen", "last_push_at", "last_pull_at",
                                  "app_version"};
     cJSON *o = cJSON_CreateObject();
@@ -38,7 +40,9 @@ static cJSON *device_view(const cJSON *d) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(d, keys[i]);
         cJSON_AddItemToObject(o, keys[i], v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
     }
-    cJSON_AddNumberToObject(o, "evidence_missing", 0);
+    const char *id = util_json_str(d, "device_id");
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(missing, id ? id : "");
+    cJSON_AddNumberToObject(o, "evidence_missing", cJSON_IsNumber(n) ? n->valuedouble : 0);
     cJSON_AddBoolToObject(o, "revoked", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "revoked")));
     cJSON_AddBoolToObject(o, "wipe", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "wipe")));
     return o;
@@ -52,18 +56,20 @@ int sync_devices(sync_t *s, const sync_principal_t *p, char **out, sync_error_t 
         return sync_fail(err, SYNC_EFORBIDDEN, NULL, "the device list is for supervisors and admins");
     if (store_read_begin(s->st, &txn) != 0) return sync_fail(err, SYNC_EIO, NULL, "cannot read the store");
     cJSON *list = cJSON_CreateArray();
+    cJSON *missing = blobs_missing_by_device(s, txn, util_now_ms());
     if (mdb_cursor_open(txn, s->dbs->devices, &cur) == 0) {
         MDB_val k, v;
         for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             cJSON *d = cJSON_ParseWithLength(v.mv_data, v.mv_size);
             char unit[80];
             device_unit(txn, s->dbs, d, unit, sizeof unit);
-            if (d && manages(p, unit)) cJSON_AddItemToArray(list, device_view(d));
+            if (d && manages(p, unit)) cJSON_AddItemToArray(list, device_view(d, missing));
             cJSON_Delete(d);
         }
         mdb_cursor_close(cur);
     }
     store_read_end(txn);
+    cJSON_Delete(missing);
     *out = cJSON_PrintUnformatted(list);
     cJSON_Delete(list);
     return *out ? 0 : sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
@@ -117,7 +123,12 @@ int sync_device_revoke(sync_t *s, const sync_principal_t *p, const char *device_
         if (err && err->code != rc) sync_fail(err, rc, NULL, "%s", sync_strerror(rc));
         return rc;
     }
-    cJSON *v = device_view(j.device);
+    MDB_txn *txn = NULL;
+    cJSON *missing = NULL;
+    if (store_read_begin(s->st, &txn) == 0) missing = blobs_missing_by_device(s, txn, util_now_ms());
+    store_read_end(txn);
+    cJSON *v = device_view(j.device, missing);
+    cJSON_Delete(missing);
     cJSON_Delete(j.device);
     *out = cJSON_PrintUnformatted(v);
     cJSON_Delete(v);
