@@ -130,7 +130,8 @@ static int parse_args(int argc, char **argv, options_t *o) {
 
 /* ---- the config file ---------------------------------------------------- */
 
-enum { K_BODY, K_INFLATED, K_DEPTH, K_CHANGES, K_STRING, K_WINDOW, K_TTL, K_PBKDF2, K_MAP, K_SCHEMA };
+enum { K_BODY, K_INFLATED, K_DEPTH, K_CHANGES, K_STRING, K_WINDOW, K_TTL, K_PBKDF2, K_MAP, K_SCHEMA,
+       K_EVIDENCE_DEADLINE, K_UPLOAD_MAX, K_UPLOAD_EXPIRE };
 
 static const struct {
     const char *key;
@@ -147,6 +148,9 @@ static const struct {
     {"pbkdf2_iterations", K_PBKDF2, 1, 100000000},
     {"map_size", K_MAP, 1048576.0, 70368744177664.0},
     {"schema_path", K_SCHEMA, 0, 0},
+    {"evidence_deadline_hours", K_EVIDENCE_DEADLINE, 0, 87600},
+    {"max_upload_bytes", K_UPLOAD_MAX, 1, 1099511627776.0},
+    {"upload_expire_days", K_UPLOAD_EXPIRE, 1, 3650},
 };
 
 static char *read_file(const char *path, size_t *len) {
@@ -236,6 +240,10 @@ static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
         case K_TTL: cfg->token_ttl_days = (int)v; break;
         case K_PBKDF2: cfg->pbkdf2_iterations = (int)v; break;
         case K_MAP: cfg->map_size = (size_t)v; break;
+        /* 0 hours means due at once; the engine reads 0 as "the default". */
+        case K_EVIDENCE_DEADLINE: cfg->evidence_deadline_hours = v == 0 ? -1 : (int)v; break;
+        case K_UPLOAD_MAX: cfg->max_upload_bytes = (uint64_t)v; break;
+        case K_UPLOAD_EXPIRE: cfg->upload_expire_days = (int)v; break;
         default: break;
         }
     }
@@ -361,6 +369,10 @@ int main(int argc, char **argv) {
                 err.message[0] ? err.message : "error", sync_strerror(err.code));
         goto out;
     }
+
+    /* Leftovers of uploads: stale part files, expired uploads, crashes mid-way. */
+    if (sync_uploads_sweep(s, &err) < 0)
+        fprintf(stderr, "casesyncd: upload sweep: %s\n", err.message);
 
     routes_init(&rt, s);
     rt.limits = lim;

@@ -2,6 +2,7 @@
  * and one small function per endpoint that calls the engine once. */
 #include "server/routes.h"
 #include "server/route.h"
+#include "server/routes_upload.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -598,6 +599,14 @@ static const route_t route_table[] = {
     {"GET", "/v1/audit/verify", 1, do_audit_verify},
     {"GET", "/v1/devices", 1, do_devices},
     {"POST", "/v1/devices/*/revoke", 1, do_device_revoke},
+    {"OPTIONS", "/v1/uploads", 0, upload_route_options},
+    {"POST", "/v1/uploads", 1, upload_route_create},
+    {"GET", "/v1/uploads/*", 1, upload_route_status},
+    {"PATCH", "/v1/uploads/*", 1, upload_route_patch},
+    {"DELETE", "/v1/uploads/*", 1, upload_route_delete},
+    {"POST", "/v1/uploads/*", 1, upload_route_override},
+    {"GET", "/v1/blobs/*", 1, upload_route_blob},
+    {"GET", "/v1/evidence/missing", 1, upload_route_missing},
     {"GET", "/healthz", 0, do_healthz},
     {"GET", "/readyz", 0, do_readyz},
     {"GET", "/metrics", 0, do_metrics},
