@@ -1,0 +1,567 @@
+/* test_clients.c -- libcasesync, casesync-phone and casesync-sim against the
+ * real casesyncd on loopback: offline queueing and local refusals, an
+ * interrupted push applied once, two phones converging with a manual
+ * conflict, a scripted patrol, and a bounded fleet run. */
+#include "tests/harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clients/c/casesync.h"
+
+#define START(s) ASSERT_MSG(srv_start(&(s)) == 0, "casesyncd did not start")
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static int rm_one(const char *p, const struct stat *sb, int f, struct FTW *ftw) {
+    (void)sb, (void)f, (void)ftw;
+    remove(p);
+    return 0;
+}
+
+static void rm_dir(void *dir) {
+    if (dir && !getenv("CASESYNC_KEEP_DATA")) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+/* A fresh temporary directory, removed when the test process exits. */
+static const char *tmp_dir(const char *tag) {
+    char *d = strdup(hfmt("/tmp/casesync-client-%s-XXXXXX", tag));
+    if (!mkdtemp(d)) {
+        free(d);
+        return NULL;
+    }
+    return h_keep(d, rm_dir);
+}
+
+static void close_handle(void *h) {
+    casesync_close(h);
+}
+
+/* Events a handle saw, as one JSON array (for assertions). */
+typedef struct seen {
+    cJSON *events;
+} seen_t;
+
+static void on_event(void *ud, const casesync_event_t *ev) {
+    seen_t *s = ud;
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "kind", ev->kind);
+    if (ev->record_id) cJSON_AddStringToObject(e, "record_id", ev->record_id);
+    if (ev->status) cJSON_AddStringToObject(e, "status", ev->status);
+    cJSON *j = cJSON_Parse(ev->json);
+    cJSON_AddItemToObject(e, "json", j ? j : cJSON_CreateNull());
+    cJSON_AddItemToArray(s->events, e);
+}
+
+/* Opens a handle on a new state dir and logs in as a standard user. Phones
+ * of devices named "*-S" keep the default fsync of every edit; the others
+ * skip it to keep the suite fast. */
+static casesync_t *phone_open(srv_t *s, const char *user, const char *device, seen_t *seen) {
+    const char *dir = tmp_dir(user);
+    if (!dir || !std_user(s, user)) return NULL;
+    casesync_options_t o = {0};
+    o.state_dir = dir;
+    o.no_sync = !(strlen(device) > 2 && strcmp(device + strlen(device) - 2, "-S") == 0);
+    o.pull_limit = 3; /* several pages even for small tests */
+    if (seen) {
+        seen->events = h_keep(cJSON_CreateArray(), (void (*)(void *))cJSON_Delete);
+        o.on_event = on_event;
+        o.userdata = seen;
+    }
+    casesync_t *h = NULL;
+    casesync_error_t err;
+    if (casesync_open(&o, &h, &err) != 0) {
+        fprintf(stderr, "    casesync_open: %s\n", err.message);
+        return NULL;
+    }
+    h_keep(h, close_handle);
+    if (casesync_login(h, s->base, user, std_pass(user), device, &err) != 0) {
+        fprintf(stderr, "    casesync_login %s: %s\n", user, err.message);
+        return NULL;
+    }
+    return h;
+}
+
+/* Library JSON text as a pool-owned tree. */
+static cJSON *lib_json(int rc, char *text) {
+    if (rc != 0 || !text) return NULL;
+    cJSON *j = jparse(text);
+    casesync_free(text);
+    return j;
+}
+
+static cJSON *notices_of(casesync_t *h) {
+    char *t = NULL;
+    int rc = casesync_notices(h, &t);
+    return lib_json(rc, t);
+}
+
+static cJSON *view_of(casesync_t *h, const char *id) {
+    char *t = NULL;
+    int rc = casesync_get(h, id, &t);
+    return lib_json(rc, t);
+}
+
+static cJSON *outbox_of(casesync_t *h) {
+    char *t = NULL;
+    int rc = casesync_outbox(h, &t);
+    return lib_json(rc, t);
+}
+
+/* Create fields valid for GRID1 / U1; extra (a JSON object or NULL) is merged
+ * in, a member set to null removes that field. */
+static const char *create_fields(const char *procedure, const char *extra) {
+    cJSON *f =
+        jparse(hfmt("{\"procedure\":\"%s\",\"source\":\"patrol\",\"description\":\"vendor on the bridge\","
+                    "\"occurred_at\":\"%s\",\"grid\":\"%s\",\"address\":\"1 Qianmen St\","
+                    "\"location\":{\"lon\":116.39,\"lat\":39.9,\"crs\":\"wgs84\"}}",
+                    procedure, iso_now(-60000), GRID1));
+    cJSON *x = extra ? jparse(extra) : NULL, *m;
+    cJSON_ArrayForEach(m, x) {
+        cJSON_DeleteItemFromObjectCaseSensitive(f, m->string);
+        if (!cJSON_IsNull(m)) cJSON_AddItemToObject(f, m->string, cJSON_Duplicate(m, 1));
+    }
+    return jprint(f);
+}
+
+/* The server's record via GET /v1/cases/{id}, through a handle's session. */
+static cJSON *server_case(casesync_t *h, const char *id) {
+    long st = 0;
+    char *out = NULL;
+    casesync_error_t err;
+    if (casesync_request(h, "GET", hfmt("/v1/cases/%s", id), NULL, &st, &out, &err) != 0 || st != 200) {
+        fprintf(stderr, "    GET /v1/cases/%s -> %ld %s %s\n", id, st, err.message, out ? out : "");
+        casesync_free(out);
+        return NULL;
+    }
+    return lib_json(0, out);
+}
+
+static cJSON *server_get(casesync_t *h, const char *path) {
+    long st = 0;
+    char *out = NULL;
+    casesync_error_t err;
+    if (casesync_request(h, "GET", path, NULL, &st, &out, &err) != 0 || st != 200) {
+        fprintf(stderr, "    GET %s -> %ld %s\n", path, st, out ? out : err.message);
+        casesync_free(out);
+        return NULL;
+    }
+    return lib_json(0, out);
+}
+
+/* A view without the local-only member, to compare with another phone's. */
+static cJSON *comparable(const cJSON *v) {
+    cJSON *c = cJSON_Duplicate(v, 1);
+    cJSON_DeleteItemFromObjectCaseSensitive(c, "pending");
+    return h_keep(c, (void (*)(void *))cJSON_Delete);
+}
+
+/* ---- 1. offline queue ----------------------------------------------------------------------- */
+
+TEST(client_offline_edits_queue_in_order_and_seal_in_changesets) {
+    srv_t s;
+    START(s);
+    casesync_t *h = phone_open(&s, "off1", "dev-Q1", NULL);
+    ASSERT(h != NULL);
+    const char *off2 = std_user(&s, "off2");
+    ASSERT(off2 != NULL);
+    char *sess = NULL;
+    ASSERT_INT(casesync_session(h, &sess), 0);
+    const char *me = jstr(lib_json(0, sess), "user.id");
+    ASSERT(me != NULL);
+
+    /* Offline from here on: nothing below talks to the server until sync. */
+    casesync_error_t err;
+    char id[CASESYNC_ID_MAX], nid[CASESYNC_ID_MAX];
+    const char *guards =
+        hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"Li Si\"},\"illegal_item_code\":\"C0501\","
+             "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"U1-JY-7\","
+             "\"fine_amount\":50}",
+             me, off2);
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("simple", guards), NULL, id, &err), 0);
+    ASSERT_MSG(strlen(id) == 26, "a ULID-like id: %s", id);
+    ASSERT_INT(casesync_update(h, id, "{\"address\":\"3 Qianmen St\"}", NULL, &err), 0);
+    ASSERT_INT(casesync_note(h, id, "vendor left a cart", nid, &err), 0);
+    ASSERT_INT(casesync_transition(h, id, "decided", &err), 0);
+    ASSERT_INT(casesync_transition(h, id, "served", &err), 0);
+
+    cJSON *ob = outbox_of(h);
+    ASSERT(ob != NULL);
+    ASSERT_INT(jlen(ob, "pending"), 5);
+    ASSERT_INT(jlen(ob, "sealed"), 0);
+    ASSERT_JINT(ob, "next_changeset_seq", 1);
+    ASSERT_JSTR(ob, "pending[0].op", "create");
+    ASSERT_JSTR(ob, "pending[0].fields.unit", "U1");       /* the user's unit by default */
+    ASSERT_JSTR(ob, "pending[0].fields.category", "0501"); /* the type's code */
+    ASSERT_JSTR(ob, "pending[1].op", "update");
+    ASSERT_JINT(ob, "pending[1].base_version", 0);
+    ASSERT_JSTR(ob, "pending[1].set.address", "3 Qianmen St");
+    ASSERT_JSTR(ob, "pending[2].append.notes[0].id", nid);
+    ASSERT_JSTR(ob, "pending[3].op", "transition");
+    ASSERT_JSTR(ob, "pending[3].to", "decided");
+    ASSERT_JSTR(ob, "pending[4].to", "served");
+    for (int i = 0; i < 5; i++) {
+        ASSERT_JSTR(ob, hfmt("pending[%d].record_id", i), id);
+        ASSERT_MSG(jstr(ob, hfmt("pending[%d].at", i)) != NULL, "change %d without at", i);
+    }
+
+    /* The local view already shows the edits. */
+    cJSON *v = view_of(h, id);
+    ASSERT(v != NULL);
+    ASSERT_JSTR(v, "status", "served");
+    ASSERT_JINT(v, "version", 0);
+    ASSERT_JINT(v, "pending", 5);
+    ASSERT_JSTR(v, "fields.address", "3 Qianmen St");
+    ASSERT_JSTR(v, "fields.notes[0].text", "vendor left a cart");
+
+    /* 10 more cases with 100 notes each: sealing makes changesets of at most
+     * 1000 changes, numbered on. */
+    char more[10][CASESYNC_ID_MAX];
+    for (int c = 0; c < 10; c++) {
+        ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("general", NULL), NULL, more[c], &err), 0);
+        for (int i = 0; i < 100; i++)
+            ASSERT_INT(casesync_note(h, more[c], hfmt("note %d", i), NULL, &err), 0);
+    }
+    /* Seal and push, but cut the first push before a byte leaves. */
+    ASSERT_INT(casesync_fault(h, CASESYNC_PHASE_PUSH, 0, -1), 0);
+    casesync_report_t rep;
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), CASESYNC_E_CANCELED);
+    ob = outbox_of(h);
+    ASSERT(ob != NULL);
+    ASSERT_INT(jlen(ob, "pending"), 0);
+    ASSERT_INT(jlen(ob, "sealed"), 2);
+    ASSERT_JINT(ob, "sealed[0].changeset_seq", 1);
+    ASSERT_JINT(ob, "sealed[1].changeset_seq", 2);
+    ASSERT_INT(jlen(ob, "sealed[0].body.changes"), 1000);
+    ASSERT_INT(jlen(ob, "sealed[1].body.changes"), 15);
+    ASSERT_JSTR(ob, "sealed[0].body.device_id", "dev-Q1");
+    ASSERT_JINT(ob, "next_changeset_seq", 3);
+    /* Edits made now wait for the next seal. */
+    ASSERT_INT(casesync_note(h, id, "after sealing", NULL, &err), 0);
+
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(rep.changesets, 3);
+    ASSERT_INT(rep.rejected, 0);
+    ASSERT_INT(rep.applied + rep.merged, 1016);
+    ob = outbox_of(h);
+    ASSERT_INT(jlen(ob, "pending") + jlen(ob, "sealed") + jlen(ob, "acked"), 0);
+    v = view_of(h, id);
+    ASSERT_JSTR(v, "status", "served");
+    ASSERT_JINT(v, "pending", 0);
+    ASSERT_INT(jlen(v, "fields.notes"), 2);
+    cJSON *last = view_of(h, more[9]);
+    ASSERT_INT(jlen(last, "fields.notes"), 100);
+    ASSERT_JINT(last, "version", 101);
+    cJSON *sv = server_case(h, id);
+    ASSERT(sv != NULL);
+    ASSERT_MSG(cJSON_Compare(jget(sv, "fields"), jget(v, "fields"), 1),
+               "phone and server differ:\n%.600s\n%.600s", jprint(jget(sv, "fields")),
+               jprint(jget(v, "fields")));
+    ASSERT_JINT(sv, "version", jint(v, "version"));
+    ASSERT_MSG(jstr(sv, "fields.case_no") != NULL, "decided gives a case_no: %.600s", jprint(sv));
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+TEST(client_invalid_edits_are_refused_locally_with_the_schema_error) {
+    srv_t s;
+    START(s);
+    casesync_t *h = phone_open(&s, "off1", "dev-R1-S", NULL);
+    casesync_t *aux = phone_open(&s, "aux1", "dev-R2", NULL);
+    ASSERT(h && aux);
+    casesync_error_t err;
+    char id[CASESYNC_ID_MAX];
+
+    /* A value rule: the grid pattern. */
+    ASSERT_INT(
+        casesync_create(h, TYPE_VENDING, create_fields("general", "{\"grid\":\"12345\"}"), NULL, id, &err),
+        CASESYNC_E_INVALID);
+    ASSERT_STR(err.api_code, "validation_failed");
+    ASSERT_STR(err.field, "fields.grid");
+    /* A required field missing. */
+    ASSERT_INT(
+        casesync_create(h, TYPE_VENDING, create_fields("general", "{\"location\":null}"), NULL, id, &err),
+        CASESYNC_E_INVALID);
+    ASSERT_STR(err.field, "fields.location");
+    ASSERT_INT(casesync_create(h, "no_such_type", create_fields("general", NULL), NULL, id, &err),
+               CASESYNC_E_INVALID);
+    /* Another unit is out of scope. */
+    ASSERT_INT(
+        casesync_create(h, TYPE_VENDING, create_fields("general", "{\"unit\":\"U2\"}"), NULL, id, &err),
+        CASESYNC_E_SCOPE);
+    ASSERT_STR(err.api_code, "out_of_scope");
+
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("simple", NULL), NULL, id, &err), 0);
+    /* Shape: a string where the schema has a number (the server would 422 the changeset). */
+    ASSERT_INT(casesync_update(h, id, "{\"fine_amount\":\"abc\"}", NULL, &err), CASESYNC_E_SHAPE);
+    ASSERT_STR(err.field, "set.fine_amount");
+    /* Values: three decimals, an unknown field, a server-set field. */
+    ASSERT_INT(casesync_update(h, id, "{\"fine_amount\":12.345}", NULL, &err), CASESYNC_E_INVALID);
+    ASSERT_STR(err.field, "set.fine_amount");
+    ASSERT_INT(casesync_update(h, id, "{\"colour\":\"red\"}", NULL, &err), CASESYNC_E_INVALID);
+    ASSERT_INT(casesync_update(h, id, "{\"case_no\":\"U1-2026-000001\"}", NULL, &err), CASESYNC_E_INVALID);
+    /* Append items: the text is required; a server-set member is refused. */
+    ASSERT_INT(casesync_update(h, id, NULL, "{\"notes\":[{\"at\":\"2026-01-01T00:00:00.000Z\"}]}", &err),
+               CASESYNC_E_INVALID);
+    ASSERT_INT(casesync_update(h, id, NULL, "{\"notes\":[{\"text\":\"x\",\"author\":\"u9\"}]}", &err),
+               CASESYNC_E_INVALID);
+    /* Lifecycle: guards of `decided` (party, two officers ...). */
+    ASSERT_INT(casesync_transition(h, id, "decided", &err), CASESYNC_E_INVALID);
+    ASSERT_MSG(strncmp(err.field, "fields.", 7) == 0, "the guard names a field: %s (%s)", err.field,
+               err.message);
+    /* Not a transition of this procedure; a supervisor's transition. */
+    ASSERT_INT(casesync_transition(h, id, "closed", &err), CASESYNC_E_TRANSITION);
+    ASSERT_STR(err.api_code, "forbidden_transition");
+    ASSERT_INT(casesync_void(h, id, "duplicate", &err), CASESYNC_E_ROLE);
+    ASSERT_INT(casesync_update(h, "01NOSUCHRECORD0000", "{\"address\":\"x\"}", NULL, &err),
+               CASESYNC_E_NOT_FOUND);
+
+    /* An auxiliary never writes a penalty nor takes a decision. */
+    char aid[CASESYNC_ID_MAX];
+    ASSERT_INT(casesync_create(aux, TYPE_VENDING, create_fields("digital", NULL), NULL, aid, &err), 0);
+    ASSERT_INT(casesync_update(aux, aid, "{\"fine_amount\":100}", NULL, &err), CASESYNC_E_ROLE);
+    ASSERT_STR(err.api_code, "role_forbidden");
+    ASSERT_INT(casesync_transition(aux, aid, "filed", &err), CASESYNC_E_ROLE);
+
+    /* Nothing refused was queued: one create each. */
+    cJSON *ob = outbox_of(h);
+    ASSERT_INT(jlen(ob, "pending"), 1);
+    ob = outbox_of(aux);
+    ASSERT_INT(jlen(ob, "pending"), 1);
+    casesync_report_t rep;
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(rep.applied, 1);
+    ASSERT_INT(rep.rejected, 0);
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+/* ---- 1b. interrupted pushes -------------------------------------------------------------------- */
+
+TEST(client_push_cut_at_any_byte_is_applied_once) {
+    srv_t s;
+    START(s);
+    casesync_t *h = phone_open(&s, "off1", "dev-I1-S", NULL);
+    ASSERT(h != NULL);
+    casesync_error_t err;
+    casesync_report_t rep;
+    char id[CASESYNC_ID_MAX];
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("general", NULL), NULL, id, &err), 0);
+    ASSERT_INT(casesync_update(h, id, "{\"address\":\"7 Qianmen St\"}", NULL, &err), 0);
+
+    /* The server gets the whole body and applies it; the answer is lost. */
+    ASSERT_INT(casesync_fault(h, CASESYNC_PHASE_PUSH, -1, 0), 0);
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), CASESYNC_E_CANCELED);
+    cJSON *sv = server_case(h, id);
+    ASSERT_MSG(sv != NULL, "the cut push was not applied on the server");
+    ASSERT_JINT(sv, "version", 2);
+    cJSON *ob = outbox_of(h);
+    ASSERT_INT(jlen(ob, "sealed"), 1); /* not answered: still in the outbox */
+    const char *body1 = jprint(jget(ob, "sealed[0].body"));
+    cJSON *v = view_of(h, id);
+    ASSERT_JSTR(v, "fields.address", "7 Qianmen St");
+
+    /* The retry sends the identical body: a replay, applied once. */
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(rep.changesets, 1);
+    ASSERT_INT(rep.replays, 1);
+    ASSERT_INT(rep.applied, 2);
+    sv = server_case(h, id);
+    ASSERT_JINT(sv, "version", 2);
+    cJSON *hist = server_get(h, hfmt("/v1/cases/%s/history", id));
+    ASSERT(hist != NULL);
+    ASSERT_INT(jlen(hist, "items"), 2);
+    casesync_stats_t st;
+    ASSERT_INT(casesync_stats(h, &st), 0);
+    ASSERT_INT(st.replays, 1);
+    ASSERT_INT(st.changesets_pushed, 1);
+
+    /* A body cut in the middle: the server applies nothing; the retry applies it. */
+    ASSERT_INT(casesync_update(h, id, "{\"description\":\"cut in the middle\"}", NULL, &err), 0);
+    ASSERT_INT(casesync_fault(h, CASESYNC_PHASE_PUSH, 40, -1), 0);
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), CASESYNC_E_CANCELED);
+    sv = server_case(h, id);
+    ASSERT_JINT(sv, "version", 2);
+    ob = outbox_of(h);
+    ASSERT_JINT(ob, "sealed[0].changeset_seq", 2);
+    ASSERT_MSG(strcmp(body1, jprint(jget(ob, "sealed[0].body"))) != 0, "a new changeset");
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(rep.replays, 0);
+    ASSERT_INT(rep.applied, 1);
+    sv = server_case(h, id);
+    ASSERT_JINT(sv, "version", 3);
+    ASSERT_JSTR(sv, "fields.description", "cut in the middle");
+
+    /* A pull cut mid-page resumes: nothing is lost or doubled. */
+    casesync_t *b = phone_open(&s, "off2", "dev-I2", NULL);
+    ASSERT(b != NULL);
+    ASSERT_INT(casesync_fault(b, CASESYNC_PHASE_PULL, -1, 300), 0);
+    ASSERT_INT(casesync_sync(b, 0, &rep, &err), CASESYNC_E_CANCELED);
+    ASSERT_INT(casesync_sync(b, 0, &rep, &err), 0);
+    cJSON *bv = view_of(b, id);
+    ASSERT(bv != NULL);
+    ASSERT_MSG(cJSON_Compare(jget(bv, "fields"), jget(sv, "fields"), 1), "B's copy differs: %s", jprint(bv));
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+TEST(client_gap_after_server_restore_renumbers_without_skipping) {
+    srv_t s;
+    START(s);
+    casesync_t *h = phone_open(&s, "off1", "dev-G1", NULL);
+    ASSERT(h != NULL);
+    casesync_error_t err;
+    casesync_report_t rep;
+    char id[CASESYNC_ID_MAX];
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("general", NULL), NULL, id, &err), 0);
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+
+    /* Another install with the same device id takes changesets 2 and 3. */
+    phone_t other;
+    ASSERT(phone_login(&other, &s, "off1", std_pass("off1"), "dev-G1") == 0);
+    ASSERT_INT(other.seq, 2);
+    resp_t r = phone_push(&other, changes(ch_update(id, 1, "{\"address\":\"by the other install\"}", NULL)));
+    ASSERT_STATUS(r, 200);
+    r = phone_push(&other, changes(ch_update(id, 2, "{\"description\":\"also the other install\"}", NULL)));
+    ASSERT_STATUS(r, 200);
+
+    /* Our changeset 2 is changeset_reused: the library finds the next free
+     * number and sends the same changes there, applied once. */
+    ASSERT_INT(casesync_note(h, id, "mine, not lost", NULL, &err), 0);
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(rep.changesets, 1);
+    ASSERT_INT(rep.applied + rep.merged, 1);
+    cJSON *sv = server_case(h, id);
+    ASSERT(sv != NULL);
+    ASSERT_MSG(jarr_find(jget(sv, "fields.notes"), "text", "mine, not lost") != NULL, "note lost: %s",
+               jprint(sv));
+    ASSERT_JSTR(sv, "fields.address", "by the other install");
+    cJSON *ob = outbox_of(h);
+    ASSERT_JINT(ob, "next_changeset_seq", 5);
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+/* ---- 3. two phones, one case ---------------------------------------------------------------------- */
+
+TEST(client_two_phones_converge_and_see_the_manual_conflict) {
+    srv_t s;
+    START(s);
+    seen_t sa, sb;
+    casesync_t *a = phone_open(&s, "off1", "dev-MA", &sa);
+    casesync_t *b = phone_open(&s, "off2", "dev-MB", &sb);
+    ASSERT(a && b);
+    casesync_error_t err;
+    casesync_report_t rep;
+    char id[CASESYNC_ID_MAX];
+    ASSERT_INT(
+        casesync_create(a, TYPE_VENDING, create_fields("general", "{\"fine_amount\":100}"), NULL, id, &err),
+        0);
+    ASSERT_INT(casesync_sync(a, 0, &rep, &err), 0);
+    ASSERT_INT(casesync_sync(b, 0, &rep, &err), 0);
+    ASSERT_MSG(view_of(b, id) != NULL, "B did not pull the case");
+
+    /* Both offline, both edit: different lww fields, the same manual field, notes. */
+    ASSERT_INT(casesync_update(a, id, "{\"description\":\"A: two carts\",\"fine_amount\":150}", NULL, &err),
+               0);
+    ASSERT_INT(casesync_note(a, id, "A was here", NULL, &err), 0);
+    ASSERT_INT(casesync_update(b, id, "{\"address\":\"B: east gate\",\"fine_amount\":180}", NULL, &err), 0);
+    ASSERT_INT(casesync_note(b, id, "B was here", NULL, &err), 0);
+
+    ASSERT_INT(casesync_sync(a, 0, &rep, &err), 0);
+    ASSERT_INT(rep.applied, 2);
+    ASSERT_INT(casesync_sync(b, 0, &rep, &err), 0);
+    ASSERT_INT(rep.conflicts, 1);
+    ASSERT_INT(casesync_sync(a, 0, &rep, &err), 0);
+
+    cJSON *va = comparable(view_of(a, id)), *vb = comparable(view_of(b, id));
+    ASSERT(va && vb);
+    ASSERT_MSG(cJSON_Compare(va, vb, 1), "the phones differ:\nA %s\nB %s", jprint(va), jprint(vb));
+    ASSERT_JSTR(va, "fields.description", "A: two carts");
+    ASSERT_JSTR(va, "fields.address", "B: east gate");
+    ASSERT_MSG(jnum(va, "fields.fine_amount", -1) == 150, "the server value stands: %s", jprint(va));
+    ASSERT_INT(jlen(va, "fields.notes"), 2);
+    ASSERT_MSG(jarr_find(jget(va, "fields.notes"), "text", "A was here") &&
+                   jarr_find(jget(va, "fields.notes"), "text", "B was here"),
+               "both notes: %s", jprint(jget(va, "fields.notes")));
+    cJSON *sv = server_case(a, id);
+    ASSERT(sv != NULL);
+    ASSERT_JINT(va, "version", jint(sv, "version"));
+    ASSERT_MSG(cJSON_Compare(jget(sv, "fields"), jget(va, "fields"), 1), "phone and server differ");
+
+    /* The conflict is visible to the app: on the record, as B's notice, as an event. */
+    ASSERT_INT(jlen(va, "conflicts"), 1);
+    const char *cid = jstr(va, "conflicts[0]");
+    cJSON *notices = notices_of(b);
+    ASSERT(notices != NULL);
+    cJSON *n = jarr_find(notices, "kind", "conflict");
+    ASSERT_MSG(n != NULL, "B has no conflict notice: %s", jprint(notices));
+    ASSERT_JSTR(n, "record_id", id);
+    ASSERT_MSG(jnum(n, "change.set.fine_amount", -1) == 180, "the notice keeps B's value: %s", jprint(n));
+    ASSERT_JSTR(n, "result.conflicts[0].id", cid);
+    ASSERT_JSTR(n, "result.conflicts[0].field", "fine_amount");
+    int saw = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, sb.events) {
+        if (jint(e, "kind") == CASESYNC_EVENT_RESULT && jstr(e, "status") &&
+            !strcmp(jstr(e, "status"), "conflict"))
+            saw++;
+    }
+    ASSERT_INT(saw, 1);
+    notices = notices_of(a);
+    ASSERT_MSG(!jarr_find(notices, "kind", "conflict"), "A lost nothing: %s", jprint(notices));
+
+    /* A supervisor resolves it; both phones pull the decision. */
+    casesync_t *sup = phone_open(&s, "sup1", "dev-MS", NULL);
+    ASSERT(sup != NULL);
+    long st = 0;
+    char *out = NULL;
+    ASSERT_INT(casesync_request(sup, "POST", hfmt("/v1/conflicts/%s/resolve", cid),
+                                "{\"value\":180,\"note\":\"ok\"}", &st, &out, &err),
+               0);
+    casesync_free(out);
+    ASSERT_INT(st, 200);
+    ASSERT_INT(casesync_sync(a, 0, &rep, &err), 0);
+    ASSERT_INT(casesync_sync(b, 0, &rep, &err), 0);
+    va = comparable(view_of(a, id)), vb = comparable(view_of(b, id));
+    ASSERT_MSG(cJSON_Compare(va, vb, 1), "after resolve:\nA %s\nB %s", jprint(va), jprint(vb));
+    ASSERT_MSG(jnum(va, "fields.fine_amount", -1) == 180, "resolution: %s", jprint(va));
+    ASSERT_INT(jlen(va, "conflicts"), 0);
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+TEST(client_rejection_is_a_notice_and_leaves_the_view) {
+    srv_t s;
+    START(s);
+    casesync_t *a = phone_open(&s, "off1", "dev-J1", NULL);
+    casesync_t *sup = phone_open(&s, "sup1", "dev-J2", NULL);
+    ASSERT(a && sup);
+    casesync_error_t err;
+    casesync_report_t rep;
+    char id[CASESYNC_ID_MAX];
+    ASSERT_INT(casesync_create(a, TYPE_VENDING, create_fields("general", NULL), NULL, id, &err), 0);
+    ASSERT_INT(casesync_sync(a, 0, &rep, &err), 0);
+    ASSERT_INT(casesync_sync(sup, 0, &rep, &err), 0);
+    /* The supervisor voids it while the officer, offline, edits it. */
+    ASSERT_INT(casesync_void(sup, id, "duplicate report", &err), 0);
+    ASSERT_INT(casesync_update(a, id, "{\"address\":\"too late\"}", NULL, &err), 0);
+    ASSERT_INT(casesync_sync(sup, 0, &rep, &err), 0);
+    ASSERT_INT(casesync_sync(a, 0, &rep, &err), 0);
+    ASSERT_INT(rep.rejected, 1);
+    cJSON *v = view_of(a, id);
+    ASSERT_JBOOL(v, "voided", 1);
+    ASSERT_JINT(v, "pending", 0);
+    ASSERT_MSG(strcmp(jstr(v, "fields.address"), "too late") != 0, "a rejected edit stayed in the view");
+    cJSON *notices = notices_of(a);
+    cJSON *n = jarr_find(notices, "kind", "rejected");
+    ASSERT_MSG(n != NULL, "no rejected notice: %s", jprint(notices));
+    ASSERT_JSTR(n, "error.code", "voided");
+    ASSERT_JSTR(n, "change.set.address", "too late");
+    ASSERT_INT(casesync_notice_dismiss(a, 0), 0);
+    ASSERT_INT(cJSON_GetArraySize(notices_of(a)), 0);
+    ASSERT_INT(srv_stop(&s), 0);
+}
