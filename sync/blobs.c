@@ -673,7 +673,21 @@ int sync_upload_get(sync_t *s, const sync_principal_t *p, const char *id, sync_u
     if (rc) return rc;
     upload_fill(st, out);
     cJSON_Delete(st);
-    return 0;
+    if (out->offset < out->length) return 0;
+    /* Every byte is durable but the blob was not made (the end failed, e.g.
+     * a full disk): make it now, so that a client told the upload is
+     * complete finds its blob. */
+    busy_t b;
+    if (busy_wait_take(&b, id, BUSY_WAIT_MS) != 0) return 0;
+    if (upload_find(s, p, id, &st, NULL) != 0) {
+        out->complete = 1; /* finished meanwhile */
+    } else if (json_u64(st, "offset") == json_u64(st, "length")) {
+        rc = upload_finish(s, st, out, err);
+        if (rc == SYNC_ECHECKSUM) rc = sync_fail(err, SYNC_ENOTFOUND, NULL, "no upload %s", id);
+    }
+    cJSON_Delete(st);
+    busy_give(&b);
+    return rc;
 }
 
 int sync_upload_delete(sync_t *s, const sync_principal_t *p, const char *id, sync_error_t *err) {
