@@ -389,7 +389,7 @@ void upload_route_status(call_t *c) {
     if (u.filename[0]) cJSON_AddStringToObject(o, "filename", u.filename);
     cJSON_AddStringToObject(o, "mime", u.mime);
     if (u.record_id[0]) cJSON_AddStringToObject(o, "record_id", u.record_id);
-    char at[40];
+    char at[64];
     struct tm tm;
     time_t secs = (time_t)(u.created_at / 1000);
     if (gmtime_r(&secs, &tm)) {
