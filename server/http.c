@@ -44,6 +44,7 @@ static const struct {
     {SYNC_EBUSY, 503, "unavailable"},
     {SYNC_ENOMEM, 503, "unavailable"},
     {SYNC_EIO, 500, "internal"},
+    {SYNC_ECHECKSUM, 460, "checksum_mismatch"},
 };
 
 int http_status_of(int sync_code, const char **code) {

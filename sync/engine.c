@@ -45,6 +45,7 @@ const char *sync_strerror(int code) {
     case SYNC_EBUSY: return "unavailable";
     case SYNC_ENOMEM: return "out of memory";
     case SYNC_EIO: return "storage failure";
+    case SYNC_ECHECKSUM: return "checksum mismatch";
     default: return "unknown error";
     }
 }
