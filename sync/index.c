@@ -1,45 +1,340 @@
-/* index.c -- secondary indexes of case records, for GET /v1/cases, stats and
- * the evidence listings.
+/* index.c -- secondary indexes of case records (GET /v1/cases, stats, export),
+ * lifecycle times and deadlines, and the evidence index.
  *
- * idx keys are  name 0x00 value 0x00 record_id  with numbers as BE64, so a
- * range of one name and value (or of a time) is one cursor walk. A record
- * lists the pairs it is indexed under in rec["ix"]; index_record() diffs the
- * old list against the new one. The evidence db maps each evidence sha256 to
- * the records that reference it (scope for blob reads, missing uploads).
+ * The layout is described in index.h. A record lists the pairs it is indexed
+ * under in rec["ix"]; index_record() diffs the old list against the new one
+ * and keeps the equality counters. The evidence db maps each evidence sha256
+ * to the records that reference it (scope for blob reads, missing uploads).
+ *
+ * Deadlines come from the loaded schema's "deadlines" table (kind "status"):
+ * a deadline runs from the time the record entered `from` while its status
+ * lies on the procedure's main path at or after `from` and before the first
+ * of `until`; it is gone once the record is closed or voided. Evidence
+ * deadlines (kind "evidence") are counted by the upload side, not here.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sync/record.h"
+#include "sync/index.h"
 
-#define INDEX_KEY_MAX 511 /* LMDB's default key limit */
+#define LAYOUT_VERSION "3" /* bump when the pairs a record gets change */
+#define META_GEN "idx_gen" /* BE64: generation of the index (grows with each rebuild) */
+#define META_SIG "idx_sig" /* layout version + schema ETag the index was built under */
+#define REBUILD_BATCH 256  /* records per write job of a rebuild */
+#define MS_PER_DAY 86400000.0
 
-size_t index_key(unsigned char *buf, size_t cap, const char *name, const cJSON *value, const char *id) {
-    size_t n = strlen(name), o = 0;
+/* ---- keys ---------------------------------------------------------------------- */
+
+/* Appends one value part (string or BE64 number) at buf+o. New offset, 0 when it does not fit. */
+static size_t key_part(unsigned char *buf, size_t cap, size_t o, const cJSON *v) {
+    if (cJSON_IsNumber(v)) {
+        if (o + 8 > cap) return 0;
+        double d = v->valuedouble;
+        store_be64(buf + o, d <= 0 ? 0 : (uint64_t)d);
+        return o + 8;
+    }
+    if (cJSON_IsString(v)) {
+        size_t vl = strlen(v->valuestring);
+        if (o + vl > cap) return 0;
+        memcpy(buf + o, v->valuestring, vl);
+        return o + vl;
+    }
+    return 0;
+}
+
+/* name 0x00 value, value a string, a number or an array of them joined by 0x00. */
+static size_t key_value(unsigned char *buf, size_t cap, const char *name, const cJSON *value) {
+    size_t n = strlen(name), o;
     if (n + 1 > cap) return 0;
     memcpy(buf, name, n);
     buf[n] = 0;
     o = n + 1;
-    if (cJSON_IsNumber(value)) {
-        if (o + 8 > cap) return 0;
-        store_be64(buf + o, (uint64_t)(int64_t)value->valuedouble);
-        o += 8;
-    } else if (cJSON_IsString(value)) {
-        size_t vl = strlen(value->valuestring);
-        if (o + vl > cap) return 0;
-        memcpy(buf + o, value->valuestring, vl);
-        o += vl;
-    } else {
-        return 0;
+    if (!cJSON_IsArray(value)) return key_part(buf, cap, o, value);
+    int first = 1;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, value) {
+        if (!first) {
+            if (o + 1 > cap) return 0;
+            buf[o++] = 0;
+        }
+        first = 0;
+        if (!(o = key_part(buf, cap, o, part))) return 0;
     }
-    if (!id) return o;
+    return first ? 0 : o;
+}
+
+size_t index_key(unsigned char *buf, size_t cap, const char *name, const cJSON *value, const char *id) {
+    size_t o = key_value(buf, cap, name, value);
+    if (!o || !id) return o;
     size_t il = strlen(id);
     if (o + 1 + il > cap) return 0;
     buf[o++] = 0;
     memcpy(buf + o, id, il);
     return o + il;
 }
+
+size_t index_count_key(unsigned char *buf, size_t cap, const char *name, const cJSON *value) {
+    if (cap < 2) return 0;
+    buf[0] = INDEX_COUNT_MARK;
+    size_t o = key_value(buf + 1, cap - 1, name, value);
+    return o ? o + 1 : 0;
+}
+
+uint64_t index_count(MDB_txn *txn, const store_dbs_t *dbs, const char *name, const cJSON *value) {
+    unsigned char k[INDEX_KEY_MAX];
+    size_t kl = index_count_key(k, sizeof k, name, value);
+    MDB_val key = {kl, k}, v;
+    if (!kl || mdb_get(txn, dbs->idx, &key, &v) != 0 || v.mv_size != 8) return 0;
+    return store_rd64(v.mv_data);
+}
+
+/* Is the pair's value one that is counted (a string, or [unit, string])? */
+static int pair_counted(const cJSON *value) {
+    if (cJSON_IsString(value)) return 1;
+    return cJSON_IsArray(value) && cJSON_IsString(cJSON_GetArrayItem(value, cJSON_GetArraySize(value) - 1));
+}
+
+static int count_add(MDB_txn *txn, const store_dbs_t *dbs, const char *name, const cJSON *value, int delta) {
+    unsigned char k[INDEX_KEY_MAX];
+    size_t kl = index_count_key(k, sizeof k, name, value);
+    if (!kl) return 0;
+    MDB_val key = {kl, k}, v;
+    int64_t n = 0;
+    if (mdb_get(txn, dbs->idx, &key, &v) == 0 && v.mv_size == 8) n = (int64_t)store_rd64(v.mv_data);
+    n += delta;
+    if (n <= 0) {
+        int rc = store_del(txn, dbs->idx, k, kl);
+        return rc == SYNC_ENOTFOUND ? 0 : rc;
+    }
+    unsigned char be[8];
+    store_be64(be, (uint64_t)n);
+    return store_put_raw(txn, dbs->idx, k, kl, be, 8);
+}
+
+/* ---- the deadline table ------------------------------------------------------------ */
+
+#define DL_MAX 16
+#define DL_NAME 48
+#define DL_UNTIL 4
+#define DL_PROCS 4
+#define DL_PATHS 8
+#define DL_STATES 24
+#define DL_CACHE 16
+
+typedef struct deadline_rule {
+    char name[DL_NAME], from[DL_NAME];
+    char until[DL_UNTIL][DL_NAME];
+    int nuntil;
+    char procs[DL_PROCS][DL_NAME];
+    int nprocs; /* 0: every procedure */
+    double days;
+} deadline_rule_t;
+
+typedef struct main_path {
+    char procedure[DL_NAME];
+    char state[DL_STATES][DL_NAME];
+    int n;
+} main_path_t;
+
+typedef struct deadline_table {
+    char etag[80]; /* of the schema it was read from; "" for a free cache slot */
+    int n, npaths;
+    deadline_rule_t rule[DL_MAX];
+    main_path_t path[DL_PATHS];
+} deadline_table_t;
+
+/* Parsed tables by schema ETag. A slot is written once under the mutex and
+ * never changes afterwards, so a pointer to it stays valid for the process. */
+static pthread_mutex_t dl_mu = PTHREAD_MUTEX_INITIALIZER;
+static deadline_table_t dl_cache[DL_CACHE];
+
+static int copy_name(char *dst, const cJSON *v) {
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= DL_NAME) return -1;
+    strcpy(dst, v->valuestring);
+    return 0;
+}
+
+/* Reads the status deadlines and main paths out of the schema text. A rule the
+ * table cannot hold is left out (the schema loader already checked the rest). */
+static void deadlines_parse(const schema_t *sc, deadline_table_t *t) {
+    memset(t, 0, sizeof *t);
+    cJSON *doc = cJSON_ParseWithLength(schema_text(sc), schema_text_len(sc));
+    const cJSON *d, *x;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(doc, "deadlines")) {
+        const char *kind = util_json_str(d, "kind");
+        const cJSON *days = cJSON_GetObjectItemCaseSensitive(d, "days");
+        if (t->n == DL_MAX || (kind && strcmp(kind, "status") != 0) || !cJSON_IsNumber(days) ||
+            days->valuedouble < 0)
+            continue;
+        deadline_rule_t *r = &t->rule[t->n];
+        memset(r, 0, sizeof *r);
+        if (copy_name(r->name, cJSON_GetObjectItemCaseSensitive(d, "name")) ||
+            copy_name(r->from, cJSON_GetObjectItemCaseSensitive(d, "from")))
+            continue;
+        int ok = 1;
+        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(d, "until")) {
+            if (r->nuntil == DL_UNTIL || copy_name(r->until[r->nuntil++], x)) ok = 0;
+        }
+        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(d, "procedures")) {
+            if (r->nprocs == DL_PROCS || copy_name(r->procs[r->nprocs++], x)) ok = 0;
+        }
+        r->days = days->valuedouble;
+        if (ok && r->nuntil > 0) t->n++;
+    }
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(doc, "procedures")) {
+        if (t->npaths == DL_PATHS || !p->string || strlen(p->string) >= DL_NAME) continue;
+        main_path_t *mp = &t->path[t->npaths];
+        memset(mp, 0, sizeof *mp);
+        strcpy(mp->procedure, p->string);
+        int ok = 1;
+        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(p, "main_path")) {
+            if (mp->n == DL_STATES || copy_name(mp->state[mp->n++], x)) ok = 0;
+        }
+        if (ok) t->npaths++;
+    }
+    cJSON_Delete(doc);
+}
+
+/* The table of the schema: a cache slot, or (when the cache is full) a
+ * malloc'd table that *owned tells the caller to free. NULL when out of memory. */
+static const deadline_table_t *deadlines_of(const schema_t *sc, deadline_table_t **owned) {
+    const char *etag = schema_etag(sc);
+    const deadline_table_t *t = NULL;
+    *owned = NULL;
+    if (etag && *etag && strlen(etag) < sizeof dl_cache[0].etag) {
+        pthread_mutex_lock(&dl_mu);
+        for (int i = 0; i < DL_CACHE && !t; i++) {
+            if (strcmp(dl_cache[i].etag, etag) == 0) t = &dl_cache[i];
+        }
+        for (int i = 0; i < DL_CACHE && !t; i++) {
+            if (dl_cache[i].etag[0]) continue;
+            deadlines_parse(sc, &dl_cache[i]);
+            strcpy(dl_cache[i].etag, etag);
+            t = &dl_cache[i];
+        }
+        pthread_mutex_unlock(&dl_mu);
+    }
+    if (!t && (*owned = malloc(sizeof **owned)) != NULL) {
+        deadlines_parse(sc, *owned);
+        t = *owned;
+    }
+    return t;
+}
+
+static int path_pos(const main_path_t *mp, const char *status) {
+    for (int i = 0; i < mp->n; i++)
+        if (strcmp(mp->state[i], status) == 0) return i;
+    return -1;
+}
+
+/* The earliest due time of the deadlines running for the record now. 0 and
+ * *due / *by set, or -1 when none runs. */
+static int deadline_due(const deadline_table_t *t, const char *procedure, const char *status,
+                        const cJSON *entered, int64_t *due, const char **by) {
+    const main_path_t *mp = NULL;
+    int found = 0;
+    for (int i = 0; i < t->npaths && !mp; i++)
+        if (strcmp(t->path[i].procedure, procedure) == 0) mp = &t->path[i];
+    if (!mp) return -1;
+    int ps = path_pos(mp, status);
+    if (ps < 0) return -1;
+    for (int i = 0; i < t->n; i++) {
+        const deadline_rule_t *r = &t->rule[i];
+        int applies = r->nprocs == 0;
+        for (int k = 0; k < r->nprocs && !applies; k++)
+            applies = strcmp(r->procs[k], procedure) == 0;
+        if (!applies) continue;
+        int pf = path_pos(mp, r->from), pu = -1;
+        for (int k = 0; k < r->nuntil; k++) {
+            int q = path_pos(mp, r->until[k]);
+            if (q >= 0 && (pu < 0 || q < pu)) pu = q;
+        }
+        if (pf < 0 || pu < 0 || ps < pf || ps >= pu) continue;
+        const cJSON *since = cJSON_GetObjectItemCaseSensitive(entered, r->from);
+        if (!cJSON_IsNumber(since)) continue;
+        int64_t at = (int64_t)(since->valuedouble + r->days * MS_PER_DAY);
+        if (!found || at < *due) {
+            *due = at;
+            *by = r->name;
+        }
+        found = 1;
+    }
+    return found ? 0 : -1;
+}
+
+/* ---- lifecycle times ------------------------------------------------------------------- */
+
+static void set_num(cJSON *o, const char *key, double v) {
+    cJSON *n = cJSON_CreateNumber(v);
+    if (cJSON_GetObjectItemCaseSensitive(o, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(o, key, n);
+    else
+        cJSON_AddItemToObject(o, key, n);
+}
+
+static int64_t parse_time_member(const cJSON *rec, const char *key) {
+    int64_t ms = 0;
+    const char *v = util_json_str(rec, key);
+    return v && util_parse_time(v, &ms) == 0 ? ms : 0;
+}
+
+int index_life_time(const cJSON *rec, const char *name, int64_t *ms) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "life"), name);
+    if (!cJSON_IsNumber(v)) return -1;
+    *ms = (int64_t)v->valuedouble;
+    return 0;
+}
+
+/* Brings rec["life"] up to date. old_status: the status the record was
+ * indexed under before this change (NULL for a new record). */
+static void life_update(sync_t *s, cJSON *rec, const char *old_status) {
+    cJSON *life = cJSON_GetObjectItemCaseSensitive(rec, "life");
+    if (!cJSON_IsObject(life)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "life");
+        life = cJSON_AddObjectToObject(rec, "life");
+    }
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(life, "opened"))) {
+        /* procedure is immutable: its field meta keeps the create's `at`. */
+        int64_t opened = record_meta_at(rec, "procedure");
+        set_num(life, "opened", (double)(opened > 0 ? opened : parse_time_member(rec, "created_at")));
+    }
+    cJSON *entered = cJSON_GetObjectItemCaseSensitive(life, "entered");
+    if (!cJSON_IsObject(entered)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(life, "entered");
+        entered = cJSON_AddObjectToObject(life, "entered");
+    }
+    const char *status = util_json_str(rec, "status"), *procedure = util_json_str(rec, "procedure");
+    if (status && (!old_status || strcmp(old_status, status) != 0 ||
+                   !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(entered, status)))) {
+        int64_t at = record_meta_at(rec, "status");
+        set_num(entered, status, (double)(at > 0 ? at : parse_time_member(rec, "updated_at")));
+    }
+    int voided = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "voided"));
+    const cJSON *since = status ? cJSON_GetObjectItemCaseSensitive(entered, status) : NULL;
+    int closed = status && procedure && schema_status_is_closed(s->schema, procedure, status);
+    cJSON_DeleteItemFromObjectCaseSensitive(life, "closed");
+    cJSON_DeleteItemFromObjectCaseSensitive(life, "due");
+    cJSON_DeleteItemFromObjectCaseSensitive(life, "due_by");
+    if (voided || !status || !procedure) return;
+    if (closed) {
+        if (cJSON_IsNumber(since)) set_num(life, "closed", since->valuedouble);
+        return;
+    }
+    int64_t due = 0;
+    const char *by = NULL;
+    deadline_table_t *owned;
+    const deadline_table_t *t = deadlines_of(s->schema, &owned);
+    if (t && deadline_due(t, procedure, status, entered, &due, &by) == 0) {
+        set_num(life, "due", (double)(due > 0 ? due : 0));
+        cJSON_AddStringToObject(life, "due_by", by);
+    }
+    free(owned);
+}
+
+/* ---- pairs ------------------------------------------------------------------------------ */
 
 static void pair_add(cJSON *list, const char *name, cJSON *value) {
     cJSON *p = cJSON_CreateArray();
@@ -48,22 +343,43 @@ static void pair_add(cJSON *list, const char *name, cJSON *value) {
     cJSON_AddItemToArray(list, p);
 }
 
-/* The [name, value] pairs a record is indexed under now. */
-static cJSON *index_pairs(sync_t *s, const cJSON *rec) {
+/* [unit, v] */
+static cJSON *unit_value(const char *unit, cJSON *v) {
+    cJSON *a = cJSON_CreateArray();
+    cJSON_AddItemToArray(a, cJSON_CreateString(unit));
+    cJSON_AddItemToArray(a, v);
+    return a;
+}
+
+/* The [name, value] pairs a record is indexed under now (names in index.h). */
+static cJSON *index_pairs(const cJSON *rec) {
     cJSON *list = cJSON_CreateArray();
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "fields");
-    static const char *by_field[] = {"unit", "grid", "assignee"};
-    for (size_t i = 0; i < sizeof by_field / sizeof by_field[0]; i++) {
-        const char *v = util_json_str(f, by_field[i]);
-        if (v) pair_add(list, by_field[i], cJSON_CreateString(v));
+    const char *unit = util_json_str(f, "unit");
+    static const char *const by_value[][2] = {
+        {"grid", "u.grid"}, {"assignee", "u.assignee"}, {"status", "u.status"}, {"type", "u.type"}};
+    if (unit) pair_add(list, "unit", cJSON_CreateString(unit));
+    for (size_t i = 0; i < sizeof by_value / sizeof by_value[0]; i++) {
+        const char *name = by_value[i][0];
+        const char *v = i < 2 ? util_json_str(f, name) : util_json_str(rec, name);
+        if (!v) continue;
+        pair_add(list, name, cJSON_CreateString(v));
+        if (unit) pair_add(list, by_value[i][1], unit_value(unit, cJSON_CreateString(v)));
     }
-    const char *status = util_json_str(rec, "status"), *type = util_json_str(rec, "type");
-    if (status) pair_add(list, "status", cJSON_CreateString(status));
-    if (type) pair_add(list, "type", cJSON_CreateString(type));
-    const char *updated = util_json_str(rec, "updated_at");
-    int64_t ms;
-    if (updated && util_parse_time(updated, &ms) == 0) pair_add(list, "updated", cJSON_CreateNumber((double)ms));
-    (void)s;
+    static const char *const by_time[][2] = {
+        {"updated", "u.updated"}, {"opened", "u.opened"}, {"closed", "u.closed"}, {"due", "u.due"}};
+    for (size_t i = 0; i < sizeof by_time / sizeof by_time[0]; i++) {
+        int64_t ms;
+        if (i == 0) {
+            const char *updated = util_json_str(rec, "updated_at");
+            if (!updated || util_parse_time(updated, &ms) != 0) continue;
+        } else if (index_life_time(rec, by_time[i][0], &ms) != 0) {
+            continue;
+        }
+        if (ms < 0) ms = 0;
+        pair_add(list, by_time[i][0], cJSON_CreateNumber((double)ms));
+        if (unit) pair_add(list, by_time[i][1], unit_value(unit, cJSON_CreateNumber((double)ms)));
+    }
     return list;
 }
 
@@ -81,6 +397,18 @@ static int pair_in(const cJSON *list, const cJSON *pair) {
     }
     return 0;
 }
+
+static const char *pair_str(const cJSON *list, const char *name) {
+    const cJSON *x;
+    cJSON_ArrayForEach(x, list) {
+        const cJSON *n = cJSON_GetArrayItem(x, 0), *v = cJSON_GetArrayItem(x, 1);
+        if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 && cJSON_IsString(v))
+            return v->valuestring;
+    }
+    return NULL;
+}
+
+/* ---- evidence ----------------------------------------------------------------------------- */
 
 /* Evidence items seen for the first time get an entry: who pushed it, when. */
 static int index_evidence(sync_t *s, MDB_txn *txn, const cJSON *rec, const char *id) {
@@ -113,28 +441,177 @@ static int index_evidence(sync_t *s, MDB_txn *txn, const cJSON *rec, const char 
     return 0;
 }
 
+/* ---- index_record ------------------------------------------------------------------------- */
+
+static void index_sig(sync_t *s, char *buf, size_t cap) {
+    const char *etag = schema_etag(s->schema);
+    snprintf(buf, cap, "%s %s", LAYOUT_VERSION, etag ? etag : "");
+}
+
+/* A store whose first record is indexed by this code needs no rebuild: note
+ * the signature it is indexed under. */
+static int note_fresh_store(sync_t *s, MDB_txn *txn) {
+    MDB_stat st;
+    MDB_val key = {strlen(META_SIG), (void *)META_SIG}, v;
+    if (mdb_get(txn, s->dbs->meta, &key, &v) == 0) return 0;
+    if (mdb_stat(txn, s->dbs->records, &st) != 0 || st.ms_entries != 0) return 0;
+    char sig[128];
+    index_sig(s, sig, sizeof sig);
+    return store_put_raw(txn, s->dbs->meta, META_SIG, strlen(META_SIG), sig, strlen(sig));
+}
+
 int index_record(sync_t *s, MDB_txn *txn, cJSON *rec) {
+    const store_dbs_t *dbs = s->dbs;
     const char *id = util_json_str(rec, "id");
     unsigned char k[INDEX_KEY_MAX + 1];
     size_t kl;
     int rc = 0;
     if (!id) return SYNC_EIO;
-    cJSON *now = index_pairs(s, rec), *p;
+    uint64_t gen = store_meta_u64(txn, dbs, META_GEN);
+    const cJSON *ixg = cJSON_GetObjectItemCaseSensitive(rec, "ixg");
+    /* Under another generation the counters were reset: the old pairs are
+     * removed without counting and the new ones all counted. */
+    int stale = !cJSON_IsNumber(ixg) || (uint64_t)ixg->valuedouble != gen;
     const cJSON *old = cJSON_GetObjectItemCaseSensitive(rec, "ix");
+    if (!old && (rc = note_fresh_store(s, txn)) != 0) return rc;
+
+    life_update(s, rec, pair_str(old, "status"));
+    cJSON *now = index_pairs(rec), *p;
     cJSON_ArrayForEach(p, old) {
         if (pair_in(now, p) || pair_key(k, p, id, &kl) != 0) continue;
-        if ((rc = store_del(txn, s->dbs->idx, k, kl)) != 0 && rc != SYNC_ENOTFOUND) goto done;
+        if ((rc = store_del(txn, dbs->idx, k, kl)) != 0 && rc != SYNC_ENOTFOUND) goto done;
         rc = 0;
+        const cJSON *v = cJSON_GetArrayItem(p, 1);
+        if (!stale && pair_counted(v) &&
+            (rc = count_add(txn, dbs, cJSON_GetArrayItem(p, 0)->valuestring, v, -1)))
+            goto done;
     }
     cJSON_ArrayForEach(p, now) {
-        if (pair_in(old, p) || pair_key(k, p, id, &kl) != 0) continue;
-        if ((rc = store_put_raw(txn, s->dbs->idx, k, kl, "", 0)) != 0) goto done;
+        if ((!stale && pair_in(old, p)) || pair_key(k, p, id, &kl) != 0) continue;
+        if ((rc = store_put_raw(txn, dbs->idx, k, kl, "", 0)) != 0) goto done;
+        const cJSON *v = cJSON_GetArrayItem(p, 1);
+        if (pair_counted(v) && (rc = count_add(txn, dbs, cJSON_GetArrayItem(p, 0)->valuestring, v, +1)))
+            goto done;
     }
     if ((rc = index_evidence(s, txn, rec, id)) != 0) goto done;
     cJSON_DeleteItemFromObjectCaseSensitive(rec, "ix");
     cJSON_AddItemToObject(rec, "ix", now);
     now = NULL;
+    set_num(rec, "ixg", (double)gen);
 done:
     cJSON_Delete(now);
     return rc;
+}
+
+/* ---- rebuild ------------------------------------------------------------------------------ */
+
+static pthread_mutex_t rebuild_mu = PTHREAD_MUTEX_INITIALIZER;
+
+typedef struct rebuild {
+    sync_t *s;
+    char after[128]; /* last record id done; "" before the first */
+    int done;
+    uint64_t records;
+} rebuild_t;
+
+static int sig_current(sync_t *s) {
+    MDB_txn *txn = NULL;
+    char want[128], *have = NULL;
+    size_t n = 0;
+    index_sig(s, want, sizeof want);
+    if (store_read_begin(s->st, &txn) != 0) return 0;
+    int ok = store_get_raw(txn, s->dbs->meta, META_SIG, strlen(META_SIG), &have, &n) == 0 &&
+             n == strlen(want) && memcmp(have, want, n) == 0;
+    store_read_end(txn);
+    free(have);
+    return ok;
+}
+
+/* Starts a generation: no signature until done, counters gone. */
+static int rebuild_begin_job(MDB_txn *txn, void *ctx) {
+    rebuild_t *r = ctx;
+    const store_dbs_t *dbs = r->s->dbs;
+    uint64_t gen = store_meta_u64(txn, dbs, META_GEN) + 1;
+    int rc = store_meta_put_u64(txn, dbs, META_GEN, gen);
+    if (rc) return rc;
+    rc = store_del(txn, dbs->meta, META_SIG, strlen(META_SIG));
+    if (rc && rc != SYNC_ENOTFOUND) return rc;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, dbs->idx, &cur) != 0) return SYNC_EIO;
+    unsigned char mark = INDEX_COUNT_MARK;
+    for (;;) {
+        MDB_val k = {1, &mark}, v;
+        if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) != 0 ||
+            ((unsigned char *)k.mv_data)[0] != INDEX_COUNT_MARK)
+            break;
+        if (mdb_cursor_del(cur, 0) != 0) {
+            rc = SYNC_EIO;
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* Re-indexes the next REBUILD_BATCH records not yet under this generation. */
+static int rebuild_batch_job(MDB_txn *txn, void *ctx) {
+    rebuild_t *r = ctx;
+    sync_t *s = r->s;
+    char ids[REBUILD_BATCH][128];
+    int n = 0, rc = 0;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, s->dbs->records, &cur) != 0) return SYNC_EIO;
+    size_t al = strlen(r->after);
+    MDB_val k = {al, r->after}, v;
+    int g = al ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    if (g == 0 && al && k.mv_size == al && memcmp(k.mv_data, r->after, al) == 0)
+        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    for (; g == 0 && n < REBUILD_BATCH; g = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size >= sizeof ids[0]) continue;
+        memcpy(ids[n], k.mv_data, k.mv_size);
+        ids[n++][k.mv_size] = 0;
+    }
+    mdb_cursor_close(cur);
+    uint64_t gen = store_meta_u64(txn, s->dbs, META_GEN);
+    for (int i = 0; i < n && rc == 0; i++) {
+        cJSON *rec = NULL;
+        if (record_load(txn, s->dbs, ids[i], &rec) != 0) continue;
+        const cJSON *ixg = cJSON_GetObjectItemCaseSensitive(rec, "ixg");
+        if (!cJSON_IsNumber(ixg) || (uint64_t)ixg->valuedouble != gen) {
+            rc = index_record(s, txn, rec);
+            if (rc == 0) rc = store_put_json(txn, s->dbs->records, ids[i], strlen(ids[i]), rec);
+            r->records++;
+        }
+        cJSON_Delete(rec);
+    }
+    if (rc) return rc;
+    if (n) strcpy(r->after, ids[n - 1]);
+    r->done = n < REBUILD_BATCH;
+    return 0;
+}
+
+static int rebuild_end_job(MDB_txn *txn, void *ctx) {
+    rebuild_t *r = ctx;
+    char sig[128];
+    index_sig(r->s, sig, sizeof sig);
+    return store_put_raw(txn, r->s->dbs->meta, META_SIG, strlen(META_SIG), sig, strlen(sig));
+}
+
+int index_ensure(sync_t *s, sync_error_t *err) {
+    if (s->cfg.read_only || sig_current(s)) return 0;
+    pthread_mutex_lock(&rebuild_mu);
+    int rc = 0;
+    if (!sig_current(s)) {
+        rebuild_t r = {.s = s};
+        rc = store_write(s->st, rebuild_begin_job, &r);
+        while (rc == 0 && !r.done)
+            rc = store_write(s->st, rebuild_batch_job, &r);
+        if (rc == 0) rc = store_write(s->st, rebuild_end_job, &r);
+        if (rc == 0 && r.records)
+            fprintf(stderr, "casesync: re-indexed %llu records (index layout or schema changed)\n",
+                    (unsigned long long)r.records);
+    }
+    pthread_mutex_unlock(&rebuild_mu);
+    if (rc) return sync_fail(err, rc, NULL, "the case indexes could not be rebuilt: %s", sync_strerror(rc));
+    return 0;
 }

@@ -1,0 +1,56 @@
+/* index.h -- the layout of the idx db, shared by index.c (which keeps it up to
+ * date on every record change) and query.c (which walks it). Internal to sync/.
+ *
+ * Keys are  name 0x00 value 0x00 record_id  (index_key in record.h). A value is
+ * a string, a number (BE64, so byte order is numeric order) or a composite
+ * [unit, string|number] written as unit 0x00 value, so one unit's entries of
+ * a name are one contiguous range:
+ *
+ *   unit, grid, assignee, status, type           string        (city-wide)
+ *   u.grid, u.assignee, u.status, u.type         [unit, string]
+ *   updated, opened, closed, due                 ms            (city-wide)
+ *   u.updated, u.opened, u.closed, u.due         [unit, ms]
+ *
+ * Counters: "#" name 0x00 value -> BE64 number of records under that string
+ * value (equality indexes only), so a query can pick its most selective index
+ * without walking any.
+ *
+ * Times (see record "life" below) are lifecycle times: the device's `at` of
+ * the change, clamped by push to the server's receive time.
+ *   opened  the create's `at`
+ *   closed  when the record entered a terminal status of its procedure
+ *           (not void); absent for open and voided records
+ *   due     the earliest running deadline of the schema's table; absent when
+ *           none runs (closed, voided, or no deadline applies)
+ *   updated the record's updated_at (server time, as the API shows it)
+ * A record keeps them in rec["life"] = {"opened","closed"?,"due"?,"due_by"?,
+ * "entered":{status:ms}} and its index pairs in rec["ix"], and the index
+ * generation it was written under in rec["ixg"].
+ */
+#ifndef CASESYNC_INDEX_H
+#define CASESYNC_INDEX_H
+
+#include "sync/record.h"
+
+#define INDEX_KEY_MAX 511 /* LMDB's default key limit */
+#define INDEX_COUNT_MARK '#'
+
+/* Makes the indexes match the code's layout and the loaded schema's deadline
+ * table: when the store was indexed under another layout or schema (an
+ * upgrade, or a city changed its deadline days), re-indexes every record in
+ * batches of write jobs, once; concurrent callers wait for it. A read-only
+ * engine (the command line) never rebuilds and reads what is there. */
+int index_ensure(sync_t *s, sync_error_t *err);
+
+/* The counter key of an equality value: "#" name 0x00 value. Its length, 0
+ * when it does not fit in cap. */
+size_t index_count_key(unsigned char *buf, size_t cap, const char *name, const cJSON *value);
+
+/* Number of records under name = value (0 when none). */
+uint64_t index_count(MDB_txn *txn, const store_dbs_t *dbs, const char *name, const cJSON *value);
+
+/* Reads a lifecycle time of a stored record ("opened", "closed", "due");
+ * 0 and *ms set, or -1 when the record has none. */
+int index_life_time(const cJSON *rec, const char *name, int64_t *ms);
+
+#endif
