@@ -270,6 +270,54 @@ int sync_rejections(sync_t *s, const sync_principal_t *p, char **out, sync_error
 /* -> {"ok":bool,"entries":n,"head":"hex"}; 0 even when not ok. */
 int sync_audit_verify(sync_t *s, char **out, sync_error_t *err);
 
+/* ---- cases: queries, stats, export (sync/query.c) -------------------------- */
+
+/* Who may call: supervisors and legal reviewers (their unit: a `unit` filter
+ * naming another unit is SYNC_EFORBIDDEN), admins (every unit, or the one
+ * named), and the local operator when p is NULL (the command line: like an
+ * admin). Officers and auxiliaries get SYNC_EFORBIDDEN: phones pull.
+ * Lifecycle times (opened, closed, due) are device times: the `at` of the
+ * change, clamped by push to the server's receive time. */
+
+#define SYNC_CASES_LIMIT_DEFAULT 100
+#define SYNC_CASES_LIMIT_MAX 500
+
+/* The filters of GET /v1/cases and /v1/export as the query string gave them;
+ * NULL or "" means absent. Strings are borrowed for the call. */
+typedef struct sync_case_filter {
+    const char *status, *type, *grid, *assignee, *unit;
+    const char *overdue;       /* "true" or "false" */
+    const char *updated_after; /* RFC 3339: updated_at strictly after it */
+    const char *q;             /* case-insensitive text in description, address, party.name, case_no */
+} sync_case_filter_t;
+
+/* One page: {"items":[record...],"next":cursor|null}. cursor NULL or "" for
+ * the first page; limit 1..SYNC_CASES_LIMIT_MAX. A page may hold fewer than
+ * limit items (even none) while next is not null: follow next until null. */
+int sync_cases(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *f, const char *cursor,
+               int limit, char **out, sync_error_t *err);
+
+/* {"from","to","group_by","unit","now","groups":[{"key",...}],"total":{...}}
+ * (figures defined in docs/protocol.md §6). from/to: RFC 3339 or YYYY-MM-DD
+ * (midnight, China time); NULL: the 30 days up to now. group_by: type
+ * (default), status, grid or assignee. unit: admins and p NULL only (others
+ * get their unit). */
+int sync_stats(sync_t *s, const sync_principal_t *p, const char *from, const char *to, const char *group_by,
+               const char *unit, char **out, sync_error_t *err);
+
+/* Receives export bytes; returns 0, or -1 to stop the export. */
+typedef int (*sync_write_fn)(void *ctx, const char *data, size_t len);
+
+/* Streams the filtered cases as format "ndjson" (default; one public record
+ * per line) or "csv" (BOM, header row, RFC 4180), page by page: write is
+ * called with up to ~64 KiB at a time and never inside a read transaction,
+ * and is not called at all before the filters and the caller's role are
+ * checked, so an error code with nothing written can still become an error
+ * answer. Returns 0, an error before the first write, or SYNC_EIO (write
+ * refused) / SYNC_EBUSY (shutting down) / a storage error after some. */
+int sync_export(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *f, const char *format,
+                sync_write_fn write, void *ctx, sync_error_t *err);
+
 /* ---- operations (sync/backup.c) ---------------------------------------------- */
 
 /* A consistent hot copy of the store (one LMDB snapshot, compacted) and the
