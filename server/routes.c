@@ -2,6 +2,7 @@
  * and one small function per endpoint that calls the engine once. */
 #include "server/routes.h"
 #include "server/route.h"
+#include "server/routes_cases.h"
 #include "server/routes_upload.h"
 
 #include <stdio.h>
@@ -591,6 +592,9 @@ static const route_t route_table[] = {
     {"POST", "/v1/sync/push", 1, do_push},
     {"GET", "/v1/sync/pull", 1, do_pull},
     {"POST", "/v1/sync/check", 1, do_check},
+    {"GET", "/v1/cases", 1, cases_route_list},
+    {"GET", "/v1/stats", 1, cases_route_stats},
+    {"GET", "/v1/export", 1, cases_route_export},
     {"GET", "/v1/cases/*", 1, do_case},
     {"GET", "/v1/cases/*/history", 1, do_case_history},
     {"GET", "/v1/conflicts", 1, do_conflicts},
