@@ -1,5 +1,6 @@
-/* casesync.c -- the operator's command line: manages users and checks the
- * audit chain, working on the data folder directly (PROTOCOL.md §9).
+/* casesync.c -- the operator's command line: manages users, checks the audit
+ * chain, prints case figures and exports cases, working on the data folder
+ * directly (PROTOCOL.md §9).
  *
  * LMDB is multi-process, so this works whether or not casesyncd runs, and a
  * running server sees a new user at once. Exit codes: 0 done, 1 failed (the
@@ -38,6 +39,11 @@ static const char usage_text[] =
     "  backup DEST               consistent hot copy of the store and blobs into DEST\n"
     "        check the audit chain and the store; prints the result as JSON and\n"
     "        exits 0 only when it is sound\n"
+    "  stats [--from T] [--to T] [--group-by type|status|grid|assignee] [--unit UNIT]\n"
+    "        case figures as GET /v1/stats gives them (JSON); T is RFC 3339 or\n"
+    "        YYYY-MM-DD (midnight, China time); default: the last 30 days\n"
+    "  export [--format ndjson|csv] [--unit UNIT]\n"
+    "        every case (of the unit) to standard output, streamed\n"
     "\n"
     "options:\n"
     "  --data DIR   the data folder (default " DEFAULT_DATA_DIR ")\n"
@@ -50,6 +56,7 @@ static const char usage_text[] =
 /* The parsed command line. Strings borrow from argv. */
 typedef struct args {
     const char *data, *role, *unit, *grids, *name;
+    const char *from, *to, *group_by, *format;
     const char *pos[MAX_POSITIONAL];
     int npos;
     int help;
@@ -69,9 +76,11 @@ static int args_parse(int argc, char **argv, args_t *a) {
         const char *name;
         size_t off;
     } valued[] = {
-        {"data", offsetof(args_t, data)}, {"role", offsetof(args_t, role)},
-        {"unit", offsetof(args_t, unit)}, {"grids", offsetof(args_t, grids)},
-        {"name", offsetof(args_t, name)},
+        {"data", offsetof(args_t, data)},     {"role", offsetof(args_t, role)},
+        {"unit", offsetof(args_t, unit)},     {"grids", offsetof(args_t, grids)},
+        {"name", offsetof(args_t, name)},     {"from", offsetof(args_t, from)},
+        {"to", offsetof(args_t, to)},         {"group-by", offsetof(args_t, group_by)},
+        {"format", offsetof(args_t, format)},
     };
     int only_pos = 0;
     memset(a, 0, sizeof *a);
@@ -300,6 +309,68 @@ done:
     return code;
 }
 
+/* Options only some commands take: a message naming the first one given to
+ * a command that does not take it. 0 or EXIT_USAGE. */
+static int only_options(const args_t *a, const char *cmd, int from_to_group, int format, int unit) {
+    const char *bad = NULL;
+    if (a->role)
+        bad = "--role";
+    else if (a->grids)
+        bad = "--grids";
+    else if (a->name)
+        bad = "--name";
+    else if (!unit && a->unit)
+        bad = "--unit";
+    else if (!from_to_group && (a->from || a->to || a->group_by))
+        bad = a->from ? "--from" : a->to ? "--to" : "--group-by";
+    else if (!format && a->format)
+        bad = "--format";
+    if (!bad) return 0;
+    fprintf(stderr, "casesync: %s takes no %s\nTry 'casesync --help'.\n", cmd, bad);
+    return EXIT_USAGE;
+}
+
+static int cmd_stats(const args_t *a) {
+    char *out = NULL;
+    sync_t *s = NULL;
+    sync_error_t err = {0};
+    int code = only_options(a, "stats", 1, 0, 1);
+    if (code != 0) return code;
+    if ((code = engine_open(a, 1, &s)) != 0) return code;
+    int rc = sync_stats(s, NULL, a->from, a->to, a->group_by, a->unit, &out, &err);
+    if (rc != 0) {
+        code = engine_error("stats", rc, &err);
+    } else {
+        printf("%s\n", out);
+        code = fflush(stdout) == 0 ? 0 : EXIT_FAILED;
+    }
+    free(out);
+    sync_close(s);
+    return code;
+}
+
+static int write_stdout(void *ctx, const char *data, size_t len) {
+    (void)ctx;
+    return fwrite(data, 1, len, stdout) == len ? 0 : -1;
+}
+
+static int cmd_export(const args_t *a) {
+    sync_t *s = NULL;
+    sync_error_t err = {0};
+    sync_case_filter_t f = {.unit = a->unit};
+    int code = only_options(a, "export", 0, 1, 1);
+    if (code != 0) return code;
+    if ((code = engine_open(a, 1, &s)) != 0) return code;
+    int rc = sync_export(s, NULL, &f, a->format, write_stdout, NULL, &err);
+    if (rc == 0 && fflush(stdout) != 0) {
+        rc = SYNC_EIO;
+        snprintf(err.message, sizeof err.message, "cannot write standard output");
+    }
+    code = rc != 0 ? engine_error("export", rc, &err) : 0;
+    sync_close(s);
+    return code;
+}
+
 int main(int argc, char **argv) {
     args_t a;
     int code = args_parse(argc, argv, &a);
@@ -325,6 +396,14 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "backup") == 0) {
         if (a.npos != 2) return usage_error("%s", "usage: casesync backup DEST");
         return cmd_backup(&a, a.pos[1]);
+    }
+    if (strcmp(cmd, "stats") == 0) {
+        if (a.npos != 1) return usage_error("%s", "usage: casesync stats [--from T] [--to T] [--group-by G]");
+        return cmd_stats(&a);
+    }
+    if (strcmp(cmd, "export") == 0) {
+        if (a.npos != 1) return usage_error("%s", "usage: casesync export [--format ndjson|csv]");
+        return cmd_export(&a);
     }
     if (strcmp(cmd, "verify") == 0) {
         if (a.npos != 1) return usage_error("%s", "usage: casesync verify");
