@@ -536,6 +536,7 @@ static int rebuild_begin_job(MDB_txn *txn, void *ctx) {
     if (rc) return rc;
     rc = store_del(txn, dbs->meta, META_SIG, strlen(META_SIG));
     if (rc && rc != SYNC_ENOTFOUND) return rc;
+    rc = 0; /* a store never indexed has no signature yet */
     MDB_cursor *cur;
     if (mdb_cursor_open(txn, dbs->idx, &cur) != 0) return SYNC_EIO;
     unsigned char mark = INDEX_COUNT_MARK;

@@ -1062,7 +1062,7 @@ int sync_stats(sync_t *s, const sync_principal_t *p, const char *from, const cha
     }
     cJSON *o = NULL;
     if (rc == 0) {
-        qsort(st.g, st.n, sizeof *st.g, cmp_group);
+        if (st.n) qsort(st.g, st.n, sizeof *st.g, cmp_group);
         o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "from", util_fmt_time(st.from, buf));
         cJSON_AddStringToObject(o, "to", util_fmt_time(st.to, buf));

@@ -86,6 +86,11 @@ TEST(authorization_matrix_every_endpoint_every_role) {
     static const cell_row_t unit_reads[] = {
         {"list conflicts", "GET", "/v1/conflicts", NULL, {403, 403, 403, 200, 200, 403, 200, 200}},
         {"list devices", "GET", "/v1/devices", NULL, {403, 403, 403, 403, 200, 403, 200, 200}},
+        {"query cases", "GET", "/v1/cases", NULL, {403, 403, 403, 200, 200, 403, 200, 200}},
+        {"query another unit's cases", "GET", "/v1/cases?unit=U1", NULL, {403, 403, 403, 200, 200, 403, 403, 200}},
+        {"read statistics", "GET", "/v1/stats", NULL, {403, 403, 403, 200, 200, 403, 200, 200}},
+        {"export", "GET", "/v1/export?format=ndjson", NULL, {403, 403, 403, 200, 200, 403, 200, 200}},
+        {"list missing evidence", "GET", "/v1/evidence/missing", NULL, {200, 200, 200, 200, 200, 200, 200, 200}},
         {"list users", "GET", "/v1/admin/users", NULL, {403, 403, 403, 403, 403, 403, 403, 200}},
         {"create a user", "POST", "/v1/admin/users",
          "{\"username\":\"intruder\",\"password\":\"Passw0rd-x1\",\"role\":\"admin\",\"unit\":\"U1\"}",
@@ -103,6 +108,13 @@ TEST(authorization_matrix_every_endpoint_every_role) {
     ASSERT_INT(jlen(resp_json(&r), "items"), 0);
     r = http(&s, "GET", "/v1/devices", ph[SUP_OTHER_UNIT].token, NULL, NULL);
     ASSERT_MSG(!strstr(r.body, "dev-off2"), "U2's supervisor sees U1's devices: %s", r.body);
+    r = http(&s, "GET", "/v1/cases", ph[SUP_OTHER_UNIT].token, NULL, NULL);
+    ASSERT_MSG(!strstr(r.body, id), "U2's supervisor finds U1's case: %.300s", r.body);
+    r = http(&s, "GET", "/v1/export?format=csv", ph[SUP_OTHER_UNIT].token, NULL, NULL);
+    ASSERT_MSG(!strstr(r.body, id), "U2's supervisor exports U1's case: %.300s", r.body);
+    r = http(&s, "GET", "/v1/cases", ph[SUP].token, NULL, NULL);
+    ASSERT_MSG(strstr(r.body, id) != NULL, "U1's supervisor misses its own case: %.300s", r.body);
+    checked += 3;
     r = http(&s, "GET", "/v1/rejections", ph[OFF_OTHER_UNIT].token, NULL, NULL);
     ASSERT_STATUS(r, 200);
     checked += 3;
@@ -182,6 +194,24 @@ TEST(tokens_forged_garbled_logged_out_or_of_disabled_users_are_401) {
     ASSERT_STATUS(r, 204);
     r = http(&s, "GET", "/v1/me", adm.token, NULL, NULL);
     ASSERT_ERROR(r, 401, "unauthenticated");
+    ASSERT_INT(srv_stop(&s), 0);
+    srv_cleanup(&s);
+}
+
+TEST(queries_and_stats_on_a_store_with_no_cases) {
+    srv_t s;
+    ASSERT(srv_start(&s) == 0);
+    phone_t sup;
+    ASSERT(std_phone(&sup, &s, "sup1", "dev-S") == 0);
+    /* The first query of a fresh store builds its (empty) indexes. */
+    resp_t r = phone_get(&sup, "/v1/cases");
+    ASSERT_STATUS(r, 200);
+    ASSERT_INT(jlen(resp_json(&r), "items"), 0);
+    r = phone_get(&sup, "/v1/stats");
+    ASSERT_STATUS(r, 200);
+    ASSERT_INT(jlen(resp_json(&r), "groups"), 0);
+    r = phone_get(&sup, "/v1/export?format=csv");
+    ASSERT_STATUS(r, 200);
     ASSERT_INT(srv_stop(&s), 0);
     srv_cleanup(&s);
 }
