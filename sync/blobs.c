@@ -1046,6 +1046,26 @@ cJSON *blobs_missing_by_device(sync_t *s, MDB_txn *txn, int64_t now_ms) {
     return counts;
 }
 
+typedef struct unit_count {
+    const char *unit; /* NULL: every unit */
+    uint64_t n;
+} unit_count_t;
+
+static int unit_count_cb(void *ctx, const char *sha, const cJSON *entry, int64_t pushed_at, int64_t due_at) {
+    unit_count_t *c = ctx;
+    const char *unit = util_json_str(entry, "unit");
+    (void)sha, (void)pushed_at, (void)due_at;
+    if (!c->unit || (unit && strcmp(unit, c->unit) == 0)) c->n++;
+    return 0;
+}
+
+int blobs_missing_count(sync_t *s, MDB_txn *txn, int64_t now_ms, const char *unit, uint64_t *n) {
+    unit_count_t c = {unit, 0};
+    int rc = missing_walk(s, txn, now_ms, unit_count_cb, &c);
+    *n = c.n;
+    return rc;
+}
+
 typedef struct missing_item {
     int64_t due_at;
     cJSON *item;

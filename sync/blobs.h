@@ -10,5 +10,7 @@
  * transaction. Returns a new object {device_id: n} that the caller deletes,
  * or NULL when out of memory or the store cannot be read. */
 cJSON *blobs_missing_by_device(sync_t *s, MDB_txn *txn, int64_t now_ms);
+/* How many evidence items of a unit (NULL: all) are past their deadline without bytes. */
+int blobs_missing_count(sync_t *s, MDB_txn *txn, int64_t now_ms, const char *unit, uint64_t *n);
 
 #endif

@@ -22,6 +22,7 @@
 #include <openssl/hmac.h>
 
 #include "sync/index.h"
+#include "sync/blobs.h"
 
 #define WALK_BATCH 1024        /* index entries per read transaction */
 #define PAGE_SCAN_BUDGET 20000 /* index entries one page of /v1/cases may walk */
@@ -1076,6 +1077,12 @@ int sync_stats(sync_t *s, const sync_principal_t *p, const char *from, const cha
         for (size_t i = 0; i < st.n; i++)
             cJSON_AddItemToArray(groups, group_json(&st.g[i], 1));
         cJSON_AddItemToObject(o, "total", group_json(&st.total, 0));
+        /* Evidence pushed in records whose bytes are past evidence_deadline_hours. */
+        MDB_txn *txn = NULL;
+        uint64_t missing = 0;
+        if (store_read_begin(s->st, &txn) == 0 && blobs_missing_count(s, txn, st.now, st.unit, &missing) == 0)
+            cJSON_AddNumberToObject(o, "evidence_missing", (double)missing);
+        store_read_end(txn);
         *out = cJSON_PrintUnformatted(o);
         if (!*out) rc = sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
     }

@@ -711,6 +711,9 @@ TEST(evidence_missing_after_deadline) {
     ASSERT_STATUS(r, 200);
     ASSERT_JINT(jarr_find(resp_json(&r), "device_id", "dev-A"), "evidence_missing", 2);
     ASSERT_JINT(jarr_find(resp_json(&r), "device_id", "dev-B"), "evidence_missing", 0);
+    r = http(&s, "GET", "/v1/stats", sup.token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    ASSERT_JINT(resp_json(&r), "evidence_missing", 2);
 
     /* The bytes arrive: the item leaves the list and the count. */
     r = tus_upload(&s, a.token, one, 70000, sha1);
@@ -726,6 +729,8 @@ TEST(evidence_missing_after_deadline) {
     ASSERT_INT(jlen(resp_json(&r), "items"), 0);
     r = http(&s, "GET", "/v1/devices", sup.token, NULL, NULL);
     ASSERT_JINT(jarr_find(resp_json(&r), "device_id", "dev-A"), "evidence_missing", 0);
+    r = http(&s, "GET", "/v1/stats", sup.token, NULL, NULL);
+    ASSERT_JINT(resp_json(&r), "evidence_missing", 0);
     ASSERT_INT(srv_stop(&s), 0);
 }
 
