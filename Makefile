@@ -17,8 +17,10 @@ else ifeq ($(SANITIZE),thread)
   BUILD  = build/tsan
   CFLAGS = $(CFLAGS_BASE) -O1 -fsanitize=thread
 else
+  # float-cast-overflow is in clang's `undefined` (make fuzz) but not in gcc's.
   BUILD  = build/asan
-  CFLAGS = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  CFLAGS = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow \
+           -fno-sanitize-recover=undefined,float-cast-overflow
 endif
 
 SCHEMA_SRC = schema/schema.c
@@ -82,10 +84,82 @@ $(BUILD)/casesync-phone: $(PHONE_OBJ) $(BUILD)/libcasesync.a
 $(BUILD)/casesync-sim: $(SIM_OBJ) $(BUILD)/libcasesync.a
 	$(CC) $(CFLAGS) -o $@ $^ $(CLIBS)
 
+# Each tests/fuzz/fuzz_<name>.c is a libFuzzer target. For `make test` it is
+# compiled with the build's own compiler and sanitizers, renamed to
+# fuzz_<name>(), and replays tests/fuzz/corpus/<name>/ and regressions/<name>/.
+FUZZ_SRC        = $(filter-out tests/fuzz/fuzz_engine.c,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES      = $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+EDGE_OBJ        = $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
+FUZZ_REPLAY_OBJ = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/replay_%.o) $(BUILD)/tests/fuzz/fuzz_engine.o
+
 # Tests link the engine (which carries the schema validator) and the client
 # library's own objects, so client symbols must not clash with the engine's.
-$(BUILD)/casesync-tests: $(TEST_OBJ) $(CLIENT_OBJ) $(BUILD)/libcasesync-engine.a
+# The fuzz targets ride along for the corpus replay (tests/test_fuzz_replay.c),
+# with the HTTP edge's pieces they call (an archive: only what they use).
+$(BUILD)/casesync-tests: $(TEST_OBJ) $(FUZZ_REPLAY_OBJ) $(CLIENT_OBJ) $(BUILD)/libcasesync-edge.a \
+		$(BUILD)/libcasesync-engine.a
 	$(CC) $(CFLAGS) -o $@ $^ $(TLIBS)
+
+# ---- fuzzing (tests/fuzz/) -------------------------------------------------
+$(BUILD)/libcasesync-edge.a: $(EDGE_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/tests/fuzz/replay_fuzz_%.o: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLVMFuzzerTestOneInput=fuzz_$* -c $< -o $@
+
+$(BUILD)/tests/fuzz/fuzz_engine.o: tests/fuzz/fuzz.h
+$(BUILD)/tests/test_fuzz_replay.o: tests/fuzz/fuzz.h
+$(BUILD)/tests/test_fuzz_replay.o: CFLAGS += -DCASESYNC_FUZZ_DIR='"$(CURDIR)/tests/fuzz"'
+
+# `make fuzz` builds every target with clang (libFuzzer, ASan, UBSan) in
+# build/fuzz/ -- every source recompiled there, never mixed with gcc objects --
+# and runs each for FUZZ_SECONDS from its seeds. New inputs go to
+# build/fuzz/corpus-<name>/, crashes to build/fuzz/crash-<name>/.
+# FUZZ=name runs only some targets; FUZZ_ARGS adds libFuzzer flags (-jobs=2 ...).
+FUZZ_SECONDS ?= 60
+FUZZ        ?= $(FUZZ_NAMES)
+FUZZ_ARGS   ?=
+FUZZ_CC     ?= clang
+FUZZ_BUILD   = build/fuzz
+FUZZ_CFLAGS  = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -fno-sanitize-recover=undefined
+FUZZ_LIB_SRC = $(SCHEMA_SRC) $(SYNC_SRC) $(filter-out server/main.c,$(SERVER_SRC)) tests/fuzz/fuzz_engine.c
+FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+
+$(FUZZ_BUILD)/obj/%.o: %.c tests/fuzz/fuzz.h $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/libfuzzcore.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libfuzzcore.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+fuzzdeps: deps
+	@bash tests/fuzz/deps.sh
+
+fuzzbins: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+
+fuzz: fuzzdeps
+	@$(MAKE) --no-print-directory fuzzbins
+	@for t in $(FUZZ); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus-$$t $(FUZZ_BUILD)/crash-$$t; \
+	  echo "== fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$t/ $(FUZZ_ARGS) \
+	    $(FUZZ_BUILD)/corpus-$$t tests/fuzz/corpus/$$t >$(FUZZ_BUILD)/fuzz-$$t.log 2>&1; rc=$$?; \
+	  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|peak_rss)' $(FUZZ_BUILD)/fuzz-$$t.log; \
+	  if [ $$rc -ne 0 ]; then tail -n 40 $(FUZZ_BUILD)/fuzz-$$t.log; \
+	    echo "fuzz_$$t failed (exit $$rc): $(FUZZ_BUILD)/fuzz-$$t.log, reproducer in $(FUZZ_BUILD)/crash-$$t/"; \
+	    exit 1; fi; \
+	done
+
+.PRECIOUS: $(FUZZ_BUILD)/obj/%.o
+.PHONY: fuzz fuzzbins fuzzdeps
 
 run: deps
 	@$(MAKE) --no-print-directory all
