@@ -177,6 +177,11 @@ typedef struct casesync_options {
     int pull_limit;          /* records per pull page, 1..1000; 0: 200 */
     size_t upload_chunk;     /* bytes per tus PATCH; 0: 1 MiB */
     int no_gzip;             /* 1: send pushes uncompressed (debugging) */
+    int no_delta_check;      /* 1: apply every pulled delta as given. By default a delta
+                                with a new version on a page after a `more:true` page is
+                                not trusted and the record is read whole instead
+                                (GET /v1/cases/{id}); see docs/clients.md. For testing
+                                servers only. */
     int no_sync;             /* 1: do not fsync the local store after each edit (simulators,
                                 tests); an OS crash or power loss may then lose the last
                                 edits. An app crash never does. Default: every edit is
@@ -371,6 +376,7 @@ typedef struct casesync_stats {
     uint64_t changesets_pushed, replays, changes_pushed;
     uint64_t applied, merged, conflicts, rejected, failed_changesets;
     uint64_t pull_pages, upserts, removals, full_resyncs;
+    uint64_t delta_checks; /* deltas read whole instead (see casesync_options_t.no_delta_check) */
     uint64_t uploads_done, upload_bytes;
     uint64_t bytes_up_raw, bytes_up_wire, bytes_down_raw, bytes_down_wire;
 } casesync_stats_t;

@@ -210,6 +210,7 @@ int casesync_open(const casesync_options_t *opt, casesync_t **out, casesync_erro
     h->upload_chunk = opt->upload_chunk ? opt->upload_chunk : (1u << 20);
     h->no_gzip = opt->no_gzip;
     h->no_sync = opt->no_sync;
+    h->no_delta_check = opt->no_delta_check;
     h->ca_file = cs__strdup(opt->ca_file);
     h->device_name = cs__strdup(opt->device_name);
     h->app_version = cs__strdup(opt->app_version);

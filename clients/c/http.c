@@ -170,7 +170,9 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
         snprintf(line, sizeof line, "Authorization: Bearer %s", h->token);
         hl = curl_slist_append(hl, line);
     }
-    if (h->fault.armed && (h->fault.phase == 0 || h->fault.phase == rq->phase)) {
+    /* A fault on request bytes waits for a request that has some. */
+    if (h->fault.armed && (h->fault.phase == 0 || h->fault.phase == rq->phase) &&
+        (h->fault.up < 0 || (rq->body && rq->body_len > 0))) {
         x.fault = h->fault;
         h->fault.armed = 0; /* one shot */
     }

@@ -82,7 +82,7 @@ struct casesync {
     long connect_timeout_ms, request_timeout_ms, low_speed_time_s;
     int pull_limit;
     size_t upload_chunk;
-    int no_gzip, no_sync;
+    int no_gzip, no_sync, no_delta_check;
     char *ca_file, *device_name, *app_version;
     casesync_progress_cb on_progress;
     casesync_event_cb on_event;

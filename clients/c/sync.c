@@ -27,8 +27,8 @@ int cs__wipe_locked(casesync_t *h, MDB_txn *txn, int keep_session) {
     int rc = 0;
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0] && !rc; i++)
         rc = cs__clear_db(txn, h->db[dbs[i]]);
-    const char *names[] = {"cursor", "scratch", "token", "user", "device_id", "server", "next_cs"};
-    size_t n = keep_session ? 2 : sizeof names / sizeof names[0];
+    const char *names[] = {"cursor", "scratch", "paging", "token", "user", "device_id", "server", "next_cs"};
+    size_t n = keep_session ? 3 : sizeof names / sizeof names[0];
     for (size_t i = 0; i < n && !rc; i++)
         rc = cs__meta_put(h, txn, names[i], NULL);
     return rc;
@@ -826,6 +826,7 @@ static int has_unsent(casesync_t *h, MDB_txn *txn, const char *id) {
 typedef struct page_ctx {
     cJSON *page;
     int scratch;
+    int checks;   /* deltas sent for a GET instead (see page_txn) */
     cJSON *fetch; /* ids of deltas for records we do not hold */
     casesync_report_t tally;
     cs__events_t *ev;
@@ -862,10 +863,22 @@ static int page_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
     page_ctx_t *p = ctx;
     cs__events_reset(p->ev);
     memset(&p->tally, 0, sizeof p->tally);
+    p->checks = 0;
     cJSON_Delete(p->fetch);
     p->fetch = cJSON_CreateArray();
     const cJSON *it;
     int rc = 0;
+    /* Did the page before this one say more:true? Then a record whose feed
+     * entry moved past that page's end while it was built (a later change,
+     * or a conflict opened without a new version) comes here as a delta
+     * relative to this page's start only, without the changes it had inside
+     * the previous page's range. So on such a page a delta that brings a new
+     * version is not applied: the record is read whole (GET /v1/cases/{id}).
+     * A delta without a new version changed no field and is safe. */
+    char *paging = NULL;
+    cs__meta_get(h, txn, "paging", &paging);
+    int after_more = paging != NULL && !h->no_delta_check;
+    free(paging);
     cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(p->page, "changes")) {
         if (rc) break;
         const char *op = cs__jstr(it, "op"), *id = cs__jstr(it, "record_id");
@@ -880,6 +893,12 @@ static int page_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "full"))) {
             base = base_from(it, id);
         } else if (cs__get_json(txn, h->db[CS_DB_BASE], id, strlen(id), &base) == 0) {
+            if (after_more && cs__jint(it, "version", 0) > cs__jint(base, "version", 0)) {
+                cJSON_Delete(base);
+                cJSON_AddItemToArray(p->fetch, cJSON_CreateString(id));
+                p->checks++;
+                continue;
+            }
             merge_delta(base, it);
         } else {
             cJSON_AddItemToArray(p->fetch, cJSON_CreateString(id)); /* a delta of a record we lack */
@@ -892,6 +911,9 @@ static int page_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
     }
     const char *cursor = cs__jstr(p->page, "cursor");
     if (!rc && cursor) rc = cs__meta_put(h, txn, "cursor", cursor);
+    if (!rc)
+        rc = cs__meta_put(h, txn, "paging",
+                          cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p->page, "more")) ? "1" : NULL);
     return rc;
 }
 
@@ -926,6 +948,7 @@ static int sweep_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
 
 static int restart_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
     int rc = cs__meta_put(h, txn, "cursor", NULL);
+    if (!rc) rc = cs__meta_put(h, txn, "paging", NULL);
     if (!rc) rc = cs__clear_db(txn, h->db[CS_DB_SEEN]);
     if (!rc) rc = cs__meta_put(h, txn, "scratch", "1");
     return rc;
@@ -1050,6 +1073,7 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
             h->stats.pull_pages++;
             h->stats.upserts += (uint64_t)p.tally.upserts;
             h->stats.removals += (uint64_t)p.tally.removals;
+            h->stats.delta_checks += (uint64_t)p.checks;
         }
         pthread_mutex_unlock(&h->lock);
         int sv = (int)cs__jint(j, "schema_version", 0);
