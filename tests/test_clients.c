@@ -565,3 +565,171 @@ TEST(client_rejection_is_a_notice_and_leaves_the_view) {
     ASSERT_INT(cJSON_GetArraySize(notices_of(a)), 0);
     ASSERT_INT(srv_stop(&s), 0);
 }
+
+/* ---- subprocesses ------------------------------------------------------------------------------- */
+
+typedef struct proc_res {
+    int rc; /* exit code; 128+n for a signal; -2 timed out */
+    const char *out, *err;
+} proc_res_t;
+
+static const char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return "";
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t got = fread(b, 1, (size_t)n, f);
+    b[got] = 0;
+    fclose(f);
+    return h_keep(b, NULL);
+}
+
+/* Runs a /bin/sh script with BIN set to $CASESYNC_BIN, at most timeout_s. */
+static proc_res_t run_sh(const char *script, int timeout_s) {
+    proc_res_t r = {-1, "", ""};
+    const char *dir = tmp_dir("proc");
+    if (!dir) return r;
+    const char *o = hfmt("%s/out", dir), *e = hfmt("%s/err", dir);
+    const char *bin = getenv("CASESYNC_BIN") ? getenv("CASESYNC_BIN") : "build/asan";
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fo = open(o, O_WRONLY | O_CREAT | O_TRUNC, 0600),
+            fe = open(e, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fi = open("/dev/null", O_RDONLY);
+        dup2(fi, 0), dup2(fo, 1), dup2(fe, 2);
+        setenv("BIN", bin, 1);
+        setenv("ASAN_OPTIONS", "detect_leaks=1", 1);
+        execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+        _exit(127);
+    }
+    double end = now_s() + timeout_s;
+    int st = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid) break;
+        if (now_s() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            r.rc = -2;
+            r.out = slurp(o), r.err = slurp(e);
+            return r;
+        }
+        sleep_ms(20);
+    }
+    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    r.out = slurp(o), r.err = slurp(e);
+    return r;
+}
+
+/* ---- 2. a bounded fleet ------------------------------------------------------------------------- */
+
+TEST(client_fleet_of_24_phones_converges_with_cut_syncs) {
+    srv_t s;
+    START(s);
+    ASSERT(std_user(&s, "admin") != NULL);
+    const char *state = tmp_dir("fleet");
+    ASSERT(state != NULL);
+    double t0 = now_s();
+    proc_res_t r =
+        run_sh(hfmt("exec \"$BIN/casesync-sim\" --server %s --admin admin:%s --phones 24 --units 2 "
+                    "--hours 3 --seed 20261123 --cut-rate 0.3 --state %s/sim",
+                    s.base, std_pass("admin"), state),
+               100);
+    double secs = now_s() - t0;
+    ASSERT_MSG(r.rc == 0, "casesync-sim exited %d after %.1f s:\n%s\n%.3000s", r.rc, secs, r.out, r.err);
+    ASSERT_MSG(strstr(r.out, "divergences  0\n") != NULL, "no zero-divergence line:\n%s", r.out);
+    /* The run must have cut syncs at every place it can, and replayed a push. */
+    int body = -1, answer = -1, pull = -1, replays = -1;
+    const char *p = strstr(r.out, "cut off: ");
+    ASSERT_MSG(p && sscanf(p, "cut off: %d in a push body, %d after a push answer began, %d in a pull", &body,
+                           &answer, &pull) == 3,
+               "no cut-off counts:\n%s", r.out);
+    p = strstr(r.out, "pushed (");
+    ASSERT_MSG(p && sscanf(p, "pushed (%d idempotent replays", &replays) == 1, "no replay count:\n%s", r.out);
+    ASSERT_MSG(body > 0 && answer > 0 && pull > 0 && replays > 0,
+               "cut-offs: %d push body, %d push answer, %d pull, %d replays:\n%s", body, answer, pull,
+               replays, r.out);
+    printf("    fleet run: %.1f s\n", secs);
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+/* ---- 4. casesync-phone drives a patrol ----------------------------------------------------------- */
+
+TEST(client_phone_cli_drives_a_patrol_from_a_script) {
+    srv_t s;
+    START(s);
+    ASSERT(std_user(&s, "off1") != NULL);
+    const char *dir = tmp_dir("cli");
+    ASSERT(dir != NULL);
+    /* A "photo": 300 KiB of a fixed pattern. */
+    const char *photo = hfmt("%s/photo-0001.jpg", dir);
+    FILE *f = fopen(photo, "wb");
+    ASSERT(f != NULL);
+    for (int i = 0; i < 300 * 1024; i++)
+        fputc((i * 7 + i / 1024) & 0xff, f);
+    fclose(f);
+    const char *script =
+        hfmt("set -e\n"
+             "P=\"$BIN/casesync-phone --state %s/phone\"\n"
+             "echo '%s' | $P login %s off1 dev-cli >/dev/null\n"
+             "ID=$($P new unlicensed_vending --procedure general --grid %s --lon 116.397 --lat 39.909 "
+             "--address '1 Qianmen St' --description 'vendor on the bridge')\n"
+             "echo \"id=$ID\"\n"
+             "$P note \"$ID\" 'two carts, one awning' >/dev/null\n"
+             "$P edit \"$ID\" fine_amount=100 'party={\"kind\":\"person\",\"name\":\"Li Si\"}'\n"
+             "set +e; $P edit \"$ID\" 'fine_amount=\"abc\"' 2>/dev/null; echo \"bad-edit=$?\"; set -e\n"
+             "$P attach \"$ID\" %s --kind photo >/dev/null\n"
+             "$P sync\n"
+             "$P list\n"
+             "echo '--- show'\n"
+             "$P show \"$ID\"\n",
+             dir, std_pass("off1"), s.base, GRID1, photo);
+    proc_res_t r = run_sh(script, 60);
+    ASSERT_MSG(r.rc == 0, "the patrol script exited %d:\n%s\n%s", r.rc, r.out, r.err);
+    char id[CASESYNC_ID_MAX] = "";
+    const char *p = strstr(r.out, "id=");
+    ASSERT_MSG(p && sscanf(p, "id=%64s", id) == 1 && strlen(id) == 26, "no new id printed:\n%s", r.out);
+    ASSERT_MSG(strstr(r.out, "bad-edit=2\n") != NULL, "a refused edit must exit 2:\n%s\n%s", r.out, r.err);
+    ASSERT_MSG(strstr(r.out, "pushed 1 changeset (4 applied") != NULL, "sync summary:\n%s", r.out);
+    ASSERT_MSG(strstr(r.out, "uploads 1 done") != NULL, "the photo was not uploaded:\n%s\n%s", r.out, r.err);
+    ASSERT_MSG(strstr(r.err, "push 1/1") && strstr(r.err, "upload 1/1"),
+               "plain progress lines on a pipe:\n%s", r.err);
+    ASSERT_MSG(strstr(r.out, hfmt("%s\tclue\tunlicensed_vending\t%s\tv4", id, GRID1)) != NULL, "list:\n%s",
+               r.out);
+    cJSON *show = jparse(strstr(r.out, "--- show\n") + 9);
+    ASSERT_MSG(show != NULL, "show printed no JSON:\n%s", r.out);
+    ASSERT_JSTR(show, "id", id);
+    ASSERT_JINT(show, "version", 4);
+    ASSERT_JINT(show, "pending", 0);
+    ASSERT_JSTR(show, "fields.notes[0].text", "two carts, one awning");
+    ASSERT_JSTR(show, "fields.party.name", "Li Si");
+    ASSERT_JSTR(show, "fields.evidence[0].kind", "photo");
+    ASSERT_JINT(show, "fields.evidence[0].size", 300 * 1024);
+    const char *sha = jstr(show, "fields.evidence[0].sha256");
+    ASSERT(sha && strlen(sha) == 64);
+
+    /* The server has the case and the photo's bytes. */
+    phone_t sup;
+    ASSERT(std_phone(&sup, &s, "sup1", "dev-cli-sup") == 0);
+    resp_t rr = phone_get(&sup, hfmt("/v1/cases/%s", id));
+    ASSERT_STATUS(rr, 200);
+    ASSERT_JSTR(resp_json(&rr), "fields.evidence[0].sha256", sha);
+    rr = http(&s, "HEAD", hfmt("/v1/blobs/%s", sha), sup.token, NULL, NULL);
+    ASSERT_STATUS(rr, 200);
+
+    /* Offline: the edit is kept, sync says "retry later" (4), nothing is lost. */
+    ASSERT_INT(srv_stop(&s), 0);
+    r = run_sh(hfmt("P=\"$BIN/casesync-phone --state %s/phone\"\n"
+                    "$P note %s 'written offline' >/dev/null; echo note=$?\n"
+                    "$P sync >/dev/null 2>&1; echo sync=$?\n"
+                    "$P show NOSUCHRECORD01 >/dev/null 2>&1; echo show=$?\n"
+                    "$P list\n",
+                    dir, id),
+               60);
+    ASSERT_MSG(strstr(r.out, "note=0\n") && strstr(r.out, "sync=4\n") && strstr(r.out, "show=3\n"),
+               "exit codes offline:\n%s\n%s", r.out, r.err);
+    ASSERT_MSG(strstr(r.out, "\tunsynced") != NULL, "the offline note must show as unsynced:\n%s", r.out);
+}
