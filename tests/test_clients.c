@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -732,4 +733,113 @@ TEST(client_phone_cli_drives_a_patrol_from_a_script) {
     ASSERT_MSG(strstr(r.out, "note=0\n") && strstr(r.out, "sync=4\n") && strstr(r.out, "show=3\n"),
                "exit codes offline:\n%s\n%s", r.out, r.err);
     ASSERT_MSG(strstr(r.out, "\tunsynced") != NULL, "the offline note must show as unsynced:\n%s", r.out);
+}
+
+/* ---- revocation and threads ------------------------------------------------------------------------ */
+
+TEST(client_revoked_device_with_wipe_empties_the_phone) {
+    srv_t s;
+    START(s);
+    seen_t seen;
+    casesync_t *a = phone_open(&s, "off1", "dev-W1", &seen);
+    casesync_t *sup = phone_open(&s, "sup1", "dev-W2", NULL);
+    ASSERT(a && sup);
+    casesync_error_t err;
+    casesync_report_t rep;
+    char id[CASESYNC_ID_MAX];
+    ASSERT_INT(casesync_create(a, TYPE_VENDING, create_fields("general", NULL), NULL, id, &err), 0);
+    ASSERT_INT(casesync_sync(a, 0, &rep, &err), 0);
+    ASSERT(view_of(a, id) != NULL);
+    long st = 0;
+    char *out = NULL;
+    ASSERT_INT(casesync_request(sup, "POST", "/v1/devices/dev-W1/revoke", "{\"wipe\":true}", &st, &out, &err),
+               0);
+    casesync_free(out);
+    ASSERT_INT(st, 200);
+
+    ASSERT_INT(casesync_sync(a, 0, &rep, &err), CASESYNC_E_REVOKED);
+    ASSERT_STR(err.api_code, "device_revoked");
+    char *list = NULL;
+    ASSERT_INT(casesync_list(a, &list), 0);
+    ASSERT_INT(cJSON_GetArraySize(lib_json(0, list)), 0);
+    cJSON *n = notices_of(a);
+    ASSERT_MSG(jarr_find(n, "kind", "revoked") != NULL, "no revoked notice: %s", jprint(n));
+    int wiped = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, seen.events) wiped += jint(e, "kind") == CASESYNC_EVENT_WIPED;
+    ASSERT_INT(wiped, 1);
+    /* Logged out: edits need a login again. */
+    ASSERT_INT(casesync_create(a, TYPE_VENDING, create_fields("general", NULL), NULL, id, &err),
+               CASESYNC_E_LOGIN);
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+typedef struct edit_thread {
+    casesync_t *h;
+    const char *id;
+    int n, failed;
+} edit_thread_t;
+
+static void *edit_loop(void *arg) {
+    edit_thread_t *t = arg;
+    casesync_error_t err;
+    for (int i = 0; i < t->n; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "thread note %d", i);
+        if (casesync_note(t->h, t->id, text, NULL, &err) != 0) t->failed++;
+        char *v = NULL;
+        if (casesync_get(t->h, t->id, &v) != 0) t->failed++;
+        casesync_free(v);
+    }
+    return NULL;
+}
+
+static casesync_t *reenter_h;
+static int reentrant_rc = 1;
+
+static void reenter_on_event(void *ud, const casesync_event_t *ev) {
+    (void)ud;
+    if (ev->kind == CASESYNC_EVENT_RESULT && reentrant_rc == 1)
+        reentrant_rc = casesync_sync(reenter_h, 0, NULL, NULL);
+}
+
+TEST(client_edits_from_another_thread_during_syncs_all_arrive) {
+    srv_t s;
+    START(s);
+    casesync_t *h = phone_open(&s, "off1", "dev-T1", NULL);
+    ASSERT(h != NULL);
+    casesync_error_t err;
+    casesync_report_t rep;
+    char id[CASESYNC_ID_MAX];
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("general", NULL), NULL, id, &err), 0);
+    edit_thread_t t = {h, id, 150, 0};
+    pthread_t th;
+    ASSERT_INT(pthread_create(&th, NULL, edit_loop, &t), 0);
+    int syncs = 0;
+    for (int i = 0; i < 200 && syncs < 8; i++) {
+        if (casesync_sync(h, 0, &rep, &err) == 0) syncs++;
+    }
+    pthread_join(th, NULL);
+    ASSERT_INT(t.failed, 0);
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    cJSON *sv = server_case(h, id);
+    ASSERT(sv != NULL);
+    ASSERT_INT(jlen(sv, "fields.notes"), 150);
+    cJSON *v = view_of(h, id);
+    ASSERT_JINT(v, "pending", 0);
+    ASSERT_MSG(cJSON_Compare(jget(v, "fields"), jget(sv, "fields"), 1), "phone and server differ");
+
+    /* A network call from inside a callback is refused, not a deadlock. */
+    casesync_options_t o = {0};
+    o.state_dir = tmp_dir("reenter");
+    o.no_sync = 1;
+    o.on_event = reenter_on_event;
+    ASSERT_INT(casesync_open(&o, &reenter_h, &err), 0);
+    h_keep(reenter_h, close_handle);
+    ASSERT_INT(casesync_login(reenter_h, s.base, "off1", std_pass("off1"), "dev-T2", &err), 0);
+    ASSERT_INT(casesync_sync(reenter_h, 0, &rep, &err), 0);
+    ASSERT_INT(casesync_note(reenter_h, id, "from a callback's phone", NULL, &err), 0);
+    ASSERT_INT(casesync_sync(reenter_h, 0, &rep, &err), 0);
+    ASSERT_INT(reentrant_rc, CASESYNC_E_REENTRANT);
+    ASSERT_INT(srv_stop(&s), 0);
 }
