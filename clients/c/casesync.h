@@ -204,7 +204,8 @@ int casesync_global_init(void);
 int casesync_open(const casesync_options_t *opt, casesync_t **out, casesync_error_t *err);
 
 /* Closes the handle. Waits for a network call in another thread to end
- * first; must not be called from a callback. NULL is fine. */
+ * first; the app makes no other call on the handle during or after it, and
+ * never calls it from a callback. NULL is fine. */
 void casesync_close(casesync_t *h);
 
 /* Releases memory the library handed out (JSON text). NULL is fine. */

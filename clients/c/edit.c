@@ -237,9 +237,13 @@ static int queue_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
     if (!rc && q->upload) {
         const char *sha = cs__jstr(q->upload, "sha256");
         cJSON *old = NULL;
-        if (cs__get_json(txn, h->db[CS_DB_UPLOADS], sha, strlen(sha), &old) != 0)
+        cs__get_json(txn, h->db[CS_DB_UPLOADS], sha, strlen(sha), &old);
+        const char *st = cs__jstr(old, "state");
+        /* The same bytes uploaded or pending already stay as they are; a
+         * failed upload of them is tried again. */
+        if (!st || (strcmp(st, "done") != 0 && strcmp(st, "pending") != 0))
             rc = cs__put_json(txn, h->db[CS_DB_UPLOADS], sha, strlen(sha), q->upload);
-        cJSON_Delete(old); /* the same bytes are uploaded (or pending) already */
+        cJSON_Delete(old);
     }
     if (!rc) {
         /* The view is base + the changes so far: the new one applies on top. */
