@@ -843,3 +843,74 @@ TEST(client_edits_from_another_thread_during_syncs_all_arrive) {
     ASSERT_INT(reentrant_rc, CASESYNC_E_REENTRANT);
     ASSERT_INT(srv_stop(&s), 0);
 }
+
+/* ---- uploads ------------------------------------------------------------------------------------------ */
+
+static int cancel_upload_at(void *ud, const casesync_progress_t *p) {
+    uint64_t *at = ud;
+    return p->phase == CASESYNC_PHASE_UPLOAD && *at && p->file_done >= *at;
+}
+
+TEST(client_upload_cut_resumes_at_the_server_offset) {
+    srv_t s;
+    START(s);
+    ASSERT(std_user(&s, "off1") != NULL);
+    uint64_t cancel_at = 0;
+    casesync_options_t o = {0};
+    o.state_dir = tmp_dir("upload");
+    o.no_sync = 1;
+    o.upload_chunk = 64 * 1024;
+    o.on_progress = cancel_upload_at;
+    o.userdata = &cancel_at;
+    casesync_t *h = NULL;
+    casesync_error_t err;
+    ASSERT_INT(casesync_open(&o, &h, &err), 0);
+    h_keep(h, close_handle);
+    ASSERT_INT(casesync_login(h, s.base, "off1", std_pass("off1"), "dev-U1", &err), 0);
+    char id[CASESYNC_ID_MAX];
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("general", NULL), NULL, id, &err), 0);
+    const char *path = hfmt("%s/bodycam-0007.mp4", o.state_dir);
+    FILE *f = fopen(path, "wb");
+    ASSERT(f != NULL);
+    const int size = 400 * 1024;
+    for (int i = 0; i < size; i++)
+        fputc((i * 31 + (i >> 9)) & 0xff, f);
+    fclose(f);
+    ASSERT_INT(casesync_attach(h, id, path, "bodycam", "video/mp4", NULL, &err), 0);
+
+    /* Cut after two chunks were acknowledged. */
+    cancel_at = 2 * 64 * 1024;
+    casesync_report_t rep;
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), CASESYNC_E_CANCELED);
+    char *t = NULL;
+    ASSERT_INT(casesync_uploads(h, &t), 0);
+    cJSON *ups = lib_json(0, t);
+    ASSERT_INT(cJSON_GetArraySize(ups), 1);
+    ASSERT_JSTR(ups, "[0].state", "pending");
+    ASSERT_MSG(jstr(ups, "[0].location") != NULL, "no tus Location kept: %s", jprint(ups));
+    ASSERT_MSG(jint(ups, "[0].offset") >= 2 * 64 * 1024, "offset not kept: %s", jprint(ups));
+
+    /* Resume: only the rest goes up. */
+    cancel_at = 0;
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(rep.uploads_done, 1);
+    casesync_stats_t st;
+    ASSERT_INT(casesync_stats(h, &st), 0);
+    ASSERT_INT(st.upload_bytes, size);
+    t = NULL;
+    ASSERT_INT(casesync_uploads(h, &t), 0);
+    ups = lib_json(0, t);
+    ASSERT_JSTR(ups, "[0].state", "done");
+    const char *sha = jstr(ups, "[0].sha256");
+    long code = 0;
+    char *out = NULL;
+    ASSERT_INT(casesync_request(h, "HEAD", hfmt("/v1/blobs/%s", sha), NULL, &code, &out, &err), 0);
+    casesync_free(out);
+    ASSERT_INT(code, 200);
+    /* The same bytes attached again are not uploaded again. */
+    ASSERT_INT(casesync_attach(h, id, path, "bodycam", "video/mp4", NULL, &err), 0);
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(casesync_stats(h, &st), 0);
+    ASSERT_INT(st.upload_bytes, size);
+    ASSERT_INT(srv_stop(&s), 0);
+}
