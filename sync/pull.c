@@ -42,6 +42,7 @@ typedef struct source {
 typedef struct cursor {
     char user[64];
     int64_t gv, s, t;
+    int64_t d; /* delta base while paging (0: the same as s) */
     int full;
     int nx;
     struct {
@@ -76,6 +77,7 @@ static char *cursor_encode(sync_t *s, const cursor_t *c) {
     cJSON_AddNumberToObject(o, "s", (double)c->s);
     cJSON_AddNumberToObject(o, "t", (double)c->t);
     cJSON_AddNumberToObject(o, "f", c->full);
+    if (c->d) cJSON_AddNumberToObject(o, "d", (double)c->d);
     cJSON *x = cJSON_AddArrayToObject(o, "x");
     for (int i = 0; i < c->nx; i++) {
         cJSON *e = cJSON_CreateArray();
@@ -144,6 +146,7 @@ static int cursor_decode(sync_t *s, const char *text, const char *user_id, curso
     int64_t f = 0;
     util_json_int(o, "f", &f);
     c->full = f != 0;
+    if (util_json_int(o, "d", &c->d) != 0 || c->d < 0 || c->d > c->s) c->d = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "x")) {
         const cJSON *k = cJSON_GetArrayItem(e, 0), *p = cJSON_GetArrayItem(e, 1), *m = cJSON_GetArrayItem(e, 2);
@@ -308,6 +311,11 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
     feed_set_t now_feeds;
     cursor_t next;
     uint64_t base = have_cursor ? (uint64_t)in->s : 0, last = 0;
+    /* Deltas are cut from where the phone's copy stands: the start of a
+     * paging sequence. A record's one feed entry sits at its latest change,
+     * so a record changed both before and after a page boundary is met only
+     * on a later page, and must still carry the changes before it. */
+    uint64_t since = have_cursor && in->d ? (uint64_t)in->d : base;
     int full_mode = !have_cursor || in->full;
     *out = NULL;
     *items = 0;
@@ -377,8 +385,8 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
         if (rc) goto done;
         if (record_visible(user, rec, now, window, 1)) {
             const cJSON *ss = cJSON_GetObjectItemCaseSensitive(rec, "scope_seq");
-            int full = full_mode || any_add || (cJSON_IsNumber(ss) && (uint64_t)ss->valuedouble > base);
-            cJSON_AddItemToArray(pg.changes, record_upsert_item(rec, full, base));
+            int full = full_mode || any_add || (cJSON_IsNumber(ss) && (uint64_t)ss->valuedouble > since);
+            cJSON_AddItemToArray(pg.changes, record_upsert_item(rec, full, since));
             pg.items++;
         } else if (have_cursor && !in->full && (any_normal || any_rm)) {
             int expired = record_visible(user, rec, now, window, 0);
@@ -404,6 +412,7 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
         }
     }
     next.full = full_mode && more;
+    next.d = more && since != (uint64_t)next.s ? (int64_t)since : 0;
 
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "changes", pg.changes);
