@@ -58,7 +58,7 @@ all: $(BINS)
 deps:
 	@bash scripts/deps.sh
 
-$(BUILD)/%.o: %.c $(wildcard */*.h)
+$(BUILD)/%.o: %.c $(wildcard */*.h */*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -104,7 +104,7 @@ $(BUILD)/casesync-tests: $(TEST_OBJ) $(FUZZ_REPLAY_OBJ) $(CLIENT_OBJ) $(BUILD)/l
 $(BUILD)/libcasesync-edge.a: $(EDGE_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/tests/fuzz/replay_fuzz_%.o: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wildcard */*.h)
+$(BUILD)/tests/fuzz/replay_fuzz_%.o: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wildcard */*.h */*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLVMFuzzerTestOneInput=fuzz_$* -c $< -o $@
 
@@ -127,7 +127,7 @@ FUZZ_CFLAGS  = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,und
 FUZZ_LIB_SRC = $(SCHEMA_SRC) $(SYNC_SRC) $(filter-out server/main.c,$(SERVER_SRC)) tests/fuzz/fuzz_engine.c
 FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 
-$(FUZZ_BUILD)/obj/%.o: %.c tests/fuzz/fuzz.h $(wildcard */*.h)
+$(FUZZ_BUILD)/obj/%.o: %.c tests/fuzz/fuzz.h $(wildcard */*.h */*/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
