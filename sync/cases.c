@@ -147,13 +147,6 @@ typedef struct resolve_job {
     sync_error_t *err;
 } resolve_job_t;
 
-static void set_item(cJSON *o, const char *key, cJSON *v) {
-    if (cJSON_GetObjectItemCaseSensitive(o, key))
-        cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
-    else
-        cJSON_AddItemToObject(o, key, v);
-}
-
 static int resolve_run(MDB_txn *txn, void *ctx) {
     resolve_job_t *j = ctx;
     sync_t *s = j->s;
@@ -219,9 +212,9 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
             cJSON_AddItemToObject(f, "old", cJSON_Duplicate(cur, 1));
             cJSON_AddItemToObject(f, "new", cJSON_Duplicate(nv, 1));
             cJSON_AddItemToObject(af, "status", f);
-            set_item(rec, "status", nv);
+            util_json_set(rec, "status", nv);
             if (schema_status_is_closed(s->schema, procedure, to))
-                set_item(rec, "closed_at", cJSON_CreateNumber((double)now));
+                util_json_set(rec, "closed_at", cJSON_CreateNumber((double)now));
         }
     } else if (strcmp(field, "voided") == 0) {
         if (!cJSON_IsBool(j->value)) {
@@ -233,8 +226,8 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
             cJSON_AddFalseToObject(f, "old");
             cJSON_AddTrueToObject(f, "new");
             cJSON_AddItemToObject(af, "voided", f);
-            set_item(rec, "voided", cJSON_CreateTrue());
-            set_item(rec, "closed_at", cJSON_CreateNumber((double)now));
+            util_json_set(rec, "voided", cJSON_CreateTrue());
+            util_json_set(rec, "closed_at", cJSON_CreateNumber((double)now));
         }
     } else {
         schema_err_t se = {0};
@@ -250,7 +243,7 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
         if (cJSON_IsNull(j->value))
             cJSON_DeleteItemFromObjectCaseSensitive(fields, field);
         else
-            set_item(fields, field, cJSON_Duplicate(j->value, 1));
+            util_json_set(fields, field, cJSON_Duplicate(j->value, 1));
     }
     record_set_meta(rec, target, version + 1, seq, p->device_id, now);
 
@@ -260,14 +253,14 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
         cJSON *x = cJSON_GetArrayItem(list, i);
         if (cJSON_IsString(x) && strcmp(x->valuestring, j->id) == 0) cJSON_DeleteItemFromArray(list, i);
     }
-    set_item(rec, "version", cJSON_CreateNumber((double)(version + 1)));
-    set_item(rec, "seq", cJSON_CreateNumber((double)seq));
-    set_item(rec, "updated_at", cJSON_CreateString(at));
+    util_json_set(rec, "version", cJSON_CreateNumber((double)(version + 1)));
+    util_json_set(rec, "seq", cJSON_CreateNumber((double)seq));
+    util_json_set(rec, "updated_at", cJSON_CreateString(at));
     if ((rc = record_store(s, txn, rec, seq, prev_closed))) goto done;
     if ((rc = audit_append(txn, s->dbs, seq, rid, entry))) goto done;
 
-    set_item(c, "state", cJSON_CreateString("resolved"));
-    set_item(c, "resolved_at", cJSON_CreateString(at));
+    util_json_set(c, "state", cJSON_CreateString("resolved"));
+    util_json_set(c, "resolved_at", cJSON_CreateString(at));
     cJSON *res = cJSON_CreateObject();
     cJSON_AddItemToObject(res, "value", cJSON_Duplicate(j->value, 1));
     cJSON_AddStringToObject(res, "note", j->note ? j->note : "");
@@ -275,7 +268,7 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
     cJSON_AddStringToObject(res, "device_id", p->device_id);
     cJSON_AddNumberToObject(res, "seq", (double)seq);
     cJSON_AddNumberToObject(res, "version", (double)(version + 1));
-    set_item(c, "resolution", res);
+    util_json_set(c, "resolution", res);
     if ((rc = store_put_json(txn, s->dbs->conflicts, j->id, strlen(j->id), c))) goto done;
     j->conflict = c;
     c = NULL;

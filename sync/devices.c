@@ -10,13 +10,6 @@
 
 #define PULL_NOTE_INTERVAL_MS 60000
 
-static void set_item(cJSON *o, const char *key, cJSON *v) {
-    if (cJSON_GetObjectItemCaseSensitive(o, key))
-        cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
-    else
-        cJSON_AddItemToObject(o, key, v);
-}
-
 /* The unit of a device's user ("" when unknown). */
 static void device_unit(MDB_txn *txn, const store_dbs_t *dbs, const cJSON *d, char *unit, size_t n) {
     const char *uid = util_json_str(d, "user_id");
@@ -96,11 +89,11 @@ static int revoke_run(MDB_txn *txn, void *ctx) {
         cJSON_Delete(d);
         return sync_fail(j->err, SYNC_EFORBIDDEN, NULL, "only a supervisor of the device's unit revokes it");
     }
-    set_item(d, "revoked", cJSON_CreateTrue());
+    util_json_set(d, "revoked", cJSON_CreateTrue());
     /* Once asked to wipe, a device stays asked: a second revoke cannot undo it. */
-    set_item(d, "wipe", cJSON_CreateBool(j->wipe || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "wipe"))));
-    set_item(d, "revoked_at", cJSON_CreateString(util_fmt_time(util_now_ms(), at)));
-    set_item(d, "revoked_by", cJSON_CreateString(j->p->user_id));
+    util_json_set(d, "wipe", cJSON_CreateBool(j->wipe || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "wipe"))));
+    util_json_set(d, "revoked_at", cJSON_CreateString(util_fmt_time(util_now_ms(), at)));
+    util_json_set(d, "revoked_by", cJSON_CreateString(j->p->user_id));
     rc = store_put_json(txn, j->s->dbs->devices, j->id, strlen(j->id), d);
     if (rc == 0)
         j->device = d;
@@ -149,8 +142,8 @@ static int pulled_run(MDB_txn *txn, void *ctx) {
     char at[32];
     if (store_get_json(txn, j->s->dbs->devices, j->id, strlen(j->id), &d) != 0) return 0;
     util_fmt_time(j->now, at);
-    set_item(d, "last_pull_at", cJSON_CreateString(at));
-    set_item(d, "last_seen", cJSON_CreateString(at));
+    util_json_set(d, "last_pull_at", cJSON_CreateString(at));
+    util_json_set(d, "last_seen", cJSON_CreateString(at));
     int rc = store_put_json(txn, j->s->dbs->devices, j->id, strlen(j->id), d);
     cJSON_Delete(d);
     return rc;

@@ -46,6 +46,8 @@ int util_random_hex(size_t n, char *out);
 /* ---- JSON ---- */
 /* Compact text of v, malloc'd; NULL on OOM. */
 char *util_json_print(const cJSON *v);
+/* Sets member key of o to v (replacing any; o takes v). */
+void util_json_set(cJSON *o, const char *key, cJSON *v);
 /* String member or NULL. */
 const char *util_json_str(const cJSON *obj, const char *key);
 /* Integer member: 0 and *out set, or -1 if absent / not an integer. */

@@ -55,13 +55,6 @@ typedef struct apply {
 
 /* ---- helpers -------------------------------------------------------------------- */
 
-static void set_item(cJSON *o, const char *key, cJSON *v) {
-    if (cJSON_GetObjectItemCaseSensitive(o, key))
-        cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
-    else
-        cJSON_AddItemToObject(o, key, v);
-}
-
 static const char *schema_code_name(int code) {
     switch (code) {
     case SCHEMA_E_ROLE: return "role_forbidden";
@@ -108,7 +101,7 @@ static void audit_field(cJSON *fields, const char *name, const cJSON *old, const
     cJSON *f = cJSON_CreateObject();
     cJSON_AddItemToObject(f, "old", old ? cJSON_Duplicate(old, 1) : cJSON_CreateNull());
     cJSON_AddItemToObject(f, "new", new_ ? cJSON_Duplicate(new_, 1) : cJSON_CreateNull());
-    set_item(fields, name, f);
+    util_json_set(fields, name, f);
 }
 
 /* Puts a rejected change into quarantine and fills its result. */
@@ -195,9 +188,9 @@ static void result_conflict(cJSON *list, const char *id, const char *field, cons
 /* Stamps the record with its new seq (and version when it changed) and stores it. */
 static int commit_record(apply_t *a, cJSON *rec, uint64_t seq, int64_t version, int64_t prev_closed) {
     char at[32];
-    set_item(rec, "seq", cJSON_CreateNumber((double)seq));
-    set_item(rec, "version", cJSON_CreateNumber((double)version));
-    set_item(rec, "updated_at", cJSON_CreateString(util_fmt_time(a->job->recv_ms, at)));
+    util_json_set(rec, "seq", cJSON_CreateNumber((double)seq));
+    util_json_set(rec, "version", cJSON_CreateNumber((double)version));
+    util_json_set(rec, "updated_at", cJSON_CreateString(util_fmt_time(a->job->recv_ms, at)));
     return record_store(a->job->s, a->txn, rec, seq, prev_closed);
 }
 
@@ -221,7 +214,7 @@ static int assign_case_no(apply_t *a, cJSON *rec, cJSON *audit_fields) {
     snprintf(no, sizeof no, "%s-%04d-%06llu", unit ? unit : "", tm.tm_year + 1900, (unsigned long long)n);
     cJSON *v = cJSON_CreateString(no);
     audit_field(audit_fields, "case_no", NULL, v);
-    set_item(fields, "case_no", v);
+    util_json_set(fields, "case_no", v);
     return 0;
 }
 
@@ -229,8 +222,8 @@ static int assign_case_no(apply_t *a, cJSON *rec, cJSON *audit_fields) {
 static cJSON *stamp_item(apply_t *a, const char *field, const cJSON *item) {
     cJSON *copy = cJSON_Duplicate(item, 1);
     if (strcmp(field, "notes") == 0) {
-        set_item(copy, "author", cJSON_CreateString(a->job->p->user_id));
-        set_item(copy, "device_id", cJSON_CreateString(a->job->p->device_id));
+        util_json_set(copy, "author", cJSON_CreateString(a->job->p->user_id));
+        util_json_set(copy, "device_id", cJSON_CreateString(a->job->p->device_id));
     }
     return copy;
 }
@@ -434,7 +427,7 @@ static int apply_update(apply_t *a) {
                 cJSON_Delete(newval);
                 cJSON_DeleteItemFromObjectCaseSensitive(fields, name);
             } else {
-                set_item(fields, name, newval);
+                util_json_set(fields, name, newval);
             }
             record_set_meta(rec, name, newv, seq, dev, at);
             changed = 1;
@@ -564,14 +557,14 @@ static int apply_transition(apply_t *a) {
         cJSON *af = cJSON_AddObjectToObject(entry, "fields");
         cJSON *nv = cJSON_CreateString(to);
         audit_field(af, "status", cJSON_GetObjectItemCaseSensitive(rec, "status"), nv);
-        set_item(rec, "status", nv);
+        util_json_set(rec, "status", nv);
         record_set_meta(rec, "status", version + 1, seq, p->device_id, a->pc->at_ms);
         if (schema_status_assigns_case_no(s->schema, procedure, to)) {
             if ((rc = assign_case_no(a, rec, af))) break;
             record_set_meta(rec, "case_no", version + 1, seq, p->device_id, a->pc->at_ms);
         }
         if (schema_status_is_closed(s->schema, procedure, to))
-            set_item(rec, "closed_at", cJSON_CreateNumber((double)a->job->recv_ms));
+            util_json_set(rec, "closed_at", cJSON_CreateNumber((double)a->job->recv_ms));
         if ((rc = commit_record(a, rec, seq, version + 1, prev_closed))) break;
         if ((rc = audit_append(a->txn, s->dbs, seq, a->pc->record_id, entry))) break;
         cJSON_AddStringToObject(a->result, "status", "applied");
@@ -639,10 +632,10 @@ static int apply_void(apply_t *a) {
         cJSON *t = cJSON_CreateTrue(), *r = cJSON_CreateString(reason);
         audit_field(af, "voided", cJSON_GetObjectItemCaseSensitive(rec, "voided"), t);
         audit_field(af, "void_reason", NULL, r);
-        set_item(rec, "voided", t);
-        set_item(rec, "void_reason", r);
+        util_json_set(rec, "voided", t);
+        util_json_set(rec, "void_reason", r);
         record_set_meta(rec, "voided", version + 1, seq, p->device_id, a->pc->at_ms);
-        set_item(rec, "closed_at", cJSON_CreateNumber((double)a->job->recv_ms));
+        util_json_set(rec, "closed_at", cJSON_CreateNumber((double)a->job->recv_ms));
         if ((rc = commit_record(a, rec, seq, version + 1, prev_closed))) goto done;
         if ((rc = audit_append(a->txn, s->dbs, seq, a->pc->record_id, entry))) goto done;
         cJSON_AddStringToObject(a->result, "status", "applied");
@@ -740,9 +733,9 @@ static int push_job(MDB_txn *txn, void *ctx) {
     cJSON_AddStringToObject(stored, "hash", job->body_hash);
     cJSON_AddStringToObject(stored, "answer", job->answer);
     if ((rc = store_put_json(txn, s->dbs->changesets, k, kl, stored))) goto done;
-    set_item(device, "next_changeset_seq", cJSON_CreateNumber((double)(job->cs_seq + 1)));
-    set_item(device, "last_push_at", cJSON_CreateString(util_fmt_time(job->recv_ms, at)));
-    set_item(device, "last_seen", cJSON_CreateString(at));
+    util_json_set(device, "next_changeset_seq", cJSON_CreateNumber((double)(job->cs_seq + 1)));
+    util_json_set(device, "last_push_at", cJSON_CreateString(util_fmt_time(job->recv_ms, at)));
+    util_json_set(device, "last_seen", cJSON_CreateString(at));
     rc = store_put_json(txn, s->dbs->devices, p->device_id, strlen(p->device_id), device);
 done:
     if (rc != 0 && !job->replay) {

@@ -85,10 +85,6 @@ int record_visible(const cJSON *user, const cJSON *rec, int64_t now_ms, int64_t 
 
 /* ---- storing: record, feeds, closed index ------------------------------------- */
 
-static void json_set_num(cJSON *o, const char *key, double v) {
-    cJSON_DeleteItemFromObjectCaseSensitive(o, key);
-    cJSON_AddNumberToObject(o, key, v);
-}
 
 static size_t feed_entry_key(unsigned char *buf, const char *key, uint64_t seq) {
     size_t n = strlen(key);
@@ -142,7 +138,7 @@ int record_store(sync_t *s, MDB_txn *txn, cJSON *rec, uint64_t seq, int64_t prev
         if ((rc = feed_put(txn, dbs, e->string, seq, in_now ? 'i' : 'l', id)) != 0) return rc;
         cJSON_ReplaceItemInArray(e, 0, cJSON_CreateNumber((double)seq));
         cJSON_ReplaceItemInArray(e, 1, cJSON_CreateNumber(in_now ? 0 : 1));
-        if (left && in_now) json_set_num(rec, "scope_seq", (double)seq);
+        if (left && in_now) util_json_set(rec, "scope_seq", cJSON_CreateNumber((double)seq));
     }
     for (int i = 0; i < now.n; i++) {
         if (cJSON_GetObjectItemCaseSensitive(feeds, now.key[i])) continue;
@@ -151,7 +147,7 @@ int record_store(sync_t *s, MDB_txn *txn, cJSON *rec, uint64_t seq, int64_t prev
         cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)seq));
         cJSON_AddItemToArray(pair, cJSON_CreateNumber(0));
         cJSON_AddItemToObject(feeds, now.key[i], pair);
-        json_set_num(rec, "scope_seq", (double)seq);
+        util_json_set(rec, "scope_seq", cJSON_CreateNumber((double)seq));
     }
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(rec, "closed_at");
     int64_t closed_at = cJSON_IsNumber(c) ? (int64_t)c->valuedouble : 0;

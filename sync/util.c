@@ -103,6 +103,13 @@ int util_random_hex(size_t n, char *out) {
 
 char *util_json_print(const cJSON *v) { return cJSON_PrintUnformatted(v); }
 
+void util_json_set(cJSON *o, const char *key, cJSON *v) {
+    if (cJSON_GetObjectItemCaseSensitive(o, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
+    else
+        cJSON_AddItemToObject(o, key, v);
+}
+
 const char *util_json_str(const cJSON *obj, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
