@@ -23,6 +23,7 @@
 #define CASESYNC_TESTS_HARNESS_H
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -121,6 +122,8 @@ typedef struct resp {
  * automatic decoding: ask for gzip with an explicit Accept-Encoding header. */
 resp_t http(srv_t *s, const char *method, const char *path, const char *token, const char *body,
             const char *const *headers);
+/* Sets a curl handle's method and body (data NULL: none; HEAD: no body read). */
+void curl_set_method(CURL *c, const char *method, const void *data, size_t len);
 /* The same with a raw body of len bytes (e.g. gzip). */
 resp_t http_raw(srv_t *s, const char *method, const char *path, const char *token, const void *data,
                 size_t len, const char *const *headers);

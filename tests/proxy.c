@@ -635,19 +635,7 @@ resp_t px_http(const px_client_t *c, const char *method, const char *path, const
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_head);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &head);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-    if (strcmp(method, "HEAD") == 0) {
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    } else if (data) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, data);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        if (strcmp(method, "POST") != 0) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    } else if (strcmp(method, "GET") != 0) {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-        if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0 || strcmp(method, "PUT") == 0) {
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-        }
-    }
+    curl_set_method(h, method, data, len);
     double t0 = now_s();
     CURLcode rc = curl_easy_perform(h);
     r.secs = now_s() - t0;
