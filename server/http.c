@@ -600,6 +600,11 @@ int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *
     b.p = NULL;
     rc = 0;
 done:
+    /* Counted also when the body was refused half-way: those bytes came. */
+    r->body_wire += raw;
+    r->body_plain += gz ? b.len : raw;
+    r->gzip_in = gz;
+    r->body_counted = 1;
     inflater_end(&inf);
     free(chunk);
     free(b.p);
@@ -776,6 +781,7 @@ int http_send(http_req_t *r, int status, const char *type, const char *body, siz
         body = NULL;
         len = 0;
     }
+    size_t plain = len;
     if (body && len >= HTTP_GZIP_MIN_BYTES && r->accept_gzip && http_gzip(body, len, &gz, &gzlen) == 0) {
         body = gz;
         len = gzlen;
@@ -828,6 +834,8 @@ int http_send(http_req_t *r, int status, const char *type, const char *body, siz
     if (body && len && !r->head)
         mg_write(r->conn, body, len);
     r->bytes = r->head ? 0 : len;
+    r->gzip_out = gz != NULL;
+    r->bytes_plain = r->head || !gz ? r->bytes : plain;
     free(gz);
     return 0;
 }
@@ -946,17 +954,13 @@ static const char *code_of_status(int status) {
     }
 }
 
-int http_civetweb_error(struct mg_connection *conn, int status, const char *msg) {
-    http_req_t r;
-    if (!conn)
-        return 1;
-    http_req_begin(&r, conn);
+int http_send_protocol_error(http_req_t *r, int status, const char *msg) {
+    if (r->sent || !r->conn)
+        return -1;
     /* After a protocol error the connection is in no state to be reused. */
-    mg_disable_connection_keep_alive(conn);
-    send_error_body(&r, status, code_of_status(status), msg && *msg ? msg : code_of_status(status),
-                    NULL, -1, -1);
-    http_req_end(&r);
-    return 0;
+    mg_disable_connection_keep_alive(r->conn);
+    return send_error_body(r, status, code_of_status(status), msg && *msg ? msg : code_of_status(status),
+                           NULL, -1, -1);
 }
 
 int http_civetweb_log(const struct mg_connection *conn, const char *msg) {

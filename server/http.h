@@ -63,6 +63,13 @@ typedef struct http_req {
     int continued;      /* "100 Continue" was written by hand */
     int status;         /* for the access log */
     size_t bytes;       /* body bytes sent, for the access log */
+    /* For GET /metrics: whoever writes or reads a body fills these. */
+    size_t bytes_plain; /* response body bytes before gzip (when gzip_out) */
+    int gzip_out;       /* the response body went out gzip-encoded */
+    size_t body_wire;   /* request body bytes received */
+    size_t body_plain;  /* the same after inflating */
+    int gzip_in;        /* the request body came gzip-encoded */
+    int body_counted;   /* http_read_body() filled body_wire and body_plain */
     struct timespec start;
     int nextra;
     struct {
@@ -145,9 +152,11 @@ int http_gzip(const void *in, size_t len, char **out, size_t *out_len);
 
 /* ---- civetweb callbacks ------------------------------------------------- */
 
-/* callbacks.http_error: answers civetweb's own errors (malformed request
- * line, headers too large ...) with a JSON error body. */
-int http_civetweb_error(struct mg_connection *conn, int status, const char *msg);
+/* Answers an error civetweb found itself (malformed request line, headers
+ * too large ...; its callbacks.http_error) with a JSON error body, and
+ * closes the connection after it. r comes from http_req_begin(). 0, or -1 if
+ * already sent. */
+int http_send_protocol_error(http_req_t *r, int status, const char *msg);
 /* callbacks.log_message: civetweb's diagnostics to stderr, one line each. */
 int http_civetweb_log(const struct mg_connection *conn, const char *msg);
 

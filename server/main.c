@@ -395,7 +395,7 @@ int main(int argc, char **argv) {
     };
     struct mg_callbacks callbacks;
     memset(&callbacks, 0, sizeof callbacks);
-    callbacks.http_error = http_civetweb_error;
+    callbacks.http_error = routes_civetweb_error;
     callbacks.log_message = http_civetweb_log;
     unsigned errcode = 0;
     struct mg_error_data error = {&errcode, errtext, sizeof errtext};

@@ -13,6 +13,7 @@ typedef struct call {
     http_req_t *req;
     sync_principal_t *p; /* NULL on routes without authentication */
     const char *id;      /* the decoded {id} path segment, or NULL */
+    int slot;            /* the route's slot in rt->metrics; a route may refine it */
 } call_t;
 
 typedef void (*route_fn)(call_t *c);

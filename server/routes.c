@@ -26,6 +26,12 @@ typedef struct route {
     route_fn fn;
 } route_t;
 
+/* Slots of rt->metrics: the index of the first route-table entry with the
+ * request's pattern, or one of these two at the end of the array. */
+#define SLOT_LONG_POLL (METRICS_MAX_ROUTES - 2) /* pulls with wait > 0 */
+#define SLOT_OTHER (METRICS_MAX_ROUTES - 1)     /* no route: unknown paths, refused before routing */
+#define LABEL_LONG_POLL "/v1/sync/pull?wait"
+
 /* ======================================================================== */
 /* Helpers                                                                  */
 /* ======================================================================== */
@@ -417,6 +423,8 @@ static void do_pull(call_t *c) {
     }
     routes_t *rt = c->rt;
     int counted = 0;
+    if (wait > 0)
+        c->slot = SLOT_LONG_POLL; /* its latency is mostly the wait: kept apart */
     if (wait > 0 && rt->max_waiting > 0) {
         counted = 1;
         if (__atomic_add_fetch(&rt->waiting, 1, __ATOMIC_SEQ_CST) > rt->max_waiting) {
@@ -536,49 +544,55 @@ static void do_readyz(call_t *c) {
     http_send_json(c->req, 200, ready, sizeof ready - 1);
 }
 
+static void route_labels(char labels[METRICS_MAX_ROUTES][64], const char *names[METRICS_MAX_ROUTES]);
+
 static void do_metrics(call_t *c) {
-    char buf[2048];
+    char gauges[1024], labels[METRICS_MAX_ROUTES][64];
+    const char *names[METRICS_MAX_ROUTES];
+    char *edge = NULL, *engine = NULL, *all = NULL;
+    size_t edge_len = 0;
     routes_t *rt = c->rt;
-    static const char *cls[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    int n = snprintf(buf, sizeof buf,
-                     "# HELP casesync_http_requests_total HTTP requests answered, by status class.\n"
-                     "# TYPE casesync_http_requests_total counter\n");
-    for (int i = 0; i < 6 && n > 0 && (size_t)n < sizeof buf; i++)
-        n += snprintf(buf + n, sizeof buf - (size_t)n,
-                      "casesync_http_requests_total{class=\"%s\"} %llu\n", cls[i],
-                      __atomic_load_n(&rt->answered[i], __ATOMIC_RELAXED));
-    if (n > 0 && (size_t)n < sizeof buf)
-        n += snprintf(buf + n, sizeof buf - (size_t)n,
-                      "# HELP casesync_http_requests_in_flight HTTP requests being answered.\n"
-                      "# TYPE casesync_http_requests_in_flight gauge\n"
-                      "casesync_http_requests_in_flight %ld\n"
-                      "# HELP casesync_long_polls_waiting Pulls waiting for a change (wait > 0).\n"
-                      "# TYPE casesync_long_polls_waiting gauge\n"
-                      "casesync_long_polls_waiting %ld\n"
-                      "# HELP casesync_ready 1 when the store is open and accepts writes.\n"
-                      "# TYPE casesync_ready gauge\n"
-                      "casesync_ready %d\n"
-                      "# HELP casesync_uptime_seconds Seconds since the server started.\n"
-                      "# TYPE casesync_uptime_seconds gauge\n"
-                      "casesync_uptime_seconds %lld\n",
-                      __atomic_load_n(&rt->in_flight, __ATOMIC_RELAXED),
-                      __atomic_load_n(&rt->waiting, __ATOMIC_RELAXED), sync_ready(rt->sync) ? 1 : 0,
-                      (long long)(time(NULL) - rt->started));
-    if (n < 0 || (size_t)n >= sizeof buf) {
-        http_send_errorf(c->req, 500, "internal", NULL, "metrics do not fit");
-        return;
+    int n = snprintf(gauges, sizeof gauges,
+                     "# HELP casesync_http_requests_in_flight HTTP requests being answered.\n"
+                     "# TYPE casesync_http_requests_in_flight gauge\n"
+                     "casesync_http_requests_in_flight %ld\n"
+                     "# HELP casesync_long_polls_waiting Pulls waiting for a change (wait > 0).\n"
+                     "# TYPE casesync_long_polls_waiting gauge\n"
+                     "casesync_long_polls_waiting %ld\n"
+                     "# HELP casesync_ready 1 when the store is open and accepts writes.\n"
+                     "# TYPE casesync_ready gauge\n"
+                     "casesync_ready %d\n"
+                     "# HELP casesync_uptime_seconds Seconds since the server started.\n"
+                     "# TYPE casesync_uptime_seconds gauge\n"
+                     "casesync_uptime_seconds %lld\n",
+                     __atomic_load_n(&rt->in_flight, __ATOMIC_RELAXED),
+                     __atomic_load_n(&rt->waiting, __ATOMIC_RELAXED), sync_ready(rt->sync) ? 1 : 0,
+                     (long long)(time(NULL) - rt->started));
+    route_labels(labels, names);
+    if (n < 0 || (size_t)n >= sizeof gauges ||
+        metrics_write(&rt->metrics, names, METRICS_MAX_ROUTES, &edge, &edge_len) < 0) {
+        http_send_errorf(c->req, 503, "unavailable", NULL, "out of memory");
+        goto done;
     }
-    /* The engine's figures follow the edge's. */
-    char *engine = NULL, *all = NULL;
-    if (sync_metrics(rt->sync, &engine) == 0 && (all = malloc((size_t)n + strlen(engine) + 1))) {
-        memcpy(all, buf, (size_t)n);
-        strcpy(all + n, engine);
-        http_send(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", all, strlen(all));
-    } else {
-        http_send(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", buf, (size_t)n);
+    /* The engine's figures follow the edge's; without them the edge's still go out. */
+    if (sync_metrics(rt->sync, &engine) < 0)
+        engine = NULL;
+    size_t engine_len = engine ? strlen(engine) : 0;
+    if (!(all = malloc(edge_len + (size_t)n + engine_len + 1))) {
+        http_send_errorf(c->req, 503, "unavailable", NULL, "out of memory");
+        goto done;
     }
+    memcpy(all, edge, edge_len);
+    memcpy(all + edge_len, gauges, (size_t)n);
+    if (engine_len)
+        memcpy(all + edge_len + (size_t)n, engine, engine_len);
+    all[edge_len + (size_t)n + engine_len] = '\0';
+    http_send(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", all,
+              edge_len + (size_t)n + engine_len);
+done:
     free(all);
     free(engine);
+    free(edge);
 }
 
 static const route_t route_table[] = {
@@ -616,6 +630,71 @@ static const route_t route_table[] = {
     {"GET", "/metrics", 0, do_metrics},
 };
 #define NROUTES (sizeof route_table / sizeof route_table[0])
+_Static_assert(NROUTES <= SLOT_LONG_POLL, "METRICS_MAX_ROUTES leaves no slot for every route");
+
+/* ======================================================================== */
+/* Metrics                                                                  */
+/* ======================================================================== */
+
+/* The slot of route_table[i]: the first entry with the same pattern, so one
+ * path shares its series across methods. */
+static int route_slot(size_t i) {
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(route_table[j].pattern, route_table[i].pattern) == 0)
+            return (int)j;
+    return (int)i;
+}
+
+/* The route label of every slot: the pattern with "{id}" for '*'; NULL for
+ * slots no request is counted in. */
+static void route_labels(char labels[METRICS_MAX_ROUTES][64], const char *names[METRICS_MAX_ROUTES]) {
+    for (int i = 0; i < METRICS_MAX_ROUTES; i++)
+        names[i] = NULL;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (route_slot(i) != (int)i)
+            continue;
+        size_t o = 0;
+        for (const char *p = route_table[i].pattern; *p && o + 5 < sizeof labels[i]; p++) {
+            if (*p == '*') {
+                memcpy(labels[i] + o, "{id}", 4);
+                o += 4;
+            } else {
+                labels[i][o++] = *p;
+            }
+        }
+        labels[i][o] = '\0';
+        names[i] = labels[i];
+    }
+    names[SLOT_LONG_POLL] = LABEL_LONG_POLL;
+    names[SLOT_OTHER] = "other";
+}
+
+/* Counts one answered request in rt->metrics. */
+static void count_request(routes_t *rt, const http_req_t *req, int slot) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t us = (int64_t)(now.tv_sec - req->start.tv_sec) * 1000000 +
+                 (int64_t)(now.tv_nsec - req->start.tv_nsec) / 1000;
+    metrics_sample_t m = {
+        .route = slot,
+        .method = req->ri ? req->ri->request_method : NULL,
+        .status = req->status,
+        .micros = us > 0 ? (uint64_t)us : 0,
+        .out_plain = req->gzip_out ? req->bytes_plain : req->bytes,
+        .out_wire = req->bytes,
+        .out_gzip = req->gzip_out,
+        .in_plain = req->body_plain,
+        .in_wire = req->body_wire,
+        .in_gzip = req->gzip_in,
+    };
+    /* A route that reads its body itself (tus PATCH): with a Content-Length
+     * read to its end, that many bytes came, and nothing inflates them. */
+    if (!req->body_counted && req->body_consumed && req->ri && req->ri->content_length > 0) {
+        m.in_plain = m.in_wire = (uint64_t)req->ri->content_length;
+        m.in_gzip = 0;
+    }
+    metrics_add(&rt->metrics, &m);
+}
 
 /* ======================================================================== */
 /* Dispatch                                                                 */
@@ -629,34 +708,39 @@ static void add_allow(char *allow, size_t size, const char *method) {
     snprintf(allow + len, size - len, "%s%s", len ? ", " : "", method);
 }
 
-static void dispatch(routes_t *rt, http_req_t *req) {
+/* Answers the request; returns its slot in rt->metrics. */
+static int dispatch(routes_t *rt, http_req_t *req) {
     char seg[MAX_SEGMENTS][MAX_SEGMENT + 1];
     const struct mg_request_info *ri = req->ri;
     const char *method = ri && ri->request_method ? ri->request_method : "";
     const char *id = NULL, *match_id = NULL;
     const route_t *hit = NULL;
     char allow[128] = "";
+    int slot = SLOT_OTHER;
 
     int nseg = ri ? split_path(ri->local_uri, seg) : -1;
     if (nseg < 0) {
         http_send_errorf(req, 404, "not_found", NULL, "no such resource");
-        return;
+        return slot;
     }
     const char *want = req->head ? "GET" : method;
     for (size_t i = 0; i < NROUTES; i++) {
         if (!pattern_match(route_table[i].pattern, seg, nseg, &id))
             continue;
+        if (!allow[0])
+            slot = route_slot(i); /* 405 and OPTIONS count under the path's first pattern */
         add_allow(allow, sizeof allow, route_table[i].method);
         if (strcmp(route_table[i].method, "GET") == 0)
             add_allow(allow, sizeof allow, "HEAD");
         if (!hit && strcmp(route_table[i].method, want) == 0) {
             hit = &route_table[i];
             match_id = id;
+            slot = route_slot(i);
         }
     }
     if (!allow[0]) {
         http_send_errorf(req, 404, "not_found", NULL, "no such resource");
-        return;
+        return slot;
     }
     add_allow(allow, sizeof allow, "OPTIONS");
     if (!hit) {
@@ -666,19 +750,19 @@ static void dispatch(routes_t *rt, http_req_t *req) {
         else
             http_send_errorf(req, 405, "method_not_allowed", NULL, "%s is not allowed here; allowed: %s",
                              method[0] && strlen(method) < 16 ? method : "this method", allow);
-        return;
+        return slot;
     }
 
-    call_t c = {rt, req, NULL, match_id};
+    call_t c = {rt, req, NULL, match_id, slot};
     if (!hit->auth) {
         hit->fn(&c);
-        return;
+        return c.slot;
     }
     char token[MAX_TOKEN + 1];
     if (!bearer_token(req, token, sizeof token)) {
         http_send_errorf(req, 401, "unauthenticated", NULL,
                          "this call needs an Authorization: Bearer token");
-        return;
+        return slot;
     }
     sync_principal_t p;
     sync_error_t err = {0};
@@ -688,11 +772,12 @@ static void dispatch(routes_t *rt, http_req_t *req) {
     if (rc < 0) {
         http_send_sync_error(req, rc, &err);
         sync_principal_clear(&p);
-        return;
+        return slot;
     }
     c.p = &p;
     hit->fn(&c);
     sync_principal_clear(&p);
+    return c.slot;
 }
 
 long routes_max_waiting(int threads) {
@@ -715,18 +800,31 @@ int routes_handle(struct mg_connection *conn, void *cbdata) {
     routes_t *rt = cbdata;
     http_req_t req;
     http_req_begin(&req, conn);
+    int slot = SLOT_OTHER;
     __atomic_add_fetch(&rt->in_flight, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&rt->draining, __ATOMIC_SEQ_CST)) {
         mg_disable_connection_keep_alive(conn);
         http_send_errorf(&req, 503, "unavailable", NULL, "the server is shutting down");
     } else {
-        dispatch(rt, &req);
+        slot = dispatch(rt, &req);
     }
     if (!req.sent)
         http_send_errorf(&req, 500, "internal", NULL, "no answer (request %s)", req.id);
-    int cls = req.status >= 100 && req.status < 600 ? req.status / 100 : 0;
-    __atomic_add_fetch(&rt->answered[cls], 1, __ATOMIC_RELAXED);
+    count_request(rt, &req, slot);
     __atomic_sub_fetch(&rt->in_flight, 1, __ATOMIC_SEQ_CST);
     http_req_end(&req);
     return req.status > 0 && req.status < 1000 ? req.status : 500;
+}
+
+int routes_civetweb_error(struct mg_connection *conn, int status, const char *msg) {
+    http_req_t req;
+    if (!conn)
+        return 1;
+    routes_t *rt = mg_get_user_data(mg_get_context(conn));
+    http_req_begin(&req, conn);
+    http_send_protocol_error(&req, status, msg);
+    if (rt)
+        count_request(rt, &req, SLOT_OTHER);
+    http_req_end(&req);
+    return 0;
 }

@@ -15,6 +15,7 @@
 #include <civetweb.h>
 
 #include "server/http.h"
+#include "server/metrics.h"
 #include "sync/sync.h"
 
 /* What every handler call shares. Set up before mg_set_request_handler()
@@ -26,7 +27,7 @@ typedef struct routes {
     char trusted_proxy[64];    /* peer address whose X-Forwarded-For is believed; "" for none */
     time_t started;
     /* Counters for GET /metrics. */
-    unsigned long long answered[6]; /* by status class: [1] 1xx ... [5] 5xx, [0] other */
+    metrics_t metrics; /* by route slot: see routes.c */
     long in_flight;
     int draining;              /* set by routes_drain(): new requests get 503 */
     /* Long polls hold a civetweb worker thread each: at most this many wait
@@ -53,5 +54,10 @@ int routes_drain(routes_t *rt, int timeout_ms);
 /* The civetweb request handler; cbdata is the routes_t. Always answers and
  * returns the HTTP status sent. */
 int routes_handle(struct mg_connection *conn, void *cbdata);
+
+/* callbacks.http_error: answers an error civetweb found itself (malformed
+ * request line, headers too large ...) with a JSON error body, and counts
+ * it. The routes_t must be civetweb's user_data (mg_init_data). */
+int routes_civetweb_error(struct mg_connection *conn, int status, const char *msg);
 
 #endif

@@ -103,6 +103,7 @@ static void stream_head(stream_t *st) {
     st->started = 1;
     r->sent = 1;
     r->status = 200;
+    r->gzip_out = st->gz;
     mg_response_header_start(conn, 200);
     mg_response_header_add(conn, "Content-Type", st->type, -1);
     mg_response_header_add(conn, "Content-Disposition", st->disposition, -1);
@@ -144,7 +145,9 @@ static int stream_write(void *ctx, const char *data, size_t len) {
     stream_t *st = ctx;
     if (!st->started) stream_head(st);
     if (st->c->req->head) return -1; /* HEAD: the head was all */
-    return st->gz ? gz_pump(st, data, len, Z_NO_FLUSH) : send_chunk(st, data, len);
+    if (!st->gz) return send_chunk(st, data, len);
+    st->c->req->bytes_plain += len;
+    return gz_pump(st, data, len, Z_NO_FLUSH);
 }
 
 void cases_route_export(call_t *c) {

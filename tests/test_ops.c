@@ -2,8 +2,10 @@
  * with long polls waiting, many phones pushing at once, device clocks,
  * garbage that must never cost a 500, health endpoints, user admin. The real
  * casesyncd over HTTP on loopback. */
+#include "server/metrics.h"
 #include "tests/harness.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +295,402 @@ TEST(health_ready_and_metrics) {
     ASSERT_MSG(strstr(r.body, "casesync_changesets_total 1\n") != NULL, "%s", r.body);
     ASSERT_MSG(strstr(r.body, "casesync_commit_batch_jobs_bucket{le=\"+Inf\"} ") != NULL, "%s", r.body);
     ASSERT_MSG(strstr(r.body, "casesync_store_bytes ") != NULL, "%s", r.body);
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+/* ---- request metrics ---------------------------------------------------------------- */
+
+/* The value of one sample line "series value" in a scrape; 0 when absent
+ * (a counter that counted nothing has no series yet). */
+static double sample(const char *text, const char *series) {
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') return strtod(p + n + 1, NULL);
+    return 0;
+}
+
+/* The sum of every sample whose line starts with prefix. */
+static double sample_sum(const char *text, const char *prefix) {
+    size_t n = strlen(prefix);
+    double sum = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        const char *sp = strchr(p, ' ');
+        if (strncmp(p, prefix, n) == 0 && sp) sum += strtod(sp + 1, NULL);
+    }
+    return sum;
+}
+
+static int name_char(char ch, int first) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == ':' ||
+           (!first && ch >= '0' && ch <= '9');
+}
+
+/* Checks a scrape against the Prometheus text format 0.0.4: HELP then TYPE
+ * once per family, before its samples and with them all in one group;
+ * samples as name{label="value",...} number; histogram samples named
+ * _bucket (with le), _sum or _count; counters ending in _total; the text
+ * ends with a line feed. NULL when it holds, else what is wrong (pool). */
+static const char *exposition_error(const char *text) {
+    char family[128] = "", type[16] = "", seen[64][128];
+    int nseen = 0, lineno = 0;
+    size_t len = strlen(text);
+    if (!len || text[len - 1] != '\n') return "the text does not end with a line feed";
+    for (const char *p = text; *p; p = strchr(p, '\n') + 1) {
+        const char *eol = strchr(p, '\n');
+        char line[1024];
+        snprintf(line, sizeof line, "%.*s", (int)(eol - p), p);
+        lineno++;
+        if (strncmp(line, "# HELP ", 7) == 0) {
+            char name[128];
+            if (sscanf(line + 7, "%127s", name) != 1) return hfmt("line %d: HELP without a name", lineno);
+            for (int i = 0; i < nseen; i++)
+                if (strcmp(seen[i], name) == 0)
+                    return hfmt("line %d: family %s described twice", lineno, name);
+            if (nseen == 64) return "too many families";
+            snprintf(seen[nseen++], sizeof seen[0], "%s", name);
+            snprintf(family, sizeof family, "%s", name);
+            type[0] = '\0';
+            continue;
+        }
+        if (strncmp(line, "# TYPE ", 7) == 0) {
+            char name[128];
+            if (sscanf(line + 7, "%127s %15s", name, type) != 2 || strcmp(name, family) != 0)
+                return hfmt("line %d: TYPE %s does not follow its HELP", lineno, name);
+            if (strcmp(type, "counter") && strcmp(type, "gauge") && strcmp(type, "histogram"))
+                return hfmt("line %d: type %s", lineno, type);
+            if (!strcmp(type, "counter") &&
+                (strlen(name) < 6 || strcmp(name + strlen(name) - 6, "_total") != 0))
+                return hfmt("line %d: counter %s does not end in _total", lineno, name);
+            continue;
+        }
+        if (line[0] == '#') return hfmt("line %d: unknown comment %s", lineno, line);
+        if (!type[0]) return hfmt("line %d: sample before its family's TYPE: %s", lineno, line);
+        size_t n = 0;
+        while (name_char(line[n], n == 0))
+            n++;
+        if (!n) return hfmt("line %d: no metric name: %s", lineno, line);
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)n, line);
+        size_t fl = strlen(family);
+        const char *suffix = strncmp(name, family, fl) == 0 ? name + fl : NULL;
+        int histogram = strcmp(type, "histogram") == 0;
+        if (!suffix || (!histogram && *suffix) ||
+            (histogram && strcmp(suffix, "_bucket") && strcmp(suffix, "_sum") && strcmp(suffix, "_count")))
+            return hfmt("line %d: %s is not a sample of family %s (%s)", lineno, name, family, type);
+        const char *q = line + n;
+        int has_le = 0;
+        if (*q == '{') {
+            q++;
+            while (*q != '}') {
+                size_t k = 0;
+                while (name_char(q[k], k == 0))
+                    k++;
+                if (!k || q[k] != '=' || q[k + 1] != '"')
+                    return hfmt("line %d: bad label in %s", lineno, line);
+                has_le |= k == 2 && strncmp(q, "le", 2) == 0;
+                q += k + 2;
+                while (*q && *q != '"' && *q != '\\' && *q != '\n')
+                    q++;
+                if (*q != '"') return hfmt("line %d: bad label value in %s", lineno, line);
+                q++;
+                if (*q == ',')
+                    q++;
+                else if (*q != '}')
+                    return hfmt("line %d: labels not closed in %s", lineno, line);
+            }
+            q++;
+        }
+        if ((strcmp(suffix, "_bucket") == 0) != has_le)
+            return hfmt("line %d: le belongs on _bucket samples only: %s", lineno, line);
+        if (*q++ != ' ') return hfmt("line %d: no space before the value: %s", lineno, line);
+        char *end;
+        strtod(q, &end);
+        if (end == q || *end) return hfmt("line %d: bad value in %s", lineno, line);
+    }
+    return NULL;
+}
+
+/* The _count series of a bucket line "name_bucket{a=\"x\",le=\"y\"} n": the
+ * same labels without le ("name_count{a=\"x\"}", or "name_count"), and the
+ * bucket's bound (+Inf as HUGE_VAL). 0, or -1 when the line is no bucket. */
+static int bucket_parse(const char *line, char *count, size_t size, double *le, double *n) {
+    /* Label values may hold '}' ("/v1/cases/{id}"); the value after the last does not. */
+    const char *b = strstr(line, "_bucket{"), *close = strrchr(line, '}');
+    const char *l = b ? strstr(b, ",le=\"") : NULL;
+    if (b && !l && strncmp(b + 7, "{le=\"", 5) == 0)
+        l = b + 8;
+    else if (l)
+        l++;
+    if (!b || !close || !l || l > close || !strchr(l + 4, '"')) return -1;
+    *le = strncmp(l + 4, "+Inf\"", 5) == 0 ? HUGE_VAL : strtod(l + 4, NULL);
+    const char *lend = strchr(l + 4, '"') + 1; /* past le="..." */
+    if (*lend == ',')
+        lend++;
+    else if (l[-1] == ',')
+        l--;
+    int k = snprintf(count, size, "%.*s_count{%.*s%.*s}", (int)(b - line), line, (int)(l - b - 8), b + 8,
+                     (int)(close - lend), lend);
+    if (k < 0 || (size_t)k >= size) return -1;
+    if (count[k - 2] == '{') count[k - 2] = '\0'; /* le was the only label */
+    *n = strtod(close + 1, NULL);
+    return 0;
+}
+
+/* Checks every histogram of a scrape: per series, le ascending up to +Inf,
+ * counts never falling, and +Inf equal to _count. NULL when it holds, else
+ * what is wrong (pool). */
+static const char *histograms_error(const char *text) {
+    char key[256] = "";
+    double last_le = 0, last_n = 0;
+    int open = 0, checked = 0;
+    for (const char *p = text; *p; p = strchr(p, '\n') + 1) {
+        char line[1024], count[256];
+        double le, n;
+        snprintf(line, sizeof line, "%.*s", (int)(strchr(p, '\n') - p), p);
+        if (line[0] == '#' || bucket_parse(line, count, sizeof count, &le, &n) < 0) continue;
+        if (!open || strcmp(count, key) != 0) {
+            if (open) return hfmt("%s: buckets end without +Inf", key);
+            snprintf(key, sizeof key, "%s", count);
+            open = 1;
+        } else if (le <= last_le || n < last_n) {
+            return hfmt("%s: bucket le=%g holds %g after le=%g held %g", key, le, n, last_le, last_n);
+        }
+        last_le = le;
+        last_n = n;
+        if (le == HUGE_VAL) {
+            if (sample(text, key) != n)
+                return hfmt("%s is %g, its +Inf bucket %g", key, sample(text, key), n);
+            open = 0;
+            checked++;
+        }
+    }
+    if (open) return hfmt("%s: buckets end without +Inf", key);
+    return checked ? NULL : "no histogram found";
+}
+
+TEST(metrics_buckets_are_cumulative_with_inclusive_bounds) {
+    metrics_t *m = h_keep(calloc(1, sizeof(metrics_t)), NULL);
+    ASSERT(m != NULL);
+    /* le is inclusive: 1 ms is in le="0.001", 1.001 ms in le="0.0025"; past 60 s only in +Inf. */
+    static const uint64_t micros[] = {1000, 1001, 60000000, 60000001};
+    for (size_t i = 0; i < sizeof micros / sizeof micros[0]; i++) {
+        metrics_sample_t s = {.route = 0, .method = "GET", .status = 200, .micros = micros[i]};
+        metrics_add(m, &s);
+    }
+    metrics_sample_t odd = {.route = 0, .method = "BREW", .status = 299, .micros = 0};
+    metrics_add(m, &odd); /* an unknown method and code count as "other" */
+    metrics_sample_t unnamed = {.route = 1,
+                                .method = "GET",
+                                .status = 200,
+                                .out_plain = 1000,
+                                .out_wire = 100,
+                                .out_gzip = 1,
+                                .in_plain = 7,
+                                .in_wire = 7};
+    metrics_add(m, &unnamed); /* its bytes count; its slot has no name */
+    metrics_sample_t outside = {.route = METRICS_MAX_ROUTES, .method = "GET", .status = 200, .out_wire = 5};
+    metrics_add(m, &outside); /* ignored */
+    const char *names[2] = {"/a/{id}", NULL};
+    char *text = NULL;
+    size_t len = 0;
+    ASSERT_INT(metrics_write(m, names, 2, &text, &len), 0);
+    h_keep(text, NULL);
+    ASSERT_INT(len, strlen(text));
+    const char *bad = exposition_error(text);
+    ASSERT_MSG(!bad, "%s in\n%s", bad, text);
+    bad = histograms_error(text);
+    ASSERT_MSG(!bad, "%s in\n%s", bad, text);
+    static const struct {
+        const char *series;
+        double value;
+    } want[] = {
+        {"casesync_http_requests_total{route=\"/a/{id}\",method=\"GET\",code=\"200\"}", 4},
+        {"casesync_http_requests_total{route=\"/a/{id}\",method=\"other\",code=\"other\"}", 1},
+        {"casesync_http_request_duration_seconds_bucket{route=\"/a/{id}\",le=\"0.001\"}", 2},
+        {"casesync_http_request_duration_seconds_bucket{route=\"/a/{id}\",le=\"0.0025\"}", 3},
+        {"casesync_http_request_duration_seconds_bucket{route=\"/a/{id}\",le=\"30\"}", 3},
+        {"casesync_http_request_duration_seconds_bucket{route=\"/a/{id}\",le=\"60\"}", 4},
+        {"casesync_http_request_duration_seconds_bucket{route=\"/a/{id}\",le=\"+Inf\"}", 5},
+        {"casesync_http_request_duration_seconds_sum{route=\"/a/{id}\"}", 120.002002},
+        {"casesync_http_request_duration_seconds_count{route=\"/a/{id}\"}", 5},
+        {"casesync_http_response_bytes_total{encoding=\"gzip\"}", 1000},
+        {"casesync_http_response_wire_bytes_total{encoding=\"gzip\"}", 100},
+        {"casesync_http_response_wire_bytes_total{encoding=\"identity\"}", 0},
+        {"casesync_http_request_bytes_total{encoding=\"identity\"}", 7},
+        {"casesync_http_request_wire_bytes_total{encoding=\"identity\"}", 7},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ASSERT_MSG(sample(text, want[i].series) == want[i].value, "%s is %g, expected %g in\n%s",
+                   want[i].series, sample(text, want[i].series), want[i].value, text);
+    ASSERT_MSG(strstr(text, "casesync_http_request_duration_seconds_sum{route=\"/a/{id}\"} 120.002002\n"),
+               "sum not printed as seconds: %s", text);
+    ASSERT_MSG(!strstr(text, "route=\"\"") && !strstr(text, "(null)"), "the unnamed slot was written: %s",
+               text);
+}
+
+/* Waits until a scrape shows every expected delta over `before` (a request
+ * is counted just after its answer went out), at most 5 s; the last scrape. */
+typedef struct want {
+    const char *series;
+    double delta;
+} want_t;
+
+static const char *scrape_until(srv_t *s, const char *before, const want_t *want, size_t n) {
+    const char *text = NULL;
+    for (double t0 = now_s();; sleep_ms(20)) {
+        resp_t r = http(s, "GET", "/metrics", NULL, NULL, NULL);
+        if (r.status != 200) return NULL;
+        text = r.body;
+        size_t ok = 0;
+        while (ok < n && sample(text, want[ok].series) - sample(before, want[ok].series) == want[ok].delta)
+            ok++;
+        if (ok == n || now_s() - t0 > 5) return text;
+    }
+}
+
+TEST(metrics_count_requests_by_route_and_code_with_latency_and_bytes) {
+    srv_t s;
+    START(s);
+    resp_t r = http(&s, "GET", "/metrics", NULL, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    const char *before = r.body;
+    const char *bad = exposition_error(before);
+    ASSERT_MSG(!bad, "%s in\n%s", bad, before);
+
+    /* Two logins and one wrong password, one unknown path. */
+    phone_t a;
+    PHONE(a, s, "off1", "dev-A");
+    r = login_resp(&s, "off1", std_pass("off1"), "dev-B");
+    ASSERT_STATUS(r, 200);
+    r = login_resp(&s, "off1", "not-the-password", "dev-C");
+    ASSERT_ERROR(r, 401, "invalid_credentials");
+    r = http(&s, "GET", "/v1/no/such/thing", NULL, NULL, NULL);
+    ASSERT_STATUS(r, 404);
+
+    /* A gzip push: its wire bytes are the compressed body, its plain bytes the JSON. */
+    const char *desc = "{\"description\":\"vendor blocking the sidewalk again, same cart, same corner\"}";
+    const char *body = push_body(a.device, a.seq,
+                                 changes(ch_create("01JDMETRIC00000001", "general", desc),
+                                         ch_create("01JDMETRIC00000002", "general", desc),
+                                         ch_create("01JDMETRIC00000003", "general", desc)));
+    size_t gzlen = 0;
+    void *gz = gz_compress(body, strlen(body), &gzlen);
+    const char *gzh[] = {"Content-Encoding: gzip", "Content-Type: application/json", NULL};
+    r = http_raw(&s, "POST", "/v1/sync/push", a.token, gz, gzlen, gzh);
+    ASSERT_STATUS(r, 200);
+    a.seq++;
+
+    /* A gzip pull: wire bytes are what curl received, plain bytes what it inflates to. */
+    const char *acc[] = {"Accept-Encoding: gzip", NULL};
+    resp_t pull = http(&s, "GET", "/v1/sync/pull?limit=200", a.token, NULL, acc);
+    ASSERT_STATUS(pull, 200);
+    const char *ce = resp_header(&pull, "Content-Encoding");
+    ASSERT_MSG(ce && strcmp(ce, "gzip") == 0, "the pull went out as %s", ce ? ce : "identity");
+    size_t plain = 0;
+    char *json = gz_inflate(pull.body, pull.len, 1u << 24, &plain);
+    ASSERT_MSG(json != NULL, "the pull does not inflate");
+    const char *cursor = jstr(jparse(json), "cursor");
+    ASSERT(cursor != NULL);
+
+    /* A long poll with nothing new waits its second out, under its own label. */
+    a.cursor = cursor;
+    r = phone_pull(&a, 0, 1);
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(r.secs >= 0.9, "the long poll answered after %.2f s", r.secs);
+
+#define REQS(route, method, code)                                                                            \
+    "casesync_http_requests_total{route=\"" route "\",method=\"" method "\",code=\"" code "\"}"
+#define LAT(route, what) "casesync_http_request_duration_seconds" what "{route=\"" route "\"}"
+#define BUCKET(route, le) "casesync_http_request_duration_seconds_bucket{route=\"" route "\",le=\"" le "\"}"
+    const want_t want[] = {
+        {REQS("/v1/auth/login", "POST", "200"), 2},
+        {REQS("/v1/auth/login", "POST", "401"), 1},
+        {REQS("other", "GET", "404"), 1},
+        {REQS("/v1/sync/push", "POST", "200"), 1},
+        {REQS("/v1/sync/pull", "GET", "200"), 1},
+        {REQS("/v1/sync/pull?wait", "GET", "200"), 1},
+        {LAT("/v1/auth/login", "_count"), 3},
+        {LAT("other", "_count"), 1},
+        {LAT("/v1/sync/push", "_count"), 1},
+        {LAT("/v1/sync/pull", "_count"), 1},
+        {LAT("/v1/sync/pull?wait", "_count"), 1},
+        {BUCKET("/v1/sync/pull?wait", "0.5"), 0},
+        {BUCKET("/v1/sync/pull?wait", "2.5"), 1},
+        {"casesync_http_response_wire_bytes_total{encoding=\"gzip\"}", (double)pull.len},
+        {"casesync_http_response_bytes_total{encoding=\"gzip\"}", (double)plain},
+        {"casesync_http_request_wire_bytes_total{encoding=\"gzip\"}", (double)gzlen},
+        {"casesync_http_request_bytes_total{encoding=\"gzip\"}", (double)strlen(body)},
+    };
+    const size_t nwant = sizeof want / sizeof want[0];
+    const char *after = scrape_until(&s, before, want, nwant);
+    ASSERT_MSG(after != NULL, "GET /metrics failed");
+    for (size_t i = 0; i < nwant; i++) {
+        double d = sample(after, want[i].series) - sample(before, want[i].series);
+        ASSERT_MSG(d == want[i].delta, "%s moved by %g, expected %g; scrape:\n%s", want[i].series, d,
+                   want[i].delta, after);
+    }
+    bad = exposition_error(after);
+    ASSERT_MSG(!bad, "%s in\n%s", bad, after);
+    bad = histograms_error(after);
+    ASSERT_MSG(!bad, "%s in\n%s", bad, after);
+
+    /* Each route's histogram counted exactly the requests counted for it. */
+    static const char *const routes[] = {"/v1/auth/login", "other", "/v1/sync/push", "/v1/sync/pull",
+                                         "/v1/sync/pull?wait"};
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const char *reqs = hfmt("casesync_http_requests_total{route=\"%s\",", routes[i]);
+        const char *count = hfmt("casesync_http_request_duration_seconds_count{route=\"%s\"}", routes[i]);
+        ASSERT_MSG(sample_sum(after, reqs) == sample(after, count), "%s: %g requests, histogram count %g",
+                   routes[i], sample_sum(after, reqs), sample(after, count));
+    }
+    double waited =
+        sample(after, LAT("/v1/sync/pull?wait", "_sum")) - sample(before, LAT("/v1/sync/pull?wait", "_sum"));
+    ASSERT_MSG(waited >= 0.9 && waited < 2.5, "the long poll's latency sum moved by %g s", waited);
+
+    /* Compression pays: fewer bytes on the wire than the JSON weighs; identity is the same either way. */
+    ASSERT_MSG(pull.len < plain, "gzip pull: %zu bytes on the wire for %zu plain", pull.len, plain);
+    double id_plain = sample(after, "casesync_http_request_bytes_total{encoding=\"identity\"}");
+    double id_wire = sample(after, "casesync_http_request_wire_bytes_total{encoding=\"identity\"}");
+    ASSERT_MSG(id_plain > 0 && id_plain == id_wire, "identity request bytes: %g plain, %g wire", id_plain,
+               id_wire);
+    ASSERT_MSG(sample(after, "casesync_http_response_bytes_total{encoding=\"identity\"}") ==
+                   sample(after, "casesync_http_response_wire_bytes_total{encoding=\"identity\"}"),
+               "identity responses differ between plain and wire bytes:\n%s", after);
+
+    /* A tus PATCH reads its body itself: its Content-Length counts, as identity. */
+    const char *th[] = {
+        "Tus-Resumable: 1.0.0", "Upload-Length: 4096",
+        "Upload-Metadata: sha256 "
+        "MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMA==,"
+        "filename bS5iaW4=,mime YXBwbGljYXRpb24vb2N0ZXQtc3RyZWFt",
+        NULL};
+    r = http(&s, "POST", "/v1/uploads", a.token, NULL, th);
+    ASSERT_STATUS(r, 201);
+    const char *loc = resp_header(&r, "Location");
+    ASSERT(loc != NULL);
+    if (strncmp(loc, s.base, strlen(s.base)) == 0) loc += strlen(s.base);
+    static char chunk[1000];
+    memset(chunk, 'e', sizeof chunk);
+    const char *ph[] = {"Tus-Resumable: 1.0.0", "Upload-Offset: 0",
+                        "Content-Type: application/offset+octet-stream", NULL};
+    r = http_raw(&s, "PATCH", loc, a.token, chunk, sizeof chunk, ph);
+    ASSERT_STATUS(r, 204);
+    const want_t up[] = {
+        {REQS("/v1/uploads", "POST", "201"), 1},
+        {REQS("/v1/uploads/{id}", "PATCH", "204"), 1},
+        {"casesync_http_request_wire_bytes_total{encoding=\"identity\"}", sizeof chunk},
+        {"casesync_http_request_bytes_total{encoding=\"identity\"}", sizeof chunk},
+    };
+    const char *last = scrape_until(&s, after, up, sizeof up / sizeof up[0]);
+    ASSERT_MSG(last != NULL, "GET /metrics failed");
+    for (size_t i = 0; i < sizeof up / sizeof up[0]; i++) {
+        double d = sample(last, up[i].series) - sample(after, up[i].series);
+        ASSERT_MSG(d == up[i].delta, "%s moved by %g, expected %g; scrape:\n%s", up[i].series, d, up[i].delta,
+                   last);
+    }
+#undef REQS
+#undef LAT
+#undef BUCKET
     ASSERT_INT(srv_stop(&s), 0);
 }
 
