@@ -45,6 +45,7 @@ static const struct {
     {SYNC_ENOMEM, 503, "unavailable"},
     {SYNC_EIO, 500, "internal"},
     {SYNC_ECHECKSUM, 460, "checksum_mismatch"},
+    {SYNC_EDISK, 503, "unavailable"},
 };
 
 int http_status_of(int sync_code, const char **code) {

@@ -20,6 +20,7 @@ int sync_fail(sync_error_t *err, int code, const char *field, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
+    if (code == SYNC_EDISK) err->retry_after = SYNC_EDISK_RETRY_S;
     return code;
 }
 
@@ -46,6 +47,7 @@ const char *sync_strerror(int code) {
     case SYNC_ENOMEM: return "out of memory";
     case SYNC_EIO: return "storage failure";
     case SYNC_ECHECKSUM: return "checksum mismatch";
+    case SYNC_EDISK: return "the server's disk refused the write; nothing of it was kept, try again later";
     default: return "unknown error";
     }
 }
@@ -176,6 +178,11 @@ int sync_metrics(sync_t *s, char **out) {
         "casesync_changes_total{result=\"conflict\"} %llu\ncasesync_changes_total{result=\"rejected\"} %llu\n"
         "# HELP casesync_store_bytes Bytes of the LMDB file in use.\n"
         "# TYPE casesync_store_bytes gauge\ncasesync_store_bytes %llu\n"
+        "# HELP casesync_store_errors_total Writes the disk refused: store commits (each discarded a "
+        "whole batch) and evidence file writes, syncs and renames.\n"
+        "# TYPE casesync_store_errors_total counter\n"
+        "casesync_store_errors_total{where=\"commit\"} %llu\n"
+        "casesync_store_errors_total{where=\"evidence\"} %llu\n"
         "# HELP casesync_commit_batch_jobs Write jobs (changesets, logins ...) per group commit.\n"
         "# TYPE casesync_commit_batch_jobs histogram\n",
         (unsigned long long)__atomic_load_n(&s->n_changesets, __ATOMIC_RELAXED),
@@ -184,7 +191,8 @@ int sync_metrics(sync_t *s, char **out) {
         (unsigned long long)__atomic_load_n(&s->n_merged, __ATOMIC_RELAXED),
         (unsigned long long)__atomic_load_n(&s->n_conflict, __ATOMIC_RELAXED),
         (unsigned long long)__atomic_load_n(&s->n_rejected, __ATOMIC_RELAXED),
-        (unsigned long long)store_size(s->st));
+        (unsigned long long)store_size(s->st), (unsigned long long)store_commit_errors(s->st),
+        (unsigned long long)__atomic_load_n(&s->n_disk_errors, __ATOMIC_RELAXED));
     uint64_t cum = 0;
     for (int i = 0; i < STORE_BATCH_BUCKETS && n > 0 && (size_t)n < cap; i++) {
         cum += hist[i];

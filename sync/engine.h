@@ -29,6 +29,7 @@ struct sync {
     char cursor_key[65];        /* seals pull cursors; kept in meta */
     /* Counters for /metrics (atomic adds). */
     uint64_t n_changesets, n_replays, n_applied, n_merged, n_conflict, n_rejected;
+    uint64_t n_disk_errors; /* evidence file writes, syncs and renames the disk refused */
 };
 
 /* ---- time (util.c) ---- */

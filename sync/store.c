@@ -1,4 +1,12 @@
-/* store.c -- the LMDB environment and the single writer (group commit). */
+/* store.c -- the LMDB environment and the single writer (group commit).
+ *
+ * A disk that refuses a commit (EIO, ENOSPC ...) costs the batch: LMDB
+ * aborts the transaction, every job of it answers SYNC_EDISK and nothing of
+ * it is kept. When the refused write was LMDB's meta page, LMDB marks the
+ * environment fatal (MDB_PANIC for every transaction, reads too) until it is
+ * opened again: the writer then waits for the open read transactions to end
+ * and opens the environment again, so the server comes back with the disk.
+ */
 #include "sync/store.h"
 
 #include <errno.h>
@@ -9,11 +17,14 @@
 #include <time.h>
 #include <pthread.h>
 
+#include "sync/fault.h"
 #include "sync/sync.h"
 
 #define STORE_DEFAULT_MAP ((size_t)64 << 30) /* 64 GiB of address space, sparse on disk */
 #define STORE_MAX_DBS 32
 #define STORE_MAX_READERS 1024
+#define STORE_REOPEN_WAIT_MS 10000 /* how long a reopen waits for open reads */
+#define STORE_READ_TRIES 3         /* a read that meets MDB_PANIC tries this often */
 
 typedef struct store_job {
     store_job_fn fn;
@@ -42,6 +53,16 @@ struct store {
     /* Figures for operators: batches and jobs committed, jobs per batch. */
     uint64_t batches, jobs;
     uint64_t batch_hist[STORE_BATCH_BUCKETS];
+    uint64_t commit_errors; /* batches the disk refused */
+
+    /* Opening the environment again after MDB_PANIC (writer thread only,
+     * but `readers` and `reopening` are atomics read by every reader). */
+    char dir[1024];
+    size_t map_size;
+    int broken;    /* the environment answers MDB_PANIC */
+    int readers;   /* read transactions open (and store_size calls) */
+    int reopening; /* new readers wait on env_cv */
+    pthread_cond_t env_cv;
 };
 
 /* ---- keys ---------------------------------------------------------------- */
@@ -59,17 +80,145 @@ uint64_t store_rd64(const unsigned char in[8]) {
     return v;
 }
 
+/* ---- opening the environment ------------------------------------------------ */
+
+/* Creates and opens the environment in dir with its named databases.
+ * 0, or SYNC_EIO with errbuf filled (*out NULL). */
+static int store_env_open(const char *dir, size_t map_size, int rdonly, MDB_env **out, store_dbs_t *out_dbs,
+                          char *errbuf, size_t errlen) {
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    store_dbs_t d;
+    int rc;
+    *out = NULL;
+    if ((rc = mdb_env_create(&env)) != 0) goto fail;
+    mdb_env_set_maxdbs(env, STORE_MAX_DBS);
+    mdb_env_set_maxreaders(env, STORE_MAX_READERS);
+    mdb_env_set_mapsize(env, map_size ? map_size : STORE_DEFAULT_MAP);
+    /* MDB_NOTLS: read transactions are not bound to threads (civetweb pools them). */
+    rc = mdb_env_open(env, dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600);
+    if (rc != 0) goto fail;
+    int dead = 0;
+    mdb_reader_check(env, &dead); /* readers left by a killed process */
+
+    if ((rc = mdb_txn_begin(env, NULL, rdonly ? MDB_RDONLY : 0, &txn)) != 0) goto fail;
+    unsigned cf = rdonly ? 0 : MDB_CREATE;
+    struct {
+        const char *name;
+        MDB_dbi *dbi;
+    } dbs[] = {
+        {"meta", &d.meta},           {"users", &d.users},
+        {"usernames", &d.usernames}, {"tokens", &d.tokens},
+        {"devices", &d.devices},     {"records", &d.records},
+        {"log", &d.log},             {"record_log", &d.record_log},
+        {"feeds", &d.feeds},         {"changesets", &d.changesets},
+        {"conflicts", &d.conflicts}, {"rejections", &d.rejections},
+        {"closed", &d.closed},       {"idx", &d.idx},
+        {"evidence", &d.evidence},   {"uploads", &d.uploads},
+        {"blobs", &d.blobs},
+    };
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        if ((rc = mdb_dbi_open(txn, dbs[i].name, cf, dbs[i].dbi)) != 0) {
+            if (rdonly && rc == MDB_NOTFOUND) {
+                snprintf(errbuf, errlen, "%s holds no casesync store", dir);
+                goto fail_msg;
+            }
+            goto fail;
+        }
+    }
+    /* Commit even a read-only txn: an aborted one would close the new dbi handles. */
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) goto fail;
+    *out = env;
+    *out_dbs = d;
+    return 0;
+
+fail:
+    snprintf(errbuf, errlen, "store %s: %s", dir, mdb_strerror(rc));
+fail_msg:
+    if (txn) mdb_txn_abort(txn);
+    if (env) mdb_env_close(env);
+    return SYNC_EIO;
+}
+
+/* ---- readers and reopening ------------------------------------------------------ */
+
+static void store_reader_leave(store_t *st) {
+    if (__atomic_sub_fetch(&st->readers, 1, __ATOMIC_SEQ_CST) == 0 &&
+        __atomic_load_n(&st->reopening, __ATOMIC_SEQ_CST)) {
+        pthread_mutex_lock(&st->mu);
+        pthread_cond_broadcast(&st->env_cv);
+        pthread_mutex_unlock(&st->mu);
+    }
+}
+
+/* Counts a user of st->env; waits while the writer opens it again. */
+static void store_reader_enter(store_t *st) {
+    for (;;) {
+        __atomic_add_fetch(&st->readers, 1, __ATOMIC_SEQ_CST);
+        if (!__atomic_load_n(&st->reopening, __ATOMIC_SEQ_CST)) return;
+        store_reader_leave(st);
+        pthread_mutex_lock(&st->mu);
+        while (__atomic_load_n(&st->reopening, __ATOMIC_SEQ_CST))
+            pthread_cond_wait(&st->env_cv, &st->mu);
+        pthread_mutex_unlock(&st->mu);
+    }
+}
+
+/* Writer thread only: after MDB_PANIC, waits (bounded) for the open read
+ * transactions to end and opens the environment again. On failure the store
+ * stays broken and the next batch tries again. */
+static void store_reopen(store_t *st) {
+    char msg[512] = "";
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += STORE_REOPEN_WAIT_MS / 1000;
+    __atomic_store_n(&st->reopening, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&st->mu);
+    int waited_out = 0;
+    while (__atomic_load_n(&st->readers, __ATOMIC_SEQ_CST) > 0 && !waited_out)
+        waited_out = pthread_cond_timedwait(&st->env_cv, &st->mu, &until) == ETIMEDOUT;
+    int idle = __atomic_load_n(&st->readers, __ATOMIC_SEQ_CST) == 0;
+    pthread_mutex_unlock(&st->mu);
+
+    if (!idle) {
+        fprintf(stderr, "store: cannot reopen yet, reads still open\n");
+    } else {
+        MDB_env *env = NULL;
+        store_dbs_t dbs;
+        mdb_env_close(st->env);
+        st->env = NULL;
+        if (store_env_open(st->dir, st->map_size, 0, &env, &dbs, msg, sizeof msg) != 0) {
+            fprintf(stderr, "store: reopen failed: %s\n", msg);
+        } else if (memcmp(&dbs, &st->dbs, sizeof dbs) != 0) {
+            fprintf(stderr, "store: reopen gave other database handles\n");
+            mdb_env_close(env);
+        } else {
+            mdb_env_set_userctx(env, st);
+            st->env = env;
+            st->broken = 0;
+            fprintf(stderr, "store: environment opened again after a fatal write error\n");
+        }
+    }
+    pthread_mutex_lock(&st->mu);
+    __atomic_store_n(&st->reopening, 0, __ATOMIC_SEQ_CST);
+    pthread_cond_broadcast(&st->env_cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
 /* ---- the writer ------------------------------------------------------------ */
 
 /* Runs one batch: every job in its own nested transaction of one parent
  * transaction, then one commit. Sets each job's rc. */
 static int store_run_batch(store_t *st, store_job_t *jobs) {
     MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    int rc = st->env ? mdb_txn_begin(st->env, NULL, 0, &txn) : MDB_PANIC;
     if (rc != 0) {
         fprintf(stderr, "store: write txn: %s\n", mdb_strerror(rc));
-        for (store_job_t *j = jobs; j; j = j->next) j->rc = SYNC_EIO;
-        return 0;
+        if (rc == MDB_PANIC) st->broken = 1;
+        for (store_job_t *j = jobs; j; j = j->next) j->rc = SYNC_EDISK;
+        return -1;
     }
     int kept = 0;
     for (store_job_t *j = jobs; j; j = j->next) {
@@ -98,10 +247,21 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
     }
     rc = mdb_txn_commit(txn); /* one fsync for the whole batch */
     if (rc != 0) {
-        fprintf(stderr, "store: commit: %s\n", mdb_strerror(rc));
+        /* LMDB has aborted (and freed) the transaction: nothing of it lands. */
+        fprintf(stderr, "store: commit refused, %d jobs discarded: %s\n", kept, mdb_strerror(rc));
+        /* The commit answers the errno; whether the meta page failed, and LMDB
+         * now refuses everything, shows only in the next transaction. */
+        MDB_txn *probe = NULL;
+        if (rc == MDB_PANIC || mdb_txn_begin(st->env, NULL, MDB_RDONLY, &probe) == MDB_PANIC) {
+            /* Readers wait from now on until store_reopen(). */
+            __atomic_store_n(&st->reopening, 1, __ATOMIC_SEQ_CST);
+            st->broken = 1;
+        } else if (probe) {
+            mdb_txn_abort(probe);
+        }
         for (store_job_t *j = jobs; j; j = j->next)
-            if (j->rc == 0) j->rc = SYNC_EIO;
-        return 0;
+            if (j->rc == 0) j->rc = SYNC_EDISK;
+        return -1;
     }
     return 1;
 }
@@ -116,9 +276,11 @@ static void *store_writer_main(void *arg) {
         st->head = st->tail = NULL;
         pthread_mutex_unlock(&st->mu);
 
+        if (st->broken) store_reopen(st);
         int committed = store_run_batch(st, batch);
 
         pthread_mutex_lock(&st->mu);
+        if (committed < 0) st->commit_errors++;
         st->batches++;
         uint64_t n = 0;
         for (store_job_t *j = batch; j; j = j->next) {
@@ -129,11 +291,16 @@ static void *store_writer_main(void *arg) {
         int b = 0;
         while (b < STORE_BATCH_BUCKETS - 1 && n > (1ull << b)) b++;
         st->batch_hist[b]++;
-        if (committed) {
+        if (committed > 0) {
             st->commit_gen++;
             pthread_cond_broadcast(&st->gen_cv);
         }
         pthread_cond_broadcast(&st->done_cv);
+        if (st->broken) {
+            pthread_mutex_unlock(&st->mu);
+            store_reopen(st); /* at once: reads wait until it is done */
+            pthread_mutex_lock(&st->mu);
+        }
     }
     pthread_mutex_unlock(&st->mu);
     return NULL;
@@ -176,76 +343,36 @@ void store_wait_commit(store_t *st, uint64_t seen, int64_t deadline_ms) {
 
 /* ---- open / close ---------------------------------------------------------- */
 
-static int store_open_dbi(MDB_txn *txn, const char *name, unsigned flags, MDB_dbi *dbi) {
-    return mdb_dbi_open(txn, name, flags, dbi);
-}
-
 int store_open(const char *dir, size_t map_size, int rdonly, store_t **out, char *errbuf, size_t errlen) {
     store_t *st = NULL;
-    MDB_txn *txn = NULL;
-    int rc;
     *out = NULL;
 
     if (!rdonly && mkdir(dir, 0700) != 0 && errno != EEXIST) {
         snprintf(errbuf, errlen, "cannot create %s: %s", dir, strerror(errno));
         return SYNC_EIO;
     }
+    if (strlen(dir) >= sizeof st->dir) {
+        snprintf(errbuf, errlen, "the data folder's name is too long");
+        return SYNC_EIO;
+    }
     st = calloc(1, sizeof *st);
     if (!st) return SYNC_ENOMEM;
     st->rdonly = rdonly;
+    snprintf(st->dir, sizeof st->dir, "%s", dir);
+    st->map_size = map_size;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->work_cv, NULL);
     pthread_cond_init(&st->done_cv, NULL);
     pthread_cond_init(&st->gen_cv, NULL);
+    pthread_cond_init(&st->env_cv, NULL);
+    fault_attach(dir);
 
-    if ((rc = mdb_env_create(&st->env)) != 0) goto fail;
-    mdb_env_set_maxdbs(st->env, STORE_MAX_DBS);
-    mdb_env_set_maxreaders(st->env, STORE_MAX_READERS);
-    mdb_env_set_mapsize(st->env, map_size ? map_size : STORE_DEFAULT_MAP);
-    /* MDB_NOTLS: read transactions are not bound to threads (civetweb pools them). */
-    rc = mdb_env_open(st->env, dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600);
-    if (rc != 0) goto fail;
-    int dead = 0;
-    mdb_reader_check(st->env, &dead); /* readers left by a killed process */
-
-    if ((rc = mdb_txn_begin(st->env, NULL, rdonly ? MDB_RDONLY : 0, &txn)) != 0) goto fail;
-    unsigned cf = rdonly ? 0 : MDB_CREATE;
-    struct {
-        const char *name;
-        MDB_dbi *dbi;
-    } dbs[] = {
-        {"meta", &st->dbs.meta},           {"users", &st->dbs.users},
-        {"usernames", &st->dbs.usernames}, {"tokens", &st->dbs.tokens},
-        {"devices", &st->dbs.devices},     {"records", &st->dbs.records},
-        {"log", &st->dbs.log},             {"record_log", &st->dbs.record_log},
-        {"feeds", &st->dbs.feeds},         {"changesets", &st->dbs.changesets},
-        {"conflicts", &st->dbs.conflicts}, {"rejections", &st->dbs.rejections},
-        {"closed", &st->dbs.closed},       {"idx", &st->dbs.idx},
-        {"evidence", &st->dbs.evidence},   {"uploads", &st->dbs.uploads},
-        {"blobs", &st->dbs.blobs},
-    };
-    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-        if ((rc = store_open_dbi(txn, dbs[i].name, cf, dbs[i].dbi)) != 0) {
-            if (rdonly && rc == MDB_NOTFOUND) {
-                snprintf(errbuf, errlen, "%s holds no casesync store", dir);
-                mdb_txn_abort(txn);
-                txn = NULL;
-                goto fail_msg;
-            }
-            goto fail;
-        }
-    }
-    /* Commit even a read-only txn: an aborted one would close the new dbi handles. */
-    if ((rc = mdb_txn_commit(txn)) != 0) {
-        txn = NULL;
-        goto fail;
-    }
-    txn = NULL;
-
+    if (store_env_open(dir, map_size, rdonly, &st->env, &st->dbs, errbuf, errlen) != 0) goto fail;
+    mdb_env_set_userctx(st->env, st);
     if (!rdonly) {
         if (pthread_create(&st->writer, NULL, store_writer_main, st) != 0) {
             snprintf(errbuf, errlen, "cannot start the writer thread");
-            goto fail_msg;
+            goto fail;
         }
         st->writer_started = 1;
     }
@@ -253,14 +380,12 @@ int store_open(const char *dir, size_t map_size, int rdonly, store_t **out, char
     return 0;
 
 fail:
-    snprintf(errbuf, errlen, "store %s: %s", dir, mdb_strerror(rc));
-fail_msg:
-    if (txn) mdb_txn_abort(txn);
     if (st->env) mdb_env_close(st->env);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->work_cv);
     pthread_cond_destroy(&st->done_cv);
     pthread_cond_destroy(&st->gen_cv);
+    pthread_cond_destroy(&st->env_cv);
     free(st);
     return SYNC_EIO;
 }
@@ -287,6 +412,7 @@ void store_close(store_t *st) {
     pthread_cond_destroy(&st->work_cv);
     pthread_cond_destroy(&st->done_cv);
     pthread_cond_destroy(&st->gen_cv);
+    pthread_cond_destroy(&st->env_cv);
     free(st);
 }
 
@@ -301,17 +427,37 @@ void store_stats(store_t *st, uint64_t *batches, uint64_t *jobs, uint64_t hist[S
     pthread_mutex_unlock(&st->mu);
 }
 
+uint64_t store_commit_errors(store_t *st) {
+    pthread_mutex_lock(&st->mu);
+    uint64_t n = st->commit_errors;
+    pthread_mutex_unlock(&st->mu);
+    return n;
+}
+
 uint64_t store_size(store_t *st) {
     MDB_envinfo info;
     MDB_stat stat;
-    if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &stat) != 0) return 0;
-    return (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
+    uint64_t n = 0;
+    store_reader_enter(st);
+    if (st->env && mdb_env_info(st->env, &info) == 0 && mdb_env_stat(st->env, &stat) == 0)
+        n = (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
+    store_reader_leave(st);
+    return n;
 }
 
 /* ---- transactions and values ------------------------------------------------ */
 
 int store_read_begin(store_t *st, MDB_txn **txn) {
-    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn);
+    int rc = MDB_PANIC;
+    *txn = NULL;
+    /* A read that meets MDB_PANIC before the writer has seen it waits for the
+     * writer to open the environment again (store_reader_enter), then retries. */
+    for (int tries = 0; tries < STORE_READ_TRIES && rc == MDB_PANIC; tries++) {
+        if (tries) nanosleep(&(struct timespec){0, 20 * 1000000L}, NULL);
+        store_reader_enter(st);
+        rc = st->env ? mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn) : MDB_PANIC;
+        if (rc != 0) store_reader_leave(st);
+    }
     if (rc != 0) {
         *txn = NULL;
         fprintf(stderr, "store: read txn: %s\n", mdb_strerror(rc));
@@ -321,7 +467,10 @@ int store_read_begin(store_t *st, MDB_txn **txn) {
 }
 
 void store_read_end(MDB_txn *txn) {
-    if (txn) mdb_txn_abort(txn);
+    if (!txn) return;
+    store_t *st = mdb_env_get_userctx(mdb_txn_env(txn));
+    mdb_txn_abort(txn);
+    store_reader_leave(st);
 }
 
 int store_get_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, char **out, size_t *outlen) {
@@ -357,6 +506,11 @@ int store_put_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const
         /* The job's nested txn is discarded: nothing of it lands. */
         fprintf(stderr, "store: full (%s): raise map_size\n", mdb_strerror(rc));
         return SYNC_EBUSY;
+    }
+    if (rc > 0) {
+        /* An errno: LMDB spilled dirty pages of a big transaction to a disk that refused them. */
+        fprintf(stderr, "store: put: %s\n", mdb_strerror(rc));
+        return SYNC_EDISK;
     }
     if (rc != 0) {
         fprintf(stderr, "store: put: %s\n", mdb_strerror(rc));

@@ -7,6 +7,13 @@
  * commits once (one fsync) and then wakes each caller. Read transactions are
  * short and never held across network I/O.
  *
+ * Caveat: when the disk refuses a commit, the whole batch is discarded and
+ * each of its jobs answers SYNC_EDISK. When the refused write was LMDB's meta
+ * page (LMDB then answers MDB_PANIC to every transaction), the writer opens
+ * the environment again once the open read transactions have ended; a read
+ * transaction begun meanwhile waits for that. The MDB_env pointer changes
+ * then: only store.c (and a command-line backup) may hold it.
+ *
  * Key layout (big-endian integers, so byte order is numeric order):
  *   meta        name                       -> value (text or BE64)
  *   users       user id                    -> user JSON (incl. password hash)
@@ -60,8 +67,8 @@ MDB_env *store_env(const store_t *st);
 typedef int (*store_job_fn)(MDB_txn *txn, void *ctx);
 
 /* Queues fn, waits until its transaction is durably committed (or discarded),
- * and returns fn's code; SYNC_EIO when the commit failed, SYNC_EBUSY after
- * shutdown. */
+ * and returns fn's code; SYNC_EDISK when the disk refused the commit (nothing
+ * of fn's writes is kept), SYNC_EBUSY after shutdown. */
 int store_write(store_t *st, store_job_fn fn, void *ctx);
 
 /* A read-only transaction; end it with store_read_end() (accepts NULL). */
@@ -79,6 +86,8 @@ void store_wait_commit(store_t *st, uint64_t seen, int64_t deadline_ms);
  * bucket: more). hist may be NULL. */
 #define STORE_BATCH_BUCKETS 12
 void store_stats(store_t *st, uint64_t *batches, uint64_t *jobs, uint64_t hist[STORE_BATCH_BUCKETS]);
+/* Commits the disk refused since open (each discarded a whole batch). */
+uint64_t store_commit_errors(store_t *st);
 /* Bytes of the store file in use (up to its last page). */
 uint64_t store_size(store_t *st);
 

@@ -45,8 +45,14 @@ enum {
     SYNC_EBUSY = -17,      /* 503 unavailable: shutting down (+ retry_after) */
     SYNC_ENOMEM = -18,     /* 503 out of memory */
     SYNC_EIO = -19,        /* 500 storage failure: never caused by a client */
-    SYNC_ECHECKSUM = -20   /* 460 checksum_mismatch: uploaded bytes do not hash as declared */
+    SYNC_ECHECKSUM = -20,  /* 460 checksum_mismatch: uploaded bytes do not hash as declared */
+    SYNC_EDISK = -21       /* 503 unavailable: the disk refused a write; nothing of the
+                            * request was kept (+ retry_after, SYNC_EDISK_RETRY_S) */
 };
+
+/* Retry-After of SYNC_EDISK: time for a disk that hiccuped to come back, or
+ * for the operator to be paged about one that did not. */
+#define SYNC_EDISK_RETRY_S 30
 
 typedef struct sync_error {
     int code;
