@@ -129,6 +129,21 @@ static int disk_full(sync_error_t *err, const char *what) {
     return SYNC_EBUSY;
 }
 
+/* A write, sync or rename of evidence (`what`: "writing upload <id>") that
+ * failed with errno e. A full disk or an I/O error is 503: nothing past the
+ * last acknowledged offset is kept and the phone resumes later. Anything else
+ * (a path blocked by a file ...) stays a 500. */
+static int disk_error(sync_t *s, sync_error_t *err, int e, const char *what) {
+    __atomic_add_fetch(&s->n_disk_errors, 1, __ATOMIC_RELAXED);
+    fprintf(stderr, "casesync: %s: %s\n", what, strerror(e));
+    if (e == ENOSPC || e == EDQUOT) return disk_full(err, what);
+    if (e == EIO || e == EROFS)
+        return sync_fail(err, SYNC_EDISK, NULL,
+                         "the server's disk failed %s; nothing unacknowledged was kept, try again later",
+                         what);
+    return sync_fail(err, SYNC_EIO, NULL, "%s failed: %s", what, strerror(e));
+}
+
 static int write_all(int fd, const unsigned char *buf, size_t n, uint64_t off) {
     while (n > 0) {
         ssize_t w = pwrite(fd, buf, n, (off_t)off);
@@ -382,10 +397,14 @@ static int upload_finish(sync_t *s, const cJSON *st, sync_upload_t *out, sync_er
     if (!id || !sha || strlen(sha) != 64)
         return sync_fail(err, SYNC_EIO, NULL, "the upload's state is damaged");
     part_path(s, id, part, sizeof part);
-    if (file_sha256(part, hex) != 0)
+    blob_path(s, sha, blob, sizeof blob);
+    /* No part file but the blob: an earlier end renamed it, then failed
+     * (its directory sync, or recording the blob). Finish from the blob. */
+    const char *src = access(part, F_OK) != 0 && errno == ENOENT && stat(blob, &bs) == 0 ? blob : part;
+    if (file_sha256(src, hex) != 0)
         return sync_fail(err, SYNC_EIO, NULL, "cannot hash upload %s: %s", id, strerror(errno));
     if (strcmp(hex, sha) != 0) {
-        unlink(part);
+        unlink(src);
         rc = upload_job(s, JOB_DELETE, id, NULL, 0, 0);
         if (rc) return sync_fail(err, rc, NULL, "cannot delete upload %s", id);
         out->offset = 0;
@@ -394,17 +413,19 @@ static int upload_finish(sync_t *s, const cJSON *st, sync_upload_t *out, sync_er
             "the %llu bytes received hash to %s, not to the declared sha256; the upload is deleted",
             (unsigned long long)length, hex);
     }
-    for (int depth = 0; depth < 3; depth++) {
+    int made = 1;
+    for (int depth = 0; depth < 3 && made; depth++) {
         blob_dir(s, sha, depth, dir, sizeof dir);
-        if (dir_make(dir) != 0)
-            return sync_fail(err, SYNC_EIO, NULL, "cannot make %s: %s", dir, strerror(errno));
+        made = dir_make(dir) == 0;
     }
-    blob_path(s, sha, blob, sizeof blob);
-    if (stat(blob, &bs) == 0 && (uint64_t)bs.st_size == length) {
-        unlink(part); /* the same bytes are stored already */
-    } else {
-        if (rename(part, blob) != 0 || dir_sync(dir) != 0)
-            return sync_fail(err, SYNC_EIO, NULL, "cannot store blob %s: %s", sha, strerror(errno));
+    int stored = made && (src == blob || (stat(blob, &bs) == 0 && (uint64_t)bs.st_size == length));
+    if (stored) unlink(part); /* the same bytes are in the blob store already */
+    /* The directory is synced even then: the rename may not have been. */
+    if (!made || (!stored && rename(part, blob) != 0) || dir_sync(dir) != 0) {
+        int e = errno;
+        char what[100];
+        snprintf(what, sizeof what, "storing blob %s", sha);
+        return disk_error(s, err, e, what);
     }
     uploads_dir(s, dir, sizeof dir);
     dir_sync(dir);
@@ -751,8 +772,14 @@ static int part_open(sync_t *s, const char *id, uint64_t offset, int *fd, sync_e
 /* fdatasync up to `to`, then record the offset: the order that makes every
  * recorded offset durable. */
 static int part_commit(sync_t *s, const char *id, int fd, uint64_t from, uint64_t to, sync_error_t *err) {
-    if (fdatasync(fd) != 0)
-        return sync_fail(err, SYNC_EIO, NULL, "cannot sync upload %s: %s", id, strerror(errno));
+    if (fdatasync(fd) != 0) {
+        /* The bytes since the last sync may be gone from the page cache: the
+         * caller cuts the file back to `from`, and the phone sends them again. */
+        int e = errno;
+        char what[80];
+        snprintf(what, sizeof what, "syncing upload %s", id);
+        return disk_error(s, err, e, what);
+    }
     int rc = upload_job(s, JOB_ADVANCE, id, NULL, from, to);
     if (rc) return sync_fail(err, rc, NULL, "cannot record the offset of upload %s", id);
     return 0;
@@ -834,9 +861,10 @@ int sync_upload_write(sync_t *s, const sync_principal_t *p, const char *id, uint
             break;
         }
         if (write_all(fd, buf, (size_t)n, pos) != 0) {
-            rc = errno == ENOSPC || errno == EDQUOT
-                     ? disk_full(err, "writing the upload")
-                     : sync_fail(err, SYNC_EIO, NULL, "cannot write upload %s: %s", id, strerror(errno));
+            int e = errno;
+            char what[80];
+            snprintf(what, sizeof what, "writing upload %s", id);
+            rc = disk_error(s, err, e, what);
             break;
         }
         if (dctx && EVP_DigestUpdate(dctx, buf, (size_t)n) != 1) {
