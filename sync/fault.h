@@ -20,6 +20,8 @@
  *   (default 1; * = every one until the file changes or goes). after N: the
  *   first N matching calls go through. Lines starting with # are ignored.
  *   Removing the file is the disk coming back.
+ * - Counts are per process: the command line opening the same data folder
+ *   while the file is there gets its own full counts.
  * - Every fault injected appends a line "CALL TARGET ERRNO" to
  *   DATA/.fault.log and says so on standard error, so a test can tell a fault
  *   that fired from one that never did.
