@@ -14,186 +14,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TUS_VERSION "1.0.0"
+#include "server/tus.h"
+
 #define TUS_EXTENSIONS "creation,checksum,termination"
 #define TUS_CHECKSUMS "sha1,sha256"
 #define STREAM_CHUNK (256u << 10) /* bytes per read from the socket or the file */
-#define META_VALUE_MAX 1024       /* one decoded Upload-Metadata value */
-#define META_HEADER_MAX 8192      /* the whole Upload-Metadata header */
 #define REPLY_HEADERS 16
 #define REPLY_VALUE_MAX 2048
-#define U53_MAX 9007199254740991ULL /* numbers stay exact in JSON */
-#define NO_LENGTH UINT64_MAX        /* reply_head: no Content-Length */
+#define NO_LENGTH UINT64_MAX /* reply_head: no Content-Length */
 
-/* ======================================================================== */
-/* Small parsers                                                            */
-/* ======================================================================== */
-
-/* A strict decimal (digits only, surrounding blanks allowed) up to 2^53-1. */
-static int parse_u64(const char *s, uint64_t *out) {
-    uint64_t v = 0;
-    size_t n = 0;
-    if (!s) return -1;
-    while (*s == ' ' || *s == '\t')
-        s++;
-    for (; s[n] >= '0' && s[n] <= '9'; n++) {
-        if (n >= 16) return -1;
-        v = v * 10 + (uint64_t)(s[n] - '0');
-    }
-    for (size_t i = n; s[i]; i++)
-        if (s[i] != ' ' && s[i] != '\t') return -1;
-    if (n == 0 || v > U53_MAX) return -1;
-    *out = v;
-    return 0;
-}
-
-static int b64_value(char ch) {
-    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == '+') return 62;
-    if (ch == '/') return 63;
-    return -1;
-}
-
-/* Standard base64 of n chars (padding optional) into out (cap bytes).
- * Returns the decoded length, or -1 for bad input or no room. */
-static long b64_decode(const char *in, size_t n, unsigned char *out, size_t cap) {
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    while (n > 0 && in[n - 1] == '=')
-        n--;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value(in[i]);
-        if (v < 0) return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap) return -1;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    if (bits >= 6) return -1; /* a lone trailing character */
-    return (long)o;
-}
-
-/* Upload-Metadata, decoded. */
-typedef struct upload_meta {
-    char sha256[META_VALUE_MAX + 1], filename[META_VALUE_MAX + 1], mime[META_VALUE_MAX + 1],
-        record_id[META_VALUE_MAX + 1];
-    int has_sha256, has_filename, has_mime, has_record_id;
-} upload_meta_t;
-
-/* "key base64,key base64,key": the four keys we know are decoded, others
- * skipped. 0, or -1 with *why set. */
-static int meta_parse(const char *h, upload_meta_t *m, const char **why) {
-    memset(m, 0, sizeof *m);
-    if (!h) return 0;
-    if (strlen(h) > META_HEADER_MAX) {
-        *why = "Upload-Metadata is too long";
-        return -1;
-    }
-    while (*h) {
-        while (*h == ' ' || *h == '\t')
-            h++;
-        const char *key = h;
-        while (*h && *h != ' ' && *h != ',')
-            h++;
-        size_t klen = (size_t)(h - key);
-        while (*h == ' ')
-            h++;
-        const char *val = h;
-        while (*h && *h != ',' && *h != ' ')
-            h++;
-        size_t vlen = (size_t)(h - val);
-        while (*h == ' ' || *h == '\t')
-            h++;
-        if (*h && *h != ',') {
-            *why = "Upload-Metadata pairs are \"key base64\", comma-separated";
-            return -1;
-        }
-        if (*h == ',') h++;
-        if (klen == 0) {
-            if (vlen == 0 && !*h) break; /* a trailing comma or blank */
-            *why = "Upload-Metadata has an empty key";
-            return -1;
-        }
-        char *dst = NULL;
-        int *flag = NULL;
-        if (klen == 6 && memcmp(key, "sha256", 6) == 0)
-            dst = m->sha256, flag = &m->has_sha256;
-        else if (klen == 8 && memcmp(key, "filename", 8) == 0)
-            dst = m->filename, flag = &m->has_filename;
-        else if (klen == 4 && memcmp(key, "mime", 4) == 0)
-            dst = m->mime, flag = &m->has_mime;
-        else if (klen == 9 && memcmp(key, "record_id", 9) == 0)
-            dst = m->record_id, flag = &m->has_record_id;
-        if (!dst) continue;
-        if (*flag) {
-            *why = "Upload-Metadata repeats a key";
-            return -1;
-        }
-        long n = b64_decode(val, vlen, (unsigned char *)dst, META_VALUE_MAX);
-        if (n < 0 || memchr(dst, 0, (size_t)n)) {
-            *why = "an Upload-Metadata value is not base64 of text";
-            return -1;
-        }
-        dst[n] = 0;
-        *flag = 1;
-    }
-    return 0;
-}
-
-static int b64_encode(const unsigned char *in, size_t n, char *out, size_t cap) {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    if ((n + 2) / 3 * 4 + 1 > cap) return -1;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v =
-            (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = tab[v >> 18 & 63];
-        out[o++] = tab[v >> 12 & 63];
-        out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? tab[v & 63] : '=';
-    }
-    out[o] = 0;
-    return 0;
-}
-
-/* Appends ",key base64(value)" (without the comma first). */
-static void meta_add(char *buf, size_t cap, const char *key, const char *value) {
-    char enc[REPLY_VALUE_MAX];
-    size_t len = strlen(buf);
-    if (!value || !*value || b64_encode((const unsigned char *)value, strlen(value), enc, sizeof enc) != 0)
-        return;
-    snprintf(buf + len, cap - len, "%s%s %s", len ? "," : "", key, enc);
-}
-
-/* A header value without surrounding blanks, compared case-insensitively. */
-static int header_is(const char *h, const char *want) {
-    if (!h) return 0;
-    while (*h == ' ' || *h == '\t')
-        h++;
-    size_t n = strlen(want);
-    if (strncasecmp(h, want, n) != 0) return 0;
-    for (h += n; *h == ' ' || *h == '\t'; h++) {
-    }
-    return *h == 0;
-}
-
-/* The media type of a Content-Type value (parameters ignored) is `want`. */
-static int media_type_is(const char *ct, const char *want) {
-    if (!ct) return 0;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    size_t n = strlen(want);
-    if (strncasecmp(ct, want, n) != 0) return 0;
-    for (ct += n; *ct == ' ' || *ct == '\t'; ct++) {
-    }
-    return *ct == 0 || *ct == ';';
-}
+_Static_assert(sizeof((sync_checksum_t *)0)->digest >= TUS_DIGEST_MAX, "a tus digest fits the engine's");
 
 /* ======================================================================== */
 /* Answers                                                                  */
@@ -299,9 +129,9 @@ static void upload_error(call_t *c, int rc, const sync_error_t *err) {
 
 /* Every tus answer carries Tus-Resumable; a request without the version we
  * speak gets 412 with Tus-Version. 0 to go on, -1 after answering. */
-static int tus_check(call_t *c) {
+static int require_version(call_t *c) {
     http_add_header(c->req, "Tus-Resumable", TUS_VERSION);
-    if (header_is(mg_get_header(c->req->conn, "Tus-Resumable"), TUS_VERSION)) return 0;
+    if (tus_header_is(mg_get_header(c->req->conn, "Tus-Resumable"), TUS_VERSION)) return 0;
     http_add_header(c->req, "Tus-Version", TUS_VERSION);
     http_send_errorf(c->req, 412, "tus_version_unsupported", "Tus-Resumable",
                      "this server speaks tus %s: send Tus-Resumable: %s", TUS_VERSION, TUS_VERSION);
@@ -325,13 +155,13 @@ void upload_route_options(call_t *c) {
 }
 
 void upload_route_create(call_t *c) {
-    upload_meta_t m;
+    tus_meta_t m;
     const char *why = NULL;
     uint64_t length;
     sync_upload_t u;
     sync_error_t err = {0};
     char loc[64], body[160];
-    if (tus_check(c)) return;
+    if (require_version(c)) return;
     if (mg_get_header(c->req->conn, "Upload-Defer-Length")) {
         http_send_errorf(c->req, 400, "bad_request", "Upload-Defer-Length",
                          "the length must be known: send Upload-Length");
@@ -342,11 +172,11 @@ void upload_route_create(call_t *c) {
                          "send the bytes with PATCH (creation-with-upload is not offered)");
         return;
     }
-    if (parse_u64(mg_get_header(c->req->conn, "Upload-Length"), &length) != 0) {
+    if (tus_parse_u64(mg_get_header(c->req->conn, "Upload-Length"), &length) != 0) {
         http_send_errorf(c->req, 400, "bad_request", "Upload-Length", "Upload-Length must be a byte count");
         return;
     }
-    if (meta_parse(mg_get_header(c->req->conn, "Upload-Metadata"), &m, &why) != 0) {
+    if (tus_meta_parse(mg_get_header(c->req->conn, "Upload-Metadata"), &m, &why) != 0) {
         http_send_errorf(c->req, 400, "bad_request", "Upload-Metadata", "%s", why);
         return;
     }
@@ -372,7 +202,7 @@ void upload_route_status(call_t *c) {
     char meta[REPLY_VALUE_MAX] = "";
     /* HEAD is the tus call; GET is a plain JSON view for tools. */
     if (c->req->head) {
-        if (tus_check(c)) return;
+        if (require_version(c)) return;
     } else {
         http_add_header(c->req, "Tus-Resumable", TUS_VERSION);
     }
@@ -403,10 +233,10 @@ void upload_route_status(call_t *c) {
         http_send_errorf(c->req, 503, "unavailable", NULL, "out of memory");
         return;
     }
-    meta_add(meta, sizeof meta, "sha256", u.sha256);
-    meta_add(meta, sizeof meta, "filename", u.filename);
-    meta_add(meta, sizeof meta, "mime", u.mime);
-    meta_add(meta, sizeof meta, "record_id", u.record_id);
+    tus_meta_add(meta, sizeof meta, "sha256", u.sha256);
+    tus_meta_add(meta, sizeof meta, "filename", u.filename);
+    tus_meta_add(meta, sizeof meta, "mime", u.mime);
+    tus_meta_add(meta, sizeof meta, "record_id", u.record_id);
     reply_add(&h, "Upload-Offset", "%llu", (unsigned long long)u.offset);
     reply_add(&h, "Upload-Length", "%llu", (unsigned long long)u.length);
     reply_add(&h, "Upload-Metadata", "%s", meta);
@@ -457,33 +287,18 @@ static long body_read(void *ctx, void *buf, size_t len) {
     return n == 0 ? 0 : -1;
 }
 
-/* "sha256 <base64>" -> check. 0, or -1 after answering 400. */
+/* Upload-Checksum -> check. 0, or -1 after answering 400. */
 static int checksum_parse(call_t *c, const char *h, sync_checksum_t *check) {
-    char alg[16];
-    size_t n = 0;
+    tus_checksum_t t;
     memset(check, 0, sizeof *check);
-    while (*h == ' ')
-        h++;
-    while (h[n] && h[n] != ' ' && n < sizeof alg - 1)
-        alg[n] = h[n], n++;
-    alg[n] = 0;
-    const char *v = h + n;
-    while (*v == ' ')
-        v++;
-    size_t vlen = strlen(v);
-    while (vlen && v[vlen - 1] == ' ')
-        vlen--;
-    long dl = b64_decode(v, vlen, check->digest, sizeof check->digest);
-    if (strcmp(alg, "sha256") == 0 && dl == 32)
-        check->algorithm = "sha256";
-    else if (strcmp(alg, "sha1") == 0 && dl == 20)
-        check->algorithm = "sha1";
-    if (!check->algorithm) {
+    if (tus_checksum_parse(h, &t) != 0) {
         http_send_errorf(c->req, 400, "bad_request", "Upload-Checksum",
                          "Upload-Checksum must be \"sha1 <base64>\" or \"sha256 <base64>\"");
         return -1;
     }
-    check->digest_len = (size_t)dl;
+    check->algorithm = t.algorithm;
+    memcpy(check->digest, t.digest, t.digest_len);
+    check->digest_len = t.digest_len;
     return 0;
 }
 
@@ -494,19 +309,19 @@ static void patch(call_t *c) {
     sync_error_t err = {0};
     char num[32];
     http_req_t *r = c->req;
-    if (tus_check(c)) return;
-    if (!media_type_is(mg_get_header(r->conn, "Content-Type"), "application/offset+octet-stream")) {
+    if (require_version(c)) return;
+    if (!tus_media_type_is(mg_get_header(r->conn, "Content-Type"), "application/offset+octet-stream")) {
         http_send_errorf(r, 415, "unsupported_media_type", "Content-Type",
                          "PATCH bodies are Content-Type: application/offset+octet-stream");
         return;
     }
     const char *ce = mg_get_header(r->conn, "Content-Encoding");
-    if (ce && !header_is(ce, "identity")) {
+    if (ce && !tus_header_is(ce, "identity")) {
         http_send_errorf(r, 415, "unsupported_encoding", "Content-Encoding",
                          "upload bodies are sent as they are");
         return;
     }
-    if (parse_u64(mg_get_header(r->conn, "Upload-Offset"), &offset) != 0) {
+    if (tus_parse_u64(mg_get_header(r->conn, "Upload-Offset"), &offset) != 0) {
         http_send_errorf(r, 400, "bad_request", "Upload-Offset", "Upload-Offset must be a byte count");
         return;
     }
@@ -516,7 +331,7 @@ static void patch(call_t *c) {
     body_reader_t br = {.req = r, .length = r->ri->content_length};
     if (br.length < 0 && !mg_get_header(r->conn, "Transfer-Encoding")) br.length = 0;
     const char *expect = mg_get_header(r->conn, "Expect");
-    br.expect = expect && header_is(expect, "100-continue") && r->ri->http_version &&
+    br.expect = expect && tus_header_is(expect, "100-continue") && r->ri->http_version &&
                 strcmp(r->ri->http_version, "1.1") == 0 && br.length != 0;
     int rc = sync_upload_write(c->rt->sync, c->p, c->id, offset, br.length, ck ? &check : NULL, body_read,
                                &br, &u, &err);
@@ -535,7 +350,7 @@ void upload_route_patch(call_t *c) {
 
 static void terminate(call_t *c) {
     sync_error_t err = {0};
-    if (tus_check(c)) return;
+    if (require_version(c)) return;
     int rc = sync_upload_delete(c->rt->sync, c->p, c->id, &err);
     if (rc) {
         upload_error(c, rc, &err);
@@ -550,9 +365,9 @@ void upload_route_delete(call_t *c) {
 
 void upload_route_override(call_t *c) {
     const char *m = mg_get_header(c->req->conn, "X-HTTP-Method-Override");
-    if (header_is(m, "PATCH")) {
+    if (tus_header_is(m, "PATCH")) {
         patch(c);
-    } else if (header_is(m, "DELETE")) {
+    } else if (tus_header_is(m, "DELETE")) {
         terminate(c);
     } else {
         http_add_header(c->req, "Allow", "GET, HEAD, PATCH, DELETE, OPTIONS");
@@ -565,48 +380,10 @@ void upload_route_override(call_t *c) {
 /* Blobs                                                                    */
 /* ======================================================================== */
 
-/* Range: a single "bytes=a-b", "a-" or "-n". 1 and [*from, *to] for a
- * satisfiable range; 0 when there is none we honour (the whole blob is sent:
- * several ranges, or syntax we do not read); -1 when unsatisfiable (416). */
-static int range_parse(const char *h, uint64_t size, uint64_t *from, uint64_t *to) {
-    uint64_t a = 0, b = 0;
-    int has_a = 0, has_b = 0;
-    if (!h) return 0;
-    while (*h == ' ')
-        h++;
-    if (strncasecmp(h, "bytes=", 6) != 0 || strchr(h, ',')) return 0;
-    h += 6;
-    while (*h == ' ')
-        h++;
-    for (; *h >= '0' && *h <= '9'; h++, has_a = 1) {
-        if (a > U53_MAX / 10) return 0;
-        a = a * 10 + (uint64_t)(*h - '0');
-    }
-    if (*h++ != '-') return 0;
-    for (; *h >= '0' && *h <= '9'; h++, has_b = 1) {
-        if (b > U53_MAX / 10) return 0;
-        b = b * 10 + (uint64_t)(*h - '0');
-    }
-    while (*h == ' ')
-        h++;
-    if (*h || (!has_a && !has_b)) return 0;
-    if (!has_a) { /* the last b bytes */
-        if (b == 0 || size == 0) return -1;
-        *from = b >= size ? 0 : size - b;
-        *to = size - 1;
-        return 1;
-    }
-    if (has_b && b < a) return 0;
-    if (a >= size) return -1;
-    *from = a;
-    *to = has_b && b < size - 1 ? b : size - 1;
-    return 1;
-}
-
 /* Does If-None-Match (or If-Range) name this entity tag? */
 static int etag_listed(const char *list, const char *etag) {
     if (!list) return 0;
-    if (header_is(list, "*")) return 1;
+    if (tus_header_is(list, "*")) return 1;
     const char *p = strstr(list, etag);
     return p != NULL;
 }
@@ -648,8 +425,9 @@ void upload_route_blob(call_t *c) {
     }
     uint64_t from = 0, to = b.size ? b.size - 1 : 0, count = b.size;
     const char *ifr = mg_get_header(r->conn, "If-Range");
-    int ranged =
-        ifr && !etag_listed(ifr, etag) ? 0 : range_parse(mg_get_header(r->conn, "Range"), b.size, &from, &to);
+    int ranged = ifr && !etag_listed(ifr, etag)
+                     ? 0
+                     : tus_range_parse(mg_get_header(r->conn, "Range"), b.size, &from, &to);
     if (ranged < 0) {
         char cr[48];
         snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)b.size);

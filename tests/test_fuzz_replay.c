@@ -21,6 +21,7 @@ int fuzz_gzip(const uint8_t *data, size_t size);
 int fuzz_headers(const uint8_t *data, size_t size);
 int fuzz_query(const uint8_t *data, size_t size);
 int fuzz_schema(const uint8_t *data, size_t size);
+int fuzz_tus(const uint8_t *data, size_t size);
 
 typedef int (*fuzz_fn)(const uint8_t *, size_t);
 
@@ -97,4 +98,7 @@ TEST(fuzz_replay_query) {
 }
 TEST(fuzz_replay_schema) {
     ASSERT(replay("schema", fuzz_schema) > 0);
+}
+TEST(fuzz_replay_tus) {
+    ASSERT(replay("tus", fuzz_tus) > 0);
 }
