@@ -13,6 +13,8 @@
 #define ZLIB_CONST
 #include <zlib.h>
 
+#include "server/deadline.h"
+
 #define READ_CHUNK (64u << 10)
 
 /* ======================================================================== */
@@ -531,12 +533,12 @@ int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *
             goto done;
         }
         if (gz) {
-            n = mg_read(r->conn, chunk, READ_CHUNK);
+            n = deadline_read(r->conn, chunk, READ_CHUNK);
         } else if (r->ri->content_length > 0) {
             size_t want = (size_t)r->ri->content_length - b.len;
             if (want == 0)
                 break;
-            n = mg_read(r->conn, b.p + b.len, want > READ_CHUNK ? READ_CHUNK : want);
+            n = deadline_read(r->conn, b.p + b.len, want > READ_CHUNK ? READ_CHUNK : want);
         } else {
             int g = outbuf_grow(&b, READ_CHUNK);
             if (g == -3) {
@@ -549,10 +551,13 @@ int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *
                 goto done;
             }
             size_t room = b.cap - b.len;
-            n = mg_read(r->conn, b.p + b.len, room > READ_CHUNK ? READ_CHUNK : room);
+            n = deadline_read(r->conn, b.p + b.len, room > READ_CHUNK ? READ_CHUNK : room);
         }
         if (n < 0) {
-            fail(err, 400, "bad_request", "the request body could not be read");
+            if (deadline_expired())
+                fail(err, 408, "request_timeout", "the request body arrived too slowly");
+            else
+                fail(err, 400, "bad_request", "the request body could not be read");
             goto done;
         }
         if (n == 0)

@@ -16,6 +16,7 @@
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 
+#include "server/deadline.h"
 #include "server/http.h"
 #include "server/routes.h"
 #include "sync/sync.h"
@@ -23,6 +24,10 @@
 #define DEFAULT_DATA "./data"
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define DEFAULT_THREADS 64
+/* civetweb's request_timeout_ms: the whole request head must arrive within it,
+ * and no read or write may wait longer than it for the next byte. Bodies also
+ * have a deadline from it (deadline.h). */
+#define DEFAULT_REQUEST_TIMEOUT_MS 30000
 #define MAX_THREADS 1024
 #define MAX_CONFIG_BYTES (1u << 20)
 #define PBKDF2_ENV "CASESYNC_PBKDF2_ITERATIONS"
@@ -35,6 +40,8 @@ typedef struct options {
     const char *config_path;
     const char *trusted_proxy;
     int threads;
+    int threads_given; /* --threads was on the command line: it wins over the config file */
+    int request_timeout_ms;
 } options_t;
 
 static void usage(FILE *f) {
@@ -43,7 +50,7 @@ static void usage(FILE *f) {
                "  --data DIR            data folder (default %s)\n"
                "  --listen HOST:PORT    address to serve on; port 0 picks a free one (default %s)\n"
                "  --config FILE         JSON file of limits and engine settings\n"
-               "  --threads N           worker threads (default %d)\n"
+               "  --threads N           worker threads (default %d; wins over \"threads\" in the config)\n"
                "  --trusted-proxy ADDR  believe X-Forwarded-For from this peer address\n",
             DEFAULT_DATA, DEFAULT_LISTEN, DEFAULT_THREADS);
 }
@@ -86,6 +93,8 @@ static int parse_args(int argc, char **argv, options_t *o) {
     o->config_path = NULL;
     o->trusted_proxy = NULL;
     o->threads = DEFAULT_THREADS;
+    o->threads_given = 0;
+    o->request_timeout_ms = DEFAULT_REQUEST_TIMEOUT_MS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -116,6 +125,7 @@ static int parse_args(int argc, char **argv, options_t *o) {
                 return -1;
             }
             o->threads = (int)n;
+            o->threads_given = 1;
         } else {
             fprintf(stderr, "casesyncd: unknown option %s\n", a);
             return -1;
@@ -131,7 +141,7 @@ static int parse_args(int argc, char **argv, options_t *o) {
 /* ---- the config file ---------------------------------------------------- */
 
 enum { K_BODY, K_INFLATED, K_DEPTH, K_CHANGES, K_STRING, K_WINDOW, K_TTL, K_PBKDF2, K_MAP, K_SCHEMA,
-       K_EVIDENCE_DEADLINE, K_UPLOAD_MAX, K_UPLOAD_EXPIRE };
+       K_EVIDENCE_DEADLINE, K_UPLOAD_MAX, K_UPLOAD_EXPIRE, K_THREADS, K_REQUEST_TIMEOUT };
 
 static const struct {
     const char *key;
@@ -151,6 +161,8 @@ static const struct {
     {"evidence_deadline_hours", K_EVIDENCE_DEADLINE, 0, 87600},
     {"max_upload_bytes", K_UPLOAD_MAX, 1, 1099511627776.0},
     {"upload_expire_days", K_UPLOAD_EXPIRE, 1, 3650},
+    {"threads", K_THREADS, 1, MAX_THREADS},
+    {"request_timeout_ms", K_REQUEST_TIMEOUT, 100, 600000},
 };
 
 static char *read_file(const char *path, size_t *len) {
@@ -177,9 +189,10 @@ fail:
     return NULL;
 }
 
-/* Applies a config file onto cfg and lim. *schema_path gets a malloc'd copy
- * of "schema_path" (caller frees). 0, or -1 after printing what is wrong. */
-static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
+/* Applies a config file onto cfg, lim and the civetweb settings of o (threads
+ * only when --threads did not set them). *schema_path gets a malloc'd copy of
+ * "schema_path" (caller frees). 0, or -1 after printing what is wrong. */
+static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim, options_t *o,
                        char **schema_path) {
     size_t len;
     const char *end = NULL;
@@ -244,6 +257,10 @@ static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
         case K_EVIDENCE_DEADLINE: cfg->evidence_deadline_hours = v == 0 ? -1 : (int)v; break;
         case K_UPLOAD_MAX: cfg->max_upload_bytes = (uint64_t)v; break;
         case K_UPLOAD_EXPIRE: cfg->upload_expire_days = (int)v; break;
+        case K_THREADS:
+            if (!o->threads_given) o->threads = (int)v;
+            break;
+        case K_REQUEST_TIMEOUT: o->request_timeout_ms = (int)v; break;
         default: break;
         }
     }
@@ -255,6 +272,13 @@ done:
 }
 
 /* ---- serving ------------------------------------------------------------ */
+
+/* civetweb's begin_request: a new request on this worker thread. */
+static int begin_request(struct mg_connection *conn) {
+    (void)conn;
+    deadline_begin();
+    return 0; /* civetweb goes on to the handler */
+}
 
 typedef struct stopper {
     struct mg_context *ctx;
@@ -317,7 +341,7 @@ int main(int argc, char **argv) {
     sync_config_t cfg;
     http_limits_t lim = {HTTP_MAX_BODY_BYTES, HTTP_MAX_INFLATED_BYTES, HTTP_MAX_JSON_DEPTH};
     char *schema_path = NULL;
-    char host[128], threads[16], errtext[256] = "";
+    char host[128], threads[16], request_timeout[16], errtext[256] = "";
     long long port;
     sync_t *s = NULL;
     sync_error_t err;
@@ -346,7 +370,7 @@ int main(int argc, char **argv) {
         cfg.pbkdf2_iterations = (int)n;
     }
     /* The config file wins over the environment. */
-    if (o.config_path && load_config(o.config_path, &cfg, &lim, &schema_path) < 0) {
+    if (o.config_path && load_config(o.config_path, &cfg, &lim, &o, &schema_path) < 0) {
         free(schema_path);
         return 1;
     }
@@ -380,14 +404,19 @@ int main(int argc, char **argv) {
     if (o.trusted_proxy)
         snprintf(rt.trusted_proxy, sizeof rt.trusted_proxy, "%s", o.trusted_proxy);
 
+    if (deadline_init(o.request_timeout_ms) < 0) {
+        fprintf(stderr, "casesyncd: cannot set up request body deadlines: %s\n", strerror(errno));
+        goto out;
+    }
     snprintf(threads, sizeof threads, "%d", o.threads);
+    snprintf(request_timeout, sizeof request_timeout, "%d", o.request_timeout_ms);
     const char *options[] = {
         "listening_ports", o.listen,
         "num_threads", threads,
         /* Path segments are decoded in routes.c, one at a time. */
         "decode_url", "no",
         "enable_keep_alive", "yes",
-        "request_timeout_ms", "30000",
+        "request_timeout_ms", request_timeout,
         "tcp_nodelay", "1",
         "enable_directory_listing", "no",
         "access_control_allow_origin", "",
@@ -397,6 +426,7 @@ int main(int argc, char **argv) {
     memset(&callbacks, 0, sizeof callbacks);
     callbacks.http_error = routes_civetweb_error;
     callbacks.log_message = http_civetweb_log;
+    callbacks.begin_request = begin_request;
     unsigned errcode = 0;
     struct mg_error_data error = {&errcode, errtext, sizeof errtext};
     struct mg_init_data init = {&callbacks, &rt, options};

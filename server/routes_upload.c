@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/deadline.h"
 #include "server/tus.h"
 
 #define TUS_EXTENSIONS "creation,checksum,termination"
@@ -276,7 +277,7 @@ static long body_read(void *ctx, void *buf, size_t len) {
         if ((uint64_t)len > (uint64_t)(b->length - b->got)) len = (size_t)(b->length - b->got);
     }
     if (len > INT_MAX) len = INT_MAX;
-    int n = mg_read(b->req->conn, buf, len);
+    int n = deadline_read(b->req->conn, buf, len);
     if (n > 0) {
         b->got += n;
         if (b->length >= 0 && b->got == b->length) b->req->body_consumed = 1;
@@ -335,6 +336,11 @@ static void patch(call_t *c) {
                 strcmp(r->ri->http_version, "1.1") == 0 && br.length != 0;
     int rc = sync_upload_write(c->rt->sync, c->p, c->id, offset, br.length, ck ? &check : NULL, body_read,
                                &br, &u, &err);
+    if (rc == SYNC_EBADREQ && deadline_expired()) {
+        /* A trickled body: what arrived in time is kept, as for a dropped one. */
+        http_send_errorf(r, 408, "request_timeout", NULL, "the body arrived too slowly: %s", err.message);
+        return;
+    }
     if (rc) {
         upload_error(c, rc, &err);
         return;
