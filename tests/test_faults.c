@@ -1,8 +1,17 @@
 /* test_faults.c -- faults the server must ride out: a full store answers 503
- * and applies nothing of the changeset; a raised limit brings it back. */
+ * and applies nothing of the changeset; a raised limit brings it back;
+ * clients that trickle their requests lose their connections at the request
+ * timeout while others are served; more connections than worker threads are
+ * all answered. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "tests/harness.h"
@@ -65,5 +74,357 @@ TEST(full_store_answers_503_and_applies_nothing) {
     ASSERT_INT(srv_stop(&s), 0);
     unsetenv("CASESYNC_TEST_CONFIG");
     remove(cfg);
+    srv_cleanup(&s);
+}
+
+/* ======================================================================== */
+/* Slow and many clients                                                    */
+/* ======================================================================== */
+
+/* A raw loopback connection to s, non-blocking after the connect; -1 on error. */
+static int raw_connect(const srv_t *s) {
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)s->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
+
+/* Reads what is there; 1 when the server closed (EOF or reset), else 0. */
+static int raw_drain(int fd, char *got, size_t cap, size_t *ngot) {
+    for (int i = 0; i < 64; i++) {
+        char tmp[4096];
+        ssize_t n = recv(fd, tmp, sizeof tmp, 0);
+        if (n == 0) return 1;
+        if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : 1;
+        size_t room = cap - 1 - *ngot;
+        memcpy(got + *ngot, tmp, (size_t)n < room ? (size_t)n : room);
+        *ngot += (size_t)n < room ? (size_t)n : room;
+        got[*ngot] = 0;
+    }
+    return 0;
+}
+
+/* A client that sends `head` at once and then `slow` one byte per tick. */
+typedef struct trickler {
+    const char *what;
+    const char *head, *slow;
+    size_t pos;       /* bytes of slow sent */
+    int fd;           /* -1 once closed */
+    double closed_at; /* seconds after the start when the server closed it */
+    char got[1024];   /* what the server answered, if anything */
+    size_t ngot;
+} trickler_t;
+
+/* Another client's plain request, in a thread, while the tricklers trickle. */
+typedef struct probe {
+    srv_t *srv;
+    long status;
+    double secs;
+    char err[256];
+} probe_t;
+
+static void *probe_main(void *arg) {
+    probe_t *p = arg;
+    resp_t r = http(p->srv, "GET", "/healthz", NULL, NULL, NULL);
+    p->status = r.status;
+    p->secs = r.secs;
+    snprintf(p->err, sizeof p->err, "%s", r.err);
+    return NULL;
+}
+
+#define TRICKLE_TICK_MS 200
+#define TRICKLE_MAX_S 25.0
+
+/* Connects every trickler, sends their heads, then one byte of each every
+ * tick; a probe request starts after 300 ms. Returns when the server closed
+ * them all or after TRICKLE_MAX_S; the probe has finished. 0, or -1 when a
+ * connection could not be made. */
+static int trickle(srv_t *s, trickler_t *t, int n, probe_t *probe) {
+    pthread_t th;
+    int started = 0, open = n;
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        t[i].fd = raw_connect(s);
+        t[i].pos = t[i].ngot = 0;
+        t[i].closed_at = -1;
+        if (t[i].fd < 0) return -1;
+        if (t[i].head &&
+            send(t[i].fd, t[i].head, strlen(t[i].head), MSG_NOSIGNAL) != (ssize_t)strlen(t[i].head))
+            return -1;
+    }
+    memset(probe, 0, sizeof *probe);
+    probe->srv = s;
+    while (open > 0 && now_s() - t0 < TRICKLE_MAX_S) {
+        if (!started && now_s() - t0 >= 0.3) started = pthread_create(&th, NULL, probe_main, probe) == 0;
+        for (int i = 0; i < n; i++) {
+            if (t[i].fd < 0) continue;
+            int closed = raw_drain(t[i].fd, t[i].got, sizeof t[i].got, &t[i].ngot);
+            if (!closed && t[i].slow[t[i].pos]) {
+                if (send(t[i].fd, t[i].slow + t[i].pos, 1, MSG_NOSIGNAL) == 1)
+                    t[i].pos++;
+                else if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    closed = 1;
+            }
+            if (closed) {
+                t[i].closed_at = now_s() - t0;
+                close(t[i].fd);
+                t[i].fd = -1;
+                open--;
+            }
+        }
+        sleep_ms(TRICKLE_TICK_MS);
+    }
+    for (int i = 0; i < n; i++)
+        if (t[i].fd >= 0) close(t[i].fd), t[i].fd = -1;
+    if (started)
+        pthread_join(th, NULL);
+    else
+        probe_main(probe);
+    return 0;
+}
+
+/* The status of a raw answer ("HTTP/1.1 408 ..."), or 0. */
+static int raw_status(const char *got) {
+    return strncmp(got, "HTTP/1.", 7) == 0 && strlen(got) > 12 ? atoi(got + 9) : 0;
+}
+
+/* A string of n copies of ch (pool). */
+static const char *repeat(char ch, size_t n) {
+    char *p = h_keep(malloc(n + 1), NULL);
+    memset(p, ch, n);
+    p[n] = 0;
+    return p;
+}
+
+#define SLOW_TIMEOUT_MS 1500
+#define SLACK_S 4.0 /* a loaded machine under ASan */
+
+/* In helpers that return -1 on a failed check (the test then fails with ASSERT). */
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            test_failf(__FILE__, __LINE__, __VA_ARGS__);                                                     \
+            return -1;                                                                                       \
+        }                                                                                                    \
+    } while (0)
+
+/* A round of tricklers: each was cut by the server near the timeout, before
+ * it had sent everything, with no answer or a 4xx; the probe was answered
+ * after waiting for a thread (the tricklers held them all), but not for long. */
+static int check_round(const trickler_t *t, int n, const probe_t *probe) {
+    const double timeout = SLOW_TIMEOUT_MS / 1000.0;
+    for (int i = 0; i < n; i++) {
+        int st = raw_status(t[i].got);
+        fprintf(stderr, "    %s: closed by the server after %.2f s, %zu bytes trickled, answer %d\n",
+                t[i].what, t[i].closed_at, t[i].pos, st);
+        CHECK(t[i].closed_at >= 0, "%s: still open after %.0f s", t[i].what, TRICKLE_MAX_S);
+        CHECK(t[i].slow[t[i].pos] != 0, "%s: sent everything before it was cut", t[i].what);
+        CHECK(t[i].closed_at >= 0.8 * timeout && t[i].closed_at <= timeout + SLACK_S,
+              "%s: closed after %.2f s with a %.1f s timeout; answer: %.200s", t[i].what, t[i].closed_at,
+              timeout, t[i].got);
+        CHECK(st == 0 || st == 400 || st == 408, "%s: answered %.200s", t[i].what, t[i].got);
+    }
+    fprintf(stderr, "    probe GET /healthz: %ld after %.2f s\n", probe->status, probe->secs);
+    CHECK(probe->status == 200, "the probe got %ld %s", probe->status, probe->err);
+    CHECK(probe->secs >= timeout / 2 - 0.3 && probe->secs <= timeout + SLACK_S,
+          "the probe took %.2f s with a %.1f s timeout", probe->secs, timeout);
+    return 0;
+}
+
+TEST(trickling_clients_time_out_and_free_their_threads) {
+    srv_t s;
+    const char *cfg = hfmt("/tmp/casesync-slow-%d.json", (int)getpid());
+    FILE *f = fopen(cfg, "w");
+    ASSERT(f != NULL);
+    fprintf(f, "{\"threads\":2,\"request_timeout_ms\":%d}", SLOW_TIMEOUT_MS);
+    fclose(f);
+    setenv("CASESYNC_TEST_CONFIG", cfg, 1);
+    ASSERT(srv_start(&s) == 0);
+    unsetenv("CASESYNC_TEST_CONFIG");
+    remove(cfg);
+    phone_t a;
+    ASSERT(std_phone(&a, &s, "off1", "dev-A") == 0);
+    /* Upload-Metadata: sha256 is base64 of the hex of what the bytes will never be. */
+    const char *create[] = {
+        "Tus-Resumable: 1.0.0", "Upload-Length: 4096",
+        "Upload-Metadata: sha256 OWY2NGE3NDdlMWI5N2YxMzFmYWJiNmI0NDcyOTZjOWI2ZjAyMDFlNzlmYjNj"
+        "NTM1NmU2Yzc3ZTg5YjZhODA2YQ==",
+        NULL};
+    resp_t r = http(&s, "POST", "/v1/uploads", a.token, NULL, create);
+    ASSERT_STATUS(r, 201);
+    const char *loc = resp_header(&r, "Location");
+    ASSERT(loc != NULL);
+    if (strncmp(loc, s.base, strlen(s.base)) == 0) loc += strlen(s.base);
+
+    /* Round 1: two request heads, one byte at a time: every worker thread. */
+    trickler_t heads[2] = {
+        {.what = "head 1",
+         .slow = hfmt("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: %s\r\n\r\n", repeat('a', 400))},
+        {.what = "head 2",
+         .slow = hfmt("GET /v1/schema HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: %s\r\n\r\n", repeat('b', 400))},
+    };
+    probe_t probe;
+    ASSERT(trickle(&s, heads, 2, &probe) == 0);
+    ASSERT(check_round(heads, 2, &probe) == 0);
+
+    /* Round 2: whole heads, then the bodies one byte at a time: a JSON login
+     * and a tus PATCH. */
+    trickler_t bodies[2] = {
+        {.what = "JSON body",
+         .head = "POST /v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 "Content-Length: 420\r\n\r\n",
+         .slow =
+             hfmt("{\"username\":\"off1\",\"device_id\":\"dev-B\",\"password\":\"%s\"}", repeat('p', 367))},
+        {.what = "tus PATCH body",
+         .head = hfmt("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                      "Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+                      "Upload-Offset: 0\r\nContent-Length: 4096\r\n\r\n",
+                      loc, a.token),
+         .slow = repeat('z', 4096)},
+    };
+    ASSERT_INT(strlen(bodies[0].slow), 420);
+    ASSERT(trickle(&s, bodies, 2, &probe) == 0);
+    ASSERT(check_round(bodies, 2, &probe) == 0);
+    ASSERT_INT(raw_status(bodies[0].got), 408);
+    ASSERT_INT(raw_status(bodies[1].got), 408);
+
+    /* What arrived of the PATCH in time is at most what was sent; the upload
+     * goes on from the server's offset. */
+    const char *tus[] = {"Tus-Resumable: 1.0.0", NULL};
+    r = http(&s, "HEAD", loc, a.token, NULL, tus);
+    ASSERT_STATUS(r, 200);
+    const char *off = resp_header(&r, "Upload-Offset");
+    ASSERT(off != NULL);
+    ASSERT_MSG(atoll(off) <= (long long)bodies[1].pos, "offset %s after %zu bytes", off, bodies[1].pos);
+    r = http(&s, "GET", "/healthz", NULL, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    ASSERT_INT(srv_stop(&s), 0);
+    srv_cleanup(&s);
+}
+
+/* One keep-alive connection with one request on it, read by hand. */
+typedef struct conn {
+    int fd;
+    const char *what;
+    char got[8192];
+    size_t ngot;
+    int status;       /* 0 until a whole answer arrived */
+    int retry_after;  /* the answer had Retry-After */
+    double answered;  /* seconds after the start */
+    double closed_at; /* when the server closed it after the answer; -1 while open */
+} conn_t;
+
+/* Is got a whole answer (head and Content-Length bytes of body)? Sets
+ * status and retry_after then. -1 for an answer we cannot read. */
+static int answer_done(conn_t *c) {
+    const char *end = strstr(c->got, "\r\n\r\n");
+    if (!end) return 0;
+    size_t head = (size_t)(end - c->got) + 4;
+    const char *cl = strcasestr(c->got, "\r\nContent-Length:");
+    if (!cl || cl > end) return -1;
+    if (c->ngot < head + (size_t)atol(cl + 17)) return 0;
+    c->status = raw_status(c->got);
+    const char *ra = strcasestr(c->got, "\r\nRetry-After:");
+    c->retry_after = ra && ra < end;
+    return 1;
+}
+
+#define MANY_THREADS 4
+#define MANY_CONNS (4 * MANY_THREADS)
+#define MANY_MAX_S 30.0
+#define LONG_POLL_S 2
+
+TEST(four_times_threads_connections_are_all_answered) {
+    srv_t s;
+    const char *cfg = hfmt("/tmp/casesync-many-%d.json", (int)getpid());
+    FILE *f = fopen(cfg, "w");
+    ASSERT(f != NULL);
+    fprintf(f, "{\"threads\":%d}", MANY_THREADS);
+    fclose(f);
+    setenv("CASESYNC_TEST_CONFIG", cfg, 1);
+    ASSERT(srv_start(&s) == 0);
+    unsetenv("CASESYNC_TEST_CONFIG");
+    remove(cfg);
+    phone_t a;
+    ASSERT(std_phone(&a, &s, "off1", "dev-A") == 0);
+    resp_t r = phone_pull(&a, 0, 0); /* a cursor at the head: pulls with it wait */
+    ASSERT_STATUS(r, 200);
+    char *cursor = curl_easy_escape(NULL, a.cursor, 0);
+    ASSERT(cursor != NULL);
+    const char *poll_req = hfmt("GET /v1/sync/pull?cursor=%s&wait=%d HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                "Authorization: Bearer %s\r\n\r\n",
+                                cursor, LONG_POLL_S, a.token);
+    curl_free(cursor);
+    const char *get_req = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+    /* Every connection first, then every request: half long polls, half GETs. */
+    conn_t *c = h_keep(calloc(MANY_CONNS, sizeof *c), NULL);
+    double t0 = now_s();
+    for (int i = 0; i < MANY_CONNS; i++) {
+        c[i].fd = raw_connect(&s);
+        c[i].closed_at = -1;
+        c[i].what = i % 2 ? "long poll" : "GET /healthz";
+        ASSERT_MSG(c[i].fd >= 0, "connection %d: %s", i, strerror(errno));
+    }
+    for (int i = 0; i < MANY_CONNS; i++) {
+        const char *req = i % 2 ? poll_req : get_req;
+        ASSERT_MSG(send(c[i].fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req), "send %d: %s", i,
+                   strerror(errno));
+    }
+    /* Read until every answer came and the server let every idle connection go. */
+    int open = MANY_CONNS;
+    while (open > 0 && now_s() - t0 < MANY_MAX_S) {
+        for (int i = 0; i < MANY_CONNS; i++) {
+            if (c[i].fd < 0) continue;
+            int closed = raw_drain(c[i].fd, c[i].got, sizeof c[i].got, &c[i].ngot);
+            if (!c[i].status) {
+                int done = answer_done(&c[i]);
+                ASSERT_MSG(done >= 0, "%s %d: an answer without Content-Length: %.300s", c[i].what, i,
+                           c[i].got);
+                if (done) c[i].answered = now_s() - t0;
+            }
+            if (closed) {
+                c[i].closed_at = now_s() - t0;
+                close(c[i].fd);
+                c[i].fd = -1;
+                open--;
+            }
+        }
+        sleep_ms(20);
+    }
+    int ok = 0, busy = 0, waited = 0;
+    double last = 0;
+    for (int i = 0; i < MANY_CONNS; i++) {
+        if (c[i].fd >= 0) close(c[i].fd);
+        ASSERT_MSG(c[i].status != 0, "%s %d: no answer within %.0f s (got %zu bytes: %.200s)", c[i].what, i,
+                   MANY_MAX_S, c[i].ngot, c[i].got);
+        ASSERT_MSG(c[i].status == 200 || (c[i].status == 503 && c[i].retry_after), "%s %d: answered %.300s",
+                   c[i].what, i, c[i].got);
+        ASSERT_MSG(c[i].status == 200 || i % 2, "GET /healthz %d: 503 %.300s", i, c[i].got);
+        /* The server closes a keep-alive connection left idle after its answer. */
+        ASSERT_MSG(c[i].closed_at >= c[i].answered, "%s %d: answered after %.2f s, still open after %.0f s",
+                   c[i].what, i, c[i].answered, MANY_MAX_S);
+        ok += c[i].status == 200;
+        busy += c[i].status == 503;
+        waited += i % 2 && c[i].status == 200 && c[i].answered >= LONG_POLL_S - 0.2;
+        if (c[i].answered > last) last = c[i].answered;
+    }
+    fprintf(stderr,
+            "    %d connections on %d threads: %d answered 200 (%d long polls waited %d s), %d 503 with "
+            "Retry-After; the last answer after %.2f s\n",
+            MANY_CONNS, MANY_THREADS, ok, waited, LONG_POLL_S, busy, last);
+    ASSERT_MSG(waited >= 1, "no long poll waited: the cursor was not at the head?");
+    r = http(&s, "GET", "/healthz", NULL, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    ASSERT_INT(srv_stop(&s), 0);
     srv_cleanup(&s);
 }
