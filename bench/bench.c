@@ -184,6 +184,21 @@ static void server_stop(void) {
     g_pid = 0;
 }
 
+/* CPU seconds the server used so far (user + system, all threads). */
+static double server_cpu_s(void) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)g_pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Resident memory not backed by a file (LMDB's map is file-backed). */
 static long rss_anon_kb(void) {
     char path[64], line[256];
@@ -285,7 +300,8 @@ static void *push_main(void *arg) {
     return NULL;
 }
 
-static double run_push(int phones, int changesets_each, const char *tag, double *p50, double *p99, int *errors) {
+static double run_push(int phones, int changesets_each, const char *tag, double *p50, double *p99, int *errors,
+                       double *cpu_us) {
     pusher_t *ps = calloc((size_t)phones, sizeof *ps);
     pthread_t *th = calloc((size_t)phones, sizeof *th);
     conn_t k;
@@ -299,10 +315,11 @@ static double run_push(int phones, int changesets_each, const char *tag, double 
         ps[i].lat = calloc((size_t)changesets_each, sizeof(double));
     }
     conn_free(&k);
-    double t0 = now_s();
+    double t0 = now_s(), c0 = server_cpu_s();
     for (int i = 0; i < phones; i++) pthread_create(&th[i], NULL, push_main, &ps[i]);
     for (int i = 0; i < phones; i++) pthread_join(th[i], NULL);
     double wall = now_s() - t0;
+    *cpu_us = (server_cpu_s() - c0) * 1e6 / ((double)phones * changesets_each * PUSH_CHANGES);
     double *all = calloc((size_t)phones * changesets_each, sizeof(double));
     int n = 0;
     *errors = 0;
@@ -462,16 +479,24 @@ int main(void) {
         getchar();
     }
     /* 1. Push. */
-    printf("%-44s %14s %10s %10s %8s\n", "push (50 changes per changeset)", "changes/s", "p50 ms", "p99 ms", "errors");
+    printf("%-44s %14s %10s %10s %8s %12s\n", "push (50 changes per changeset)", "changes/s", "p50 ms", "p99 ms",
+           "errors", "server cpu");
     int phones[] = {1, 8, 64, 256}, each[] = {60, 30, 10, 4};
+    char key0[64];
+    if (getenv("BENCH_PUSH_ROUNDS")) /* more changesets per phone: a longer, steadier push measure */
+        for (int i = 0; i < 4; i++) each[i] *= atoi(getenv("BENCH_PUSH_ROUNDS"));
     double rate64 = 0;
     for (int i = 0; i < 4; i++) {
         double p50, p99;
         int errors;
         char tag[16];
         snprintf(tag, sizeof tag, "T%d", phones[i]);
-        double rate = run_push(phones[i], each[i], tag, &p50, &p99, &errors);
-        printf("  %3d phones %31s %14.0f %10.1f %10.1f %8d\n", phones[i], "", rate, p50, p99, errors);
+        double cpu_us;
+        double rate = run_push(phones[i], each[i], tag, &p50, &p99, &errors, &cpu_us);
+        printf("  %3d phones %31s %14.0f %10.1f %10.1f %8d %7.0f us/ch\n", phones[i], "", rate, p50, p99, errors,
+               cpu_us);
+        snprintf(key0, sizeof key0, "push_%d_server_cpu_us_per_change", phones[i]);
+        result(key0, cpu_us);
         char key[64];
         snprintf(key, sizeof key, "push_%d_changes_per_s", phones[i]);
         result(key, rate);
@@ -484,6 +509,11 @@ int main(void) {
     double base = raw_lmdb_baseline(20000);
     printf("  baseline: raw LMDB puts, 50 per fsync %14.0f   our 64-phone rate = %.2f x baseline\n\n", base,
            rate64 / base);
+    const char *only = getenv("BENCH_ONLY");
+    if (only && strcmp(only, "push") == 0) {
+        server_stop();
+        return 0;
+    }
     result("baseline_raw_lmdb_puts_per_s", base);
     result("push_64_ratio_to_baseline", rate64 / base);
 

@@ -50,12 +50,29 @@ int audit_append(MDB_txn *txn, const store_dbs_t *dbs, uint64_t seq, const char 
     char *text = cJSON_PrintUnformatted(entry);
     if (!text) return SYNC_ENOMEM;
     chain_hash(prev, text, hash);
-    free(text);
-    cJSON_AddStringToObject(entry, "hash", hash);
-
+    /* The stored entry is the hashed text with "hash" as its last member:
+     * the same bytes cJSON would print after adding it, without a second
+     * print of the whole entry. */
+    size_t n = strlen(text);
+    static const char tail[] = ",\"hash\":\"";
+    char *stored = n >= 2 && text[n - 1] == '}' ? realloc(text, n + sizeof tail - 1 + 64 + 2) : NULL;
+    if (!stored) {
+        free(text);
+        return SYNC_ENOMEM;
+    }
+    size_t o = n - 1;
+    memcpy(stored + o, tail, sizeof tail - 1);
+    o += sizeof tail - 1;
+    memcpy(stored + o, hash, 64);
+    o += 64;
+    stored[o++] = '"';
+    stored[o++] = '}';
     unsigned char k[8];
     store_be64(k, seq);
-    if ((rc = store_put_json(txn, dbs->log, k, 8, entry)) != 0) return rc;
+    rc = store_put_raw(txn, dbs->log, k, 8, stored, o);
+    free(stored);
+    if (rc != 0) return rc;
+    cJSON_AddStringToObject(entry, "hash", hash);
     if ((rc = store_put_raw(txn, dbs->meta, "chain_head", 10, hash, 64)) != 0) return rc;
     if (record_id) {
         unsigned char rk[128];

@@ -225,12 +225,50 @@ static int64_t user_gv(const cJSON *user) {
 
 /* ---- a page -------------------------------------------------------------------------- */
 
+/* A page is written as text while it is read: each item is printed and freed
+ * at once, so a pull of 1000 whole records holds their text, never their
+ * trees (with hundreds of pulls at a shift change, the trees were most of
+ * the server's memory). */
 typedef struct page {
-    cJSON *changes;
+    char *text;
+    size_t len, cap;
+    int oom;
     int items;
     char **ids;
     int nids, capids;
 } page_t;
+
+static void page_write(page_t *pg, const char *s, size_t n) {
+    if (pg->oom) return;
+    if (pg->len + n + 1 > pg->cap) {
+        size_t cap = pg->cap ? pg->cap : 16384;
+        while (cap < pg->len + n + 1) cap *= 2;
+        char *t = realloc(pg->text, cap);
+        if (!t) {
+            pg->oom = 1;
+            return;
+        }
+        pg->text = t;
+        pg->cap = cap;
+    }
+    memcpy(pg->text + pg->len, s, n);
+    pg->len += n;
+    pg->text[pg->len] = 0;
+}
+
+/* Prints an item into the page and frees it. */
+static void page_item(page_t *pg, cJSON *item) {
+    char *t = item ? cJSON_PrintUnformatted(item) : NULL;
+    cJSON_Delete(item);
+    if (!t) {
+        pg->oom = 1;
+        return;
+    }
+    if (pg->items) page_write(pg, ",", 1);
+    page_write(pg, t, strlen(t));
+    free(t);
+    pg->items++;
+}
 
 static int page_has(const page_t *pg, const char *id) {
     for (int i = 0; i < pg->nids; i++)
@@ -256,8 +294,7 @@ static void page_remove(page_t *pg, const char *id, const char *reason) {
     cJSON_AddStringToObject(o, "op", "remove");
     cJSON_AddStringToObject(o, "record_id", id);
     cJSON_AddStringToObject(o, "reason", reason);
-    cJSON_AddItemToArray(pg->changes, o);
-    pg->items++;
+    page_item(pg, o);
 }
 
 static int64_t closed_at_of(const cJSON *rec) {
@@ -355,7 +392,7 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
     for (int i = 0; i < nsrc; i++)
         if ((rc = source_open(txn, s->dbs, &srcs[i]))) goto done;
 
-    pg.changes = cJSON_CreateArray();
+    page_write(&pg, "{\"changes\":[", 12);
     if (have_cursor && (p->role == ROLE_OFFICER || p->role == ROLE_AUXILIARY))
         if ((rc = expired_removals(s, txn, user, in->t, now, window, &pg))) goto done;
 
@@ -386,8 +423,7 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
         if (record_visible(user, rec, now, window, 1)) {
             const cJSON *ss = cJSON_GetObjectItemCaseSensitive(rec, "scope_seq");
             int full = full_mode || any_add || (cJSON_IsNumber(ss) && (uint64_t)ss->valuedouble > since);
-            cJSON_AddItemToArray(pg.changes, record_upsert_item(rec, full, since));
-            pg.items++;
+            page_item(&pg, record_upsert_item(rec, full, since));
         } else if (have_cursor && !in->full && (any_normal || any_rm)) {
             int expired = record_visible(user, rec, now, window, 0);
             page_remove(&pg, id, expired && closed_at_of(rec) ? "expired" : "out_of_scope");
@@ -414,24 +450,35 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
     next.full = full_mode && more;
     next.d = more && since != (uint64_t)next.s ? (int64_t)since : 0;
 
+    /* The members after "changes", printed by cJSON and joined to the page. */
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "changes", pg.changes);
-    pg.changes = NULL;
     char *cur = cursor_encode(s, &next);
     cJSON_AddStringToObject(o, "cursor", cur ? cur : "");
     free(cur);
     cJSON_AddBoolToObject(o, "more", more);
     cJSON_AddNumberToObject(o, "schema_version", schema_version(s->schema));
-    *out = cJSON_PrintUnformatted(o);
+    char *tail = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
+    if (tail && tail[0] == '{') {
+        page_write(&pg, "],", 2);
+        page_write(&pg, tail + 1, strlen(tail + 1));
+    } else {
+        pg.oom = 1;
+    }
+    free(tail);
     *items = pg.items;
-    if (!*out) rc = sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+    if (pg.oom) {
+        rc = sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+        goto done;
+    }
+    *out = pg.text;
+    pg.text = NULL;
 done:
     for (int i = 0; i < nsrc; i++)
         if (srcs[i].cur) mdb_cursor_close(srcs[i].cur);
     store_read_end(txn);
     free(srcs);
-    cJSON_Delete(pg.changes);
+    free(pg.text);
     for (int i = 0; i < pg.nids; i++) free(pg.ids[i]);
     free(pg.ids);
     if (rc && err && err->code != rc) sync_fail(err, rc, NULL, "%s", sync_strerror(rc));

@@ -104,6 +104,15 @@ static void audit_field(cJSON *fields, const char *name, const cJSON *old, const
     util_json_set(fields, name, f);
 }
 
+/* The create's fields: the new values are the record's own (printed with the
+ * entry while the record lives), not copies. */
+static void audit_field_new(cJSON *fields, const char *name, cJSON *value) {
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddItemToObject(f, "old", cJSON_CreateNull());
+    cJSON_AddItemReferenceToObject(f, "new", value);
+    util_json_set(fields, name, f);
+}
+
 /* Puts a rejected change into quarantine and fills its result. */
 static int reject(apply_t *a, int64_t version, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -295,15 +304,15 @@ static int apply_create(apply_t *a) {
         }
         cJSON_AddItemToObject(fields, f->string, v);
         record_set_meta(rec, f->string, 1, seq, p->device_id, a->pc->at_ms);
-        audit_field(af, f->string, NULL, v);
+        audit_field_new(af, f->string, v);
     }
     if (!util_json_str(fields, "category")) {
         cJSON *c = cJSON_CreateString(schema_type_code(s->schema, type));
         cJSON_AddItemToObject(fields, "category", c);
         record_set_meta(rec, "category", 1, seq, p->device_id, a->pc->at_ms);
-        audit_field(af, "category", NULL, c);
+        audit_field_new(af, "category", c);
     }
-    audit_field(af, "status", NULL, cJSON_GetObjectItemCaseSensitive(rec, "status"));
+    audit_field_new(af, "status", cJSON_GetObjectItemCaseSensitive(rec, "status"));
     record_set_meta(rec, "status", 1, seq, p->device_id, a->pc->at_ms);
 
     rc = record_store(s, a->txn, rec, seq, 0);

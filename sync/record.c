@@ -168,42 +168,77 @@ int record_load(MDB_txn *txn, const store_dbs_t *dbs, const char *id, cJSON **ou
     return store_get_json(txn, dbs->records, id, strlen(id), out);
 }
 
-/* ---- field meta --------------------------------------------------------------- */
+/* ---- field meta ---------------------------------------------------------------
+ *
+ * Per field: the version and seq of its last change, the device that made it
+ * and when, stored as one string "version,seq,at_ms,device". cJSON prints a
+ * number above 2^31 with a printf and checks it with a scanf; fifteen fields
+ * of four numbers each made that the writer's largest cost. Stores written
+ * before keep the array form [version, seq, device, at_ms]; both are read.
+ */
 
-static const cJSON *record_meta(const cJSON *rec, const char *field) {
-    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fm"), field);
+typedef struct meta {
+    int64_t version, at;
+    uint64_t seq;
+    const char *device;
+} meta_t;
+
+static int record_meta(const cJSON *rec, const char *field, meta_t *m) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fm"), field);
+    memset(m, 0, sizeof *m);
+    m->device = "";
+    if (cJSON_IsString(x)) {
+        char *p = x->valuestring;
+        m->version = strtoll(p, &p, 10);
+        if (*p++ != ',') return 0;
+        m->seq = strtoull(p, &p, 10);
+        if (*p++ != ',') return 0;
+        m->at = strtoll(p, &p, 10);
+        if (*p++ != ',') return 0;
+        m->device = p;
+        return 1;
+    }
+    if (!cJSON_IsArray(x)) return 0;
+    const cJSON *d = cJSON_GetArrayItem(x, 2), *e;
+    if ((e = cJSON_GetArrayItem(x, 0)) && cJSON_IsNumber(e)) m->version = (int64_t)e->valuedouble;
+    if ((e = cJSON_GetArrayItem(x, 1)) && cJSON_IsNumber(e)) m->seq = (uint64_t)e->valuedouble;
+    if ((e = cJSON_GetArrayItem(x, 3)) && cJSON_IsNumber(e)) m->at = (int64_t)e->valuedouble;
+    if (cJSON_IsString(d)) m->device = d->valuestring;
+    return 1;
 }
 
 int64_t record_meta_version(const cJSON *rec, const char *field) {
-    const cJSON *m = record_meta(rec, field);
-    return m ? (int64_t)cJSON_GetArrayItem(m, 0)->valuedouble : 0;
+    meta_t m;
+    record_meta(rec, field, &m);
+    return m.version;
 }
 
 static uint64_t record_meta_seq(const cJSON *rec, const char *field) {
-    const cJSON *m = record_meta(rec, field);
-    return m ? (uint64_t)cJSON_GetArrayItem(m, 1)->valuedouble : 0;
+    meta_t m;
+    record_meta(rec, field, &m);
+    return m.seq;
 }
 
 const char *record_meta_device(const cJSON *rec, const char *field) {
-    const cJSON *m = record_meta(rec, field);
-    const cJSON *d = m ? cJSON_GetArrayItem(m, 2) : NULL;
-    return cJSON_IsString(d) ? d->valuestring : "";
+    meta_t m;
+    record_meta(rec, field, &m);
+    return m.device;
 }
 
 int64_t record_meta_at(const cJSON *rec, const char *field) {
-    const cJSON *m = record_meta(rec, field);
-    return m ? (int64_t)cJSON_GetArrayItem(m, 3)->valuedouble : 0;
+    meta_t m;
+    record_meta(rec, field, &m);
+    return m.at;
 }
 
 void record_set_meta(cJSON *rec, const char *field, int64_t version, uint64_t seq, const char *device,
                      int64_t at_ms) {
+    char buf[64 + 256];
     cJSON *fm = cJSON_GetObjectItemCaseSensitive(rec, "fm");
     if (!fm) fm = cJSON_AddObjectToObject(rec, "fm");
-    cJSON *m = cJSON_CreateArray();
-    cJSON_AddItemToArray(m, cJSON_CreateNumber((double)version));
-    cJSON_AddItemToArray(m, cJSON_CreateNumber((double)seq));
-    cJSON_AddItemToArray(m, cJSON_CreateString(device));
-    cJSON_AddItemToArray(m, cJSON_CreateNumber((double)at_ms));
+    snprintf(buf, sizeof buf, "%lld,%llu,%lld,%s", (long long)version, (unsigned long long)seq, (long long)at_ms,
+             device ? device : "");
+    cJSON *m = cJSON_CreateString(buf);
     if (cJSON_GetObjectItemCaseSensitive(fm, field))
         cJSON_ReplaceItemInObjectCaseSensitive(fm, field, m);
     else

@@ -303,6 +303,7 @@ static void *store_writer_main(void *arg) {
         }
     }
     pthread_mutex_unlock(&st->mu);
+    store_print_release();
     return NULL;
 }
 
@@ -375,6 +376,7 @@ int store_open(const char *dir, size_t map_size, int rdonly, store_t **out, char
             goto fail;
         }
         st->writer_started = 1;
+        pthread_setname_np(st->writer, "casesync-writer");
     }
     *out = st;
     return 0;
@@ -519,10 +521,38 @@ int store_put_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const
     return 0;
 }
 
+/* Values are printed into one buffer per writing thread that grows to the
+ * largest value seen: no malloc, realloc chain and free per stored value. */
+static __thread char *print_buf;
+static __thread size_t print_cap;
+#define PRINT_BUF_MIN (64 * 1024)
+#define PRINT_BUF_KEEP (4 * 1024 * 1024)
+
+void store_print_release(void) {
+    free(print_buf);
+    print_buf = NULL;
+    print_cap = 0;
+}
+
 int store_put_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const cJSON *v) {
+    if (!print_buf) {
+        print_buf = malloc(PRINT_BUF_MIN);
+        print_cap = print_buf ? PRINT_BUF_MIN : 0;
+    }
+    if (print_buf && cJSON_PrintPreallocated((cJSON *)v, print_buf, (int)print_cap, 0))
+        return store_put_raw(txn, dbi, key, klen, print_buf, strlen(print_buf));
+    /* Larger than the buffer: printed alone, and the buffer grows for the next. */
     char *text = cJSON_PrintUnformatted(v);
     if (!text) return SYNC_ENOMEM;
-    int rc = store_put_raw(txn, dbi, key, klen, text, strlen(text));
+    size_t n = strlen(text);
+    int rc = store_put_raw(txn, dbi, key, klen, text, n);
+    if (n + 64 > print_cap && n * 2 <= PRINT_BUF_KEEP) {
+        char *grown = realloc(print_buf, n * 2);
+        if (grown) {
+            print_buf = grown;
+            print_cap = n * 2;
+        }
+    }
     free(text);
     return rc;
 }

@@ -96,6 +96,8 @@ uint64_t store_size(store_t *st);
 /* Reads and parses a JSON value. 0, SYNC_ENOTFOUND or SYNC_EIO; *out owned by caller. */
 int store_get_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, cJSON **out);
 /* Serialises v compactly and puts it. 0 or SYNC_EIO. */
+/* Frees the calling thread's print buffer (the writer calls it as it ends). */
+void store_print_release(void);
 int store_put_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const cJSON *v);
 /* Raw get into a malloc'd copy (NUL-terminated for convenience). */
 int store_get_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, char **out, size_t *outlen);
