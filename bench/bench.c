@@ -420,6 +420,7 @@ static void load_records(const char *user, const char *device, const char *prefi
 #define SHIFT_CONC 256
 
 typedef struct shift {
+    const char *tag;    /* device and record prefix of this round */
     int next;           /* next phone to run (atomic) */
     double lat[SHIFT_PHONES];
     int errors;
@@ -433,9 +434,9 @@ static void *shift_main(void *arg) {
         int i = __atomic_fetch_add(&sh->next, 1, __ATOMIC_ACQ_REL);
         if (i >= SHIFT_PHONES) break;
         char device[32], user[32], prefix[32];
-        snprintf(device, sizeof device, "shift-d%04d", i);
+        snprintf(device, sizeof device, "%s-d%04d", sh->tag, i);
         snprintf(user, sizeof user, "shift%03d", i % 100);
-        snprintf(prefix, sizeof prefix, "SH%04d", i);
+        snprintf(prefix, sizeof prefix, "%s%04d", sh->tag, i);
         double t0 = now_s();
         char *token = login(&k, user, device);
         char *body = make_changeset(device, 1, prefix, 0, 20, GRID);
@@ -455,6 +456,54 @@ static void *shift_main(void *arg) {
 /* ---- main ------------------------------------------------------------------------------- */
 
 static void result(const char *key, double v) { cJSON_AddNumberToObject(g_results, key, v); }
+
+/* Samples the server's RssAnon every 20 ms while a phase runs: the peak. */
+typedef struct sampler {
+    volatile int stop;
+    long peak_kb;
+} sampler_t;
+
+static void *sample_main(void *arg) {
+    sampler_t *sm = arg;
+    while (!sm->stop) {
+        long kb = rss_anon_kb();
+        if (kb > sm->peak_kb) sm->peak_kb = kb;
+        usleep(20000);
+    }
+    return NULL;
+}
+
+/* 2000 phones, at most 256 connections at a time: log in, push 20, pull. */
+static void run_shift(const char *tag, const char *title, const char *key_suffix) {
+    static shift_t sh;
+    memset(&sh, 0, sizeof sh);
+    sh.tag = tag;
+    pthread_t th[SHIFT_CONC], st;
+    sampler_t sm = {0, rss_anon_kb()};
+    pthread_create(&st, NULL, sample_main, &sm);
+    double t0 = now_s();
+    for (int i = 0; i < SHIFT_CONC; i++) pthread_create(&th[i], NULL, shift_main, &sh);
+    for (int i = 0; i < SHIFT_CONC; i++) pthread_join(th[i], NULL);
+    double wall = now_s() - t0;
+    sm.stop = 1;
+    pthread_join(st, NULL);
+    double p99 = pct(sh.lat, SHIFT_PHONES, 0.99) * 1000;
+    printf("%-44s %8.2f s wall  p99 %.0f ms per phone  %d errors\n", title, wall, p99, sh.errors);
+    long kb = rss_anon_kb();
+    printf("%-44s %8.1f MB peak during it, %.1f MB after\n\n", "server memory outside the LMDB map",
+           sm.peak_kb / 1024.0, kb / 1024.0);
+    char key[80];
+    snprintf(key, sizeof key, "shift_wall_s%s", key_suffix);
+    result(key, wall);
+    snprintf(key, sizeof key, "shift_p99_ms%s", key_suffix);
+    result(key, p99);
+    snprintf(key, sizeof key, "shift_errors%s", key_suffix);
+    result(key, sh.errors);
+    snprintf(key, sizeof key, "server_rss_anon_peak_mb%s", key_suffix);
+    result(key, sm.peak_kb / 1024.0);
+    snprintf(key, sizeof key, "server_rss_anon_mb%s", key_suffix);
+    result(key, kb / 1024.0);
+}
 
 int main(void) {
     const char *bin = getenv("CASESYNC_BIN");
@@ -557,23 +606,7 @@ int main(void) {
     }
 
     /* 4. Shift change. */
-    {
-        static shift_t sh;
-        pthread_t th[SHIFT_CONC];
-        double t0 = now_s();
-        for (int i = 0; i < SHIFT_CONC; i++) pthread_create(&th[i], NULL, shift_main, &sh);
-        for (int i = 0; i < SHIFT_CONC; i++) pthread_join(th[i], NULL);
-        double wall = now_s() - t0;
-        double p99 = pct(sh.lat, SHIFT_PHONES, 0.99) * 1000;
-        printf("%-44s %8.2f s wall  p99 %.0f ms per phone  %d errors\n", "shift change: 2000 phones x 20 changes",
-               wall, p99, sh.errors);
-        result("shift_wall_s", wall);
-        result("shift_p99_ms", p99);
-        result("shift_errors", sh.errors);
-        long kb = rss_anon_kb();
-        printf("%-44s %8.1f MB\n\n", "server memory outside the LMDB map", kb / 1024.0);
-        result("server_rss_anon_mb", kb / 1024.0);
-    }
+    run_shift("SH", "shift change: 2000 phones x 20 changes", "");
 
     /* 5. Growth: the same 10k-record scope pulled as the store grows. */
     {
@@ -605,9 +638,11 @@ int main(void) {
             snprintf(key, sizeof key, "growth_pull_s_at_%d", have);
             result(key, g.server_s);
         }
-        long kb = rss_anon_kb();
-        printf("%-44s %8.1f MB\n", "server memory outside the LMDB map, end", kb / 1024.0);
-        result("server_rss_anon_mb_end", kb / 1024.0);
+        char title[96], suffix[32];
+        snprintf(title, sizeof title, "shift change again, %d records stored", have);
+        snprintf(suffix, sizeof suffix, "_at_%d", have);
+        printf("\n");
+        run_shift("SX", title, suffix);
     }
     free(rt);
     free(cursor);

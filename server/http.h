@@ -39,6 +39,7 @@ typedef struct http_limits {
     size_t max_body_bytes;
     size_t max_inflated_bytes;
     int max_json_depth;
+    int max_pushing; /* pushes read and applied at once (0: the default) */
 } http_limits_t;
 
 /* An error of the edge itself (body, encoding, query, routing), or one

@@ -141,7 +141,7 @@ static int parse_args(int argc, char **argv, options_t *o) {
 /* ---- the config file ---------------------------------------------------- */
 
 enum { K_BODY, K_INFLATED, K_DEPTH, K_CHANGES, K_STRING, K_WINDOW, K_TTL, K_PBKDF2, K_MAP, K_SCHEMA,
-       K_EVIDENCE_DEADLINE, K_UPLOAD_MAX, K_UPLOAD_EXPIRE, K_THREADS, K_REQUEST_TIMEOUT };
+       K_EVIDENCE_DEADLINE, K_UPLOAD_MAX, K_UPLOAD_EXPIRE, K_THREADS, K_REQUEST_TIMEOUT, K_PUSHING };
 
 static const struct {
     const char *key;
@@ -163,6 +163,7 @@ static const struct {
     {"upload_expire_days", K_UPLOAD_EXPIRE, 1, 3650},
     {"threads", K_THREADS, 1, MAX_THREADS},
     {"request_timeout_ms", K_REQUEST_TIMEOUT, 100, 600000},
+    {"max_pushing", K_PUSHING, 1, 100000},
 };
 
 static char *read_file(const char *path, size_t *len) {
@@ -245,6 +246,7 @@ static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
         }
         switch (config_keys[k].which) {
         case K_BODY: lim->max_body_bytes = (size_t)v; break;
+        case K_PUSHING: lim->max_pushing = (int)v; break;
         case K_INFLATED: lim->max_inflated_bytes = (size_t)v; break;
         case K_DEPTH: lim->max_json_depth = (int)v; break;
         case K_CHANGES: cfg->max_changes = (int)v; break;
@@ -339,7 +341,7 @@ int main(int argc, char **argv) {
     mallopt(M_ARENA_MAX, 4);
     options_t o;
     sync_config_t cfg;
-    http_limits_t lim = {HTTP_MAX_BODY_BYTES, HTTP_MAX_INFLATED_BYTES, HTTP_MAX_JSON_DEPTH};
+    http_limits_t lim = {HTTP_MAX_BODY_BYTES, HTTP_MAX_INFLATED_BYTES, HTTP_MAX_JSON_DEPTH, 0};
     char *schema_path = NULL;
     char host[128], threads[16], request_timeout[16], errtext[256] = "";
     long long port;

@@ -43,6 +43,35 @@ void routes_init(routes_t *rt, sync_t *sync) {
     rt->limits.max_inflated_bytes = HTTP_MAX_INFLATED_BYTES;
     rt->limits.max_json_depth = HTTP_MAX_JSON_DEPTH;
     rt->started = time(NULL);
+    pthread_mutex_init(&rt->push_mu, NULL);
+    pthread_cond_init(&rt->push_cv, NULL);
+}
+
+/* Takes a push slot, waiting up to PUSH_SLOT_WAIT_S; 0 when taken. */
+static int push_slot_take(routes_t *rt) {
+    int cap = rt->limits.max_pushing > 0 ? rt->limits.max_pushing : ROUTES_MAX_PUSHING;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PUSH_SLOT_WAIT_S;
+    int rc = 0;
+    pthread_mutex_lock(&rt->push_mu);
+    if (rt->pushing >= cap) rt->push_waits++;
+    while (rt->pushing >= cap && rc == 0) rc = pthread_cond_timedwait(&rt->push_cv, &rt->push_mu, &until);
+    if (rt->pushing < cap) {
+        if (++rt->pushing > rt->pushing_max) rt->pushing_max = rt->pushing;
+        rc = 0;
+    } else {
+        rc = -1;
+    }
+    pthread_mutex_unlock(&rt->push_mu);
+    return rc;
+}
+
+static void push_slot_give(routes_t *rt) {
+    pthread_mutex_lock(&rt->push_mu);
+    rt->pushing--;
+    pthread_cond_signal(&rt->push_cv);
+    pthread_mutex_unlock(&rt->push_mu);
 }
 
 /* Sends the engine's answer: its JSON with ok_status, or its error. Takes
@@ -395,11 +424,19 @@ static void do_push(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
     int replay = 0;
-    cJSON *body = route_body_json(c);
-    if (!body)
+    if (push_slot_take(c->rt) != 0) {
+        http_add_header(c->req, "Retry-After", "2");
+        http_send_errorf(c->req, 503, "unavailable", NULL, "too many pushes at once; retry the same changeset");
         return;
+    }
+    cJSON *body = route_body_json(c);
+    if (!body) {
+        push_slot_give(c->rt);
+        return;
+    }
     int rc = sync_push(c->rt->sync, c->p, body, &out, &replay, &err);
     cJSON_Delete(body);
+    push_slot_give(c->rt);
     if (rc >= 0 && replay)
         http_add_header(c->req, "Idempotent-Replay", "true");
     route_reply(c, rc, out, &err, 200);
@@ -547,11 +584,15 @@ static void do_readyz(call_t *c) {
 static void route_labels(char labels[METRICS_MAX_ROUTES][64], const char *names[METRICS_MAX_ROUTES]);
 
 static void do_metrics(call_t *c) {
-    char gauges[1024], labels[METRICS_MAX_ROUTES][64];
+    char gauges[2048], labels[METRICS_MAX_ROUTES][64];
     const char *names[METRICS_MAX_ROUTES];
     char *edge = NULL, *engine = NULL, *all = NULL;
     size_t edge_len = 0;
     routes_t *rt = c->rt;
+    pthread_mutex_lock(&rt->push_mu);
+    int pushing = rt->pushing, pushing_max = rt->pushing_max;
+    long push_waits = rt->push_waits;
+    pthread_mutex_unlock(&rt->push_mu);
     int n = snprintf(gauges, sizeof gauges,
                      "# HELP casesync_http_requests_in_flight HTTP requests being answered.\n"
                      "# TYPE casesync_http_requests_in_flight gauge\n"
@@ -564,10 +605,19 @@ static void do_metrics(call_t *c) {
                      "casesync_ready %d\n"
                      "# HELP casesync_uptime_seconds Seconds since the server started.\n"
                      "# TYPE casesync_uptime_seconds gauge\n"
-                     "casesync_uptime_seconds %lld\n",
+                     "casesync_uptime_seconds %lld\n"
+                     "# HELP casesync_pushes_in_flight Pushes being read, checked or applied now.\n"
+                     "# TYPE casesync_pushes_in_flight gauge\n"
+                     "casesync_pushes_in_flight %d\n"
+                     "# HELP casesync_pushes_in_flight_max Most pushes in flight at once since start (cap: max_pushing).\n"
+                     "# TYPE casesync_pushes_in_flight_max gauge\n"
+                     "casesync_pushes_in_flight_max %d\n"
+                     "# HELP casesync_push_slot_waits_total Pushes that waited for a slot before their body was read.\n"
+                     "# TYPE casesync_push_slot_waits_total counter\n"
+                     "casesync_push_slot_waits_total %ld\n",
                      __atomic_load_n(&rt->in_flight, __ATOMIC_RELAXED),
                      __atomic_load_n(&rt->waiting, __ATOMIC_RELAXED), sync_ready(rt->sync) ? 1 : 0,
-                     (long long)(time(NULL) - rt->started));
+                     (long long)(time(NULL) - rt->started), pushing, pushing_max, push_waits);
     route_labels(labels, names);
     if (n < 0 || (size_t)n >= sizeof gauges ||
         metrics_write(&rt->metrics, names, METRICS_MAX_ROUTES, &edge, &edge_len) < 0) {

@@ -10,6 +10,7 @@
 #ifndef CASESYNC_ROUTES_H
 #define CASESYNC_ROUTES_H
 
+#include <pthread.h>
 #include <time.h>
 
 #include <civetweb.h>
@@ -35,7 +36,20 @@ typedef struct routes {
      * Retry-After, so waiting phones cannot starve every other request. */
     long max_waiting;
     long waiting;
+    /* Pushes being read, checked or applied at once: past it a push waits
+     * (up to PUSH_SLOT_WAIT_S, then 503 with Retry-After) before its body is
+     * read, so a shift change of hundreds of phones holds at most this many
+     * parsed changesets in memory. The writer applies them in one group
+     * commit anyway; more in flight would only queue. The cap is
+     * limits.max_pushing, or ROUTES_MAX_PUSHING. Under push_mu. */
+    int pushing, pushing_max;
+    long push_waits;
+    pthread_mutex_t push_mu;
+    pthread_cond_t push_cv;
 } routes_t;
+
+#define ROUTES_MAX_PUSHING 32
+#define PUSH_SLOT_WAIT_S 30
 
 /* Fills rt with the defaults: limits from http.h, no trusted proxy, no cap
  * on long polls. */

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define START(s) ASSERT_MSG(srv_start(&(s)) == 0, "casesyncd did not start")
 #define PHONE(p, s, name, dev)                                                                               \
@@ -753,5 +754,90 @@ TEST(cli_sees_users_while_the_server_runs_and_after_restart) {
                    changes(ch_update("01JDRESTART0000001", 1, "{\"description\":\"after restart\"}", NULL)));
     ASSERT_STATUS(r, 200);
     ASSERT_JINT(resp_json(&r), "changeset_seq", 2);
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+/* ---- push slots ------------------------------------------------------------------ */
+
+#define SLOT_PHONES 8
+#define SLOT_PUSHES 3
+#define SLOT_CASES 15
+
+typedef struct slot_pusher {
+    phone_t ph;
+    int k, ok;
+    pthread_barrier_t *go;
+    char fail[512];
+} slot_pusher_t;
+
+static void *push_cases(void *arg) {
+    slot_pusher_t *p = arg;
+    pthread_barrier_wait(p->go);
+    for (int i = 0; i < SLOT_PUSHES; i++) {
+        const char *list = "[";
+        for (int j = 0; j < SLOT_CASES; j++)
+            list = hfmt("%s%s%s", list, j ? "," : "",
+                        ch_create(hfmt("01JDSLOT%02d%02d%04d", p->k, i, j), "general", NULL));
+        resp_t r = phone_push(&p->ph, hfmt("%s]", list));
+        if (r.status != 200 || jint(resp_json(&r), "results[0].version") != 1) {
+            snprintf(p->fail, sizeof p->fail, "phone %d push %d: %ld %.300s", p->k, i, r.status, r.body);
+            return NULL;
+        }
+        resp_free(&r);
+        p->ok++;
+    }
+    return NULL;
+}
+
+/* With max_pushing 2, eight phones pushing at once are let in two at a time:
+ * the others wait before their bodies are read, and every case lands. */
+TEST(push_slots_cap_pushes_in_flight_and_lose_nothing) {
+    srv_t s;
+    const char *cfg = hfmt("/tmp/casesync-slots-%d.json", (int)getpid());
+    FILE *f = fopen(cfg, "w");
+    ASSERT(f != NULL);
+    fputs("{\"max_pushing\":2}", f);
+    fclose(f);
+    setenv("CASESYNC_TEST_CONFIG", cfg, 1);
+    int started = srv_start(&s);
+    unsetenv("CASESYNC_TEST_CONFIG");
+    unlink(cfg);
+    ASSERT_MSG(started == 0, "casesyncd did not start");
+    phone_t sup;
+    PHONE(sup, s, "sup1", "dev-S");
+    ASSERT(std_user(&s, "off1") != NULL);
+    slot_pusher_t p[SLOT_PHONES];
+    pthread_t th[SLOT_PHONES];
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, SLOT_PHONES);
+    memset(p, 0, sizeof p);
+    for (int k = 0; k < SLOT_PHONES; k++) {
+        p[k].k = k;
+        p[k].go = &go;
+        ASSERT(phone_login(&p[k].ph, &s, "off1", std_pass("off1"), hfmt("dev-Q%d", k)) == 0);
+    }
+    for (int k = 0; k < SLOT_PHONES; k++)
+        ASSERT(pthread_create(&th[k], NULL, push_cases, &p[k]) == 0);
+    for (int k = 0; k < SLOT_PHONES; k++)
+        pthread_join(th[k], NULL);
+    pthread_barrier_destroy(&go);
+    for (int k = 0; k < SLOT_PHONES; k++)
+        ASSERT_MSG(p[k].ok == SLOT_PUSHES, "%s", p[k].fail);
+
+    resp_t r = http(&s, "GET", "/metrics", NULL, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    double most = sample(r.body, "casesync_pushes_in_flight_max");
+    ASSERT_MSG(most >= 1 && most <= 2, "pushes in flight at once: %g, cap 2", most);
+    ASSERT_MSG(sample(r.body, "casesync_push_slot_waits_total") >= 1, "no push waited for a slot: %.2000s", r.body);
+    ASSERT_MSG(sample(r.body, "casesync_pushes_in_flight") == 0, "pushes still counted in flight");
+    cJSON *all = phone_pull_all(&sup);
+    ASSERT(all != NULL);
+    int found = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, all) {
+        const char *id = jstr((cJSON *)it, "record_id");
+        if (id && strncmp(id, "01JDSLOT", 8) == 0) found++;
+    }
+    ASSERT_INT(found, SLOT_PHONES * SLOT_PUSHES * SLOT_CASES);
     ASSERT_INT(srv_stop(&s), 0);
 }
