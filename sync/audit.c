@@ -26,8 +26,7 @@ static void chain_hash(const char *prev, const char *text, char out[65]) {
     EVP_DigestUpdate(c, text, strlen(text));
     EVP_DigestFinal_ex(c, md, &n);
     EVP_MD_CTX_free(c);
-    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", md[i]);
-    out[64] = 0;
+    util_hex(md, 32, out);
 }
 
 static void chain_head(MDB_txn *txn, const store_dbs_t *dbs, char out[65]) {

@@ -40,6 +40,8 @@ char *util_fmt_time(int64_t ms, char *buf);
 int util_parse_time(const char *s, int64_t *ms);
 
 /* ---- crypto (util.c, OpenSSL) ---- */
+/* n bytes as 2n lowercase hex digits and a NUL. */
+void util_hex(const unsigned char *bytes, size_t n, char *out);
 void util_sha256_hex(const void *data, size_t len, char out[65]);
 /* n random bytes as 2n hex chars + NUL. 0 or -1. */
 int util_random_hex(size_t n, char *out);

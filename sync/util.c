@@ -85,19 +85,26 @@ int util_parse_time(const char *s, int64_t *ms) {
     return 0;
 }
 
+void util_hex(const unsigned char *bytes, size_t n, char *out) {
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
 void util_sha256_hex(const void *data, size_t len, char out[65]) {
     unsigned char md[32];
     unsigned int mdlen = 0;
     EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", md[i]);
-    out[64] = 0;
+    util_hex(md, 32, out);
 }
 
 int util_random_hex(size_t n, char *out) {
     unsigned char buf[64];
     if (n > sizeof buf || RAND_bytes(buf, (int)n) != 1) return -1;
-    for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", buf[i]);
-    out[2 * n] = 0;
+    util_hex(buf, n, out);
     return 0;
 }
 
