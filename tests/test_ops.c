@@ -828,7 +828,8 @@ TEST(push_slots_cap_pushes_in_flight_and_lose_nothing) {
     ASSERT_STATUS(r, 200);
     double most = sample(r.body, "casesync_pushes_in_flight_max");
     ASSERT_MSG(most >= 1 && most <= 2, "pushes in flight at once: %g, cap 2", most);
-    ASSERT_MSG(sample(r.body, "casesync_push_slot_waits_total") >= 1, "no push waited for a slot: %.2000s", r.body);
+    ASSERT_MSG(sample(r.body, "casesync_push_slot_waits_total") >= 1, "no push waited for a slot: %.2000s",
+               r.body);
     ASSERT_MSG(sample(r.body, "casesync_pushes_in_flight") == 0, "pushes still counted in flight");
     cJSON *all = phone_pull_all(&sup);
     ASSERT(all != NULL);
@@ -859,13 +860,16 @@ static void *push_until_stopped(void *arg) {
     for (int i = 0; i < TERM_MAX_PUSHES; i++) {
         const char *list = "[";
         for (int j = 0; j < 10; j++)
-            list = hfmt("%s%s%s", list, j ? "," : "", ch_create(hfmt("01JDTERM%02d%04d%02d", p->k, i, j), "general", NULL));
+            list = hfmt("%s%s%s", list, j ? "," : "",
+                        ch_create(hfmt("01JDTERM%02d%04d%02d", p->k, i, j), "general", NULL));
         resp_t r = phone_push(&p->ph, hfmt("%s]", list));
         if (r.status == 200) {
             p->acked++;
         } else {
-            if (r.status == 503) p->refused++;
-            else if (r.status == 0) p->cut++;
+            if (r.status == 503)
+                p->refused++;
+            else if (r.status == 0)
+                p->cut++;
             else {
                 p->other++;
                 snprintf(p->other_what, sizeof p->other_what, "%ld %.200s", r.status, r.body);
@@ -924,7 +928,8 @@ TEST(sigterm_under_push_load_keeps_every_acknowledged_change) {
     for (int k = 0; k < TERM_PHONES; k++)
         for (int i = 0; i < p[k].acked; i++) {
             resp_t r = phone_get(&sup, hfmt("/v1/cases/01JDTERM%02d%04d%02d", k, i, 9));
-            ASSERT_MSG(r.status == 200, "acknowledged case of phone %d changeset %d lost: %ld", k, i, r.status);
+            ASSERT_MSG(r.status == 200, "acknowledged case of phone %d changeset %d lost: %ld", k, i,
+                       r.status);
             resp_free(&r);
         }
     ASSERT_MSG(found >= acked * 10 && found <= (acked + unknown) * 10,
