@@ -13,7 +13,8 @@
 #define LOGIN_SLOTS 256
 typedef struct login_slot {
     char key[128];
-    int failures;
+    int failures; /* wrong passwords in the window */
+    int pending;  /* attempts whose password is being checked now */
     int64_t first_ms;
 } login_slot_t;
 

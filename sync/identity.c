@@ -57,6 +57,10 @@
  * station behind one NAT may mistype that often; a password sprayed over the
  * user list from one address is stopped. */
 #define LOGIN_ADDR_FACTOR 4
+/* Logins from one address being checked at once. A station's phones logging
+ * in together after a shift change are not failures; a parallel burst of
+ * guesses from one address is at most this large before its failures count. */
+#define LOGIN_ADDR_PENDING_MAX 64
 #define MS_PER_DAY (24LL * 60 * 60 * 1000)
 
 /* ---- small helpers ----------------------------------------------------------- */
@@ -264,8 +268,9 @@ static login_slot_t *limiter_slot(sync_t *s, const char *key, int64_t now, int c
             return sl;
         }
         if (!create || sl == keep) continue;
-        int rank = !sl->key[0] ? 3 : now - sl->first_ms >= LOGIN_WINDOW_MS ? 2
+        int rank = !sl->key[0] ? 3 : sl->pending > 0 ? -1 : now - sl->first_ms >= LOGIN_WINDOW_MS ? 2
                                    : sl->failures < s->cfg.login_max_failures ? 1 : 0;
+        if (rank < 0) continue; /* attempts in progress keep their slot */
         if (rank > pick_rank || (rank == pick_rank && sl->first_ms < pick->first_ms)) {
             pick = sl;
             pick_rank = rank;
@@ -274,52 +279,72 @@ static login_slot_t *limiter_slot(sync_t *s, const char *key, int64_t now, int c
     if (pick) {
         snprintf(pick->key, sizeof pick->key, "%s", key);
         pick->failures = 0;
+        pick->pending = 0;
         pick->first_ms = now;
     }
     return pick;
 }
 
-/* Counts one attempt under both keys before the password is checked (so a
- * burst of parallel guesses cannot pass the limit), or refuses it: 0, or the
- * seconds left until the client may try again. key (client and username)
- * allows login_max_failures failures in the window; addr_key (the client
- * address alone, whatever the username) LOGIN_ADDR_FACTOR times that, so one
- * address cannot spray guesses over the list of users either. */
+/* Admits one attempt before the password is checked, or refuses it: 0, or
+ * the seconds left until the client may try again. key (client and
+ * username) allows login_max_failures failures in the window, attempts in
+ * progress counted as failures (so a burst of parallel guesses at one user
+ * cannot pass the limit); addr_key (the client address alone, whatever the
+ * username) LOGIN_ADDR_FACTOR times that many failures, and at most
+ * LOGIN_ADDR_PENDING_MAX attempts in progress, so one address cannot spray
+ * guesses over the list of users either, while the phones of one station
+ * behind a NAT may all log in at once. limiter_done() ends the attempt. */
 static int limiter_reserve(sync_t *s, const char *key, const char *addr_key) {
     int64_t now = util_now_ms();
     int wait_s = 0;
     pthread_mutex_lock(&s->login_mu);
     login_slot_t *sl = limiter_slot(s, key, now, 1, NULL);
     login_slot_t *al = limiter_slot(s, addr_key, now, 1, sl);
-    if (sl->failures == 0) sl->first_ms = now;
-    if (al->failures == 0) al->first_ms = now;
+    if (!sl || !al) {
+        /* Every slot is in use by attempts in progress: a flood. */
+        pthread_mutex_unlock(&s->login_mu);
+        return 1;
+    }
     login_slot_t *full = NULL;
-    if (sl->failures >= s->cfg.login_max_failures)
+    if (sl->failures + sl->pending >= s->cfg.login_max_failures)
         full = sl;
-    else if (al->failures >= s->cfg.login_max_failures * LOGIN_ADDR_FACTOR)
+    else if (al->failures >= s->cfg.login_max_failures * LOGIN_ADDR_FACTOR || al->pending >= LOGIN_ADDR_PENDING_MAX)
         full = al;
     if (full) {
-        int64_t left = full->first_ms + LOGIN_WINDOW_MS - now;
+        int64_t left = full->failures ? full->first_ms + LOGIN_WINDOW_MS - now : 1000;
         wait_s = (int)((left + 999) / 1000);
         if (wait_s < 1) wait_s = 1;
     } else {
-        sl->failures++;
-        al->failures++;
+        sl->pending++;
+        al->pending++;
     }
     pthread_mutex_unlock(&s->login_mu);
     return wait_s;
 }
 
-/* The password was right: forget the failures of key (this client and
- * username), and give back the attempt counted under addr_key; the address's
- * other failures stand, so a valid login between guesses resets nothing. */
-static void limiter_clear(sync_t *s, const char *key, const char *addr_key) {
+static void slot_fail(login_slot_t *sl, int64_t now) {
+    if (sl->failures == 0) sl->first_ms = now;
+    sl->failures++;
+}
+
+/* Ends an attempt limiter_reserve() admitted. A right password forgets the
+ * failures of key (this client and username); the address's failures stand,
+ * so a valid login between guesses resets nothing. A wrong one counts under
+ * both keys. */
+static void limiter_done(sync_t *s, const char *key, const char *addr_key, int ok /* 1, 0, -1: neither */) {
     int64_t now = util_now_ms();
     pthread_mutex_lock(&s->login_mu);
     login_slot_t *sl = limiter_slot(s, key, now, 0, NULL);
-    if (sl) memset(sl, 0, sizeof *sl);
     login_slot_t *al = limiter_slot(s, addr_key, now, 0, NULL);
-    if (al && al->failures > 0) al->failures--;
+    if (sl && sl->pending > 0) sl->pending--;
+    if (al && al->pending > 0) al->pending--;
+    if (ok > 0) {
+        if (sl && !sl->pending) memset(sl, 0, sizeof *sl);
+        else if (sl) sl->failures = 0;
+    } else if (ok == 0) {
+        if (sl) slot_fail(sl, now);
+        if (al) slot_fail(al, now);
+    }
     pthread_mutex_unlock(&s->login_mu);
 }
 
@@ -918,7 +943,7 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
     MDB_txn *txn = NULL;
     cJSON *user = NULL, *res = NULL, *ub = NULL;
     char *uid = NULL;
-    int rc, wait_s, ok;
+    int rc, wait_s, ok, reserved = 0;
     *out = NULL;
 
     if (!cJSON_IsObject(body)) return sync_fail(err, SYNC_EINVALID, NULL, "the body must be a JSON object");
@@ -941,10 +966,14 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
         if (err) err->retry_after = wait_s;
         return rc;
     }
+    reserved = 1; /* until limiter_done() */
 
     /* Find the user (copied out), then leave the transaction before hashing. */
     if (valid_username(username)) {
-        if ((rc = store_read_begin(s->st, &txn)) != 0) return sync_fail(err, rc, NULL, "cannot read the store");
+        if ((rc = store_read_begin(s->st, &txn)) != 0) {
+            rc = sync_fail(err, rc, NULL, "cannot read the store");
+            goto done;
+        }
         rc = store_get_raw(txn, s->dbs->usernames, username, strlen(username), &uid, NULL);
         if (rc == 0) rc = store_get_json(txn, s->dbs->users, uid, strlen(uid), &user);
         store_read_end(txn);
@@ -963,11 +992,13 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
         password_dummy(s->cfg.pbkdf2_iterations, password);
         ok = 0;
     }
-    if (!ok || is_true(user, "disabled")) {
+    ok = ok && !is_true(user, "disabled");
+    limiter_done(s, key, addr_key, ok);
+    reserved = 0;
+    if (!ok) {
         rc = sync_fail(err, SYNC_ECREDS, NULL, "invalid username or password");
         goto done;
     }
-    limiter_clear(s, key, addr_key);
 
     if (util_random_hex(TOKEN_BYTES, token) != 0) {
         rc = sync_fail(err, SYNC_EIO, NULL, "no randomness for a token");
@@ -998,6 +1029,7 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
     }
     rc = answer(res, out, err);
 done:
+    if (reserved) limiter_done(s, key, addr_key, -1);
     OPENSSL_cleanse(token, sizeof token);
     free(uid);
     cJSON_Delete(user);

@@ -3,6 +3,7 @@
  * with the casesync command line. */
 #include "tests/harness.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,6 +130,85 @@ TEST(login_failures_are_rate_limited) {
     ASSERT_ERROR(r, 429, "too_many_requests");
     const char *ra = resp_header(&r, "Retry-After");
     ASSERT_MSG(ra && atoi(ra) > 0, "429 without a positive Retry-After (headers: %s)", r.headers);
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+/* A station's phones logging in together from one address (a NAT) after a
+ * shift change: logins in progress are not failures, none is refused. A
+ * parallel burst of guesses at one user still gets no more than
+ * login_max_failures answers of 401. */
+#define STATION_USERS 12
+#define STATION_DEVICES 3
+
+typedef struct station_login {
+    srv_t *s;
+    const char *user, *pass, *device;
+    long status;
+    char err[256];
+    pthread_barrier_t *go;
+} station_login_t;
+
+static void *station_login(void *arg) {
+    station_login_t *l = arg;
+    pthread_barrier_wait(l->go);
+    resp_t r = login_resp(l->s, l->user, l->pass, l->device);
+    l->status = r.status;
+    snprintf(l->err, sizeof l->err, "%s", r.err);
+    resp_free(&r);
+    return NULL;
+}
+
+static int run_logins(station_login_t *l, int n) {
+    pthread_t th[STATION_USERS * STATION_DEVICES];
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        l[i].go = &go;
+        if (pthread_create(&th[i], NULL, station_login, &l[i]) != 0) return -1;
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&go);
+    return 0;
+}
+
+TEST(a_station_logging_in_at_once_is_not_rate_limited) {
+    /* A real hashing cost, so the logins overlap while their passwords are checked. */
+    setenv("CASESYNC_PBKDF2_ITERATIONS", "40000", 1);
+    srv_t s;
+    START(s);
+    station_login_t l[STATION_USERS * STATION_DEVICES];
+    int n = 0;
+    for (int u = 0; u < STATION_USERS; u++) {
+        const char *name = hfmt("station%02d", u);
+        ASSERT(user_add(&s, name, "station-pass-1", "officer", "U1", GRID1) != NULL);
+        for (int d = 0; d < STATION_DEVICES; d++)
+            l[n++] = (station_login_t){
+                .s = &s, .user = name, .pass = "station-pass-1", .device = hfmt("dev-st-%02d-%d", u, d)};
+    }
+    ASSERT(run_logins(l, n) == 0);
+    for (int i = 0; i < n; i++)
+        ASSERT_MSG(l[i].status == 200, "login %d of %d (%s on %s) answered %ld %s", i, n, l[i].user,
+                   l[i].device, l[i].status, l[i].err);
+
+    /* Twelve guesses at once at one user: at most 5 are checked (401), the rest 429. */
+    station_login_t g[12];
+    for (int i = 0; i < 12; i++)
+        g[i] = (station_login_t){.s = &s, .user = "station00", .pass = "wrong", .device = hfmt("dev-g%d", i)};
+    ASSERT(run_logins(g, 12) == 0);
+    int checked = 0, refused = 0;
+    for (int i = 0; i < 12; i++) {
+        if (g[i].status == 401)
+            checked++;
+        else if (g[i].status == 429)
+            refused++;
+        else
+            ASSERT_MSG(0, "a guess answered %ld", g[i].status);
+    }
+    ASSERT_MSG(checked <= 5 && refused >= 7, "%d guesses checked, %d refused", checked, refused);
+    /* And the right password now waits too: the user's limit is reached. */
+    resp_t r = login_resp(&s, "station00", "station-pass-1", "dev-st-00-0");
+    ASSERT_ERROR(r, 429, "too_many_requests");
     ASSERT_INT(srv_stop(&s), 0);
 }
 
