@@ -13,6 +13,9 @@
 #include <time.h>
 
 #include <stdarg.h>
+
+#include <openssl/evp.h>
+
 #include "sync/record.h"
 
 enum { OP_CREATE, OP_UPDATE, OP_TRANSITION, OP_VOID };
@@ -33,7 +36,7 @@ typedef struct push_job {
     sync_t *s;
     const sync_principal_t *p;
     const cJSON *body;
-    char body_hash[65];
+    char body_hash[3 + 65]; /* BODY_HASH_TAG and the hex digest */
     int64_t cs_seq;
     int64_t recv_ms;
     int n;
@@ -52,6 +55,99 @@ typedef struct apply {
     prep_t *pc;
     cJSON *result;
 } apply_t;
+
+/* ---- the idempotency hash -------------------------------------------------------
+ *
+ * "Same body" means the same JSON after parsing (whitespace and gzip do not
+ * matter). The hash walks the parsed tree: type tags, string lengths and
+ * bytes, numbers as their 8 bytes; no printing (a changeset of 50 cases
+ * printed again cost as much as storing one of them). Stored hashes carry
+ * BODY_HASH_TAG; an untagged one is a SHA-256 of cJSON's compact print, kept
+ * by stores written before, and compared that way.
+ */
+#define BODY_HASH_TAG "t1:"
+
+typedef struct tree_hash {
+    EVP_MD_CTX *md;
+    unsigned char buf[4096];
+    size_t n;
+} tree_hash_t;
+
+static void th_put(tree_hash_t *h, const void *p, size_t len) {
+    const unsigned char *b = p;
+    while (len > 0) {
+        if (h->n == sizeof h->buf) {
+            EVP_DigestUpdate(h->md, h->buf, h->n);
+            h->n = 0;
+        }
+        size_t k = sizeof h->buf - h->n < len ? sizeof h->buf - h->n : len;
+        memcpy(h->buf + h->n, b, k);
+        h->n += k;
+        b += k;
+        len -= k;
+    }
+}
+
+static void th_str(tree_hash_t *h, char tag, const char *s) {
+    uint64_t len = s ? strlen(s) : 0;
+    th_put(h, &tag, 1);
+    th_put(h, &len, sizeof len);
+    th_put(h, s, len);
+}
+
+static void th_node(tree_hash_t *h, const cJSON *x) {
+    const cJSON *c;
+    if (cJSON_IsObject(x)) {
+        th_put(h, "{", 1);
+        cJSON_ArrayForEach(c, x) {
+            th_str(h, 'k', c->string);
+            th_node(h, c);
+        }
+        th_put(h, "}", 1);
+    } else if (cJSON_IsArray(x)) {
+        th_put(h, "[", 1);
+        cJSON_ArrayForEach(c, x) th_node(h, c);
+        th_put(h, "]", 1);
+    } else if (cJSON_IsString(x)) {
+        th_str(h, 's', x->valuestring);
+    } else if (cJSON_IsNumber(x)) {
+        double d = x->valuedouble;
+        th_put(h, "d", 1);
+        th_put(h, &d, sizeof d);
+    } else {
+        th_put(h, cJSON_IsTrue(x) ? "t" : cJSON_IsFalse(x) ? "f" : "n", 1);
+    }
+}
+
+/* BODY_HASH_TAG and the hex SHA-256 of the tree; 0, or -1 without a digest. */
+static int body_tree_hash(const cJSON *body, char out[3 + 65]) {
+    tree_hash_t *h = malloc(sizeof *h);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    int ok = h && (h->md = EVP_MD_CTX_new()) && EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) == 1;
+    if (ok) {
+        h->n = 0;
+        th_node(h, body);
+        ok = EVP_DigestUpdate(h->md, h->buf, h->n) == 1 && EVP_DigestFinal_ex(h->md, md, &mdlen) == 1;
+    }
+    if (h) EVP_MD_CTX_free(h->md);
+    free(h);
+    if (!ok) return -1;
+    memcpy(out, BODY_HASH_TAG, 3);
+    util_hex(md, 32, out + 3);
+    return 0;
+}
+
+/* Is `stored` (a changeset's kept hash) the hash of this body? */
+static int body_hash_matches(const push_job_t *job, const char *stored) {
+    if (!stored) return 0;
+    if (strncmp(stored, BODY_HASH_TAG, 3) == 0) return strcmp(stored, job->body_hash) == 0;
+    char *canon = cJSON_PrintUnformatted(job->body), legacy[65];
+    if (!canon) return 0;
+    util_sha256_hex(canon, strlen(canon), legacy);
+    free(canon);
+    return strcmp(stored, legacy) == 0;
+}
 
 /* ---- helpers -------------------------------------------------------------------- */
 
@@ -172,8 +268,10 @@ static int conflict_new(apply_t *a, const cJSON *rec, uint64_t seq, const char *
     cJSON_AddStringToObject(c, "kind", kind);
     cJSON_AddStringToObject(c, "state", open ? "open" : "resolved");
     cJSON_AddStringToObject(c, "kept", kept);
-    cJSON_AddItemToObject(c, "server_value", server_value ? cJSON_Duplicate(server_value, 1) : cJSON_CreateNull());
-    cJSON_AddItemToObject(c, "client_value", client_value ? cJSON_Duplicate(client_value, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(c, "server_value",
+                          server_value ? cJSON_Duplicate(server_value, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(c, "client_value",
+                          client_value ? cJSON_Duplicate(client_value, 1) : cJSON_CreateNull());
     cJSON_AddStringToObject(c, "server_device_id", record_meta_device(rec, field));
     cJSON_AddStringToObject(c, "device_id", a->job->p->device_id);
     cJSON_AddStringToObject(c, "user_id", a->job->p->user_id);
@@ -260,8 +358,8 @@ static int apply_create(apply_t *a) {
     }
     if (rc != SYNC_ENOTFOUND) return rc;
     if (!schema_may_create(s->schema, procedure, p->role))
-        return reject(a, 0, "role_forbidden", "", "role %s may not open a %s case",
-                      schema_role_name(p->role), procedure);
+        return reject(a, 0, "role_forbidden", "", "role %s may not open a %s case", schema_role_name(p->role),
+                      procedure);
     if (p->role != ROLE_ADMIN && strcmp(unit, p->unit) != 0) {
         snprintf(path, sizeof path, "changes[%d].fields.unit", a->idx);
         return reject(a, 0, "out_of_scope", path, "unit %s is not your unit %s", unit, p->unit);
@@ -405,7 +503,8 @@ static int apply_update(apply_t *a) {
             int64_t sat = record_meta_at(rec, name);
             const char *sdev = record_meta_device(rec, name);
             int client_wins = at > sat || (at == sat && strcmp(dev, sdev) > 0);
-            if ((rc = conflict_new(a, rec, seq, name, "lww", 0, client_wins ? "client" : "server", cur, f, cid)))
+            if ((rc = conflict_new(a, rec, seq, name, "lww", 0, client_wins ? "client" : "server", cur, f,
+                                   cid)))
                 goto done;
             result_conflict(decisions, cid, name, client_wins ? "client" : "server");
             merged = 1;
@@ -525,14 +624,11 @@ static int apply_transition(apply_t *a) {
         cJSON_AddStringToObject(a->result, "status", "merged");
         cJSON_AddNumberToObject(a->result, "version", (double)version);
         break;
-    case JUDGE_ROLE:
-        rc = reject(a, version, "role_forbidden", path, "%s", serr.message);
-        break;
-    case JUDGE_GUARD:
-        rc = reject(a, version, "validation_failed", serr.path, "%s", serr.message);
-        break;
+    case JUDGE_ROLE: rc = reject(a, version, "role_forbidden", path, "%s", serr.message); break;
+    case JUDGE_GUARD: rc = reject(a, version, "validation_failed", serr.path, "%s", serr.message); break;
     case JUDGE_FORBIDDEN:
-        rc = reject(a, version, "forbidden_transition", path, "%s", serr.message[0] ? serr.message : "transition not allowed");
+        rc = reject(a, version, "forbidden_transition", path, "%s",
+                    serr.message[0] ? serr.message : "transition not allowed");
         break;
     case JUDGE_CONFLICT: {
         uint64_t seq = next_seq(a);
@@ -608,7 +704,8 @@ static int apply_void(apply_t *a) {
 
     if (p->role < ROLE_SUPERVISOR) {
         rc = reject(a, version, "role_forbidden", path, "only a supervisor may void a case");
-    } else if (schema_status_is_closed(s->schema, util_json_str(rec, "procedure"), util_json_str(rec, "status"))) {
+    } else if (schema_status_is_closed(s->schema, util_json_str(rec, "procedure"),
+                                       util_json_str(rec, "status"))) {
         rc = reject(a, version, "forbidden_transition", path, "a closed case cannot be voided");
     } else if (any_concurrent(rec, a->pc->base_version, p->device_id)) {
         /* The case moved on since the supervisor saw it: a person decides. */
@@ -689,7 +786,7 @@ static int push_job(MDB_txn *txn, void *ctx) {
 
     if (job->cs_seq < next) {
         rc = store_get_json(txn, s->dbs->changesets, k, kl, &stored);
-        if (rc == 0 && strcmp(util_json_str(stored, "hash") ? util_json_str(stored, "hash") : "", job->body_hash) == 0) {
+        if (rc == 0 && body_hash_matches(job, util_json_str(stored, "hash"))) {
             job->answer = strdup(util_json_str(stored, "answer"));
             job->replay = 1;
             rc = job->answer ? 0 : SYNC_ENOMEM;
@@ -723,7 +820,11 @@ static int push_job(MDB_txn *txn, void *ctx) {
         }
         if (rc != 0) goto done;
         const char *st = util_json_str(a.result, "status");
-        job->tally[!st ? 3 : !strcmp(st, "applied") ? 0 : !strcmp(st, "merged") ? 1 : !strcmp(st, "conflict") ? 2 : 3]++;
+        job->tally[!st                       ? 3
+                   : !strcmp(st, "applied")  ? 0
+                   : !strcmp(st, "merged")   ? 1
+                   : !strcmp(st, "conflict") ? 2
+                                             : 3]++;
     }
 
     char at[32];
@@ -856,13 +957,10 @@ int sync_push(sync_t *s, const sync_principal_t *p, const cJSON *body, char **ou
         if (!pc->err_code) prep_values(s, p, pc, i);
         i++;
     }
-    char *canon = cJSON_PrintUnformatted(body);
-    if (!canon) {
+    if (body_tree_hash(body, job.body_hash) != 0) {
         rc = sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
         goto done;
     }
-    util_sha256_hex(canon, strlen(canon), job.body_hash);
-    free(canon);
 
     rc = store_write(s->st, push_job, &job);
     if (rc == SYNC_EBUSY && sync_ready(s) && (!err || err->code != rc)) {

@@ -3,6 +3,8 @@
  * with the casesync command line. */
 #include "tests/harness.h"
 
+#include <lmdb.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -655,6 +657,88 @@ TEST(changeset_replay_reuse_and_gap) {
     long long next = 0;
     ASSERT(login(&s, "off1", std_pass("off1"), "dev-A", &next) != NULL);
     ASSERT_INT(next, 3);
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+/* Rewrites the kept hash of a device's changeset to the form stores written
+ * before the tree hash kept: SHA-256 of cJSON's compact print of the body. */
+static int set_legacy_hash(const char *dir, const char *device, long long seq, const char *body) {
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    unsigned char key[128], md[32];
+    unsigned int mdlen = 0;
+    char hex[65];
+    int rc = -1;
+    cJSON *parsed = cJSON_Parse(body), *kept = NULL;
+    char *canon = parsed ? cJSON_PrintUnformatted(parsed) : NULL;
+    if (!canon || EVP_Digest(canon, strlen(canon), md, &mdlen, EVP_sha256(), NULL) != 1) goto out;
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    size_t n = strlen(device);
+    memcpy(key, device, n);
+    key[n] = 0;
+    for (int i = 0; i < 8; i++)
+        key[n + 1 + i] = (unsigned char)((unsigned long long)seq >> (56 - 8 * i));
+    if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 64) || mdb_env_set_mapsize(env, 1ull << 36) ||
+        mdb_env_open(env, dir, 0, 0600) || mdb_txn_begin(env, NULL, 0, &txn) ||
+        mdb_dbi_open(txn, "changesets", 0, &dbi))
+        goto out;
+    MDB_val k = {n + 9, key}, v;
+    if (mdb_get(txn, dbi, &k, &v) || !(kept = cJSON_ParseWithLength(v.mv_data, v.mv_size))) goto out;
+    const char *was = jstr(kept, "hash");
+    if (!was || strncmp(was, "t1:", 3) != 0) goto out; /* the new form is what a new server keeps */
+    cJSON_ReplaceItemInObjectCaseSensitive(kept, "hash", cJSON_CreateString(hex));
+    char *text = cJSON_PrintUnformatted(kept);
+    MDB_val nv = {text ? strlen(text) : 0, text};
+    rc = text && mdb_put(txn, dbi, &k, &nv, 0) == 0 && mdb_txn_commit(txn) == 0 ? 0 : -1;
+    txn = NULL;
+    free(text);
+out:
+    if (txn) mdb_txn_abort(txn);
+    if (env) mdb_env_close(env);
+    cJSON_Delete(parsed);
+    cJSON_Delete(kept);
+    free(canon);
+    return rc;
+}
+
+/* The same changeset sent again with other whitespace is the same body; so
+ * is one whose kept hash an older store wrote (a printed-JSON hash). */
+TEST(changeset_replay_ignores_whitespace_and_reads_older_hashes) {
+    srv_t s;
+    START(s);
+    phone_t a;
+    PHONE(a, s, "off1", "dev-A");
+    const char *id = "01JDIDEM0000000009";
+    const char *body =
+        push_body("dev-A", 1, changes(ch_create(id, "general", "{\"description\":\"x \\u00e9 1.5e3\"}")));
+    resp_t first = http(&s, "POST", "/v1/sync/push", a.token, body, NULL);
+    ASSERT_STATUS(first, 200);
+    ASSERT_JSTR(resp_json(&first), "results[0].status", "applied");
+    cJSON *parsed = cJSON_Parse(body);
+    ASSERT(parsed != NULL);
+    const char *pretty = h_keep(cJSON_Print(parsed), NULL); /* newlines and tabs */
+    resp_t again = http(&s, "POST", "/v1/sync/push", a.token, pretty, NULL);
+    ASSERT_STATUS(again, 200);
+    const char *h = resp_header(&again, "Idempotent-Replay");
+    ASSERT_MSG(h && strcmp(h, "true") == 0, "re-indented body not a replay: %s", again.body);
+    ASSERT_INT(srv_stop(&s), 0);
+
+    ASSERT_MSG(set_legacy_hash(s.dir, "dev-A", 1, body) == 0, "could not rewrite the kept hash");
+    ASSERT_MSG(srv_restart(&s) == 0, "casesyncd did not restart");
+    again = http(&s, "POST", "/v1/sync/push", a.token, pretty, NULL);
+    ASSERT_STATUS(again, 200);
+    h = resp_header(&again, "Idempotent-Replay");
+    ASSERT_MSG(h && strcmp(h, "true") == 0, "older hash: not a replay: %s", again.body);
+    ASSERT_MSG(cJSON_Compare(resp_json(&again), resp_json(&first), 1), "replay answered differently");
+    resp_t r =
+        push(&s, a.token, "dev-A", 1, changes(ch_create(id, "general", "{\"description\":\"other\"}")));
+    ASSERT_ERROR(r, 409, "changeset_reused");
+    r = phone_get(&a, hfmt("/v1/cases/%s/history", id));
+    ASSERT_STATUS(r, 200);
+    ASSERT_INT(jlen(resp_json(&r), "items"), 1);
+    cJSON_Delete(parsed);
     ASSERT_INT(srv_stop(&s), 0);
 }
 
