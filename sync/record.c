@@ -177,6 +177,20 @@ int record_load(MDB_txn *txn, const store_dbs_t *dbs, const char *id, cJSON **ou
  * before keep the array form [version, seq, device, at_ms]; both are read.
  */
 
+/* Decimal digits of v at p; returns the end. */
+static char *put_i64(char *p, int64_t v) {
+    char tmp[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    if (v < 0) *p++ = '-';
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    while (n) *p++ = tmp[--n];
+    return p;
+}
+
 typedef struct meta {
     int64_t version, at;
     uint64_t seq;
@@ -236,8 +250,18 @@ void record_set_meta(cJSON *rec, const char *field, int64_t version, uint64_t se
     char buf[64 + 256];
     cJSON *fm = cJSON_GetObjectItemCaseSensitive(rec, "fm");
     if (!fm) fm = cJSON_AddObjectToObject(rec, "fm");
-    snprintf(buf, sizeof buf, "%lld,%llu,%lld,%s", (long long)version, (unsigned long long)seq, (long long)at_ms,
-             device ? device : "");
+    /* "version,seq,at_ms,device": one per field of every change, so not snprintf. */
+    char *p = buf;
+    p = put_i64(p, version);
+    *p++ = ',';
+    p = put_i64(p, (int64_t)seq);
+    *p++ = ',';
+    p = put_i64(p, at_ms);
+    *p++ = ',';
+    size_t dn = device ? strlen(device) : 0;
+    if (dn > (size_t)(buf + sizeof buf - 1 - p)) dn = (size_t)(buf + sizeof buf - 1 - p);
+    memcpy(p, device ? device : "", dn);
+    p[dn] = 0;
     cJSON *m = cJSON_CreateString(buf);
     if (cJSON_GetObjectItemCaseSensitive(fm, field))
         cJSON_ReplaceItemInObjectCaseSensitive(fm, field, m);
