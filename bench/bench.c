@@ -223,9 +223,10 @@ static void user_add_cli(const char *name, const char *role, const char *unit, c
 
 static char *login(conn_t *k, const char *user, const char *device) {
     char body[512];
-    snprintf(body, sizeof body, "{\"username\":\"%s\",\"password\":\"bench-password-1\",\"device_id\":\"%s\"}",
-             user, device);
-    if (req(k, "POST", "/v1/auth/login", NULL, body, 0) != 200) die("login %s: %ld %s", user, k->status, k->body.p);
+    snprintf(body, sizeof body,
+             "{\"username\":\"%s\",\"password\":\"bench-password-1\",\"device_id\":\"%s\"}", user, device);
+    if (req(k, "POST", "/v1/auth/login", NULL, body, 0) != 200)
+        die("login %s: %ld %s", user, k->status, k->body.p);
     cJSON *j = cJSON_Parse(k->body.p);
     char *t = strdup(cJSON_GetObjectItem(j, "token")->valuestring);
     cJSON_Delete(j);
@@ -234,25 +235,35 @@ static char *login(conn_t *k, const char *user, const char *device) {
 
 /* A realistic create: ~1.5 KB of JSON with a party, notes and evidence items. */
 static int make_create(char *out, size_t cap, const char *id, const char *grid) {
-    static const char *types[] = {"unlicensed_vending", "illegal_construction", "open_air_bbq", "cooking_fumes",
-                                  "muck_truck", "illegal_parking"};
+    static const char *types[] = {"unlicensed_vending", "illegal_construction", "open_air_bbq",
+                                  "cooking_fumes",      "muck_truck",           "illegal_parking"};
     int t = (int)(id[strlen(id) - 1] % 6);
-    return snprintf(out, cap,
+    return snprintf(
+        out, cap,
         "{\"op\":\"create\",\"record_id\":\"%s\",\"type\":\"%s\",\"at\":\"2026-11-22T08:15:30.123Z\","
         "\"fields\":{\"procedure\":\"general\",\"source\":\"patrol\","
-        "\"description\":\"Street vendor occupying the pedestrian walkway in front of the metro exit during the "
-        "evening peak; cart with gas cylinder, about 3 square meters occupied, pedestrians forced onto the road. "
+        "\"description\":\"Street vendor occupying the pedestrian walkway in front of the metro exit during "
+        "the "
+        "evening peak; cart with gas cylinder, about 3 square meters occupied, pedestrians forced onto the "
+        "road. "
         "Second report this week from the same location, photos taken from two angles.\","
-        "\"occurred_at\":\"2026-11-22T08:00:00.000Z\",\"grid\":\"%s\",\"address\":\"No. 18 Dongzhimen Inner St, "
-        "Dongcheng District, north side of exit B\",\"location\":{\"lon\":116.4321,\"lat\":39.9402,\"crs\":\"wgs84\","
+        "\"occurred_at\":\"2026-11-22T08:00:00.000Z\",\"grid\":\"%s\",\"address\":\"No. 18 Dongzhimen Inner "
+        "St, "
+        "Dongcheng District, north side of exit "
+        "B\",\"location\":{\"lon\":116.4321,\"lat\":39.9402,\"crs\":\"wgs84\","
         "\"accuracy_m\":6},\"unit\":\"U1\",\"tags\":[\"peak-hour\",\"repeat\",\"gas-cylinder\"],"
-        "\"party\":{\"kind\":\"person\",\"name\":\"Zhang San\",\"id_no\":\"110101199001011234\",\"phone\":\"13800000000\"},"
-        "\"notes\":[{\"id\":\"%s-n1\",\"text\":\"Vendor asked to leave; refused and argued for ten minutes.\"},"
+        "\"party\":{\"kind\":\"person\",\"name\":\"Zhang "
+        "San\",\"id_no\":\"110101199001011234\",\"phone\":\"13800000000\"},"
+        "\"notes\":[{\"id\":\"%s-n1\",\"text\":\"Vendor asked to leave; refused and argued for ten "
+        "minutes.\"},"
         "{\"id\":\"%s-n2\",\"text\":\"Second officer arrived, body camera on, scene recorded.\"}],"
-        "\"evidence\":[{\"id\":\"%s-e1\",\"sha256\":\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\","
-        "\"size\":482113,\"mime\":\"image/jpeg\",\"kind\":\"photo\",\"captured_at\":\"2026-11-22T08:05:00.000Z\"},"
+        "\"evidence\":[{\"id\":\"%s-e1\",\"sha256\":"
+        "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\","
+        "\"size\":482113,\"mime\":\"image/"
+        "jpeg\",\"kind\":\"photo\",\"captured_at\":\"2026-11-22T08:05:00.000Z\"},"
         "{\"id\":\"%s-e2\",\"sha256\":\"60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752\","
-        "\"size\":9182734,\"mime\":\"video/mp4\",\"kind\":\"bodycam\",\"captured_at\":\"2026-11-22T08:06:00.000Z\"}]}}",
+        "\"size\":9182734,\"mime\":\"video/"
+        "mp4\",\"kind\":\"bodycam\",\"captured_at\":\"2026-11-22T08:06:00.000Z\"}]}}",
         id, types[t], grid, id, id, id, id);
 }
 
@@ -261,8 +272,9 @@ static char *make_changeset(const char *device, long long seq, const char *prefi
                             const char *grid) {
     size_t cap = (size_t)n * 2400 + 256;
     char *b = malloc(cap), id[96];
-    size_t o = (size_t)snprintf(b, cap, "{\"device_id\":\"%s\",\"changeset_seq\":%lld,\"schema_version\":1,\"changes\":[",
-                                device, seq);
+    size_t o = (size_t)snprintf(
+        b, cap, "{\"device_id\":\"%s\",\"changeset_seq\":%lld,\"schema_version\":1,\"changes\":[", device,
+        seq);
     for (int i = 0; i < n; i++) {
         snprintf(id, sizeof id, "%s%07d", prefix, first + i);
         if (i) b[o++] = ',';
@@ -300,8 +312,8 @@ static void *push_main(void *arg) {
     return NULL;
 }
 
-static double run_push(int phones, int changesets_each, const char *tag, double *p50, double *p99, int *errors,
-                       double *cpu_us) {
+static double run_push(int phones, int changesets_each, const char *tag, double *p50, double *p99,
+                       int *errors, double *cpu_us) {
     pusher_t *ps = calloc((size_t)phones, sizeof *ps);
     pthread_t *th = calloc((size_t)phones, sizeof *th);
     conn_t k;
@@ -316,8 +328,10 @@ static double run_push(int phones, int changesets_each, const char *tag, double 
     }
     conn_free(&k);
     double t0 = now_s(), c0 = server_cpu_s();
-    for (int i = 0; i < phones; i++) pthread_create(&th[i], NULL, push_main, &ps[i]);
-    for (int i = 0; i < phones; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < phones; i++)
+        pthread_create(&th[i], NULL, push_main, &ps[i]);
+    for (int i = 0; i < phones; i++)
+        pthread_join(th[i], NULL);
     double wall = now_s() - t0;
     *cpu_us = (server_cpu_s() - c0) * 1e6 / ((double)phones * changesets_each * PUSH_CHANGES);
     double *all = calloc((size_t)phones * changesets_each, sizeof(double));
@@ -382,7 +396,8 @@ static pullres_t pull_all(conn_t *k, const char *token, char **cursor) {
     pullres_t r = {0};
     for (int page = 0; page < 1000; page++) {
         char path[4096];
-        snprintf(path, sizeof path, "/v1/sync/pull?limit=1000%s%s", *cursor ? "&cursor=" : "", *cursor ? *cursor : "");
+        snprintf(path, sizeof path, "/v1/sync/pull?limit=1000%s%s", *cursor ? "&cursor=" : "",
+                 *cursor ? *cursor : "");
         if (req(k, "GET", path, token, NULL, 1) != 200) die("pull %ld %s", k->status, k->body.p);
         r.server_s += k->secs;
         r.raw += (long long)k->body.n;
@@ -407,7 +422,8 @@ static void load_records(const char *user, const char *device, const char *prefi
     for (int done = 0; done < n; done += 1000) {
         int m = n - done < 1000 ? n - done : 1000;
         char *body = make_changeset(device, seq++, prefix, done, m, grid);
-        if (req(&k, "POST", "/v1/sync/push", token, body, 0) != 200) die("load push %ld %.300s", k.status, k.body.p);
+        if (req(&k, "POST", "/v1/sync/push", token, body, 0) != 200)
+            die("load push %ld %.300s", k.status, k.body.p);
         free(body);
     }
     free(token);
@@ -420,8 +436,8 @@ static void load_records(const char *user, const char *device, const char *prefi
 #define SHIFT_CONC 256
 
 typedef struct shift {
-    const char *tag;    /* device and record prefix of this round */
-    int next;           /* next phone to run (atomic) */
+    const char *tag; /* device and record prefix of this round */
+    int next;        /* next phone to run (atomic) */
     double lat[SHIFT_PHONES];
     int errors;
 } shift_t;
@@ -455,7 +471,28 @@ static void *shift_main(void *arg) {
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-static void result(const char *key, double v) { cJSON_AddNumberToObject(g_results, key, v); }
+static void result(const char *key, double v) {
+    cJSON_AddNumberToObject(g_results, key, v);
+}
+
+/* The initial pull of the reader's 10k scope with `stored` records in the
+ * store: the better of two pulls. Prints it against `first` (0: this is it). */
+static double growth_point(conn_t *k, const char *token, int stored, double first) {
+    double best = 0;
+    for (int i = 0; i < 2; i++) {
+        char *c = NULL;
+        pullres_t g = pull_all(k, token, &c);
+        free(c);
+        if (i == 0 || g.server_s < best) best = g.server_s;
+    }
+    if (!first) printf("\n%-44s\n", "growth: initial pull of the same 10k scope (best of 2)");
+    printf("  store %8d records: %8.3f s server (%.2fx of the 10k store)\n", stored, best,
+           first ? best / first : 1.0);
+    char key[64];
+    snprintf(key, sizeof key, "growth_pull_s_at_%d", stored);
+    result(key, best);
+    return best;
+}
 
 /* Samples the server's RssAnon every 20 ms while a phase runs: the peak. */
 typedef struct sampler {
@@ -482,8 +519,10 @@ static void run_shift(const char *tag, const char *title, const char *key_suffix
     sampler_t sm = {0, rss_anon_kb()};
     pthread_create(&st, NULL, sample_main, &sm);
     double t0 = now_s();
-    for (int i = 0; i < SHIFT_CONC; i++) pthread_create(&th[i], NULL, shift_main, &sh);
-    for (int i = 0; i < SHIFT_CONC; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < SHIFT_CONC; i++)
+        pthread_create(&th[i], NULL, shift_main, &sh);
+    for (int i = 0; i < SHIFT_CONC; i++)
+        pthread_join(th[i], NULL);
     double wall = now_s() - t0;
     sm.stop = 1;
     pthread_join(st, NULL);
@@ -508,7 +547,7 @@ static void run_shift(const char *tag, const char *title, const char *key_suffix
 int main(void) {
     const char *bin = getenv("CASESYNC_BIN");
     snprintf(g_bin, sizeof g_bin, "%s", bin ? bin : "build");
-    int growth_max = getenv("BENCH_GROWTH") ? atoi(getenv("BENCH_GROWTH")) : 100000;
+    int growth_max = getenv("BENCH_GROWTH") ? atoi(getenv("BENCH_GROWTH")) : 1000000;
     const char *out_path = getenv("BENCH_OUT") ? getenv("BENCH_OUT") : "bench/results.json";
     curl_global_init(CURL_GLOBAL_DEFAULT);
     g_results = cJSON_CreateObject();
@@ -527,13 +566,67 @@ int main(void) {
         printf("server pid %d; press enter\n", (int)g_pid);
         getchar();
     }
+    const char *only = getenv("BENCH_ONLY");
+    int only_push = only && strcmp(only, "push") == 0;
+    /* 2. Initial sync of a 10,000-record scope, the store holding just it
+     * (the first point of the growth series, 5.). */
+    conn_t k;
+    conn_init(&k);
+    char *rt = NULL, *cursor = NULL;
+    pullres_t init = {0};
+    double growth_first = 0;
+    if (!only_push) {
+        load_records("sup", "load-1", "INIT", 10000, "110101001001009");
+        rt = login(&k, "reader", "reader-1");
+        init = pull_all(&k, rt, &cursor);
+        printf("%-44s %10d items  %8.3f s server  %10lld B raw  %9lld B gzip (%.1fx)\n",
+               "initial sync, 10k-record scope", init.items, init.server_s, init.raw, init.gz,
+               (double)init.raw / (init.gz ? init.gz : 1));
+        result("initial_sync_items", init.items);
+        result("initial_sync_server_s", init.server_s);
+        result("initial_sync_bytes_raw", (double)init.raw);
+        result("initial_sync_bytes_gzip", (double)init.gz);
+        growth_first = growth_point(&k, rt, 10000, 0);
+
+        /* 3. Delta: one field of 1,000 records changes. */
+        {
+            char *st = login(&k, "sup", "sup-delta");
+            size_t cap = 1000 * 200 + 256;
+            char *body = malloc(cap);
+            size_t o =
+                (size_t)snprintf(body, cap, "{\"device_id\":\"sup-delta\",\"changeset_seq\":1,\"changes\":[");
+            for (int i = 0; i < 1000; i++)
+                o += (size_t)snprintf(body + o, cap - o,
+                                      "%s{\"op\":\"update\",\"record_id\":\"INIT%07d\",\"base_version\":1,"
+                                      "\"set\":{\"address\":\"No. 20 Dongzhimen Inner St\"}}",
+                                      i ? "," : "", i * 10);
+            snprintf(body + o, cap - o, "]}");
+            if (req(&k, "POST", "/v1/sync/push", st, body, 0) != 200)
+                die("delta push %ld %.300s", k.status, k.body.p);
+            free(body);
+            free(st);
+            pullres_t d = pull_all(&k, rt, &cursor);
+            double whole = (double)init.raw / (init.items ? init.items : 1) * d.items;
+            printf("%-44s %10d items  %8.3f s server  %10lld B raw  %9lld B gzip; whole records: %.0f B "
+                   "(delta = %.1f%%)\n\n",
+                   "delta sync, 1 field of 1k records", d.items, d.server_s, d.raw, d.gz, whole,
+                   100.0 * d.raw / whole);
+            result("delta_items", d.items);
+            result("delta_server_s", d.server_s);
+            result("delta_bytes_raw", (double)d.raw);
+            result("delta_bytes_gzip", (double)d.gz);
+            result("delta_whole_record_bytes", whole);
+        }
+    }
+
     /* 1. Push. */
-    printf("%-44s %14s %10s %10s %8s %12s\n", "push (50 changes per changeset)", "changes/s", "p50 ms", "p99 ms",
-           "errors", "server cpu");
+    printf("%-44s %14s %10s %10s %8s %12s\n", "push (50 changes per changeset)", "changes/s", "p50 ms",
+           "p99 ms", "errors", "server cpu");
     int phones[] = {1, 8, 64, 256}, each[] = {60, 30, 10, 4};
     char key0[64];
     if (getenv("BENCH_PUSH_ROUNDS")) /* more changesets per phone: a longer, steadier push measure */
-        for (int i = 0; i < 4; i++) each[i] *= atoi(getenv("BENCH_PUSH_ROUNDS"));
+        for (int i = 0; i < 4; i++)
+            each[i] *= atoi(getenv("BENCH_PUSH_ROUNDS"));
     double rate64 = 0;
     for (int i = 0; i < 4; i++) {
         double p50, p99;
@@ -542,8 +635,8 @@ int main(void) {
         snprintf(tag, sizeof tag, "T%d", phones[i]);
         double cpu_us;
         double rate = run_push(phones[i], each[i], tag, &p50, &p99, &errors, &cpu_us);
-        printf("  %3d phones %31s %14.0f %10.1f %10.1f %8d %7.0f us/ch\n", phones[i], "", rate, p50, p99, errors,
-               cpu_us);
+        printf("  %3d phones %31s %14.0f %10.1f %10.1f %8d %7.0f us/ch\n", phones[i], "", rate, p50, p99,
+               errors, cpu_us);
         snprintf(key0, sizeof key0, "push_%d_server_cpu_us_per_change", phones[i]);
         result(key0, cpu_us);
         char key[64];
@@ -558,86 +651,30 @@ int main(void) {
     double base = raw_lmdb_baseline(20000);
     printf("  baseline: raw LMDB puts, 50 per fsync %14.0f   our 64-phone rate = %.2f x baseline\n\n", base,
            rate64 / base);
-    const char *only = getenv("BENCH_ONLY");
-    if (only && strcmp(only, "push") == 0) {
+    if (only_push) {
         server_stop();
         return 0;
     }
     result("baseline_raw_lmdb_puts_per_s", base);
     result("push_64_ratio_to_baseline", rate64 / base);
 
-    /* 2. Initial sync of a 10,000-record scope. */
-    load_records("sup", "load-1", "INIT", 10000, "110101001001009");
-    conn_t k;
-    conn_init(&k);
-    char *rt = login(&k, "reader", "reader-1"), *cursor = NULL;
-    pullres_t init = pull_all(&k, rt, &cursor);
-    printf("%-44s %10d items  %8.3f s server  %10lld B raw  %9lld B gzip (%.1fx)\n", "initial sync, 10k-record scope",
-           init.items, init.server_s, init.raw, init.gz, (double)init.raw / (init.gz ? init.gz : 1));
-    result("initial_sync_items", init.items);
-    result("initial_sync_server_s", init.server_s);
-    result("initial_sync_bytes_raw", (double)init.raw);
-    result("initial_sync_bytes_gzip", (double)init.gz);
-
-    /* 3. Delta: one field of 1,000 records changes. */
-    {
-        char *st = login(&k, "sup", "sup-delta");
-        size_t cap = 1000 * 200 + 256;
-        char *body = malloc(cap);
-        size_t o = (size_t)snprintf(body, cap, "{\"device_id\":\"sup-delta\",\"changeset_seq\":1,\"changes\":[");
-        for (int i = 0; i < 1000; i++)
-            o += (size_t)snprintf(body + o, cap - o,
-                                  "%s{\"op\":\"update\",\"record_id\":\"INIT%07d\",\"base_version\":1,"
-                                  "\"set\":{\"address\":\"No. 20 Dongzhimen Inner St\"}}",
-                                  i ? "," : "", i * 10);
-        snprintf(body + o, cap - o, "]}");
-        if (req(&k, "POST", "/v1/sync/push", st, body, 0) != 200) die("delta push %ld %.300s", k.status, k.body.p);
-        free(body);
-        free(st);
-        pullres_t d = pull_all(&k, rt, &cursor);
-        double whole = (double)init.raw / (init.items ? init.items : 1) * d.items;
-        printf("%-44s %10d items  %8.3f s server  %10lld B raw  %9lld B gzip; whole records: %.0f B (delta = %.1f%%)\n\n",
-               "delta sync, 1 field of 1k records", d.items, d.server_s, d.raw, d.gz, whole, 100.0 * d.raw / whole);
-        result("delta_items", d.items);
-        result("delta_server_s", d.server_s);
-        result("delta_bytes_raw", (double)d.raw);
-        result("delta_bytes_gzip", (double)d.gz);
-        result("delta_whole_record_bytes", whole);
-    }
+    /* 5. Growth, second point: the same scope with the pushes stored. */
+    int have = 10000 + 64 * 10 * 50 + 256 * 4 * 50 + 8 * 30 * 50 + 60 * 50;
+    growth_point(&k, rt, have, growth_first);
 
     /* 4. Shift change. */
     run_shift("SH", "shift change: 2000 phones x 20 changes", "");
+    have += 2000 * 20;
 
-    /* 5. Growth: the same 10k-record scope pulled as the store grows. */
-    {
-        int have = 10000 + 10000 + 64 * 10 * 50 + 256 * 4 * 50 + 8 * 30 * 50 + 60 * 50 + 2000 * 20;
-        printf("%-44s\n", "growth: initial pull of the same 10k scope");
-        int sizes[] = {0, 100000, 1000000};
-        double first = 0;
-        for (int i = 0; i < 3; i++) {
-            int target = sizes[i] ? sizes[i] : have;
-            if (target > growth_max && sizes[i]) break;
-            if (target > have) {
-                double t0 = now_s();
-                char prefix[16];
-                snprintf(prefix, sizeof prefix, "G%d", i);
-                load_records("pusher", prefix, prefix, target - have, GRID);
-                double rate = (target - have) / (now_s() - t0);
-                printf("  (loaded %d more records at %.0f changes/s)\n", target - have, rate);
-                char key[64];
-                snprintf(key, sizeof key, "growth_load_%d_changes_per_s", target);
-                result(key, rate);
-                have = target;
-            }
-            char *c2 = NULL;
-            pullres_t g = pull_all(&k, rt, &c2);
-            free(c2);
-            if (!first) first = g.server_s;
-            printf("  store %8d records: %8.3f s server (%.2fx of the smallest)\n", have, g.server_s, g.server_s / first);
-            char key[64];
-            snprintf(key, sizeof key, "growth_pull_s_at_%d", have);
-            result(key, g.server_s);
-        }
+    /* 5. Growth to 1M (BENCH_GROWTH, 100k by default), then a shift change there. */
+    if (growth_max > have) {
+        double t0 = now_s();
+        load_records("pusher", "G", "G", growth_max - have, GRID);
+        double rate = (growth_max - have) / (now_s() - t0);
+        printf("  (loaded %d more records at %.0f changes/s)\n", growth_max - have, rate);
+        result("growth_load_changes_per_s", rate);
+        have = growth_max;
+        growth_point(&k, rt, have, growth_first);
         char title[96], suffix[32];
         snprintf(title, sizeof title, "shift change again, %d records stored", have);
         snprintf(suffix, sizeof suffix, "_at_%d", have);
