@@ -171,8 +171,7 @@ static int file_sha256(const char *path, char hex[65]) {
         if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) goto done;
     }
     if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) goto done;
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    util_hex(md, 32, hex);
     rc = 0;
 done:
     EVP_MD_CTX_free(ctx);

@@ -65,15 +65,6 @@
 
 /* ---- small helpers ----------------------------------------------------------- */
 
-static void hex_encode(const unsigned char *in, size_t n, char *out) {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 static int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -182,8 +173,8 @@ static int password_hash(int iterations, const char *pw, char out[PW_HASH_TEXT_M
     if (PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, sizeof salt, iterations, EVP_sha256(),
                           sizeof hash, hash) != 1)
         return SYNC_ENOMEM;
-    hex_encode(salt, sizeof salt, salt_hex);
-    hex_encode(hash, sizeof hash, hash_hex);
+    util_hex(salt, sizeof salt, salt_hex);
+    util_hex(hash, sizeof hash, hash_hex);
     OPENSSL_cleanse(hash, sizeof hash);
     snprintf(out, PW_HASH_TEXT_MAX, PW_SCHEME "$%d$%s$%s", iterations, salt_hex, hash_hex);
     return 0;
@@ -251,7 +242,7 @@ static void limiter_key(const char *client_key, const char *username, char out[6
         memset(md, 0, sizeof md);
     }
     EVP_MD_CTX_free(c);
-    hex_encode(md, sizeof md, out);
+    util_hex(md, sizeof md, out);
 }
 
 /* Finds the slot of key, or picks one to reuse other than `keep`: empty, then

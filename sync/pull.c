@@ -66,8 +66,7 @@ static void cursor_tag(sync_t *s, const char *payload, size_t len, char out[CURS
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     HMAC(EVP_sha256(), s->cursor_key, (int)strlen(s->cursor_key), (const unsigned char *)payload, len, md, &n);
-    for (int i = 0; i < CURSOR_TAG_HEX / 2; i++) sprintf(out + 2 * i, "%02x", md[i]);
-    out[CURSOR_TAG_HEX] = 0;
+    util_hex(md, CURSOR_TAG_HEX / 2, out);
 }
 
 static char *cursor_encode(sync_t *s, const cursor_t *c) {

@@ -497,9 +497,8 @@ static void cursor_tag(sync_t *s, const char *text, size_t len, char out[CURSOR_
         HMAC(EVP_sha256(), s->cursor_key, (int)strlen(s->cursor_key), buf, tl, md, &n);
         free(buf);
     }
-    for (int i = 0; i < CURSOR_TAG_HEX / 2; i++)
-        sprintf(out + 2 * i, "%02x", n ? md[i] : 0);
-    out[CURSOR_TAG_HEX] = 0;
+    if (n == 0) memset(md, 0, CURSOR_TAG_HEX / 2);
+    util_hex(md, CURSOR_TAG_HEX / 2, out);
 }
 
 static char *cursor_encode(sync_t *s, int kind, const walk_pos_t *pos) {

@@ -518,6 +518,17 @@ int srv_start(srv_t *s) {
     return launch(s);
 }
 
+int srv_start_config(srv_t *s, const char *config_json) {
+    const char *cfg = hfmt("/tmp/casesync-config-%d.json", (int)getpid());
+    FILE *f = fopen(cfg, "w");
+    if (!f || fputs(config_json, f) < 0 || fclose(f) != 0) return -1;
+    setenv("CASESYNC_TEST_CONFIG", cfg, 1);
+    int rc = srv_start(s);
+    unsetenv("CASESYNC_TEST_CONFIG");
+    remove(cfg);
+    return rc;
+}
+
 int srv_restart(srv_t *s) {
     if (!s || s->slot < 0) return -1;
     slot_t *sl = &slots[s->slot];

@@ -64,6 +64,9 @@ typedef struct srv {
  * a test has set that variable). 0 when it printed its listening line
  * within 20 s; -1 otherwise (and the log tail is printed). */
 int srv_start(srv_t *s);
+/* srv_start() with `--config` holding config_json (a temporary file, gone
+ * once the server has started). 0 or -1. */
+int srv_start_config(srv_t *s, const char *config_json);
 /* Starts casesyncd again on the same data folder (new port). 0 or -1. */
 int srv_restart(srv_t *s);
 /* SIGTERM, then waits up to 10 s (SIGKILL after that). Returns the exit

@@ -242,15 +242,7 @@ static int check_round(const trickler_t *t, int n, const probe_t *probe) {
 
 TEST(trickling_clients_time_out_and_free_their_threads) {
     srv_t s;
-    const char *cfg = hfmt("/tmp/casesync-slow-%d.json", (int)getpid());
-    FILE *f = fopen(cfg, "w");
-    ASSERT(f != NULL);
-    fprintf(f, "{\"threads\":2,\"request_timeout_ms\":%d}", SLOW_TIMEOUT_MS);
-    fclose(f);
-    setenv("CASESYNC_TEST_CONFIG", cfg, 1);
-    ASSERT(srv_start(&s) == 0);
-    unsetenv("CASESYNC_TEST_CONFIG");
-    remove(cfg);
+    ASSERT(srv_start_config(&s, hfmt("{\"threads\":2,\"request_timeout_ms\":%d}", SLOW_TIMEOUT_MS)) == 0);
     phone_t a;
     ASSERT(std_phone(&a, &s, "off1", "dev-A") == 0);
     /* Upload-Metadata: sha256 is base64 of the hex of what the bytes will never be. */
@@ -345,15 +337,7 @@ static int answer_done(conn_t *c) {
 
 TEST(four_times_threads_connections_are_all_answered) {
     srv_t s;
-    const char *cfg = hfmt("/tmp/casesync-many-%d.json", (int)getpid());
-    FILE *f = fopen(cfg, "w");
-    ASSERT(f != NULL);
-    fprintf(f, "{\"threads\":%d}", MANY_THREADS);
-    fclose(f);
-    setenv("CASESYNC_TEST_CONFIG", cfg, 1);
-    ASSERT(srv_start(&s) == 0);
-    unsetenv("CASESYNC_TEST_CONFIG");
-    remove(cfg);
+    ASSERT(srv_start_config(&s, hfmt("{\"threads\":%d}", MANY_THREADS)) == 0);
     phone_t a;
     ASSERT(std_phone(&a, &s, "off1", "dev-A") == 0);
     resp_t r = phone_pull(&a, 0, 0); /* a cursor at the head: pulls with it wait */

@@ -757,6 +757,17 @@ TEST(cli_sees_users_while_the_server_runs_and_after_restart) {
     ASSERT_INT(srv_stop(&s), 0);
 }
 
+/* Pulled items whose record_id starts with prefix. */
+static int count_ids(const cJSON *items, const char *prefix) {
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, items) {
+        const char *id = jstr((cJSON *)it, "record_id");
+        if (id && strncmp(id, prefix, strlen(prefix)) == 0) n++;
+    }
+    return n;
+}
+
 /* ---- push slots ------------------------------------------------------------------ */
 
 #define SLOT_PHONES 8
@@ -793,16 +804,7 @@ static void *push_cases(void *arg) {
  * the others wait before their bodies are read, and every case lands. */
 TEST(push_slots_cap_pushes_in_flight_and_lose_nothing) {
     srv_t s;
-    const char *cfg = hfmt("/tmp/casesync-slots-%d.json", (int)getpid());
-    FILE *f = fopen(cfg, "w");
-    ASSERT(f != NULL);
-    fputs("{\"max_pushing\":2}", f);
-    fclose(f);
-    setenv("CASESYNC_TEST_CONFIG", cfg, 1);
-    int started = srv_start(&s);
-    unsetenv("CASESYNC_TEST_CONFIG");
-    unlink(cfg);
-    ASSERT_MSG(started == 0, "casesyncd did not start");
+    ASSERT_MSG(srv_start_config(&s, "{\"max_pushing\":2}") == 0, "casesyncd did not start");
     phone_t sup;
     PHONE(sup, s, "sup1", "dev-S");
     ASSERT(std_user(&s, "off1") != NULL);
@@ -833,12 +835,7 @@ TEST(push_slots_cap_pushes_in_flight_and_lose_nothing) {
     ASSERT_MSG(sample(r.body, "casesync_pushes_in_flight") == 0, "pushes still counted in flight");
     cJSON *all = phone_pull_all(&sup);
     ASSERT(all != NULL);
-    int found = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, all) {
-        const char *id = jstr((cJSON *)it, "record_id");
-        if (id && strncmp(id, "01JDSLOT", 8) == 0) found++;
-    }
+    int found = count_ids(all, "01JDSLOT");
     ASSERT_INT(found, SLOT_PHONES * SLOT_PUSHES * SLOT_CASES);
     ASSERT_INT(srv_stop(&s), 0);
 }
@@ -918,12 +915,7 @@ TEST(sigterm_under_push_load_keeps_every_acknowledged_change) {
     ASSERT(phone_login(&sup, &s, "sup1", std_pass("sup1"), "dev-S2") == 0);
     cJSON *all = phone_pull_all(&sup);
     ASSERT(all != NULL);
-    int found = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, all) {
-        const char *id = jstr((cJSON *)it, "record_id");
-        if (id && strncmp(id, "01JDTERM", 8) == 0) found++;
-    }
+    int found = count_ids(all, "01JDTERM");
     /* Every phone's acknowledged changesets are its first ones: all there. */
     for (int k = 0; k < TERM_PHONES; k++)
         for (int i = 0; i < p[k].acked; i++) {

@@ -218,20 +218,6 @@ static resp_t tus_upload(srv_t *s, const char *token, const void *data, size_t l
     return tus_patch(s, token, path, 0, data, len, NULL);
 }
 
-/* ---- a server with a config file --------------------------------------------------- */
-
-/* srv_start() with --config holding config_json (CASESYNC_TEST_CONFIG). */
-static int srv_start_config(srv_t *s, const char *config_json) {
-    const char *cfg = hfmt("/tmp/casesync-uploads-%d.json", (int)getpid());
-    FILE *f = fopen(cfg, "w");
-    if (!f || fputs(config_json, f) < 0 || fclose(f) != 0) return -1;
-    setenv("CASESYNC_TEST_CONFIG", cfg, 1);
-    int rc = srv_start(s);
-    unsetenv("CASESYNC_TEST_CONFIG");
-    unlink(cfg);
-    return rc;
-}
-
 /* ---- 4. a 50 MiB video over a bad network ---------------------------------------- */
 
 TEST(upload_50mib_resumes_after_drop_and_restart) {
