@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------------- */
 /* Limits and names                                                           */
@@ -68,8 +69,8 @@ static const char *const policy_names[] = {"lww",    "append", "union",
                                            "manual", "server", "immutable"};
 #define POLICY_COUNT ((int)(sizeof(policy_names) / sizeof(policy_names[0])))
 
-enum { OP_CREATE, OP_UPDATE, OP_TRANSITION, OP_VOID, OP_COUNT };
-static const char *const op_names[OP_COUNT] = {"create", "update", "transition", "void"};
+enum { OP_CREATE, OP_UPDATE, OP_TRANSITION, OP_VOID, OP_CORRECT, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"create", "update", "transition", "void", "correct"};
 
 /* Where a rule sits: a top-level field, a member of an object, a list item. */
 enum { LEVEL_FIELD, LEVEL_MEMBER, LEVEL_ITEM };
@@ -86,7 +87,13 @@ typedef struct rule {
     int required;               /* field: needed at create; member: needed in its object */
     int server;                 /* member written by the server only */
     int policy;                 /* fields only, else -1 */
-    schema_role_t write_min;    /* ROLE_NONE: any role may write */
+    /* Write rules (fields only): see "write" in the schema's about. */
+    schema_role_t write_create; /* weakest role at create; ROLE_NONE: any */
+    schema_role_t write_update; /* weakest role afterwards; ROLE_NONE: any */
+    int write_value;            /* WV_* */
+    int differs_from;           /* field index, -1: none */
+    const char *frozen_from;    /* state name, NULL: never frozen */
+    const char *no_clear_from;  /* state name, NULL: may always be cleared */
     long min_len, max_len;      /* characters; max_len -1 when unset */
     long max_bytes;             /* 0: STRING_MAX_BYTES */
     int digits_min, digits_max; /* 0: no digits rule */
@@ -101,22 +108,47 @@ typedef struct rule {
     struct rule *items; /* list */
 } rule_t;
 
+/* What a write rule's "value" asks of the value written. */
+enum { WV_ANY, WV_OWN_UNIT, WV_PATROLLED_GRID, WV_UNIT_OFFICER };
+static const char *const write_value_names[] = {"any", "own_unit", "patrolled_grid", "unit_officer"};
+#define WV_COUNT 4
+
 /* A condition on the record's fields: field (dotted, "party.kind") equals, or
- * with negate does not equal, value. field NULL means always true. */
+ * with negate does not equal, value; with unset, the field is not set.
+ * field NULL means always true. */
 typedef struct cond {
     const char *field;
     const cJSON *value;
     int negate;
+    int unset;
 } cond_t;
 
-typedef enum { GUARD_REQUIRED, GUARD_DIFFERENT, GUARD_MAX, GUARD_MIN } guard_kind_t;
+#define MAX_WHEN 4
+
+typedef enum {
+    GUARD_REQUIRED,
+    GUARD_DIFFERENT,
+    GUARD_MAX,
+    GUARD_MIN,
+    GUARD_DOCUMENT,
+    GUARD_FORBID_WHEN,
+    GUARD_RIGHTS_WINDOW,
+    GUARD_HEARING_NOTICE,
+    GUARD_KIND_COUNT
+} guard_kind_t;
 
 typedef struct guard {
     guard_kind_t kind;
     const cJSON *fields; /* required, different: array of field names */
-    const char *field;   /* max, min */
+    const char *field;   /* max, min; hearing_notice: the "requested" bool field */
+    const char *field2;  /* hearing_notice: the hearing time field */
+    const char *doc;     /* document; rights_window: the waiver; hearing_notice: the notice */
     double limit;
-    cond_t when;
+    int days, hearing_days; /* rights_window, hearing_notice: working days */
+    cond_t forbid;          /* forbid_when */
+    const char *message;    /* forbid_when */
+    cond_t when[MAX_WHEN];  /* all must hold for the guard to apply */
+    int nwhen;
     const char *basis; /* legal basis quoted in messages, or NULL */
 } guard_t;
 
@@ -128,6 +160,7 @@ typedef struct transition {
     cond_t role_when[ROLE_COUNT]; /* per listed role, an extra condition */
     guard_t *guards;
     int nguards;
+    const cJSON *stamp; /* array of server time fields set on entering `to`, or NULL */
 } transition_t;
 
 typedef struct procedure {
@@ -166,6 +199,13 @@ struct schema {
     int ntypes;
     deadline_t *deadlines;
     int ndeadlines;
+    /* Write rules beyond the fields: closed records, corrections, hearing rights. */
+    const cJSON *closed_append; /* list fields a closed record still takes */
+    schema_role_t closed_role;
+    schema_role_t correction_role;
+    long correction_reason_max;
+    double hearing_fine_person, hearing_fine_org; /* 0: no amount gives hearing rights */
+    const cJSON *hearing_sanctions;               /* array of sanction values, or NULL */
 };
 
 /* ------------------------------------------------------------------------- */
@@ -295,32 +335,53 @@ static int days_in_month(int y, int m) {
 }
 
 /* RFC 3339 date-time: 2026-11-22T08:15:30[.123](Z|+08:00). */
-static int is_rfc3339(const char *s) {
-    int y, mo, d, h, mi, sec, oh, om;
-    if (read_digits(s, 4, &y) || s[4] != '-' || read_digits(s + 5, 2, &mo) || s[7] != '-' ||
+/* The one RFC 3339 parser: 0 and *ms (UTC milliseconds, fractions past ms
+ * cut), or -1. Leap seconds (:60) count as :59.999. */
+int schema_parse_time(const char *s, int64_t *ms) {
+    int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
+    long frac = 0;
+    if (!s || read_digits(s, 4, &y) || s[4] != '-' || read_digits(s + 5, 2, &mo) || s[7] != '-' ||
         read_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') || read_digits(s + 11, 2, &h) ||
         s[13] != ':' || read_digits(s + 14, 2, &mi) || s[16] != ':' || read_digits(s + 17, 2, &sec))
-        return 0;
+        return -1;
     if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
-        return 0;
+        return -1;
     const char *p = s + 19;
     if (*p == '.') {
         const char *q = ++p;
-        while (*p >= '0' && *p <= '9') p++;
-        if (p == q || p - q > 9) return 0;
+        while (*p >= '0' && *p <= '9') {
+            if (p - q < 3) frac = frac * 10 + (*p - '0');
+            p++;
+        }
+        if (p == q || p - q > 9) return -1;
+        for (long k = p - q; k < 3; k++) frac *= 10;
     }
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
+        sign = *p == '-' ? -1 : 1;
         if (read_digits(p + 1, 2, &oh) || p[3] != ':' || read_digits(p + 4, 2, &om) || oh > 23 ||
             om > 59)
-            return 0;
+            return -1;
         p += 6;
     } else {
-        return 0;
+        return -1;
     }
-    return *p == '\0';
+    if (*p != '\0') return -1;
+    if (sec == 60) sec = 59, frac = 999;
+    /* days from civil (proleptic Gregorian), Howard Hinnant's algorithm */
+    int yy = y - (mo <= 2);
+    int64_t era = (yy >= 0 ? yy : yy - 399) / 400;
+    int64_t yoe = yy - era * 400;
+    int64_t doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = era * 146097 + doe - 719468;
+    int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - (int64_t)sign * (oh * 3600 + om * 60);
+    if (ms) *ms = secs * 1000 + frac;
+    return 0;
 }
+
+static int is_rfc3339(const char *s) { return schema_parse_time(s, NULL) == 0; }
 
 static int record_id_ok(const char *id) {
     size_t n = 0;
@@ -441,7 +502,7 @@ static int rule_key_applies(const cJSON *def, const char *key, int applies, cons
 }
 
 static const char *const rule_keys[] = {
-    "type",       "required",     "server",    "policy",  "write_min_role",
+    "type",       "required",     "server",    "policy",  "write",
     "values",     "value_labels", "min",       "max",     "decimals",
     "min_length", "max_length",   "max_bytes", "digits",  "hex",
     "type_code",  "members",      "items",     "default", "label",
@@ -463,7 +524,8 @@ static int load_rule(const cJSON *def, const char *name, int level, const char *
     long n;
     int rc, t;
 
-    r->name = name, r->policy = -1, r->write_min = ROLE_NONE, r->max_len = -1, r->decimals = -1;
+    r->name = name, r->policy = -1, r->max_len = -1, r->decimals = -1;
+    r->write_create = r->write_update = ROLE_NONE, r->differs_from = -1;
     if (!cJSON_IsObject(def)) return load_fail(err, path, "%s: must be an object", path);
     if ((rc = only_keys(def, rule_keys, path, err))) return rc;
     path_key(sub, path, "type");
@@ -485,7 +547,7 @@ static int load_rule(const cJSON *def, const char *name, int level, const char *
         (rc = rule_key_applies(def, "members", t == VT_OBJECT, path, err)) ||
         (rc = rule_key_applies(def, "items", t == VT_LIST, path, err)) ||
         (rc = rule_key_applies(def, "policy", level == LEVEL_FIELD, path, err)) ||
-        (rc = rule_key_applies(def, "write_min_role", level == LEVEL_FIELD, path, err)) ||
+        (rc = rule_key_applies(def, "write", level == LEVEL_FIELD, path, err)) ||
         (rc = rule_key_applies(def, "server", level == LEVEL_MEMBER, path, err)) ||
         (rc = rule_key_applies(def, "required", level != LEVEL_ITEM, path, err)))
         return rc;
@@ -510,11 +572,6 @@ static int load_rule(const cJSON *def, const char *name, int level, const char *
         path_key(sub, path, "policy");
         if ((r->policy = name_index(policy_names, POLICY_COUNT, str_of(get(def, "policy")))) < 0)
             return load_fail(err, sub, "%s: unknown or missing policy", sub);
-    }
-    if ((v = get(def, "write_min_role"))) {
-        path_key(sub, path, "write_min_role");
-        if ((r->write_min = schema_role_parse(str_of(v))) == ROLE_NONE)
-            return load_fail(err, sub, "%s: unknown role", sub);
     }
     if (t == VT_ENUM) {
         path_key(sub, path, "values");
@@ -657,7 +714,7 @@ static int load_states(const procedure_t *p, const cJSON *v, int nonempty, const
     return 0;
 }
 
-static const char *const cond_keys[] = {"field", "equals", "not_equals", NULL};
+static const char *const cond_keys[] = {"field", "equals", "not_equals", "unset", NULL};
 
 static int load_cond(const schema_t *s, const cJSON *v, const char *path, cond_t *c,
                      schema_err_t *err) {
@@ -666,34 +723,91 @@ static int load_cond(const schema_t *s, const cJSON *v, const char *path, cond_t
     if ((rc = only_keys(v, cond_keys, path, err))) return rc;
     c->field = str_of(get(v, "field"));
     if (!c->field || !rule_at(s, c->field)) return load_fail(err, path, "%s: unknown field", path);
+    if (get(v, "unset")) {
+        if (!cJSON_IsTrue(get(v, "unset")) || get(v, "equals") || get(v, "not_equals"))
+            return load_fail(err, path, "%s: unset must be true and alone", path);
+        c->unset = 1;
+        return 0;
+    }
     c->value = get(v, "equals");
     if (!c->value) c->value = get(v, "not_equals"), c->negate = 1;
     if (!c->value || (get(v, "equals") && get(v, "not_equals")))
-        return load_fail(err, path, "%s: needs one of equals, not_equals", path);
+        return load_fail(err, path, "%s: needs one of equals, not_equals, unset", path);
     return 0;
 }
 
-static const char *const guard_keys[] = {"required", "different", "max",  "min",
-                                         "basis",    "label",     "note", NULL};
+/* "when": one condition or a list of at most MAX_WHEN that must all hold. */
+static int load_when(const schema_t *s, const cJSON *v, const char *path, cond_t *when, int *n,
+                     schema_err_t *err) {
+    int rc;
+    *n = 0;
+    if (cJSON_IsObject(v)) {
+        if ((rc = load_cond(s, v, path, &when[0], err))) return rc;
+        *n = 1;
+        return 0;
+    }
+    if (!cJSON_IsArray(v) || !v->child || cJSON_GetArraySize(v) > MAX_WHEN)
+        return load_fail(err, path, "%s: must be a condition or a list of 1..%d", path, MAX_WHEN);
+    for (const cJSON *c = v->child; c; c = c->next) {
+        char sub[PATH_CAP];
+        path_idx(sub, path, *n);
+        if ((rc = load_cond(s, c, sub, &when[*n], err))) return rc;
+        (*n)++;
+    }
+    return 0;
+}
+
+static const char *const guard_keys[] = {"required",  "different",    "max",           "min",
+                                         "document",  "forbid_when",  "rights_window", "hearing_notice",
+                                         "message",   "when",         "basis",         "label",
+                                         "note",      NULL};
+static const char *const guard_kinds[GUARD_KIND_COUNT] = {
+    "required", "different", "max", "min", "document", "forbid_when", "rights_window", "hearing_notice"};
 static const char *const bound_keys[] = {"field", "value", "when", NULL};
+static const char *const window_keys[] = {"working_days", "hearing_working_days", "waiver", NULL};
+static const char *const notice_keys[] = {"requested", "at", "document", "working_days", NULL};
+
+/* A field name that must exist, with a given type (VT_COUNT: any). */
+static int load_field_ref(const schema_t *s, const cJSON *v, vtype_t type, const char *path,
+                          const char **out, schema_err_t *err) {
+    const rule_t *r = (*out = str_of(v)) ? rule_at(s, *out) : NULL;
+    if (!r || (type != VT_COUNT && r->type != type))
+        return load_fail(err, path, "%s: must name a %s field", path,
+                         type == VT_COUNT ? "known" : vtype_names[type]);
+    return 0;
+}
+
+static int load_days(const cJSON *v, const char *path, int *out, schema_err_t *err) {
+    long n;
+    if (get_long(v, 1, MAX_DEADLINE_DAYS, &n))
+        return load_fail(err, path, "%s: must be 1..%d", path, MAX_DEADLINE_DAYS);
+    *out = (int)n;
+    return 0;
+}
 
 static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard_t *g,
                       schema_err_t *err) {
-    static const char *const kinds[] = {"required", "different", "max", "min"};
-    char sub[PATH_CAP];
+    char sub[PATH_CAP], x[PATH_CAP];
     const cJSON *body = NULL;
     int rc, nkinds = 0;
 
     if (!cJSON_IsObject(v)) return load_fail(err, path, "%s: must be an object", path);
     if ((rc = only_keys(v, guard_keys, path, err))) return rc;
-    for (int k = 0; k < 4; k++)
-        if (get(v, kinds[k])) g->kind = (guard_kind_t)k, body = get(v, kinds[k]), nkinds++;
-    if (nkinds != 1)
-        return load_fail(err, path, "%s: needs exactly one of required, different, max, min", path);
-    path_key(sub, path, kinds[g->kind]);
+    for (int k = 0; k < GUARD_KIND_COUNT; k++)
+        if (get(v, guard_kinds[k])) g->kind = (guard_kind_t)k, body = get(v, guard_kinds[k]), nkinds++;
+    if (nkinds != 1) return load_fail(err, path, "%s: needs exactly one guard kind", path);
+    path_key(sub, path, guard_kinds[g->kind]);
     if (get(v, "basis") && !(g->basis = str_of(get(v, "basis"))))
         return load_fail(err, path, "%s.basis: must be a string", path);
-    if (g->kind == GUARD_REQUIRED || g->kind == GUARD_DIFFERENT) {
+    if (get(v, "message") && (g->kind != GUARD_FORBID_WHEN || !(g->message = str_of(get(v, "message")))))
+        return load_fail(err, path, "%s.message: a string, for forbid_when only", path);
+    if (get(v, "when")) {
+        path_key(x, path, "when");
+        if ((rc = load_when(s, get(v, "when"), x, g->when, &g->nwhen, err))) return rc;
+    }
+    switch (g->kind) {
+    case GUARD_REQUIRED:
+    case GUARD_DIFFERENT:
         if (!cJSON_IsArray(body) || cJSON_GetArraySize(body) < (g->kind == GUARD_DIFFERENT ? 2 : 1))
             return load_fail(err, sub, "%s: needs a list of fields", sub);
         for (const cJSON *c = body->child; c; c = c->next)
@@ -701,6 +815,36 @@ static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard
                 return load_fail(err, sub, "%s: unknown field", sub);
         g->fields = body;
         return 0;
+    case GUARD_DOCUMENT:
+        if (!(g->doc = str_of(body)) || !*g->doc)
+            return load_fail(err, sub, "%s: must name a doc_type", sub);
+        return 0;
+    case GUARD_FORBID_WHEN:
+        if (!g->message) return load_fail(err, path, "%s: forbid_when needs a message", path);
+        return load_cond(s, body, sub, &g->forbid, err);
+    case GUARD_RIGHTS_WINDOW:
+        if (!cJSON_IsObject(body)) return load_fail(err, sub, "%s: must be an object", sub);
+        if ((rc = only_keys(body, window_keys, sub, err))) return rc;
+        path_key(x, sub, "working_days");
+        if ((rc = load_days(get(body, "working_days"), x, &g->days, err))) return rc;
+        path_key(x, sub, "hearing_working_days");
+        if ((rc = load_days(get(body, "hearing_working_days"), x, &g->hearing_days, err))) return rc;
+        if (!(g->doc = str_of(get(body, "waiver"))) || !*g->doc)
+            return load_fail(err, sub, "%s.waiver: must name a doc_type", sub);
+        return 0;
+    case GUARD_HEARING_NOTICE:
+        if (!cJSON_IsObject(body)) return load_fail(err, sub, "%s: must be an object", sub);
+        if ((rc = only_keys(body, notice_keys, sub, err))) return rc;
+        path_key(x, sub, "requested");
+        if ((rc = load_field_ref(s, get(body, "requested"), VT_BOOL, x, &g->field, err))) return rc;
+        path_key(x, sub, "at");
+        if ((rc = load_field_ref(s, get(body, "at"), VT_TIME, x, &g->field2, err))) return rc;
+        path_key(x, sub, "working_days");
+        if ((rc = load_days(get(body, "working_days"), x, &g->days, err))) return rc;
+        if (!(g->doc = str_of(get(body, "document"))) || !*g->doc)
+            return load_fail(err, sub, "%s.document: must name a doc_type", sub);
+        return 0;
+    default: break;
     }
     if (!cJSON_IsObject(body)) return load_fail(err, sub, "%s: must be an object", sub);
     if ((rc = only_keys(body, bound_keys, sub, err))) return rc;
@@ -711,15 +855,15 @@ static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard
         return load_fail(err, sub, "%s.value: must be a number", sub);
     g->limit = get(body, "value")->valuedouble;
     if (get(body, "when")) {
-        char wsub[PATH_CAP];
-        path_key(wsub, sub, "when");
-        if ((rc = load_cond(s, get(body, "when"), wsub, &g->when, err))) return rc;
+        if (g->nwhen) return load_fail(err, sub, "%s: when is given twice", sub);
+        path_key(x, sub, "when");
+        if ((rc = load_when(s, get(body, "when"), x, g->when, &g->nwhen, err))) return rc;
     }
     return 0;
 }
 
-static const char *const transition_keys[] = {"from",   "to",    "roles", "exact", "role_when",
-                                              "guards", "label", "note",  NULL};
+static const char *const transition_keys[] = {"from",  "to",   "roles", "exact", "role_when", "guards",
+                                              "stamp", "label", "note",  NULL};
 
 static int load_transition(const schema_t *s, procedure_t *p, int k, const cJSON *v,
                            const char *path, schema_err_t *err) {
@@ -756,6 +900,16 @@ static int load_transition(const schema_t *s, procedure_t *p, int k, const cJSON
                 return load_fail(err, csub, "%s: not a role of this transition", csub);
             if ((rc = load_cond(s, c, csub, &t->role_when[r], err))) return rc;
         }
+    }
+    if ((x = get(v, "stamp"))) {
+        path_key(sub, path, "stamp");
+        if (!cJSON_IsArray(x)) return load_fail(err, sub, "%s: must be a list of fields", sub);
+        for (const cJSON *c = x->child; c; c = c->next) {
+            const rule_t *r = str_of(c) ? rule_at(s, c->valuestring) : NULL;
+            if (!r || r->type != VT_TIME || r->policy != POLICY_SERVER)
+                return load_fail(err, sub, "%s: must name server-set time fields", sub);
+        }
+        t->stamp = x;
     }
     if ((x = get(v, "guards"))) {
         int n = cJSON_GetArraySize(x);
@@ -937,6 +1091,121 @@ static int load_deadlines(schema_t *s, const cJSON *list, schema_err_t *err) {
     return 0;
 }
 
+/* A state name some procedure has (write rules name states across procedures). */
+static int state_known(const schema_t *s, const char *name) {
+    for (int i = 0; name && i < s->nprocs; i++)
+        if (state_index(&s->procs[i], name) >= 0) return 1;
+    return 0;
+}
+
+static int load_role_key(const cJSON *o, const char *key, const char *path, schema_role_t *out,
+                         schema_err_t *err) {
+    const cJSON *v = get(o, key);
+    if (!v) return 0;
+    if ((*out = schema_role_parse(str_of(v))) == ROLE_NONE)
+        return load_fail(err, path, "%s.%s: unknown role", path, key);
+    return 0;
+}
+
+static const char *const write_keys[] = {"create",      "update",        "value", "differs_from",
+                                         "frozen_from", "no_clear_from", "note",  NULL};
+
+/* Each field's "write" rules; after the procedures, since they name states. */
+static int load_write_rules(schema_t *s, const cJSON *fields, schema_err_t *err) {
+    int rc;
+    for (int i = 0; i < s->nfields; i++) {
+        rule_t *r = &s->fields[i];
+        const cJSON *w = get(get(fields, r->name), "write"), *v;
+        char path[PATH_CAP];
+        if (!w) continue;
+        path_key(path, "fields", r->name);
+        path_key(path, path, "write");
+        if (!cJSON_IsObject(w)) return load_fail(err, path, "%s: must be an object", path);
+        if ((rc = only_keys(w, write_keys, path, err)) ||
+            (rc = load_role_key(w, "create", path, &r->write_create, err)) ||
+            (rc = load_role_key(w, "update", path, &r->write_update, err)))
+            return rc;
+        if ((v = get(w, "value"))) {
+            if ((r->write_value = name_index(write_value_names, WV_COUNT, str_of(v))) < 0)
+                return load_fail(err, path, "%s.value: unknown value rule", path);
+            int want = r->write_value == WV_UNIT_OFFICER ? VT_USER : VT_STRING;
+            if ((int)r->type != want)
+                return load_fail(err, path, "%s.value: does not apply to a %s field", path,
+                                 vtype_names[r->type]);
+        }
+        if ((v = get(w, "differs_from"))) {
+            int j = field_index(s, str_of(v));
+            if (j < 0 || j == i || s->fields[j].type != r->type)
+                return load_fail(err, path, "%s.differs_from: must name another field of its type", path);
+            r->differs_from = j;
+        }
+        if ((v = get(w, "frozen_from")) && !state_known(s, (r->frozen_from = str_of(v))))
+            return load_fail(err, path, "%s.frozen_from: unknown state", path);
+        if ((v = get(w, "no_clear_from")) && !state_known(s, (r->no_clear_from = str_of(v))))
+            return load_fail(err, path, "%s.no_clear_from: unknown state", path);
+        if (r->policy == POLICY_SERVER || r->policy == POLICY_IMMUTABLE)
+            if (r->write_update != ROLE_NONE || r->frozen_from)
+                return load_fail(err, path, "%s: a %s field is never updated", path,
+                                 policy_names[r->policy]);
+    }
+    return 0;
+}
+
+static const char *const closed_keys[] = {"append", "role", "basis", "note", NULL};
+static const char *const correction_keys[] = {"role", "reason_max_bytes", "label", "note", NULL};
+static const char *const hearing_keys[] = {"fine_at_least", "sanctions", "basis", "note", NULL};
+
+/* closed_records, corrections and hearing_rights. Absent: a closed record
+ * takes nothing, corrections are for admins only, nothing gives hearing rights. */
+static int load_record_rules(schema_t *s, schema_err_t *err) {
+    const cJSON *c = get(s->doc, "closed_records"), *v;
+    int rc;
+    s->closed_role = s->correction_role = ROLE_ADMIN;
+    s->correction_reason_max = 4096;
+    if (c) {
+        if (!cJSON_IsObject(c)) return load_fail(err, "closed_records", "closed_records: must be an object");
+        if ((rc = only_keys(c, closed_keys, "closed_records", err)) ||
+            (rc = load_role_key(c, "role", "closed_records", &s->closed_role, err)))
+            return rc;
+        v = get(c, "append");
+        if (!cJSON_IsArray(v)) return load_fail(err, "closed_records", "closed_records.append: must be a list");
+        for (const cJSON *x = v->child; x; x = x->next) {
+            int i = field_index(s, str_of(x));
+            if (i < 0 || s->fields[i].policy != POLICY_APPEND)
+                return load_fail(err, "closed_records", "closed_records.append: must name append fields");
+        }
+        s->closed_append = v;
+    }
+    if ((c = get(s->doc, "corrections"))) {
+        long n;
+        if (!cJSON_IsObject(c)) return load_fail(err, "corrections", "corrections: must be an object");
+        if ((rc = only_keys(c, correction_keys, "corrections", err)) ||
+            (rc = load_role_key(c, "role", "corrections", &s->correction_role, err)))
+            return rc;
+        if ((v = get(c, "reason_max_bytes"))) {
+            if (get_long(v, 1, STRING_MAX_BYTES, &n))
+                return load_fail(err, "corrections", "corrections.reason_max_bytes: must be 1..%d", STRING_MAX_BYTES);
+            s->correction_reason_max = n;
+        }
+    }
+    if ((c = get(s->doc, "hearing_rights"))) {
+        if (!cJSON_IsObject(c)) return load_fail(err, "hearing_rights", "hearing_rights: must be an object");
+        if ((rc = only_keys(c, hearing_keys, "hearing_rights", err))) return rc;
+        if ((v = get(c, "fine_at_least"))) {
+            const cJSON *pp = get(v, "person"), *po = get(v, "org");
+            if (!cJSON_IsObject(v) || (pp && !cJSON_IsNumber(pp)) || (po && !cJSON_IsNumber(po)))
+                return load_fail(err, "hearing_rights", "hearing_rights.fine_at_least: {person, org} amounts");
+            s->hearing_fine_person = pp ? pp->valuedouble : 0;
+            s->hearing_fine_org = po ? po->valuedouble : 0;
+        }
+        if ((v = get(c, "sanctions"))) {
+            if (!cJSON_IsArray(v)) return load_fail(err, "hearing_rights", "hearing_rights.sanctions: must be a list");
+            s->hearing_sanctions = v;
+        }
+    }
+    return 0;
+}
+
 /* The roles list documents the fixed role order; it must match the enum. */
 static int check_roles_doc(const cJSON *roles, schema_err_t *err) {
     int i = 0;
@@ -990,6 +1259,7 @@ int schema_load(const char *json, size_t len, schema_t **out, schema_err_t *err)
     if ((rc = check_roles_doc(get(s->doc, "roles"), err)) ||
         (rc = load_fields(s, get(s->doc, "fields"), err)) ||
         (rc = load_procedures(s, get(s->doc, "procedures"), err)) ||
+        (rc = load_write_rules(s, get(s->doc, "fields"), err)) || (rc = load_record_rules(s, err)) ||
         (rc = load_types(s, get(s->doc, "types"), err)) ||
         (rc = load_deadlines(s, get(s->doc, "deadlines"), err)))
         goto fail;
@@ -1229,7 +1499,7 @@ int schema_check_shape(const schema_t *s, const cJSON *change, schema_err_t *err
     if (!cJSON_IsObject(change)) return fail(err, SCHEMA_E_TYPE, "", "a change must be an object");
     int op = name_index(op_names, OP_COUNT, str_of(get(change, "op")));
     if (op < 0)
-        return fail(err, SCHEMA_E_TYPE, "op", "op must be create, update, transition or void");
+        return fail(err, SCHEMA_E_TYPE, "op", "op must be create, update, transition, void or correct");
     v = get(change, "record_id");
     if (!str_of(v) || !record_id_ok(v->valuestring))
         return fail(err, SCHEMA_E_TYPE, "record_id", "record_id must match ^[0-9A-Za-z_-]{8,64}$");
@@ -1250,6 +1520,12 @@ int schema_check_shape(const schema_t *s, const cJSON *change, schema_err_t *err
         return 0;
     }
     case OP_TRANSITION: return str_of(get(change, "to")) ? 0 : type_fail(err, "to", "a string");
+    case OP_CORRECT: {
+        int rc;
+        if ((rc = shape_fields(s, get(change, "set"), "set", err))) return rc;
+        if (get(change, "append")) return type_fail(err, "append", "absent: a correction only sets");
+        return str_of(get(change, "reason")) ? 0 : type_fail(err, "reason", "a string");
+    }
     default: return str_of(get(change, "reason")) ? 0 : type_fail(err, "reason", "a string");
     }
 }
@@ -1422,13 +1698,7 @@ static int check_items(const schema_t *s, const rule_t *r, const cJSON *items, c
     return rc;
 }
 
-static int role_fail(schema_err_t *err, const char *path, const rule_t *r, schema_role_t role) {
-    return fail(err, SCHEMA_E_ROLE, path, "%s needs role %s or stronger; %s may not write it",
-                r->name, schema_role_name(r->write_min), schema_role_name(role));
-}
-
-int schema_check_create(const schema_t *s, const char *type, const cJSON *fields,
-                        schema_role_t role, schema_err_t *err) {
+int schema_check_create(const schema_t *s, const char *type, const cJSON *fields, schema_err_t *err) {
     char path[PATH_CAP];
     uint64_t seen = 0, present = 0;
     int rc;
@@ -1448,7 +1718,6 @@ int schema_check_create(const schema_t *s, const char *type, const cJSON *fields
         seen |= BIT64(i);
         if (r->policy == POLICY_SERVER) return invalid(err, path, "is set by the server");
         if (cJSON_IsNull(c)) continue;
-        if (role < r->write_min) return role_fail(err, path, r, role);
         rc = r->policy == POLICY_APPEND ? check_items(s, r, c, path, err)
                                         : check_value(s, r, c, path, err);
         if (rc) return rc;
@@ -1470,8 +1739,7 @@ int schema_check_create(const schema_t *s, const char *type, const cJSON *fields
     return 0;
 }
 
-int schema_check_set(const schema_t *s, const char *field, const cJSON *value, schema_role_t role,
-                     schema_err_t *err) {
+int schema_check_set(const schema_t *s, const char *field, const cJSON *value, schema_err_t *err) {
     char path[PATH_CAP];
     err_clear(err);
     path_key(path, "set", field ? field : "");
@@ -1481,15 +1749,13 @@ int schema_check_set(const schema_t *s, const char *field, const cJSON *value, s
     if (r->policy == POLICY_SERVER) return invalid(err, path, "is set by the server");
     if (r->policy == POLICY_IMMUTABLE) return invalid(err, path, "is fixed at create");
     if (r->policy == POLICY_APPEND) return invalid(err, path, "is an append list: use append");
-    if (role < r->write_min) return role_fail(err, path, r, role);
     if (!value) return type_fail(err, path, "a value");
     if (!is_set(value) && r->required)
         return invalid(err, path, "is required and cannot be cleared");
     return cJSON_IsNull(value) ? 0 : check_value(s, r, value, path, err);
 }
 
-int schema_check_append(const schema_t *s, const char *field, const cJSON *items,
-                        schema_role_t role, schema_err_t *err) {
+int schema_check_append(const schema_t *s, const char *field, const cJSON *items, schema_err_t *err) {
     char path[PATH_CAP];
     err_clear(err);
     path_key(path, "append", field ? field : "");
@@ -1497,7 +1763,6 @@ int schema_check_append(const schema_t *s, const char *field, const cJSON *items
     if (i < 0) return invalid(err, path, "is not a field of the schema");
     const rule_t *r = &s->fields[i];
     if (r->policy != POLICY_APPEND) return invalid(err, path, "is not an append list");
-    if (role < r->write_min) return role_fail(err, path, r, role);
     return check_items(s, r, items, path, err);
 }
 
@@ -1508,15 +1773,17 @@ int schema_check_append(const schema_t *s, const char *field, const cJSON *items
 static int cond_holds(const cond_t *c, const cJSON *fields) {
     if (!c->field) return 1;
     const cJSON *v = value_at(fields, c->field);
+    if (c->unset) return !is_set(v);
     int eq = v && cJSON_Compare(v, c->value, 1);
     return c->negate ? !eq : eq;
 }
 
 static const char *cond_text(const cond_t *c, char *buf, size_t cap) {
     char num[32];
-    if (snprintf(buf, cap, "%s is %s%s", c->field, c->negate ? "not " : "",
-                 scalar_text(c->value, num, sizeof(num))) < 0)
-        buf[0] = '\0';
+    int n = c->unset ? snprintf(buf, cap, "%s is not set", c->field)
+                     : snprintf(buf, cap, "%s is %s%s", c->field, c->negate ? "not " : "",
+                                scalar_text(c->value, num, sizeof(num)));
+    if (n < 0) buf[0] = '\0';
     return buf;
 }
 
@@ -1540,6 +1807,40 @@ static uint32_t passed_states(const procedure_t *p, int st, uint32_t visiting) {
     return m;
 }
 
+/* Has a record of p in status reached `state` (is in it or passed it)? A
+ * state p does not have is never reached. */
+static int state_reached(const procedure_t *p, const char *status, const char *state) {
+    int st = p && status ? state_index(p, status) : -1, x = p && state ? state_index(p, state) : -1;
+    if (st < 0 || x < 0) return 0;
+    return st == x || (passed_states(p, st, 0) & BIT(x)) != 0;
+}
+
+/* ---- working days ------------------------------------------------------------ */
+
+#define CHINA_OFFSET_MS (8LL * 3600 * 1000)
+#define DAY_MS          (86400LL * 1000)
+
+int64_t schema_china_day(int64_t ms) {
+    int64_t t = ms + CHINA_OFFSET_MS;
+    return t >= 0 ? t / DAY_MS : -((-t + DAY_MS - 1) / DAY_MS);
+}
+
+/* 1970-01-01 was a Thursday: day 0 is weekday 4 (0 = Sunday). */
+static int is_working_day(const schema_t *s, int64_t day) {
+    (void)s;
+    int wd = (int)(((day % 7) + 7 + 4) % 7);
+    return wd != 0 && wd != 6;
+}
+
+int64_t schema_working_day_after(const schema_t *s, int64_t ms, int n) {
+    int64_t d = schema_china_day(ms);
+    for (int i = 0; i < n && i < MAX_DEADLINE_DAYS;) /* bounded: 3650 working days */
+        if (is_working_day(s, ++d)) i++;
+    return d;
+}
+
+/* ---- guards --------------------------------------------------------------------- */
+
 static int guard_fail(schema_err_t *err, const char *field, const guard_t *g, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int guard_fail(schema_err_t *err, const char *field, const guard_t *g, const char *fmt,
@@ -1554,9 +1855,43 @@ static int guard_fail(schema_err_t *err, const char *field, const guard_t *g, co
                 g->basis ? g->basis : "", g->basis ? ")" : "");
 }
 
-/* 0 when the guard holds for the record's fields, else fills err. */
-static int guard_check(const guard_t *g, const char *to, const cJSON *fields, schema_err_t *err) {
+/* The first documents item of doc_type, or NULL. */
+static const cJSON *find_document(const cJSON *fields, const char *doc_type) {
+    const cJSON *c;
+    cJSON_ArrayForEach(c, get(fields, "documents")) {
+        const char *t = str_of(get(c, "doc_type"));
+        if (t && strcmp(t, doc_type) == 0) return c;
+    }
+    return NULL;
+}
+
+/* Does the decision the record prepares carry hearing rights (Art. 63)? */
+static int has_hearing_rights(const schema_t *s, const cJSON *fields) {
+    const cJSON *fine = get(fields, "fine_amount"), *c;
+    const char *kind = str_of(value_at(fields, "party.kind"));
+    double bar = kind && strcmp(kind, "org") == 0 ? s->hearing_fine_org : s->hearing_fine_person;
+    if (cJSON_IsNumber(fine) && bar > 0 && fine->valuedouble >= bar) return 1;
+    cJSON_ArrayForEach(c, get(fields, "sanctions")) {
+        const cJSON *h;
+        cJSON_ArrayForEach(h, s->hearing_sanctions) if (cJSON_Compare(c, h, 1)) return 1;
+    }
+    return 0;
+}
+
+static void day_text(int64_t day, char out[16]) {
+    time_t t = (time_t)(day * 86400);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(out, 16, "%Y-%m-%d", &tm) == 0) snprintf(out, 16, "?");
+}
+
+/* 0 when the guard holds for the record, else fills err. `statik`: judge only
+ * the guards that read fields alone (a correction re-checks those). */
+static int guard_check(const schema_t *s, const guard_t *g, const char *to,
+                       const schema_view_t *rec, int statik, schema_err_t *err) {
+    const cJSON *fields = rec->fields;
     char num[2][32], cond[160];
+    for (int i = 0; i < g->nwhen; i++)
+        if (!cond_holds(&g->when[i], fields)) return 0;
     switch (g->kind) {
     case GUARD_REQUIRED:
         for (const cJSON *c = g->fields->child; c; c = c->next)
@@ -1576,38 +1911,74 @@ static int guard_check(const guard_t *g, const char *to, const cJSON *fields, sc
     case GUARD_MAX:
     case GUARD_MIN: {
         const cJSON *v = value_at(fields, g->field);
-        if (!cJSON_IsNumber(v) || !cond_holds(&g->when, fields)) return 0;
+        if (!cJSON_IsNumber(v)) return 0;
         int over = g->kind == GUARD_MAX ? v->valuedouble > g->limit : v->valuedouble < g->limit;
         if (!over) return 0;
         if (snprintf(num[0], sizeof(num[0]), "%.15g", v->valuedouble) < 0) num[0][0] = '\0';
         if (snprintf(num[1], sizeof(num[1]), "%.15g", g->limit) < 0) num[1][0] = '\0';
         cond[0] = '\0';
-        if (g->when.field) {
+        for (int i = 0; i < g->nwhen; i++) {
             char ctext[144];
-            if (snprintf(cond, sizeof(cond), " when %s",
-                         cond_text(&g->when, ctext, sizeof(ctext))) < 0)
-                cond[0] = '\0';
+            size_t n = strlen(cond);
+            if (snprintf(cond + n, sizeof(cond) - n, "%s%s", i ? " and " : " when ",
+                         cond_text(&g->when[i], ctext, sizeof(ctext))) < 0)
+                cond[n] = '\0';
         }
         return guard_fail(err, g->field, g, "%s %s %s %s%s", g->field, num[0],
                           g->kind == GUARD_MAX ? "exceeds" : "is below", num[1], cond);
     }
+    case GUARD_DOCUMENT:
+        if (statik || find_document(fields, g->doc)) return 0;
+        return guard_fail(err, "documents", g, "%s needs a documents item of doc_type %s", to, g->doc);
+    case GUARD_FORBID_WHEN:
+        if (!cond_holds(&g->forbid, fields)) return 0;
+        return guard_fail(err, g->forbid.field, g, "%s", g->message);
+    case GUARD_RIGHTS_WINDOW: {
+        if (statik || find_document(fields, g->doc)) return 0;
+        int hearing = has_hearing_rights(s, fields), days = hearing ? g->hearing_days : g->days;
+        char last[16];
+        if (rec->status_since_ms <= 0) return 0; /* a phone: the server judges the window */
+        int64_t end = schema_working_day_after(s, rec->status_since_ms, days);
+        if (schema_china_day(rec->now_ms) > end) return 0;
+        day_text(end, last);
+        return guard_fail(err, "documents", g,
+                          "%s: the party's %s window of %d working days runs until %s; "
+                          "wait or record a %s",
+                          to, hearing ? "hearing" : "statement", days, last, g->doc);
     }
-    return 0;
+    case GUARD_HEARING_NOTICE: {
+        if (statik || !cJSON_IsTrue(value_at(fields, g->field))) return 0;
+        const cJSON *at = value_at(fields, g->field2), *doc = find_document(fields, g->doc);
+        int64_t hearing_ms, notice_ms;
+        if (!cJSON_IsString(at) || schema_parse_time(at->valuestring, &hearing_ms))
+            return guard_fail(err, g->field2, g, "%s: a requested hearing needs %s", to, g->field2);
+        if (!doc) return guard_fail(err, "documents", g, "%s needs a %s document", to, g->doc);
+        const char *dat = str_of(get(doc, "at"));
+        if (!dat || schema_parse_time(dat, &notice_ms))
+            return guard_fail(err, "documents", g, "%s: the %s document needs its date (at)", to, g->doc);
+        if (schema_working_day_after(s, notice_ms, g->days) > schema_china_day(hearing_ms))
+            return guard_fail(err, "documents", g,
+                              "%s: the %s must be served at least %d working days before %s", to,
+                              g->doc, g->days, g->field2);
+        return 0;
+    }
+    default: return 0;
+    }
 }
 
 /* Role, then guards, for a transition allowed from the current state. A
  * listed role and every stronger one may take it unless it is exact; for an
  * exact one only the listed roles (admin as supervisor). A role_when
  * condition must hold for the role that grants it. */
-static schema_judgement_t judge_allowed(const procedure_t *p, const transition_t *t,
-                                        const char *current, schema_role_t role,
-                                        const cJSON *fields, schema_err_t *err) {
+static schema_judgement_t judge_allowed(const schema_t *s, const procedure_t *p,
+                                        const transition_t *t, const schema_view_t *rec,
+                                        schema_role_t role, schema_err_t *err) {
     const char *to = p->states[t->to];
     schema_role_t eff = t->exact && role == ROLE_ADMIN ? ROLE_SUPERVISOR : role;
     int granted = 0, failed_cond = -1;
     for (int r = 0; role >= 0 && r < ROLE_COUNT && !granted; r++) {
         if (!(t->roles & BIT(r)) || (t->exact ? r != (int)eff : r > (int)role)) continue;
-        if (cond_holds(&t->role_when[r], fields))
+        if (cond_holds(&t->role_when[r], rec->fields))
             granted = 1;
         else
             failed_cond = r;
@@ -1619,21 +1990,22 @@ static schema_judgement_t judge_allowed(const procedure_t *p, const transition_t
                  to, cond_text(&t->role_when[failed_cond], ctext, sizeof(ctext)));
         else
             fail(err, SCHEMA_E_ROLE, "to", "%s may not take %s -> %s", schema_role_name(role),
-                 current, to);
+                 rec->status, to);
         return JUDGE_ROLE;
     }
     for (int g = 0; g < t->nguards; g++)
-        if (guard_check(&t->guards[g], to, fields, err)) return JUDGE_GUARD;
+        if (guard_check(s, &t->guards[g], to, rec, 0, err)) return JUDGE_GUARD;
     return JUDGE_APPLY;
 }
 
-schema_judgement_t schema_judge_transition(const schema_t *s, const char *procedure,
-                                           const char *current, const char *to, schema_role_t role,
-                                           const cJSON *fields, schema_err_t *err) {
+schema_judgement_t schema_judge_transition(const schema_t *s, const schema_view_t *rec,
+                                           const char *to, schema_role_t role, schema_err_t *err) {
     err_clear(err);
-    const procedure_t *p = proc_find(s, procedure);
+    const procedure_t *p = rec ? proc_find(s, rec->procedure) : NULL;
+    const char *current = rec ? rec->status : NULL;
     if (!p) {
-        fail(err, SCHEMA_E_TRANSITION, "to", "unknown procedure %.64s", procedure ? procedure : "");
+        fail(err, SCHEMA_E_TRANSITION, "to", "unknown procedure %.64s",
+             rec && rec->procedure ? rec->procedure : "");
         return JUDGE_FORBIDDEN;
     }
     int ti = state_index(p, to), ci = state_index(p, current);
@@ -1645,10 +2017,15 @@ schema_judgement_t schema_judge_transition(const schema_t *s, const char *proced
              p->name);
         return JUDGE_FORBIDDEN;
     }
-    if (ti == ci) return JUDGE_NOOP;
+    if (ti == ci && !rec->voided) return JUDGE_NOOP;
+    if ((p->closed & BIT(ci)) || rec->voided) {
+        fail(err, SCHEMA_OK, "to", "the record is %s: %s needs a person's decision",
+             rec->voided ? "voided" : current, to);
+        return JUDGE_CONFLICT;
+    }
     for (int k = 0; k < p->ntrans; k++)
         if (p->trans[k].to == ti && (p->trans[k].from & BIT(ci)))
-            return judge_allowed(p, &p->trans[k], current, role, fields, err);
+            return judge_allowed(s, p, &p->trans[k], rec, role, err);
     uint32_t passed = passed_states(p, ci, 0);
     if (passed & BIT(ti)) return JUDGE_NOOP;
     for (int k = 0; k < p->ntrans; k++)
@@ -1660,4 +2037,249 @@ schema_judgement_t schema_judge_transition(const schema_t *s, const char *proced
     fail(err, SCHEMA_E_TRANSITION, "to", "%s -> %s is not a transition of the %s procedure",
          current, to, p->name);
     return JUDGE_FORBIDDEN;
+}
+
+const cJSON *schema_transition_stamps(const schema_t *s, const char *procedure, const char *from,
+                                      const char *to) {
+    const procedure_t *p = proc_find(s, procedure);
+    int fi = p ? state_index(p, from) : -1, ti = p ? state_index(p, to) : -1;
+    for (int k = 0; fi >= 0 && ti >= 0 && k < p->ntrans; k++)
+        if (p->trans[k].to == ti && (p->trans[k].from & BIT(fi))) return p->trans[k].stamp;
+    return NULL;
+}
+
+int schema_check_passed_guards(const schema_t *s, const char *procedure, const char *status,
+                               const cJSON *fields, schema_err_t *err) {
+    err_clear(err);
+    const procedure_t *p = proc_find(s, procedure);
+    int st = p ? state_index(p, status) : -1;
+    if (st < 0) return 0;
+    uint32_t reached = passed_states(p, st, 0) | BIT(st);
+    schema_view_t v = {.procedure = procedure, .status = status, .fields = fields};
+    for (int k = 0; k < p->ntrans; k++) {
+        const transition_t *t = &p->trans[k];
+        /* a transition the record may have taken: into a reached state from a reached one */
+        if (!(reached & BIT(t->to)) || !(t->from & reached)) continue;
+        for (int g = 0; g < t->nguards; g++)
+            if (guard_check(s, &t->guards[g], p->states[t->to], &v, 1, err)) return SCHEMA_E_INVALID;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Write rules: field x role x state                                          */
+/* ------------------------------------------------------------------------- */
+
+static schema_write_t write_fail(schema_err_t *err, schema_write_t w, const char *path,
+                                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static schema_write_t write_fail(schema_err_t *err, schema_write_t w, const char *path,
+                                 const char *fmt, ...) {
+    char msg[MSG_CAP];
+    va_list ap;
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0) msg[0] = '\0';
+    va_end(ap);
+    fail(err,
+         w == WRITE_FORBIDDEN ? SCHEMA_E_FORBIDDEN
+         : w == WRITE_FROZEN  ? SCHEMA_E_FROZEN
+                              : SCHEMA_E_INVALID,
+         path, "%s", msg);
+    return w;
+}
+
+static int list_has(const cJSON *list, const char *s) {
+    const cJSON *c;
+    cJSON_ArrayForEach(c, list) if (cJSON_IsString(c) && strcmp(c->valuestring, s) == 0) return 1;
+    return 0;
+}
+
+/* The value of field as the change leaves it: the change's own, else the record's. */
+static const cJSON *after_change(const cJSON *written, const cJSON *fields, const char *name) {
+    const cJSON *v = get(written, name);
+    return v ? v : get(fields, name);
+}
+
+/* One field written by a create, set or correct. */
+static schema_write_t judge_field(const schema_t *s, int op, const rule_t *r, const cJSON *value,
+                                  const cJSON *written, const schema_view_t *rec,
+                                  const schema_writer_t *w, const char *path, schema_err_t *err) {
+    const procedure_t *p = proc_find(s, rec->procedure);
+    schema_role_t need = op == OP_CREATE ? r->write_create : r->write_update;
+    if (op != OP_CREATE) {
+        const cJSON *cur = get(rec->fields, r->name);
+        int same = cur ? cJSON_Compare(cur, value, 1) : !is_set(value);
+        if (same) return WRITE_OK; /* nothing changes: a phone re-sending what it saw */
+    }
+    if (need != ROLE_NONE && w->role < need)
+        return write_fail(err, WRITE_FORBIDDEN, path, "%s needs role %s or stronger; %s may not %s",
+                          r->name, schema_role_name(need), schema_role_name(w->role),
+                          op == OP_CREATE ? "set it at create" : "change it");
+    if (op != OP_CREATE) {
+        if (r->no_clear_from && state_reached(p, rec->status, r->no_clear_from) &&
+            (!is_set(value) || cJSON_IsFalse(value)))
+            return write_fail(err, WRITE_FROZEN, path, "%s cannot be cleared once the record reached %s",
+                              r->name, r->no_clear_from);
+        if (r->frozen_from && state_reached(p, rec->status, r->frozen_from) && op != OP_CORRECT)
+            return write_fail(err, WRITE_FROZEN, path,
+                              "%s is frozen from %s (the record is %s): only a %s's correction changes it",
+                              r->name, r->frozen_from, rec->status, schema_role_name(s->correction_role));
+    }
+    if (!is_set(value)) return WRITE_OK;
+    switch (r->write_value) {
+    case WV_OWN_UNIT:
+        if (op == OP_CREATE && w->role != ROLE_ADMIN && (!w->unit || strcmp(value->valuestring, w->unit)))
+            return write_fail(err, WRITE_FORBIDDEN, path, "%s must be your own unit %s", r->name,
+                              w->unit ? w->unit : "");
+        break;
+    case WV_PATROLLED_GRID:
+        if (w->role <= ROLE_OFFICER && !list_has(w->grids, value->valuestring))
+            return write_fail(err, WRITE_FORBIDDEN, path, "%s %.32s is not a grid you patrol", r->name,
+                              value->valuestring);
+        break;
+    case WV_UNIT_OFFICER: {
+        schema_user_info_t u = {0};
+        const cJSON *unit = after_change(written, rec->fields, "unit");
+        if (!w->lookup) break;
+        if (w->lookup(w->lookup_ctx, value->valuestring, &u) != 0)
+            return write_fail(err, WRITE_INVALID, path, "%s %.64s is not a user", r->name, value->valuestring);
+        if (!u.active || u.role < ROLE_OFFICER || !cJSON_IsString(unit) || strcmp(u.unit, unit->valuestring))
+            return write_fail(err, WRITE_INVALID, path,
+                              "%s must be an active officer (never an auxiliary) of the record's unit",
+                              r->name);
+        break;
+    }
+    default: break;
+    }
+    if (r->differs_from >= 0) {
+        const cJSON *other = after_change(written, rec->fields, s->fields[r->differs_from].name);
+        if (is_set(other) && cJSON_Compare(other, value, 1))
+            return write_fail(err, WRITE_INVALID, path, "%s must differ from %s (行政处罚法 Art. 42)",
+                              r->name, s->fields[r->differs_from].name);
+    }
+    return WRITE_OK;
+}
+
+/* A closed or voided record: only closed_records.append items, by its role. */
+static schema_write_t judge_closed(const schema_t *s, int op, const cJSON *change, const schema_view_t *rec,
+                                   const schema_writer_t *w, schema_err_t *err) {
+    char path[PATH_CAP];
+    const char *state = rec->voided ? "voided" : rec->status;
+    const cJSON *set = get(change, "set"), *c;
+    if (op == OP_CORRECT || cJSON_GetArraySize(set) > 0) {
+        path_key(path, "set", set && set->child ? set->child->string : "");
+        return write_fail(err, WRITE_FROZEN, set && set->child ? path : "op",
+                          "the record is %s: it takes only appended items", state);
+    }
+    cJSON_ArrayForEach(c, get(change, "append")) {
+        path_key(path, "append", c->string);
+        if (!list_has(s->closed_append, c->string))
+            return write_fail(err, WRITE_FROZEN, path, "the record is %s: %s takes no more items", state,
+                              c->string);
+        if (w->role < s->closed_role)
+            return write_fail(err, WRITE_FORBIDDEN, path, "the record is %s: only a %s adds to %s", state,
+                              schema_role_name(s->closed_role), c->string);
+    }
+    return WRITE_OK;
+}
+
+schema_write_t schema_judge_writes(const schema_t *s, const cJSON *change, const schema_view_t *rec,
+                                   const schema_writer_t *w, schema_err_t *err) {
+    char path[PATH_CAP];
+    schema_write_t res;
+    const cJSON *c;
+    err_clear(err);
+    int op = name_index(op_names, OP_COUNT, str_of(get(change, "op")));
+    const cJSON *written = get(change, op == OP_CREATE ? "fields" : "set");
+    const procedure_t *p = proc_find(s, rec->procedure);
+    int st = p && rec->status ? state_index(p, rec->status) : -1;
+    if (op == OP_CORRECT) {
+        const char *reason = str_of(get(change, "reason"));
+        if (w->role < s->correction_role)
+            return write_fail(err, WRITE_FORBIDDEN, "op", "a correction (更正) needs role %s",
+                              schema_role_name(s->correction_role));
+        if (!reason || !*reason || (long)strlen(reason) > s->correction_reason_max)
+            return write_fail(err, WRITE_INVALID, "reason", "a correction needs a reason of 1 to %ld bytes",
+                              s->correction_reason_max);
+    }
+    if (op != OP_CREATE && (rec->voided || (st >= 0 && (p->closed & BIT(st)))))
+        return judge_closed(s, op, change, rec, w, err);
+    cJSON_ArrayForEach(c, written) {
+        int i = field_index(s, c->string);
+        if (i < 0) continue; /* the value checks refuse it */
+        const rule_t *r = &s->fields[i];
+        path_key(path, op == OP_CREATE ? "fields" : "set", c->string);
+        if (op == OP_CREATE && r->policy == POLICY_APPEND) {
+            if (r->write_create != ROLE_NONE && w->role < r->write_create && cJSON_GetArraySize(c) > 0)
+                return write_fail(err, WRITE_FORBIDDEN, path, "%s needs role %s or stronger", r->name,
+                                  schema_role_name(r->write_create));
+            continue;
+        }
+        if ((res = judge_field(s, op, r, c, written, rec, w, path, err)) != WRITE_OK) return res;
+    }
+    cJSON_ArrayForEach(c, get(change, "append")) {
+        int i = field_index(s, c->string);
+        if (i < 0) continue;
+        const rule_t *r = &s->fields[i];
+        path_key(path, "append", c->string);
+        if (r->write_update != ROLE_NONE && w->role < r->write_update)
+            return write_fail(err, WRITE_FORBIDDEN, path, "%s needs role %s or stronger; %s may not add to it",
+                              r->name, schema_role_name(r->write_update), schema_role_name(w->role));
+    }
+    return WRITE_OK;
+}
+
+int schema_status_reached(const schema_t *s, const char *procedure, const char *status,
+                          const char *state) {
+    return state_reached(proc_find(s, procedure), status, state);
+}
+
+const char *schema_case_no_state(const schema_t *s, const char *procedure) {
+    const procedure_t *p = proc_find(s, procedure);
+    return p && p->case_no_at >= 0 ? p->states[p->case_no_at] : NULL;
+}
+
+schema_judgement_t schema_judge_resolution(const schema_t *s, const schema_view_t *rec,
+                                           const char *to, schema_role_t role, schema_err_t *err) {
+    err_clear(err);
+    const procedure_t *p = rec ? proc_find(s, rec->procedure) : NULL;
+    int ti = p ? state_index(p, to) : -1, ci = p ? state_index(p, rec->status) : -1;
+    if (ti < 0 || ci < 0) {
+        fail(err, SCHEMA_E_TRANSITION, "value", "%.64s is not a status of the record's procedure",
+             to ? to : "");
+        return JUDGE_FORBIDDEN;
+    }
+    if (ti == ci) return JUDGE_NOOP;
+    uint32_t been = passed_states(p, ci, 0) | BIT(ci);
+    const transition_t *pick = NULL;
+    for (int k = 0; k < p->ntrans && !pick; k++)
+        if (p->trans[k].to == ti && (p->trans[k].from & been)) pick = &p->trans[k];
+    for (int k = 0; k < p->ntrans && !pick; k++)
+        if (p->trans[k].to == ti) pick = &p->trans[k];
+    if (!pick) {
+        fail(err, SCHEMA_E_TRANSITION, "value", "no transition of the %s procedure leads to %s", p->name,
+             to);
+        return JUDGE_FORBIDDEN;
+    }
+    schema_judgement_t j = judge_allowed(s, p, pick, rec, role, err);
+    if (j != JUDGE_APPLY && err) {
+        /* the resolution names the guard: path fields.x stays, "to" becomes the value */
+        if (strcmp(err->path, "to") == 0) snprintf(err->path, sizeof(err->path), "value");
+    }
+    return j;
+}
+
+int schema_state_count(const schema_t *s, const char *procedure) {
+    const procedure_t *p = proc_find(s, procedure);
+    return p ? p->nstates : 0;
+}
+
+const char *schema_state_name(const schema_t *s, const char *procedure, int i) {
+    const procedure_t *p = proc_find(s, procedure);
+    return p && i >= 0 && i < p->nstates ? p->states[i] : NULL;
+}
+
+const char *schema_state_label(const schema_t *s, const char *procedure, int i) {
+    const char *name = schema_state_name(s, procedure, i);
+    const cJSON *st = get(get(get(get(s->doc, "procedures"), procedure), "states"), name ? name : "");
+    return str_of(get(st, "label"));
 }

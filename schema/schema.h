@@ -13,12 +13,22 @@
  *   a value rule: the change is rejected on its own and quarantined.
  * - Error paths are relative to the change object ("set.fine_amount",
  *   "fields.location.lat"); the caller prefixes "changes[3].".
+ * - Three layers judge a change, in this order: its shape (JSON types), its
+ *   values (schema_check_create/_set/_append: ranges, patterns, required),
+ *   then who may write what in which state (schema_judge_writes: field x
+ *   role x state) and the lifecycle (schema_judge_transition). The last two
+ *   need the record as it stands, so the server runs them in its writer and
+ *   a phone against its local copy; a phone cannot look users up, so the
+ *   "unit_officer" rule is the server's alone (schema_writer_t.lookup NULL).
+ * - Working days (deadlines, the rights window) count Monday to Friday in
+ *   China time (UTC+8) unless a calendar says otherwise.
  * - Pointers returned by accessors live as long as the schema_t.
  */
 #ifndef CASESYNC_SCHEMA_H
 #define CASESYNC_SCHEMA_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <cjson/cJSON.h>
 
 typedef struct schema schema_t;
@@ -31,7 +41,9 @@ enum {
     SCHEMA_E_INVALID = -3,    /* a value rule is broken: validation_failed */
     SCHEMA_E_ROLE = -4,       /* role_forbidden */
     SCHEMA_E_TRANSITION = -5, /* forbidden_transition */
-    SCHEMA_E_NOMEM = -6
+    SCHEMA_E_NOMEM = -6,
+    SCHEMA_E_FORBIDDEN = -7,  /* field_forbidden: this role may not write this field or value */
+    SCHEMA_E_FROZEN = -8      /* field_frozen: the record's state freezes the field */
 };
 
 /* Roles, weakest first. The numeric order is the strength order. */
@@ -63,6 +75,45 @@ typedef enum {
     JUDGE_ROLE,         /* allowed transition, but not for this role */
     JUDGE_GUARD         /* allowed, but a field guard fails */
 } schema_judgement_t;
+
+/* The record a change is judged against. Strings and trees are borrowed. */
+typedef struct schema_view {
+    const char *procedure;
+    const char *status;      /* NULL: the record is being created */
+    int voided;
+    const cJSON *fields;     /* the record's fields; NULL when none yet */
+    int64_t status_since_ms; /* when the record entered status (server clock); 0: unknown,
+                              * and then the rights window is not judged (a phone's copy:
+                              * the server, which always knows, judges it) */
+    int64_t now_ms;          /* when the change is judged (server clock, or the phone's) */
+} schema_view_t;
+
+/* A user as a write rule needs to know them (assignee, assist_officer). */
+typedef struct schema_user_info {
+    int active;            /* 0: disabled */
+    schema_role_t role;
+    char unit[64];
+} schema_user_info_t;
+
+/* Looks a user id up: 0 and *out filled, or -1 when unknown. */
+typedef int (*schema_user_lookup_fn)(void *ctx, const char *user_id, schema_user_info_t *out);
+
+/* Who writes. */
+typedef struct schema_writer {
+    schema_role_t role;
+    const char *unit;              /* the writer's unit */
+    const cJSON *grids;            /* array of the grid codes the writer patrols */
+    schema_user_lookup_fn lookup;  /* NULL: the unit_officer rule is not checked */
+    void *lookup_ctx;
+} schema_writer_t;
+
+/* What schema_judge_writes decided (a field of the change at fault is in err->path). */
+typedef enum {
+    WRITE_OK = 0,
+    WRITE_FORBIDDEN, /* field_forbidden: not this role, not this value (another unit, a grid not patrolled) */
+    WRITE_FROZEN,    /* field_frozen: frozen in this state, or the record is closed or voided */
+    WRITE_INVALID    /* validation_failed: an assignee who is no officer of the unit, both the same */
+} schema_write_t;
 
 /* An error: a machine code (as above), a human message, and the path of the
  * field at fault relative to the change ("" when no single field is). */
@@ -115,7 +166,8 @@ int schema_status_assigns_case_no(const schema_t *s, const char *procedure, cons
  *   {"op":"update","record_id","base_version","at","set":{...},"append":{"notes":[...]}}
  *   {"op":"transition","record_id","base_version","at","to"}
  *   {"op":"void","record_id","base_version","at","reason"}
- * Checks op is one of the four, record_id matches ^[0-9A-Za-z_-]{8,64}$,
+ *   {"op":"correct","record_id","base_version","at","set":{...},"reason"}
+ * Checks op is one of the five, record_id matches ^[0-9A-Za-z_-]{8,64}$,
  * base_version is a non-negative integer where required, `at` is a string when
  * present, set/fields are objects, append is an object of arrays of objects,
  * and each known field's value has the JSON type its schema type needs (number
@@ -128,29 +180,58 @@ int schema_check_shape(const schema_t *s, const cJSON *change, schema_err_t *err
  * category (if given) equal to the type's code, every field known and not
  * server-set, every "required: create" field present, every value within its
  * rules (length, pattern, enum, range, 2 decimals, RFC 3339 time, location
- * bounds, list item shapes). `role` may write every field it sets (see
- * schema_check_set). Returns 0 or SCHEMA_E_INVALID / SCHEMA_E_ROLE, path like
- * "fields.grid". */
-int schema_check_create(const schema_t *s, const char *type, const cJSON *fields,
-                        schema_role_t role, schema_err_t *err);
+ * bounds, list item shapes). Who may write them is schema_judge_writes's.
+ * Returns 0 or SCHEMA_E_INVALID, path like "fields.grid". */
+int schema_check_create(const schema_t *s, const char *type, const cJSON *fields, schema_err_t *err);
 
-/* Value rules for `set` of one field by a role: the field is known, not
- * server-set nor immutable nor an append list, its value within its rules, and
- * the role may write it (fields with "write_min_role", e.g. fine_amount and
- * disposition need an officer). `null` clears an optional field. Path is
- * "set.<field>". */
-int schema_check_set(const schema_t *s, const char *field, const cJSON *value,
-                     schema_role_t role, schema_err_t *err);
+/* Value rules for `set` of one field: the field is known, not server-set nor
+ * immutable nor an append list, its value within its rules. `null` clears an
+ * optional field. Path is "set.<field>". */
+int schema_check_set(const schema_t *s, const char *field, const cJSON *value, schema_err_t *err);
 
 /* Value rules for items appended to an append-policy field: each item is an
  * object with a string "id" (1..64 chars) and the item fields of the schema.
  * Path is "append.<field>[i].<key>". */
-int schema_check_append(const schema_t *s, const char *field, const cJSON *items,
-                        schema_role_t role, schema_err_t *err);
+int schema_check_append(const schema_t *s, const char *field, const cJSON *items, schema_err_t *err);
 
-/* The lifecycle judgement for a transition of a record of `procedure` that is
- * now in `current`, to `to`, by `role`, given the record's current fields.
+/* The write rules (the schema's "write", "closed_records", "corrections") for
+ * one change whose values already passed the checks above: create (fields),
+ * update (set, append), correct (set). Field by field, in the change's order:
+ * - the role reaches the field's create / update role;
+ * - the value rule holds: own_unit (at create, the writer's unit; admins
+ *   any), patrolled_grid (officers and auxiliaries: one of w->grids),
+ *   unit_officer (w->lookup: an active user of the record's unit, officer or
+ *   stronger -- WRITE_INVALID otherwise), differs_from (the other field as
+ *   this change leaves it);
+ * - not frozen: frozen_from reached (that state or a later one) needs op
+ *   correct by the corrections role (WRITE_FROZEN otherwise); no_clear_from
+ *   reached: never cleared, not even by a correction;
+ * - a closed or voided record takes only closed_records.append items by that
+ *   role: anything else is WRITE_FROZEN.
+ * For op correct also: the role reaches corrections.role (WRITE_FORBIDDEN),
+ * a reason of 1..reason_max bytes (WRITE_INVALID). Pure: no I/O but lookup.
+ * err->code is SCHEMA_E_FORBIDDEN / SCHEMA_E_FROZEN / SCHEMA_E_INVALID. */
+schema_write_t schema_judge_writes(const schema_t *s, const cJSON *change, const schema_view_t *rec,
+                                   const schema_writer_t *w, schema_err_t *err);
+
+/* After a correction, do the static guards (required, different, max, min)
+ * of every transition into a state the record has passed, or is in, still
+ * hold for fields? 0, or SCHEMA_E_INVALID naming the guard's field. A
+ * correction cannot undo what a transition checked (a fine over the Art. 51
+ * cap in a simple case). */
+int schema_check_passed_guards(const schema_t *s, const char *procedure, const char *status,
+                               const cJSON *fields, schema_err_t *err);
+
+/* Fields the server stamps with the change's time on the transition from
+ * `from` to `to` (served_at), as an array of names; NULL when none. */
+const cJSON *schema_transition_stamps(const schema_t *s, const char *procedure, const char *from,
+                                      const char *to);
+
+/* The lifecycle judgement for a transition of the record `rec` (procedure,
+ * status, fields, and the clocks the rights window reads) to `to`, by `role`.
  * - `to` == `current`                                  -> JUDGE_NOOP
+ * - the record is closed (a terminal status) or voided -> JUDGE_CONFLICT: a
+ *   person decides (a 返工 pushed after 结案 must not vanish as a no-op)
  * - allowed from `current` and role may take it, guards hold -> JUDGE_APPLY
  * - allowed from `current` but the role may not         -> JUDGE_ROLE
  * - allowed, role ok, a field guard fails               -> JUDGE_GUARD (err names the field,
@@ -163,10 +244,38 @@ int schema_check_append(const schema_t *s, const char *field, const cJSON *items
  * the schema marks exact (legal review: legal_reviewer only; supervisor only
  * when the record is not is_major). Admin counts as supervisor for lifecycle.
  * err is filled for JUDGE_ROLE, JUDGE_GUARD, JUDGE_FORBIDDEN. */
-schema_judgement_t schema_judge_transition(const schema_t *s, const char *procedure,
-                                           const char *current, const char *to,
-                                           schema_role_t role, const cJSON *fields,
-                                           schema_err_t *err);
+schema_judgement_t schema_judge_transition(const schema_t *s, const schema_view_t *rec,
+                                           const char *to, schema_role_t role, schema_err_t *err);
+
+/* A supervisor's resolution of a status conflict to `to` (one of the two
+ * statuses in conflict): judged like the transition that leads there from
+ * a state the record has been in (or any that leads there), with the same
+ * role rule and guards -- a resolution cannot skip what a transition checks.
+ * JUDGE_NOOP (already there), JUDGE_APPLY, JUDGE_ROLE, JUDGE_GUARD (err names
+ * the field), JUDGE_FORBIDDEN (no transition leads to `to`). */
+schema_judgement_t schema_judge_resolution(const schema_t *s, const schema_view_t *rec,
+                                           const char *to, schema_role_t role, schema_err_t *err);
+
+/* Has a record of the procedure in `status` reached `state` (is in it, or
+ * passed it)? 1 or 0; 0 for a state the procedure lacks. */
+int schema_status_reached(const schema_t *s, const char *procedure, const char *status,
+                          const char *state);
+/* A procedure's states in the schema's order: count (0 for an unknown
+ * procedure), name and label of the i-th (NULL out of range). */
+int schema_state_count(const schema_t *s, const char *procedure);
+const char *schema_state_name(const schema_t *s, const char *procedure, int i);
+const char *schema_state_label(const schema_t *s, const char *procedure, int i);
+/* The status on entering which a case number is given (filed, decided), or NULL. */
+const char *schema_case_no_state(const schema_t *s, const char *procedure);
+
+/* Working days (Art. 85): the date, as days since 1970-01-01 in China time,
+ * of the n-th working day after the day of ms. */
+int64_t schema_working_day_after(const schema_t *s, int64_t ms, int n);
+/* The one RFC 3339 parser (date-time with offset, fractions to ms): 0 and
+ * *ms (may be NULL) in UTC milliseconds, or -1 for anything else (Feb 30). */
+int schema_parse_time(const char *s, int64_t *ms);
+/* Days since 1970-01-01 of ms in China time (UTC+8). */
+int64_t schema_china_day(int64_t ms);
 
 /* Deadlines (overdue): the number of days of deadline `name`, or -1. The
  * whole table is in the schema text for clients. */

@@ -207,14 +207,55 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
         }
         cur = cJSON_GetObjectItemCaseSensitive(rec, "status");
         if (strcmp(cur->valuestring, to) != 0) {
+            /* the same role rule and guards as the transition that leads there */
+            const cJSON *since = cJSON_GetObjectItemCaseSensitive(rec, "status_at");
+            schema_view_t view = {.procedure = procedure,
+                                  .status = cur->valuestring,
+                                  .fields = fields,
+                                  .status_since_ms = cJSON_IsNumber(since) ? (int64_t)since->valuedouble
+                                                                           : record_meta_at(rec, "status"),
+                                  .now_ms = now};
+            schema_err_t se = {0};
+            schema_judgement_t jd = schema_judge_resolution(s->schema, &view, to, p->role, &se);
+            if (jd == JUDGE_ROLE || jd == JUDGE_FORBIDDEN) {
+                rc = sync_fail(j->err, SYNC_EFORBIDDEN, "value", "%s", se.message);
+                goto done;
+            }
+            if (jd == JUDGE_GUARD) {
+                rc = sync_fail(j->err, SYNC_EINVALID, se.path, "%s", se.message);
+                goto done;
+            }
             cJSON *nv = cJSON_CreateString(to);
             cJSON *f = cJSON_CreateObject();
+            if (!nv || !f) {
+                cJSON_Delete(nv);
+                cJSON_Delete(f);
+                rc = SYNC_ENOMEM;
+                goto done;
+            }
             cJSON_AddItemToObject(f, "old", cJSON_Duplicate(cur, 1));
             cJSON_AddItemToObject(f, "new", cJSON_Duplicate(nv, 1));
             cJSON_AddItemToObject(af, "status", f);
             util_json_set(rec, "status", nv);
+            util_json_set(rec, "status_at", cJSON_CreateNumber((double)now));
+            /* closed bookkeeping: closed_at only while closed (it takes records off phones) */
             if (schema_status_is_closed(s->schema, procedure, to))
                 util_json_set(rec, "closed_at", cJSON_CreateNumber((double)now));
+            else
+                cJSON_DeleteItemFromObjectCaseSensitive(rec, "closed_at");
+            const char *cn = schema_case_no_state(s->schema, procedure);
+            if (cn && !schema_status_is_closed(s->schema, procedure, to) &&
+                schema_status_reached(s->schema, procedure, to, cn)) {
+                cJSON *no = NULL;
+                if ((rc = record_assign_case_no(txn, s->dbs, rec, now, &no))) goto done;
+                if (no) {
+                    cJSON *g = cJSON_CreateObject();
+                    cJSON_AddItemToObject(g, "old", cJSON_CreateNull());
+                    cJSON_AddItemToObject(g, "new", cJSON_Duplicate(no, 1));
+                    cJSON_AddItemToObject(af, "case_no", g);
+                    record_set_meta(rec, "case_no", version + 1, seq, p->device_id, now);
+                }
+            }
         }
     } else if (strcmp(field, "voided") == 0) {
         if (!cJSON_IsBool(j->value)) {
@@ -231,7 +272,7 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
         }
     } else {
         schema_err_t se = {0};
-        if (schema_check_set(s->schema, field, j->value, p->role, &se) != 0) {
+        if (schema_check_set(s->schema, field, j->value, &se) != 0) {
             rc = sync_fail(j->err, SYNC_EINVALID, "value", "%s", se.message);
             goto done;
         }

@@ -18,7 +18,7 @@
 
 #include "sync/record.h"
 
-enum { OP_CREATE, OP_UPDATE, OP_TRANSITION, OP_VOID };
+enum { OP_CREATE, OP_UPDATE, OP_TRANSITION, OP_VOID, OP_CORRECT };
 
 typedef struct prep {
     const cJSON *change; /* points into the request body */
@@ -155,9 +155,12 @@ static const char *schema_code_name(int code) {
     switch (code) {
     case SCHEMA_E_ROLE: return "role_forbidden";
     case SCHEMA_E_TRANSITION: return "forbidden_transition";
+    case SCHEMA_E_FORBIDDEN: return "field_forbidden";
+    case SCHEMA_E_FROZEN: return "field_frozen";
     default: return "validation_failed";
     }
 }
+
 
 static void prep_fail(prep_t *pc, int idx, const char *code, const char *path, const char *msg) {
     pc->err_code = code;
@@ -306,23 +309,12 @@ static int64_t closed_at_of(const cJSON *rec) {
     return cJSON_IsNumber(c) ? (int64_t)c->valuedouble : 0;
 }
 
-/* case_no: UNIT-YYYY-NNNNNN, numbered per unit and year (China time), never reused. */
+/* Gives the record its case number (record_assign_case_no) and audits it. */
 static int assign_case_no(apply_t *a, cJSON *rec, cJSON *audit_fields) {
-    cJSON *fields = cJSON_GetObjectItemCaseSensitive(rec, "fields");
-    if (util_json_str(fields, "case_no")) return 0;
-    const char *unit = util_json_str(fields, "unit");
-    time_t t = (time_t)(a->job->recv_ms / 1000) + 8 * 3600;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char key[128], no[128];
-    snprintf(key, sizeof key, "case_no:%s:%04d", unit ? unit : "", tm.tm_year + 1900);
-    uint64_t n = store_meta_next(a->txn, a->job->s->dbs, key);
-    if (!n) return SYNC_EIO;
-    snprintf(no, sizeof no, "%s-%04d-%06llu", unit ? unit : "", tm.tm_year + 1900, (unsigned long long)n);
-    cJSON *v = cJSON_CreateString(no);
-    audit_field(audit_fields, "case_no", NULL, v);
-    util_json_set(fields, "case_no", v);
-    return 0;
+    cJSON *v = NULL;
+    int rc = record_assign_case_no(a->txn, a->job->s->dbs, rec, a->job->recv_ms, &v);
+    if (rc == 0 && v) audit_field(audit_fields, "case_no", NULL, v);
+    return rc;
 }
 
 /* Server-set members of appended items: who wrote a note, from which device. */
@@ -333,6 +325,72 @@ static cJSON *stamp_item(apply_t *a, const char *field, const cJSON *item) {
         util_json_set(copy, "device_id", cJSON_CreateString(a->job->p->device_id));
     }
     return copy;
+}
+
+/* ---- the write rules: the schema judges, the store answers who users are ---------- */
+
+typedef struct lookup_ctx {
+    MDB_txn *txn;
+    const store_dbs_t *dbs;
+} lookup_ctx_t;
+
+static int user_lookup(void *ctx, const char *user_id, schema_user_info_t *out) {
+    lookup_ctx_t *l = ctx;
+    cJSON *u = NULL;
+    if (store_get_json(l->txn, l->dbs->users, user_id, strlen(user_id), &u) != 0) return -1;
+    const char *unit = util_json_str(u, "unit");
+    out->active = !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(u, "disabled"));
+    out->role = util_user_role(u);
+    snprintf(out->unit, sizeof out->unit, "%s", unit ? unit : "");
+    cJSON_Delete(u);
+    return 0;
+}
+
+/* The record as the schema's judges read it. */
+static schema_view_t record_view(const cJSON *rec, int64_t now_ms) {
+    const cJSON *since = cJSON_GetObjectItemCaseSensitive(rec, "status_at");
+    schema_view_t v = {
+        .procedure = util_json_str(rec, "procedure"),
+        .status = util_json_str(rec, "status"),
+        .voided = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "voided")),
+        .fields = cJSON_GetObjectItemCaseSensitive(rec, "fields"),
+        .status_since_ms = cJSON_IsNumber(since) ? (int64_t)since->valuedouble : record_meta_at(rec, "status"),
+        .now_ms = now_ms,
+    };
+    return v;
+}
+
+/* Runs schema_judge_writes for the change; 1 when it was rejected (result
+ * filled), 0 when it may go on, or an error. */
+static int judge_writes(apply_t *a, const schema_view_t *view, int64_t version) {
+    const sync_principal_t *p = a->job->p;
+    lookup_ctx_t l = {.txn = a->txn, .dbs = a->job->s->dbs};
+    schema_writer_t w = {.role = p->role,
+                         .unit = p->unit,
+                         .grids = cJSON_GetObjectItemCaseSensitive(p->user, "grids"),
+                         .lookup = user_lookup,
+                         .lookup_ctx = &l};
+    schema_err_t e = {0};
+    char path[300];
+    if (schema_judge_writes(a->job->s->schema, a->pc->change, view, &w, &e) == WRITE_OK) return 0;
+    snprintf(path, sizeof path, "changes[%d]%s%s", a->idx, e.path[0] ? "." : "", e.path);
+    int rc = reject(a, version, schema_code_name(e.code), path, "%s", e.message);
+    return rc ? rc : 1;
+}
+
+/* Sets the fields the transition stamps (served_at) to the change's time. */
+static void stamp_fields(apply_t *a, cJSON *rec, const cJSON *stamps, cJSON *audit_fields, int64_t version,
+                         uint64_t seq) {
+    cJSON *fields = cJSON_GetObjectItemCaseSensitive(rec, "fields");
+    const cJSON *f;
+    char at[32];
+    util_fmt_time(a->pc->at_ms, at);
+    cJSON_ArrayForEach(f, stamps) {
+        cJSON *v = cJSON_CreateString(at);
+        audit_field(audit_fields, f->valuestring, cJSON_GetObjectItemCaseSensitive(fields, f->valuestring), v);
+        util_json_set(fields, f->valuestring, v);
+        record_set_meta(rec, f->valuestring, version, seq, a->job->p->device_id, a->pc->at_ms);
+    }
 }
 
 /* ---- create ---------------------------------------------------------------------- */
@@ -360,10 +418,9 @@ static int apply_create(apply_t *a) {
     if (!schema_may_create(s->schema, procedure, p->role))
         return reject(a, 0, "role_forbidden", "", "role %s may not open a %s case", schema_role_name(p->role),
                       procedure);
-    if (p->role != ROLE_ADMIN && strcmp(unit, p->unit) != 0) {
-        snprintf(path, sizeof path, "changes[%d].fields.unit", a->idx);
-        return reject(a, 0, "out_of_scope", path, "unit %s is not your unit %s", unit, p->unit);
-    }
+    schema_view_t view = {.procedure = procedure, .now_ms = a->pc->at_ms};
+    (void)unit;
+    if ((rc = judge_writes(a, &view, 0)) != 0) return rc > 0 ? 0 : rc;
 
     uint64_t seq = next_seq(a);
     if (!seq) return SYNC_EIO;
@@ -384,6 +441,7 @@ static int apply_create(apply_t *a) {
     cJSON_AddStringToObject(rec, "updated_at", now);
     cJSON_AddArrayToObject(rec, "conflicts");
     cJSON_AddNumberToObject(rec, "scope_seq", (double)seq);
+    cJSON_AddNumberToObject(rec, "status_at", (double)a->job->recv_ms);
 
     cJSON *entry = audit_entry(a, seq, a->pc->record_id, "create");
     cJSON *af = cJSON_AddObjectToObject(entry, "fields");
@@ -426,6 +484,9 @@ static int apply_create(apply_t *a) {
 /* Loads the record a change names and checks scope and void. Returns 1 when
  * the change was rejected (result filled), 0 with *out set, or an error. */
 static int load_target(apply_t *a, cJSON **out) {
+    const cJSON *ch = a->pc->change;
+    /* a voided record still takes appended notes and documents (the write rules judge) */
+    int append_only = a->pc->op == OP_UPDATE && !cJSON_GetObjectItemCaseSensitive(ch, "set");
     sync_t *s = a->job->s;
     cJSON *rec = NULL;
     char path[64];
@@ -444,7 +505,7 @@ static int load_target(apply_t *a, cJSON **out) {
         rc = reject(a, v, "out_of_scope", path, "record %s is outside your scope", a->pc->record_id);
         return rc ? rc : 1;
     }
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "voided"))) {
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "voided")) && !append_only) {
         int64_t v = version_of(rec);
         cJSON_Delete(rec);
         rc = reject(a, v, "voided", path, "record %s was voided", a->pc->record_id);
@@ -468,6 +529,7 @@ static void add_conflict_id(cJSON *rec, const char *id) {
 /* ---- update ----------------------------------------------------------------------- */
 
 static int apply_update(apply_t *a) {
+    int correction = a->pc->op == OP_CORRECT;
     sync_t *s = a->job->s;
     const char *dev = a->job->p->device_id;
     const cJSON *ch = a->pc->change;
@@ -480,10 +542,16 @@ static int apply_update(apply_t *a) {
 
     int64_t prev_closed = closed_at_of(rec);
     int64_t version = version_of(rec), newv = version + 1;
+    schema_view_t view = record_view(rec, at);
+    if ((rc = judge_writes(a, &view, version)) != 0) {
+        cJSON_Delete(rec);
+        return rc > 0 ? 0 : rc;
+    }
     uint64_t seq = store_meta_u64(a->txn, s->dbs, "seq") + 1; /* taken only if used */
     cJSON *fields = cJSON_GetObjectItemCaseSensitive(rec, "fields");
     cJSON *decisions = cJSON_CreateArray();
-    entry = audit_entry(a, seq, a->pc->record_id, "update");
+    entry = audit_entry(a, seq, a->pc->record_id, correction ? "correct" : "update");
+    if (correction) cJSON_AddStringToObject(entry, "reason", util_json_str(ch, "reason"));
     cJSON *af = cJSON_AddObjectToObject(entry, "fields");
     int changed = 0, merged = 0, conflicted = 0;
     char cid[32];
@@ -571,6 +639,16 @@ static int apply_update(apply_t *a) {
         cJSON_Delete(added);
     }
 
+    if (correction && changed) {
+        /* a correction cannot undo what a transition checked (Art. 51's cap ...) */
+        schema_err_t e = {0};
+        char path[300];
+        if (schema_check_passed_guards(s->schema, view.procedure, view.status, fields, &e) != 0) {
+            snprintf(path, sizeof path, "changes[%d].%s", a->idx, e.path);
+            rc = reject(a, version, "validation_failed", path, "%s", e.message);
+            goto done;
+        }
+    }
     if (changed || conflicted || cJSON_GetArraySize(decisions) > 0) {
         if (next_seq(a) != seq) {
             rc = SYNC_EIO;
@@ -610,12 +688,13 @@ static int apply_transition(apply_t *a) {
     int rc = load_target(a, &rec);
     if (rc != 0) return rc > 0 ? 0 : rc;
 
-    cJSON *fields = cJSON_GetObjectItemCaseSensitive(rec, "fields");
     const char *procedure = util_json_str(rec, "procedure");
     char status[64];
     snprintf(status, sizeof status, "%s", util_json_str(rec, "status"));
     int64_t version = version_of(rec), prev_closed = closed_at_of(rec);
-    schema_judgement_t j = schema_judge_transition(s->schema, procedure, status, to, p->role, fields, &serr);
+    schema_view_t view = record_view(rec, a->pc->at_ms);
+    view.status = status;
+    schema_judgement_t j = schema_judge_transition(s->schema, &view, to, p->role, &serr);
     char path[64];
     snprintf(path, sizeof path, "changes[%d].to", a->idx);
 
@@ -662,7 +741,9 @@ static int apply_transition(apply_t *a) {
         cJSON *af = cJSON_AddObjectToObject(entry, "fields");
         cJSON *nv = cJSON_CreateString(to);
         audit_field(af, "status", cJSON_GetObjectItemCaseSensitive(rec, "status"), nv);
+        stamp_fields(a, rec, schema_transition_stamps(s->schema, procedure, status, to), af, version + 1, seq);
         util_json_set(rec, "status", nv);
+        util_json_set(rec, "status_at", cJSON_CreateNumber((double)a->job->recv_ms));
         record_set_meta(rec, "status", version + 1, seq, p->device_id, a->pc->at_ms);
         if (schema_status_assigns_case_no(s->schema, procedure, to)) {
             if ((rc = assign_case_no(a, rec, af))) break;
@@ -813,7 +894,8 @@ static int push_job(MDB_txn *txn, void *ctx) {
         } else {
             switch (a.pc->op) {
             case OP_CREATE: rc = apply_create(&a); break;
-            case OP_UPDATE: rc = apply_update(&a); break;
+            case OP_UPDATE:
+            case OP_CORRECT: rc = apply_update(&a); break;
             case OP_TRANSITION: rc = apply_transition(&a); break;
             default: rc = apply_void(&a); break;
             }
@@ -867,6 +949,7 @@ static int op_parse(const char *op) {
     if (strcmp(op, "update") == 0) return OP_UPDATE;
     if (strcmp(op, "transition") == 0) return OP_TRANSITION;
     if (strcmp(op, "void") == 0) return OP_VOID;
+    if (strcmp(op, "correct") == 0) return OP_CORRECT;
     return -1;
 }
 
@@ -878,16 +961,17 @@ static void prep_values(sync_t *s, const sync_principal_t *p, prep_t *pc, int id
     switch (pc->op) {
     case OP_CREATE:
         rc = schema_check_create(s->schema, util_json_str(ch, "type"),
-                                 cJSON_GetObjectItemCaseSensitive(ch, "fields"), p->role, &e);
+                                 cJSON_GetObjectItemCaseSensitive(ch, "fields"), &e);
         break;
-    case OP_UPDATE: {
+    case OP_UPDATE:
+    case OP_CORRECT: {
         const cJSON *f;
         cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(ch, "set")) {
-            if ((rc = schema_check_set(s->schema, f->string, f, p->role, &e))) break;
+            if ((rc = schema_check_set(s->schema, f->string, f, &e))) break;
         }
         if (rc) break;
         cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(ch, "append")) {
-            if ((rc = schema_check_append(s->schema, f->string, f, p->role, &e))) break;
+            if ((rc = schema_check_append(s->schema, f->string, f, &e))) break;
         }
         break;
     }

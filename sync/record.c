@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sync/record.h"
 
@@ -345,4 +346,24 @@ cJSON *record_upsert_item(const cJSON *rec, int full, uint64_t since) {
     }
     copy_member(o, "conflicts", rec, "conflicts");
     return o;
+}
+
+int record_assign_case_no(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, int64_t now_ms, cJSON **assigned) {
+    cJSON *fields = cJSON_GetObjectItemCaseSensitive(rec, "fields");
+    *assigned = NULL;
+    if (util_json_str(fields, "case_no")) return 0;
+    const char *unit = util_json_str(fields, "unit");
+    time_t t = (time_t)(now_ms / 1000) + 8 * 3600;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char key[128], no[128];
+    snprintf(key, sizeof key, "case_no:%s:%04d", unit ? unit : "", tm.tm_year + 1900);
+    uint64_t n = store_meta_next(txn, dbs, key);
+    if (!n) return SYNC_EIO;
+    snprintf(no, sizeof no, "%s-%04d-%06llu", unit ? unit : "", tm.tm_year + 1900, (unsigned long long)n);
+    cJSON *v = cJSON_CreateString(no);
+    if (!v) return SYNC_ENOMEM;
+    util_json_set(fields, "case_no", v);
+    *assigned = v;
+    return 0;
 }

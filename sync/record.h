@@ -41,6 +41,11 @@ int record_visible(const cJSON *user, const cJSON *rec, int64_t now_ms, int64_t 
  * maintains the closed index. Called inside a write txn. */
 int record_store(sync_t *s, MDB_txn *txn, cJSON *rec, uint64_t seq, int64_t prev_closed_at);
 
+/* case_no: UNIT-YYYY-NNNNNN, numbered per unit and year (China time) of
+ * now_ms, never reused. Does nothing when the record has one (*assigned
+ * NULL); else *assigned is the new value, owned by rec. 0 or SYNC_EIO. */
+int record_assign_case_no(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, int64_t now_ms, cJSON **assigned);
+
 /* Loads a record; SYNC_ENOTFOUND when absent. */
 int record_load(MDB_txn *txn, const store_dbs_t *dbs, const char *id, cJSON **out);
 

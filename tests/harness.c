@@ -754,6 +754,7 @@ static const struct {
     {"off3", "officer", "U1", GRID2},       {"aux1", "auxiliary", "U1", GRID1},
     {"sup1", "supervisor", "U1", NULL},     {"sup2", "supervisor", "U1", NULL},
     {"leg1", "legal_reviewer", "U1", NULL}, {"offx", "officer", "U2", GRID1},
+    {"offx2", "officer", "U2", GRID1},
     {"admin", "admin", "HQ", NULL},
 };
 

@@ -223,6 +223,9 @@ TEST(cases_filters_paging_and_scope) {
     ASSERT(std_phone(&adm, &s, "admin", "dev-adm") == 0);
     const char *off[3] = {std_user(&s, "off1"), std_user(&s, "off2"), std_user(&s, "off3")};
     ASSERT(off[0] && off[1] && off[2]);
+    /* Assignees are officers of the case's own unit (SCHEMA v2 A). */
+    const char *offu2[2] = {std_user(&s, "offx"), std_user(&s, "offx2")};
+    ASSERT(offu2[0] && offu2[1]);
     ASSERT(std_user(&s, "sup1") != NULL);
     ASSERT(user_add(&s, "supu2", "Secret-supu2-pw1", "supervisor", "U2", NULL) != NULL);
     ASSERT(user_add(&s, "supu3", "Secret-supu3-pw1", "supervisor", "U3", NULL) != NULL);
@@ -242,7 +245,8 @@ TEST(cases_filters_paging_and_scope) {
         x->unit = i % 3 == 0 ? "U2" : "U1";
         x->type = types[i % 4];
         x->grid = grids[(i / 2) % 3];
-        x->assignee = (i / 3) % 4 < 3 ? off[(i / 3) % 4] : NULL;
+        x->assignee = (i / 3) % 4 < 3 ? (strcmp(x->unit, "U2") == 0 ? offu2[(i / 3) % 2] : off[(i / 3) % 4])
+                                       : NULL;
         x->stall = i % 5 == 0;
         x->tanzhan = i % 11 == 0;
         x->li_wei = i % 7 == 0;
@@ -250,7 +254,8 @@ TEST(cases_filters_paging_and_scope) {
                                     : (x->tanzhan ? "摊点 without a permit" : "street vendor");
         const char *party = x->li_wei ? "Li Wei" : "Zhang San";
         int simple = i % 10 == 9;
-        cJSON *extra = jparse(simple ? decision_fields(off[0], off[1], party)
+        int u2 = strcmp(x->unit, "U2") == 0;
+        cJSON *extra = jparse(simple ? decision_fields(u2 ? offu2[0] : off[0], u2 ? offu2[1] : off[1], party)
                                      : hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"%s\"}}", party));
         cJSON_AddStringToObject(extra, "description", desc);
         cJSON_AddStringToObject(extra, "address", hfmt("No. %d Xinhua Rd", i));
@@ -258,7 +263,7 @@ TEST(cases_filters_paging_and_scope) {
             cJSON_DeleteItemFromObjectCaseSensitive(extra, "assignee");
             if (x->assignee) cJSON_AddStringToObject(extra, "assignee", x->assignee);
         } else {
-            x->assignee = off[0];
+            x->assignee = u2 ? offu2[0] : off[0];
         }
         batch_add(&b, create_at(x->id, x->type, simple ? "simple" : "digital", x->unit, x->grid,
                                 jprint(extra), -2 * DAY_MS));
@@ -486,8 +491,10 @@ TEST(cases_stats_known_dataset) {
     batch_add(&b, hfmt("{\"op\":\"void\",\"record_id\":\"stat-H0001\",\"base_version\":1,\"at\":\"%s\","
                        "\"reason\":\"entered twice\"}",
                        iso_now(-DAY_MS)));
-    /* Another unit: in the admin's totals, never in U1's. */
-    batch_add(&b, create_at("stat-X0001", V, "simple", "U2", GRID1, dec, -9 * DAY_MS));
+    /* Another unit: in the admin's totals, never in U1's (its officers are U2's). */
+    const char *x1 = std_user(&s, "offx"), *x2 = std_user(&s, "offx2");
+    ASSERT(x1 && x2);
+    batch_add(&b, create_at("stat-X0001", V, "simple", "U2", GRID1, decision_fields(x1, x2, "Wang Wu"), -9 * DAY_MS));
     batch_add(&b, transition_at("stat-X0001", 1, "decided", -9 * DAY_MS + 1000));
     ASSERT_MSG(batch_end(&b) == 0, "pushing the dataset failed");
 
@@ -734,7 +741,7 @@ TEST(cases_export_streams_10000) {
         cJSON *extra = cJSON_CreateObject();
         cJSON_AddStringToObject(extra, "description", desc);
         cJSON_AddStringToObject(extra, "address", hfmt("%d Jianguo Rd, 东城区", i));
-        if (i % 3 == 0) cJSON_AddStringToObject(extra, "assignee", o1);
+        if (i % 3 == 0 && i % 5) cJSON_AddStringToObject(extra, "assignee", o1); /* U1's officer, U1 cases */
         if (i % 4 == 0)
             cJSON_AddItemToObject(extra, "party",
                                   cJSON_Parse("{\"kind\":\"org\",\"name\":\"某某餐饮, Ltd.\"}"));

@@ -192,7 +192,9 @@ TEST(client_offline_edits_queue_in_order_and_seal_in_changesets) {
     ASSERT_INT(casesync_update(h, id, "{\"address\":\"3 Qianmen St\"}", NULL, &err), 0);
     ASSERT_INT(casesync_note(h, id, "vendor left a cart", nid, &err), 0);
     ASSERT_INT(casesync_transition(h, id, "decided", &err), 0);
-    ASSERT_INT(casesync_transition(h, id, "served", &err), 0);
+    /* decided is handed over on the spot: no separate served step (SCHEMA v2 C) */
+    ASSERT_INT(casesync_transition(h, id, "served", &err), CASESYNC_E_TRANSITION);
+    ASSERT_INT(casesync_update(h, id, "{\"recorded_at\":\"2026-11-20T09:00:00Z\"}", NULL, &err), 0);
 
     cJSON *ob = outbox_of(h);
     ASSERT(ob != NULL);
@@ -208,7 +210,7 @@ TEST(client_offline_edits_queue_in_order_and_seal_in_changesets) {
     ASSERT_JSTR(ob, "pending[2].append.notes[0].id", nid);
     ASSERT_JSTR(ob, "pending[3].op", "transition");
     ASSERT_JSTR(ob, "pending[3].to", "decided");
-    ASSERT_JSTR(ob, "pending[4].to", "served");
+    ASSERT_JSTR(ob, "pending[4].set.recorded_at", "2026-11-20T09:00:00Z");
     for (int i = 0; i < 5; i++) {
         ASSERT_JSTR(ob, hfmt("pending[%d].record_id", i), id);
         ASSERT_MSG(jstr(ob, hfmt("pending[%d].at", i)) != NULL, "change %d without at", i);
@@ -217,7 +219,7 @@ TEST(client_offline_edits_queue_in_order_and_seal_in_changesets) {
     /* The local view already shows the edits. */
     cJSON *v = view_of(h, id);
     ASSERT(v != NULL);
-    ASSERT_JSTR(v, "status", "served");
+    ASSERT_JSTR(v, "status", "decided");
     ASSERT_JINT(v, "version", 0);
     ASSERT_JINT(v, "pending", 5);
     ASSERT_JSTR(v, "fields.address", "3 Qianmen St");
@@ -255,7 +257,7 @@ TEST(client_offline_edits_queue_in_order_and_seal_in_changesets) {
     ob = outbox_of(h);
     ASSERT_INT(jlen(ob, "pending") + jlen(ob, "sealed") + jlen(ob, "acked"), 0);
     v = view_of(h, id);
-    ASSERT_JSTR(v, "status", "served");
+    ASSERT_JSTR(v, "status", "decided");
     ASSERT_JINT(v, "pending", 0);
     ASSERT_INT(jlen(v, "fields.notes"), 2);
     cJSON *last = view_of(h, more[9]);
@@ -293,11 +295,12 @@ TEST(client_invalid_edits_are_refused_locally_with_the_schema_error) {
     ASSERT_STR(err.field, "fields.location");
     ASSERT_INT(casesync_create(h, "no_such_type", create_fields("general", NULL), NULL, id, &err),
                CASESYNC_E_INVALID);
-    /* Another unit is out of scope. */
+    /* Another unit: the unit's write rule refuses it on the phone already. */
     ASSERT_INT(
         casesync_create(h, TYPE_VENDING, create_fields("general", "{\"unit\":\"U2\"}"), NULL, id, &err),
-        CASESYNC_E_SCOPE);
-    ASSERT_STR(err.api_code, "out_of_scope");
+        CASESYNC_E_ROLE);
+    ASSERT_STR(err.api_code, "field_forbidden");
+    ASSERT_STR(err.field, "fields.unit");
 
     ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("simple", NULL), NULL, id, &err), 0);
     /* Shape: a string where the schema has a number (the server would 422 the changeset). */
@@ -328,7 +331,8 @@ TEST(client_invalid_edits_are_refused_locally_with_the_schema_error) {
     char aid[CASESYNC_ID_MAX];
     ASSERT_INT(casesync_create(aux, TYPE_VENDING, create_fields("digital", NULL), NULL, aid, &err), 0);
     ASSERT_INT(casesync_update(aux, aid, "{\"fine_amount\":100}", NULL, &err), CASESYNC_E_ROLE);
-    ASSERT_STR(err.api_code, "role_forbidden");
+    ASSERT_STR(err.api_code, "field_forbidden");
+    ASSERT_STR(err.field, "set.fine_amount");
     ASSERT_INT(casesync_transition(aux, aid, "filed", &err), CASESYNC_E_ROLE);
 
     /* Nothing refused was queued: one create each. */

@@ -592,7 +592,8 @@ TEST(value_rule_rejects_only_that_change) {
     const char *field = jstr(j, "results[1].error.field");
     ASSERT_MSG(field && strstr(field, "grid"), "the error must name the grid field: %s", r.body);
     ASSERT_JSTR(j, "results[2].status", "rejected");
-    ASSERT_JSTR(j, "results[2].error.code", "out_of_scope");
+    ASSERT_JSTR(j, "results[2].error.code", "field_forbidden"); /* the unit's write rule */
+    ASSERT_JSTR(j, "results[2].error.field", "changes[2].fields.unit");
 
     r = phone_get(&a, hfmt("/v1/cases/%s", ok));
     ASSERT_STATUS(r, 200);

@@ -2,6 +2,13 @@
 #include "schema/schema.h"
 #include "tests/test.h"
 
+/* A transition judged against a record known only by procedure, status and fields. */
+static inline schema_judgement_t judge_tr(const schema_t *s, const char *proc, const char *cur, const char *to,
+                                          schema_role_t role, const cJSON *fields, schema_err_t *e) {
+    schema_view_t v = {.procedure = proc, .status = cur, .fields = fields};
+    return schema_judge_transition(s, &v, to, role, e);
+}
+
 #include <stdlib.h>
 
 #ifndef CASESYNC_SCHEMA_PATH
@@ -19,7 +26,10 @@
 #define GOOD_FIELDS                                                                                \
     "{\"party\":{\"kind\":\"person\",\"name\":\"Zhang San\"},\"illegal_item_code\":"               \
     "\"C-0501-01\",\"decision_doc_no\":\"DC-2026-17\",\"assignee\":\"u1\","                        \
-    "\"assist_officer\":\"u2\",\"fine_amount\":100}"
+    "\"assist_officer\":\"u2\",\"fine_amount\":100,\"disposition\":\"penalty\","                    \
+    "\"recorded_at\":\"2026-11-22T09:00:00Z\",\"payment\":{\"method\":\"bank\"},\"documents\":["      \
+    "{\"id\":\"d1\",\"doc_type\":\"penalty_notice\"},{\"id\":\"d2\",\"doc_type\":\"rights_waiver\"}," \
+    "{\"id\":\"d3\",\"doc_type\":\"discussion\"}]}"
 
 static schema_t *load(void) {
     schema_t *s = NULL;
@@ -29,11 +39,37 @@ static schema_t *load(void) {
     return s;
 }
 
-/* schema_check_set with the value given as JSON text. */
+/* The write rules for a change (JSON text) by role, against a record of
+ * procedure in status with fields (JSON text): 0 or err->code. A writer of
+ * unit U1 who patrols GRID 110101001001001. */
+static int writes_json(const schema_t *s, const char *change, const char *procedure, const char *status,
+                       const char *fields, schema_role_t role, schema_err_t *e) {
+    cJSON *c = cJSON_Parse(change), *f = cJSON_Parse(fields ? fields : "{}");
+    cJSON *grids = cJSON_Parse("[\"110101001001001\"]");
+    schema_view_t v = {.procedure = procedure, .status = status, .fields = f};
+    schema_writer_t w = {.role = role, .unit = "U1", .grids = grids};
+    int rc = c && f ? (schema_judge_writes(s, c, &v, &w, e) == WRITE_OK ? 0 : e->code) : 99;
+    cJSON_Delete(c);
+    cJSON_Delete(f);
+    cJSON_Delete(grids);
+    return rc;
+}
+
+/* schema_check_set with the value given as JSON text, then the write rules
+ * of that set by role on a general case at clue. */
 static int set_json(const schema_t *s, const char *field, const char *json, schema_role_t role,
                     schema_err_t *e) {
     cJSON *v = cJSON_Parse(json);
-    int rc = v ? schema_check_set(s, field, v, role, e) : 99;
+    int rc = v ? schema_check_set(s, field, v, e) : 99;
+    if (rc == 0) {
+        cJSON *ch = cJSON_CreateObject(), *set = cJSON_AddObjectToObject(ch, "set");
+        cJSON_AddStringToObject(ch, "op", "update");
+        cJSON_AddItemToObject(set, field, cJSON_Duplicate(v, 1));
+        char *text = cJSON_PrintUnformatted(ch);
+        rc = writes_json(s, text, "general", "clue", NULL, role, e);
+        free(text);
+        cJSON_Delete(ch);
+    }
     cJSON_Delete(v);
     return rc;
 }
@@ -41,7 +77,7 @@ static int set_json(const schema_t *s, const char *field, const char *json, sche
 static int append_json(const schema_t *s, const char *field, const char *json, schema_role_t role,
                        schema_err_t *e) {
     cJSON *v = cJSON_Parse(json);
-    int rc = v ? schema_check_append(s, field, v, role, e) : 99;
+    int rc = v ? schema_check_append(s, field, v, e) : 99;
     cJSON_Delete(v);
     return rc;
 }
@@ -56,7 +92,7 @@ static int shape_json(const schema_t *s, const char *json, schema_err_t *e) {
 static int create_json(const schema_t *s, const char *type, const char *json, schema_role_t role,
                        schema_err_t *e) {
     cJSON *v = cJSON_Parse(json);
-    int rc = v ? schema_check_create(s, type, v, role, e) : 99;
+    int rc = v ? schema_check_create(s, type, v, e) : 99;
     cJSON_Delete(v);
     return rc;
 }
@@ -65,7 +101,7 @@ static schema_judgement_t judge(const schema_t *s, const char *proc, const char 
                                 const char *to, schema_role_t role, const char *fields,
                                 schema_err_t *e) {
     cJSON *f = cJSON_Parse(fields);
-    schema_judgement_t j = schema_judge_transition(s, proc, cur, to, role, f, e);
+    schema_judgement_t j = judge_tr(s, proc, cur, to, role, f, e);
     cJSON_Delete(f);
     return j;
 }
@@ -380,7 +416,7 @@ TEST(schema_create_happy_path) {
                     "\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\","
                     "\"size\":0,\"mime\":\"image/"
                     "jpeg\",\"kind\":\"photo\",\"captured_at\":\"2026-11-22T08:01:00+08:00\"}]"));
-    int rc = schema_check_create(s, "unlicensed_vending", f, ROLE_AUXILIARY, &e);
+    int rc = schema_check_create(s, "unlicensed_vending", f, &e);
     cJSON_Delete(f);
     ASSERT_INT(rc, SCHEMA_OK);
     schema_free(s);
@@ -396,7 +432,7 @@ TEST(schema_create_each_required_field) {
     for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
         cJSON *f = cJSON_Parse(CREATE_FIELDS);
         cJSON_DeleteItemFromObject(f, required[i]);
-        int rc = schema_check_create(s, "dirty_road", f, ROLE_OFFICER, &e);
+        int rc = schema_check_create(s, "dirty_road", f, &e);
         cJSON_Delete(f);
         snprintf(want, sizeof(want), "fields.%s", required[i]);
         ASSERT_INT(rc, SCHEMA_E_INVALID);
@@ -404,7 +440,7 @@ TEST(schema_create_each_required_field) {
         /* null and "" count as missing too. */
         f = cJSON_Parse(CREATE_FIELDS);
         cJSON_ReplaceItemInObject(f, required[i], cJSON_CreateNull());
-        rc = schema_check_create(s, "dirty_road", f, ROLE_OFFICER, &e);
+        rc = schema_check_create(s, "dirty_road", f, &e);
         cJSON_Delete(f);
         ASSERT_INT(rc, SCHEMA_E_INVALID);
         ASSERT_STR(e.path, want);
@@ -417,7 +453,17 @@ static int create_with(const schema_t *s, const char *type, const char *key, con
     cJSON *f = cJSON_Parse(CREATE_FIELDS);
     cJSON_DeleteItemFromObject(f, key);
     cJSON_AddItemToObject(f, key, cJSON_Parse(json));
-    int rc = schema_check_create(s, type, f, role, e);
+    int rc = schema_check_create(s, type, f, e);
+    if (rc == 0) {
+        cJSON *ch = cJSON_CreateObject();
+        cJSON_AddStringToObject(ch, "op", "create");
+        cJSON_AddItemToObject(ch, "fields", cJSON_Duplicate(f, 1));
+        char *text = cJSON_PrintUnformatted(ch);
+        const char *proc = cJSON_GetStringValue(cJSON_GetObjectItem(f, "procedure"));
+        rc = writes_json(s, text, proc ? proc : "general", NULL, NULL, role, e);
+        free(text);
+        cJSON_Delete(ch);
+    }
     cJSON_Delete(f);
     return rc;
 }
@@ -447,7 +493,7 @@ TEST(schema_create_refusals) {
     ASSERT_INT(create_with(s, "dirty_road", "notes", "[{\"id\":\"n1\"}]", ROLE_OFFICER, &e),
                SCHEMA_E_INVALID);
     ASSERT_STR(e.path, "fields.notes[0].text");
-    ASSERT_INT(create_with(s, "dirty_road", "grid", "\"11010100100100\"", ROLE_OFFICER, &e),
+    ASSERT_INT(create_with(s, "dirty_road", "grid", "\"11010100100100\"", ROLE_SUPERVISOR, &e),
                SCHEMA_OK);
     ASSERT_INT(create_with(s, "dirty_road", "grid", "\"1101010010\"", ROLE_OFFICER, &e),
                SCHEMA_E_INVALID);
@@ -458,7 +504,7 @@ TEST(schema_create_refusals) {
     ASSERT_STR(e.path, "fields.location.lat");
     /* An auxiliary may report a case but not with a penalty in it. */
     ASSERT_INT(create_with(s, "dirty_road", "fine_amount", "50", ROLE_AUXILIARY, &e),
-               SCHEMA_E_ROLE);
+               SCHEMA_E_FORBIDDEN);
     ASSERT_STR(e.path, "fields.fine_amount");
     ASSERT_INT(create_with(s, "dirty_road", "fine_amount", "50", ROLE_OFFICER, &e), SCHEMA_OK);
     schema_free(s);
@@ -558,7 +604,7 @@ TEST(schema_value_lengths) {
     free(buf);
     /* Invalid UTF-8 (an overlong '/') is refused. */
     cJSON *v = cJSON_CreateString("a\xc0\xaf");
-    ASSERT_INT(schema_check_set(s, "address", v, ROLE_OFFICER, &e), SCHEMA_E_INVALID);
+    ASSERT_INT(schema_check_set(s, "address", v, &e), SCHEMA_E_INVALID);
     cJSON_Delete(v);
     schema_free(s);
 }
@@ -606,11 +652,10 @@ TEST(schema_set_refusals_and_roles) {
         {"decision_doc_no", "\"D1\""}, {"payment", "{\"method\":\"bank\"}"},
         {"legal_basis", "\"Art. 1\""}, {"is_major", "false"}};
     for (size_t i = 0; i < sizeof(legal) / sizeof(legal[0]); i++) {
-        ASSERT_INT(set_json(s, legal[i][0], legal[i][1], ROLE_AUXILIARY, &e), SCHEMA_E_ROLE);
-        ASSERT_INT(e.code, SCHEMA_E_ROLE);
+        ASSERT_INT(set_json(s, legal[i][0], legal[i][1], ROLE_AUXILIARY, &e), SCHEMA_E_FORBIDDEN);
         ASSERT(strncmp(e.path, "set.", 4) == 0 && strcmp(e.path + 4, legal[i][0]) == 0);
         ASSERT_INT(set_json(s, legal[i][0], legal[i][1], ROLE_OFFICER, &e), SCHEMA_OK);
-        ASSERT_INT(set_json(s, legal[i][0], legal[i][1], ROLE_NONE, &e), SCHEMA_E_ROLE);
+        ASSERT_INT(set_json(s, legal[i][0], legal[i][1], ROLE_NONE, &e), SCHEMA_E_FORBIDDEN);
     }
     ASSERT_INT(set_json(s, "description", "\"more detail\"", ROLE_AUXILIARY, &e), SCHEMA_OK);
     ASSERT_INT(set_json(s, "party", "{\"kind\":\"person\",\"name\":\"X\"}", ROLE_AUXILIARY, &e),
@@ -730,18 +775,20 @@ TEST(schema_lifecycle_main_paths) {
         {"filed", "dispatched", ROLE_SUPERVISOR}, {"dispatched", "processing", ROLE_OFFICER},
         {"processing", "feedback", ROLE_OFFICER}, {"feedback", "checking", ROLE_AUXILIARY},
         {"checking", "closed", ROLE_SUPERVISOR},  {"checking", "dispatched", ROLE_SUPERVISOR}};
+    /* SCHEMA v2 C: decided is served on the spot; recorded is a flag. */
     static const step_t simple[] = {{"draft", "decided", ROLE_OFFICER},
-                                    {"decided", "served", ROLE_OFFICER},
-                                    {"served", "paid", ROLE_OFFICER},
-                                    {"paid", "recorded", ROLE_OFFICER},
-                                    {"recorded", "closed", ROLE_SUPERVISOR}};
+                                    {"decided", "paid", ROLE_OFFICER},
+                                    {"paid", "closed", ROLE_SUPERVISOR}};
+    /* SCHEMA v2 B: notice and hearing before legal review; discussion for major cases. */
     static const step_t general[] = {
         {"clue", "filed", ROLE_SUPERVISOR},           {"clue", "not_filed", ROLE_SUPERVISOR},
         {"clue", "transferred", ROLE_SUPERVISOR},     {"filed", "investigating", ROLE_OFFICER},
-        {"investigating", "concluded", ROLE_OFFICER}, {"reviewed", "notified", ROLE_OFFICER},
-        {"notified", "heard", ROLE_OFFICER},          {"heard", "decided", ROLE_SUPERVISOR},
-        {"notified", "decided", ROLE_SUPERVISOR},     {"decided", "served", ROLE_OFFICER},
-        {"served", "executing", ROLE_OFFICER},        {"executing", "closed", ROLE_SUPERVISOR}};
+        {"investigating", "concluded", ROLE_OFFICER}, {"concluded", "notified", ROLE_OFFICER},
+        {"notified", "heard", ROLE_OFFICER},          {"heard", "reviewed", ROLE_LEGAL_REVIEWER},
+        {"notified", "reviewed", ROLE_LEGAL_REVIEWER}, {"reviewed", "discussed", ROLE_SUPERVISOR},
+        {"reviewed", "decided", ROLE_SUPERVISOR},     {"discussed", "decided", ROLE_SUPERVISOR},
+        {"decided", "served", ROLE_OFFICER},          {"served", "executing", ROLE_OFFICER},
+        {"executing", "closed", ROLE_SUPERVISOR}};
     schema_t *s = load();
     schema_err_t e;
     ASSERT(s);
@@ -749,8 +796,12 @@ TEST(schema_lifecycle_main_paths) {
     ASSERT_INT(walk(s, "simple", simple, sizeof(simple) / sizeof(simple[0]), GOOD_FIELDS), 0);
     ASSERT_INT(walk(s, "general", general, sizeof(general) / sizeof(general[0]), GOOD_FIELDS), 0);
     /* Legal review (exact) is in schema_lifecycle_legal_review. */
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_LEGAL_REVIEWER, GOOD_FIELDS, &e),
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_LEGAL_REVIEWER, GOOD_FIELDS, &e),
                JUDGE_APPLY);
+    /* The old order is gone: no review straight after the investigation. */
+    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_LEGAL_REVIEWER, GOOD_FIELDS, &e),
+               JUDGE_FORBIDDEN);
+    ASSERT_INT(judge(s, "simple", "decided", "served", ROLE_OFFICER, GOOD_FIELDS, &e), JUDGE_FORBIDDEN);
     schema_free(s);
 }
 
@@ -763,31 +814,31 @@ TEST(schema_lifecycle_simple_decided_guards) {
     ASSERT_INT(e.code, SCHEMA_E_ROLE);
     cJSON *f = cJSON_Parse(GOOD_FIELDS);
     cJSON_ReplaceItemInObject(f, "fine_amount", cJSON_CreateNumber(500));
-    ASSERT_INT(schema_judge_transition(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
+    ASSERT_INT(judge_tr(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
                JUDGE_GUARD);
     ASSERT_INT(e.code, SCHEMA_E_INVALID);
     ASSERT_STR(e.path, "fields.fine_amount");
     ASSERT(strstr(e.message, "500") && strstr(e.message, "200") && strstr(e.message, "Art. 51"));
     cJSON_ReplaceItemInObject(f, "fine_amount", cJSON_CreateNumber(200));
-    ASSERT_INT(schema_judge_transition(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
+    ASSERT_INT(judge_tr(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
                JUDGE_APPLY);
     cJSON_ReplaceItemInObject(f, "party", cJSON_Parse("{\"kind\":\"org\",\"name\":\"某公司\"}"));
     cJSON_ReplaceItemInObject(f, "fine_amount", cJSON_CreateNumber(2500));
-    ASSERT_INT(schema_judge_transition(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
+    ASSERT_INT(judge_tr(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
                JUDGE_APPLY);
     cJSON_ReplaceItemInObject(f, "fine_amount", cJSON_CreateNumber(3000.01));
-    ASSERT_INT(schema_judge_transition(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
+    ASSERT_INT(judge_tr(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
                JUDGE_GUARD);
     ASSERT_STR(e.path, "fields.fine_amount");
     cJSON_ReplaceItemInObject(f, "fine_amount", cJSON_CreateNumber(100));
     /* Two different officers (Art. 42). */
     cJSON_ReplaceItemInObject(f, "assist_officer", cJSON_CreateString("u1"));
-    ASSERT_INT(schema_judge_transition(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
+    ASSERT_INT(judge_tr(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
                JUDGE_GUARD);
     ASSERT_STR(e.path, "fields.assist_officer");
     ASSERT(strstr(e.message, "Art. 42"));
     cJSON_ReplaceItemInObject(f, "assist_officer", cJSON_CreateString("u2"));
-    ASSERT_INT(schema_judge_transition(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
+    ASSERT_INT(judge_tr(s, "simple", "draft", "decided", ROLE_OFFICER, f, &e),
                JUDGE_APPLY);
     /* Every set field the guard needs. */
     static const char *const needed[] = {"party", "illegal_item_code", "decision_doc_no",
@@ -797,7 +848,7 @@ TEST(schema_lifecycle_simple_decided_guards) {
         cJSON *g = cJSON_Duplicate(f, 1);
         cJSON_DeleteItemFromObject(g, needed[i]);
         schema_judgement_t j =
-            schema_judge_transition(s, "simple", "draft", "decided", ROLE_OFFICER, g, &e);
+            judge_tr(s, "simple", "draft", "decided", ROLE_OFFICER, g, &e);
         cJSON_Delete(g);
         snprintf(want, sizeof(want), "fields.%s", needed[i]);
         ASSERT_INT(j, JUDGE_GUARD);
@@ -805,7 +856,7 @@ TEST(schema_lifecycle_simple_decided_guards) {
     }
     cJSON_Delete(f);
     ASSERT_INT(judge(s, "simple", "draft", "decided", ROLE_OFFICER, "{}", &e), JUDGE_GUARD);
-    ASSERT_INT(schema_judge_transition(s, "simple", "draft", "decided", ROLE_OFFICER, NULL, &e),
+    ASSERT_INT(judge_tr(s, "simple", "draft", "decided", ROLE_OFFICER, NULL, &e),
                JUDGE_GUARD);
     schema_free(s);
 }
@@ -839,7 +890,10 @@ TEST(schema_lifecycle_merge_rules) {
     ASSERT_INT(judge(s, "general", "filed", "filed", ROLE_SUPERVISOR, "{}", &e), JUDGE_NOOP);
     ASSERT_INT(judge(s, "general", "investigating", "filed", ROLE_SUPERVISOR, "{}", &e),
                JUDGE_NOOP);
-    ASSERT_INT(judge(s, "general", "closed", "investigating", ROLE_OFFICER, "{}", &e), JUDGE_NOOP);
+    /* A closed record takes no transition silently: a person decides (返工 after 结案). */
+    ASSERT_INT(judge(s, "general", "closed", "investigating", ROLE_OFFICER, "{}", &e), JUDGE_CONFLICT);
+    ASSERT_INT(judge(s, "digital", "closed", "dispatched", ROLE_SUPERVISOR, "{}", &e), JUDGE_CONFLICT);
+    ASSERT_INT(judge(s, "digital", "closed", "closed", ROLE_SUPERVISOR, "{}", &e), JUDGE_NOOP);
     ASSERT_INT(judge(s, "general", "decided", "heard", ROLE_OFFICER, "{}", &e), JUDGE_NOOP);
     ASSERT_INT(judge(s, "digital", "processing", "dispatched", ROLE_SUPERVISOR, "{}", &e),
                JUDGE_NOOP);
@@ -868,7 +922,7 @@ TEST(schema_lifecycle_merge_rules) {
     ASSERT_INT(e.code, SCHEMA_E_TRANSITION);
     ASSERT_INT(judge(s, "simple", "draft", "investigating", ROLE_ADMIN, "{}", &e), JUDGE_FORBIDDEN);
     ASSERT_INT(judge(s, "general", "not_filed", "investigating", ROLE_ADMIN, "{}", &e),
-               JUDGE_FORBIDDEN);
+               JUDGE_CONFLICT); /* not_filed is closed */
     ASSERT_INT(judge(s, "general", "clue", "void", ROLE_ADMIN, "{}", &e), JUDGE_FORBIDDEN);
     ASSERT_INT(judge(s, "summary", "clue", "filed", ROLE_ADMIN, "{}", &e), JUDGE_FORBIDDEN);
     ASSERT_INT(judge(s, "general", NULL, "filed", ROLE_ADMIN, "{}", &e), JUDGE_FORBIDDEN);
@@ -880,23 +934,23 @@ TEST(schema_lifecycle_legal_review) {
     schema_err_t e;
     ASSERT(s);
     const char *minor = "{\"is_major\":false}", *major = "{\"is_major\":true}";
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_SUPERVISOR, minor, &e),
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_SUPERVISOR, minor, &e),
                JUDGE_APPLY);
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_SUPERVISOR, "{}", &e),
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_SUPERVISOR, "{}", &e),
                JUDGE_APPLY);
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_ADMIN, minor, &e), JUDGE_APPLY);
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_SUPERVISOR, major, &e),
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_ADMIN, minor, &e), JUDGE_APPLY);
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_SUPERVISOR, major, &e),
                JUDGE_ROLE);
     ASSERT_INT(e.code, SCHEMA_E_ROLE);
     ASSERT(strstr(e.message, "is_major"));
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_ADMIN, major, &e), JUDGE_ROLE);
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_LEGAL_REVIEWER, major, &e),
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_ADMIN, major, &e), JUDGE_ROLE);
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_LEGAL_REVIEWER, major, &e),
                JUDGE_APPLY);
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_LEGAL_REVIEWER, minor, &e),
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_LEGAL_REVIEWER, minor, &e),
                JUDGE_APPLY);
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_OFFICER, minor, &e), JUDGE_ROLE);
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_AUXILIARY, minor, &e), JUDGE_ROLE);
-    ASSERT_INT(judge(s, "general", "concluded", "reviewed", ROLE_NONE, minor, &e), JUDGE_ROLE);
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_OFFICER, minor, &e), JUDGE_ROLE);
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_AUXILIARY, minor, &e), JUDGE_ROLE);
+    ASSERT_INT(judge(s, "general", "heard", "reviewed", ROLE_NONE, minor, &e), JUDGE_ROLE);
     /* Stronger roles inherit: a legal reviewer may investigate, not file. */
     ASSERT_INT(judge(s, "general", "filed", "investigating", ROLE_LEGAL_REVIEWER, "{}", &e),
                JUDGE_APPLY);

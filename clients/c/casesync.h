@@ -71,7 +71,7 @@ enum {
     CASESYNC_E_PROTOCOL = -12,   /* an answer that does not follow the protocol */
     CASESYNC_E_SHAPE = -13,      /* a JSON type the schema cannot take (the server would 422) */
     CASESYNC_E_INVALID = -14,    /* a value rule of the schema (validation_failed) */
-    CASESYNC_E_ROLE = -15,       /* the user's role may not do this (role_forbidden) */
+    CASESYNC_E_ROLE = -15,       /* the user's role may not do this (role_forbidden, field_forbidden) */
     CASESYNC_E_TRANSITION = -16, /* not a transition from the record's status (forbidden_transition) */
     CASESYNC_E_SCOPE = -17,      /* outside the user's scope (out_of_scope) */
     CASESYNC_E_NOT_FOUND = -18,  /* no such record (locally), file or server object */
@@ -81,7 +81,8 @@ enum {
     CASESYNC_E_IO = -22,         /* a file could not be read */
     CASESYNC_E_NO_SCHEMA = -23,  /* no schema yet: log in once online */
     CASESYNC_E_REENTRANT = -24,  /* a network call from inside a callback of the same handle */
-    CASESYNC_E_FORBIDDEN = -25   /* the server answered 403 */
+    CASESYNC_E_FORBIDDEN = -25,  /* the server answered 403 */
+    CASESYNC_E_FROZEN = -26      /* the record's state freezes the field, or the record is closed (field_frozen) */
 };
 
 /* A static English description of a return code. Never NULL. */

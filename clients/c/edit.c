@@ -269,6 +269,8 @@ static int schema_fail(casesync_error_t *err, int src, const schema_err_t *se) {
     switch (src) {
     case SCHEMA_E_TYPE: code = CASESYNC_E_SHAPE, api = "validation_failed"; break;
     case SCHEMA_E_ROLE: code = CASESYNC_E_ROLE, api = "role_forbidden"; break;
+    case SCHEMA_E_FORBIDDEN: code = CASESYNC_E_ROLE, api = "field_forbidden"; break;
+    case SCHEMA_E_FROZEN: code = CASESYNC_E_FROZEN, api = "field_frozen"; break;
     case SCHEMA_E_TRANSITION: code = CASESYNC_E_TRANSITION, api = "forbidden_transition"; break;
     case SCHEMA_E_NOMEM: code = CASESYNC_E_NOMEM, api = NULL; break;
     default: code = CASESYNC_E_INVALID, api = "validation_failed"; break;
@@ -311,6 +313,27 @@ static void stamp_at(casesync_t *h, cJSON *change) {
     char at[32];
     cs__iso_time(cs__now_ms(h), at);
     cJSON_AddStringToObject(change, "at", at);
+}
+
+/* The record as the schema's judges read it (a phone knows no server clock
+ * of the status: the rights window is the server's to judge). */
+static schema_view_t view_of(casesync_t *h, const cJSON *view) {
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(view, "fields");
+    schema_view_t v = {.procedure = cs__jstr(fields, "procedure"),
+                       .status = cs__jstr(view, "status"),
+                       .voided = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(view, "voided")),
+                       .fields = fields,
+                       .now_ms = cs__now_ms(h)};
+    return v;
+}
+
+/* The write rules the server will apply, judged on the phone's copy. */
+static int judge_writes(casesync_t *h, const cJSON *change, const schema_view_t *v, casesync_error_t *err) {
+    schema_writer_t w = {.role = h->role, .unit = h->unit, .grids = h->grids};
+    schema_err_t se;
+    memset(&se, 0, sizeof se);
+    if (schema_judge_writes(h->schema, change, v, &w, &se) == WRITE_OK) return 0;
+    return schema_fail(err, se.code, &se);
 }
 
 static int check_shape_and_queue(casesync_t *h, cJSON *change, const cJSON *upload, casesync_error_t *err) {
@@ -356,11 +379,6 @@ int casesync_create(casesync_t *h, const char *type, const char *fields_json, co
     /* Defaults the server would otherwise reject: the user's unit, the type's code. */
     const cJSON *unit = cJSON_GetObjectItemCaseSensitive(fields, "unit");
     if (!unit && h->unit) cJSON_AddStringToObject(fields, "unit", h->unit);
-    if (cJSON_IsString(unit) && h->unit && strcmp(unit->valuestring, h->unit) != 0 && h->role != ROLE_ADMIN) {
-        rc = cs__fail(err, CASESYNC_E_SCOPE, 0, "out_of_scope", "fields.unit", "unit %s is not your unit %s",
-                      unit->valuestring, h->unit);
-        goto done;
-    }
     const char *code = schema_type_code(h->schema, type);
     if (code && !cJSON_GetObjectItemCaseSensitive(fields, "category"))
         cJSON_AddStringToObject(fields, "category", code);
@@ -373,7 +391,7 @@ int casesync_create(casesync_t *h, const char *type, const char *fields_json, co
     fields = NULL;
     const cJSON *cf = cJSON_GetObjectItemCaseSensitive(change, "fields");
     int src = schema_check_shape(h->schema, change, &se);
-    if (!src) src = schema_check_create(h->schema, type, cf, h->role, &se);
+    if (!src) src = schema_check_create(h->schema, type, cf, &se);
     if (src) {
         rc = schema_fail(err, src, &se);
         goto done;
@@ -384,6 +402,8 @@ int casesync_create(casesync_t *h, const char *type, const char *fields_json, co
                       "a %s may not open a %s case", schema_role_name(h->role), proc);
         goto done;
     }
+    schema_view_t nv = {.procedure = proc, .now_ms = cs__now_ms(h)};
+    if ((rc = judge_writes(h, change, &nv, err))) goto done;
     if ((rc = check_shape_and_queue(h, change, NULL, err))) goto done;
     if (out_id) snprintf(out_id, CASESYNC_ID_MAX, "%s", id);
 done:
@@ -403,7 +423,7 @@ static int update_locked(casesync_t *h, const char *id, cJSON *set, cJSON *appen
     memset(&se, 0, sizeof se);
     if ((rc = ready(h, err))) goto done;
     if (!(view = load_view(h, id, err, &rc))) goto done;
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(view, "voided"))) {
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(view, "voided")) && set) {
         rc = cs__fail(err, CASESYNC_E_VOIDED, 0, "voided", "record_id", "record %s is voided", id);
         goto done;
     }
@@ -446,16 +466,18 @@ static int update_locked(casesync_t *h, const char *id, cJSON *set, cJSON *appen
     const cJSON *f;
     cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(change, "set")) {
         if (src) break;
-        src = schema_check_set(h->schema, f->string, f, h->role, &se);
+        src = schema_check_set(h->schema, f->string, f, &se);
     }
     cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(change, "append")) {
         if (src) break;
-        src = schema_check_append(h->schema, f->string, f, h->role, &se);
+        src = schema_check_append(h->schema, f->string, f, &se);
     }
     if (src) {
         rc = schema_fail(err, src, &se);
         goto done;
     }
+    schema_view_t sv = view_of(h, view);
+    if ((rc = judge_writes(h, change, &sv, err))) goto done;
     rc = check_shape_and_queue(h, change, upload, err);
 done:
     cJSON_Delete(set);
@@ -580,10 +602,9 @@ int casesync_transition(casesync_t *h, const char *record_id, const char *to, ca
         rc = cs__fail(err, CASESYNC_E_VOIDED, 0, "voided", "record_id", "record %s is voided", record_id);
         goto done;
     }
-    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(view, "fields");
-    const char *proc = cs__jstr(fields, "procedure"), *cur = cs__jstr(view, "status");
-    schema_judgement_t j =
-        schema_judge_transition(h->schema, proc ? proc : "", cur ? cur : "", to, h->role, fields, &se);
+    const char *cur = cs__jstr(view, "status");
+    schema_view_t sv = view_of(h, view);
+    schema_judgement_t j = schema_judge_transition(h->schema, &sv, to, h->role, &se);
     switch (j) {
     case JUDGE_APPLY: break;
     case JUDGE_NOOP:
@@ -799,7 +820,7 @@ int casesync_next_states(casesync_t *h, const char *record_id, char **out) {
     *out = NULL;
     if (!h || !record_id) return CASESYNC_E_ARG;
     int rc;
-    cJSON *arr = NULL, *doc = NULL;
+    cJSON *arr = NULL;
     pthread_mutex_lock(&h->lock);
     cJSON *view = load_view(h, record_id, NULL, &rc);
     if (!view) goto done;
@@ -807,22 +828,21 @@ int casesync_next_states(casesync_t *h, const char *record_id, char **out) {
         rc = CASESYNC_E_NO_SCHEMA;
         goto done;
     }
-    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(view, "fields");
-    const char *proc = cs__jstr(fields, "procedure"), *cur = cs__jstr(view, "status");
-    doc = cs__parse(schema_text(h->schema), schema_text_len(h->schema));
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "procedures"),
-                                                      proc ? proc : "");
-    const cJSON *st;
+    schema_view_t sv = view_of(h, view);
     arr = cJSON_CreateArray();
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(view, "voided"))) {
-        cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(p, "states")) {
+    if (!arr) {
+        rc = CASESYNC_E_NOMEM;
+        goto done;
+    }
+    if (!sv.voided) {
+        for (int i = 0; i < schema_state_count(h->schema, sv.procedure); i++) {
+            const char *st = schema_state_name(h->schema, sv.procedure, i);
+            const char *label = schema_state_label(h->schema, sv.procedure, i);
             schema_err_t se;
-            if (schema_judge_transition(h->schema, proc, cur ? cur : "", st->string, h->role, fields, &se) !=
-                JUDGE_APPLY)
-                continue;
+            if (schema_judge_transition(h->schema, &sv, st, h->role, &se) != JUDGE_APPLY) continue;
             cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "to", st->string);
-            if (cs__jstr(st, "label")) cJSON_AddStringToObject(o, "label", cs__jstr(st, "label"));
+            cJSON_AddStringToObject(o, "to", st);
+            if (label) cJSON_AddStringToObject(o, "label", label);
             cJSON_AddItemToArray(arr, o);
         }
     }
@@ -830,7 +850,6 @@ int casesync_next_states(casesync_t *h, const char *record_id, char **out) {
 done:
     pthread_mutex_unlock(&h->lock);
     cJSON_Delete(view);
-    cJSON_Delete(doc);
     if (rc) {
         cJSON_Delete(arr);
         return rc;

@@ -52,6 +52,7 @@ const char *casesync_strerror(int rc) {
     case CASESYNC_E_NO_SCHEMA: return "no schema yet: log in online first";
     case CASESYNC_E_REENTRANT: return "network call from inside a callback";
     case CASESYNC_E_FORBIDDEN: return "forbidden";
+    case CASESYNC_E_FROZEN: return "the record's state freezes this field";
     default: return "unknown error";
     }
 }
@@ -160,6 +161,8 @@ int cs__session_load(casesync_t *h) {
     if (rc) return rc;
     free(h->server), free(h->token), free(h->device_id), free(h->user_id), free(h->unit);
     h->server = h->token = h->device_id = h->user_id = h->unit = NULL;
+    cJSON_Delete(h->grids);
+    h->grids = NULL;
     h->role = ROLE_NONE;
     cs__meta_get(h, txn, "server", &h->server);
     cs__meta_get(h, txn, "token", &h->token);
@@ -171,6 +174,7 @@ int cs__session_load(casesync_t *h) {
         h->unit = cs__strdup(cs__jstr(u, "unit"));
         const char *role = cs__jstr(u, "role");
         h->role = role ? schema_role_parse(role) : ROLE_NONE;
+        h->grids = cJSON_DetachItemFromObjectCaseSensitive(u, "grids");
         cJSON_Delete(u);
         free(user);
     }
@@ -241,6 +245,7 @@ void casesync_close(casesync_t *h) {
     cs__http_close(h);
     cs__store_close(h);
     schema_free(h->schema);
+    cJSON_Delete(h->grids);
     free(h->server), free(h->token), free(h->device_id), free(h->user_id), free(h->unit);
     free(h->state_dir), free(h->ca_file), free(h->device_name), free(h->app_version);
     pthread_mutex_destroy(&h->lock);

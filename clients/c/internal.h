@@ -91,6 +91,7 @@ struct casesync {
 
     /* Session, loaded from meta (guarded by lock). */
     char *server, *token, *device_id, *user_id, *unit;
+    cJSON *grids; /* the grids the user patrols (the write rules read them) */
     schema_role_t role;
     schema_t *schema;
 

@@ -26,6 +26,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A transition judged against a record known only by procedure, status and fields. */
+static inline schema_judgement_t judge_tr(const schema_t *s, const char *proc, const char *cur, const char *to,
+                                          schema_role_t role, const cJSON *fields, schema_err_t *e) {
+    schema_view_t v = {.procedure = proc, .status = cur, .fields = fields};
+    return schema_judge_transition(s, &v, to, role, e);
+}
+
+
 /* Aborts with the failed condition when a contract does not hold. */
 #define FUZZ_CHECK(cond)                                                                                     \
     do {                                                                                                     \

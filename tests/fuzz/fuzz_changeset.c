@@ -37,14 +37,14 @@ static void check_values(const schema_t *sc, const cJSON *ch) {
         memset(&e, 0, sizeof e);
         if (strcmp(op, "create") == 0) {
             rc = schema_check_create(sc, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ch, "type")),
-                                     cJSON_GetObjectItemCaseSensitive(ch, "fields"), (schema_role_t)role, &e);
+                                     cJSON_GetObjectItemCaseSensitive(ch, "fields"), &e);
         } else if (strcmp(op, "update") == 0) {
             cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(ch, "set")) {
-                rc = schema_check_set(sc, f->string, f, (schema_role_t)role, &e);
+                rc = schema_check_set(sc, f->string, f, &e);
                 FUZZ_CHECK(rc == 0 || e.code == rc);
             }
             cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(ch, "append")) {
-                rc = schema_check_append(sc, f->string, f, (schema_role_t)role, &e);
+                rc = schema_check_append(sc, f->string, f, &e);
                 FUZZ_CHECK(rc == 0 || e.code == rc);
             }
         } else if (strcmp(op, "transition") == 0) {
@@ -55,13 +55,26 @@ static void check_values(const schema_t *sc, const cJSON *ch) {
             if (!cJSON_IsObject(fields)) fields = empty;
             for (size_t p = 0; p < sizeof procedures / sizeof procedures[0]; p++)
                 for (size_t c = 0; c < sizeof statuses / sizeof statuses[0]; c++) {
-                    schema_judgement_t j = schema_judge_transition(sc, procedures[p], statuses[c], to,
+                    schema_judgement_t j = judge_tr(sc, procedures[p], statuses[c], to,
                                                                    (schema_role_t)role, fields, &e);
                     FUZZ_CHECK(j >= JUDGE_APPLY && j <= JUDGE_GUARD);
                 }
         }
         FUZZ_CHECK(rc == 0 || e.code == rc);
         FUZZ_CHECK(memchr(e.message, 0, sizeof e.message) && memchr(e.path, 0, sizeof e.path));
+        /* The write rules, against a record of each procedure and status. */
+        if (rc == 0 && strcmp(op, "transition") != 0 && strcmp(op, "void") != 0) {
+            const cJSON *fields = cJSON_GetObjectItemCaseSensitive(ch, "fields");
+            if (!cJSON_IsObject(fields)) fields = empty;
+            schema_writer_t w = {.role = (schema_role_t)role, .unit = "U1", .grids = NULL};
+            for (size_t p = 0; p < sizeof procedures / sizeof procedures[0]; p++)
+                for (size_t c = 0; c < sizeof statuses / sizeof statuses[0]; c++) {
+                    schema_view_t v = {.procedure = procedures[p], .status = statuses[c], .fields = fields};
+                    schema_write_t wr = schema_judge_writes(sc, ch, &v, &w, &e);
+                    FUZZ_CHECK(wr >= WRITE_OK && wr <= WRITE_INVALID);
+                    FUZZ_CHECK(wr == WRITE_OK || e.code != 0);
+                }
+        }
     }
 }
 
