@@ -337,11 +337,13 @@ typedef struct upload_job {
     int64_t now;
 } upload_job_t;
 
-static size_t blob_key(unsigned char *k, size_t cap, const char *sha, char kind, const char *a, const char *b);
+static size_t blob_key(unsigned char *k, size_t cap, const char *sha, char kind, const char *a,
+                       const char *b);
 
 /* Notes in the blobs db that user_id completed an upload of sha's bytes
  * (several users may upload the same bytes; each is noted). */
-static int uploader_put(MDB_txn *txn, const store_dbs_t *dbs, const char *sha, const char *user_id, int64_t now) {
+static int uploader_put(MDB_txn *txn, const store_dbs_t *dbs, const char *sha, const char *user_id,
+                        int64_t now) {
     unsigned char key[BLOB_KEY_MAX];
     size_t n = user_id && *user_id ? blob_key(key, sizeof key, sha, 'u', user_id, NULL) : 0;
     if (!n) return 0;
@@ -506,7 +508,7 @@ static void sweep_one(sync_t *s, const cJSON *st, int full, int64_t now) {
         }
         if (stored && (meta = blob_meta_of(st, now))) {
             upload_job_t j = {
-        .s = s, .kind = JOB_FINISH, .id = id, .value = meta, .sha256 = sha, .now = util_now_ms()};
+                .s = s, .kind = JOB_FINISH, .id = id, .value = meta, .sha256 = sha, .now = util_now_ms()};
             store_write(s->st, upload_job_run, &j);
         } else {
             upload_job(s, JOB_DELETE, id, NULL, 0, 0);
@@ -993,7 +995,8 @@ blob_listing_t blobs_judge_listing(int stored, int may_read) {
 }
 
 /* Keys of the blobs db beside the meta (kind 'u': uploader, 'l': listing). */
-static size_t blob_key(unsigned char *k, size_t cap, const char *sha, char kind, const char *a, const char *b) {
+static size_t blob_key(unsigned char *k, size_t cap, const char *sha, char kind, const char *a,
+                       const char *b) {
     size_t al = a ? strlen(a) : 0, bl = b ? strlen(b) : 0, n = 66 + al + (b ? 1 + bl : 0);
     if (n > cap) return 0;
     memcpy(k, sha, 64);
@@ -1161,8 +1164,8 @@ int blobs_evidence_listed(sync_t *s, MDB_txn *txn, const sync_principal_t *p, co
 
 /* Finds a blob p may read. Unknown bytes and bytes p may not read get the
  * same SYNC_ENOTFOUND and the same words: existence is not revealed. */
-static int blob_find(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out,
-                     char sha[65], sync_error_t *err) {
+static int blob_find(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out, char sha[65],
+                     sync_error_t *err) {
     MDB_txn *txn = NULL;
     memset(out, 0, sizeof *out);
     if (sha_arg(sha256, sha) != 0) return sync_fail(err, SYNC_ENOTFOUND, NULL, "no blob with that name");

@@ -367,9 +367,10 @@ static int apply_create(apply_t *a) {
     rc = record_load(a->txn, s->dbs, a->pc->record_id, &rec);
     if (rc == 0) {
         /* Someone else's case tells nothing of itself beyond its existence. */
-        int64_t v = record_visible(p->user, rec, a->job->recv_ms, (int64_t)s->cfg.sync_window_days * 86400000, 1)
-                        ? version_of(rec)
-                        : 0;
+        int64_t v =
+            record_visible(p->user, rec, a->job->recv_ms, (int64_t)s->cfg.sync_window_days * 86400000, 1)
+                ? version_of(rec)
+                : 0;
         cJSON_Delete(rec);
         snprintf(path, sizeof path, "changes[%d].record_id", a->idx);
         return reject(a, v, "validation_failed", path, "record %s already exists", a->pc->record_id);
@@ -433,7 +434,8 @@ static int apply_create(apply_t *a) {
     audit_field_new(af, "status", cJSON_GetObjectItemCaseSensitive(rec, "status"));
     record_set_meta(rec, "status", 1, seq, p->device_id, a->pc->at_ms);
 
-    rc = blobs_evidence_listed(s, a->txn, p, a->pc->record_id, cJSON_GetObjectItemCaseSensitive(fields, "evidence"));
+    rc = blobs_evidence_listed(s, a->txn, p, a->pc->record_id,
+                               cJSON_GetObjectItemCaseSensitive(fields, "evidence"));
     if (rc == 0) rc = record_store(s, a->txn, rec, seq, 0);
     if (rc == 0) rc = audit_append(a->txn, s->dbs, seq, a->pc->record_id, entry);
     cJSON_Delete(entry);
@@ -497,10 +499,10 @@ static int apply_update(apply_t *a) {
     cJSON *rec = NULL, *entry = NULL;
     int rc = load_target(a, &rec);
     if (rc != 0) return rc > 0 ? 0 : rc;
-    if ((rc = evidence_gate(a, cJSON_GetObjectItemCaseSensitive(append, "evidence"),
-                            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fields"),
-                                                             "evidence"),
-                            "append", version_of(rec)))) {
+    if ((rc = evidence_gate(
+             a, cJSON_GetObjectItemCaseSensitive(append, "evidence"),
+             cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fields"), "evidence"),
+             "append", version_of(rec)))) {
         cJSON_Delete(rec);
         return rc > 0 ? 0 : rc;
     }

@@ -4,12 +4,14 @@
  * ownership of the other ids a client chooses (record, item, upload ids). */
 #include "tests/harness.h"
 
+#include <ftw.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sync/blobs.h"
+#include "clients/c/casesync.h"
 
+#include "sync/blobs.h"
 
 #define START(s) ASSERT_MSG(srv_start(&(s)) == 0, "casesyncd did not start")
 #define PHONE(p, s, name, dev)                                                                               \
@@ -111,8 +113,8 @@ TEST(evidence_other_unit_cannot_probe_or_claim_a_blob) {
     ASSERT_STR(jstr(resp_json(&none), "error.message"), hfmt("no blob %s", nosuch));
 
     /* Claiming: a case of their own that lists the hash is rejected, and kept. */
-    r = phone_push(&x, changes(create_listing("01JDEVIDENCEX00001", "U2", hfmt("%s,%s", item("ev-ok", nosuch),
-                                                                               item("ev-x", sha)))));
+    r = phone_push(&x, changes(create_listing("01JDEVIDENCEX00001", "U2",
+                                              hfmt("%s,%s", item("ev-ok", nosuch), item("ev-x", sha)))));
     ASSERT_STATUS(r, 200);
     ASSERT_JSTR(resp_json(&r), "results[0].status", "rejected");
     ASSERT_JSTR(resp_json(&r), "results[0].error.code", "evidence_unknown");
@@ -154,9 +156,11 @@ static const char *check_blob_headers(resp_t *r, const char *sha) {
     const char *cd = resp_header(r, "Content-Disposition");
     if (!cd || strncmp(cd, "attachment", 10) != 0 || !strstr(cd, sha))
         return hfmt("Content-Disposition: %s", cd ? cd : "(absent)");
-    if (!resp_header(r, "X-Content-Type-Options") || strcmp(resp_header(r, "X-Content-Type-Options"), "nosniff"))
+    if (!resp_header(r, "X-Content-Type-Options") ||
+        strcmp(resp_header(r, "X-Content-Type-Options"), "nosniff"))
         return "no X-Content-Type-Options: nosniff";
-    if (!resp_header(r, "Content-Security-Policy") || strcmp(resp_header(r, "Content-Security-Policy"), "sandbox"))
+    if (!resp_header(r, "Content-Security-Policy") ||
+        strcmp(resp_header(r, "Content-Security-Policy"), "sandbox"))
         return hfmt("Content-Security-Policy: %s", resp_header(r, "Content-Security-Policy"));
     return NULL;
 }
@@ -194,6 +198,7 @@ TEST(evidence_blobs_served_as_attachments_in_a_sandbox) {
     const char *inm[] = {hfmt("If-None-Match: \"%s\"", sha), NULL};
     r = http(&s, "GET", hfmt("/v1/blobs/%s", sha), a.token, NULL, inm);
     ASSERT_STATUS(r, 304);
+    ASSERT_MSG(!(why = check_blob_headers(&r, sha)), "304: %s", why);
     ASSERT_INT(srv_stop(&s), 0);
 }
 
@@ -363,9 +368,10 @@ TEST(evidence_foreign_ids_reveal_and_overwrite_nothing) {
     ASSERT_JINT(resp_json(&r), "results[0].version", 0);
 
     /* Item ids of another user on a case both see: nothing is replaced. */
-    r = phone_push(&o2, changes(ch_update(rid, 2, NULL,
-                                          hfmt("{\"evidence\":[%s],\"notes\":[{\"id\":\"n-1\",\"text\":\"forged\"}]}",
-                                               item("ev-1", other)))));
+    r = phone_push(
+        &o2, changes(ch_update(rid, 2, NULL,
+                               hfmt("{\"evidence\":[%s],\"notes\":[{\"id\":\"n-1\",\"text\":\"forged\"}]}",
+                                    item("ev-1", other)))));
     ASSERT_STATUS(r, 200);
     r = phone_get(&a, hfmt("/v1/cases/%s", rid));
     ASSERT_STATUS(r, 200);
@@ -404,4 +410,88 @@ TEST(evidence_judgements) {
     ASSERT_INT(blobs_judge_listing(0, 1), BLOB_LIST_PENDING);
     ASSERT_INT(blobs_judge_listing(1, 1), BLOB_LIST_VOUCHED);
     ASSERT_INT(blobs_judge_listing(1, 0), BLOB_LIST_REFUSED);
+}
+
+/* ---- 7. the client library holds an evidence_unknown change for its upload -------- */
+
+static int rm_one(const char *p, const struct stat *sb, int f, struct FTW *ftw) {
+    (void)sb, (void)f, (void)ftw;
+    remove(p);
+    return 0;
+}
+
+static void rm_tree(void *dir) {
+    if (dir) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+static void close_lib(void *h) {
+    casesync_close(h);
+}
+
+/* offx's phone holds a photo whose bytes U1 uploaded first (a forwarded
+ * picture): the push is rejected with evidence_unknown, the library keeps the
+ * change, uploads the bytes (which makes offx an uploader) and pushes it
+ * again on the next sync, where it is accepted. */
+TEST(evidence_client_holds_unknown_evidence_until_uploaded) {
+    srv_t s;
+    START(s);
+    phone_t a;
+    PHONE(a, s, "off1", "dev-A");
+    ASSERT(std_user(&s, "offx") != NULL);
+    const char *photo = "a picture both units hold";
+    const char *sha = sha_of(photo, strlen(photo));
+    ASSERT_INT(upload(&s, a.token, photo, "image/jpeg"), 204);
+
+    char *dir = strdup("/tmp/casesync-evc-XXXXXX");
+    ASSERT(dir && mkdtemp(dir));
+    h_keep(dir, rm_tree);
+    casesync_options_t o = {0};
+    o.state_dir = dir;
+    o.no_sync = 1;
+    casesync_t *h = NULL;
+    casesync_error_t err;
+    ASSERT_INT(casesync_open(&o, &h, &err), 0);
+    h_keep(h, close_lib);
+    ASSERT_INT(casesync_login(h, s.base, "offx", std_pass("offx"), "dev-XC", &err), 0);
+    char id[CASESYNC_ID_MAX];
+    const char *fields = hfmt("{\"procedure\":\"general\",\"source\":\"patrol\",\"description\":\"vendor\","
+                              "\"occurred_at\":\"%s\",\"grid\":\"%s\",\"address\":\"2 Qianmen St\","
+                              "\"location\":{\"lon\":116.39,\"lat\":39.9,\"crs\":\"wgs84\"}}",
+                              iso_now(-60000), GRID1);
+    ASSERT_MSG(casesync_create(h, TYPE_VENDING, fields, NULL, id, &err) == 0, "create: %s", err.message);
+    const char *path = hfmt("%s/forwarded.jpg", dir);
+    FILE *f = fopen(path, "wb");
+    ASSERT(f != NULL);
+    fputs(photo, f);
+    fclose(f);
+    ASSERT_MSG(casesync_attach(h, id, path, "photo", "image/jpeg", NULL, &err) == 0, "attach: %s",
+               err.message);
+
+    casesync_report_t rep;
+    ASSERT_MSG(casesync_sync(h, 0, &rep, &err) == 0, "sync: %s", err.message);
+    ASSERT_INT(rep.rejected, 1);
+    ASSERT_INT(rep.uploads_done, 1);
+    ASSERT_MSG(casesync_sync(h, 0, &rep, &err) == 0, "sync: %s", err.message);
+    ASSERT_INT(rep.applied, 1);
+    ASSERT_INT(rep.rejected, 0);
+
+    long code = 0;
+    char *out = NULL;
+    ASSERT_INT(casesync_request(h, "GET", hfmt("/v1/cases/%s", id), NULL, &code, &out, &err), 0);
+    cJSON *rec = jparse(out ? out : "");
+    casesync_free(out);
+    ASSERT_INT(code, 200);
+    ASSERT_JSTR(rec, "fields.evidence[0].sha256", sha);
+    out = NULL;
+    ASSERT_INT(casesync_request(h, "GET", hfmt("/v1/blobs/%s", sha), NULL, &code, &out, &err), 0);
+    casesync_free(out);
+    ASSERT_INT(code, 200);
+    ASSERT_INT(casesync_notices(h, &out), 0);
+    cJSON *notices = jparse(out);
+    casesync_free(out);
+    cJSON *n = jarr_find(notices, "kind", "rejected");
+    ASSERT_MSG(n != NULL, "no rejection notice: %s", jprint(notices));
+    ASSERT_JSTR(n, "held_for_upload", sha);
+    ASSERT_INT(srv_stop(&s), 0);
 }
