@@ -394,6 +394,14 @@ static int etag_listed(const char *list, const char *etag) {
     return p != NULL;
 }
 
+/* Evidence bytes are whatever a phone sent, under the type it declared: a
+ * browser must save them, never render them as a page of this origin
+ * (nosniff comes with every reply_head()). */
+static void blob_headers(reply_t *h, const sync_blob_t *b) {
+    reply_add(h, "Content-Disposition", "attachment; filename=\"%s\"", b->sha256);
+    reply_add(h, "Content-Security-Policy", "sandbox");
+}
+
 void upload_route_blob(call_t *c) {
     http_req_t *r = c->req;
     sync_blob_t b;
@@ -402,12 +410,14 @@ void upload_route_blob(call_t *c) {
     char etag[72];
     int fd = -1;
     if (r->head) {
-        /* Existence only (the phone asks before it uploads): no scope needed. */
+        /* The phone asks before it uploads. The same rule as GET: bytes the
+         * caller may not read are answered as unknown (404). */
         int rc = sync_blob_stat(c->rt->sync, c->p, c->id, &b, &err);
         if (rc) {
             http_send_sync_error(r, rc, &err);
             return;
         }
+        blob_headers(&h, &b);
         reply_add(&h, "ETag", "\"%s\"", b.sha256);
         reply_add(&h, "Accept-Ranges", "bytes");
         reply_add(&h, "Cache-Control", "no-store");
@@ -420,6 +430,7 @@ void upload_route_blob(call_t *c) {
         return;
     }
     snprintf(etag, sizeof etag, "\"%s\"", b.sha256);
+    blob_headers(&h, &b);
     reply_add(&h, "ETag", "%s", etag);
     reply_add(&h, "Accept-Ranges", "bytes");
     /* Content-addressed: the bytes under this name never change. */

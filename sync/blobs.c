@@ -5,7 +5,20 @@
  * Files under the data folder:
  *   uploads/<id>.part        the bytes of an unfinished upload
  *   blobs/ab/cd/<sha256>     a finished blob, named by its hash (never changes)
- * The `uploads` db holds each upload's state, the `blobs` db each blob's meta.
+ * The `uploads` db holds each upload's state, the `blobs` db each blob's meta
+ * under its 64-digit hash, and two indexes under longer keys:
+ *   sha256 0x00 'u' user id                     who completed an upload of the bytes
+ *   sha256 0x00 'l' record id 0x00 user id      who listed the hash in a record's
+ *                                               evidence, and whether the bytes were
+ *                                               stored and theirs to read then ("vouched")
+ *
+ * Who reads a blob (docs/protocol.md §7): an admin; a user who uploaded the
+ * bytes; a user who sees a record whose listing of the hash is backed (its
+ * lister could read the bytes when listing them, or uploaded them since).
+ * Anyone else gets the answer an unknown hash gets. Listing a hash whose
+ * bytes are stored needs the same right; listing one whose bytes are not
+ * stored yet is accepted (the phone pushes before it uploads) and grants
+ * nothing until its lister uploads the bytes.
  * An offset is written to the `uploads` db only after the part file is
  * fdatasync'ed up to it, so every offset ever reported survives a crash; a
  * part file longer than its offset holds unacknowledged bytes and is cut back.
@@ -43,6 +56,7 @@
 #define FILENAME_MAX_BYTES 255
 #define MIME_MAX_BYTES 127
 #define PATH_BYTES 1400
+#define BLOB_KEY_MAX 256 /* sha, 0, kind, record id (<= 64), 0, user id (< 64) */
 #define HOUR_MS 3600000LL
 #define DAY_MS 86400000LL
 
@@ -323,6 +337,26 @@ typedef struct upload_job {
     int64_t now;
 } upload_job_t;
 
+static size_t blob_key(unsigned char *k, size_t cap, const char *sha, char kind, const char *a,
+                       const char *b);
+
+/* Notes in the blobs db that user_id completed an upload of sha's bytes
+ * (several users may upload the same bytes; each is noted). */
+static int uploader_put(MDB_txn *txn, const store_dbs_t *dbs, const char *sha, const char *user_id,
+                        int64_t now) {
+    unsigned char key[BLOB_KEY_MAX];
+    size_t n = user_id && *user_id ? blob_key(key, sizeof key, sha, 'u', user_id, NULL) : 0;
+    if (!n) return 0;
+    cJSON *e = cJSON_CreateObject();
+    if (!e || !cJSON_AddNumberToObject(e, "at", (double)now)) {
+        cJSON_Delete(e);
+        return SYNC_ENOMEM;
+    }
+    int rc = store_put_json(txn, dbs->blobs, key, n, e);
+    cJSON_Delete(e);
+    return rc;
+}
+
 static int upload_job_run(MDB_txn *txn, void *ctx) {
     upload_job_t *j = ctx;
     const store_dbs_t *dbs = j->s->dbs;
@@ -348,6 +382,8 @@ static int upload_job_run(MDB_txn *txn, void *ctx) {
         MDB_val k = {64, (void *)j->sha256}, v;
         if (mdb_get(txn, dbs->blobs, &k, &v) == MDB_NOTFOUND &&
             (rc = store_put_json(txn, dbs->blobs, j->sha256, 64, j->value)) != 0)
+            return rc;
+        if ((rc = uploader_put(txn, dbs, j->sha256, util_json_str(j->value, "uploader"), j->now)) != 0)
             return rc;
         rc = store_del(txn, dbs->uploads, j->id, idn);
         return rc == SYNC_ENOTFOUND ? 0 : rc;
@@ -431,7 +467,8 @@ static int upload_finish(sync_t *s, const cJSON *st, sync_upload_t *out, sync_er
 
     cJSON *meta = blob_meta_of(st, util_now_ms());
     if (!meta) return sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
-    upload_job_t j = {.s = s, .kind = JOB_FINISH, .id = id, .value = meta, .sha256 = sha};
+    upload_job_t j = {
+        .s = s, .kind = JOB_FINISH, .id = id, .value = meta, .sha256 = sha, .now = util_now_ms()};
     rc = store_write(s->st, upload_job_run, &j);
     cJSON_Delete(meta);
     if (rc) return sync_fail(err, rc, NULL, "cannot record blob %s", sha);
@@ -470,7 +507,8 @@ static void sweep_one(sync_t *s, const cJSON *st, int full, int64_t now) {
             stored = stat(blob, &ps) == 0 && (uint64_t)ps.st_size == length;
         }
         if (stored && (meta = blob_meta_of(st, now))) {
-            upload_job_t j = {.s = s, .kind = JOB_FINISH, .id = id, .value = meta, .sha256 = sha};
+            upload_job_t j = {
+                .s = s, .kind = JOB_FINISH, .id = id, .value = meta, .sha256 = sha, .now = util_now_ms()};
             store_write(s->st, upload_job_run, &j);
         } else {
             upload_job(s, JOB_DELETE, id, NULL, 0, 0);
@@ -944,28 +982,88 @@ static int sha_arg(const char *sha, char lower[65]) {
     return 0;
 }
 
-int sync_blob_stat(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out,
-                   sync_error_t *err) {
-    MDB_txn *txn = NULL;
-    char sha[65];
-    (void)p;
-    memset(out, 0, sizeof *out);
-    if (sha_arg(sha256, sha) != 0) return sync_fail(err, SYNC_ENOTFOUND, NULL, "no blob with that name");
-    if (store_read_begin(s->st, &txn) != 0) return sync_fail(err, SYNC_EIO, NULL, "cannot read the store");
-    int rc = blob_meta(s, txn, sha, out);
-    store_read_end(txn);
-    if (rc == SYNC_ENOTFOUND) return sync_fail(err, rc, NULL, "no blob %s", sha);
-    if (rc) return sync_fail(err, rc, NULL, "cannot read blob %s", sha);
-    return 0;
+/* ---- who may read a blob, who may list one ------------------------------------------ */
+
+blob_read_t blobs_judge_read(schema_role_t role, int uploader, int backed_listing_in_scope) {
+    if (role == ROLE_ADMIN || uploader || backed_listing_in_scope) return BLOB_READ_OK;
+    return BLOB_READ_HIDDEN;
 }
 
-/* Is there a record in p's scope whose evidence lists sha? */
-static int blob_in_scope(sync_t *s, MDB_txn *txn, const sync_principal_t *p, const char *sha) {
+blob_listing_t blobs_judge_listing(int stored, int may_read) {
+    if (!stored) return BLOB_LIST_PENDING;
+    return may_read ? BLOB_LIST_VOUCHED : BLOB_LIST_REFUSED;
+}
+
+/* Keys of the blobs db beside the meta (kind 'u': uploader, 'l': listing). */
+static size_t blob_key(unsigned char *k, size_t cap, const char *sha, char kind, const char *a,
+                       const char *b) {
+    size_t al = a ? strlen(a) : 0, bl = b ? strlen(b) : 0, n = 66 + al + (b ? 1 + bl : 0);
+    if (n > cap) return 0;
+    memcpy(k, sha, 64);
+    k[64] = 0;
+    k[65] = (unsigned char)kind;
+    if (al) memcpy(k + 66, a, al);
+    if (b) {
+        k[66 + al] = 0;
+        memcpy(k + 67 + al, b, bl);
+    }
+    return n;
+}
+
+static int blob_stored(sync_t *s, MDB_txn *txn, const char *sha) {
+    MDB_val k = {64, (void *)sha}, v;
+    return mdb_get(txn, s->dbs->blobs, &k, &v) == 0;
+}
+
+/* Did user_id complete an upload of these bytes? The blob meta's "uploader"
+ * is the first one, and the only one a store written before the index knows. */
+static int blob_uploaded_by(sync_t *s, MDB_txn *txn, const char *sha, const char *user_id) {
+    unsigned char key[BLOB_KEY_MAX];
+    size_t n = blob_key(key, sizeof key, sha, 'u', user_id, NULL);
+    MDB_val k = {n, key}, v;
+    if (n && mdb_get(txn, s->dbs->blobs, &k, &v) == 0) return 1;
+    cJSON *m = NULL;
+    int first = store_get_json(txn, s->dbs->blobs, sha, 64, &m) == 0 && util_json_str(m, "uploader") &&
+                strcmp(util_json_str(m, "uploader"), user_id) == 0;
+    cJSON_Delete(m);
+    return first;
+}
+
+/* Does record_id's listing of sha open the bytes to those who see the record?
+ * Yes when one of the users who listed it there could read the bytes then
+ * (vouched) or has uploaded them since. A listing recorded before this index
+ * existed (no entry at all) counts as backed. */
+static int listing_backed(sync_t *s, MDB_txn *txn, const char *sha, const char *record_id) {
+    unsigned char prefix[BLOB_KEY_MAX];
+    size_t pn = blob_key(prefix, sizeof prefix, sha, 'l', record_id, "");
+    MDB_cursor *cur = NULL;
+    int entries = 0, backed = 0;
+    if (!pn || mdb_cursor_open(txn, s->dbs->blobs, &cur) != 0) return 0;
+    MDB_val k = {pn, prefix}, v;
+    for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0 && !backed;
+         r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= pn || memcmp(k.mv_data, prefix, pn) != 0) break;
+        char user[96];
+        size_t un = k.mv_size - pn;
+        entries++;
+        if (un >= sizeof user) continue;
+        memcpy(user, (const char *)k.mv_data + pn, un);
+        user[un] = 0;
+        cJSON *e = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        backed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "vouched")) ||
+                 blob_uploaded_by(s, txn, sha, user);
+        cJSON_Delete(e);
+    }
+    mdb_cursor_close(cur);
+    return backed || entries == 0;
+}
+
+/* Is there a record in p's scope whose evidence lists sha with a backed listing? */
+static int blob_listed_in_scope(sync_t *s, MDB_txn *txn, const sync_principal_t *p, const char *sha) {
     MDB_cursor *cur = NULL;
     unsigned char prefix[65];
     int64_t now = util_now_ms(), window = (int64_t)s->cfg.sync_window_days * DAY_MS;
     int seen = 0;
-    if (p->role == ROLE_ADMIN) return 1;
     memcpy(prefix, sha, 64);
     prefix[64] = 0;
     if (mdb_cursor_open(txn, s->dbs->evidence, &cur) != 0) return 0;
@@ -979,7 +1077,8 @@ static int blob_in_scope(sync_t *s, MDB_txn *txn, const sync_principal_t *p, con
         memcpy(rid, (const char *)k.mv_data + 65, n);
         rid[n] = 0;
         cJSON *rec = NULL;
-        if (record_load(txn, s->dbs, rid, &rec) == 0 && record_visible(p->user, rec, now, window, 1))
+        if (record_load(txn, s->dbs, rid, &rec) == 0 && record_visible(p->user, rec, now, window, 1) &&
+            listing_backed(s, txn, sha, rid))
             seen = 1;
         cJSON_Delete(rec);
     }
@@ -987,26 +1086,118 @@ static int blob_in_scope(sync_t *s, MDB_txn *txn, const sync_principal_t *p, con
     return seen;
 }
 
-int sync_blob_open(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out, int *fd,
-                   sync_error_t *err) {
+/* May p read the bytes of sha (lowercase hex)? Whether they are stored is
+ * the caller's business. */
+static int blob_may_read(sync_t *s, MDB_txn *txn, const sync_principal_t *p, const char *sha) {
+    if (p->role == ROLE_ADMIN) return blobs_judge_read(p->role, 0, 0) == BLOB_READ_OK;
+    int uploader = blob_uploaded_by(s, txn, sha, p->user_id);
+    int listed = !uploader && blob_listed_in_scope(s, txn, p, sha);
+    return blobs_judge_read(p->role, uploader, listed) == BLOB_READ_OK;
+}
+
+/* Is an item with this id in the list already (so it will not be appended)? */
+static int item_listed(const cJSON *list, const char *id) {
+    const cJSON *y;
+    cJSON_ArrayForEach(y, list) {
+        const char *yid = util_json_str(y, "id");
+        if (id && yid && strcmp(yid, id) == 0) return 1;
+    }
+    return 0;
+}
+
+int blobs_evidence_check(sync_t *s, MDB_txn *txn, const sync_principal_t *p, const cJSON *items,
+                         const cJSON *existing, sync_error_t *err) {
+    const cJSON *it;
+    int k = 0;
+    cJSON_ArrayForEach(it, items) {
+        const char *sha = util_json_str(it, "sha256");
+        char lower[65], field[64];
+        if (sha && sha_arg(sha, lower) == 0 && !item_listed(existing, util_json_str(it, "id"))) {
+            int stored = blob_stored(s, txn, lower);
+            if (blobs_judge_listing(stored, stored && blob_may_read(s, txn, p, lower)) == BLOB_LIST_REFUSED) {
+                snprintf(field, sizeof field, "evidence[%d].sha256", k);
+                return sync_fail(err, SYNC_EEVIDENCE, field,
+                                 "evidence %s: the server holds these bytes, but you did not upload them and "
+                                 "no case you see lists them; upload them from this device, then push the "
+                                 "item again",
+                                 lower);
+            }
+        }
+        k++;
+    }
+    return 0;
+}
+
+int blobs_evidence_listed(sync_t *s, MDB_txn *txn, const sync_principal_t *p, const char *record_id,
+                          const cJSON *items) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, items) {
+        const char *sha = util_json_str(it, "sha256");
+        unsigned char key[BLOB_KEY_MAX];
+        char lower[65];
+        size_t n;
+        if (!sha || sha_arg(sha, lower) != 0) continue;
+        if (!(n = blob_key(key, sizeof key, lower, 'l', record_id, p->user_id))) return SYNC_EIO;
+        int stored = blob_stored(s, txn, lower), rc;
+        cJSON *e = NULL;
+        /* A second item with the same bytes in the same record: once
+         * vouched, the listing stays so. */
+        if ((rc = store_get_json(txn, s->dbs->blobs, key, n, &e)) == 0) {
+            int keep = !stored || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "vouched"));
+            cJSON_Delete(e);
+            if (keep) continue;
+        } else if (rc != SYNC_ENOTFOUND) {
+            return rc;
+        }
+        e = cJSON_CreateObject();
+        if (!e || !cJSON_AddNumberToObject(e, "at", (double)util_now_ms()) ||
+            !cJSON_AddBoolToObject(e, "vouched", stored)) {
+            cJSON_Delete(e);
+            return SYNC_ENOMEM;
+        }
+        rc = store_put_json(txn, s->dbs->blobs, key, n, e);
+        cJSON_Delete(e);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Finds a blob p may read. Unknown bytes and bytes p may not read get the
+ * same SYNC_ENOTFOUND and the same words: existence is not revealed. */
+static int blob_find(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out, char sha[65],
+                     sync_error_t *err) {
     MDB_txn *txn = NULL;
-    char sha[65], path[PATH_BYTES];
-    struct stat bs;
-    *fd = -1;
     memset(out, 0, sizeof *out);
     if (sha_arg(sha256, sha) != 0) return sync_fail(err, SYNC_ENOTFOUND, NULL, "no blob with that name");
     if (store_read_begin(s->st, &txn) != 0) return sync_fail(err, SYNC_EIO, NULL, "cannot read the store");
     int rc = blob_meta(s, txn, sha, out);
-    int allowed = rc == 0 && blob_in_scope(s, txn, p, sha);
+    if (rc == 0 && !blob_may_read(s, txn, p, sha)) rc = SYNC_ENOTFOUND;
     store_read_end(txn);
+    if (rc) memset(out, 0, sizeof *out);
     if (rc == SYNC_ENOTFOUND) return sync_fail(err, rc, NULL, "no blob %s", sha);
     if (rc) return sync_fail(err, rc, NULL, "cannot read blob %s", sha);
-    if (!allowed) return sync_fail(err, SYNC_EFORBIDDEN, NULL, "no record in your scope lists this evidence");
+    return 0;
+}
+
+int sync_blob_stat(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out,
+                   sync_error_t *err) {
+    char sha[65];
+    return blob_find(s, p, sha256, out, sha, err);
+}
+
+int sync_blob_open(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out, int *fd,
+                   sync_error_t *err) {
+    char sha[65], path[PATH_BYTES];
+    struct stat bs;
+    *fd = -1;
+    int rc = blob_find(s, p, sha256, out, sha, err);
+    if (rc) return rc;
     blob_path(s, sha, path, sizeof path);
     if ((*fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(*fd, &bs) != 0) {
         int e = errno;
         if (*fd >= 0) close(*fd);
         *fd = -1;
+        memset(out, 0, sizeof *out);
         if (e == ENOENT) return sync_fail(err, SYNC_ENOTFOUND, NULL, "no blob %s", sha);
         return sync_fail(err, SYNC_EIO, NULL, "cannot open blob %s: %s", sha, strerror(e));
     }

@@ -48,6 +48,7 @@ const char *sync_strerror(int code) {
     case SYNC_EIO: return "storage failure";
     case SYNC_ECHECKSUM: return "checksum mismatch";
     case SYNC_EDISK: return "the server's disk refused the write; nothing of it was kept, try again later";
+    case SYNC_EEVIDENCE: return "evidence lists bytes that are not yours to list";
     default: return "unknown error";
     }
 }

@@ -16,6 +16,7 @@
 
 #include <openssl/evp.h>
 
+#include "sync/blobs.h"
 #include "sync/record.h"
 
 enum { OP_CREATE, OP_UPDATE, OP_TRANSITION, OP_VOID, OP_CORRECT };
@@ -393,6 +394,20 @@ static void stamp_fields(apply_t *a, cJSON *rec, const cJSON *stamps, cJSON *aud
     }
 }
 
+/* Evidence items may list only bytes the pusher may read, or bytes not stored
+ * yet (sync/blobs.c). where: "fields" or "append". 1 when the change was
+ * rejected (result filled), 0 to go on, or an error. */
+static int evidence_gate(apply_t *a, const cJSON *items, const cJSON *existing, const char *where,
+                         int64_t version) {
+    sync_error_t e = {0};
+    char path[320];
+    int rc = blobs_evidence_check(a->job->s, a->txn, a->job->p, items, existing, &e);
+    if (rc != SYNC_EEVIDENCE) return rc;
+    snprintf(path, sizeof path, "changes[%d].%s.%s", a->idx, where, e.field);
+    rc = reject(a, version, "evidence_unknown", path, "%s", e.message);
+    return rc ? rc : 1;
+}
+
 /* ---- create ---------------------------------------------------------------------- */
 
 static int apply_create(apply_t *a) {
@@ -409,7 +424,11 @@ static int apply_create(apply_t *a) {
 
     rc = record_load(a->txn, s->dbs, a->pc->record_id, &rec);
     if (rc == 0) {
-        int64_t v = version_of(rec);
+        /* Someone else's case tells nothing of itself beyond its existence. */
+        int64_t v =
+            record_visible(p->user, rec, a->job->recv_ms, (int64_t)s->cfg.sync_window_days * 86400000, 1)
+                ? version_of(rec)
+                : 0;
         cJSON_Delete(rec);
         snprintf(path, sizeof path, "changes[%d].record_id", a->idx);
         return reject(a, v, "validation_failed", path, "record %s already exists", a->pc->record_id);
@@ -421,6 +440,8 @@ static int apply_create(apply_t *a) {
     schema_view_t view = {.procedure = procedure, .now_ms = a->pc->at_ms};
     (void)unit;
     if ((rc = judge_writes(a, &view, 0)) != 0) return rc > 0 ? 0 : rc;
+    if ((rc = evidence_gate(a, cJSON_GetObjectItemCaseSensitive(fields_in, "evidence"), NULL, "fields", 0)))
+        return rc > 0 ? 0 : rc;
 
     uint64_t seq = next_seq(a);
     if (!seq) return SYNC_EIO;
@@ -471,7 +492,9 @@ static int apply_create(apply_t *a) {
     audit_field_new(af, "status", cJSON_GetObjectItemCaseSensitive(rec, "status"));
     record_set_meta(rec, "status", 1, seq, p->device_id, a->pc->at_ms);
 
-    rc = record_store(s, a->txn, rec, seq, 0);
+    rc = blobs_evidence_listed(s, a->txn, p, a->pc->record_id,
+                               cJSON_GetObjectItemCaseSensitive(fields, "evidence"));
+    if (rc == 0) rc = record_store(s, a->txn, rec, seq, 0);
     if (rc == 0) rc = audit_append(a->txn, s->dbs, seq, a->pc->record_id, entry);
     cJSON_Delete(entry);
     cJSON_Delete(rec);
@@ -500,9 +523,8 @@ static int load_target(apply_t *a, cJSON **out) {
     if (rc != 0) return rc;
     int64_t window = (int64_t)s->cfg.sync_window_days * 86400000;
     if (!record_visible(a->job->p->user, rec, a->job->recv_ms, window, 1)) {
-        int64_t v = version_of(rec);
         cJSON_Delete(rec);
-        rc = reject(a, v, "out_of_scope", path, "record %s is outside your scope", a->pc->record_id);
+        rc = reject(a, 0, "out_of_scope", path, "record %s is outside your scope", a->pc->record_id);
         return rc ? rc : 1;
     }
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "voided")) && !append_only) {
@@ -539,6 +561,13 @@ static int apply_update(apply_t *a) {
     cJSON *rec = NULL, *entry = NULL;
     int rc = load_target(a, &rec);
     if (rc != 0) return rc > 0 ? 0 : rc;
+    if ((rc = evidence_gate(
+             a, cJSON_GetObjectItemCaseSensitive(append, "evidence"),
+             cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fields"), "evidence"),
+             "append", version_of(rec)))) {
+        cJSON_Delete(rec);
+        return rc > 0 ? 0 : rc;
+    }
 
     int64_t prev_closed = closed_at_of(rec);
     int64_t version = version_of(rec), newv = version + 1;
@@ -631,6 +660,11 @@ static int apply_update(apply_t *a) {
             record_set_item_seq(rec, name, iid, seq);
         }
         if (cJSON_GetArraySize(added) > 0) {
+            if (strcmp(name, "evidence") == 0 &&
+                (rc = blobs_evidence_listed(s, a->txn, a->job->p, a->pc->record_id, added))) {
+                cJSON_Delete(added);
+                goto done;
+            }
             if (concurrent(rec, name, base, dev)) merged = 1;
             audit_field(af, name, NULL, added);
             record_set_meta(rec, name, newv, seq, dev, at);

@@ -46,8 +46,11 @@ enum {
     SYNC_ENOMEM = -18,     /* 503 out of memory */
     SYNC_EIO = -19,        /* 500 storage failure: never caused by a client */
     SYNC_ECHECKSUM = -20,  /* 460 checksum_mismatch: uploaded bytes do not hash as declared */
-    SYNC_EDISK = -21       /* 503 unavailable: the disk refused a write; nothing of the
+    SYNC_EDISK = -21,      /* 503 unavailable: the disk refused a write; nothing of the
                             * request was kept (+ retry_after, SYNC_EDISK_RETRY_S) */
+    SYNC_EEVIDENCE = -22   /* 422 evidence_unknown: an evidence item lists stored bytes the
+                            * pusher neither uploaded nor sees listed (a per-change
+                            * result of a push; field names the item's sha256) */
 };
 
 /* Retry-After of SYNC_EDISK: time for a disk that hiccuped to come back, or
@@ -234,13 +237,17 @@ int sync_upload_delete(sync_t *s, const sync_principal_t *p, const char *id, syn
  * when the process died. Also runs (expiry only) at most hourly while serving. */
 int sync_uploads_sweep(sync_t *s, sync_error_t *err);
 
-/* Does the blob exist? Any authenticated user may ask: it reveals only
- * whether bytes with that hash are stored. */
+/* Who may read a blob: an admin, a user who completed an upload of its
+ * bytes, and a user who sees a record listing the hash whose listing is
+ * backed (its lister could read the bytes then, or uploaded them since; see
+ * sync/blobs.c). To anyone else a stored blob is SYNC_ENOTFOUND with the
+ * words an unknown hash gets: its existence, size and type are not revealed.
+ *
+ * The blob's meta, for HEAD: the same rule as sync_blob_open(). */
 int sync_blob_stat(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out,
                    sync_error_t *err);
-/* Opens a blob for reading: SYNC_ENOTFOUND when unknown, SYNC_EFORBIDDEN
- * unless a record that lists it among its evidence is in the caller's scope
- * (admins read every blob). *fd is an open read-only descriptor the caller
+/* Opens a blob for reading: SYNC_ENOTFOUND when unknown or not the
+ * caller's to read (above). *fd is an open read-only descriptor the caller
  * closes; out->size is the file's size. */
 int sync_blob_open(sync_t *s, const sync_principal_t *p, const char *sha256, sync_blob_t *out, int *fd,
                    sync_error_t *err);

@@ -579,14 +579,14 @@ TEST(blob_range_reads_and_scope) {
     ASSERT_STATUS(r, 304);
 
     /* Scope: another unit's officer, and an officer of the unit whose grids
-     * do not hold the record, may not read it (but may ask whether it exists);
-     * the supervisor may. */
+     * do not hold the record, may not read it nor learn that it exists (the
+     * answer of an unknown hash); the supervisor may. */
     r = http(&s, "GET", blob, x.token, NULL, NULL);
-    ASSERT_ERROR(r, 403, "forbidden");
+    ASSERT_ERROR(r, 404, "not_found");
     r = http(&s, "HEAD", blob, x.token, NULL, NULL);
-    ASSERT_STATUS(r, 200);
+    ASSERT_STATUS(r, 404);
     r = http(&s, "GET", blob, o3.token, NULL, NULL);
-    ASSERT_ERROR(r, 403, "forbidden");
+    ASSERT_ERROR(r, 404, "not_found");
     const char *tail[] = {"Range: bytes=-10", NULL};
     r = http(&s, "GET", blob, sup.token, NULL, tail);
     ASSERT_STATUS(r, 206);
@@ -599,13 +599,15 @@ TEST(blob_range_reads_and_scope) {
     r = http(&s, "HEAD", nosuch, a.token, NULL, NULL);
     ASSERT_STATUS(r, 404);
 
-    /* A blob no record lists: only an admin reads it. */
+    /* A blob no record lists: only its uploader (and an admin) reads it. */
     const unsigned char *loose = random_bytes(1000, 43);
     const char *lsha = sha256_hex(loose, 1000);
     r = tus_upload(&s, a.token, loose, 1000, lsha);
     ASSERT_STATUS(r, 204);
     r = http(&s, "GET", hfmt("/v1/blobs/%s", lsha), a.token, NULL, NULL);
-    ASSERT_ERROR(r, 403, "forbidden");
+    ASSERT_STATUS(r, 200);
+    r = http(&s, "GET", hfmt("/v1/blobs/%s", lsha), sup.token, NULL, NULL);
+    ASSERT_ERROR(r, 404, "not_found");
 
     /* With the default deadline (24 h) nothing is overdue yet. */
     r = phone_push(

@@ -298,7 +298,8 @@ int casesync_next_states(casesync_t *h, const char *record_id, char **out);
  * {"next_changeset_seq":n,
  *  "pending":[change...],                       not yet sealed
  *  "sealed":[{"changeset_seq","body":{...}}],   sealed, not yet answered
- *  "acked":[{"change","status","version"}]}     answered, not yet pulled back */
+ *  "acked":[{"change","status","version"}],    answered, not yet pulled back
+ *  "held":[{"change","held_for"}]}              evidence_unknown, waiting for its upload */
 int casesync_outbox(casesync_t *h, char **out);
 
 /* Notices for the app, oldest first: a JSON array of
@@ -306,7 +307,11 @@ int casesync_outbox(casesync_t *h, char **out);
  *   "conflict"   a manual field or lifecycle clash: the server value stands,
  *                a supervisor decides ("result" holds the conflict ids),
  *   "overridden" an lww decision kept another device's later value,
- *   "rejected"   a change the server refused ("error"), kept in its quarantine,
+ *   "rejected"   a change the server refused ("error"), kept in its quarantine;
+ *                with "held_for_upload":sha256 when it was evidence_unknown and
+ *                this phone holds those bytes: the change is then kept (state
+ *                "held", in the outbox's "held") and pushed again once the
+ *                upload is done, which makes the server accept it,
  *   "failed"     a changeset refused as a whole ("error", "body"),
  *   "lost"       the server no longer had changesets it had acknowledged,
  *   "upload_failed", "removed" (a record left the phone's scope), "revoked".

@@ -788,7 +788,7 @@ int casesync_outbox(casesync_t *h, char **out) {
         return rc;
     }
     cJSON *pending = cJSON_AddArrayToObject(o, "pending"), *sl = cJSON_AddArrayToObject(o, "sealed");
-    cJSON *acked = cJSON_AddArrayToObject(o, "acked"), *e;
+    cJSON *acked = cJSON_AddArrayToObject(o, "acked"), *held = cJSON_AddArrayToObject(o, "held"), *e;
     cJSON_ArrayForEach(e, changes) {
         const char *state = cs__jstr(e, "state");
         cJSON *ch = cJSON_GetObjectItemCaseSensitive(e, "change");
@@ -800,6 +800,11 @@ int casesync_outbox(casesync_t *h, char **out) {
             if (cs__jstr(e, "status")) cJSON_AddStringToObject(a, "status", cs__jstr(e, "status"));
             cJSON_AddNumberToObject(a, "version", (double)cs__jint(e, "ack_version", 0));
             cJSON_AddItemToArray(acked, a);
+        } else if (state && strcmp(state, "held") == 0) {
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddItemToObject(a, "change", cJSON_Duplicate(ch, 1));
+            if (cs__jstr(e, "held_for")) cJSON_AddStringToObject(a, "held_for", cs__jstr(e, "held_for"));
+            cJSON_AddItemToArray(held, a);
         }
     }
     cJSON_ArrayForEach(e, sealed) {

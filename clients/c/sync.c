@@ -294,6 +294,17 @@ static int write_changeset(casesync_t *h, MDB_txn *txn, int64_t seq, cJSON *chan
     return rc;
 }
 
+/* Has the upload a held change waits for finished? A change whose upload
+ * is gone or failed stays held: its rejection notice tells the user. */
+static int held_ready(casesync_t *h, MDB_txn *txn, const char *sha) {
+    cJSON *up = NULL;
+    if (!sha || cs__get_json(txn, h->db[CS_DB_UPLOADS], sha, strlen(sha), &up) != 0) return 0;
+    const char *st = cs__jstr(up, "state");
+    int done = st && strcmp(st, "done") == 0;
+    cJSON_Delete(up);
+    return done;
+}
+
 static int seal_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
     seal_ctx_t *s = ctx;
     s->sealed = 0;
@@ -308,6 +319,12 @@ static int seal_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         cJSON *e = cs__parse(v.mv_data, v.mv_size);
         const char *state = cs__jstr(e, "state");
+        if (state && strcmp(state, "held") == 0 && held_ready(h, txn, cs__jstr(e, "held_for"))) {
+            /* Its bytes are uploaded now: the change goes out again. */
+            cJSON_DeleteItemFromObjectCaseSensitive(e, "held_for");
+            cJSON_ReplaceItemInObjectCaseSensitive(e, "state", cJSON_CreateString("pending"));
+            state = "pending";
+        }
         if (state && strcmp(state, "pending") == 0) {
             cJSON_AddNumberToObject(e, "lseq", (double)cs__rd64(k.mv_data));
             cJSON_AddItemToArray(pend, e);
@@ -458,6 +475,30 @@ static int count_kept_server(const cJSON *conflicts) {
     return n;
 }
 
+/* A change rejected with evidence_unknown names an evidence item whose bytes
+ * the server holds but this user did not upload. When this phone holds those
+ * bytes (an upload of them that has not failed), the change is held, not
+ * dropped: once the upload is done its user is an uploader, and the change is
+ * sealed again (seal_txn). The sha256 to wait for goes to sha. */
+static int held_for_upload(casesync_t *h, MDB_txn *txn, const cJSON *change, const cJSON *res, char sha[65]) {
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(res, "error");
+    const char *code = cs__jstr(e, "code"), *field = cs__jstr(e, "field");
+    const char *at = field ? strstr(field, ".evidence[") : NULL;
+    if (!code || strcmp(code, "evidence_unknown") != 0 || !at) return 0;
+    const char *where = strstr(field, ".append.evidence[") ? "append" : "fields";
+    int k = atoi(at + strlen(".evidence["));
+    const cJSON *items =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(change, where), "evidence");
+    const char *hash = cs__jstr(cJSON_GetArrayItem(items, k), "sha256");
+    cJSON *up = NULL;
+    if (!hash || strlen(hash) != 64 || cs__get_json(txn, h->db[CS_DB_UPLOADS], hash, 64, &up) != 0) return 0;
+    const char *st = cs__jstr(up, "state");
+    int held = st && strcmp(st, "failed") != 0;
+    cJSON_Delete(up);
+    if (held) snprintf(sha, 65, "%s", hash);
+    return held;
+}
+
 static int results_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
     results_ctx_t *r = ctx;
     cs__events_reset(r->ev);
@@ -492,10 +533,18 @@ static int results_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
         cJSON_Delete(evj);
         const cJSON *conflicts = cJSON_GetObjectItemCaseSensitive(res, "conflicts");
         const char *kind = NULL;
+        char held[65] = "";
         if (strcmp(status, "rejected") == 0) {
             tally.rejected++;
             kind = "rejected";
-            rc = cs__change_del(h, txn, lseq, rid);
+            if (held_for_upload(h, txn, change, res, held)) {
+                cJSON_ReplaceItemInObjectCaseSensitive(entry, "state", cJSON_CreateString("held"));
+                cJSON_DeleteItemFromObjectCaseSensitive(entry, "cs");
+                cJSON_AddStringToObject(entry, "held_for", held);
+                rc = cs__put_json(txn, h->db[CS_DB_CHANGES], ck, 8, entry);
+            } else {
+                rc = cs__change_del(h, txn, lseq, rid);
+            }
         } else {
             if (strcmp(status, "applied") == 0)
                 tally.applied++;
@@ -524,6 +573,8 @@ static int results_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
             if (strcmp(kind, "rejected") == 0)
                 cJSON_AddItemToObject(nt, "error",
                                       cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(res, "error"), 1));
+            if (held[0])
+                cJSON_AddStringToObject(nt, "held_for_upload", held);
             else
                 cJSON_AddItemToObject(nt, "result", cJSON_Duplicate(res, 1));
             rc = cs__notice_add(h, txn, nt, r->ev);
