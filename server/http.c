@@ -48,6 +48,7 @@ static const struct {
     {SYNC_EIO, 500, "internal"},
     {SYNC_ECHECKSUM, 460, "checksum_mismatch"},
     {SYNC_EDISK, 503, "unavailable"},
+    {SYNC_EDEVINUSE, 409, "device_in_use"},
 };
 
 int http_status_of(int sync_code, const char **code) {
