@@ -1061,7 +1061,8 @@ typedef struct login_job {
     sync_t *s;
     const char *user_id;
     const char *pw_checked;  /* the hash the password was verified against */
-    const char *pw_new;      /* NULL, or the re-hash to store in its place */
+    int64_t epoch_checked;   /* the user's token_epoch when it was read */
+    const char *pw_new;      /* NULL, or the re-hash to store in place of pw_checked */
     const char *device_id, *device_name, *app_version;
     const char *token_hash;
     int64_t now, expires_at;
@@ -1085,10 +1086,12 @@ static int login_job_fn(MDB_txn *txn, void *arg) {
 
     cJSON_Delete(c->user);
     c->user = NULL;
-    /* The user may have changed since the password was checked outside. */
+    /* The user may have changed since the password was checked outside: a
+     * new password or a disable bumps token_epoch (a re-hash by another
+     * login of the same password does not, and fails nobody). */
     rc = store_get_json(txn, dbs->users, c->user_id, strlen(c->user_id), &u);
-    if (rc == SYNC_ENOTFOUND || (rc == 0 && (is_true(u, "disabled") || !util_json_str(u, "pw") ||
-                                             strcmp(util_json_str(u, "pw"), c->pw_checked) != 0))) {
+    if (rc == SYNC_ENOTFOUND ||
+        (rc == 0 && (is_true(u, "disabled") || !util_json_str(u, "pw") || epoch_of(u, "token_epoch") != c->epoch_checked))) {
         rc = sync_fail(&c->jerr, SYNC_ECREDS, NULL, "invalid username or password");
         goto fail;
     }
@@ -1134,6 +1137,8 @@ static int login_job_fn(MDB_txn *txn, void *arg) {
         (!cJSON_GetObjectItemCaseSensitive(d, "next_changeset_seq") &&
          obj_set(d, "next_changeset_seq", cJSON_CreateNumber((double)next))))
         goto oom;
+    /* Only the hash verified is replaced; another login may have done it already. */
+    if (c->pw_new && strcmp(util_json_str(u, "pw"), c->pw_checked) != 0) c->pw_new = NULL;
     if (c->pw_new && (obj_set(u, "pw", cJSON_CreateString(c->pw_new)) ||
                       obj_set(u, "pw_rehashed_at", time_item(c->now))))
         goto oom;
@@ -1256,6 +1261,7 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
     util_sha256_hex(token, strlen(token), token_hash);
     job.user_id = util_json_str(user, "id");
     job.pw_checked = stored_pw;
+    job.epoch_checked = epoch_of(user, "token_epoch");
     job.pw_new = pw_new[0] ? pw_new : NULL;
     job.device_id = device_id;
     job.device_name = device_name;
