@@ -6,7 +6,7 @@
 CC      ?= cc
 SANITIZE ?=
 CFLAGS_BASE = -fPIC -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -I. -pthread -DCASESYNC_SCHEMA_PATH='"$(CURDIR)/schema/casesync.json"'
-LIBS    = -lcivetweb -llmdb -lcjson -lz -lcrypto -pthread
+LIBS    = -lcivetweb -llmdb -lcjson -lz -lcrypto -largon2 -pthread
 CLIBS   = -llmdb -lcjson -lcurl -lz -lcrypto -pthread
 TLIBS   = $(LIBS) -lcurl
 
@@ -180,7 +180,7 @@ testbins: $(BINS) $(BUILD)/casesync-tests
 # Load generator against a release casesyncd; prints a table, writes bench/results.json.
 bench: deps
 	@$(MAKE) --no-print-directory all
-	$(CC) $(CFLAGS_BASE) -O2 -o build/bench bench/bench.c -llmdb -lcjson -lcurl -pthread
+	$(CC) $(CFLAGS_BASE) -O2 -o build/bench bench/bench.c -llmdb -lcjson -lcurl -largon2 -lcrypto -pthread
 	CASESYNC_BIN=build ./build/bench
 
 # Unit tests under valgrind memcheck (a plain build: no sanitizer runtime).

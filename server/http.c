@@ -49,6 +49,7 @@ static const struct {
     {SYNC_ECHECKSUM, 460, "checksum_mismatch"},
     {SYNC_EDISK, 503, "unavailable"},
     {SYNC_EEVIDENCE, 422, "evidence_unknown"},
+    {SYNC_EDEVINUSE, 409, "device_in_use"},
 };
 
 int http_status_of(int sync_code, const char **code) {

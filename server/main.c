@@ -31,6 +31,9 @@
 #define MAX_THREADS 1024
 #define MAX_CONFIG_BYTES (1u << 20)
 #define PBKDF2_ENV "CASESYNC_PBKDF2_ITERATIONS"
+/* "m=KIB,t=N,p=N": the argon2id cost of new hashes, for test servers (the
+ * config file's argon2_* keys win over it). */
+#define ARGON2_ENV "CASESYNC_ARGON2_COST"
 /* How long a graceful stop waits for the requests in flight. */
 #define DRAIN_TIMEOUT_MS 25000
 
@@ -141,7 +144,8 @@ static int parse_args(int argc, char **argv, options_t *o) {
 /* ---- the config file ---------------------------------------------------- */
 
 enum { K_BODY, K_INFLATED, K_DEPTH, K_CHANGES, K_STRING, K_WINDOW, K_TTL, K_PBKDF2, K_MAP, K_SCHEMA,
-       K_EVIDENCE_DEADLINE, K_UPLOAD_MAX, K_UPLOAD_EXPIRE, K_THREADS, K_REQUEST_TIMEOUT, K_PUSHING };
+       K_EVIDENCE_DEADLINE, K_UPLOAD_MAX, K_UPLOAD_EXPIRE, K_THREADS, K_REQUEST_TIMEOUT, K_PUSHING,
+       K_ARGON2_T, K_ARGON2_M, K_ARGON2_P, K_HASHING, K_LOGIN_FAILURES, K_ACCOUNT_FAILURES, K_LOGIN_WINDOW };
 
 static const struct {
     const char *key;
@@ -164,6 +168,13 @@ static const struct {
     {"threads", K_THREADS, 1, MAX_THREADS},
     {"request_timeout_ms", K_REQUEST_TIMEOUT, 100, 600000},
     {"max_pushing", K_PUSHING, 1, 100000},
+    {"argon2_t_cost", K_ARGON2_T, 1, 100},
+    {"argon2_memory_kib", K_ARGON2_M, 8, 4194304},
+    {"argon2_parallelism", K_ARGON2_P, 1, 16},
+    {"max_hashing", K_HASHING, 1, 1024},
+    {"login_max_failures", K_LOGIN_FAILURES, 1, 1000},
+    {"login_account_max_failures", K_ACCOUNT_FAILURES, 1, 1000},
+    {"login_window_s", K_LOGIN_WINDOW, 1, 86400},
 };
 
 static char *read_file(const char *path, size_t *len) {
@@ -263,6 +274,13 @@ static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
             if (!o->threads_given) o->threads = (int)v;
             break;
         case K_REQUEST_TIMEOUT: o->request_timeout_ms = (int)v; break;
+        case K_ARGON2_T: cfg->argon2_t_cost = (int)v; break;
+        case K_ARGON2_M: cfg->argon2_m_kib = (int)v; break;
+        case K_ARGON2_P: cfg->argon2_lanes = (int)v; break;
+        case K_HASHING: cfg->max_hashing = (int)v; break;
+        case K_LOGIN_FAILURES: cfg->login_max_failures = (int)v; break;
+        case K_ACCOUNT_FAILURES: cfg->login_account_max_failures = (int)v; break;
+        case K_LOGIN_WINDOW: cfg->login_window_s = (int)v; break;
         default: break;
         }
     }
@@ -370,6 +388,11 @@ int main(int argc, char **argv) {
             return 1;
         }
         cfg.pbkdf2_iterations = (int)n;
+    }
+    env = getenv(ARGON2_ENV);
+    if (env && *env && sync_argon2_cost_parse(env, &cfg) < 0) {
+        fprintf(stderr, "casesyncd: %s must be like m=65536,t=3,p=1\n", ARGON2_ENV);
+        return 1;
     }
     /* The config file wins over the environment. */
     if (o.config_path && load_config(o.config_path, &cfg, &lim, &o, &schema_path) < 0) {

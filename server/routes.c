@@ -558,6 +558,13 @@ static void do_device_revoke(call_t *c) {
     route_reply(c, rc, out, &err, 200);
 }
 
+static void do_device_release(call_t *c) {
+    sync_error_t err = {0};
+    char *out = NULL;
+    int rc = sync_device_release(c->rt->sync, c->p, c->id, &out, &err);
+    route_reply(c, rc, out, &err, 200);
+}
+
 static void do_audit_verify(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
@@ -667,6 +674,7 @@ static const route_t route_table[] = {
     {"GET", "/v1/audit/verify", 1, do_audit_verify},
     {"GET", "/v1/devices", 1, do_devices},
     {"POST", "/v1/devices/*/revoke", 1, do_device_revoke},
+    {"POST", "/v1/admin/devices/*/release", 1, do_device_release},
     {"OPTIONS", "/v1/uploads", 0, upload_route_options},
     {"POST", "/v1/uploads", 1, upload_route_create},
     {"GET", "/v1/uploads/*", 1, upload_route_status},

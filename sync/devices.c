@@ -1,6 +1,9 @@
-/* devices.c -- the devices of a unit for its supervisor, and revoking a lost
- * phone. A revoked device's tokens answer device_revoked (identity.c checks
- * the flag on every call); its earlier changesets stay. */
+/* devices.c -- the devices of a unit for its supervisor, revoking a lost
+ * phone, and releasing one that changes hands. A device belongs to the user
+ * it is bound to (identity.c binds it at the first login); its unit is that
+ * user's unit, and only a supervisor of it or an admin sees or revokes it.
+ * A revoked device's tokens answer device_revoked (identity.c checks the flag
+ * on every call); its earlier changesets stay. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +127,65 @@ int sync_device_revoke(sync_t *s, const sync_principal_t *p, const char *device_
     cJSON_Delete(missing);
     cJSON_Delete(j.device);
     *out = cJSON_PrintUnformatted(v);
+    cJSON_Delete(v);
+    return *out ? 0 : sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+}
+
+/* ---- release ------------------------------------------------------------------------ */
+
+typedef struct release_job {
+    sync_t *s;
+    const sync_principal_t *p; /* NULL: the command line */
+    const char *id;
+    cJSON *device; /* out */
+    sync_error_t *err;
+} release_job_t;
+
+static int release_run(MDB_txn *txn, void *ctx) {
+    release_job_t *j = ctx;
+    cJSON *d = NULL;
+    char at[32];
+    int64_t epoch = 0;
+    int rc = store_get_json(txn, j->s->dbs->devices, j->id, strlen(j->id), &d);
+    if (rc == SYNC_ENOTFOUND) return sync_fail(j->err, rc, NULL, "no device %s", j->id);
+    if (rc) return sync_fail(j->err, rc, NULL, "reading the device: %s", sync_strerror(rc));
+    if (util_json_int(d, "epoch", &epoch) != 0 || epoch < 0) epoch = 0;
+    /* A new epoch ends every token of the device; next_changeset_seq stays,
+     * so the next owner's changesets never reuse a stored seq. */
+    util_json_set(d, "user_id", cJSON_CreateNull());
+    util_json_set(d, "epoch", cJSON_CreateNumber((double)(epoch + 1)));
+    util_json_set(d, "released_at", cJSON_CreateString(util_fmt_time(util_now_ms(), at)));
+    util_json_set(d, "released_by", j->p ? cJSON_CreateString(j->p->user_id) : cJSON_CreateString("casesync"));
+    if (!cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(d, "user_id")) ||
+        !cJSON_GetObjectItemCaseSensitive(d, "released_by")) {
+        cJSON_Delete(d);
+        return sync_fail(j->err, SYNC_ENOMEM, NULL, "out of memory");
+    }
+    rc = store_put_json(txn, j->s->dbs->devices, j->id, strlen(j->id), d);
+    if (rc == 0)
+        j->device = d;
+    else {
+        cJSON_Delete(d);
+        sync_fail(j->err, rc, NULL, "storing the device: %s", sync_strerror(rc));
+    }
+    return rc;
+}
+
+int sync_device_release(sync_t *s, const sync_principal_t *p, const char *device_id, char **out,
+                        sync_error_t *err) {
+    release_job_t j = {.s = s, .p = p, .id = device_id, .err = err};
+    *out = NULL;
+    if (p && p->role != ROLE_ADMIN) return sync_fail(err, SYNC_EFORBIDDEN, NULL, "only an admin releases devices");
+    if (!device_id || !*device_id || strlen(device_id) >= sizeof ((sync_principal_t *)0)->device_id)
+        return sync_fail(err, SYNC_ENOTFOUND, NULL, "no such device");
+    int rc = store_write(s->st, release_run, &j);
+    if (rc) {
+        if (err && err->code != rc) sync_fail(err, rc, NULL, "%s", sync_strerror(rc));
+        return rc;
+    }
+    cJSON *v = device_view(j.device, NULL);
+    cJSON_Delete(j.device);
+    *out = v ? cJSON_PrintUnformatted(v) : NULL;
     cJSON_Delete(v);
     return *out ? 0 : sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
 }

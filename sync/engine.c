@@ -47,6 +47,7 @@ const char *sync_strerror(int code) {
     case SYNC_ENOMEM: return "out of memory";
     case SYNC_EIO: return "storage failure";
     case SYNC_ECHECKSUM: return "checksum mismatch";
+    case SYNC_EDEVINUSE: return "device in use by another user";
     case SYNC_EDISK: return "the server's disk refused the write; nothing of it was kept, try again later";
     case SYNC_EEVIDENCE: return "evidence lists bytes that are not yours to list";
     default: return "unknown error";
@@ -67,6 +68,16 @@ static void sync_defaults(sync_config_t *c) {
     if (c->max_changes <= 0) c->max_changes = 1000;
     if (c->max_string <= 0) c->max_string = 65536;
     if (c->login_max_failures <= 0) c->login_max_failures = 5;
+    if (c->login_account_max_failures <= 0) c->login_account_max_failures = 10;
+    if (c->login_window_s <= 0) c->login_window_s = 900;
+    if (c->argon2_t_cost <= 0) c->argon2_t_cost = 3;
+    if (c->argon2_m_kib <= 0) c->argon2_m_kib = 65536;
+    if (c->argon2_lanes <= 0) c->argon2_lanes = 1;
+    if (c->argon2_m_kib < 8 * c->argon2_lanes) c->argon2_m_kib = 8 * c->argon2_lanes; /* argon2's minimum */
+    if (c->max_hashing <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->max_hashing = n > 0 && n < 4096 ? (int)n : 1;
+    }
 }
 
 /* The cursor key: made once, kept in meta, so cursors outlive restarts. */
@@ -113,6 +124,8 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
     snprintf(s->data_dir, sizeof s->data_dir, "%s", cfg->data_dir);
     s->cfg.data_dir = s->data_dir;
     pthread_mutex_init(&s->login_mu, NULL);
+    pthread_mutex_init(&s->hash_mu, NULL);
+    pthread_cond_init(&s->hash_cv, NULL);
 
     /* The schema: an explicit path, else one shipped beside the data, else the built-in. */
     const char *sp = cfg->schema_path;
@@ -140,6 +153,8 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
 fail:
     schema_free(s->schema);
     pthread_mutex_destroy(&s->login_mu);
+    pthread_mutex_destroy(&s->hash_mu);
+    pthread_cond_destroy(&s->hash_cv);
     free(s);
     return rc;
 }
@@ -155,6 +170,8 @@ void sync_close(sync_t *s) {
     store_close(s->st);
     schema_free(s->schema);
     pthread_mutex_destroy(&s->login_mu);
+    pthread_mutex_destroy(&s->hash_mu);
+    pthread_cond_destroy(&s->hash_cv);
     free(s);
 }
 
@@ -207,6 +224,21 @@ int sync_metrics(sync_t *s, char **out) {
     if (n > 0 && (size_t)n < cap)
         n += snprintf(b + n, cap - (size_t)n, "casesync_commit_batch_jobs_sum %llu\ncasesync_commit_batch_jobs_count %llu\n",
                       (unsigned long long)jobs, (unsigned long long)batches);
+    pthread_mutex_lock(&s->hash_mu);
+    uint64_t hashes = __atomic_load_n(&s->n_pw_hashes, __ATOMIC_RELAXED),
+             busy = __atomic_load_n(&s->n_hash_busy, __ATOMIC_RELAXED);
+    int hashing = s->hashing;
+    pthread_mutex_unlock(&s->hash_mu);
+    if (n > 0 && (size_t)n < cap)
+        n += snprintf(b + n, cap - (size_t)n,
+                      "# HELP casesync_password_hashes_total Password hashes computed (logins, also for unknown "
+                      "usernames, re-hashes, new passwords).\n"
+                      "# TYPE casesync_password_hashes_total counter\ncasesync_password_hashes_total %llu\n"
+                      "# HELP casesync_password_hashing Password hashes being computed now (cap: max_hashing).\n"
+                      "# TYPE casesync_password_hashing gauge\ncasesync_password_hashing %d\n"
+                      "# HELP casesync_login_busy_total Logins answered 503 for want of a hashing slot.\n"
+                      "# TYPE casesync_login_busy_total counter\ncasesync_login_busy_total %llu\n",
+                      (unsigned long long)hashes, hashing, (unsigned long long)busy);
     if (n < 0 || (size_t)n >= cap) {
         free(b);
         return SYNC_ENOMEM;

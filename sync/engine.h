@@ -9,12 +9,15 @@
 #include "sync/store.h"
 #include "sync/sync.h"
 
-/* Login failure limiter: a small table of (key -> failures, window start). */
-#define LOGIN_SLOTS 256
+/* Login failure limiter: a small table of (key -> failures, window start).
+ * Three kinds of key share it (identity.c): address and username, address,
+ * username alone. */
+#define LOGIN_SLOTS 1024
 typedef struct login_slot {
     char key[128];
     int failures; /* wrong passwords in the window */
     int pending;  /* attempts whose password is being checked now */
+    int max;      /* failures that block this key (by its kind) */
     int64_t first_ms;
 } login_slot_t;
 
@@ -26,6 +29,12 @@ struct sync {
     char data_dir[1024];
     pthread_mutex_t login_mu;
     login_slot_t login[LOGIN_SLOTS];
+    /* Password hashing slots (identity.c): at most cfg.max_hashing hash at
+     * once, at most HASH_WAITERS_FACTOR times that many wait for a slot. */
+    pthread_mutex_t hash_mu;
+    pthread_cond_t hash_cv;
+    int hashing, hash_waiting;
+    uint64_t n_pw_hashes, n_hash_busy; /* counters for /metrics (atomic adds) */
     int shutting_down;          /* atomic: set by sync_shutdown() */
     char cursor_key[65];        /* seals pull cursors; kept in meta */
     /* Counters for /metrics (atomic adds). */

@@ -1,11 +1,15 @@
 /* identity.c -- users, passwords, bearer tokens and devices: login, logout,
  * authentication of every request, and the admin's user management.
  *
- * Passwords are stored only as PBKDF2-HMAC-SHA256 strings
- * ("pbkdf2-sha256$ITER$SALTHEX$HASHHEX") and tokens only as the SHA-256 hex of
- * the token. The slow hashing always runs in the calling thread, before the
- * write job is queued: the writer is shared by every request and must never
- * wait on it.
+ * Passwords are stored as argon2id PHC strings ("$argon2id$v=19$m=..,t=..,p=..$
+ * SALT$HASH", libargon2); PBKDF2-HMAC-SHA256 strings of earlier versions
+ * ("pbkdf2-sha256$ITER$SALTHEX$HASHHEX") still verify and are replaced by
+ * argon2id on the next successful login, as are argon2id hashes below the
+ * configured cost. Tokens are stored only as the SHA-256 hex of the token,
+ * with the user's and the device's epochs of their login. The slow hashing
+ * always runs in the calling thread, holding one of cfg.max_hashing slots,
+ * before the write job is queued: the writer is shared by every request and
+ * must never wait on it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +18,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <argon2.h>
+#include <time.h>
 
 #include "sync/engine.h"
 
@@ -46,12 +52,23 @@
 #define PW_SALT_MAX_BYTES 64          /* accepted in a stored hash */
 #define PW_ITERATIONS_MAX 100000000L  /* a stored count above this is corrupt */
 #define PW_HASH_TEXT_MAX 192
+#define PW_ARGON2_PREFIX "$argon2id$v=19$"
+#define PW_ARGON2_T_MAX 100
+#define PW_ARGON2_M_MAX (4L * 1024 * 1024) /* KiB: 4 GiB */
+#define PW_ARGON2_LANES_MAX 16
+
+/* Hashing slots (hash_slot_take): how long a login waits for one, how many
+ * may wait per slot, and the Retry-After of a login that got none
+ * (HASH_RETRY_S plus 0..HASH_RETRY_SPREAD_S-1, so a storm's retries spread). */
+#define HASH_SLOT_WAIT_MS 2000
+#define HASH_WAITERS_FACTOR 4
+#define HASH_RETRY_S 2
+#define HASH_RETRY_SPREAD_S 4
 
 #define TOKEN_BYTES 32
 #define TOKEN_HEX_LEN (2 * TOKEN_BYTES)
 #define TOKEN_MAX_LEN 512  /* longer bearer strings are not ours: refused unhashed */
 
-#define LOGIN_WINDOW_MS (15LL * 60 * 1000)
 /* Failed logins from one client address, across all usernames, per window:
  * this many times login_max_failures (20 by default). Phones of a whole
  * station behind one NAT may mistype that often; a password sprayed over the
@@ -163,56 +180,182 @@ static int answer(const cJSON *v, char **out, sync_error_t *err) {
 
 /* ---- passwords ------------------------------------------------------------------ */
 
-/* Hashes pw with a fresh random salt into out ("pbkdf2-sha256$ITER$SALT$HASH").
- * 0 or SYNC_EIO (no randomness) / SYNC_ENOMEM. Slow by design: call it outside
- * any transaction. */
-static int password_hash(int iterations, const char *pw, char out[PW_HASH_TEXT_MAX]) {
-    unsigned char salt[PW_SALT_BYTES], hash[PW_HASH_BYTES];
-    char salt_hex[2 * PW_SALT_BYTES + 1], hash_hex[2 * PW_HASH_BYTES + 1];
-    if (RAND_bytes(salt, sizeof salt) != 1) return SYNC_EIO;
-    if (PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, sizeof salt, iterations, EVP_sha256(),
-                          sizeof hash, hash) != 1)
-        return SYNC_ENOMEM;
-    util_hex(salt, sizeof salt, salt_hex);
-    util_hex(hash, sizeof hash, hash_hex);
-    OPENSSL_cleanse(hash, sizeof hash);
-    snprintf(out, PW_HASH_TEXT_MAX, PW_SCHEME "$%d$%s$%s", iterations, salt_hex, hash_hex);
+/* Parses a PBKDF2 string "pbkdf2-sha256$ITER$SALTHEX$HASHHEX": 0 and the
+ * parts, or -1 when it is not one (or its count is past PW_ITERATIONS_MAX). */
+static int pbkdf2_parse(const char *stored, long *iter, unsigned char salt[PW_SALT_MAX_BYTES], size_t *salt_len,
+                        unsigned char want[PW_HASH_BYTES]) {
+    const char *p, *salt_hex, *hash_hex;
+    char *end;
+    if (!stored || strncmp(stored, PW_SCHEME "$", sizeof PW_SCHEME) != 0) return -1;
+    p = stored + sizeof PW_SCHEME;
+    if (*p < '0' || *p > '9') return -1;
+    *iter = strtol(p, &end, 10);
+    if (end == p || *end != '$' || *iter < 1 || *iter > PW_ITERATIONS_MAX) return -1;
+    salt_hex = end + 1;
+    hash_hex = strchr(salt_hex, '$');
+    if (!hash_hex) return -1;
+    size_t n = (size_t)(hash_hex - salt_hex);
+    hash_hex++;
+    if (n == 0 || n > 2 * PW_SALT_MAX_BYTES || hex_decode(salt_hex, n, salt) ||
+        strlen(hash_hex) != 2 * PW_HASH_BYTES || hex_decode(hash_hex, 2 * PW_HASH_BYTES, want))
+        return -1;
+    *salt_len = n / 2;
     return 0;
 }
 
-/* 1 when pw matches the stored hash string, 0 otherwise (also for a malformed
- * or missing stored string). Uses the iteration count stored in the string. */
-static int password_verify(const char *stored, const char *pw) {
+/* Reads "<name>=<digits>" at *p into *v (1..max) and moves *p past it. 0 or -1. */
+static int phc_param(const char **p, char name, long max, int *v) {
+    const char *q = *p;
+    long n = 0;
+    if (q[0] != name || q[1] != '=' || q[2] < '0' || q[2] > '9') return -1;
+    for (q += 2; *q >= '0' && *q <= '9'; q++)
+        if ((n = n * 10 + (*q - '0')) > max) return -1;
+    if (n < 1) return -1;
+    *v = (int)n;
+    *p = q;
+    return 0;
+}
+
+/* The cost of an argon2id PHC string "$argon2id$v=19$m=M,t=T,p=P$SALT$HASH"
+ * (the order libargon2 writes). 0, or -1 when it is not one or its cost is
+ * outside what this server would ever configure (a corrupt record must not
+ * make a login allocate gigabytes). */
+static int argon2_parse(const char *stored, int *t, int *m, int *lanes) {
+    const char *p;
+    if (!stored || strncmp(stored, PW_ARGON2_PREFIX, sizeof PW_ARGON2_PREFIX - 1) != 0) return -1;
+    p = stored + sizeof PW_ARGON2_PREFIX - 1;
+    if (phc_param(&p, 'm', PW_ARGON2_M_MAX, m) || *p++ != ',' || phc_param(&p, 't', PW_ARGON2_T_MAX, t) ||
+        *p++ != ',' || phc_param(&p, 'p', PW_ARGON2_LANES_MAX, lanes) || *p != '$')
+        return -1;
+    if (*m < 8 * *lanes) return -1; /* argon2's own minimum */
+    return 0;
+}
+
+sync_pw_verdict_t sync_pw_verdict(const char *stored, int t_cost, int m_kib, int lanes) {
+    unsigned char salt[PW_SALT_MAX_BYTES], want[PW_HASH_BYTES];
+    size_t salt_len;
+    long iter;
+    int t, m, p;
+    (void)lanes; /* more or fewer lanes is not a weaker hash: the work is t x m */
+    if (argon2_parse(stored, &t, &m, &p) == 0) return t < t_cost || m < m_kib ? SYNC_PW_REHASH : SYNC_PW_CURRENT;
+    if (pbkdf2_parse(stored, &iter, salt, &salt_len, want) == 0) return SYNC_PW_REHASH;
+    return SYNC_PW_INVALID;
+}
+
+int sync_argon2_cost_parse(const char *text, sync_config_t *cfg) {
+    int t = cfg->argon2_t_cost, m = cfg->argon2_m_kib, lanes = cfg->argon2_lanes;
+    const char *p = text;
+    if (!p || !*p) return -1;
+    for (;;) {
+        int *v = *p == 'm' ? &m : *p == 't' ? &t : *p == 'p' ? &lanes : NULL;
+        long max = *p == 'm' ? PW_ARGON2_M_MAX : *p == 't' ? PW_ARGON2_T_MAX : PW_ARGON2_LANES_MAX;
+        if (!v || phc_param(&p, *p, max, v)) return -1;
+        if (!*p) break;
+        if (*p++ != ',') return -1;
+    }
+    if (m < 8 * (lanes > 0 ? lanes : 1)) return -1;
+    cfg->argon2_t_cost = t;
+    cfg->argon2_m_kib = m;
+    cfg->argon2_lanes = lanes;
+    return 0;
+}
+
+/* Takes a hashing slot: at once when fewer than cfg.max_hashing hashes run,
+ * else after waiting up to HASH_SLOT_WAIT_MS among at most
+ * HASH_WAITERS_FACTOR x max_hashing waiters. 0, or SYNC_EBUSY (+retry_after)
+ * without a slot: a login storm costs a few worker threads, never all. */
+static int hash_slot_take(sync_t *s, sync_error_t *err) {
+    int cap = s->cfg.max_hashing, rc = 0;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += HASH_SLOT_WAIT_MS / 1000;
+    until.tv_nsec += (long)(HASH_SLOT_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->hash_mu);
+    if (s->hashing >= cap) {
+        if (s->hash_waiting >= cap * HASH_WAITERS_FACTOR) {
+            rc = -1;
+        } else {
+            s->hash_waiting++;
+            while (s->hashing >= cap && rc == 0) rc = pthread_cond_timedwait(&s->hash_cv, &s->hash_mu, &until);
+            s->hash_waiting--;
+            rc = s->hashing < cap ? 0 : -1;
+        }
+    }
+    if (rc == 0) s->hashing++;
+    pthread_mutex_unlock(&s->hash_mu);
+    if (rc == 0) return 0;
+    uint64_t n = __atomic_add_fetch(&s->n_hash_busy, 1, __ATOMIC_RELAXED);
+    rc = sync_fail(err, SYNC_EBUSY, NULL, "too many logins at once; try again in a moment");
+    /* Spread the retries of a storm over a few seconds. */
+    if (err) err->retry_after = HASH_RETRY_S + (int)(n % HASH_RETRY_SPREAD_S);
+    return rc;
+}
+
+static void hash_slot_give(sync_t *s) {
+    pthread_mutex_lock(&s->hash_mu);
+    s->hashing--;
+    pthread_cond_signal(&s->hash_cv);
+    pthread_mutex_unlock(&s->hash_mu);
+}
+
+/* Hashes pw as argon2id at the configured cost with a fresh random salt into
+ * out (a PHC string). 0 or SYNC_EIO (no randomness) / SYNC_ENOMEM. Slow by
+ * design: call it outside any transaction, holding a hashing slot. */
+static int password_hash(sync_t *s, const char *pw, char out[PW_HASH_TEXT_MAX]) {
+    unsigned char salt[PW_SALT_BYTES];
+    if (RAND_bytes(salt, sizeof salt) != 1) return SYNC_EIO;
+    __atomic_add_fetch(&s->n_pw_hashes, 1, __ATOMIC_RELAXED);
+    int rc = argon2id_hash_encoded((uint32_t)s->cfg.argon2_t_cost, (uint32_t)s->cfg.argon2_m_kib,
+                                   (uint32_t)s->cfg.argon2_lanes, pw, strlen(pw), salt, sizeof salt,
+                                   PW_HASH_BYTES, out, PW_HASH_TEXT_MAX);
+    if (rc == ARGON2_OK) return 0;
+    out[0] = 0;
+    return rc == ARGON2_MEMORY_ALLOCATION_ERROR ? SYNC_ENOMEM : SYNC_EIO;
+}
+
+/* The same, taking and giving back a hashing slot around it. */
+static int password_hash_slot(sync_t *s, const char *pw, char out[PW_HASH_TEXT_MAX], sync_error_t *err) {
+    int rc = hash_slot_take(s, err);
+    if (rc != 0) return rc;
+    rc = password_hash(s, pw, out);
+    hash_slot_give(s);
+    return rc ? sync_fail(err, rc, NULL, "cannot hash the password") : 0;
+}
+
+/* 1 when pw matches the stored hash string (argon2id or PBKDF2, at the cost
+ * the string states), 0 otherwise (also for a malformed or missing one). */
+static int password_verify(sync_t *s, const char *stored, const char *pw) {
     unsigned char salt[PW_SALT_MAX_BYTES], want[PW_HASH_BYTES], got[PW_HASH_BYTES];
-    const char *p, *salt_hex, *hash_hex;
-    char *end;
-    int ok = 0;
-    if (!stored || strncmp(stored, PW_SCHEME "$", sizeof PW_SCHEME) != 0) return 0;
-    p = stored + sizeof PW_SCHEME;
-    long iter = strtol(p, &end, 10);
-    if (end == p || *end != '$' || iter < 1 || iter > PW_ITERATIONS_MAX) return 0;
-    salt_hex = end + 1;
-    hash_hex = strchr(salt_hex, '$');
-    if (!hash_hex) return 0;
-    size_t salt_len = (size_t)(hash_hex - salt_hex);
-    hash_hex++;
-    if (salt_len == 0 || salt_len > 2 * sizeof salt || hex_decode(salt_hex, salt_len, salt) ||
-        strlen(hash_hex) != 2 * sizeof want || hex_decode(hash_hex, 2 * sizeof want, want))
-        return 0;
-    if (PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, (int)(salt_len / 2), (int)iter, EVP_sha256(),
-                          sizeof got, got) != 1)
+    size_t salt_len;
+    long iter;
+    int t, m, lanes, ok;
+    if (argon2_parse(stored, &t, &m, &lanes) == 0) {
+        __atomic_add_fetch(&s->n_pw_hashes, 1, __ATOMIC_RELAXED);
+        return argon2id_verify(stored, pw, strlen(pw)) == ARGON2_OK;
+    }
+    if (pbkdf2_parse(stored, &iter, salt, &salt_len, want) != 0) return 0;
+    __atomic_add_fetch(&s->n_pw_hashes, 1, __ATOMIC_RELAXED);
+    if (PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, (int)salt_len, (int)iter, EVP_sha256(), sizeof got, got) != 1)
         return 0;
     ok = CRYPTO_memcmp(got, want, sizeof got) == 0;
     OPENSSL_cleanse(got, sizeof got);
     return ok;
 }
 
-/* The same work as a verification, for a user that does not exist, so that
- * the answer time does not tell which usernames are real. */
-static void password_dummy(int iterations, const char *pw) {
+/* The same work as a verification at the configured cost, for a user that
+ * does not exist, so that the answer time does not tell which usernames are
+ * real. */
+static void password_dummy(sync_t *s, const char *pw) {
     static const unsigned char salt[PW_SALT_BYTES] = "casesync-nouser";
     unsigned char out[PW_HASH_BYTES];
-    PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, sizeof salt, iterations, EVP_sha256(), sizeof out, out);
+    __atomic_add_fetch(&s->n_pw_hashes, 1, __ATOMIC_RELAXED);
+    argon2id_hash_raw((uint32_t)s->cfg.argon2_t_cost, (uint32_t)s->cfg.argon2_m_kib, (uint32_t)s->cfg.argon2_lanes,
+                      pw, strlen(pw), salt, sizeof salt, out, sizeof out);
+    OPENSSL_cleanse(out, sizeof out);
 }
 
 static int check_password(const char *pw, sync_error_t *err) {
@@ -226,41 +369,59 @@ static int check_password(const char *pw, sync_error_t *err) {
 
 /* ---- login failure limiter -------------------------------------------------------- */
 
-/* The slot key: SHA-256 hex of client_key and username, so that any length
- * fits; with username NULL, the key of the client address alone (client keys
- * hold no newline and usernames no NUL, so the two kinds never collide). */
-static void limiter_key(const char *client_key, const char *username, char out[65]) {
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
+/* The three keys an attempt counts under. */
+enum { LK_PAIR, LK_ADDR, LK_ACCOUNT, LK_N };
+
+/* The slot keys: SHA-256 hex of the kind and its parts, so that any length
+ * fits: the client address and username (LK_PAIR), the address alone
+ * (LK_ADDR), the username alone (LK_ACCOUNT). Client keys hold no newline,
+ * so the parts never run into each other. */
+static void limiter_keys(const char *client_key, const char *username, char keys[LK_N][65]) {
     const char *ck = client_key ? client_key : "";
-    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(c, ck, strlen(ck)) != 1 ||
-        (username ? EVP_DigestUpdate(c, "\n", 1) != 1 || EVP_DigestUpdate(c, username, strlen(username)) != 1
-                  : EVP_DigestUpdate(c, "", 1) != 1) ||
-        EVP_DigestFinal_ex(c, md, &mdlen) != 1) {
-        /* Without a digest, fall back to one shared slot: still limited. */
-        memset(md, 0, sizeof md);
+    for (int k = 0; k < LK_N; k++) {
+        unsigned char md[32];
+        unsigned int mdlen = 0;
+        static const char *const kind[LK_N] = {"p\n", "a\n", "u\n"};
+        EVP_MD_CTX *c = EVP_MD_CTX_new();
+        int bad = !c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(c, kind[k], 2) != 1 ||
+                  (k != LK_ACCOUNT && (EVP_DigestUpdate(c, ck, strlen(ck)) != 1 || EVP_DigestUpdate(c, "\n", 1) != 1)) ||
+                  (k != LK_ADDR && EVP_DigestUpdate(c, username, strlen(username)) != 1) ||
+                  EVP_DigestFinal_ex(c, md, &mdlen) != 1;
+        /* Without a digest, fall back to one shared slot per kind: still limited. */
+        if (bad) memset(md, k, sizeof md);
+        EVP_MD_CTX_free(c);
+        util_hex(md, sizeof md, keys[k]);
     }
-    EVP_MD_CTX_free(c);
-    util_hex(md, sizeof md, out);
 }
 
-/* Finds the slot of key, or picks one to reuse other than `keep`: empty, then
- * expired, then the oldest that is not blocking anyone, then the oldest.
- * Caller holds login_mu. */
-static login_slot_t *limiter_slot(sync_t *s, const char *key, int64_t now, int create,
-                                  const login_slot_t *keep) {
+/* Failures that block a key of this kind. */
+static int limiter_max(const sync_t *s, int kind) {
+    return kind == LK_PAIR   ? s->cfg.login_max_failures
+           : kind == LK_ADDR ? s->cfg.login_max_failures * LOGIN_ADDR_FACTOR
+                             : s->cfg.login_account_max_failures;
+}
+
+static int64_t limiter_window_ms(const sync_t *s) { return (int64_t)s->cfg.login_window_s * 1000; }
+
+/* Finds the slot of key, or (create) picks one to reuse other than those in
+ * keep[0..nkeep): empty, then expired, then the oldest that is not blocking
+ * anyone, then the oldest. Caller holds login_mu. */
+static login_slot_t *limiter_slot(sync_t *s, const char *key, int max, int64_t now, int create,
+                                  login_slot_t *const *keep, int nkeep) {
     login_slot_t *pick = NULL;
     int pick_rank = -1;
+    int64_t window = limiter_window_ms(s);
     for (int i = 0; i < LOGIN_SLOTS; i++) {
         login_slot_t *sl = &s->login[i];
         if (sl->key[0] && strcmp(sl->key, key) == 0) {
-            if (now - sl->first_ms >= LOGIN_WINDOW_MS) sl->failures = 0;
+            if (now - sl->first_ms >= window) sl->failures = 0;
             return sl;
         }
-        if (!create || sl == keep) continue;
-        int rank = !sl->key[0] ? 3 : sl->pending > 0 ? -1 : now - sl->first_ms >= LOGIN_WINDOW_MS ? 2
-                                   : sl->failures < s->cfg.login_max_failures ? 1 : 0;
+        int kept = 0;
+        for (int k = 0; k < nkeep; k++) kept |= sl == keep[k];
+        if (!create || kept) continue;
+        int rank = !sl->key[0] ? 3 : sl->pending > 0 ? -1 : now - sl->first_ms >= window ? 2
+                                   : sl->failures < sl->max ? 1 : 0;
         if (rank < 0) continue; /* attempts in progress keep their slot */
         if (rank > pick_rank || (rank == pick_rank && sl->first_ms < pick->first_ms)) {
             pick = sl;
@@ -271,43 +432,52 @@ static login_slot_t *limiter_slot(sync_t *s, const char *key, int64_t now, int c
         snprintf(pick->key, sizeof pick->key, "%s", key);
         pick->failures = 0;
         pick->pending = 0;
+        pick->max = max;
         pick->first_ms = now;
     }
     return pick;
 }
 
 /* Admits one attempt before the password is checked, or refuses it: 0, or
- * the seconds left until the client may try again. key (client and
- * username) allows login_max_failures failures in the window, attempts in
- * progress counted as failures (so a burst of parallel guesses at one user
- * cannot pass the limit); addr_key (the client address alone, whatever the
- * username) LOGIN_ADDR_FACTOR times that many failures, and at most
- * LOGIN_ADDR_PENDING_MAX attempts in progress, so one address cannot spray
- * guesses over the list of users either, while the phones of one station
- * behind a NAT may all log in at once. limiter_done() ends the attempt. */
-static int limiter_reserve(sync_t *s, const char *key, const char *addr_key) {
+ * the seconds left until the client may try again.
+ * - LK_PAIR (address and username) allows login_max_failures failures in
+ *   the window, attempts in progress counted as failures (so a burst of
+ *   parallel guesses at one user cannot pass the limit);
+ * - LK_ADDR (the address, whatever the username) LOGIN_ADDR_FACTOR times
+ *   that many failures, and at most LOGIN_ADDR_PENDING_MAX attempts in
+ *   progress, so one address cannot spray guesses over the list of users
+ *   either, while the phones of one station behind a NAT may all log in at
+ *   once;
+ * - LK_ACCOUNT (the username, from any address) login_account_max_failures,
+ *   attempts in progress counted, so guesses from rotating addresses are
+ *   slowed as well. The same holds for usernames that do not exist.
+ * limiter_done() ends the attempt. */
+static int limiter_reserve(sync_t *s, char keys[LK_N][65]) {
     int64_t now = util_now_ms();
     int wait_s = 0;
+    login_slot_t *sl[LK_N] = {NULL};
     pthread_mutex_lock(&s->login_mu);
-    login_slot_t *sl = limiter_slot(s, key, now, 1, NULL);
-    login_slot_t *al = limiter_slot(s, addr_key, now, 1, sl);
-    if (!sl || !al) {
-        /* Every slot is in use by attempts in progress: a flood. */
-        pthread_mutex_unlock(&s->login_mu);
-        return 1;
+    for (int k = 0; k < LK_N; k++) {
+        sl[k] = limiter_slot(s, keys[k], limiter_max(s, k), now, 1, sl, k);
+        if (!sl[k]) {
+            /* Every slot is in use by attempts in progress: a flood. */
+            pthread_mutex_unlock(&s->login_mu);
+            return 1;
+        }
     }
     login_slot_t *full = NULL;
-    if (sl->failures + sl->pending >= s->cfg.login_max_failures)
-        full = sl;
-    else if (al->failures >= s->cfg.login_max_failures * LOGIN_ADDR_FACTOR || al->pending >= LOGIN_ADDR_PENDING_MAX)
-        full = al;
+    if (sl[LK_PAIR]->failures + sl[LK_PAIR]->pending >= sl[LK_PAIR]->max)
+        full = sl[LK_PAIR];
+    else if (sl[LK_ACCOUNT]->failures + sl[LK_ACCOUNT]->pending >= sl[LK_ACCOUNT]->max)
+        full = sl[LK_ACCOUNT];
+    else if (sl[LK_ADDR]->failures >= sl[LK_ADDR]->max || sl[LK_ADDR]->pending >= LOGIN_ADDR_PENDING_MAX)
+        full = sl[LK_ADDR];
     if (full) {
-        int64_t left = full->failures ? full->first_ms + LOGIN_WINDOW_MS - now : 1000;
+        int64_t left = full->failures ? full->first_ms + limiter_window_ms(s) - now : 1000;
         wait_s = (int)((left + 999) / 1000);
         if (wait_s < 1) wait_s = 1;
     } else {
-        sl->pending++;
-        al->pending++;
+        for (int k = 0; k < LK_N; k++) sl[k]->pending++;
     }
     pthread_mutex_unlock(&s->login_mu);
     return wait_s;
@@ -319,22 +489,22 @@ static void slot_fail(login_slot_t *sl, int64_t now) {
 }
 
 /* Ends an attempt limiter_reserve() admitted. A right password forgets the
- * failures of key (this client and username); the address's failures stand,
- * so a valid login between guesses resets nothing. A wrong one counts under
- * both keys. */
-static void limiter_done(sync_t *s, const char *key, const char *addr_key, int ok /* 1, 0, -1: neither */) {
+ * failures of LK_PAIR (this client and username); those of the address and
+ * of the account stand, so a valid login between guesses resets nothing an
+ * attacker could use. A wrong one counts under all three keys. */
+static void limiter_done(sync_t *s, char keys[LK_N][65], int ok /* 1, 0, -1: neither */) {
     int64_t now = util_now_ms();
     pthread_mutex_lock(&s->login_mu);
-    login_slot_t *sl = limiter_slot(s, key, now, 0, NULL);
-    login_slot_t *al = limiter_slot(s, addr_key, now, 0, NULL);
-    if (sl && sl->pending > 0) sl->pending--;
-    if (al && al->pending > 0) al->pending--;
-    if (ok > 0) {
-        if (sl && !sl->pending) memset(sl, 0, sizeof *sl);
-        else if (sl) sl->failures = 0;
-    } else if (ok == 0) {
-        if (sl) slot_fail(sl, now);
-        if (al) slot_fail(al, now);
+    for (int k = 0; k < LK_N; k++) {
+        login_slot_t *sl = limiter_slot(s, keys[k], 0, now, 0, NULL, 0);
+        if (!sl) continue;
+        if (sl->pending > 0) sl->pending--;
+        if (ok > 0 && k == LK_PAIR) {
+            if (!sl->pending) memset(sl, 0, sizeof *sl);
+            else sl->failures = 0;
+        } else if (ok == 0) {
+            slot_fail(sl, now);
+        }
     }
     pthread_mutex_unlock(&s->login_mu);
 }
@@ -626,8 +796,8 @@ static int user_create(sync_t *s, const user_input_t *in, char **out, sync_error
     char pw_hash[PW_HASH_TEXT_MAX];
     create_job_t job = {.s = s, .in = in, .pw_hash = pw_hash};
     cJSON *pub = NULL;
-    int rc = password_hash(s->cfg.pbkdf2_iterations, in->password, pw_hash);
-    if (rc != 0) return sync_fail(err, rc, NULL, "cannot hash the password");
+    int rc = password_hash_slot(s, in->password, pw_hash, err);
+    if (rc != 0) return rc;
     if ((rc = run_job(s, create_job_fn, &job, &job.jerr, err)) != 0) goto done;
     if (!(pub = user_public(job.user, 0))) {
         rc = sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
@@ -699,6 +869,14 @@ static int grants_bump(cJSON *u) {
     return 0;
 }
 
+/* Ends every token the user holds: each carries the token_epoch of its
+ * login, and sync_authenticate() refuses one that is not the user's current. */
+static int token_epoch_bump(cJSON *u) {
+    int64_t e = 0;
+    if (util_json_int(u, "token_epoch", &e) != 0 || e < 0) e = 0;
+    return obj_set(u, "token_epoch", cJSON_CreateNumber((double)(e + 1)));
+}
+
 static int update_job_fn(MDB_txn *txn, void *arg) {
     update_job_t *c = arg;
     const store_dbs_t *dbs = c->s->dbs;
@@ -723,6 +901,7 @@ static int update_job_fn(MDB_txn *txn, void *arg) {
         (in->name && obj_set(u, "name", cJSON_CreateString(in->name))) ||
         (in->disabled >= 0 && obj_set(u, "disabled", cJSON_CreateBool(in->disabled))) ||
         (c->pw_hash && obj_set(u, "pw", cJSON_CreateString(c->pw_hash))) || (grants_changed && grants_bump(u)) ||
+        ((c->pw_hash || in->disabled == 1) && token_epoch_bump(u)) ||
         obj_set(u, "updated_at", time_item(util_now_ms()))) {
         rc = sync_fail(&c->jerr, SYNC_ENOMEM, NULL, "out of memory");
         goto fail;
@@ -740,7 +919,7 @@ fail:
 
 int sync_user_update(sync_t *s, const sync_principal_t *p, const char *user_id, const cJSON *body, char **out,
                      sync_error_t *err) {
-    char pw_hash[PW_HASH_TEXT_MAX];
+    char pw_hash[PW_HASH_TEXT_MAX] = "";
     user_input_t in;
     update_job_t job = {.s = s, .user_id = user_id, .in = &in};
     cJSON *pub = NULL;
@@ -751,10 +930,7 @@ int sync_user_update(sync_t *s, const sync_principal_t *p, const char *user_id, 
         return sync_fail(err, SYNC_ENOTFOUND, NULL, "no such user");
     if ((rc = input_parse(body, 0, &in, err)) != 0) return rc;
     if (in.password) {
-        if ((rc = password_hash(s->cfg.pbkdf2_iterations, in.password, pw_hash)) != 0) {
-            rc = sync_fail(err, rc, NULL, "cannot hash the password");
-            goto done;
-        }
+        if ((rc = password_hash_slot(s, in.password, pw_hash, err)) != 0) goto done;
         job.pw_hash = pw_hash;
     }
     if ((rc = run_job(s, update_job_fn, &job, &job.jerr, err)) != 0) goto done;
@@ -769,6 +945,55 @@ done:
     cJSON_Delete(pub);
     input_clear(&in);
     return rc;
+}
+
+/* The id of username into id[USER_ID_MAX + 1]. 0, SYNC_ENOTFOUND or an error. */
+static int user_id_of(sync_t *s, const char *username, char *id, sync_error_t *err) {
+    MDB_txn *txn = NULL;
+    char *uid = NULL;
+    size_t n = 0;
+    int rc;
+    if (!valid_username(username)) return sync_fail(err, SYNC_ENOTFOUND, "username", "no user %s", username ? username : "");
+    if ((rc = store_read_begin(s->st, &txn)) != 0) return sync_fail(err, rc, NULL, "cannot read the store");
+    rc = store_get_raw(txn, s->dbs->usernames, username, strlen(username), &uid, &n);
+    store_read_end(txn);
+    if (rc == SYNC_ENOTFOUND) return sync_fail(err, rc, "username", "no user %s", username);
+    if (rc != 0) return sync_fail(err, rc, NULL, "reading the user: %s", sync_strerror(rc));
+    if (n == 0 || n > USER_ID_MAX) {
+        free(uid);
+        return sync_fail(err, SYNC_EIO, NULL, "user %s is stored without a valid id", username);
+    }
+    memcpy(id, uid, n);
+    id[n] = 0;
+    free(uid);
+    return 0;
+}
+
+/* An update of the command line: password (NULL: unchanged) and disabled (-1: unchanged). */
+static int user_update_cli(sync_t *s, const char *username, const char *password, int disabled, sync_error_t *err) {
+    char id[USER_ID_MAX + 1], pw_hash[PW_HASH_TEXT_MAX] = "";
+    user_input_t in = {.password = password, .disabled = disabled};
+    update_job_t job = {.s = s, .user_id = id, .in = &in};
+    int rc;
+    if (password && (rc = check_password(password, err)) != 0) return rc;
+    if ((rc = user_id_of(s, username, id, err)) != 0) return rc;
+    if (password) {
+        if ((rc = password_hash_slot(s, password, pw_hash, err)) != 0) return rc;
+        job.pw_hash = pw_hash;
+    }
+    rc = run_job(s, update_job_fn, &job, &job.jerr, err);
+    OPENSSL_cleanse(pw_hash, sizeof pw_hash);
+    cJSON_Delete(job.user);
+    return rc;
+}
+
+int sync_user_passwd(sync_t *s, const char *username, const char *password, sync_error_t *err) {
+    if (!password) return sync_fail(err, SYNC_EINVALID, "password", "password is required");
+    return user_update_cli(s, username, password, -1, err);
+}
+
+int sync_user_set_disabled(sync_t *s, const char *username, int disabled, sync_error_t *err) {
+    return user_update_cli(s, username, NULL, disabled ? 1 : 0, err);
 }
 
 /* ---- list --------------------------------------------------------------------------- */
@@ -836,6 +1061,8 @@ typedef struct login_job {
     sync_t *s;
     const char *user_id;
     const char *pw_checked;  /* the hash the password was verified against */
+    int64_t epoch_checked;   /* the user's token_epoch when it was read */
+    const char *pw_new;      /* NULL, or the re-hash to store in place of pw_checked */
     const char *device_id, *device_name, *app_version;
     const char *token_hash;
     int64_t now, expires_at;
@@ -843,6 +1070,12 @@ typedef struct login_job {
     int64_t next_seq;        /* out: the device's next changeset seq */
     sync_error_t jerr;
 } login_job_t;
+
+/* A non-negative integer member, 0 when absent (records older than it). */
+static int64_t epoch_of(const cJSON *obj, const char *key) {
+    int64_t v = 0;
+    return util_json_int(obj, key, &v) == 0 && v > 0 ? v : 0;
+}
 
 static int login_job_fn(MDB_txn *txn, void *arg) {
     login_job_t *c = arg;
@@ -853,10 +1086,12 @@ static int login_job_fn(MDB_txn *txn, void *arg) {
 
     cJSON_Delete(c->user);
     c->user = NULL;
-    /* The user may have changed since the password was checked outside. */
+    /* The user may have changed since the password was checked outside: a
+     * new password or a disable bumps token_epoch (a re-hash by another
+     * login of the same password does not, and fails nobody). */
     rc = store_get_json(txn, dbs->users, c->user_id, strlen(c->user_id), &u);
-    if (rc == SYNC_ENOTFOUND || (rc == 0 && (is_true(u, "disabled") || !util_json_str(u, "pw") ||
-                                             strcmp(util_json_str(u, "pw"), c->pw_checked) != 0))) {
+    if (rc == SYNC_ENOTFOUND ||
+        (rc == 0 && (is_true(u, "disabled") || !util_json_str(u, "pw") || epoch_of(u, "token_epoch") != c->epoch_checked))) {
         rc = sync_fail(&c->jerr, SYNC_ECREDS, NULL, "invalid username or password");
         goto fail;
     }
@@ -874,11 +1109,22 @@ static int login_job_fn(MDB_txn *txn, void *arg) {
     } else if (rc != 0) {
         rc = sync_fail(&c->jerr, rc, NULL, "reading the device: %s", sync_strerror(rc));
         goto fail;
-    } else if (is_true(d, "revoked")) {
-        rc = sync_fail(&c->jerr, SYNC_EREVOKED, NULL, "this device has been revoked");
-        c->jerr.wipe = is_true(d, "wipe");
-        goto fail;
+    } else {
+        /* Ownership before revocation: another user's login must learn
+         * nothing of the device, least of all be told to wipe. */
+        const char *owner = util_json_str(d, "user_id");
+        if (owner && strcmp(owner, c->user_id) != 0) {
+            rc = sync_fail(&c->jerr, SYNC_EDEVINUSE, "device_id",
+                           "this device is in use by another user; an admin releases it when a phone changes hands");
+            goto fail;
+        }
+        if (is_true(d, "revoked")) {
+            rc = sync_fail(&c->jerr, SYNC_EREVOKED, NULL, "this device has been revoked");
+            c->jerr.wipe = is_true(d, "wipe");
+            goto fail;
+        }
     }
+    if (!util_json_str(d, "user_id") && obj_set(d, "bound_at", time_item(c->now))) goto oom;
     if (util_json_int(d, "next_changeset_seq", &next) != 0 || next < 1) next = 1;
     if (obj_set(d, "device_id", cJSON_CreateString(c->device_id)) ||
         obj_set(d, "user_id", cJSON_CreateString(c->user_id)) ||
@@ -891,14 +1137,24 @@ static int login_job_fn(MDB_txn *txn, void *arg) {
         (!cJSON_GetObjectItemCaseSensitive(d, "next_changeset_seq") &&
          obj_set(d, "next_changeset_seq", cJSON_CreateNumber((double)next))))
         goto oom;
+    /* Only the hash verified is replaced; another login may have done it already. */
+    if (c->pw_new && strcmp(util_json_str(u, "pw"), c->pw_checked) != 0) c->pw_new = NULL;
+    if (c->pw_new && (obj_set(u, "pw", cJSON_CreateString(c->pw_new)) ||
+                      obj_set(u, "pw_rehashed_at", time_item(c->now))))
+        goto oom;
 
+    /* The token names its user and device and the epochs it was issued in:
+     * a password change or disable (user) or a release (device) ends it. */
     if (!(t = cJSON_CreateObject()) || obj_set(t, "user_id", cJSON_CreateString(c->user_id)) ||
         obj_set(t, "device_id", cJSON_CreateString(c->device_id)) ||
+        obj_set(t, "user_epoch", cJSON_CreateNumber((double)epoch_of(u, "token_epoch"))) ||
+        obj_set(t, "device_epoch", cJSON_CreateNumber((double)epoch_of(d, "epoch"))) ||
         obj_set(t, "expires_at", cJSON_CreateNumber((double)c->expires_at)) ||
         obj_set(t, "created_at", cJSON_CreateNumber((double)c->now)))
         goto oom;
     if ((rc = store_put_json(txn, dbs->devices, c->device_id, strlen(c->device_id), d)) != 0 ||
-        (rc = store_put_json(txn, dbs->tokens, c->token_hash, strlen(c->token_hash), t)) != 0) {
+        (rc = store_put_json(txn, dbs->tokens, c->token_hash, strlen(c->token_hash), t)) != 0 ||
+        (c->pw_new && (rc = store_put_json(txn, dbs->users, c->user_id, strlen(c->user_id), u)) != 0)) {
         rc = sync_fail(&c->jerr, rc, NULL, "storing the session: %s", sync_strerror(rc));
         goto fail;
     }
@@ -929,12 +1185,14 @@ static int login_opt_str(const cJSON *body, const char *key, size_t max, const c
 
 int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out, sync_error_t *err) {
     const char *username, *password, *device_id, *device_name, *app_version, *stored_pw = NULL;
-    char key[65], addr_key[65], token[TOKEN_HEX_LEN + 1], token_hash[65], expires[32];
+    char keys[LK_N][65], token[TOKEN_HEX_LEN + 1], token_hash[65], expires[32];
+    char pw_new[PW_HASH_TEXT_MAX] = "";
     login_job_t job = {.s = s};
     MDB_txn *txn = NULL;
     cJSON *user = NULL, *res = NULL, *ub = NULL;
     char *uid = NULL;
-    int rc, wait_s, ok, reserved = 0;
+    int rc, wait_s, ok = 0, reserved = 0;
+    sync_pw_verdict_t verdict = SYNC_PW_INVALID;
     *out = NULL;
 
     if (!cJSON_IsObject(body)) return sync_fail(err, SYNC_EINVALID, NULL, "the body must be a JSON object");
@@ -950,9 +1208,8 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
         (rc = login_opt_str(body, "app_version", APP_VERSION_MAX, &app_version, err)))
         return rc;
 
-    limiter_key(client_key, username, key);
-    limiter_key(client_key, NULL, addr_key);
-    if ((wait_s = limiter_reserve(s, key, addr_key)) > 0) {
+    limiter_keys(client_key, username, keys);
+    if ((wait_s = limiter_reserve(s, keys)) > 0) {
         rc = sync_fail(err, SYNC_ERATE, NULL, "too many failed logins; try again in %d s", wait_s);
         if (err) err->retry_after = wait_s;
         return rc;
@@ -975,16 +1232,22 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
     }
     stored_pw = user ? util_json_str(user, "pw") : NULL;
     size_t pwlen = strlen(password);
-    if (pwlen == 0 || pwlen > PASSWORD_MAX)
-        ok = 0; /* can never match a password we accepted; nothing to hash */
-    else if (stored_pw)
-        ok = password_verify(stored_pw, password);
-    else {
-        password_dummy(s->cfg.pbkdf2_iterations, password);
-        ok = 0;
+    if (pwlen > 0 && pwlen <= PASSWORD_MAX) {
+        /* Known user or not, one hash at the configured cost: the answer
+         * time does not tell which usernames exist. */
+        if ((rc = hash_slot_take(s, err)) != 0) goto done;
+        verdict = sync_pw_verdict(stored_pw, s->cfg.argon2_t_cost, s->cfg.argon2_m_kib, s->cfg.argon2_lanes);
+        if (verdict != SYNC_PW_INVALID)
+            ok = password_verify(s, stored_pw, password);
+        else
+            password_dummy(s, password);
+        ok = ok && !is_true(user, "disabled");
+        /* A weaker stored hash is replaced while the password is at hand. */
+        if (ok && verdict == SYNC_PW_REHASH && password_hash(s, password, pw_new) != 0) pw_new[0] = 0;
+        hash_slot_give(s);
     }
-    ok = ok && !is_true(user, "disabled");
-    limiter_done(s, key, addr_key, ok);
+    /* else: can never match a password we accepted; nothing to hash */
+    limiter_done(s, keys, ok);
     reserved = 0;
     if (!ok) {
         rc = sync_fail(err, SYNC_ECREDS, NULL, "invalid username or password");
@@ -998,6 +1261,8 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
     util_sha256_hex(token, strlen(token), token_hash);
     job.user_id = util_json_str(user, "id");
     job.pw_checked = stored_pw;
+    job.epoch_checked = epoch_of(user, "token_epoch");
+    job.pw_new = pw_new[0] ? pw_new : NULL;
     job.device_id = device_id;
     job.device_name = device_name;
     job.app_version = app_version;
@@ -1020,8 +1285,9 @@ int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out,
     }
     rc = answer(res, out, err);
 done:
-    if (reserved) limiter_done(s, key, addr_key, -1);
+    if (reserved) limiter_done(s, keys, -1);
     OPENSSL_cleanse(token, sizeof token);
+    OPENSSL_cleanse(pw_new, sizeof pw_new);
     free(uid);
     cJSON_Delete(user);
     cJSON_Delete(job.user);
@@ -1088,13 +1354,20 @@ int sync_authenticate(sync_t *s, const char *token, sync_principal_t *out, sync_
     if (!user_id || !device_id) goto io;
 
     rc = store_get_json(txn, s->dbs->users, user_id, strlen(user_id), &u);
-    if (rc == SYNC_ENOTFOUND || (rc == 0 && is_true(u, "disabled"))) {
+    if (rc == SYNC_ENOTFOUND ||
+        (rc == 0 && (is_true(u, "disabled") || epoch_of(t, "user_epoch") != epoch_of(u, "token_epoch")))) {
         rc = sync_fail(err, SYNC_EUNAUTH, NULL, "invalid or expired token");
         goto fail;
     }
     if (rc != 0) goto io;
     rc = store_get_json(txn, s->dbs->devices, device_id, strlen(device_id), &d);
-    if (rc == SYNC_ENOTFOUND) {
+    /* The device must still be bound to the token's user, in the binding the
+     * token was issued in (a release, even followed by the same user's new
+     * login, ends the tokens before it). Checked before revocation, so that
+     * a phone's former user is never told to wipe it. */
+    if (rc == SYNC_ENOTFOUND ||
+        (rc == 0 && (!util_json_str(d, "user_id") || strcmp(util_json_str(d, "user_id"), user_id) != 0 ||
+                     epoch_of(t, "device_epoch") != epoch_of(d, "epoch")))) {
         rc = sync_fail(err, SYNC_EUNAUTH, NULL, "invalid or expired token");
         goto fail;
     }

@@ -48,9 +48,10 @@ enum {
     SYNC_ECHECKSUM = -20,  /* 460 checksum_mismatch: uploaded bytes do not hash as declared */
     SYNC_EDISK = -21,      /* 503 unavailable: the disk refused a write; nothing of the
                             * request was kept (+ retry_after, SYNC_EDISK_RETRY_S) */
-    SYNC_EEVIDENCE = -22   /* 422 evidence_unknown: an evidence item lists stored bytes the
+    SYNC_EEVIDENCE = -22,  /* 422 evidence_unknown: an evidence item lists stored bytes the
                             * pusher neither uploaded nor sees listed (a per-change
                             * result of a push; field names the item's sha256) */
+    SYNC_EDEVINUSE = -23   /* 409 device_in_use: the device id is bound to another user */
 };
 
 /* Retry-After of SYNC_EDISK: time for a disk that hiccuped to come back, or
@@ -72,10 +73,18 @@ typedef struct sync_config {
     size_t map_size;            /* LMDB map size in bytes; 0: 64 GiB */
     int sync_window_days;       /* 0: 30 */
     int token_ttl_days;         /* 0: 90 */
-    int pbkdf2_iterations;      /* 0: 210000 */
+    int pbkdf2_iterations;      /* 0: 210000; only read by the bench's baseline: new
+                                 * hashes are argon2id, PBKDF2 ones are verified with
+                                 * the count they store and re-hashed on login */
+    int argon2_t_cost;          /* 0: 3 passes */
+    int argon2_m_kib;           /* 0: 65536 KiB (64 MiB) per hash */
+    int argon2_lanes;           /* 0: 1 */
+    int max_hashing;            /* 0: the number of online cores; password hashes at once */
     int max_changes;            /* 0: 1000 changes per changeset */
     int max_string;             /* 0: 65536 bytes per string field */
-    int login_max_failures;     /* 0: 5 failures in 15 minutes, then 429 */
+    int login_max_failures;     /* 0: 5 failures per address and username in the window, then 429 */
+    int login_account_max_failures; /* 0: 10 failures per username from any address in the window */
+    int login_window_s;         /* 0: 900 (15 minutes) */
     int read_only;              /* open for reading only (command-line checks) */
     int evidence_deadline_hours; /* 0: 24; -1: evidence is due as soon as it is pushed */
     uint64_t max_upload_bytes;  /* 0: 4 GiB (tus Upload-Length limit) */
@@ -112,11 +121,19 @@ void sync_principal_clear(sync_principal_t *p);
 /* ---- identity (sync/identity.c) ------------------------------------------ */
 
 /* body: {"username","password","device_id","device_name"?,"app_version"?}.
- * client_key: who is trying (address), for the failure limit. */
+ * client_key: who is trying (address), for the failure limit. The device is
+ * bound to the first user who logs in with it; another user gets
+ * SYNC_EDEVINUSE and nothing changes. Too many failures for the address,
+ * the address and username, or the username from anywhere: SYNC_ERATE
+ * (+retry_after). Every hashing slot busy for a short wait: SYNC_EBUSY
+ * (+retry_after). */
 int sync_login(sync_t *s, const cJSON *body, const char *client_key, char **out, sync_error_t *err);
 int sync_logout(sync_t *s, const sync_principal_t *p, sync_error_t *err);
 /* Finds the principal of a bearer token: SYNC_EUNAUTH for an unknown or
- * expired token or a disabled user, SYNC_EREVOKED (+wipe) for a revoked device. */
+ * expired token, a disabled user, a token older than the user's last
+ * password change or disable, or a device that is no longer bound to the
+ * token's user (released, or bound anew); SYNC_EREVOKED (+wipe) for a
+ * revoked device. */
 int sync_authenticate(sync_t *s, const char *token, sync_principal_t *out, sync_error_t *err);
 /* {"user":{...},"device":{...}} */
 int sync_me(sync_t *s, const sync_principal_t *p, char **out, sync_error_t *err);
@@ -131,6 +148,24 @@ int sync_user_update(sync_t *s, const sync_principal_t *p, const char *user_id, 
 int sync_user_add(sync_t *s, const char *username, const char *password, const char *role,
                   const char *unit, const char *grids_csv, const char *name, char **out, sync_error_t *err);
 int sync_user_list_all(sync_t *s, char **out, sync_error_t *err);
+/* Command-line forms of a password reset and of disabling (disabled = 1) or
+ * enabling (0) a user by username. A new password or disabling ends every
+ * token the user holds (they answer SYNC_EUNAUTH from then on, also after a
+ * later enable). SYNC_ENOTFOUND for an unknown username. */
+int sync_user_passwd(sync_t *s, const char *username, const char *password, sync_error_t *err);
+int sync_user_set_disabled(sync_t *s, const char *username, int disabled, sync_error_t *err);
+
+/* What a stored password hash asks of a login that verified against it,
+ * given the configured argon2id cost (a pure decision, no hashing). */
+typedef enum sync_pw_verdict {
+    SYNC_PW_CURRENT = 0, /* argon2id at the configured cost or above: keep */
+    SYNC_PW_REHASH,      /* PBKDF2, or argon2id below the configured cost: re-hash */
+    SYNC_PW_INVALID      /* not a hash this server can verify (never matches) */
+} sync_pw_verdict_t;
+sync_pw_verdict_t sync_pw_verdict(const char *stored, int t_cost, int m_kib, int lanes);
+/* Parses an argon2 cost "m=KIB,t=N,p=N" (the PHC parameter form, any order,
+ * every member optional) onto cfg. 0, or -1 for text outside the limits. */
+int sync_argon2_cost_parse(const char *text, sync_config_t *cfg);
 
 /* ---- devices (sync/devices.c) ---------------------------------------------- */
 
@@ -142,6 +177,13 @@ int sync_devices(sync_t *s, const sync_principal_t *p, char **out, sync_error_t 
  * SYNC_EREVOKED (+wipe). What it pushed before stays. -> the device. */
 int sync_device_revoke(sync_t *s, const sync_principal_t *p, const char *device_id, const cJSON *body,
                        char **out, sync_error_t *err);
+/* Admin (p NULL: the command line): unbinds the device from its user, so
+ * that the next login by any user binds it anew. Every token issued for the
+ * device so far answers SYNC_EUNAUTH. next_changeset_seq carries on (never
+ * back to 1: the stored changesets of the device keep their seqs); a
+ * revocation stays. SYNC_ENOTFOUND for an unknown device. -> the device. */
+int sync_device_release(sync_t *s, const sync_principal_t *p, const char *device_id, char **out,
+                        sync_error_t *err);
 /* Notes that the device pulled (last_pull_at); written at most once a minute. */
 void sync_device_pulled(sync_t *s, const sync_principal_t *p);
 

@@ -190,17 +190,19 @@ static const char *bin_dir(void) {
     return b && *b ? b : "build/asan";
 }
 
-/* environ plus CASESYNC_PBKDF2_ITERATIONS=1000; malloc'd, freed by the caller
- * (the strings are shared with environ except the one added). */
+/* environ plus CASESYNC_PBKDF2_ITERATIONS=1000 and the cheapest argon2id
+ * cost (CASESYNC_ARGON2_COST), unless a test set its own; malloc'd, freed by
+ * the caller (the strings are shared with environ except those added). */
 static char **child_env(void) {
     size_t n = 0;
     while (environ[n])
         n++;
-    char **env = xmalloc((n + 2) * sizeof *env);
+    char **env = xmalloc((n + 3) * sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "CASESYNC_PBKDF2_ITERATIONS=", 27) != 0) env[k++] = environ[i];
     env[k++] = "CASESYNC_PBKDF2_ITERATIONS=1000";
+    if (!getenv("CASESYNC_ARGON2_COST")) env[k++] = "CASESYNC_ARGON2_COST=m=64,t=1,p=1";
     env[k] = NULL;
     return env;
 }

@@ -55,7 +55,8 @@ static const char *login_json(const char *user, const char *pass, const char *de
 /* POST /v1/auth/login from c, with a forged X-Forwarded-For when xff is set. */
 static resp_t try_login(const px_client_t *c, const char *user, const char *pass, const char *xff) {
     const char *hdr[] = {xff ? hfmt("X-Forwarded-For: %s", xff) : NULL, NULL};
-    const char *body = login_json(user, pass, "dev-limit");
+    /* One device per user: a device id belongs to the first user who logs in with it. */
+    const char *body = login_json(user, pass, hfmt("dev-limit-%s", user));
     return px_http(c, "POST", "/v1/auth/login", NULL, body, strlen(body), hdr);
 }
 
@@ -369,26 +370,30 @@ PROXY_TEST(tls_login_limit_keys_on_real_client) {
 
     /* Straight to casesyncd from 127.0.0.4, not the trusted proxy: its
      * forged X-Forwarded-For is ignored. The limit counts its own address,
-     * so another forged address does not escape it, nor does none. */
+     * so another forged address does not escape it, nor does none. (Another
+     * user: off1's failures from every address already near its
+     * per-account limit.) */
+    ASSERT(std_user(&px->srv, "off2") != NULL);
+    const char *pw2 = std_pass("off2");
     px_client_t d = {.px = px, .from = "127.0.0.4", .direct = 1};
-    FAIL_UNTIL_LIMITED(&d, "off1", "203.0.113.1");
-    r = try_login(&d, "off1", "wrong-password-1", "203.0.113.2");
+    FAIL_UNTIL_LIMITED(&d, "off2", "203.0.113.1");
+    r = try_login(&d, "off2", "wrong-password-1", "203.0.113.2");
     ASSERT_LIMITED(r);
-    r = try_login(&d, "off1", pw, "203.0.113.3");
+    r = try_login(&d, "off2", pw2, "203.0.113.3");
     ASSERT_LIMITED(r);
-    r = try_login(&d, "off1", pw, NULL);
+    r = try_login(&d, "off2", pw2, NULL);
     ASSERT_LIMITED(r);
 
     /* Nor can a direct client frame another: 127.0.0.5 claiming to be the
      * blocked 127.0.0.4 is judged as itself. */
     px_client_t e = {.px = px, .from = "127.0.0.5", .direct = 1};
-    r = try_login(&e, "off1", pw, "127.0.0.4");
+    r = try_login(&e, "off2", pw2, "127.0.0.4");
     ASSERT_STATUS(r, 200);
 
     /* The same client is the same key whichever way it comes: 127.0.0.4
      * through nginx is still limited. */
     px_client_t d_proxied = {.px = px, .from = "127.0.0.4"};
-    r = try_login(&d_proxied, "off1", pw, NULL);
+    r = try_login(&d_proxied, "off2", pw2, NULL);
     ASSERT_LIMITED(r);
 }
 

@@ -24,6 +24,7 @@
 #define MAX_POSITIONAL 8
 #define PBKDF2_ENV "CASESYNC_PBKDF2_ITERATIONS"
 #define PBKDF2_ENV_MAX 100000000L
+#define ARGON2_ENV "CASESYNC_ARGON2_COST"
 #define PASSWORD_LINE_MAX 4096 /* longer than any acceptable password; the engine says why */
 
 static const char usage_text[] =
@@ -35,6 +36,14 @@ static const char usage_text[] =
     "        Prints the new user's id.\n"
     "  user list\n"
     "        one line per user: id, username, role, unit, grids (tab-separated)\n"
+    "  user passwd USERNAME\n"
+    "        set a new password, the first line of standard input; ends every\n"
+    "        token the user holds (their phones log in again)\n"
+    "  user disable USERNAME | user enable USERNAME\n"
+    "        a disabled user cannot log in; disabling ends every token it holds\n"
+    "  device release DEVICE_ID\n"
+    "        unbind a phone from its user (it changes hands): its tokens end and\n"
+    "        the next user to log in with it owns it\n"
     "  verify\n"
     "  backup DEST               consistent hot copy of the store and blobs into DEST\n"
     "        check the audit chain and the store; prints the result as JSON and\n"
@@ -50,7 +59,8 @@ static const char usage_text[] =
     "  --help       this text\n"
     "\n"
     "roles: auxiliary, officer, legal_reviewer, supervisor, admin\n"
-    "environment: " PBKDF2_ENV " sets the password hash iterations for new passwords\n"
+    "environment: " ARGON2_ENV " (\"m=KIB,t=N,p=N\") sets the argon2id cost of new\n"
+    "  passwords (default m=65536,t=3,p=1; lower only for tests)\n"
     "exit status: 0 done, 1 failed, 2 usage error\n";
 
 /* The parsed command line. Strings borrow from argv. */
@@ -140,6 +150,11 @@ static int engine_open(const args_t *a, int read_only, sync_t **s) {
         }
         cfg.pbkdf2_iterations = (int)n;
     }
+    const char *cost = getenv(ARGON2_ENV);
+    if (cost && *cost && sync_argon2_cost_parse(cost, &cfg) != 0) {
+        fprintf(stderr, "casesync: %s must be like m=65536,t=3,p=1\n", ARGON2_ENV);
+        return EXIT_USAGE;
+    }
     int rc = sync_open(&cfg, s, &err);
     if (rc != 0) return engine_error(a->data, rc, &err);
     return 0;
@@ -215,6 +230,65 @@ done:
     free(password);
     free(out);
     cJSON_Delete(user);
+    sync_close(s);
+    return code;
+}
+
+static int cmd_user_passwd(const args_t *a) {
+    const char *username = a->pos[2];
+    char *password = NULL;
+    sync_t *s = NULL;
+    sync_error_t err = {0};
+    int code;
+
+    if (a->role || a->unit || a->grids || a->name)
+        return usage_error("%s", "user passwd takes no --role, --unit, --grids or --name");
+    if ((code = read_password(username, &password)) != 0) return code;
+    if ((code = engine_open(a, 0, &s)) != 0) goto done;
+    int rc = sync_user_passwd(s, username, password, &err);
+    if (rc != 0) {
+        code = engine_error("user passwd", rc, &err);
+        goto done;
+    }
+    printf("password of %s changed; its tokens have ended\n", username);
+    code = 0;
+done:
+    if (password) explicit_bzero(password, strlen(password));
+    free(password);
+    sync_close(s);
+    return code;
+}
+
+static int cmd_user_disable(const args_t *a, int disabled) {
+    sync_t *s = NULL;
+    sync_error_t err = {0};
+    int code;
+    if (a->role || a->unit || a->grids || a->name)
+        return usage_error("%s", "user disable/enable takes no --role, --unit, --grids or --name");
+    if ((code = engine_open(a, 0, &s)) != 0) return code;
+    int rc = sync_user_set_disabled(s, a->pos[2], disabled, &err);
+    if (rc != 0)
+        code = engine_error(disabled ? "user disable" : "user enable", rc, &err);
+    else
+        printf(disabled ? "%s disabled; its tokens have ended\n" : "%s enabled\n", a->pos[2]);
+    sync_close(s);
+    return code;
+}
+
+static int cmd_device_release(const args_t *a) {
+    sync_t *s = NULL;
+    sync_error_t err = {0};
+    char *out = NULL;
+    int code;
+    if (a->role || a->unit || a->grids || a->name)
+        return usage_error("%s", "device release takes no --role, --unit, --grids or --name");
+    if ((code = engine_open(a, 0, &s)) != 0) return code;
+    int rc = sync_device_release(s, NULL, a->pos[2], &out, &err);
+    if (rc != 0)
+        code = engine_error("device release", rc, &err);
+    else
+        printf("%s\n", out);
+    free(out);
     sync_close(s);
     return code;
 }
@@ -392,7 +466,20 @@ int main(int argc, char **argv) {
         if (a.npos != 2) return usage_error("%s", "usage: casesync user list");
         return cmd_user_list(&a);
     }
-    if (strcmp(cmd, "user") == 0) return usage_error("%s", "user needs 'add' or 'list'");
+    if (strcmp(cmd, "user") == 0 && sub && strcmp(sub, "passwd") == 0) {
+        if (a.npos != 3) return usage_error("%s", "usage: casesync user passwd USERNAME");
+        return cmd_user_passwd(&a);
+    }
+    if (strcmp(cmd, "user") == 0 && sub && (strcmp(sub, "disable") == 0 || strcmp(sub, "enable") == 0)) {
+        if (a.npos != 3) return usage_error("%s", "usage: casesync user disable|enable USERNAME");
+        return cmd_user_disable(&a, strcmp(sub, "disable") == 0);
+    }
+    if (strcmp(cmd, "user") == 0) return usage_error("%s", "user needs 'add', 'list', 'passwd', 'disable' or 'enable'");
+    if (strcmp(cmd, "device") == 0) {
+        if (!sub || strcmp(sub, "release") != 0 || a.npos != 3)
+            return usage_error("%s", "usage: casesync device release DEVICE_ID");
+        return cmd_device_release(&a);
+    }
     if (strcmp(cmd, "backup") == 0) {
         if (a.npos != 2) return usage_error("%s", "usage: casesync backup DEST");
         return cmd_backup(&a, a.pos[1]);
