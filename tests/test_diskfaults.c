@@ -52,7 +52,7 @@ static int faults_fired(const srv_t *s, const char *what) {
 
 /* The value of the first /metrics line that starts with name, or -1. */
 static long long metric(srv_t *s, const char *name) {
-    resp_t r = http(s, "GET", "/metrics", NULL, NULL, NULL);
+    resp_t r = metrics_scrape(s);
     const char *p = r.status == 200 ? r.body : NULL;
     size_t n = strlen(name);
     while (p && *p) {
