@@ -20,7 +20,9 @@ void jsonscan_init(jsonscan_t *s, size_t max_elements, int max_depth) {
 }
 
 /* cJSON skips every byte up to ' ' between tokens, not only JSON's four. */
-static int is_ws(unsigned char c) { return c <= ' '; }
+static int is_ws(unsigned char c) {
+    return c <= ' ';
+}
 
 /* Can a bare word starting with c become a cJSON value (number, true,
  * false, null)? Other words are junk cJSON refuses without a node. */
@@ -37,8 +39,7 @@ static int is_delim(unsigned char c) {
 /* Counts one element; the verdict when that passes the limit. */
 static jsonscan_verdict_t count(jsonscan_t *s) {
     s->elements++;
-    if (s->max_elements && s->elements > s->max_elements)
-        s->verdict = JSONSCAN_TOO_MANY;
+    if (s->max_elements && s->elements > s->max_elements) s->verdict = JSONSCAN_TOO_MANY;
     return s->verdict;
 }
 
@@ -52,8 +53,7 @@ jsonscan_verdict_t jsonscan_feed(jsonscan_t *s, const void *data, size_t n) {
                 s->lead++;
                 continue;
             }
-            if (s->lead > 0 && s->lead_bom)
-                s->state = S_WORD; /* half a mark: a junk word */
+            if (s->lead > 0 && s->lead_bom) s->state = S_WORD; /* half a mark: a junk word */
             s->lead = 3;
         }
         switch (s->state) {
@@ -81,40 +81,33 @@ jsonscan_verdict_t jsonscan_feed(jsonscan_t *s, const void *data, size_t n) {
                 s->state = c == '"' ? S_OUT : S_ESC;
                 break;
             }
-            if (c != '0')
-                s->hex_zero = 0;
+            if (c != '0') s->hex_zero = 0;
             if (++s->hex_seen == 4) {
-                if (s->hex_zero)
-                    s->nul = 1;
+                if (s->hex_zero) s->nul = 1;
                 s->state = S_STR;
             }
             break;
         case S_WORD:
-            if (!is_delim(c))
-                break;
+            if (!is_delim(c)) break;
             s->state = S_OUT;
             /* the delimiter is looked at as a token */
             __attribute__((fallthrough));
         default: /* S_OUT */
-            if (is_ws(c) || c == ',' || c == ':')
-                break;
+            if (is_ws(c) || c == ',' || c == ':') break;
             if (c == '"') {
                 s->state = S_STR;
                 count(s);
             } else if (c == '{' || c == '[') {
-                if (++s->depth > s->depth_max)
-                    s->depth_max = s->depth;
+                if (++s->depth > s->depth_max) s->depth_max = s->depth;
                 if (s->max_depth > 0 && s->depth > s->max_depth)
                     s->verdict = JSONSCAN_TOO_DEEP;
                 else
                     count(s);
             } else if (c == '}' || c == ']') {
-                if (s->depth > 0)
-                    s->depth--;
+                if (s->depth > 0) s->depth--;
             } else {
                 s->state = S_WORD;
-                if (starts_value(c))
-                    count(s);
+                if (starts_value(c)) count(s);
             }
             break;
         }
@@ -127,7 +120,6 @@ jsonscan_verdict_t jsonscan_text(const void *text, size_t n, size_t max_elements
     jsonscan_t s;
     jsonscan_init(&s, max_elements, max_depth);
     jsonscan_feed(&s, text, n);
-    if (out)
-        *out = s;
+    if (out) *out = s;
     return s.verdict;
 }

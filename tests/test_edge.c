@@ -3,8 +3,8 @@
  * element counts bounded before parsing, the process-wide cap on inflated
  * bytes, /metrics and /v1/audit/verify by role, the metrics listener, and
  * idle or trickling sockets straight to casesyncd and through deploy/nginx.conf. */
-#include "tests/proxy.h"
 #include "server/jsonscan.h"
+#include "tests/proxy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -57,14 +57,17 @@ static void *json_bomb(const char *prefix, size_t n, const char *suffix, size_t 
     while (stage <= 4) {
         const char *in = NULL;
         size_t len = 0;
-        if (stage == 0) in = prefix, len = strlen(prefix);
+        if (stage == 0)
+            in = prefix, len = strlen(prefix);
         else if (stage == 1) {
             size_t k = left > 1 ? left - 1 : 0; /* elements before the last */
             if (k > sizeof zeros / 2) k = sizeof zeros / 2;
             in = zeros, len = 2 * k;
             left -= k;
-        } else if (stage == 2) in = "0", len = left ? 1 : 0;
-        else if (stage == 3) in = suffix, len = strlen(suffix);
+        } else if (stage == 2)
+            in = "0", len = left ? 1 : 0;
+        else if (stage == 3)
+            in = suffix, len = strlen(suffix);
         zs.next_in = (Bytef *)in;
         zs.avail_in = (uInt)len;
         int flush = stage == 4 ? Z_FINISH : Z_NO_FLUSH;
@@ -219,7 +222,8 @@ TEST(jsonscan_gives_the_same_answer_for_any_split) {
             jsonscan_feed(&s, t + b, n - b);
             ASSERT_MSG(s.elements == whole.elements && s.depth_max == whole.depth_max && s.nul == whole.nul &&
                            s.depth == whole.depth,
-                       "split at %zu,%zu: %zu elements, depth %d, nul %d", a, b, s.elements, s.depth_max, s.nul);
+                       "split at %zu,%zu: %zu elements, depth %d, nul %d", a, b, s.elements, s.depth_max,
+                       s.nul);
         }
     }
 }
@@ -234,16 +238,16 @@ TEST(login_and_logout_bodies_are_small_and_never_gzip) {
     ASSERT(before > 0);
     /* The bomb of the report: 30M elements inflating to 60 MB from ~60 KB. */
     size_t zlen = 0;
-    void *bomb = json_bomb("{\"username\":\"off1\",\"password\":\"x\",\"device_id\":\"d\",\"pad\":[", 30000000,
-                           "]}", &zlen);
+    void *bomb = json_bomb("{\"username\":\"off1\",\"password\":\"x\",\"device_id\":\"d\",\"pad\":[",
+                           30000000, "]}", &zlen);
     ASSERT(bomb != NULL);
     ASSERT_MSG(zlen < 128 * 1024, "bomb is %zu bytes", zlen);
     resp_t r = http_raw(&s, "POST", "/v1/auth/login", NULL, bomb, zlen,
                         (const char *[]){"Content-Encoding: gzip", NULL});
     ASSERT_ERROR(r, 415, "unsupported_encoding");
     long after = proc_kb(s.pid, "VmHWM");
-    ASSERT_MSG(after - before < BOMB_GROWTH_MAX_KB, "peak memory grew by %ld kB (from %ld kB)", after - before,
-               before);
+    ASSERT_MSG(after - before < BOMB_GROWTH_MAX_KB, "peak memory grew by %ld kB (from %ld kB)",
+               after - before, before);
 
     /* Over 4 KiB as sent: 413 from Content-Length, and while reading a chunked body. */
     char *pad = h_keep(malloc(5000), NULL);
@@ -265,8 +269,8 @@ TEST(login_and_logout_bodies_are_small_and_never_gzip) {
 
     /* Just under the limit: an ordinary answer (here a wrong password). */
     pad[4096 - 120] = '\0';
-    r = http(&s, "POST", "/v1/auth/login", NULL, login_body("off1", "wrong", "dev-A", hfmt(",\"pad\":\"%s\"", pad)),
-             NULL);
+    r = http(&s, "POST", "/v1/auth/login", NULL,
+             login_body("off1", "wrong", "dev-A", hfmt(",\"pad\":\"%s\"", pad)), NULL);
     ASSERT_ERROR(r, 401, "invalid_credentials");
 
     /* Logout: the same rules, checked before the token. */
@@ -274,7 +278,8 @@ TEST(login_and_logout_bodies_are_small_and_never_gzip) {
     ASSERT(tok != NULL);
     r = http(&s, "POST", "/v1/auth/logout", tok, big, NULL);
     ASSERT_ERROR(r, 413, "too_large");
-    r = http_raw(&s, "POST", "/v1/auth/logout", tok, bomb, zlen, (const char *[]){"Content-Encoding: gzip", NULL});
+    r = http_raw(&s, "POST", "/v1/auth/logout", tok, bomb, zlen,
+                 (const char *[]){"Content-Encoding: gzip", NULL});
     ASSERT_ERROR(r, 415, "unsupported_encoding");
     r = http(&s, "GET", "/v1/me", tok, NULL, NULL);
     ASSERT_STATUS(r, 200); /* neither refused logout ended the session */
@@ -298,20 +303,21 @@ TEST(gzip_bomb_to_push_leaves_peak_memory_flat) {
     long before = proc_kb(s.pid, "VmHWM");
     ASSERT(before > 0);
     size_t zlen = 0;
-    void *bomb = json_bomb(hfmt("{\"device_id\":\"dev-A\",\"changeset_seq\":%lld,\"schema_version\":1,\"changes\":[",
-                                a.seq),
-                           30000000, "]}", &zlen);
+    void *bomb = json_bomb(
+        hfmt("{\"device_id\":\"dev-A\",\"changeset_seq\":%lld,\"schema_version\":1,\"changes\":[", a.seq),
+        30000000, "]}", &zlen);
     ASSERT(bomb != NULL);
     ASSERT_MSG(zlen < 128 * 1024, "bomb is %zu bytes", zlen);
-    r = http_raw(&s, "POST", "/v1/sync/push", a.token, bomb, zlen, (const char *[]){"Content-Encoding: gzip", NULL});
+    r = http_raw(&s, "POST", "/v1/sync/push", a.token, bomb, zlen,
+                 (const char *[]){"Content-Encoding: gzip", NULL});
     ASSERT_ERROR(r, 413, "too_large");
     long after = proc_kb(s.pid, "VmHWM");
-    ASSERT_MSG(after - before < BOMB_GROWTH_MAX_KB, "peak memory grew by %ld kB (from %ld kB)", after - before,
-               before);
+    ASSERT_MSG(after - before < BOMB_GROWTH_MAX_KB, "peak memory grew by %ld kB (from %ld kB)",
+               after - before, before);
     /* The same count applies to a plain body: 300k elements in 600 KB. */
     size_t n = 300000, hl;
-    const char *headp = hfmt("{\"device_id\":\"dev-A\",\"changeset_seq\":%lld,\"schema_version\":1,\"changes\":[",
-                             a.seq);
+    const char *headp =
+        hfmt("{\"device_id\":\"dev-A\",\"changeset_seq\":%lld,\"schema_version\":1,\"changes\":[", a.seq);
     hl = strlen(headp);
     char *plain = h_keep(malloc(hl + 2 * n + 3), NULL);
     ASSERT(plain != NULL);
@@ -413,9 +419,9 @@ TEST(inflated_bytes_in_flight_are_capped_with_503) {
         text[i] = (char)('a' + x % 26);
     }
     text[pad] = '\0';
-    const char *body = push_body("dev-A", a.seq,
-                                 changes(ch_create("01JDEDGE0000000200", "general",
-                                                   hfmt("{\"description\":\"%s\"}", text))));
+    const char *body = push_body(
+        "dev-A", a.seq,
+        changes(ch_create("01JDEDGE0000000200", "general", hfmt("{\"description\":\"%s\"}", text))));
     size_t zlen = 0;
     void *z = gz_compress(body, strlen(body), &zlen);
     ASSERT_MSG(z != NULL && zlen > 4 * 65536, "gzip body of %zu bytes", zlen);
@@ -440,9 +446,9 @@ TEST(inflated_bytes_in_flight_are_capped_with_503) {
     ASSERT_MSG(held >= (double)MiB, "casesync_inflating_bytes is %.0f while a body is half-read", held);
 
     /* A second one would pass 1.5 MiB together: 503 with Retry-After. */
-    const char *body2 = push_body("dev-A", a.seq + 1,
-                                  changes(ch_create("01JDEDGE0000000201", "general",
-                                                    hfmt("{\"description\":\"%s\"}", text))));
+    const char *body2 = push_body(
+        "dev-A", a.seq + 1,
+        changes(ch_create("01JDEDGE0000000201", "general", hfmt("{\"description\":\"%s\"}", text))));
     size_t z2len = 0;
     void *z2 = gz_compress(body2, strlen(body2), &z2len);
     resp_t r = http_raw(&s, "POST", "/v1/sync/push", a.token, z2, z2len,
@@ -455,7 +461,8 @@ TEST(inflated_bytes_in_flight_are_capped_with_503) {
     int st = read_status(fd, 30000);
     ASSERT_MSG(st > 0 && st != 503, "the first push got %d", st);
     close(fd);
-    r = http_raw(&s, "POST", "/v1/sync/push", a.token, z2, z2len, (const char *[]){"Content-Encoding: gzip", NULL});
+    r = http_raw(&s, "POST", "/v1/sync/push", a.token, z2, z2len,
+                 (const char *[]){"Content-Encoding: gzip", NULL});
     ASSERT_MSG(r.status != 503, "the retry got 503 again: %s", r.body);
     resp_t m = phone_get(&adm, "/metrics");
     ASSERT_STATUS(m, 200);
@@ -638,7 +645,8 @@ static void *login_burst(void *arg) {
     for (int i = 0; i < LOGINS_EACH; i++) {
         resp_t r = px_http(&j->c, "POST", "/v1/auth/login", NULL, j->body, strlen(j->body), NULL);
         const char *code = resp_error_code(&r);
-        if (r.status == 429 && code && strcmp(code, "too_many_requests") == 0 && resp_header(&r, "Retry-After"))
+        if (r.status == 429 && code && strcmp(code, "too_many_requests") == 0 &&
+            resp_header(&r, "Retry-After"))
             j->limited++;
         else if (r.status == 200)
             j->ok++;
@@ -681,8 +689,8 @@ PROXY_TEST(nginx_hides_metrics_and_limits_logins) {
         limited += jobs[i].limited;
         ok += jobs[i].ok;
     }
-    ASSERT_MSG(limited > 0, "%d logins from one address at once, none limited (%d ok)", LOGIN_THREADS * LOGINS_EACH,
-               ok);
+    ASSERT_MSG(limited > 0, "%d logins from one address at once, none limited (%d ok)",
+               LOGIN_THREADS * LOGINS_EACH, ok);
     ASSERT_MSG(ok > 0, "no login of the burst got through");
     /* Another address is not held back by that one. */
     r = px_http(&c, "POST", "/v1/auth/login", NULL, body, strlen(body), NULL);

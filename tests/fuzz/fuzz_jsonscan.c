@@ -37,7 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     jsonscan_feed(&parts, data + a, b - a);
     jsonscan_feed(&parts, data + b, size - b);
     FUZZ_CHECK(parts.elements == whole.elements && parts.depth == whole.depth &&
-               parts.depth_max == whole.depth_max && parts.control == whole.control && parts.nul == whole.nul);
+               parts.depth_max == whole.depth_max && parts.control == whole.control &&
+               parts.nul == whole.nul);
 
     /* (A limit of 0 means none: the checks start at 1.) */
     if (whole.elements > 1) {
