@@ -26,6 +26,7 @@ static pthread_key_t timer_key;
 static __thread int started, expired;
 static __thread double start_s;
 static __thread unsigned long long got;
+static __thread int head_armed; /* deadline_head_begin() armed the timer */
 
 static void on_signal(int sig) {
     (void)sig; /* only to interrupt poll() */
@@ -59,7 +60,11 @@ int deadline_init(int ms) {
     return 0;
 }
 
+/* Disarms the head clock when it is armed. */
+static void head_stop(void);
+
 void deadline_begin(void) {
+    head_stop();
     started = expired = 0;
     got = 0;
 }
@@ -124,4 +129,24 @@ int deadline_read(struct mg_connection *conn, void *buf, size_t len) {
 
 int deadline_expired(void) {
     return expired;
+}
+
+int deadline_head_begin(int ms) {
+    if (!timeout_ms || ms <= 0) return -1;
+    timer_t *t = thread_timer();
+    if (!t) return -1;
+    arm(t, ms / 1000.0);
+    head_armed = 1;
+    return 0;
+}
+
+static void head_stop(void) {
+    if (!head_armed) return;
+    timer_t *t = pthread_getspecific(timer_key);
+    if (t) arm(t, 0);
+    head_armed = 0;
+}
+
+void deadline_head_end(void) {
+    head_stop();
 }

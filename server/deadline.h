@@ -36,8 +36,26 @@
  * Once, before civetweb starts its threads. 0, or -1 with errno. */
 int deadline_init(int timeout_ms);
 
-/* A new request starts on this thread: its body clock starts at its first read. */
+/* A new request starts on this thread (its head is in: the head clock
+ * stops): its body clock starts at its first read. */
 void deadline_begin(void);
+
+/* The request head: civetweb's request_timeout_ms bounds it too, but that
+ * one value is also the longest wait for the next byte of a body and of a
+ * response, so it cannot be short. A client that connects and sends nothing
+ * (or a byte now and then) holds a worker thread for all of it; a few
+ * hundred such sockets leave no thread for anyone else.
+ *
+ * deadline_head_begin() (from civetweb's init_connection callback, before
+ * the worker reads the first request head of a new connection) starts a
+ * clock of ms on this thread; when it runs out, SIGURG interrupts civetweb's
+ * poll(), the head read fails and civetweb drops the connection (400 when
+ * part of a head came, silence when nothing did). deadline_begin() (the head
+ * is in) and deadline_head_end() (connection closed) stop it. Later heads on
+ * a kept-alive connection are bounded by civetweb's keep_alive_timeout_ms.
+ * 0, or -1 when there is no clock (no deadline_init(), no timer). */
+int deadline_head_begin(int ms);
+void deadline_head_end(void);
 
 /* mg_read() that returns by the deadline: the bytes read (> 0), 0 at the end
  * of the body, or -1 when the body broke off or the deadline passed (then

@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "server/deadline.h"
+#include "server/jsonscan.h"
 
 #define READ_CHUNK (64u << 10)
 
@@ -177,6 +178,7 @@ void http_req_begin(http_req_t *r, struct mg_connection *conn) {
 
 void http_req_end(http_req_t *r) {
     struct timespec now;
+    http_body_done(r);
     char method[16], path[256];
     clock_gettime(CLOCK_MONOTONIC, &now);
     double ms = (double)(now.tv_sec - r->start.tv_sec) * 1e3 +
@@ -218,13 +220,40 @@ static int request_has_body(const http_req_t *r) {
 /* gzip                                                                     */
 /* ======================================================================== */
 
+/* Inflated bytes held by all requests of the process (reserved as the
+ * buffers grow, given back when the body is freed). */
+static size_t inflating;
+
+size_t http_inflating_bytes(void) { return __atomic_load_n(&inflating, __ATOMIC_RELAXED); }
+
+/* Reserves n inflated bytes against the process-wide cap (0: none). 0, or -1
+ * when that would pass the cap (nothing reserved). */
+static int inflating_take(size_t n, size_t cap) {
+    size_t now = __atomic_add_fetch(&inflating, n, __ATOMIC_SEQ_CST);
+    if (cap && now > cap) {
+        __atomic_sub_fetch(&inflating, n, __ATOMIC_SEQ_CST);
+        return -1;
+    }
+    return 0;
+}
+
+static void inflating_give(size_t n) {
+    if (n)
+        __atomic_sub_fetch(&inflating, n, __ATOMIC_SEQ_CST);
+}
+
 /* A growing output buffer that never grows past limit + 1 bytes: reaching
- * limit + 1 is how "too large" is noticed without inflating any further. */
+ * limit + 1 is how "too large" is noticed without inflating any further.
+ * When `counted`, every byte of capacity is reserved in `inflating` first
+ * (held says how many), against cap_total. */
 typedef struct outbuf {
     char *p;
     size_t len, cap, limit;
+    int counted;
+    size_t cap_total, held;
 } outbuf_t;
 
+/* 0, -1 at the limit, -3 out of memory, -4 the process-wide cap is reached. */
 static int outbuf_grow(outbuf_t *b, size_t want_free) {
     size_t hard = b->limit + 1;
     if (b->cap >= hard)
@@ -236,6 +265,11 @@ static int outbuf_grow(outbuf_t *b, size_t want_free) {
         ncap = ncap > hard / 2 ? hard : ncap * 2;
     if (ncap > hard)
         ncap = hard;
+    if (b->counted && ncap > b->held) {
+        if (inflating_take(ncap - b->held, b->cap_total) < 0)
+            return -4;
+        b->held = ncap;
+    }
     char *np = realloc(b->p, ncap + 1); /* + 1: room for a closing NUL */
     if (!np)
         return -3;
@@ -266,41 +300,56 @@ static void inflater_end(inflater_t *in) {
     in->ready = 0;
 }
 
-/* Feeds n bytes. 0, -1 too large, -2 corrupt, -3 out of memory. */
-static int inflater_feed(inflater_t *in, outbuf_t *out, const void *data, size_t n) {
+/* Feeds n bytes, inflating at most READ_CHUNK bytes per step so that a scan
+ * (when scan is not NULL) sees the output as it comes and stops a bomb
+ * within one step of passing its limit. 0, -1 too large, -2 corrupt, -3 out
+ * of memory, -4 the process-wide cap on inflated bytes is reached, -5 the
+ * scan passed a limit (scan->verdict says which). */
+static int inflater_feed(inflater_t *in, outbuf_t *out, const void *data, size_t n,
+                         jsonscan_t *scan) {
     in->zs.next_in = data;
     while (n > 0) {
         uInt take = n > (1u << 30) ? (1u << 30) : (uInt)n;
         in->zs.avail_in = take;
-        while (in->zs.avail_in > 0) {
+        for (;;) {
             if (in->done) {
+                if (in->zs.avail_in == 0)
+                    break;
                 /* Another gzip member follows (RFC 1952 allows several). */
                 if (inflateReset(&in->zs) != Z_OK)
                     return -2;
                 in->done = 0;
             }
             int g = outbuf_grow(out, READ_CHUNK);
-            if (g == -3)
-                return -3;
+            if (g == -3 || g == -4)
+                return g;
             if (g < 0 || out->len > out->limit)
                 return -1;
             size_t room = out->cap - out->len;
-            if (room > (1u << 30))
-                room = 1u << 30;
+            if (room > READ_CHUNK)
+                room = READ_CHUNK;
             in->zs.next_out = (Bytef *)(out->p + out->len);
             in->zs.avail_out = (uInt)room;
             int ret = inflate(&in->zs, Z_NO_FLUSH);
-            out->len += room - in->zs.avail_out;
+            size_t made = room - in->zs.avail_out;
+            int stop = scan && jsonscan_feed(scan, out->p + out->len, made) != JSONSCAN_OK;
+            out->len += made;
+            if (stop)
+                return -5;
             if (out->len > out->limit)
                 return -1;
             if (ret == Z_STREAM_END) {
                 in->done = 1;
                 continue;
             }
-            if (ret == Z_BUF_ERROR && in->zs.avail_out > 0)
-                break; /* needs more input */
-            if (ret != Z_OK && ret != Z_BUF_ERROR)
+            if (ret == Z_BUF_ERROR)
+                break; /* no progress possible: needs more input */
+            if (ret != Z_OK)
                 return ret == Z_MEM_ERROR ? -3 : -2;
+            /* A full window may leave output pending inside zlib: go on
+             * until a window is left with room, and the input is used up. */
+            if (in->zs.avail_in == 0 && in->zs.avail_out > 0)
+                break;
         }
         n -= take;
     }
@@ -309,13 +358,13 @@ static int inflater_feed(inflater_t *in, outbuf_t *out, const void *data, size_t
 
 int http_gunzip(const void *in, size_t len, size_t max_out, char **out, size_t *out_len) {
     inflater_t inf;
-    outbuf_t b = {NULL, 0, 0, max_out};
+    outbuf_t b = {NULL, 0, 0, max_out, 0, 0, 0};
     int rc;
     *out = NULL;
     *out_len = 0;
     if ((rc = inflater_init(&inf)) < 0)
         return rc;
-    rc = inflater_feed(&inf, &b, in, len);
+    rc = inflater_feed(&inf, &b, in, len, NULL);
     if (rc == 0 && !inf.done)
         rc = -2; /* truncated */
     inflater_end(&inf);
@@ -468,9 +517,26 @@ static double elapsed_s(const http_req_t *r) {
     return (double)(now.tv_sec - r->start.tv_sec) + (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
 }
 
-int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *len,
-                   http_error_t *err) {
-    outbuf_t b = {NULL, 0, 0, 0};
+int http_small_body_check(const char *content_encoding, long long content_length, size_t max,
+                          http_error_t *err) {
+    if (content_encoding) {
+        const char *cb, *cend;
+        trim(content_encoding, &cb, &cend);
+        if (cb != cend && !token_is(cb, cend, "identity"))
+            return fail(err, 415, "unsupported_encoding",
+                        "this endpoint takes no Content-Encoding (at most %zu bytes as they are)",
+                        max);
+    }
+    if (content_length > 0 && (unsigned long long)content_length > max)
+        return fail(err, 413, "too_large", "the request body is larger than %zu bytes", max);
+    return 0;
+}
+
+/* http_read_body(), with every plain byte also fed to scan when it is not
+ * NULL (a limit passed: 413 too_large or 400 json_too_deep, at once). */
+static int read_body(http_req_t *r, const http_limits_t *lim, jsonscan_t *scan, char **out,
+                     size_t *len, http_error_t *err) {
+    outbuf_t b = {NULL, 0, 0, 0, 0, 0, 0};
     inflater_t inf;
     int gz = 0, rc = -1;
     char *chunk = NULL;
@@ -486,11 +552,12 @@ int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *
     if (ce) {
         const char *cb, *cend;
         trim(ce, &cb, &cend);
-        if (token_is(cb, cend, "gzip") || token_is(cb, cend, "x-gzip"))
+        if (!lim->no_gzip && (token_is(cb, cend, "gzip") || token_is(cb, cend, "x-gzip")))
             gz = 1;
         else if (cb != cend && !token_is(cb, cend, "identity"))
             return fail(err, 415, "unsupported_encoding",
-                        "Content-Encoding must be gzip or identity");
+                        lim->no_gzip ? "this endpoint takes no Content-Encoding"
+                                     : "Content-Encoding must be gzip or identity");
     }
     if (r->ri->content_length > 0 && (unsigned long long)r->ri->content_length > lim->max_body_bytes)
         return fail(err, 413, "too_large", "the request body is larger than %zu bytes",
@@ -512,6 +579,8 @@ int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *
 
     if (gz) {
         b.limit = lim->max_inflated_bytes;
+        b.counted = 1;
+        b.cap_total = lim->max_inflating_bytes;
         if (inflater_init(&inf) < 0 || !(chunk = malloc(READ_CHUNK))) {
             fail(err, 503, "unavailable", "out of memory");
             goto done;
@@ -530,6 +599,7 @@ int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *
 
     for (;;) {
         int n;
+        size_t before = b.len;
         if (elapsed_s(r) > HTTP_BODY_TIMEOUT_S) {
             fail(err, 408, "request_timeout", "the request body took too long to arrive");
             goto done;
@@ -570,11 +640,14 @@ int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *
                  lim->max_body_bytes);
             goto done;
         }
+        int f = 0;
         if (!gz) {
             b.len += (size_t)n;
-            continue;
+            if (scan && jsonscan_feed(scan, b.p + before, (size_t)n) != JSONSCAN_OK)
+                f = -5;
+        } else {
+            f = inflater_feed(&inf, &b, chunk, (size_t)n, scan);
         }
-        int f = inflater_feed(&inf, &b, chunk, (size_t)n);
         if (f == -1) {
             fail(err, 413, "too_large", "the inflated request body is larger than %zu bytes",
                  lim->max_inflated_bytes);
@@ -582,6 +655,20 @@ int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *
         }
         if (f == -3) {
             fail(err, 503, "unavailable", "out of memory");
+            goto done;
+        }
+        if (f == -4) {
+            fail(err, 503, "unavailable",
+                 "too many compressed bodies are being inflated at once; retry");
+            goto done;
+        }
+        if (f == -5 && scan->verdict == JSONSCAN_TOO_DEEP) {
+            fail(err, 400, "json_too_deep", "JSON nests deeper than %d levels", lim->max_json_depth);
+            goto done;
+        }
+        if (f == -5) {
+            fail(err, 413, "too_large", "the JSON body holds more than %zu elements",
+                 lim->max_json_elements);
             goto done;
         }
         if (f < 0) {
@@ -606,6 +693,9 @@ int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *
     *out = b.p;
     *len = b.len;
     b.p = NULL;
+    /* The inflated bytes stay reserved until the caller is done with them. */
+    r->inflating_held += b.held;
+    b.held = 0;
     rc = 0;
 done:
     /* Counted also when the body was refused half-way: those bytes came. */
@@ -616,51 +706,24 @@ done:
     inflater_end(&inf);
     free(chunk);
     free(b.p);
+    inflating_give(b.held);
     return rc;
 }
 
-/* What a scan of JSON text outside and inside strings found. */
-typedef struct json_scan {
-    int too_deep;
-    int control; /* a raw control character inside a string */
-    int nul;     /* a \u0000 escape: C strings would cut the value short */
-} json_scan_t;
+int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *len,
+                   http_error_t *err) {
+    return read_body(r, lim, NULL, out, len, err);
+}
 
-static void json_scan(const char *p, size_t n, int max, json_scan_t *out) {
-    int depth = 0, in_str = 0;
-    memset(out, 0, sizeof *out);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (in_str) {
-            if (c == '\\') {
-                if (i + 5 < n && p[i + 1] == 'u' && memcmp(p + i + 2, "0000", 4) == 0)
-                    out->nul = 1;
-                i++; /* the escaped character cannot end the string */
-            } else if (c == '"') {
-                in_str = 0;
-            } else if (c < 0x20) {
-                out->control = 1;
-            }
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '[' || c == '{') {
-            if (++depth > max) {
-                out->too_deep = 1;
-                return;
-            }
-        } else if (c == ']' || c == '}') {
-            if (depth > 0)
-                depth--;
-        }
-    }
+void http_body_done(http_req_t *r) {
+    inflating_give(r->inflating_held);
+    r->inflating_held = 0;
 }
 
 int http_json_too_deep(const char *text, size_t len, int max) {
-    json_scan_t sc;
     if (!text)
         return 0;
-    json_scan(text, len, max, &sc);
-    return sc.too_deep;
+    return jsonscan_text(text, len, 0, max, NULL) == JSONSCAN_TOO_DEEP;
 }
 
 /* Is the Content-Type absent or JSON (application/json or application/x+json,
@@ -701,73 +764,71 @@ static int content_type_ok(const char *ct) {
     return 1;
 }
 
-int http_read_json(http_req_t *r, const http_limits_t *lim, cJSON **out, http_error_t *err) {
-    char *body = NULL;
-    size_t len = 0;
-    json_scan_t sc;
-    *out = NULL;
-    if (!r->ri || !lim)
-        return fail(err, 400, "bad_request", "no request");
-    if (!content_type_ok(mg_get_header(r->conn, "Content-Type")))
-        return fail(err, 415, "unsupported_media_type", "Content-Type must be application/json");
-    if (http_read_body(r, lim, &body, &len, err) < 0)
-        return -1;
-    if (!body)
-        return fail(err, 400, "bad_request", "a JSON body is required");
-
+/* Parses a body the scan let through into one JSON object. Borrows body.
+ * 0 and *out owned by the caller, or -1 with err filled. */
+static int parse_object(const char *body, size_t len, const jsonscan_t *sc, cJSON **out,
+                        http_error_t *err) {
     const char *text = body;
     size_t n = len;
     if (n >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
         text += 3; /* a byte order mark is tolerated */
         n -= 3;
     }
-    if (!utf8_valid(text, n)) {
-        free(body);
+    if (!utf8_valid(text, n))
         return fail(err, 400, "bad_json", "the body is not valid UTF-8");
-    }
-    json_scan(text, n, lim->max_json_depth, &sc);
-    if (sc.too_deep) {
-        free(body);
-        return fail(err, 400, "json_too_deep", "JSON nests deeper than %d levels",
-                    lim->max_json_depth);
-    }
-    if (sc.control) {
-        free(body);
+    if (sc->control)
         return fail(err, 400, "bad_json", "a string holds a raw control character");
-    }
-    if (sc.nul) {
-        free(body);
+    if (sc->nul)
         return fail(err, 400, "bad_json", "strings may not hold \\u0000");
-    }
 
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, n, &end, 0);
     if (!root) {
         size_t at = end && end >= text && end <= text + n ? (size_t)(end - text) : 0;
-        free(body);
         return fail(err, 400, "bad_json", "invalid JSON near byte %zu", at);
     }
     if (!end || end < text || end > text + n) {
         cJSON_Delete(root);
-        free(body);
         return fail(err, 400, "bad_json", "invalid JSON");
     }
     for (const char *p = end; p < text + n; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
             size_t at = (size_t)(p - text);
             cJSON_Delete(root);
-            free(body);
-            return fail(err, 400, "bad_json", "unexpected data after the JSON value at byte %zu",
+                return fail(err, 400, "bad_json", "unexpected data after the JSON value at byte %zu",
                         at);
         }
     }
-    free(body);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return fail(err, 400, "bad_request", "the body must be a JSON object");
     }
     *out = root;
     return 0;
+}
+
+int http_read_json(http_req_t *r, const http_limits_t *lim, cJSON **out, http_error_t *err) {
+    char *body = NULL;
+    size_t len = 0;
+    jsonscan_t sc;
+    int rc;
+    *out = NULL;
+    if (!r->ri || !lim)
+        return fail(err, 400, "bad_request", "no request");
+    if (!content_type_ok(mg_get_header(r->conn, "Content-Type")))
+        return fail(err, 415, "unsupported_media_type", "Content-Type must be application/json");
+    /* Elements and depth are counted as the bytes arrive (and inflate): a
+     * body past either limit is refused before it is all in memory, and
+     * long before cJSON would build a node for each element. */
+    jsonscan_init(&sc, lim->max_json_elements, lim->max_json_depth);
+    if (read_body(r, lim, &sc, &body, &len, err) < 0)
+        return -1;
+    if (!body)
+        return fail(err, 400, "bad_request", "a JSON body is required");
+    rc = parse_object(body, len, &sc, out, err);
+    free(body);
+    http_body_done(r);
+    return rc;
 }
 
 /* ======================================================================== */

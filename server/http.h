@@ -28,6 +28,19 @@
 #define HTTP_MAX_BODY_BYTES (16u << 20)     /* raw request body, as sent */
 #define HTTP_MAX_INFLATED_BYTES (64u << 20) /* after Content-Encoding: gzip */
 #define HTTP_MAX_JSON_DEPTH 32
+/* Elements (values and member names) of one JSON body: unless configured,
+ * PER_CHANGE for each change a changeset may hold plus BASE, so a legal push
+ * of max_changes rich changes fits (a create with every field set is about
+ * 80). */
+#define HTTP_JSON_ELEMENTS_PER_CHANGE 256
+#define HTTP_JSON_ELEMENTS_BASE 4096
+#define HTTP_MAX_JSON_ELEMENTS(max_changes)                                                         \
+    ((size_t)HTTP_JSON_ELEMENTS_PER_CHANGE * (size_t)(max_changes) + HTTP_JSON_ELEMENTS_BASE)
+/* Inflated bytes held by all requests at once; past it a gzip body is 503. */
+#define HTTP_MAX_INFLATING_BYTES (256u << 20)
+/* Bodies of the calls that come before authentication (login, logout):
+ * this many bytes as sent, never Content-Encoding. */
+#define HTTP_AUTH_MAX_BODY 4096
 
 /* A body that takes longer than this to arrive is cut off with 408. */
 #define HTTP_BODY_TIMEOUT_S 300
@@ -39,7 +52,10 @@ typedef struct http_limits {
     size_t max_body_bytes;
     size_t max_inflated_bytes;
     int max_json_depth;
-    int max_pushing; /* pushes read and applied at once (0: the default) */
+    int max_pushing;            /* pushes read and applied at once (0: the default) */
+    size_t max_json_elements;   /* 0: no limit */
+    size_t max_inflating_bytes; /* process-wide cap on inflated bytes held (0: none) */
+    int no_gzip;                /* a Content-Encoding other than identity is 415 */
 } http_limits_t;
 
 /* An error of the edge itself (body, encoding, query, routing), or one
@@ -71,6 +87,7 @@ typedef struct http_req {
     size_t body_plain;  /* the same after inflating */
     int gzip_in;        /* the request body came gzip-encoded */
     int body_counted;   /* http_read_body() filled body_wire and body_plain */
+    size_t inflating_held; /* inflated bytes this request holds (http_body_done) */
     struct timespec start;
     int nextra;
     struct {
@@ -93,22 +110,41 @@ int http_add_header(http_req_t *r, const char *name, const char *value);
 
 /* ---- request bodies ----------------------------------------------------- */
 
-/* Reads the whole request body, inflating Content-Encoding: gzip, within the
- * limits: the raw bytes against max_body_bytes (Content-Length is checked
- * before anything is read), the inflated bytes against max_inflated_bytes.
- * On success returns 0 and *out is a malloc'd NUL-terminated buffer of *len
- * bytes (the caller frees it), or NULL with *len 0 when the request has no
- * body. On failure returns -1, fills err (413 too_large, 415
+/* Reads the whole request body, inflating Content-Encoding: gzip (unless
+ * lim->no_gzip), within the limits: the raw bytes against max_body_bytes
+ * (Content-Length is checked before anything is read), the inflated bytes
+ * against max_inflated_bytes, and the inflated bytes of all requests at once
+ * against max_inflating_bytes (503 unavailable past it; they are reserved as
+ * the buffer grows and stay reserved until http_body_done()). On success
+ * returns 0 and *out is a malloc'd NUL-terminated buffer of *len bytes (the
+ * caller frees it, then calls http_body_done()), or NULL with *len 0 when the
+ * request has no body. On failure returns -1, fills err (413 too_large, 415
  * unsupported_encoding, 400 bad_request, 408 request_timeout, 503
  * unavailable) and *out is NULL. */
 int http_read_body(http_req_t *r, const http_limits_t *lim, char **out, size_t *len,
                    http_error_t *err);
+/* Gives back the inflated bytes the request's body held (http_req_end()
+ * does it too, for a body never given back). */
+void http_body_done(http_req_t *r);
+/* Inflated bytes all requests hold now (for /metrics). */
+size_t http_inflating_bytes(void);
+
+/* The check of a body that comes before authentication, from its headers
+ * alone (nothing is read): a Content-Encoding other than identity is 415
+ * unsupported_encoding, a Content-Length over max is 413 too_large. 0, or
+ * -1 with err filled. Pure. */
+int http_small_body_check(const char *content_encoding, long long content_length, size_t max,
+                          http_error_t *err);
 
 /* Reads a JSON body: Content-Type must be absent or application/json (else
- * 415 unsupported_media_type), the body present (else 400 bad_request), valid
- * UTF-8, nested at most max_json_depth deep (else 400 json_too_deep), one JSON
- * object with nothing but whitespace after it (else 400 bad_json / 400
- * bad_request). On success *out owns the parsed tree (cJSON_Delete it). */
+ * 415 unsupported_media_type), the body present (else 400 bad_request). As
+ * the bytes arrive (after inflating), a scan (jsonscan.h) counts elements
+ * and depth: past max_json_elements 413 too_large, past max_json_depth 400
+ * json_too_deep -- at once, before the rest is read and before any tree is
+ * built. Then: valid UTF-8, no raw control character or \u0000 in strings
+ * (400 bad_json), one JSON object with nothing but whitespace after it (else
+ * 400 bad_json / 400 bad_request). On success *out owns the parsed tree
+ * (cJSON_Delete it). */
 int http_read_json(http_req_t *r, const http_limits_t *lim, cJSON **out, http_error_t *err);
 
 /* ---- responses ---------------------------------------------------------- */

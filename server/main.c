@@ -28,6 +28,12 @@
  * and no read or write may wait longer than it for the next byte. Bodies also
  * have a deadline from it (deadline.h). */
 #define DEFAULT_REQUEST_TIMEOUT_MS 30000
+/* The first request head of a connection must arrive within this (a phone
+ * sends its head in one packet): idle and trickling sockets give their
+ * worker thread back this soon (deadline.h). */
+#define DEFAULT_HEADER_TIMEOUT_MS 5000
+/* Worker threads of the metrics listener: a scraper or two. */
+#define METRICS_THREADS "2"
 #define MAX_THREADS 1024
 #define MAX_CONFIG_BYTES (1u << 20)
 #define PBKDF2_ENV "CASESYNC_PBKDF2_ITERATIONS"
@@ -45,16 +51,26 @@ typedef struct options {
     int threads;
     int threads_given; /* --threads was on the command line: it wins over the config file */
     int request_timeout_ms;
+    int header_timeout_ms;
+    const char *metrics_listen; /* NULL: no metrics listener */
+    int metrics_given;          /* --metrics-listen was on the command line */
 } options_t;
+
+/* For civetweb's init_connection callback, which has no user data of ours. */
+static int header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
 
 static void usage(FILE *f) {
     fprintf(f, "usage: casesyncd [--data DIR] [--listen HOST:PORT] [--config FILE] [--threads N]\n"
-               "                 [--trusted-proxy ADDR]\n"
+               "                 [--trusted-proxy ADDR] [--metrics-listen HOST:PORT]\n"
                "  --data DIR            data folder (default %s)\n"
                "  --listen HOST:PORT    address to serve on; port 0 picks a free one (default %s)\n"
                "  --config FILE         JSON file of limits and engine settings\n"
                "  --threads N           worker threads (default %d; wins over \"threads\" in the config)\n"
-               "  --trusted-proxy ADDR  believe X-Forwarded-For from this peer address\n",
+               "  --trusted-proxy ADDR  believe X-Forwarded-For from this peer address\n"
+               "  --metrics-listen HOST:PORT\n"
+               "                        also serve GET /metrics, without a token, on this internal\n"
+               "                        address (default: off; wins over \"metrics_listen\")\n"
+               "Every option also takes the form --option=VALUE.\n",
             DEFAULT_DATA, DEFAULT_LISTEN, DEFAULT_THREADS);
 }
 
@@ -98,17 +114,33 @@ static int parse_args(int argc, char **argv, options_t *o) {
     o->threads = DEFAULT_THREADS;
     o->threads_given = 0;
     o->request_timeout_ms = DEFAULT_REQUEST_TIMEOUT_MS;
+    o->header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
+    o->metrics_listen = NULL;
+    o->metrics_given = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        char name[64];
+        const char *a = argv[i], *v;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(0);
         }
-        if (i + 1 >= argc) {
+        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        if (eq) {
+            /* --option=VALUE */
+            if ((size_t)(eq - a) >= sizeof name) {
+                fprintf(stderr, "casesyncd: unknown option %s\n", a);
+                return -1;
+            }
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = '\0';
+            a = name;
+            v = eq + 1;
+        } else if (i + 1 >= argc) {
             fprintf(stderr, "casesyncd: %s needs a value\n", a);
             return -1;
+        } else {
+            v = argv[++i];
         }
-        const char *v = argv[++i];
         if (strcmp(a, "--data") == 0) {
             o->data_dir = v;
         } else if (strcmp(a, "--listen") == 0) {
@@ -129,6 +161,9 @@ static int parse_args(int argc, char **argv, options_t *o) {
             }
             o->threads = (int)n;
             o->threads_given = 1;
+        } else if (strcmp(a, "--metrics-listen") == 0) {
+            o->metrics_listen = v;
+            o->metrics_given = 1;
         } else {
             fprintf(stderr, "casesyncd: unknown option %s\n", a);
             return -1;
@@ -145,7 +180,8 @@ static int parse_args(int argc, char **argv, options_t *o) {
 
 enum { K_BODY, K_INFLATED, K_DEPTH, K_CHANGES, K_STRING, K_WINDOW, K_TTL, K_PBKDF2, K_MAP, K_SCHEMA,
        K_EVIDENCE_DEADLINE, K_UPLOAD_MAX, K_UPLOAD_EXPIRE, K_THREADS, K_REQUEST_TIMEOUT, K_PUSHING,
-       K_ARGON2_T, K_ARGON2_M, K_ARGON2_P, K_HASHING, K_LOGIN_FAILURES, K_ACCOUNT_FAILURES, K_LOGIN_WINDOW };
+       K_ARGON2_T, K_ARGON2_M, K_ARGON2_P, K_HASHING, K_LOGIN_FAILURES, K_ACCOUNT_FAILURES, K_LOGIN_WINDOW,
+       K_ELEMENTS, K_INFLATING, K_HEADER_TIMEOUT, K_METRICS_LISTEN };
 
 static const struct {
     const char *key;
@@ -175,6 +211,10 @@ static const struct {
     {"login_max_failures", K_LOGIN_FAILURES, 1, 1000},
     {"login_account_max_failures", K_ACCOUNT_FAILURES, 1, 1000},
     {"login_window_s", K_LOGIN_WINDOW, 1, 86400},
+    {"max_json_elements", K_ELEMENTS, 16, 100000000},
+    {"max_inflating_bytes", K_INFLATING, 1024, 1099511627776.0},
+    {"header_timeout_ms", K_HEADER_TIMEOUT, 100, 600000},
+    {"metrics_listen", K_METRICS_LISTEN, 0, 0},
 };
 
 static char *read_file(const char *path, size_t *len) {
@@ -202,10 +242,11 @@ fail:
 }
 
 /* Applies a config file onto cfg, lim and the civetweb settings of o (threads
- * only when --threads did not set them). *schema_path gets a malloc'd copy of
- * "schema_path" (caller frees). 0, or -1 after printing what is wrong. */
+ * and the metrics listener only when the command line did not set them).
+ * *schema_path and *metrics_listen get malloc'd copies of those keys (caller
+ * frees). 0, or -1 after printing what is wrong. */
 static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim, options_t *o,
-                       char **schema_path) {
+                       char **schema_path, char **metrics_listen) {
     size_t len;
     const char *end = NULL;
     int rc = -1;
@@ -248,6 +289,20 @@ static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
             }
             continue;
         }
+        if (config_keys[k].which == K_METRICS_LISTEN) {
+            if (!cJSON_IsString(it) || !it->valuestring || !*it->valuestring) {
+                fprintf(stderr, "casesyncd: config %s: metrics_listen must be \"HOST:PORT\"\n", path);
+                goto done;
+            }
+            free(*metrics_listen);
+            if (!(*metrics_listen = strdup(it->valuestring))) {
+                fprintf(stderr, "casesyncd: out of memory\n");
+                goto done;
+            }
+            if (!o->metrics_given)
+                o->metrics_listen = *metrics_listen;
+            continue;
+        }
         double v = cJSON_IsNumber(it) ? it->valuedouble : -1.0;
         /* In range first, so the cast to an integer is defined. */
         if (!(v >= config_keys[k].lo && v <= config_keys[k].hi) || (double)(long long)v != v) {
@@ -281,6 +336,9 @@ static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
         case K_LOGIN_FAILURES: cfg->login_max_failures = (int)v; break;
         case K_ACCOUNT_FAILURES: cfg->login_account_max_failures = (int)v; break;
         case K_LOGIN_WINDOW: cfg->login_window_s = (int)v; break;
+        case K_ELEMENTS: lim->max_json_elements = (size_t)v; break;
+        case K_INFLATING: lim->max_inflating_bytes = (size_t)v; break;
+        case K_HEADER_TIMEOUT: o->header_timeout_ms = (int)v; break;
         default: break;
         }
     }
@@ -293,11 +351,37 @@ done:
 
 /* ---- serving ------------------------------------------------------------ */
 
-/* civetweb's begin_request: a new request on this worker thread. */
+/* civetweb's begin_request: a new request on this worker thread, its head
+ * read (the head clock stops). */
 static int begin_request(struct mg_connection *conn) {
     (void)conn;
     deadline_begin();
     return 0; /* civetweb goes on to the handler */
+}
+
+/* civetweb's init_connection: a worker took a new connection and is about
+ * to wait for its first request head; that wait gets header_timeout_ms. */
+static int init_connection(const struct mg_connection *conn, void **conn_data) {
+    (void)conn;
+    *conn_data = NULL;
+    deadline_head_begin(header_timeout_ms);
+    return 0;
+}
+
+/* civetweb's connection_close: whatever clock still runs stops. */
+static void connection_close(const struct mg_connection *conn) {
+    (void)conn;
+    deadline_head_end();
+}
+
+/* The port civetweb bound for ctx, or -1. */
+static int bound_port(struct mg_context *ctx) {
+    struct mg_server_port ports[4];
+    int nports = mg_get_server_ports(ctx, 4, ports);
+    for (int i = 0; i < nports; i++)
+        if (ports[i].port > 0)
+            return ports[i].port;
+    return -1;
 }
 
 typedef struct stopper {
@@ -359,15 +443,16 @@ int main(int argc, char **argv) {
     mallopt(M_ARENA_MAX, 4);
     options_t o;
     sync_config_t cfg;
-    http_limits_t lim = {HTTP_MAX_BODY_BYTES, HTTP_MAX_INFLATED_BYTES, HTTP_MAX_JSON_DEPTH, 0};
-    char *schema_path = NULL;
-    char host[128], threads[16], request_timeout[16], errtext[256] = "";
-    long long port;
+    http_limits_t lim = {HTTP_MAX_BODY_BYTES, HTTP_MAX_INFLATED_BYTES, HTTP_MAX_JSON_DEPTH, 0, 0,
+                         HTTP_MAX_INFLATING_BYTES, 0};
+    char *schema_path = NULL, *config_metrics = NULL;
+    char host[128], mhost[128], threads[16], request_timeout[16], errtext[256] = "";
+    long long port, mport;
     sync_t *s = NULL;
     sync_error_t err;
-    struct mg_context *ctx = NULL;
+    struct mg_context *ctx = NULL, *mctx = NULL;
     static routes_t rt; /* outlives every handler call: freed at exit */
-    int status = 1, real_port = -1;
+    int status = 1, real_port = -1, metrics_port = -1;
 
     if (parse_args(argc, argv, &o) < 0) {
         usage(stderr);
@@ -395,11 +480,29 @@ int main(int argc, char **argv) {
         return 1;
     }
     /* The config file wins over the environment. */
-    if (o.config_path && load_config(o.config_path, &cfg, &lim, &o, &schema_path) < 0) {
+    if (o.config_path && load_config(o.config_path, &cfg, &lim, &o, &schema_path, &config_metrics) < 0) {
         free(schema_path);
+        free(config_metrics);
         return 1;
     }
     cfg.schema_path = schema_path;
+    if (!lim.max_json_elements)
+        lim.max_json_elements = HTTP_MAX_JSON_ELEMENTS(cfg.max_changes > 0 ? cfg.max_changes : 1000);
+    if (lim.max_inflating_bytes < lim.max_inflated_bytes) {
+        fprintf(stderr, "casesyncd: max_inflating_bytes (%zu) is below max_inflated_bytes (%zu): "
+                        "one legal body could never be inflated\n",
+                lim.max_inflating_bytes, lim.max_inflated_bytes);
+        free(schema_path);
+        free(config_metrics);
+        return 2;
+    }
+    if (o.metrics_listen && parse_listen(o.metrics_listen, mhost, sizeof mhost, &mport) < 0) {
+        fprintf(stderr, "casesyncd: --metrics-listen must be HOST:PORT, not \"%s\"\n", o.metrics_listen);
+        free(schema_path);
+        free(config_metrics);
+        return 2;
+    }
+    header_timeout_ms = o.header_timeout_ms;
 
     /* Block the stop signals in every thread (civetweb's and the engine's
      * inherit this mask); the main thread takes them with sigwait(). */
@@ -452,6 +555,8 @@ int main(int argc, char **argv) {
     callbacks.http_error = routes_civetweb_error;
     callbacks.log_message = http_civetweb_log;
     callbacks.begin_request = begin_request;
+    callbacks.init_connection = init_connection;
+    callbacks.connection_close = connection_close;
     unsigned errcode = 0;
     struct mg_error_data error = {&errcode, errtext, sizeof errtext};
     struct mg_init_data init = {&callbacks, &rt, options};
@@ -462,19 +567,40 @@ int main(int argc, char **argv) {
         goto out;
     }
     mg_set_request_handler(ctx, "/", routes_handle, &rt);
-
-    struct mg_server_port ports[4];
-    int nports = mg_get_server_ports(ctx, 4, ports);
-    real_port = -1;
-    for (int i = 0; i < nports; i++) {
-        if (ports[i].port > 0) {
-            real_port = ports[i].port;
-            break;
-        }
-    }
-    if (real_port < 0) {
+    if ((real_port = bound_port(ctx)) < 0) {
         fprintf(stderr, "casesyncd: civetweb reports no listening port\n");
         goto out;
+    }
+
+    if (o.metrics_listen) {
+        /* A context of its own: its handler answers /metrics and nothing
+         * else, so the internal address never serves the API. */
+        const char *moptions[] = {
+            "listening_ports", o.metrics_listen,
+            "num_threads", METRICS_THREADS,
+            "decode_url", "no",
+            "enable_keep_alive", "no",
+            "request_timeout_ms", request_timeout,
+            "enable_directory_listing", "no",
+            "access_control_allow_origin", "",
+            NULL,
+        };
+        struct mg_init_data minit = {&callbacks, &rt, moptions};
+        errtext[0] = '\0';
+        mctx = mg_start2(&minit, &error);
+        if (!mctx) {
+            fprintf(stderr, "casesyncd: cannot listen for metrics on %s: %s\n", o.metrics_listen,
+                    errtext[0] ? errtext : "civetweb failed to start");
+            goto out;
+        }
+        mg_set_request_handler(mctx, "/", routes_handle_metrics, &rt);
+        if ((metrics_port = bound_port(mctx)) < 0) {
+            fprintf(stderr, "casesyncd: civetweb reports no metrics port\n");
+            goto out;
+        }
+        /* Before the listening line, which tells a supervisor (and the
+         * tests) that everything is up. */
+        printf("metrics on http://%s:%d/metrics\n", mhost, metrics_port);
     }
     printf("listening on http://%s:%d\n", host, real_port);
     fflush(stdout);
@@ -498,11 +624,16 @@ out:
     if (ctx && routes_drain(&rt, DRAIN_TIMEOUT_MS) < 0)
         fprintf(stderr, "casesyncd: requests still in flight after %d ms; stopping anyway\n",
                 DRAIN_TIMEOUT_MS);
+    if (mctx && metrics_port > 0)
+        server_stop(mctx, mhost, metrics_port);
+    else if (mctx)
+        mg_stop(mctx);
     if (ctx)
         server_stop(ctx, host, real_port);
     sync_close(s);
     mg_exit_library();
     free(schema_path);
+    free(config_metrics);
     if (status == 0)
         fprintf(stderr, "casesyncd: stopped\n");
     return status;

@@ -22,9 +22,14 @@
 typedef struct route {
     const char *method;
     const char *pattern; /* '*' segments are ids */
-    int auth;            /* needs a bearer token */
+    int flags;           /* R_* */
     route_fn fn;
 } route_t;
+
+#define R_OPEN 0  /* no token */
+#define R_AUTH 1  /* needs a bearer token */
+#define R_SMALL 2 /* a body of at most HTTP_AUTH_MAX_BODY bytes, never encoded:
+                     checked from the headers before anything else */
 
 /* Slots of rt->metrics: the index of the first route-table entry with the
  * request's pattern, or one of these two at the end of the array. */
@@ -42,6 +47,8 @@ void routes_init(routes_t *rt, sync_t *sync) {
     rt->limits.max_body_bytes = HTTP_MAX_BODY_BYTES;
     rt->limits.max_inflated_bytes = HTTP_MAX_INFLATED_BYTES;
     rt->limits.max_json_depth = HTTP_MAX_JSON_DEPTH;
+    rt->limits.max_json_elements = HTTP_MAX_JSON_ELEMENTS(1000);
+    rt->limits.max_inflating_bytes = HTTP_MAX_INFLATING_BYTES;
     rt->started = time(NULL);
     pthread_mutex_init(&rt->push_mu, NULL);
     pthread_cond_init(&rt->push_cv, NULL);
@@ -243,16 +250,19 @@ int route_query_int(call_t *c, const char *name, int dflt, int lo, int hi, int *
     return 0;
 }
 
-/* Reads the JSON body or answers the error. */
-cJSON *route_body_json(call_t *c) {
+/* Reads the JSON body under lim or answers the error. */
+static cJSON *body_json(call_t *c, const http_limits_t *lim) {
     http_error_t e;
     cJSON *body = NULL;
-    if (http_read_json(c->req, &c->rt->limits, &body, &e) < 0) {
+    if (http_read_json(c->req, lim, &body, &e) < 0) {
         http_send_error(c->req, &e);
         return NULL;
     }
     return body;
 }
+
+/* Reads the JSON body or answers the error. */
+cJSON *route_body_json(call_t *c) { return body_json(c, &c->rt->limits); }
 
 /* The key the login failure limit counts under: the peer address, or, when
  * the peer is the trusted proxy, the address that proxy appended last to
@@ -351,7 +361,12 @@ static int etag_matches(const char *inm, const char *etag) {
 static void do_login(call_t *c) {
     sync_error_t err = {0};
     char key[128], *out = NULL;
-    cJSON *body = route_body_json(c);
+    /* Nothing large before authentication (PROTOCOL.md v2): a chunked body
+     * is cut at the same size while it is read. */
+    http_limits_t lim = c->rt->limits;
+    lim.max_body_bytes = lim.max_inflated_bytes = HTTP_AUTH_MAX_BODY;
+    lim.no_gzip = 1;
+    cJSON *body = body_json(c, &lim);
     if (!body)
         return;
     client_key(c, key, sizeof key);
@@ -568,8 +583,12 @@ static void do_device_release(call_t *c) {
 static void do_audit_verify(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL;
-    /* Open to any authenticated user (docs/protocol.md §6): the answer holds
-     * only a count and a hash. */
+    /* Supervisors and admins (PROTOCOL.md v2): a full walk of the chain is
+     * costly, and nobody in the field needs it. */
+    if (c->p->role != ROLE_SUPERVISOR && c->p->role != ROLE_ADMIN) {
+        http_send_errorf(c->req, 403, "forbidden", NULL, "the audit check is for supervisors and admins");
+        return;
+    }
     int rc = sync_audit_verify(c->rt->sync, &out, &err);
     route_reply(c, rc, out, &err, 200);
 }
@@ -590,8 +609,10 @@ static void do_readyz(call_t *c) {
 
 static void route_labels(char labels[METRICS_MAX_ROUTES][64], const char *names[METRICS_MAX_ROUTES]);
 
-static void do_metrics(call_t *c) {
-    char gauges[2048], labels[METRICS_MAX_ROUTES][64];
+/* The exposition, to whoever got this far: an admin on the public port, or
+ * anyone on the metrics listener. */
+static void metrics_answer(call_t *c) {
+    char gauges[2560], labels[METRICS_MAX_ROUTES][64];
     const char *names[METRICS_MAX_ROUTES];
     char *edge = NULL, *engine = NULL, *all = NULL;
     size_t edge_len = 0;
@@ -621,10 +642,14 @@ static void do_metrics(call_t *c) {
                      "casesync_pushes_in_flight_max %d\n"
                      "# HELP casesync_push_slot_waits_total Pushes that waited for a slot before their body was read.\n"
                      "# TYPE casesync_push_slot_waits_total counter\n"
-                     "casesync_push_slot_waits_total %ld\n",
+                     "casesync_push_slot_waits_total %ld\n"
+                     "# HELP casesync_inflating_bytes Inflated request body bytes held now (cap: max_inflating_bytes).\n"
+                     "# TYPE casesync_inflating_bytes gauge\n"
+                     "casesync_inflating_bytes %zu\n",
                      __atomic_load_n(&rt->in_flight, __ATOMIC_RELAXED),
                      __atomic_load_n(&rt->waiting, __ATOMIC_RELAXED), sync_ready(rt->sync) ? 1 : 0,
-                     (long long)(time(NULL) - rt->started), pushing, pushing_max, push_waits);
+                     (long long)(time(NULL) - rt->started), pushing, pushing_max, push_waits,
+                     http_inflating_bytes());
     route_labels(labels, names);
     if (n < 0 || (size_t)n >= sizeof gauges ||
         metrics_write(&rt->metrics, names, METRICS_MAX_ROUTES, &edge, &edge_len) < 0) {
@@ -652,40 +677,49 @@ done:
     free(edge);
 }
 
+static void do_metrics(call_t *c) {
+    if (c->p->role != ROLE_ADMIN) {
+        http_send_errorf(c->req, 403, "forbidden", NULL,
+                         "metrics are for admins here; scrapers use --metrics-listen");
+        return;
+    }
+    metrics_answer(c);
+}
+
 static const route_t route_table[] = {
-    {"POST", "/v1/auth/login", 0, do_login},
-    {"POST", "/v1/auth/logout", 1, do_logout},
-    {"GET", "/v1/me", 1, do_me},
-    {"POST", "/v1/admin/users", 1, do_user_create},
-    {"GET", "/v1/admin/users", 1, do_user_list},
-    {"PATCH", "/v1/admin/users/*", 1, do_user_update},
-    {"GET", "/v1/schema", 1, do_schema},
-    {"POST", "/v1/sync/push", 1, do_push},
-    {"GET", "/v1/sync/pull", 1, do_pull},
-    {"POST", "/v1/sync/check", 1, do_check},
-    {"GET", "/v1/cases", 1, cases_route_list},
-    {"GET", "/v1/stats", 1, cases_route_stats},
-    {"GET", "/v1/export", 1, cases_route_export},
-    {"GET", "/v1/cases/*", 1, do_case},
-    {"GET", "/v1/cases/*/history", 1, do_case_history},
-    {"GET", "/v1/conflicts", 1, do_conflicts},
-    {"POST", "/v1/conflicts/*/resolve", 1, do_conflict_resolve},
-    {"GET", "/v1/rejections", 1, do_rejections},
-    {"GET", "/v1/audit/verify", 1, do_audit_verify},
-    {"GET", "/v1/devices", 1, do_devices},
-    {"POST", "/v1/devices/*/revoke", 1, do_device_revoke},
-    {"POST", "/v1/admin/devices/*/release", 1, do_device_release},
-    {"OPTIONS", "/v1/uploads", 0, upload_route_options},
-    {"POST", "/v1/uploads", 1, upload_route_create},
-    {"GET", "/v1/uploads/*", 1, upload_route_status},
-    {"PATCH", "/v1/uploads/*", 1, upload_route_patch},
-    {"DELETE", "/v1/uploads/*", 1, upload_route_delete},
-    {"POST", "/v1/uploads/*", 1, upload_route_override},
-    {"GET", "/v1/blobs/*", 1, upload_route_blob},
-    {"GET", "/v1/evidence/missing", 1, upload_route_missing},
-    {"GET", "/healthz", 0, do_healthz},
-    {"GET", "/readyz", 0, do_readyz},
-    {"GET", "/metrics", 0, do_metrics},
+    {"POST", "/v1/auth/login", R_OPEN | R_SMALL, do_login},
+    {"POST", "/v1/auth/logout", R_AUTH | R_SMALL, do_logout},
+    {"GET", "/v1/me", R_AUTH, do_me},
+    {"POST", "/v1/admin/users", R_AUTH, do_user_create},
+    {"GET", "/v1/admin/users", R_AUTH, do_user_list},
+    {"PATCH", "/v1/admin/users/*", R_AUTH, do_user_update},
+    {"GET", "/v1/schema", R_AUTH, do_schema},
+    {"POST", "/v1/sync/push", R_AUTH, do_push},
+    {"GET", "/v1/sync/pull", R_AUTH, do_pull},
+    {"POST", "/v1/sync/check", R_AUTH, do_check},
+    {"GET", "/v1/cases", R_AUTH, cases_route_list},
+    {"GET", "/v1/stats", R_AUTH, cases_route_stats},
+    {"GET", "/v1/export", R_AUTH, cases_route_export},
+    {"GET", "/v1/cases/*", R_AUTH, do_case},
+    {"GET", "/v1/cases/*/history", R_AUTH, do_case_history},
+    {"GET", "/v1/conflicts", R_AUTH, do_conflicts},
+    {"POST", "/v1/conflicts/*/resolve", R_AUTH, do_conflict_resolve},
+    {"GET", "/v1/rejections", R_AUTH, do_rejections},
+    {"GET", "/v1/audit/verify", R_AUTH, do_audit_verify},
+    {"GET", "/v1/devices", R_AUTH, do_devices},
+    {"POST", "/v1/devices/*/revoke", R_AUTH, do_device_revoke},
+    {"POST", "/v1/admin/devices/*/release", R_AUTH, do_device_release},
+    {"OPTIONS", "/v1/uploads", R_OPEN, upload_route_options},
+    {"POST", "/v1/uploads", R_AUTH, upload_route_create},
+    {"GET", "/v1/uploads/*", R_AUTH, upload_route_status},
+    {"PATCH", "/v1/uploads/*", R_AUTH, upload_route_patch},
+    {"DELETE", "/v1/uploads/*", R_AUTH, upload_route_delete},
+    {"POST", "/v1/uploads/*", R_AUTH, upload_route_override},
+    {"GET", "/v1/blobs/*", R_AUTH, upload_route_blob},
+    {"GET", "/v1/evidence/missing", R_AUTH, upload_route_missing},
+    {"GET", "/healthz", R_OPEN, do_healthz},
+    {"GET", "/readyz", R_OPEN, do_readyz},
+    {"GET", "/metrics", R_AUTH, do_metrics},
 };
 #define NROUTES (sizeof route_table / sizeof route_table[0])
 _Static_assert(NROUTES <= SLOT_LONG_POLL, "METRICS_MAX_ROUTES leaves no slot for every route");
@@ -812,7 +846,15 @@ static int dispatch(routes_t *rt, http_req_t *req) {
     }
 
     call_t c = {rt, req, NULL, match_id, slot};
-    if (!hit->auth) {
+    if (hit->flags & R_SMALL) {
+        http_error_t e;
+        if (http_small_body_check(mg_get_header(req->conn, "Content-Encoding"), ri->content_length,
+                                  HTTP_AUTH_MAX_BODY, &e) < 0) {
+            http_send_error(req, &e);
+            return slot;
+        }
+    }
+    if (!(hit->flags & R_AUTH)) {
         hit->fn(&c);
         return c.slot;
     }
@@ -870,6 +912,42 @@ int routes_handle(struct mg_connection *conn, void *cbdata) {
         http_send_errorf(&req, 500, "internal", NULL, "no answer (request %s)", req.id);
     count_request(rt, &req, slot);
     __atomic_sub_fetch(&rt->in_flight, 1, __ATOMIC_SEQ_CST);
+    http_req_end(&req);
+    return req.status > 0 && req.status < 1000 ? req.status : 500;
+}
+
+/* The metrics listener: GET or HEAD of exactly /metrics, no token; every
+ * other request is 404 (405 for another method on /metrics). */
+static int dispatch_metrics(routes_t *rt, http_req_t *req) {
+    const struct mg_request_info *ri = req->ri;
+    const char *method = ri && ri->request_method ? ri->request_method : "";
+    int slot = SLOT_OTHER;
+    if (!ri || !ri->local_uri || strcmp(ri->local_uri, "/metrics") != 0) {
+        http_send_errorf(req, 404, "not_found", NULL, "this listener serves /metrics only");
+        return slot;
+    }
+    for (size_t i = 0; i < NROUTES; i++)
+        if (strcmp(route_table[i].pattern, "/metrics") == 0)
+            slot = route_slot(i);
+    if (!req->head && strcmp(method, "GET") != 0) {
+        http_add_header(req, "Allow", "GET, HEAD");
+        http_send_errorf(req, 405, "method_not_allowed", NULL, "only GET and HEAD here");
+        return slot;
+    }
+    call_t c = {rt, req, NULL, NULL, slot};
+    metrics_answer(&c);
+    return c.slot;
+}
+
+int routes_handle_metrics(struct mg_connection *conn, void *cbdata) {
+    routes_t *rt = cbdata;
+    http_req_t req;
+    http_req_begin(&req, conn);
+    mg_disable_connection_keep_alive(conn); /* a scrape every few seconds: no idle connections */
+    int slot = dispatch_metrics(rt, &req);
+    if (!req.sent)
+        http_send_errorf(&req, 500, "internal", NULL, "no answer (request %s)", req.id);
+    count_request(rt, &req, slot);
     http_req_end(&req);
     return req.status > 0 && req.status < 1000 ? req.status : 500;
 }

@@ -69,6 +69,11 @@ int routes_drain(routes_t *rt, int timeout_ms);
  * returns the HTTP status sent. */
 int routes_handle(struct mg_connection *conn, void *cbdata);
 
+/* The handler of the metrics listener (--metrics-listen, a context of its
+ * own): GET or HEAD /metrics without a token, 404 for every other path, so
+ * the internal listener never exposes the API. cbdata is the routes_t. */
+int routes_handle_metrics(struct mg_connection *conn, void *cbdata);
+
 /* callbacks.http_error: answers an error civetweb found itself (malformed
  * request line, headers too large ...) with a JSON error body, and counts
  * it. The routes_t must be civetweb's user_data (mg_init_data). */

@@ -868,6 +868,19 @@ resp_t http(srv_t *s, const char *method, const char *path, const char *token, c
     return http_raw(s, method, path, token, body, body ? strlen(body) : 0, headers);
 }
 
+resp_t metrics_scrape(srv_t *s) {
+    static char dir[sizeof s->dir];
+    static const char *token;
+    if (!token || strcmp(dir, s->dir) != 0) {
+        if (strcmp(dir, s->dir) != 0 && !user_add(s, "metrics-admin", "metrics-admin-pass", "admin", "HQ", NULL))
+            fprintf(stderr, "    harness: no metrics-admin user\n");
+        snprintf(dir, sizeof dir, "%s", s->dir);
+        token = login(s, "metrics-admin", "metrics-admin-pass", "dev-metrics", NULL);
+        if (token) token = hdup(token);
+    }
+    return http(s, "GET", "/metrics", token, NULL, NULL);
+}
+
 cJSON *resp_json(resp_t *r) {
     if (!r->json && r->body && r->len) r->json = jparse(r->body);
     return r->json;

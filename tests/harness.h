@@ -130,6 +130,10 @@ void curl_set_method(CURL *c, const char *method, const void *data, size_t len);
 /* The same with a raw body of len bytes (e.g. gzip). */
 resp_t http_raw(srv_t *s, const char *method, const char *path, const char *token, const void *data,
                 size_t len, const char *const *headers);
+/* GET /metrics with an admin token: the first call for a data folder makes
+ * the admin user "metrics-admin" (CLI) and logs it in on device
+ * "dev-metrics" (counted like any login). Main thread only. */
+resp_t metrics_scrape(srv_t *s);
 /* Parses the body once; NULL when it is not JSON. Owned by r. */
 cJSON *resp_json(resp_t *r);
 /* Value of a response header (case-insensitive name), trimmed, pool; NULL if absent. */

@@ -358,7 +358,7 @@ static int write_nginx_conf(const px_t *p, int upstream_port) {
                                  "master_process off;\n"
                                  "pid %s/nginx.pid;\n"
                                  "error_log %s/error.log info;\n"
-                                 "events { worker_connections 256; }\n"
+                                 "events { worker_connections 1024; }\n"
                                  "http {\n"
                                  "    sendfile on;\n"
                                  "    tcp_nopush on;\n"

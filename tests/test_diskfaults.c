@@ -52,7 +52,7 @@ static int faults_fired(const srv_t *s, const char *what) {
 
 /* The value of the first /metrics line that starts with name, or -1. */
 static long long metric(srv_t *s, const char *name) {
-    resp_t r = http(s, "GET", "/metrics", NULL, NULL, NULL);
+    resp_t r = metrics_scrape(s);
     const char *p = r.status == 200 ? r.body : NULL;
     size_t n = strlen(name);
     while (p && *p) {
@@ -208,6 +208,8 @@ TEST(diskfault_store_full_disk_refuses_group_commits_whole) {
     resp_t r = phone_get(&sup, "/v1/cases?limit=10");
     ASSERT_STATUS(r, 200);
 
+    /* The scraper's admin (metrics_scrape) is made by the CLI: before the faults. */
+    ASSERT(metric(&s, COMMIT_ERRORS) >= 0);
     ASSERT(fault_set(&s, "write store ENOSPC *") == 0);
     ASSERT(push_all(p) == 0);
     for (int i = 0; i < PUSHERS; i++)
@@ -254,6 +256,8 @@ TEST(diskfault_meta_page_eio_reopens_the_store) {
     ASSERT(std_user(&s, "off2") != NULL);
     resp_t r = phone_push(&a, changes(ch_create("01JDMETA0000000001", "general", NULL)));
     ASSERT_STATUS(r, 200);
+    /* The scraper's admin (metrics_scrape) is made by the CLI: before the faults. */
+    ASSERT(metric(&s, COMMIT_ERRORS) >= 0);
     const char *cs = changes(ch_create("01JDMETA0000000002", "general", NULL));
     ASSERT(fault_set(&s, "write store-meta EIO 1") == 0);
     r = phone_push(&a, cs);

@@ -276,7 +276,7 @@ TEST(health_ready_and_metrics) {
     ASSERT_STATUS(r, 200);
     r = http(&s, "GET", "/readyz", NULL, NULL, NULL);
     ASSERT_STATUS(r, 200);
-    r = http(&s, "GET", "/metrics", NULL, NULL, NULL);
+    r = metrics_scrape(&s);
     ASSERT_STATUS(r, 200);
     const char *ct = resp_header(&r, "Content-Type");
     ASSERT_MSG(ct && strncmp(ct, "text/plain", 10) == 0, "metrics Content-Type %s", ct ? ct : "(none)");
@@ -289,7 +289,7 @@ TEST(health_ready_and_metrics) {
     r = phone_push(&a, changes(ch_create("01JDMETRIC00000001", "general", NULL),
                                ch_update("01JDMETRIC00000404", 1, "{\"description\":\"x\"}", NULL)));
     ASSERT_STATUS(r, 200);
-    r = http(&s, "GET", "/metrics", NULL, NULL, NULL);
+    r = metrics_scrape(&s);
     ASSERT_STATUS(r, 200);
     ASSERT_MSG(strstr(r.body, "casesync_changes_total{result=\"applied\"} 1\n") != NULL, "%s", r.body);
     ASSERT_MSG(strstr(r.body, "casesync_changes_total{result=\"rejected\"} 1\n") != NULL, "%s", r.body);
@@ -539,7 +539,7 @@ typedef struct want {
 static const char *scrape_until(srv_t *s, const char *before, const want_t *want, size_t n) {
     const char *text = NULL;
     for (double t0 = now_s();; sleep_ms(20)) {
-        resp_t r = http(s, "GET", "/metrics", NULL, NULL, NULL);
+        resp_t r = metrics_scrape(s);
         if (r.status != 200) return NULL;
         text = r.body;
         size_t ok = 0;
@@ -552,7 +552,7 @@ static const char *scrape_until(srv_t *s, const char *before, const want_t *want
 TEST(metrics_count_requests_by_route_and_code_with_latency_and_bytes) {
     srv_t s;
     START(s);
-    resp_t r = http(&s, "GET", "/metrics", NULL, NULL, NULL);
+    resp_t r = metrics_scrape(&s);
     ASSERT_STATUS(r, 200);
     const char *before = r.body;
     const char *bad = exposition_error(before);
@@ -826,7 +826,7 @@ TEST(push_slots_cap_pushes_in_flight_and_lose_nothing) {
     for (int k = 0; k < SLOT_PHONES; k++)
         ASSERT_MSG(p[k].ok == SLOT_PUSHES, "%s", p[k].fail);
 
-    resp_t r = http(&s, "GET", "/metrics", NULL, NULL, NULL);
+    resp_t r = metrics_scrape(&s);
     ASSERT_STATUS(r, 200);
     double most = sample(r.body, "casesync_pushes_in_flight_max");
     ASSERT_MSG(most >= 1 && most <= 2, "pushes in flight at once: %g, cap 2", most);
