@@ -68,6 +68,12 @@ int util_json_int(const cJSON *obj, const char *key, int64_t *out);
 /* Does id match ^[0-9A-Za-z_-]{min,max}$ ? */
 int util_valid_id(const char *id, size_t min, size_t max);
 
+/* Inside a write txn: is the principal's session still valid (token, user
+ * epoch, the device bound to the user, not revoked)? 0, SYNC_EUNAUTH,
+ * SYNC_EREVOKED (+wipe) or a storage error. A push authenticated just
+ * before a release or a revocation must not be applied after it. */
+int sync_session_recheck(MDB_txn *txn, const store_dbs_t *dbs, const sync_principal_t *p, sync_error_t *err);
+
 /* Role of a user object ("role" member). */
 schema_role_t util_user_role(const cJSON *user);
 

@@ -1327,12 +1327,76 @@ static int copy_field(char *dst, size_t cap, const char *src) {
     return 0;
 }
 
+/* The session checks of a token hash inside txn: the token is known and not
+ * expired, its user enabled and in the token's epoch, its device still bound
+ * to that user in the token's binding, and not revoked. 0 with *t, *u, *d
+ * loaded (the caller frees them), or an error with nothing loaded:
+ * SYNC_EUNAUTH, SYNC_EREVOKED (+wipe), or a storage error. */
+static int session_check(MDB_txn *txn, const store_dbs_t *dbs, const char *hash, cJSON **t, cJSON **u,
+                         cJSON **d, sync_error_t *err) {
+    const char *user_id, *device_id;
+    int64_t expires = 0;
+    int rc;
+    *t = *u = *d = NULL;
+    rc = store_get_json(txn, dbs->tokens, hash, strlen(hash), t);
+    if (rc == SYNC_ENOTFOUND ||
+        (rc == 0 && (util_json_int(*t, "expires_at", &expires) != 0 || expires <= util_now_ms()))) {
+        rc = sync_fail(err, SYNC_EUNAUTH, NULL, "invalid or expired token");
+        goto fail;
+    }
+    if (rc != 0) goto io;
+    user_id = util_json_str(*t, "user_id");
+    device_id = util_json_str(*t, "device_id");
+    if (!user_id || !device_id) goto io;
+
+    rc = store_get_json(txn, dbs->users, user_id, strlen(user_id), u);
+    if (rc == SYNC_ENOTFOUND ||
+        (rc == 0 && (is_true(*u, "disabled") || epoch_of(*t, "user_epoch") != epoch_of(*u, "token_epoch")))) {
+        rc = sync_fail(err, SYNC_EUNAUTH, NULL, "invalid or expired token");
+        goto fail;
+    }
+    if (rc != 0) goto io;
+    rc = store_get_json(txn, dbs->devices, device_id, strlen(device_id), d);
+    /* The device must still be bound to the token's user, in the binding the
+     * token was issued in (a release, even followed by the same user's new
+     * login, ends the tokens before it). Checked before revocation, so that
+     * a phone's former user is never told to wipe it. */
+    if (rc == SYNC_ENOTFOUND ||
+        (rc == 0 && (!util_json_str(*d, "user_id") || strcmp(util_json_str(*d, "user_id"), user_id) != 0 ||
+                     epoch_of(*t, "device_epoch") != epoch_of(*d, "epoch")))) {
+        rc = sync_fail(err, SYNC_EUNAUTH, NULL, "invalid or expired token");
+        goto fail;
+    }
+    if (rc != 0) goto io;
+    if (is_true(*d, "revoked")) {
+        rc = sync_fail(err, SYNC_EREVOKED, NULL, "this device has been revoked");
+        if (err) err->wipe = is_true(*d, "wipe");
+        goto fail;
+    }
+    return 0;
+io:
+    rc = sync_fail(err, rc && rc != SYNC_ENOTFOUND ? rc : SYNC_EIO, NULL, "the session is stored damaged");
+fail:
+    cJSON_Delete(*t);
+    cJSON_Delete(*u);
+    cJSON_Delete(*d);
+    *t = *u = *d = NULL;
+    return rc;
+}
+
+int sync_session_recheck(MDB_txn *txn, const store_dbs_t *dbs, const sync_principal_t *p, sync_error_t *err) {
+    cJSON *t, *u, *d;
+    int rc = session_check(txn, dbs, p->token_hash, &t, &u, &d, err);
+    cJSON_Delete(t);
+    cJSON_Delete(u);
+    cJSON_Delete(d);
+    return rc;
+}
+
 int sync_authenticate(sync_t *s, const char *token, sync_principal_t *out, sync_error_t *err) {
     char hash[65];
     MDB_txn *txn = NULL;
     cJSON *t = NULL, *u = NULL, *d = NULL;
-    const char *user_id, *device_id;
-    int64_t expires = 0;
     int rc;
 
     memset(out, 0, sizeof *out);
@@ -1342,58 +1406,26 @@ int sync_authenticate(sync_t *s, const char *token, sync_principal_t *out, sync_
     util_sha256_hex(token, n, hash);
 
     if ((rc = store_read_begin(s->st, &txn)) != 0) return sync_fail(err, rc, NULL, "cannot read the store");
-    rc = store_get_json(txn, s->dbs->tokens, hash, strlen(hash), &t);
-    if (rc == SYNC_ENOTFOUND || (rc == 0 && (util_json_int(t, "expires_at", &expires) != 0 ||
-                                             expires <= util_now_ms()))) {
-        rc = sync_fail(err, SYNC_EUNAUTH, NULL, "invalid or expired token");
-        goto fail;
-    }
-    if (rc != 0) goto io;
-    user_id = util_json_str(t, "user_id");
-    device_id = util_json_str(t, "device_id");
-    if (!user_id || !device_id) goto io;
-
-    rc = store_get_json(txn, s->dbs->users, user_id, strlen(user_id), &u);
-    if (rc == SYNC_ENOTFOUND ||
-        (rc == 0 && (is_true(u, "disabled") || epoch_of(t, "user_epoch") != epoch_of(u, "token_epoch")))) {
-        rc = sync_fail(err, SYNC_EUNAUTH, NULL, "invalid or expired token");
-        goto fail;
-    }
-    if (rc != 0) goto io;
-    rc = store_get_json(txn, s->dbs->devices, device_id, strlen(device_id), &d);
-    /* The device must still be bound to the token's user, in the binding the
-     * token was issued in (a release, even followed by the same user's new
-     * login, ends the tokens before it). Checked before revocation, so that
-     * a phone's former user is never told to wipe it. */
-    if (rc == SYNC_ENOTFOUND ||
-        (rc == 0 && (!util_json_str(d, "user_id") || strcmp(util_json_str(d, "user_id"), user_id) != 0 ||
-                     epoch_of(t, "device_epoch") != epoch_of(d, "epoch")))) {
-        rc = sync_fail(err, SYNC_EUNAUTH, NULL, "invalid or expired token");
-        goto fail;
-    }
-    if (rc != 0) goto io;
+    rc = session_check(txn, s->dbs, hash, &t, &u, &d, err);
     store_read_end(txn);
     txn = NULL;
-    if (is_true(d, "revoked")) {
-        rc = sync_fail(err, SYNC_EREVOKED, NULL, "this device has been revoked");
-        if (err) err->wipe = is_true(d, "wipe");
-        goto fail;
-    }
+    if (rc) goto fail;
+    const char *user_id = util_json_str(t, "user_id"), *device_id = util_json_str(t, "device_id");
 
     cJSON_DeleteItemFromObjectCaseSensitive(u, "pw");
     out->role = util_user_role(u);
     if (out->role == ROLE_NONE || copy_field(out->user_id, sizeof out->user_id, user_id) ||
         copy_field(out->username, sizeof out->username, util_json_str(u, "username")) ||
         copy_field(out->device_id, sizeof out->device_id, device_id) ||
-        copy_field(out->unit, sizeof out->unit, util_json_str(u, "unit")))
-        goto io;
+        copy_field(out->unit, sizeof out->unit, util_json_str(u, "unit"))) {
+        rc = sync_fail(err, SYNC_EIO, NULL, "the session is stored damaged");
+        goto fail;
+    }
     memcpy(out->token_hash, hash, sizeof hash);
     out->user = u;
     cJSON_Delete(t);
     cJSON_Delete(d);
     return 0;
-io:
-    rc = sync_fail(err, rc && rc != SYNC_ENOTFOUND ? rc : SYNC_EIO, NULL, "the session is stored damaged");
 fail:
     store_read_end(txn);
     cJSON_Delete(t);

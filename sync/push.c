@@ -888,6 +888,8 @@ static int push_job(MDB_txn *txn, void *ctx) {
     int64_t next = 1;
     int rc;
 
+    /* The session as of this commit, not as of the request's arrival. */
+    if ((rc = sync_session_recheck(txn, s->dbs, p, job->err))) return rc;
     rc = store_get_json(txn, s->dbs->devices, p->device_id, strlen(p->device_id), &device);
     if (rc == SYNC_ENOTFOUND) {
         device = cJSON_CreateObject();

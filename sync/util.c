@@ -27,63 +27,8 @@ char *util_fmt_time(int64_t ms, char *buf) {
 }
 
 /* Reads exactly n digits. */
-static int util_digits(const char **p, int n, int *out) {
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)(*p)[i])) return -1;
-        v = v * 10 + ((*p)[i] - '0');
-    }
-    *p += n;
-    *out = v;
-    return 0;
-}
 
-int util_parse_time(const char *s, int64_t *ms) {
-    int Y, M, D, h, m, sec, frac = 0;
-    const char *p = s;
-    if (!s) return -1;
-    if (util_digits(&p, 4, &Y) || *p++ != '-' || util_digits(&p, 2, &M) || *p++ != '-' ||
-        util_digits(&p, 2, &D) || (*p != 'T' && *p != 't' && *p != ' '))
-        return -1;
-    p++;
-    if (util_digits(&p, 2, &h) || *p++ != ':' || util_digits(&p, 2, &m) || *p++ != ':' ||
-        util_digits(&p, 2, &sec))
-        return -1;
-    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return -1;
-    if (*p == '.') {
-        p++;
-        int n = 0;
-        while (isdigit((unsigned char)*p)) {
-            if (n < 3) frac = frac * 10 + (*p - '0');
-            n++;
-            p++;
-        }
-        if (n == 0) return -1;
-        for (; n < 3; n++) frac *= 10;
-    }
-    int offset = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p++ == '-' ? -1 : 1, oh, om;
-        if (util_digits(&p, 2, &oh) || *p++ != ':' || util_digits(&p, 2, &om) || oh > 23 || om > 59)
-            return -1;
-        offset = sign * (oh * 60 + om);
-    } else {
-        return -1;
-    }
-    if (*p) return -1;
-    struct tm tm = {0};
-    tm.tm_year = Y - 1900;
-    tm.tm_mon = M - 1;
-    tm.tm_mday = D;
-    tm.tm_hour = h;
-    tm.tm_min = m;
-    tm.tm_sec = sec;
-    time_t t = timegm(&tm);
-    *ms = ((int64_t)t - (int64_t)offset * 60) * 1000 + frac;
-    return 0;
-}
+int util_parse_time(const char *s, int64_t *ms) { return schema_parse_time(s, ms); }
 
 void util_hex(const unsigned char *bytes, size_t n, char *out) {
     static const char digits[] = "0123456789abcdef";
