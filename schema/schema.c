@@ -341,7 +341,7 @@ int schema_parse_time(const char *s, int64_t *ms) {
     int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
     long frac = 0;
     if (!s || read_digits(s, 4, &y) || s[4] != '-' || read_digits(s + 5, 2, &mo) || s[7] != '-' ||
-        read_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        read_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
         read_digits(s + 11, 2, &h) || s[13] != ':' || read_digits(s + 14, 2, &mi) || s[16] != ':' ||
         read_digits(s + 17, 2, &sec))
         return -1;
