@@ -51,9 +51,13 @@ static int64_t floor_div(int64_t a, int64_t b) {
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-int64_t calendar_day_of(int64_t ms) { return floor_div(ms + CAL_CHINA_OFFSET_MS, CAL_DAY_MS); }
+int64_t calendar_day_of(int64_t ms) {
+    return floor_div(ms + CAL_CHINA_OFFSET_MS, CAL_DAY_MS);
+}
 
-int64_t calendar_day_start(int64_t day) { return day * CAL_DAY_MS - CAL_CHINA_OFFSET_MS; }
+int64_t calendar_day_start(int64_t day) {
+    return day * CAL_DAY_MS - CAL_CHINA_OFFSET_MS;
+}
 
 /* 0 Monday .. 6 Sunday; 1970-01-01 was a Thursday. */
 static int weekday(int64_t day) {
@@ -87,7 +91,9 @@ static int year_of(int64_t day) {
 
 /* ---- building ------------------------------------------------------------------------ */
 
-calendar_t *calendar_new(void) { return calloc(1, sizeof(calendar_t)); }
+calendar_t *calendar_new(void) {
+    return calloc(1, sizeof(calendar_t));
+}
 
 void calendar_free(calendar_t *c) {
     if (!c) return;
@@ -165,7 +171,8 @@ int calendar_add_year(calendar_t *c, const char *json, size_t len, int expect_ye
     }
     for (const cJSON *m = doc->child; m; m = m->next) {
         int known = 0;
-        for (const char *const *k = keys; *k && !known; k++) known = strcmp(*k, m->string) == 0;
+        for (const char *const *k = keys; *k && !known; k++)
+            known = strcmp(*k, m->string) == 0;
         if (!known) {
             snprintf(msg, cap, "unknown member \"%s\"", m->string);
             goto done;
@@ -194,7 +201,9 @@ int calendar_add_year(calendar_t *c, const char *json, size_t len, int expect_ye
     const cJSON *note = cJSON_GetObjectItemCaseSensitive(doc, "note"),
                 *prov = cJSON_GetObjectItemCaseSensitive(doc, "provisional");
     if ((note && !cJSON_IsString(note)) || (prov && !cJSON_IsBool(prov))) {
-        snprintf(msg, cap, "%s", note && !cJSON_IsString(note) ? "note: must be a string" : "provisional: must be true or false");
+        snprintf(msg, cap, "%s",
+                 note && !cJSON_IsString(note) ? "note: must be a string"
+                                               : "provisional: must be true or false");
         goto done;
     }
     if (read_days(cJSON_GetObjectItemCaseSensitive(doc, "holidays"), "holidays", year, hol, &nh, msg, cap) ||
@@ -204,8 +213,10 @@ int calendar_add_year(calendar_t *c, const char *json, size_t len, int expect_ye
         int yy, mm, dd;
         calendar_date(work[i], &yy, &mm, &dd);
         if (weekday(work[i]) < 5) {
-            snprintf(msg, cap, "workdays: %04d-%02d-%02d is a weekday already (a 调休 working day is a Saturday or Sunday)",
-                     yy, mm, dd);
+            snprintf(
+                msg, cap,
+                "workdays: %04d-%02d-%02d is a weekday already (a 调休 working day is a Saturday or Sunday)",
+                yy, mm, dd);
             goto done;
         }
         for (size_t k = 0; k < nh; k++) {
@@ -221,7 +232,8 @@ int calendar_add_year(calendar_t *c, const char *json, size_t len, int expect_ye
         goto done;
     }
     c->years = ys;
-    if (merge_days(&c->holidays, &c->nholidays, hol, nh) || merge_days(&c->workdays, &c->nworkdays, work, nw)) {
+    if (merge_days(&c->holidays, &c->nholidays, hol, nh) ||
+        merge_days(&c->workdays, &c->nworkdays, work, nw)) {
         snprintf(msg, cap, "out of memory");
         goto done;
     }
@@ -248,7 +260,8 @@ int calendar_year_kind(const calendar_t *c, int year) {
 
 int calendar_years(const calendar_t *c, int *years, int max) {
     int n = c ? c->nyears : 0;
-    for (int i = 0; i < n && i < max; i++) years[i] = c->years[i].year;
+    for (int i = 0; i < n && i < max; i++)
+        years[i] = c->years[i].year;
     return n;
 }
 
@@ -279,7 +292,8 @@ int calendar_due(const calendar_t *c, int64_t start_ms, int n, calendar_unit_t u
     if (unit == CAL_UNIT_DAYS) {
         day += n;
         if (extend)
-            for (int guard = 0; guard < 400 && !calendar_is_working_day(c, day, fallback_year); guard++) day++;
+            for (int guard = 0; guard < 400 && !calendar_is_working_day(c, day, fallback_year); guard++)
+                day++;
     } else if (unit == CAL_UNIT_WORKING_DAYS) {
         /* Each working day needs at most a year of days off before it. */
         for (int left = n; left > 0;) {

@@ -35,8 +35,8 @@ static const char *cst_iso(int y, int m, int d, int hh, int mm) {
     int64_t rest = ms - day * 86400000LL;
     int yy, mo, dd;
     calendar_date(day, &yy, &mo, &dd);
-    return hfmt("%04d-%02d-%02dT%02d:%02d:%02d.000Z", yy, mo, dd, (int)(rest / HOUR), (int)(rest / 60000 % 60),
-                (int)(rest / 1000 % 60));
+    return hfmt("%04d-%02d-%02dT%02d:%02d:%02d.000Z", yy, mo, dd, (int)(rest / HOUR),
+                (int)(rest / 60000 % 60), (int)(rest / 1000 % 60));
 }
 
 static calendar_t *shipped_calendar(void) {
@@ -136,8 +136,10 @@ TEST(deadline_calendar_files_checked) {
         {"{\"year\":2026,\"source\":\"x\",\"holidays\":[\"2025-12-31\"],\"workdays\":[]}", "not in 2026"},
         {"{\"year\":2026,\"source\":\"x\",\"holidays\":[\"2026-02-30\"],\"workdays\":[]}", "not a date"},
         {"{\"year\":2026,\"source\":\"x\",\"holidays\":[],\"workdays\":[\"2026-01-05\"]}", "weekday"},
-        {"{\"year\":2026,\"source\":\"x\",\"holidays\":[\"2026-01-04\"],\"workdays\":[\"2026-01-04\"]}", "both"},
-        {"{\"year\":2026,\"source\":\"x\",\"holidays\":[\"2026-01-01\",\"2026-01-01\"],\"workdays\":[]}", "twice"},
+        {"{\"year\":2026,\"source\":\"x\",\"holidays\":[\"2026-01-04\"],\"workdays\":[\"2026-01-04\"]}",
+         "both"},
+        {"{\"year\":2026,\"source\":\"x\",\"holidays\":[\"2026-01-01\",\"2026-01-01\"],\"workdays\":[]}",
+         "twice"},
         {"{\"year\":2026,\"source\":\"x\",\"holidays\":[],\"workdays\":[],\"extra\":1}", "unknown member"},
         {"{\"year\":2026,\"holidays\":[],\"workdays\":[]}", "source"},
         {"{\"year\":2027,\"source\":\"x\",\"holidays\":[],\"workdays\":[]}", "named for 2026"},
@@ -150,7 +152,8 @@ TEST(deadline_calendar_files_checked) {
         ASSERT_MSG(strstr(msg, bad[i].why) != NULL, "message \"%s\" does not say \"%s\"", msg, bad[i].why);
     }
     ASSERT_INT(calendar_year_kind(c, 2026), 0);
-    const char *ok = "{\"year\":2026,\"source\":\"x\",\"holidays\":[\"2026-01-01\"],\"workdays\":[\"2026-01-04\"]}";
+    const char *ok =
+        "{\"year\":2026,\"source\":\"x\",\"holidays\":[\"2026-01-01\"],\"workdays\":[\"2026-01-04\"]}";
     ASSERT_INT(calendar_add_year(c, ok, strlen(ok), 2026, msg, sizeof msg), 0);
     ASSERT_INT(calendar_add_year(c, ok, strlen(ok), 2026, msg, sizeof msg), -1); /* twice */
     ASSERT_INT(calendar_is_working_day(c, calendar_day_of(cst(2026, 1, 1, 12, 0)), NULL), 0);
@@ -205,8 +208,8 @@ TEST(deadline_schema_record_due) {
     /* General, filed 1 Jul: decision_due in 90 natural days; a supervisor's
      * extension recorded in time adds 30, one recorded too late does not. */
     cJSON_AddNumberToObject(entered, "filed", (double)cst(2026, 7, 1, 10, 0));
-    schema_deadline_record_t g = {"general", "investigating", "unlicensed_vending", entered, fields, fake_field_at,
-                                  NULL};
+    schema_deadline_record_t g = {
+        "general", "investigating", "unlicensed_vending", entered, fields, fake_field_at, NULL};
     ASSERT_INT(schema_record_due(s, &g, &due, &by), 0);
     ASSERT_STR(by, "decision_due");
     ASSERT_INT(due, cst(2026, 9, 30, 0, 0));
@@ -221,7 +224,8 @@ TEST(deadline_schema_record_due) {
     ASSERT_INT(due, cst(2026, 9, 30, 0, 0));
 
     /* The extension field is the supervisor's to set. */
-    cJSON *v = h_keep(cJSON_Parse("{\"doc_no\":\"YQ-1\",\"reason\":\"complex\"}"), (void (*)(void *))cJSON_Delete);
+    cJSON *v =
+        h_keep(cJSON_Parse("{\"doc_no\":\"YQ-1\",\"reason\":\"complex\"}"), (void (*)(void *))cJSON_Delete);
     ASSERT_INT(schema_check_set(s, "decision_extension", v, ROLE_OFFICER, &e), SCHEMA_E_ROLE);
     ASSERT_INT(schema_check_set(s, "decision_extension", v, ROLE_SUPERVISOR, &e), 0);
 
@@ -235,9 +239,10 @@ TEST(deadline_schema_record_due) {
 /* ---- 3. on the server ------------------------------------------------------------------------ */
 
 static const char *decision_fields(const char *assignee, const char *assist) {
-    return hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"Wang Wu\"},\"illegal_item_code\":\"C0501-003\","
-                "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"JY-0042\",\"fine_amount\":150}",
-                assignee, assist);
+    return hfmt(
+        "{\"party\":{\"kind\":\"person\",\"name\":\"Wang Wu\"},\"illegal_item_code\":\"C0501-003\","
+        "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"JY-0042\",\"fine_amount\":150}",
+        assignee, assist);
 }
 
 static const char *create_at(const char *id, const char *type, const char *procedure, const char *extra,
@@ -248,8 +253,9 @@ static const char *create_at(const char *id, const char *type, const char *proce
 }
 
 static const char *transition_at(const char *id, long long base, const char *to, const char *at) {
-    return hfmt("{\"op\":\"transition\",\"record_id\":\"%s\",\"base_version\":%lld,\"at\":\"%s\",\"to\":\"%s\"}",
-                id, base, at, to);
+    return hfmt(
+        "{\"op\":\"transition\",\"record_id\":\"%s\",\"base_version\":%lld,\"at\":\"%s\",\"to\":\"%s\"}", id,
+        base, at, to);
 }
 
 /* The due_at cell (the last column) of the record's row in the CSV export. */
@@ -260,7 +266,8 @@ static const char *export_due(srv_t *s, const char *token, const char *id) {
     if (!row) return NULL;
     const char *end = strstr(row + 2, "\r\n");
     const char *cell = end;
-    while (cell > row && cell[-1] != ',') cell--;
+    while (cell > row && cell[-1] != ',')
+        cell--;
     return hfmt("%.*s", (int)(end - cell), cell);
 }
 
@@ -285,23 +292,24 @@ TEST(deadline_due_in_working_days_on_server) {
     ASSERT(o1 && o2);
     /* A simple decision on the spot, Wed 30 Sep 2026 10:00: 备案 within 3
      * working days -- Oct 8, 9 and the 调休 Saturday Oct 10. */
-    resp_t r = phone_push(
-        &adm, changes(create_at("dl-simple-01", "open_air_bbq", "simple", decision_fields(o1, o2),
-                                cst_iso(2026, 9, 30, 9, 50)),
-                      transition_at("dl-simple-01", 1, "decided", cst_iso(2026, 9, 30, 10, 0))));
+    resp_t r =
+        phone_push(&adm, changes(create_at("dl-simple-01", "open_air_bbq", "simple", decision_fields(o1, o2),
+                                           cst_iso(2026, 9, 30, 9, 50)),
+                                 transition_at("dl-simple-01", 1, "decided", cst_iso(2026, 9, 30, 10, 0))));
     ASSERT(all_applied(&r));
     /* A 数字城管 event dispatched Mon 12 Oct 10:00: illegal parking, 1 hour. */
     static const char *const digital[] = {"filed", "dispatched", "processing"};
-    r = phone_push(&adm, changes(create_at("dl-digital-01", "illegal_parking", "digital", NULL,
-                                           cst_iso(2026, 10, 12, 9, 0)),
-                                 transition_at("dl-digital-01", 1, digital[0], cst_iso(2026, 10, 12, 9, 30)),
-                                 transition_at("dl-digital-01", 2, digital[1], cst_iso(2026, 10, 12, 10, 0)),
-                                 transition_at("dl-digital-01", 3, digital[2], cst_iso(2026, 10, 12, 10, 20))));
+    r = phone_push(
+        &adm,
+        changes(create_at("dl-digital-01", "illegal_parking", "digital", NULL, cst_iso(2026, 10, 12, 9, 0)),
+                transition_at("dl-digital-01", 1, digital[0], cst_iso(2026, 10, 12, 9, 30)),
+                transition_at("dl-digital-01", 2, digital[1], cst_iso(2026, 10, 12, 10, 0)),
+                transition_at("dl-digital-01", 3, digital[2], cst_iso(2026, 10, 12, 10, 20))));
     ASSERT(all_applied(&r));
     /* A general case filed Wed 1 Jul 2026: 90 natural days; the supervisor
      * extends it on 1 Sep (an officer may not). */
-    r = phone_push(&adm, changes(create_at("dl-general-01", "unlicensed_vending", "general", decision_fields(o1, o2),
-                                           cst_iso(2026, 7, 1, 9, 0)),
+    r = phone_push(&adm, changes(create_at("dl-general-01", "unlicensed_vending", "general",
+                                           decision_fields(o1, o2), cst_iso(2026, 7, 1, 9, 0)),
                                  transition_at("dl-general-01", 1, "filed", cst_iso(2026, 7, 1, 10, 0))));
     ASSERT(all_applied(&r));
     ASSERT_STR(export_due(&s, adm.token, "dl-simple-01"), cst_iso(2026, 10, 11, 0, 0));
@@ -331,10 +339,10 @@ TEST(deadline_evidence_due_from_capture) {
      * 24 hours from capture have passed. A second item without captured_at
      * counts from the push and is not due yet. */
     const char *captured = iso_now(-3 * 86400000LL);
-    const char *items = hfmt(
-        "{\"evidence\":[{\"id\":\"ev-old\",\"sha256\":\"%064d\",\"size\":10,\"kind\":\"photo\",\"captured_at\":\"%s\"},"
-        "{\"id\":\"ev-new\",\"sha256\":\"%063d1\",\"size\":10,\"kind\":\"photo\"}]}",
-        0, captured, 0);
+    const char *items = hfmt("{\"evidence\":[{\"id\":\"ev-old\",\"sha256\":\"%064d\",\"size\":10,\"kind\":"
+                             "\"photo\",\"captured_at\":\"%s\"},"
+                             "{\"id\":\"ev-new\",\"sha256\":\"%063d1\",\"size\":10,\"kind\":\"photo\"}]}",
+                             0, captured, 0);
     resp_t r = phone_push(&a, changes(ch_create("dl-evidence-01", "general", items)));
     ASSERT(all_applied(&r));
     r = http(&s, "GET", "/v1/evidence/missing", sup.token, NULL, NULL);
@@ -383,17 +391,18 @@ TEST(deadline_calendar_fallback_in_metrics_and_log) {
     phone_t adm;
     PHONE(adm, s, "admin", "dev-adm");
     const char *o1 = std_user(&s, "off1"), *o2 = std_user(&s, "off2");
-    resp_t r = phone_push(
-        &adm, changes(create_at("dl-simple-02", "open_air_bbq", "simple", decision_fields(o1, o2),
-                                cst_iso(2026, 9, 30, 9, 50)),
-                      transition_at("dl-simple-02", 1, "decided", cst_iso(2026, 9, 30, 10, 0))));
+    resp_t r =
+        phone_push(&adm, changes(create_at("dl-simple-02", "open_air_bbq", "simple", decision_fields(o1, o2),
+                                           cst_iso(2026, 9, 30, 9, 50)),
+                                 transition_at("dl-simple-02", 1, "decided", cst_iso(2026, 9, 30, 10, 0))));
     ASSERT(all_applied(&r));
     /* Monday to Friday: Oct 1, 2, 5 -- the holidays are not known. */
     ASSERT_STR(export_due(&s, adm.token, "dl-simple-02"), cst_iso(2026, 10, 6, 0, 0));
     r = http(&s, "GET", "/metrics", adm.token, NULL, NULL);
     ASSERT_STATUS(r, 200);
     ASSERT_MSG(strstr(r.body, "casesync_calendar_fallback{year=\"2026\"} 1\n") != NULL, "no fallback metric");
-    ASSERT_MSG(strstr(r.body, "casesync_calendar_year{year=\"2027\"} 2\n") != NULL, "2027 not shown provisional");
+    ASSERT_MSG(strstr(r.body, "casesync_calendar_year{year=\"2027\"} 2\n") != NULL,
+               "2027 not shown provisional");
     ASSERT_MSG(strstr(r.body, "casesync_calendar_year{year=\"2026\"}") == NULL, "2026 shown as loaded");
     /* Once in the log for 2026, however many deadlines fell back. */
     r = phone_push(&adm, changes(create_at("dl-simple-03", "open_air_bbq", "simple", decision_fields(o1, o2),
@@ -408,7 +417,8 @@ TEST(deadline_calendar_fallback_in_metrics_and_log) {
     fclose(f);
     logbuf[n] = 0;
     int times = 0;
-    for (const char *p = logbuf; (p = strstr(p, "no working-day calendar for 2026")) != NULL; p++) times++;
+    for (const char *p = logbuf; (p = strstr(p, "no working-day calendar for 2026")) != NULL; p++)
+        times++;
     ASSERT_MSG(times == 1, "the fallback for 2026 is logged %d times", times);
     ASSERT(system(hfmt("rm -rf '%s'", dir)) == 0);
 }
@@ -433,10 +443,11 @@ TEST(deadline_user_grids_checked_by_schema) {
     START(s);
     phone_t adm;
     PHONE(adm, s, "admin", "dev-adm");
-    resp_t r = http(&s, "POST", "/v1/admin/users", adm.token,
-                    "{\"username\":\"g.bad\",\"password\":\"Secret-pass-123\",\"role\":\"officer\",\"unit\":\"U1\","
-                    "\"grids\":[\"1101010010010\"]}",
-                    NULL);
+    resp_t r =
+        http(&s, "POST", "/v1/admin/users", adm.token,
+             "{\"username\":\"g.bad\",\"password\":\"Secret-pass-123\",\"role\":\"officer\",\"unit\":\"U1\","
+             "\"grids\":[\"1101010010010\"]}",
+             NULL);
     ASSERT_ERROR(r, 422, "validation_failed");
     ASSERT_JSTR(resp_json(&r), "error.field", "grids[0]");
     r = http(&s, "POST", "/v1/admin/users", adm.token,
