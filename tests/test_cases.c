@@ -186,7 +186,7 @@ static int same_ids(const cJSON *got, const char **want, int nwant, const char *
 typedef struct model {
     char id[32];
     const char *unit, *type, *grid, *assignee, *status;
-    int overdue;     /* a deadline passed (simple cases decided 10 days ago) */
+    int overdue;     /* a deadline passed (simple cases decided 10 days ago, events dispatched a day ago) */
     int stall;       /* description holds "Fruit STALL" */
     int tanzhan;     /* description holds 摊点 */
     int li_wei;      /* party.name is "Li Wei" */
@@ -273,6 +273,8 @@ TEST(cases_filters_paging_and_scope) {
         int steps = (i * 7) % 4;
         x->status = digital_steps[steps];
         x->has_case_no = steps >= 1;
+        /* Dispatched a day ago: past every type's disposal limit (1-2 hours). */
+        x->overdue = steps >= 2;
         for (int k = 1; k <= steps; k++)
             batch_add(&b, transition_at(x->id, k, digital_steps[k], -DAY_MS + k));
     }
