@@ -457,3 +457,25 @@ TEST(deadline_user_grids_checked_by_schema) {
     ASSERT_STATUS(r, 201);
     ASSERT_INT(srv_stop(&s), 0);
 }
+
+TEST(deadline_evidence_capture_in_future_counts_from_push) {
+    srv_t s;
+    /* Due as soon as captured: a phone that claims to capture next week would
+     * postpone its own deadline; the server counts such an item from the push. */
+    ASSERT_MSG(srv_start_config(&s, "{\"evidence_deadline_hours\":0}") == 0, "did not start");
+    phone_t a, sup;
+    PHONE(a, s, "off1", "dev-A");
+    PHONE(sup, s, "sup1", "dev-S");
+    const char *items =
+        hfmt("{\"evidence\":[{\"id\":\"ev-future\",\"sha256\":\"%064d\",\"size\":10,\"kind\":\"photo\","
+             "\"captured_at\":\"%s\"}]}",
+             0, iso_now(7 * 86400000LL));
+    resp_t r = phone_push(&a, changes(ch_create("dl-evidence-02", "general", items)));
+    ASSERT(all_applied(&r));
+    r = http(&s, "GET", "/v1/evidence/missing", sup.token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    cJSON *it = cJSON_GetArrayItem(jget(resp_json(&r), "items"), 0);
+    ASSERT_MSG(it != NULL, "the item with a future capture time is not due: %s", r.body);
+    ASSERT_JSTR(it, "due_at", jstr(it, "pushed_at"));
+    ASSERT_INT(srv_stop(&s), 0);
+}
