@@ -25,7 +25,7 @@ else
            -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
 endif
 
-SCHEMA_SRC = schema/schema.c
+SCHEMA_SRC = schema/schema.c schema/calendar.c
 SYNC_SRC   = $(wildcard sync/*.c)
 SERVER_SRC = $(wildcard server/*.c)
 TOOLS_SRC  = tools/casesync.c

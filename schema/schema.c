@@ -2,8 +2,10 @@
  *
  * The document is parsed once into plain structs (rules, procedures,
  * transitions, guards) whose strings point into the retained cJSON tree.
- * After schema_load() nothing is written, so any number of threads may read
- * one schema_t; there is no global mutable state.
+ * After schema_load() nothing is written but one set of atomic flags (the
+ * years a deadline had to count without a working-day calendar, see
+ * schema_calendar_fallbacks), so any number of threads may read one
+ * schema_t; there is no global mutable state.
  *
  * Character rules are declared, not regular expressions: the schema says
  * "digits":[14,15] (grid codes) or "hex":64 (SHA-256), and this file
@@ -12,7 +14,9 @@
  * integer conversions only, so the file needs no libm.
  */
 #include "schema/schema.h"
+#include "schema/calendar.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <openssl/evp.h>
@@ -178,12 +182,30 @@ typedef struct procedure {
 
 typedef struct type_entry {
     const char *code, *name;
+    const cJSON *obj; /* the type's row, for per-type deadline hours */
 } type_entry_t;
 
+enum { DL_STATUS, DL_EVIDENCE };
+
+/* A deadline of the "deadlines" table (see load_deadlines). */
 typedef struct deadline {
     const char *name;
-    int days;
+    int kind;              /* DL_STATUS, DL_EVIDENCE */
+    int n;                 /* days or hours; -1 when per_type gives them */
+    calendar_unit_t unit;
+    int extend_rest;       /* days: a last day off moves to the next working day */
+    const char **from;     /* per procedure index: the state it runs from, or NULL */
+    const cJSON *until;    /* states that end it (array of strings) */
+    const cJSON *until_set; /* fields whose being set ends it, or NULL */
+    int ext_days;          /* extension, 0 for none */
+    const char *ext_field; /* the field a supervisor sets to extend it */
+    const char *per_type;  /* member of the type's row holding the hours, or NULL */
 } deadline_t;
+
+#define FIGURE_COUNT 6
+static const char *const figure_names[FIGURE_COUNT] = {"accepted", "closed",  "not_filed",
+                                                       "transferred", "decided", "paid"};
+#define FALLBACK_WORDS 8 /* years CAL_YEAR_MIN .. +511 tracked for the fallback flag */
 
 struct schema {
     cJSON *doc;
@@ -206,6 +228,13 @@ struct schema {
     long correction_reason_max;
     double hearing_fine_person, hearing_fine_org; /* 0: no amount gives hearing rights */
     const cJSON *hearing_sanctions;               /* array of sanction values, or NULL */
+    /* figures: per figure, per procedure index, the state counted, or NULL */
+    const char **figures[FIGURE_COUNT];
+    const char *fine_field, *paid_at_field;
+    calendar_t *calendar;
+    char calendar_dir[1024]; /* the folder the calendar came from; "" for none */
+    char calendar_sig[2 * 32 + 1];
+    uint64_t fallback[FALLBACK_WORDS]; /* atomic: years counted Monday..Friday */
 };
 
 /* ------------------------------------------------------------------------- */
@@ -1017,7 +1046,7 @@ static int load_procedures(schema_t *s, const cJSON *procs, schema_err_t *err) {
     return 0;
 }
 
-static const char *const type_keys[] = {"code", "name", "label", "note", NULL};
+static const char *const type_keys[] = {"code", "name", "label", "note", "dispose_within_hours", NULL};
 
 static int load_types(schema_t *s, const cJSON *types, schema_err_t *err) {
     int n = cJSON_GetArraySize(types), rc;
@@ -1035,62 +1064,19 @@ static int load_types(schema_t *s, const cJSON *types, schema_err_t *err) {
             return load_fail(err, path, "%s: needs a code and a name", path);
         if (schema_type_name(s, code) || schema_type_code(s, name))
             return load_fail(err, path, "%s: duplicate code or name", path);
+        long hours;
+        if (get(c, "dispose_within_hours") &&
+            get_long(get(c, "dispose_within_hours"), 0, MAX_DEADLINE_DAYS * 24L, &hours))
+            return load_fail(err, path, "%s.dispose_within_hours: must be 0..%d", path, MAX_DEADLINE_DAYS * 24);
+        s->types[s->ntypes].obj = c;
         s->types[s->ntypes].code = code, s->types[s->ntypes].name = name, s->ntypes++;
     }
     return 0;
 }
 
-static const char *const deadline_keys[] = {"name", "kind",  "from",  "until", "procedures",
-                                            "days", "basis", "label", "note",  NULL};
-
-/* Deadlines of kind "status" (the default) start at a state of every
- * procedure they list and end at states of some of them (paid or
- * executing); other kinds (evidence) name events the engine knows. */
-static int load_deadlines(schema_t *s, const cJSON *list, schema_err_t *err) {
-    int n = cJSON_GetArraySize(list), rc;
-    if (!cJSON_IsArray(list)) return load_fail(err, "deadlines", "deadlines: must be a list");
-    if (n && !(s->deadlines = calloc((size_t)n, sizeof(*s->deadlines))))
-        return fail(err, SCHEMA_E_NOMEM, "deadlines", "out of memory");
-    for (const cJSON *c = list->child; c; c = c->next) {
-        char path[PATH_CAP];
-        long days;
-        path_idx(path, "deadlines", s->ndeadlines);
-        if (!cJSON_IsObject(c)) return load_fail(err, path, "%s: must be an object", path);
-        if ((rc = only_keys(c, deadline_keys, path, err))) return rc;
-        const char *name = str_of(get(c, "name")), *kind = str_of(get(c, "kind"));
-        const char *from = str_of(get(c, "from"));
-        const cJSON *until = get(c, "until"), *procs = get(c, "procedures");
-        if (!name || !*name || schema_deadline_days(s, name) >= 0)
-            return load_fail(err, path, "%s: needs a unique name", path);
-        if (get_long(get(c, "days"), 0, MAX_DEADLINE_DAYS, &days))
-            return load_fail(err, path, "%s.days: must be 0..%d", path, MAX_DEADLINE_DAYS);
-        if (!from || !cJSON_IsArray(until) || !until->child)
-            return load_fail(err, path, "%s: needs from and a list until", path);
-        for (const cJSON *u = until->child; u; u = u->next)
-            if (!str_of(u)) return load_fail(err, path, "%s.until: must hold strings", path);
-        if (!kind || strcmp(kind, "status") == 0) {
-            if (!cJSON_IsArray(procs) || !procs->child)
-                return load_fail(err, path, "%s.procedures: a status deadline names its procedures",
-                                 path);
-            for (const cJSON *pc = procs->child; pc; pc = pc->next) {
-                const procedure_t *p = proc_find(s, str_of(pc));
-                if (!p || state_index(p, from) < 0)
-                    return load_fail(err, path, "%s: unknown procedure or from state", path);
-            }
-            for (const cJSON *u = until->child; u; u = u->next) {
-                const cJSON *pc = procs->child;
-                while (pc && state_index(proc_find(s, pc->valuestring), u->valuestring) < 0)
-                    pc = pc->next;
-                if (!pc)
-                    return load_fail(err, path, "%s.until: %s is no state of its procedures", path,
-                                     u->valuestring);
-            }
-        }
-        s->deadlines[s->ndeadlines].name = name, s->deadlines[s->ndeadlines].days = (int)days;
-        s->ndeadlines++;
-    }
-    return 0;
-}
+/* load_deadlines and load_figures: see "Deadlines, calendar, figures" below. */
+static int load_deadlines(schema_t *s, const cJSON *list, schema_err_t *err);
+static int load_figures(schema_t *s, const cJSON *figures, schema_err_t *err);
 
 /* A state name some procedure has (write rules name states across procedures). */
 static int state_known(const schema_t *s, const char *name) {
@@ -1262,8 +1248,13 @@ int schema_load(const char *json, size_t len, schema_t **out, schema_err_t *err)
         (rc = load_procedures(s, get(s->doc, "procedures"), err)) ||
         (rc = load_write_rules(s, get(s->doc, "fields"), err)) || (rc = load_record_rules(s, err)) ||
         (rc = load_types(s, get(s->doc, "types"), err)) ||
-        (rc = load_deadlines(s, get(s->doc, "deadlines"), err)))
+        (rc = load_deadlines(s, get(s->doc, "deadlines"), err)) ||
+        (rc = load_figures(s, get(s->doc, "figures"), err)))
         goto fail;
+    if (!(s->calendar = calendar_new())) {
+        rc = fail(err, SCHEMA_E_NOMEM, "", "out of memory");
+        goto fail;
+    }
 
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
@@ -1317,6 +1308,23 @@ int schema_load_file(const char *path, schema_t **out, schema_err_t *err) {
         goto fail;
     }
     rc = schema_load(buf, len, out, err);
+    if (rc == SCHEMA_OK) {
+        /* The working-day calendar: the folder calendar/ beside the schema file. */
+        char dir[1024];
+        const char *slash = strrchr(path, '/');
+        if (slash)
+            snprintf(dir, sizeof dir, "%.*s/calendar", (int)(slash - path), path);
+        else
+            snprintf(dir, sizeof dir, "calendar");
+        DIR *d = opendir(dir);
+        if (d) {
+            closedir(d);
+            if ((rc = schema_load_calendar_dir(*out, dir, err)) != SCHEMA_OK) {
+                schema_free(*out);
+                *out = NULL;
+            }
+        }
+    }
 
 fail:
     free(buf);
@@ -1333,7 +1341,10 @@ void schema_free(schema_t *s) {
     }
     free(s->procs);
     free(s->types);
+    for (int i = 0; i < s->ndeadlines; i++) free(s->deadlines[i].from);
     free(s->deadlines);
+    for (int i = 0; i < FIGURE_COUNT; i++) free(s->figures[i]);
+    calendar_free(s->calendar);
     if (s->text) cJSON_free(s->text);
     cJSON_Delete(s->doc);
     free(s);
@@ -1400,11 +1411,6 @@ int schema_status_assigns_case_no(const schema_t *s, const char *procedure, cons
     return i >= 0 && p->case_no_at == i;
 }
 
-int schema_deadline_days(const schema_t *s, const char *name) {
-    for (int i = 0; name && i < s->ndeadlines; i++)
-        if (strcmp(s->deadlines[i].name, name) == 0) return s->deadlines[i].days;
-    return -1;
-}
 
 const char *schema_strerror(int code) {
     switch (code) {
@@ -1818,24 +1824,22 @@ static int state_reached(const procedure_t *p, const char *status, const char *s
 
 /* ---- working days ------------------------------------------------------------ */
 
-#define CHINA_OFFSET_MS (8LL * 3600 * 1000)
-#define DAY_MS          (86400LL * 1000)
+static void note_fallback(const schema_t *cs, int year);
 
-int64_t schema_china_day(int64_t ms) {
-    int64_t t = ms + CHINA_OFFSET_MS;
-    return t >= 0 ? t / DAY_MS : -((-t + DAY_MS - 1) / DAY_MS);
-}
+int64_t schema_china_day(int64_t ms) { return calendar_day_of(ms); }
 
-/* 1970-01-01 was a Thursday: day 0 is weekday 4 (0 = Sunday). */
+/* The schema's calendar (statutory holidays, 调休 working weekend days);
+ * Monday to Friday in a year without one, noted for /metrics and the log. */
 static int is_working_day(const schema_t *s, int64_t day) {
-    (void)s;
-    int wd = (int)(((day % 7) + 7 + 4) % 7);
-    return wd != 0 && wd != 6;
+    int fallback = 0;
+    int w = calendar_is_working_day(s->calendar, day, &fallback);
+    if (fallback) note_fallback(s, fallback);
+    return w;
 }
 
 int64_t schema_working_day_after(const schema_t *s, int64_t ms, int n) {
     int64_t d = schema_china_day(ms);
-    for (int i = 0; i < n && i < MAX_DEADLINE_DAYS;) /* bounded: 3650 working days */
+    for (int i = 0, guard = 0; i < n && guard < 4 * MAX_DEADLINE_DAYS; guard++) /* bounded */
         if (is_working_day(s, ++d)) i++;
     return d;
 }
@@ -2283,4 +2287,382 @@ const char *schema_state_label(const schema_t *s, const char *procedure, int i) 
     const char *name = schema_state_name(s, procedure, i);
     const cJSON *st = get(get(get(get(s->doc, "procedures"), procedure), "states"), name ? name : "");
     return str_of(get(st, "label"));
+}
+
+/* ========================================================================= */
+/* Deadlines, calendar, figures                                               */
+/* ========================================================================= */
+
+static const char *const deadline_keys[] = {
+    "name", "kind", "from", "until", "until_set", "procedures", "days", "hours", "unit",
+    "extend_past_rest_days", "extension", "hours_from_type", "basis", "label", "note", NULL};
+static const char *const extension_keys[] = {"days", "field", "note", NULL};
+
+static int deadline_index(const schema_t *s, const char *name) {
+    for (int i = 0; name && i < s->ndeadlines; i++)
+        if (strcmp(s->deadlines[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* A state the deadline may end at must be a state of one of its procedures. */
+static int until_known(const schema_t *s, const deadline_t *d, const char *state) {
+    for (int i = 0; i < s->nprocs; i++)
+        if (d->from[i] && state_index(&s->procs[i], state) >= 0) return 1;
+    return 0;
+}
+
+/* One row of "deadlines". A status deadline runs from `from` (one state for
+ * every procedure it lists, or {procedure: state}) until a state of `until`
+ * or until a field of `until_set` is set; an evidence deadline names engine
+ * events (from captured_at, until bytes_uploaded). */
+static int load_deadline(schema_t *s, deadline_t *d, const cJSON *c, const char *path, schema_err_t *err) {
+    int rc;
+    long v;
+    if (!cJSON_IsObject(c)) return load_fail(err, path, "%s: must be an object", path);
+    if ((rc = only_keys(c, deadline_keys, path, err))) return rc;
+    const char *name = str_of(get(c, "name")), *kind = str_of(get(c, "kind"));
+    if (!name || !*name || deadline_index(s, name) >= 0)
+        return load_fail(err, path, "%s: needs a unique name", path);
+    d->name = name;
+    if (kind && strcmp(kind, "status") != 0 && strcmp(kind, "evidence") != 0)
+        return load_fail(err, path, "%s.kind: is status or evidence", path);
+    d->kind = kind && strcmp(kind, "evidence") == 0 ? DL_EVIDENCE : DL_STATUS;
+    int unit = calendar_unit_parse(str_of(get(c, "unit")));
+    if (unit < 0) return load_fail(err, path, "%s.unit: is days, working_days or hours", path);
+    d->unit = (calendar_unit_t)unit;
+    const char *per_type = str_of(get(c, "hours_from_type"));
+    if (unit == CAL_UNIT_HOURS) {
+        if (get(c, "days")) return load_fail(err, path, "%s: counts hours, not days", path);
+        if (per_type) {
+            if (get(c, "hours") || d->kind != DL_STATUS)
+                return load_fail(err, path, "%s: hours come either from the row or from the type", path);
+            d->per_type = per_type, d->n = -1;
+        } else if (get_long(get(c, "hours"), 0, MAX_DEADLINE_DAYS * 24L, &v)) {
+            return load_fail(err, path, "%s.hours: must be 0..%d", path, MAX_DEADLINE_DAYS * 24);
+        } else {
+            d->n = (int)v;
+        }
+    } else {
+        if (get(c, "hours") || per_type) return load_fail(err, path, "%s: counts days, not hours", path);
+        if (get_long(get(c, "days"), 0, MAX_DEADLINE_DAYS, &v))
+            return load_fail(err, path, "%s.days: must be 0..%d", path, MAX_DEADLINE_DAYS);
+        d->n = (int)v;
+    }
+    const cJSON *ext_rest = get(c, "extend_past_rest_days");
+    if (ext_rest && (!cJSON_IsBool(ext_rest) || unit != CAL_UNIT_DAYS))
+        return load_fail(err, path, "%s.extend_past_rest_days: true or false, for natural days only", path);
+    d->extend_rest = cJSON_IsTrue(ext_rest);
+    const cJSON *from = get(c, "from"), *until = get(c, "until"), *until_set = get(c, "until_set");
+    const cJSON *procs = get(c, "procedures");
+    if (!cJSON_IsArray(until)) return load_fail(err, path, "%s.until: must be a list of states", path);
+    for (const cJSON *u = until->child; u; u = u->next)
+        if (!str_of(u)) return load_fail(err, path, "%s.until: must hold strings", path);
+    d->until = until;
+    if (!(d->from = calloc((size_t)(s->nprocs ? s->nprocs : 1), sizeof *d->from)))
+        return fail(err, SCHEMA_E_NOMEM, path, "out of memory");
+    if (d->kind == DL_EVIDENCE) {
+        if (!str_of(from) || !until->child || procs || until_set || get(c, "extension"))
+            return load_fail(err, path, "%s: an evidence deadline has from, until and no procedures", path);
+        return 0;
+    }
+    if (cJSON_IsObject(from)) {
+        if (procs) return load_fail(err, path, "%s: from {procedure: state} names the procedures", path);
+        for (const cJSON *f = from->child; f; f = f->next) {
+            const procedure_t *p = proc_find(s, f->string);
+            if (!p || !str_of(f) || state_index(p, f->valuestring) < 0)
+                return load_fail(err, path, "%s.from.%s: unknown procedure or state", path, f->string);
+            d->from[p - s->procs] = f->valuestring;
+        }
+    } else if (str_of(from) && cJSON_IsArray(procs) && procs->child) {
+        for (const cJSON *pc = procs->child; pc; pc = pc->next) {
+            const procedure_t *p = proc_find(s, str_of(pc));
+            if (!p || state_index(p, from->valuestring) < 0)
+                return load_fail(err, path, "%s: unknown procedure or from state", path);
+            d->from[p - s->procs] = from->valuestring;
+        }
+    } else {
+        return load_fail(err, path, "%s: a status deadline needs from and its procedures", path);
+    }
+    for (const cJSON *u = until->child; u; u = u->next)
+        if (!until_known(s, d, u->valuestring))
+            return load_fail(err, path, "%s.until: %s is no state of its procedures", path, u->valuestring);
+    if (until_set) {
+        if (!cJSON_IsArray(until_set) || !until_set->child)
+            return load_fail(err, path, "%s.until_set: must be a list of fields", path);
+        for (const cJSON *f = until_set->child; f; f = f->next)
+            if (!str_of(f) || !rule_at(s, f->valuestring))
+                return load_fail(err, path, "%s.until_set: %s is no field", path, str_of(f) ? f->valuestring : "?");
+        d->until_set = until_set;
+    }
+    if (!until->child && !d->until_set)
+        return load_fail(err, path, "%s: needs until states or until_set fields", path);
+    const cJSON *ext = get(c, "extension");
+    if (ext) {
+        if (!cJSON_IsObject(ext) || (rc = only_keys(ext, extension_keys, path, err)) ||
+            get_long(get(ext, "days"), 1, MAX_DEADLINE_DAYS, &v) || !str_of(get(ext, "field")) ||
+            field_index(s, get(ext, "field")->valuestring) < 0)
+            return rc ? rc : load_fail(err, path, "%s.extension: needs days 1..%d and a field", path, MAX_DEADLINE_DAYS);
+        d->ext_days = (int)v;
+        d->ext_field = get(ext, "field")->valuestring;
+    }
+    return 0;
+}
+
+static int load_deadlines(schema_t *s, const cJSON *list, schema_err_t *err) {
+    int n = cJSON_GetArraySize(list), rc;
+    if (!cJSON_IsArray(list)) return load_fail(err, "deadlines", "deadlines: must be a list");
+    if (n && !(s->deadlines = calloc((size_t)n, sizeof(*s->deadlines))))
+        return fail(err, SCHEMA_E_NOMEM, "deadlines", "out of memory");
+    for (const cJSON *c = list->child; c; c = c->next) {
+        char path[PATH_CAP];
+        path_idx(path, "deadlines", s->ndeadlines);
+        rc = load_deadline(s, &s->deadlines[s->ndeadlines], c, path, err);
+        s->ndeadlines++; /* counted even on failure, so schema_free frees its from */
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static const char *const figures_keys[] = {"about", "accepted", "closed", "not_filed", "transferred",
+                                           "decided", "paid", "fine", "paid_at", NULL};
+
+/* "figures": per figure {procedure: state}; fine and paid_at name fields. */
+static int load_figures(schema_t *s, const cJSON *figures, schema_err_t *err) {
+    int rc;
+    if (!figures) return 0;
+    if (!cJSON_IsObject(figures)) return load_fail(err, "figures", "figures: must be an object");
+    if ((rc = only_keys(figures, figures_keys, "figures", err))) return rc;
+    for (int i = 0; i < FIGURE_COUNT; i++) {
+        const cJSON *f = get(figures, figure_names[i]);
+        char path[PATH_CAP];
+        path_key(path, "figures", figure_names[i]);
+        if (!(s->figures[i] = calloc((size_t)(s->nprocs ? s->nprocs : 1), sizeof *s->figures[i])))
+            return fail(err, SCHEMA_E_NOMEM, path, "out of memory");
+        if (!f) continue;
+        if (!cJSON_IsObject(f)) return load_fail(err, path, "%s: must be {procedure: state}", path);
+        for (const cJSON *m = f->child; m; m = m->next) {
+            const procedure_t *p = proc_find(s, m->string);
+            if (!p || !str_of(m) || state_index(p, m->valuestring) < 0)
+                return load_fail(err, path, "%s.%s: unknown procedure or state", path, m->string);
+            s->figures[i][p - s->procs] = m->valuestring;
+        }
+    }
+    s->fine_field = str_of(get(figures, "fine"));
+    s->paid_at_field = str_of(get(figures, "paid_at"));
+    if ((s->fine_field && !rule_at(s, s->fine_field)) || (s->paid_at_field && !rule_at(s, s->paid_at_field)))
+        return load_fail(err, "figures", "figures: fine and paid_at must name fields");
+    return 0;
+}
+
+int schema_deadline_days(const schema_t *s, const char *name) {
+    int i = deadline_index(s, name);
+    return i >= 0 && s->deadlines[i].unit != CAL_UNIT_HOURS ? s->deadlines[i].n : -1;
+}
+
+int schema_deadline_hours(const schema_t *s, const char *name) {
+    int i = deadline_index(s, name);
+    return i >= 0 && s->deadlines[i].unit == CAL_UNIT_HOURS ? s->deadlines[i].n : -1;
+}
+
+int schema_deadline_unit(const schema_t *s, const char *name) {
+    int i = deadline_index(s, name);
+    return i >= 0 ? (int)s->deadlines[i].unit : -1;
+}
+
+/* Flags a year counted without a calendar; logs the first time per year. */
+static void note_fallback(const schema_t *cs, int year) {
+    schema_t *s = (schema_t *)cs; /* only the atomic flags change */
+    if (year < CAL_YEAR_MIN || year >= CAL_YEAR_MIN + 64 * FALLBACK_WORDS) return;
+    int bit = year - CAL_YEAR_MIN;
+    uint64_t mask = (uint64_t)1 << (bit % 64);
+    uint64_t old = __atomic_fetch_or(&s->fallback[bit / 64], mask, __ATOMIC_RELAXED);
+    if (!(old & mask))
+        fprintf(stderr,
+                "casesync: no working-day calendar for %d: deadlines in it count Monday to Friday "
+                "(add %d.json to %s)\n",
+                year, year, s->calendar_dir[0] ? s->calendar_dir : "the calendar/ folder beside the schema");
+}
+
+int schema_due(const schema_t *s, int64_t start_ms, int n, int unit, int extend, int64_t *due_ms) {
+    int fallback = 0;
+    int rc = calendar_due(s->calendar, start_ms, n, (calendar_unit_t)unit, extend, due_ms, &fallback);
+    if (fallback) note_fallback(s, fallback);
+    return rc;
+}
+
+/* The hours of a per-type deadline for a type, or -1 when the type has none. */
+static int type_hours(const schema_t *s, const char *type, const char *member) {
+    for (int i = 0; type && i < s->ntypes; i++) {
+        if (strcmp(s->types[i].name, type) != 0) continue;
+        const cJSON *h = get(s->types[i].obj, member);
+        return cJSON_IsNumber(h) ? h->valueint : -1;
+    }
+    return -1;
+}
+
+int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int64_t *due_ms, const char **by) {
+    int found = 0;
+    *due_ms = 0;
+    if (by) *by = NULL;
+    const procedure_t *p = r ? proc_find(s, r->procedure) : NULL;
+    int st = p && r->status ? state_index(p, r->status) : -1;
+    if (st < 0 || (p->closed & BIT(st)) || p->main_pos[st] < 0) return -1;
+    int ps = p->main_pos[st], pi = (int)(p - s->procs);
+    for (int i = 0; i < s->ndeadlines; i++) {
+        const deadline_t *d = &s->deadlines[i];
+        const char *from = d->kind == DL_STATUS ? d->from[pi] : NULL;
+        int fs = from ? state_index(p, from) : -1;
+        if (fs < 0 || p->main_pos[fs] < 0 || ps < p->main_pos[fs]) continue;
+        int pu = -1, stop = 0;
+        for (const cJSON *u = d->until->child; u; u = u->next) {
+            int q = state_index(p, u->valuestring);
+            q = q >= 0 ? p->main_pos[q] : -1;
+            if (q >= 0 && (pu < 0 || q < pu)) pu = q;
+        }
+        if (pu < 0 && !d->until_set) continue; /* ends at no state of this procedure */
+        if (pu >= 0 && ps >= pu) continue;
+        for (const cJSON *f = d->until_set ? d->until_set->child : NULL; f && !stop; f = f->next)
+            stop = is_set(value_at(r->fields, f->valuestring));
+        if (stop) continue;
+        const cJSON *since = cJSON_GetObjectItemCaseSensitive(r->entered, from);
+        if (!cJSON_IsNumber(since)) continue;
+        int64_t start = (int64_t)since->valuedouble, due;
+        int n = d->per_type ? type_hours(s, r->type, d->per_type) : d->n;
+        if (n < 0 || schema_due(s, start, n, d->unit, d->extend_rest, &due) != 0) continue;
+        if (d->ext_days && is_set(value_at(r->fields, d->ext_field))) {
+            /* The extension counts when it was recorded before the period ran out. */
+            int64_t at = r->field_at ? r->field_at(r->ctx, d->ext_field) : -1;
+            int64_t longer;
+            if ((at < 0 || at < due) && schema_due(s, start, n + d->ext_days, d->unit, d->extend_rest, &longer) == 0)
+                due = longer;
+        }
+        if (!found || due < *due_ms) {
+            *due_ms = due;
+            if (by) *by = d->name;
+        }
+        found = 1;
+    }
+    return found ? 0 : -1;
+}
+
+const char *schema_figure_state(const schema_t *s, const char *figure, const char *procedure) {
+    const procedure_t *p = proc_find(s, procedure);
+    for (int i = 0; p && figure && i < FIGURE_COUNT; i++)
+        if (strcmp(figure_names[i], figure) == 0) return s->figures[i] ? s->figures[i][p - s->procs] : NULL;
+    return NULL;
+}
+
+const char *schema_figure_field(const schema_t *s, const char *name) {
+    if (name && strcmp(name, "fine") == 0) return s->fine_field;
+    if (name && strcmp(name, "paid_at") == 0) return s->paid_at_field;
+    return NULL;
+}
+
+#define CALENDAR_FILE_MAX (256 << 10)
+#define CALENDAR_FILES_MAX 200
+
+static int cmp_name(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+int schema_load_calendar_dir(schema_t *s, const char *dir, schema_err_t *err) {
+    char names[CALENDAR_FILES_MAX][16], path[1200];
+    int n = 0, rc = SCHEMA_OK;
+    char *buf = NULL;
+    EVP_MD_CTX *md = NULL;
+    err_clear(err);
+    if (s->calendar_dir[0]) return fail(err, SCHEMA_E_LOAD, "", "calendar: already loaded from %s", s->calendar_dir);
+    if (strlen(dir) >= sizeof s->calendar_dir) return fail(err, SCHEMA_E_LOAD, "", "calendar: path too long");
+    DIR *d = opendir(dir);
+    if (!d) return fail(err, SCHEMA_E_LOAD, "", "calendar: cannot open %s: %s", dir, strerror(errno));
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *nm = e->d_name;
+        if (strlen(nm) != 9 || strcmp(nm + 4, ".json") != 0 || strspn(nm, "0123456789") != 4) continue;
+        if (n == CALENDAR_FILES_MAX) {
+            closedir(d);
+            return fail(err, SCHEMA_E_LOAD, "", "calendar: more than %d files in %s", CALENDAR_FILES_MAX, dir);
+        }
+        snprintf(names[n++], sizeof names[0], "%.15s", nm);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], cmp_name);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if (!(buf = malloc(CALENDAR_FILE_MAX + 1)) || !(md = EVP_MD_CTX_new()) ||
+        !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+        rc = fail(err, SCHEMA_E_NOMEM, "", "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        char msg[200];
+        snprintf(path, sizeof path, "%.1023s/%.15s", dir, names[i]);
+        FILE *f = fopen(path, "rb");
+        size_t len = f ? fread(buf, 1, CALENDAR_FILE_MAX + 1, f) : 0;
+        int bad = !f || ferror(f) || len > CALENDAR_FILE_MAX;
+        if (f) fclose(f);
+        if (bad) {
+            rc = fail(err, SCHEMA_E_LOAD, "", "calendar %s: unreadable or larger than %d bytes", path, CALENDAR_FILE_MAX);
+            goto done;
+        }
+        if (calendar_add_year(s->calendar, buf, len, atoi(names[i]), msg, sizeof msg) != 0) {
+            rc = fail(err, SCHEMA_E_LOAD, "", "calendar %s: %s", path, msg);
+            goto done;
+        }
+        if (!EVP_DigestUpdate(md, names[i], strlen(names[i]) + 1) || !EVP_DigestUpdate(md, buf, len)) {
+            rc = fail(err, SCHEMA_E_LOAD, "", "calendar: SHA-256 failed");
+            goto done;
+        }
+    }
+    if (!EVP_DigestFinal_ex(md, digest, &dlen) || dlen != 32) {
+        rc = fail(err, SCHEMA_E_LOAD, "", "calendar: SHA-256 failed");
+        goto done;
+    }
+    for (unsigned i = 0; i < dlen; i++) {
+        static const char hex[] = "0123456789abcdef";
+        s->calendar_sig[2 * i] = hex[digest[i] >> 4];
+        s->calendar_sig[2 * i + 1] = hex[digest[i] & 15];
+    }
+    s->calendar_sig[2 * dlen] = 0;
+    snprintf(s->calendar_dir, sizeof s->calendar_dir, "%s", dir);
+done:
+    EVP_MD_CTX_free(md);
+    free(buf);
+    return rc;
+}
+
+const char *schema_calendar_dir(const schema_t *s) { return s->calendar_dir; }
+const char *schema_calendar_sig(const schema_t *s) { return s->calendar_sig; }
+const calendar_t *schema_calendar(const schema_t *s) { return s->calendar; }
+
+int schema_calendar_year_kind(const schema_t *s, int year) { return calendar_year_kind(s->calendar, year); }
+
+int schema_calendar_years(const schema_t *s, int *years, int max) { return calendar_years(s->calendar, years, max); }
+
+int schema_calendar_fallbacks(const schema_t *s, int *years, int max) {
+    int n = 0;
+    for (int w = 0; w < FALLBACK_WORDS; w++) {
+        uint64_t bits = __atomic_load_n(&s->fallback[w], __ATOMIC_RELAXED);
+        for (int b = 0; b < 64; b++)
+            if (bits & ((uint64_t)1 << b)) {
+                if (n < max) years[n] = CAL_YEAR_MIN + w * 64 + b;
+                n++;
+            }
+    }
+    return n;
+}
+
+void schema_calendar_check(const schema_t *s, int64_t now_ms) {
+    int y, m, d;
+    calendar_date(calendar_day_of(now_ms), &y, &m, &d);
+    if (!calendar_year_kind(s->calendar, y)) note_fallback(s, y);
+}
+
+/* ========================================================================= */
+/* Field value checks                                                         */
+/* ========================================================================= */
+
+int schema_check_value(const schema_t *s, const char *field, const cJSON *value, schema_err_t *err) {
+    err_clear(err);
+    int i = field_index(s, field);
+    if (i < 0) return invalid(err, field ? field : "", "is not a field of the schema");
+    if (!value || !is_set(value)) return invalid(err, field, "needs a value");
+    return check_value(s, &s->fields[i], value, field, err);
 }

@@ -277,9 +277,89 @@ int schema_parse_time(const char *s, int64_t *ms);
 /* Days since 1970-01-01 of ms in China time (UTC+8). */
 int64_t schema_china_day(int64_t ms);
 
-/* Deadlines (overdue): the number of days of deadline `name`, or -1. The
- * whole table is in the schema text for clients. */
+/* ========================================================================= */
+/* Deadlines and calendar                                                     */
+/* ========================================================================= */
+/* The "deadlines" table says, per deadline, which kind of day it counts
+ * ("unit": days, working_days, hours) and how many. Working days come from a
+ * calendar (schema/calendar.h) loaded with the schema: the folder calendar/
+ * beside the schema file (schema_load_file), or any folder given to
+ * schema_load_calendar_dir. A schema loaded from text (schema_load) has no
+ * calendar until one is loaded. A year without a calendar counts Monday to
+ * Friday; the first time a deadline meets such a year it is logged on
+ * standard error and flagged (schema_calendar_fallbacks) -- the only state
+ * of a schema_t that changes after load (atomic flags).
+ *
+ * Deadline rows are keyed by state names of the procedures (see the
+ * schema's "deadlines"), so a changed lifecycle changes only data. */
+
+/* Days (unit days or working_days) of deadline `name`, else -1. */
 int schema_deadline_days(const schema_t *s, const char *name);
+/* Hours (unit hours) of deadline `name`, else -1 (also when they come from
+ * the case type, "hours_from_type"). */
+int schema_deadline_hours(const schema_t *s, const char *name);
+/* The unit of deadline `name` (CAL_UNIT_* of schema/calendar.h), or -1. */
+int schema_deadline_unit(const schema_t *s, const char *name);
+
+/* A record as the deadlines see it. entered: {status: ms} entry times of
+ * statuses (the latest entry). fields: the record's fields. field_at: when a
+ * field was last set (ms), -1 when unknown; may be NULL. */
+typedef struct schema_deadline_record {
+    const char *procedure, *status, *type;
+    const cJSON *entered;
+    const cJSON *fields;
+    int64_t (*field_at)(const void *ctx, const char *field);
+    const void *ctx;
+} schema_deadline_record_t;
+
+/* The earliest due time of the status deadlines running for the record: a
+ * deadline runs from the entry time of its `from` status while the record's
+ * status lies on its procedure's main path at or after `from` and before the
+ * first of its `until` statuses, and none of its `until_set` fields is set; a
+ * record in a closed status has none. An `extension` (decision_due: +30 days)
+ * counts when its field is set, and was set before the unextended due time.
+ * 0 with *due_ms and *by (the deadline's name, lives as long as s) set, or -1
+ * when none runs. */
+int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int64_t *due_ms, const char **by);
+
+/* calendar_due() on the schema's calendar, noting a fallback year. */
+int schema_due(const schema_t *s, int64_t start_ms, int n, int unit, int extend, int64_t *due_ms);
+
+/* Loads every YYYY.json of dir into the schema's calendar (once per schema).
+ * A file that is not a valid calendar fails the load: SCHEMA_E_LOAD with the
+ * file named in err->message. */
+int schema_load_calendar_dir(schema_t *s, const char *dir, schema_err_t *err);
+/* The folder the calendar came from ("" when none) and a hex SHA-256 over
+ * its files ("" when none): a changed calendar changes due times. */
+const char *schema_calendar_dir(const schema_t *s);
+const char *schema_calendar_sig(const schema_t *s);
+/* 0: no calendar for the year; 1: one; 2: a provisional one. */
+int schema_calendar_year_kind(const schema_t *s, int year);
+/* Years held, ascending (returns the count, fills at most max). */
+int schema_calendar_years(const schema_t *s, int *years, int max);
+/* Years a deadline counted Monday..Friday since load (returns the count,
+ * fills at most max, ascending). */
+int schema_calendar_fallbacks(const schema_t *s, int *years, int max);
+/* Flags (and logs once) the China year of now_ms when it has no calendar. */
+void schema_calendar_check(const schema_t *s, int64_t now_ms);
+
+/* Figures (/v1/stats): the state a figure counts in a procedure, or NULL.
+ * figure: "accepted" (受理: general filed, digital dispatched), "closed"
+ * (结案), "not_filed" (不予立案), "transferred" (移送), "decided", "paid". */
+const char *schema_figure_state(const schema_t *s, const char *figure, const char *procedure);
+/* The field a figure reads: "fine" (fine_amount), "paid_at"
+ * (payment.paid_at, dotted); NULL when the schema names none. */
+const char *schema_figure_field(const schema_t *s, const char *name);
+
+/* ========================================================================= */
+/* Field value checks                                                         */
+/* ========================================================================= */
+
+/* The value rules of one field (length, digits, enum, range ...), whoever
+ * writes it: no role, policy or lifecycle check. For values that come from
+ * elsewhere than a change, e.g. a user's grids. Path is the field's name.
+ * 0 or SCHEMA_E_INVALID. */
+int schema_check_value(const schema_t *s, const char *field, const cJSON *value, schema_err_t *err);
 
 const char *schema_strerror(int code);
 

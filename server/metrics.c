@@ -183,3 +183,39 @@ int metrics_write(const metrics_t *m, const char *const *names, int nnames, char
     *len = t.len;
     return 0;
 }
+
+int metrics_write_calendar(const metrics_calendar_t *cal, char **out, size_t *len) {
+    size_t cap = 512 + (size_t)(cal->nyears + cal->nfallbacks) * 96;
+    char *b = malloc(cap);
+    int n;
+    size_t o = 0;
+    *out = NULL;
+    *len = 0;
+    if (!b) return -1;
+    n = snprintf(b, cap,
+                 "# HELP casesync_calendar_year Years of the working-day calendar loaded (1; 2 when provisional).\n"
+                 "# TYPE casesync_calendar_year gauge\n");
+    o = n > 0 ? (size_t)n : 0;
+    for (int i = 0; i < cal->nyears && o < cap; i++) {
+        n = snprintf(b + o, cap - o, "casesync_calendar_year{year=\"%d\"} %d\n", cal->years[i],
+                     cal->provisional && cal->provisional[i] ? 2 : 1);
+        o += n > 0 ? (size_t)n : 0;
+    }
+    if (o < cap) {
+        n = snprintf(b + o, cap - o,
+                     "# HELP casesync_calendar_fallback Years counted Monday to Friday for want of a calendar file.\n"
+                     "# TYPE casesync_calendar_fallback gauge\n");
+        o += n > 0 ? (size_t)n : 0;
+    }
+    for (int i = 0; i < cal->nfallbacks && o < cap; i++) {
+        n = snprintf(b + o, cap - o, "casesync_calendar_fallback{year=\"%d\"} 1\n", cal->fallbacks[i]);
+        o += n > 0 ? (size_t)n : 0;
+    }
+    if (o >= cap) {
+        free(b);
+        return -1;
+    }
+    *out = b;
+    *len = o;
+    return 0;
+}

@@ -71,4 +71,19 @@ void metrics_add(metrics_t *m, const metrics_sample_t *s);
  * memory, with *out NULL. */
 int metrics_write(const metrics_t *m, const char *const *names, int nnames, char **out, size_t *len);
 
+/* The working-day calendar as the caller read it from the schema: the years
+ * loaded (provisional[i] non-zero for a provisional year; may be NULL) and
+ * the years deadlines counted Monday to Friday for want of a calendar. */
+typedef struct metrics_calendar {
+    const int *years, *provisional;
+    int nyears;
+    const int *fallbacks;
+    int nfallbacks;
+} metrics_calendar_t;
+
+/* Writes casesync_calendar_year{year} (1, or 2 when provisional) and
+ * casesync_calendar_fallback{year} 1 in the Prometheus text format. Same
+ * contract as metrics_write: 0 and a malloc'd *out of *len bytes, or -1. */
+int metrics_write_calendar(const metrics_calendar_t *cal, char **out, size_t *len);
+
 #endif

@@ -614,8 +614,8 @@ static void route_labels(char labels[METRICS_MAX_ROUTES][64], const char *names[
 static void metrics_answer(call_t *c) {
     char gauges[2560], labels[METRICS_MAX_ROUTES][64];
     const char *names[METRICS_MAX_ROUTES];
-    char *edge = NULL, *engine = NULL, *all = NULL;
-    size_t edge_len = 0;
+    char *edge = NULL, *engine = NULL, *calendar = NULL, *all = NULL;
+    size_t edge_len = 0, calendar_len = 0;
     routes_t *rt = c->rt;
     pthread_mutex_lock(&rt->push_mu);
     int pushing = rt->pushing, pushing_max = rt->pushing_max;
@@ -660,7 +660,19 @@ static void metrics_answer(call_t *c) {
     if (sync_metrics(rt->sync, &engine) < 0)
         engine = NULL;
     size_t engine_len = engine ? strlen(engine) : 0;
-    if (!(all = malloc(edge_len + (size_t)n + engine_len + 1))) {
+    /* The working-day calendar: years loaded, and years that fell back. */
+    const schema_t *sc = sync_schema(rt->sync);
+    int years[64], prov[64], fallbacks[64];
+    time_t now = time(NULL);
+    schema_calendar_check(sc, (int64_t)now * 1000);
+    metrics_calendar_t mc = {.years = years, .provisional = prov, .fallbacks = fallbacks};
+    mc.nyears = schema_calendar_years(sc, years, 64);
+    mc.nyears = mc.nyears > 64 ? 64 : mc.nyears;
+    for (int i = 0; i < mc.nyears; i++) prov[i] = schema_calendar_year_kind(sc, years[i]) == 2;
+    mc.nfallbacks = schema_calendar_fallbacks(sc, fallbacks, 64);
+    mc.nfallbacks = mc.nfallbacks > 64 ? 64 : mc.nfallbacks;
+    if (metrics_write_calendar(&mc, &calendar, &calendar_len) < 0) calendar_len = 0;
+    if (!(all = malloc(edge_len + (size_t)n + engine_len + calendar_len + 1))) {
         http_send_errorf(c->req, 503, "unavailable", NULL, "out of memory");
         goto done;
     }
@@ -668,12 +680,15 @@ static void metrics_answer(call_t *c) {
     memcpy(all + edge_len, gauges, (size_t)n);
     if (engine_len)
         memcpy(all + edge_len + (size_t)n, engine, engine_len);
-    all[edge_len + (size_t)n + engine_len] = '\0';
+    if (calendar_len)
+        memcpy(all + edge_len + (size_t)n + engine_len, calendar, calendar_len);
+    all[edge_len + (size_t)n + engine_len + calendar_len] = '\0';
     http_send(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", all,
-              edge_len + (size_t)n + engine_len);
+              edge_len + (size_t)n + engine_len + calendar_len);
 done:
     free(all);
     free(engine);
+    free(calendar);
     free(edge);
 }
 

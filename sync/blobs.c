@@ -68,10 +68,13 @@ uint64_t sync_upload_max(sync_t *s) {
     return s->cfg.max_upload_bytes ? s->cfg.max_upload_bytes : UPLOAD_MAX_DEFAULT;
 }
 
+/* The evidence deadline: the config's evidence_deadline_hours, else the
+ * schema's evidence_due hours, else EVIDENCE_DEADLINE_HOURS_DEFAULT. */
 static int64_t deadline_ms(const sync_t *s) {
     int h = s->cfg.evidence_deadline_hours;
     if (h < 0) return 0;
-    return (int64_t)(h ? h : EVIDENCE_DEADLINE_HOURS_DEFAULT) * HOUR_MS;
+    if (!h) h = schema_deadline_hours(s->schema, "evidence_due");
+    return (int64_t)(h >= 0 ? h : EVIDENCE_DEADLINE_HOURS_DEFAULT) * HOUR_MS;
 }
 
 static int64_t expire_ms(const sync_t *s) {
@@ -1233,9 +1236,13 @@ static int missing_walk(sync_t *s, MDB_txn *txn, int64_t now, missing_cb cb, voi
         }
         if (present) continue;
         cJSON *e = cJSON_ParseWithLength(v.mv_data, v.mv_size);
-        int64_t pushed = 0;
-        if (e && util_json_int(e, "pushed_at", &pushed) == 0 && pushed + deadline <= now)
-            rc = cb(ctx, sha, e, pushed, pushed + deadline);
+        int64_t pushed = 0, start;
+        /* evidence_due runs from capture (index.c notes captured_at, never
+         * later than the push), from the push when the phone sent none. */
+        if (e && util_json_int(e, "pushed_at", &pushed) == 0) {
+            if (util_json_int(e, "captured_at", &start) != 0) start = pushed;
+            if (start + deadline <= now) rc = cb(ctx, sha, e, pushed, start + deadline);
+        }
         cJSON_Delete(e);
     }
     mdb_cursor_close(cur);

@@ -137,6 +137,18 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
         rc = sync_fail(err, SYNC_EIO, NULL, "schema %s: %s", sp, serr.message);
         goto fail;
     }
+    /* A schema without a calendar/ folder beside it (e.g. a city's schema.json
+     * dropped into the data folder) uses the installed one. */
+    if (!schema_calendar_dir(s->schema)[0]) {
+        const char *slash = strrchr(CASESYNC_SCHEMA_PATH, '/');
+        snprintf(path, sizeof path, "%.*s/calendar", slash ? (int)(slash - CASESYNC_SCHEMA_PATH) : 1,
+                 slash ? CASESYNC_SCHEMA_PATH : ".");
+        if (access(path, R_OK) == 0 && schema_load_calendar_dir(s->schema, path, &serr) != 0) {
+            rc = sync_fail(err, SYNC_EIO, NULL, "%s", serr.message);
+            goto fail;
+        }
+    }
+    schema_calendar_check(s->schema, util_now_ms());
     s->cfg.schema_path = NULL;
     if (store_open(cfg->data_dir, cfg->map_size, cfg->read_only, &s->st, msg, sizeof msg) != 0) {
         rc = sync_fail(err, SYNC_EIO, NULL, "%s", msg);

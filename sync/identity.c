@@ -41,8 +41,7 @@
 #define USER_NAME_MAX 128    /* display name, bytes */
 #define DEVICE_NAME_MAX 128  /* bytes */
 #define APP_VERSION_MAX 64   /* bytes */
-#define GRID_DIGITS_MIN 14
-#define GRID_DIGITS_MAX 15
+#define GRID_TEXT_MAX 256 /* bytes of one grid as typed on the command line */
 #define GRIDS_MAX 512        /* grids per user */
 #define GRANTS_LOG_KEEP 32   /* entries of grants_log kept per user */
 
@@ -150,13 +149,6 @@ static int valid_text(const char *s, size_t max) {
 
 static int valid_username(const char *s) { return valid_chars(s, USERNAME_MAX, "_.-"); }
 static int valid_device_id(const char *s) { return valid_chars(s, DEVICE_ID_MAX, "_.:-"); }
-
-static int valid_grid(const char *s) {
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (s[n] < '0' || s[n] > '9' || n >= GRID_DIGITS_MAX) return 0;
-    return n >= GRID_DIGITS_MIN;
-}
 
 /* Runs a write job whose failures are reported into jerr, and fills err either
  * from jerr (the job failed and said why) or from the code alone (the commit
@@ -593,13 +585,19 @@ static int check_name(const char *name, sync_error_t *err) {
     return 0;
 }
 
-/* Appends grid g to arr unless already there. 0, or a SYNC_E* code. */
-static int grids_add(cJSON *arr, const char *g, int index, sync_error_t *err) {
+/* Appends grid g to arr unless already there. A grid must pass the value
+ * rules of the schema's grid field (schema_check_value), the same rules as a
+ * case's grid. 0, or a SYNC_E* code. */
+static int grids_add(const schema_t *sc, cJSON *arr, const char *g, int index, sync_error_t *err) {
     char field[32];
+    schema_err_t serr;
     snprintf(field, sizeof field, "grids[%d]", index);
-    if (!valid_grid(g))
-        return sync_fail(err, SYNC_EINVALID, field, "a grid is a code of %d or %d digits", GRID_DIGITS_MIN,
-                         GRID_DIGITS_MAX);
+    cJSON *probe = cJSON_CreateString(g);
+    if (!probe) return sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+    int bad = schema_check_value(sc, "grid", probe, &serr);
+    cJSON_Delete(probe);
+    if (bad == SCHEMA_E_NOMEM) return sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+    if (bad) return sync_fail(err, SYNC_EINVALID, field, "not a grid code: %s", serr.message);
     for (const cJSON *e = arr->child; e; e = e->next)
         if (strcmp(e->valuestring, g) == 0) return 0;
     if (cJSON_GetArraySize(arr) >= GRIDS_MAX)
@@ -613,7 +611,7 @@ static int grids_add(cJSON *arr, const char *g, int index, sync_error_t *err) {
 }
 
 /* grids from JSON: an array of grid code strings -> *out, a deduplicated copy. */
-static int grids_from_json(const cJSON *v, cJSON **out, sync_error_t *err) {
+static int grids_from_json(const schema_t *sc, const cJSON *v, cJSON **out, sync_error_t *err) {
     int rc, i = 0;
     *out = NULL;
     if (!cJSON_IsArray(v)) return sync_fail(err, SYNC_EINVALID, "grids", "grids must be an array of strings");
@@ -626,7 +624,7 @@ static int grids_from_json(const cJSON *v, cJSON **out, sync_error_t *err) {
             rc = sync_fail(err, SYNC_EINVALID, field, "a grid must be a string");
             goto fail;
         }
-        if ((rc = grids_add(arr, e->valuestring, i, err)) != 0) goto fail;
+        if ((rc = grids_add(sc, arr, e->valuestring, i, err)) != 0) goto fail;
     }
     *out = arr;
     return 0;
@@ -636,8 +634,8 @@ fail:
 }
 
 /* grids from the command line: "G1,G2" (NULL or "" for none) -> *out. */
-static int grids_from_csv(const char *csv, cJSON **out, sync_error_t *err) {
-    char item[GRID_DIGITS_MAX + 2];
+static int grids_from_csv(const schema_t *sc, const char *csv, cJSON **out, sync_error_t *err) {
+    char item[GRID_TEXT_MAX + 2];
     int rc, i = 0;
     *out = NULL;
     cJSON *arr = cJSON_CreateArray();
@@ -650,7 +648,7 @@ static int grids_from_csv(const char *csv, cJSON **out, sync_error_t *err) {
         while (n && p[n - 1] == ' ') n--;
         /* Too long to be a grid: keep just enough to fail the check. */
         snprintf(item, sizeof item, "%.*s", (int)(n < sizeof item - 1 ? n : sizeof item - 1), p);
-        if ((rc = grids_add(arr, item, i, err)) != 0) goto fail;
+        if ((rc = grids_add(sc, arr, item, i, err)) != 0) goto fail;
         p = next;
         if (end && !*p) {
             rc = sync_fail(err, SYNC_EINVALID, "grids", "empty grid after the last comma");
@@ -686,7 +684,7 @@ static int input_known_keys(const cJSON *body, const char *const *allowed, sync_
 
 /* Parses and validates the body of an admin create (all = 1) or update (all =
  * 0: every member optional). On failure in is cleared. */
-static int input_parse(const cJSON *body, int all, user_input_t *in, sync_error_t *err) {
+static int input_parse(const schema_t *sc, const cJSON *body, int all, user_input_t *in, sync_error_t *err) {
     static const char *const create_keys[] = {"username", "password", "name", "role", "unit", "grids", NULL};
     static const char *const update_keys[] = {"password", "name", "role", "unit", "grids", "disabled", NULL};
     int rc;
@@ -708,7 +706,7 @@ static int input_parse(const cJSON *body, int all, user_input_t *in, sync_error_
     if ((all || in->unit) && (rc = check_unit(in->unit, err))) goto fail;
     if (in->name && (rc = check_name(in->name, err))) goto fail;
     const cJSON *grids = cJSON_GetObjectItemCaseSensitive(body, "grids");
-    if (grids && (rc = grids_from_json(grids, &in->grids, err))) goto fail;
+    if (grids && (rc = grids_from_json(sc, grids, &in->grids, err))) goto fail;
     const cJSON *dis = cJSON_GetObjectItemCaseSensitive(body, "disabled");
     if (dis) {
         if (!cJSON_IsBool(dis)) {
@@ -816,7 +814,7 @@ int sync_user_create(sync_t *s, const sync_principal_t *p, const cJSON *body, ch
     int rc;
     *out = NULL;
     if ((rc = require_admin(p, err)) != 0) return rc;
-    if ((rc = input_parse(body, 1, &in, err)) != 0) return rc;
+    if ((rc = input_parse(s->schema, body, 1, &in, err)) != 0) return rc;
     rc = user_create(s, &in, out, err);
     input_clear(&in);
     return rc;
@@ -832,7 +830,7 @@ int sync_user_add(sync_t *s, const char *username, const char *password, const c
         return sync_fail(err, SYNC_EINVALID, "username", "username must be 1 to %zu of A-Z a-z 0-9 _ . -",
                          USERNAME_MAX);
     if ((rc = check_password(password, err)) || (rc = check_role(role, err)) || (rc = check_unit(unit, err)) ||
-        (name && (rc = check_name(name, err))) || (rc = grids_from_csv(grids_csv, &in.grids, err)))
+        (name && (rc = check_name(name, err))) || (rc = grids_from_csv(s->schema, grids_csv, &in.grids, err)))
         return rc;
     rc = user_create(s, &in, out, err);
     input_clear(&in);
@@ -928,7 +926,7 @@ int sync_user_update(sync_t *s, const sync_principal_t *p, const char *user_id, 
     if ((rc = require_admin(p, err)) != 0) return rc;
     if (!user_id || !*user_id || strlen(user_id) > USER_ID_MAX)
         return sync_fail(err, SYNC_ENOTFOUND, NULL, "no such user");
-    if ((rc = input_parse(body, 0, &in, err)) != 0) return rc;
+    if ((rc = input_parse(s->schema, body, 0, &in, err)) != 0) return rc;
     if (in.password) {
         if ((rc = password_hash_slot(s, in.password, pw_hash, err)) != 0) goto done;
         job.pw_hash = pw_hash;

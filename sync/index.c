@@ -6,11 +6,10 @@
  * and keeps the equality counters. The evidence db maps each evidence sha256
  * to the records that reference it (scope for blob reads, missing uploads).
  *
- * Deadlines come from the loaded schema's "deadlines" table (kind "status"):
- * a deadline runs from the time the record entered `from` while its status
- * lies on the procedure's main path at or after `from` and before the first
- * of `until`; it is gone once the record is closed or voided. Evidence
- * deadlines (kind "evidence") are counted by the upload side, not here.
+ * Deadlines and the states the figures count come from the loaded schema
+ * (schema_record_due, schema_figure_state): this file keeps no copy of the
+ * schema. Evidence deadlines are counted by the upload side (blobs.c) from
+ * the captured_at noted here in the evidence db.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -19,11 +18,10 @@
 
 #include "sync/index.h"
 
-#define LAYOUT_VERSION "3" /* bump when the pairs a record gets change */
+#define LAYOUT_VERSION "4" /* bump when the pairs a record gets change */
 #define META_GEN "idx_gen" /* BE64: generation of the index (grows with each rebuild) */
-#define META_SIG "idx_sig" /* layout version + schema ETag the index was built under */
+#define META_SIG "idx_sig" /* layout version + schema ETag + calendar the index was built under */
 #define REBUILD_BATCH 256  /* records per write job of a rebuild */
-#define MS_PER_DAY 86400000.0
 
 /* ---- keys ---------------------------------------------------------------------- */
 
@@ -113,158 +111,6 @@ static int count_add(MDB_txn *txn, const store_dbs_t *dbs, const char *name, con
     return store_put_raw(txn, dbs->idx, k, kl, be, 8);
 }
 
-/* ---- the deadline table ------------------------------------------------------------ */
-
-#define DL_MAX 16
-#define DL_NAME 48
-#define DL_UNTIL 4
-#define DL_PROCS 4
-#define DL_PATHS 8
-#define DL_STATES 24
-#define DL_CACHE 16
-
-typedef struct deadline_rule {
-    char name[DL_NAME], from[DL_NAME];
-    char until[DL_UNTIL][DL_NAME];
-    int nuntil;
-    char procs[DL_PROCS][DL_NAME];
-    int nprocs; /* 0: every procedure */
-    double days;
-} deadline_rule_t;
-
-typedef struct main_path {
-    char procedure[DL_NAME];
-    char state[DL_STATES][DL_NAME];
-    int n;
-} main_path_t;
-
-typedef struct deadline_table {
-    char etag[80]; /* of the schema it was read from; "" for a free cache slot */
-    int n, npaths;
-    deadline_rule_t rule[DL_MAX];
-    main_path_t path[DL_PATHS];
-} deadline_table_t;
-
-/* Parsed tables by schema ETag. A slot is written once under the mutex and
- * never changes afterwards, so a pointer to it stays valid for the process. */
-static pthread_mutex_t dl_mu = PTHREAD_MUTEX_INITIALIZER;
-static deadline_table_t dl_cache[DL_CACHE];
-
-static int copy_name(char *dst, const cJSON *v) {
-    if (!cJSON_IsString(v) || strlen(v->valuestring) >= DL_NAME) return -1;
-    strcpy(dst, v->valuestring);
-    return 0;
-}
-
-/* Reads the status deadlines and main paths out of the schema text. A rule the
- * table cannot hold is left out (the schema loader already checked the rest). */
-static void deadlines_parse(const schema_t *sc, deadline_table_t *t) {
-    memset(t, 0, sizeof *t);
-    cJSON *doc = cJSON_ParseWithLength(schema_text(sc), schema_text_len(sc));
-    const cJSON *d, *x;
-    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(doc, "deadlines")) {
-        const char *kind = util_json_str(d, "kind");
-        const cJSON *days = cJSON_GetObjectItemCaseSensitive(d, "days");
-        if (t->n == DL_MAX || (kind && strcmp(kind, "status") != 0) || !cJSON_IsNumber(days) ||
-            days->valuedouble < 0)
-            continue;
-        deadline_rule_t *r = &t->rule[t->n];
-        memset(r, 0, sizeof *r);
-        if (copy_name(r->name, cJSON_GetObjectItemCaseSensitive(d, "name")) ||
-            copy_name(r->from, cJSON_GetObjectItemCaseSensitive(d, "from")))
-            continue;
-        int ok = 1;
-        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(d, "until")) {
-            if (r->nuntil == DL_UNTIL || copy_name(r->until[r->nuntil++], x)) ok = 0;
-        }
-        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(d, "procedures")) {
-            if (r->nprocs == DL_PROCS || copy_name(r->procs[r->nprocs++], x)) ok = 0;
-        }
-        r->days = days->valuedouble;
-        if (ok && r->nuntil > 0) t->n++;
-    }
-    const cJSON *p;
-    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(doc, "procedures")) {
-        if (t->npaths == DL_PATHS || !p->string || strlen(p->string) >= DL_NAME) continue;
-        main_path_t *mp = &t->path[t->npaths];
-        memset(mp, 0, sizeof *mp);
-        strcpy(mp->procedure, p->string);
-        int ok = 1;
-        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(p, "main_path")) {
-            if (mp->n == DL_STATES || copy_name(mp->state[mp->n++], x)) ok = 0;
-        }
-        if (ok) t->npaths++;
-    }
-    cJSON_Delete(doc);
-}
-
-/* The table of the schema: a cache slot, or (when the cache is full) a
- * malloc'd table that *owned tells the caller to free. NULL when out of memory. */
-static const deadline_table_t *deadlines_of(const schema_t *sc, deadline_table_t **owned) {
-    const char *etag = schema_etag(sc);
-    const deadline_table_t *t = NULL;
-    *owned = NULL;
-    if (etag && *etag && strlen(etag) < sizeof dl_cache[0].etag) {
-        pthread_mutex_lock(&dl_mu);
-        for (int i = 0; i < DL_CACHE && !t; i++) {
-            if (strcmp(dl_cache[i].etag, etag) == 0) t = &dl_cache[i];
-        }
-        for (int i = 0; i < DL_CACHE && !t; i++) {
-            if (dl_cache[i].etag[0]) continue;
-            deadlines_parse(sc, &dl_cache[i]);
-            strcpy(dl_cache[i].etag, etag);
-            t = &dl_cache[i];
-        }
-        pthread_mutex_unlock(&dl_mu);
-    }
-    if (!t && (*owned = malloc(sizeof **owned)) != NULL) {
-        deadlines_parse(sc, *owned);
-        t = *owned;
-    }
-    return t;
-}
-
-static int path_pos(const main_path_t *mp, const char *status) {
-    for (int i = 0; i < mp->n; i++)
-        if (strcmp(mp->state[i], status) == 0) return i;
-    return -1;
-}
-
-/* The earliest due time of the deadlines running for the record now. 0 and
- * *due / *by set, or -1 when none runs. */
-static int deadline_due(const deadline_table_t *t, const char *procedure, const char *status,
-                        const cJSON *entered, int64_t *due, const char **by) {
-    const main_path_t *mp = NULL;
-    int found = 0;
-    for (int i = 0; i < t->npaths && !mp; i++)
-        if (strcmp(t->path[i].procedure, procedure) == 0) mp = &t->path[i];
-    if (!mp) return -1;
-    int ps = path_pos(mp, status);
-    if (ps < 0) return -1;
-    for (int i = 0; i < t->n; i++) {
-        const deadline_rule_t *r = &t->rule[i];
-        int applies = r->nprocs == 0;
-        for (int k = 0; k < r->nprocs && !applies; k++)
-            applies = strcmp(r->procs[k], procedure) == 0;
-        if (!applies) continue;
-        int pf = path_pos(mp, r->from), pu = -1;
-        for (int k = 0; k < r->nuntil; k++) {
-            int q = path_pos(mp, r->until[k]);
-            if (q >= 0 && (pu < 0 || q < pu)) pu = q;
-        }
-        if (pf < 0 || pu < 0 || ps < pf || ps >= pu) continue;
-        const cJSON *since = cJSON_GetObjectItemCaseSensitive(entered, r->from);
-        if (!cJSON_IsNumber(since)) continue;
-        int64_t at = (int64_t)(since->valuedouble + r->days * MS_PER_DAY);
-        if (!found || at < *due) {
-            *due = at;
-            *by = r->name;
-        }
-        found = 1;
-    }
-    return found ? 0 : -1;
-}
-
 /* ---- lifecycle times ------------------------------------------------------------------- */
 
 static void set_num(cJSON *o, const char *key, double v) {
@@ -288,6 +134,51 @@ int index_life_time(const cJSON *rec, const char *name, int64_t *ms) {
     return 0;
 }
 
+static int64_t field_at(const void *rec, const char *field) {
+    int64_t at = record_meta_at(rec, field);
+    return at > 0 ? at : -1;
+}
+
+/* The value of a dotted field path ("payment.paid_at") in the fields. */
+static const cJSON *field_value(const cJSON *fields, const char *dotted) {
+    char part[128];
+    const cJSON *v = fields;
+    for (const char *p = dotted; v && p && *p;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof part) return NULL;
+        memcpy(part, p, n);
+        part[n] = 0;
+        v = cJSON_GetObjectItemCaseSensitive(v, part);
+        p = dot ? dot + 1 : NULL;
+    }
+    return v;
+}
+
+/* The figure times of life: "accepted" and "decided" (first entry of the
+ * figure's state), "paid" (the paid_at field, no later than the record's
+ * last server time, else the first entry of the paid state). Kept for
+ * voided records too: they were accepted. */
+static void life_figures(sync_t *s, cJSON *rec, cJSON *life, const cJSON *first) {
+    const char *procedure = util_json_str(rec, "procedure");
+    static const char *const figures[] = {"accepted", "decided", "paid"};
+    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
+        const char *state = procedure ? schema_figure_state(s->schema, figures[i], procedure) : NULL;
+        const cJSON *at = state ? cJSON_GetObjectItemCaseSensitive(first, state) : NULL;
+        int64_t ms = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : -1;
+        if (i == 2) {
+            const char *paid_field = schema_figure_field(s->schema, "paid_at");
+            const cJSON *pv = paid_field ? field_value(cJSON_GetObjectItemCaseSensitive(rec, "fields"), paid_field)
+                                         : NULL;
+            int64_t paid, updated = parse_time_member(rec, "updated_at");
+            if (cJSON_IsString(pv) && util_parse_time(pv->valuestring, &paid) == 0)
+                ms = updated > 0 && paid > updated ? updated : paid;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(life, figures[i]);
+        if (ms >= 0) set_num(life, figures[i], (double)ms);
+    }
+}
+
 /* Brings rec["life"] up to date. old_status: the status the record was
  * indexed under before this change (NULL for a new record). */
 static void life_update(sync_t *s, cJSON *rec, const char *old_status) {
@@ -306,12 +197,26 @@ static void life_update(sync_t *s, cJSON *rec, const char *old_status) {
         cJSON_DeleteItemFromObjectCaseSensitive(life, "entered");
         entered = cJSON_AddObjectToObject(life, "entered");
     }
+    /* first: {status: ms} of the first entry, which a 返工 does not move. */
+    cJSON *first = cJSON_GetObjectItemCaseSensitive(life, "first");
+    if (!cJSON_IsObject(first)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(life, "first");
+        first = cJSON_AddObjectToObject(life, "first");
+        /* A record indexed before first times existed: its entry times are the best known. */
+        const cJSON *e;
+        cJSON_ArrayForEach(e, entered) {
+            if (cJSON_IsNumber(e)) set_num(first, e->string, e->valuedouble);
+        }
+    }
     const char *status = util_json_str(rec, "status"), *procedure = util_json_str(rec, "procedure");
     if (status && (!old_status || strcmp(old_status, status) != 0 ||
                    !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(entered, status)))) {
         int64_t at = record_meta_at(rec, "status");
         set_num(entered, status, (double)(at > 0 ? at : parse_time_member(rec, "updated_at")));
     }
+    if (status && !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(first, status)))
+        set_num(first, status, cJSON_GetObjectItemCaseSensitive(entered, status)->valuedouble);
+    life_figures(s, rec, life, first);
     int voided = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "voided"));
     const cJSON *since = status ? cJSON_GetObjectItemCaseSensitive(entered, status) : NULL;
     int closed = status && procedure && schema_status_is_closed(s->schema, procedure, status);
@@ -325,13 +230,17 @@ static void life_update(sync_t *s, cJSON *rec, const char *old_status) {
     }
     int64_t due = 0;
     const char *by = NULL;
-    deadline_table_t *owned;
-    const deadline_table_t *t = deadlines_of(s->schema, &owned);
-    if (t && deadline_due(t, procedure, status, entered, &due, &by) == 0) {
+    schema_deadline_record_t dr = {.procedure = procedure,
+                                   .status = status,
+                                   .type = util_json_str(rec, "type"),
+                                   .entered = entered,
+                                   .fields = cJSON_GetObjectItemCaseSensitive(rec, "fields"),
+                                   .field_at = field_at,
+                                   .ctx = rec};
+    if (schema_record_due(s->schema, &dr, &due, &by) == 0) {
         set_num(life, "due", (double)(due > 0 ? due : 0));
         cJSON_AddStringToObject(life, "due_by", by);
     }
-    free(owned);
 }
 
 /* ---- pairs ------------------------------------------------------------------------------ */
@@ -366,8 +275,10 @@ static cJSON *index_pairs(const cJSON *rec) {
         pair_add(list, name, cJSON_CreateString(v));
         if (unit) pair_add(list, by_value[i][1], unit_value(unit, cJSON_CreateString(v)));
     }
-    static const char *const by_time[][2] = {
-        {"updated", "u.updated"}, {"opened", "u.opened"}, {"closed", "u.closed"}, {"due", "u.due"}};
+    static const char *const by_time[][2] = {{"updated", "u.updated"},   {"opened", "u.opened"},
+                                             {"closed", "u.closed"},     {"due", "u.due"},
+                                             {"accepted", "u.accepted"}, {"decided", "u.decided"},
+                                             {"paid", "u.paid"}};
     for (size_t i = 0; i < sizeof by_time / sizeof by_time[0]; i++) {
         int64_t ms;
         if (i == 0) {
@@ -434,6 +345,11 @@ static int index_evidence(sync_t *s, MDB_txn *txn, const cJSON *rec, const char 
         cJSON_AddStringToObject(e, "unit", util_json_str(f, "unit") ? util_json_str(f, "unit") : "");
         cJSON_AddStringToObject(e, "device_id", record_meta_device(rec, "evidence"));
         cJSON_AddNumberToObject(e, "pushed_at", (double)at);
+        /* evidence_due runs from capture: the phone's time, never later than the push. */
+        int64_t captured;
+        const char *cap = util_json_str(it, "captured_at");
+        if (cap && util_parse_time(cap, &captured) == 0)
+            cJSON_AddNumberToObject(e, "captured_at", (double)(captured < at ? captured : at));
         int rc = store_put_json(txn, s->dbs->evidence, k, 65 + il, e);
         cJSON_Delete(e);
         if (rc) return rc;
@@ -444,8 +360,8 @@ static int index_evidence(sync_t *s, MDB_txn *txn, const cJSON *rec, const char 
 /* ---- index_record ------------------------------------------------------------------------- */
 
 static void index_sig(sync_t *s, char *buf, size_t cap) {
-    const char *etag = schema_etag(s->schema);
-    snprintf(buf, cap, "%s %s", LAYOUT_VERSION, etag ? etag : "");
+    const char *etag = schema_etag(s->schema), *cal = schema_calendar_sig(s->schema);
+    snprintf(buf, cap, "%s %s %s", LAYOUT_VERSION, etag ? etag : "", cal ? cal : "");
 }
 
 /* A store whose first record is indexed by this code needs no rebuild: note
@@ -455,7 +371,7 @@ static int note_fresh_store(sync_t *s, MDB_txn *txn) {
     MDB_val key = {strlen(META_SIG), (void *)META_SIG}, v;
     if (mdb_get(txn, s->dbs->meta, &key, &v) == 0) return 0;
     if (mdb_stat(txn, s->dbs->records, &st) != 0 || st.ms_entries != 0) return 0;
-    char sig[128];
+    char sig[192];
     index_sig(s, sig, sizeof sig);
     return store_put_raw(txn, s->dbs->meta, META_SIG, strlen(META_SIG), sig, strlen(sig));
 }
@@ -516,7 +432,7 @@ typedef struct rebuild {
 
 static int sig_current(sync_t *s) {
     MDB_txn *txn = NULL;
-    char want[128], *have = NULL;
+    char want[192], *have = NULL;
     size_t n = 0;
     index_sig(s, want, sizeof want);
     if (store_read_begin(s->st, &txn) != 0) return 0;
@@ -593,7 +509,7 @@ static int rebuild_batch_job(MDB_txn *txn, void *ctx) {
 
 static int rebuild_end_job(MDB_txn *txn, void *ctx) {
     rebuild_t *r = ctx;
-    char sig[128];
+    char sig[192];
     index_sig(r->s, sig, sizeof sig);
     return store_put_raw(txn, r->s->dbs->meta, META_SIG, strlen(META_SIG), sig, strlen(sig));
 }

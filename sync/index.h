@@ -8,8 +8,10 @@
  *
  *   unit, grid, assignee, status, type           string        (city-wide)
  *   u.grid, u.assignee, u.status, u.type         [unit, string]
- *   updated, opened, closed, due                 ms            (city-wide)
- *   u.updated, u.opened, u.closed, u.due         [unit, ms]
+ *   updated, opened, closed, due,                ms            (city-wide)
+ *     accepted, decided, paid
+ *   u.updated, u.opened, u.closed, u.due,        [unit, ms]
+ *     u.accepted, u.decided, u.paid
  *
  * Counters: "#" name 0x00 value -> BE64 number of records under that string
  * value (equality indexes only), so a query can pick its most selective index
@@ -20,12 +22,20 @@
  *   opened  the create's `at`
  *   closed  when the record entered a terminal status of its procedure
  *           (not void); absent for open and voided records
- *   due     the earliest running deadline of the schema's table; absent when
- *           none runs (closed, voided, or no deadline applies)
+ *   due     the earliest running deadline (schema_record_due, with the
+ *           working-day calendar); absent when none runs (closed, voided,
+ *           or no deadline applies)
+ *   accepted, decided: the first entry into the state the schema's figures
+ *           name (受理: general filed, digital dispatched; decided), kept for
+ *           voided records too
+ *   paid    the figures' paid_at field (payment.paid_at, at most the
+ *           record's updated_at), else the first entry into the paid state
  *   updated the record's updated_at (server time, as the API shows it)
  * A record keeps them in rec["life"] = {"opened","closed"?,"due"?,"due_by"?,
- * "entered":{status:ms}} and its index pairs in rec["ix"], and the index
- * generation it was written under in rec["ixg"].
+ * "accepted"?,"decided"?,"paid"?,"entered":{status:ms},"first":{status:ms}}
+ * (entered: the latest entry, first: the first, which a 返工 does not move)
+ * and its index pairs in rec["ix"], and the index generation it was written
+ * under in rec["ixg"].
  */
 #ifndef CASESYNC_INDEX_H
 #define CASESYNC_INDEX_H
@@ -35,9 +45,10 @@
 #define INDEX_KEY_MAX 511 /* LMDB's default key limit */
 #define INDEX_COUNT_MARK '#'
 
-/* Makes the indexes match the code's layout and the loaded schema's deadline
- * table: when the store was indexed under another layout or schema (an
- * upgrade, or a city changed its deadline days), re-indexes every record in
+/* Makes the indexes match the code's layout, the loaded schema and its
+ * working-day calendar: when the store was indexed under another layout,
+ * schema or calendar (an upgrade, a city changed its deadline days, an
+ * operator added next year's calendar file), re-indexes every record in
  * batches of write jobs, once; concurrent callers wait for it. A read-only
  * engine (the command line) never rebuilds and reads what is there. */
 int index_ensure(sync_t *s, sync_error_t *err);

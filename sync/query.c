@@ -845,7 +845,10 @@ int sync_export(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *
 
 typedef struct group {
     char *key; /* NULL: the record has no value (e.g. no assignee) */
-    int64_t opened, closed, closed_of_opened, voided, overdue;
+    int64_t opened, voided, overdue;
+    int64_t accepted, closed_of_accepted, closed, not_filed, transferred;
+    int64_t decided, paid;
+    int64_t fines_imposed_fen, fines_paid_fen; /* in fen (0.01 yuan), exact */
     double *hours;
     size_t nh, caph;
 } group_t;
@@ -862,8 +865,25 @@ typedef struct stats {
 } stats_t;
 
 static const char *group_value(const stats_t *st, const cJSON *rec) {
-    if (strcmp(st->by, "type") == 0 || strcmp(st->by, "status") == 0) return util_json_str(rec, st->by);
+    if (strcmp(st->by, "type") == 0 || strcmp(st->by, "status") == 0 || strcmp(st->by, "procedure") == 0)
+        return util_json_str(rec, st->by);
     return util_json_str(cJSON_GetObjectItemCaseSensitive(rec, "fields"), st->by);
+}
+
+/* Is the record now in the state the schema's figure counts for its procedure? */
+static int in_figure(const stats_t *st, const cJSON *rec, const char *figure) {
+    const char *procedure = util_json_str(rec, "procedure"), *status = util_json_str(rec, "status");
+    const char *state = procedure ? schema_figure_state(st->s->schema, figure, procedure) : NULL;
+    return state && status && strcmp(state, status) == 0;
+}
+
+/* The fine of the record in fen (the schema's figures.fine field), 0 when none. */
+static int64_t fine_fen(const stats_t *st, const cJSON *rec) {
+    const char *field = schema_figure_field(st->s->schema, "fine");
+    const cJSON *v = field ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fields"), field)
+                           : NULL;
+    if (!cJSON_IsNumber(v) || v->valuedouble <= 0 || v->valuedouble > 9e13) return 0;
+    return (int64_t)(v->valuedouble * 100 + 0.5);
 }
 
 static group_t *group_of(stats_t *st, const cJSON *rec) {
@@ -910,7 +930,7 @@ static cJSON *stats_load(stats_t *st, MDB_txn *txn, const char *id) {
     return rec;
 }
 
-enum { WALK_OPENED, WALK_CLOSED, WALK_DUE };
+enum { WALK_OPENED, WALK_CLOSED, WALK_DUE, WALK_ACCEPTED, WALK_DECIDED, WALK_PAID, WALK_COUNT };
 typedef struct stats_walk {
     stats_t *st;
     int which;
@@ -936,17 +956,37 @@ static int stats_visit(MDB_txn *txn, const char *id, int64_t t, void *ctx) {
         group_t *x = both[i];
         switch (w->which) {
         case WALK_OPENED:
-            if (voided) {
+            if (voided)
                 x->voided++;
-            } else {
+            else
                 x->opened++;
-                if (has_closed && closed < st->to) x->closed_of_opened++;
-            }
             break;
         case WALK_CLOSED:
+            /* A terminal status entered in range: 结案, or counted apart. */
             if (voided || !has_closed) break;
-            x->closed++;
-            if (hours_add(x, closed > opened ? (double)(closed - opened) / 3600000.0 : 0) != 0) st->oom = 1;
+            if (in_figure(st, rec, "closed")) {
+                x->closed++;
+                if (hours_add(x, closed > opened ? (double)(closed - opened) / 3600000.0 : 0) != 0) st->oom = 1;
+            } else if (in_figure(st, rec, "not_filed")) {
+                x->not_filed++;
+            } else if (in_figure(st, rec, "transferred")) {
+                x->transferred++;
+            }
+            break;
+        case WALK_ACCEPTED:
+            /* Voided cases stay accepted: 撤销 is never 办结. */
+            x->accepted++;
+            if (!voided && has_closed && closed < st->to && in_figure(st, rec, "closed")) x->closed_of_accepted++;
+            break;
+        case WALK_DECIDED:
+            if (voided) break;
+            x->decided++;
+            x->fines_imposed_fen += fine_fen(st, rec);
+            break;
+        case WALK_PAID:
+            if (voided) break;
+            x->paid++;
+            x->fines_paid_fen += fine_fen(st, rec);
             break;
         default:
             if (!voided && index_life_time(rec, "due", &due) == 0 && due < st->now) x->overdue++;
@@ -983,13 +1023,21 @@ static cJSON *group_json(const group_t *g, int with_key) {
             cJSON_AddNullToObject(o, "key");
     }
     cJSON_AddNumberToObject(o, "opened", (double)g->opened);
+    cJSON_AddNumberToObject(o, "accepted", (double)g->accepted);
     cJSON_AddNumberToObject(o, "closed", (double)g->closed);
-    if (g->opened)
+    cJSON_AddNumberToObject(o, "closed_of_accepted", (double)g->closed_of_accepted);
+    if (g->accepted)
         cJSON_AddNumberToObject(o, "closure_rate",
-                                round_to((double)g->closed_of_opened / (double)g->opened, 10000));
+                                round_to((double)g->closed_of_accepted / (double)g->accepted, 10000));
     else
         cJSON_AddNullToObject(o, "closure_rate");
+    cJSON_AddNumberToObject(o, "not_filed", (double)g->not_filed);
+    cJSON_AddNumberToObject(o, "transferred", (double)g->transferred);
     cJSON_AddNumberToObject(o, "overdue", (double)g->overdue);
+    cJSON_AddNumberToObject(o, "decided", (double)g->decided);
+    cJSON_AddNumberToObject(o, "fines_imposed", (double)g->fines_imposed_fen / 100.0);
+    cJSON_AddNumberToObject(o, "paid", (double)g->paid);
+    cJSON_AddNumberToObject(o, "fines_paid", (double)g->fines_paid_fen / 100.0);
     if (g->nh) {
         qsort(g->hours, g->nh, sizeof *g->hours, cmp_double);
         double m = g->nh % 2 ? g->hours[g->nh / 2] : (g->hours[g->nh / 2 - 1] + g->hours[g->nh / 2]) / 2;
@@ -997,7 +1045,6 @@ static cJSON *group_json(const group_t *g, int with_key) {
     } else {
         cJSON_AddNullToObject(o, "median_hours_to_close");
     }
-    cJSON_AddNumberToObject(o, "closed_of_opened", (double)g->closed_of_opened);
     cJSON_AddNumberToObject(o, "voided", (double)g->voided);
     return o;
 }
@@ -1031,9 +1078,12 @@ int sync_stats(sync_t *s, const sync_principal_t *p, const char *from, const cha
     if ((rc = scope_unit(p, unit, u, err)) != 0) return rc;
     st.unit = u[0] ? u : NULL;
     st.by = present(group_by) ? group_by : "type";
-    if (strcmp(st.by, "type") != 0 && strcmp(st.by, "status") != 0 && strcmp(st.by, "grid") != 0 &&
-        strcmp(st.by, "assignee") != 0)
-        return sync_fail(err, SYNC_EBADREQ, "group_by", "group_by is type, status, grid or assignee");
+    static const char *const by_names[] = {"type", "status", "grid", "assignee", "source", "procedure"};
+    int by_ok = 0;
+    for (size_t i = 0; i < sizeof by_names / sizeof by_names[0]; i++) by_ok |= strcmp(st.by, by_names[i]) == 0;
+    if (!by_ok)
+        return sync_fail(err, SYNC_EBADREQ, "group_by",
+                         "group_by is type, status, grid, assignee, source or procedure");
     st.now = util_now_ms();
     st.to = st.now;
     if (present(to) && parse_when(to, &st.to) != 0)
@@ -1044,8 +1094,10 @@ int sync_stats(sync_t *s, const sync_principal_t *p, const char *from, const cha
     if (st.from >= st.to) return sync_fail(err, SYNC_EBADREQ, "from", "from must be before to");
     if ((rc = index_ensure(s, err)) != 0) return rc;
 
-    static const char *const names[3][2] = {{"opened", "u.opened"}, {"closed", "u.closed"}, {"due", "u.due"}};
-    for (int w = WALK_OPENED; w <= WALK_DUE && rc == 0; w++) {
+    static const char *const names[WALK_COUNT][2] = {
+        {"opened", "u.opened"},     {"closed", "u.closed"},   {"due", "u.due"},
+        {"accepted", "u.accepted"}, {"decided", "u.decided"}, {"paid", "u.paid"}};
+    for (int w = WALK_OPENED; w < WALK_COUNT && rc == 0; w++) {
         plan_t pl;
         walk_pos_t pos = {0};
         memset(&pl, 0, sizeof pl);

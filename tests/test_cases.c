@@ -186,7 +186,7 @@ static int same_ids(const cJSON *got, const char **want, int nwant, const char *
 typedef struct model {
     char id[32];
     const char *unit, *type, *grid, *assignee, *status;
-    int overdue;     /* a deadline passed (simple cases decided 10 days ago) */
+    int overdue;     /* a deadline passed (simple cases decided 10 days ago, events dispatched a day ago) */
     int stall;       /* description holds "Fruit STALL" */
     int tanzhan;     /* description holds 摊点 */
     int li_wei;      /* party.name is "Li Wei" */
@@ -278,6 +278,8 @@ TEST(cases_filters_paging_and_scope) {
         int steps = (i * 7) % 4;
         x->status = digital_steps[steps];
         x->has_case_no = steps >= 1;
+        /* Dispatched a day ago: past every type's disposal limit (1-2 hours). */
+        x->overdue = steps >= 2;
         for (int k = 1; k <= steps; k++)
             batch_add(&b, transition_at(x->id, k, digital_steps[k], -DAY_MS + k));
     }
@@ -506,15 +508,20 @@ TEST(cases_stats_known_dataset) {
     ASSERT_JSTR(st, "unit", "U1");
     ASSERT_INT(jlen(st, "groups"), 3);
     /* Vending: A and B opened in range (H voided; E opened 40 days ago); A, B
-     * and E closed in range after 240, 24 and 912 hours; A and B of the opened
-     * are closed. Parking: C and D opened, C closed (24 h). BBQ: F and G
-     * opened (I 50 days ago), none closed; F and I overdue. */
+     * and E closed (结案) in range after 240, 24 and 912 hours; A and B were
+     * accepted (dispatched) in range and both closed. Parking: C and D opened,
+     * C not filed (不予立案) -- never 办结 -- and nothing accepted. BBQ
+     * (simple cases, never "accepted"): F and G opened (I 50 days ago), none
+     * closed; F and I overdue. */
     ASSERT_FIGURES(group(st, V), 2, 3, 10000, 0, 24000, 1);
-    ASSERT_FIGURES(group(st, P), 2, 1, 5000, 0, 2400, 0);
-    ASSERT_FIGURES(group(st, B), 2, 0, 0, 2, -1, 0);
-    /* Total: 6 opened, 4 closed, 3 of the 6 closed; median of 24, 24, 240, 912. */
-    ASSERT_FIGURES(jget(st, "total"), 6, 4, 5000, 2, 13200, 1);
-    ASSERT_JINT(st, "total.closed_of_opened", 3);
+    ASSERT_FIGURES(group(st, P), 2, 0, -1, 0, -1, 0);
+    ASSERT_JINT(group(st, P), "not_filed", 1);
+    ASSERT_FIGURES(group(st, B), 2, 0, -1, 2, -1, 0);
+    /* Total: 6 opened, 3 closed, 2 accepted and both closed; median of 24, 240, 912. */
+    ASSERT_FIGURES(jget(st, "total"), 6, 3, 10000, 2, 24000, 1);
+    ASSERT_JINT(st, "total.accepted", 2);
+    ASSERT_JINT(st, "total.closed_of_accepted", 2);
+    ASSERT_JINT(st, "total.not_filed", 1);
 
     /* By status, over the last 15 days: B (closed), C (rejected), D, F, G and H. */
     r = http(&s, "GET",
@@ -523,17 +530,18 @@ TEST(cases_stats_known_dataset) {
     ASSERT_STATUS(r, 200);
     st = resp_json(&r);
     ASSERT_FIGURES(group(st, "closed"), 1, 3, 10000, 0, 24000, 0); /* B opened; A, B, E closed in range */
-    ASSERT_FIGURES(group(st, "rejected"), 1, 1, 10000, 0, 2400, 0);
-    ASSERT_FIGURES(group(st, "reported"), 1, 0, 0, 0, -1, 0);
-    ASSERT_FIGURES(group(st, "decided"), 2, 0, 0, 2, -1, 0); /* F, G opened; F and I overdue */
-    ASSERT_FIGURES(group(st, "clue"), 0, 0, -1, 0, -1, 1);   /* H, voided */
-    ASSERT_FIGURES(jget(st, "total"), 5, 4, 4000, 2, 13200, 1);
+    ASSERT_FIGURES(group(st, "rejected"), 1, 0, -1, 0, -1, 0);
+    ASSERT_JINT(group(st, "rejected"), "not_filed", 1);
+    ASSERT_FIGURES(group(st, "reported"), 1, 0, -1, 0, -1, 0);
+    ASSERT_FIGURES(group(st, "decided"), 2, 0, -1, 2, -1, 0); /* F, G opened; F and I overdue */
+    ASSERT_FIGURES(group(st, "clue"), 0, 0, -1, 0, -1, 1);    /* H, voided */
+    ASSERT_FIGURES(jget(st, "total"), 5, 3, 10000, 2, 24000, 1);
 
     /* By assignee: the simple cases carry off1; digital ones none (key null). */
     r = http(&s, "GET", hfmt("/v1/stats?%s&group_by=assignee", range), sup1, NULL, NULL);
     ASSERT_STATUS(r, 200);
     st = resp_json(&r);
-    ASSERT_FIGURES(group(st, o1), 2, 0, 0, 2, -1, 0);
+    ASSERT_FIGURES(group(st, o1), 2, 0, -1, 2, -1, 0);
     ASSERT_MSG(cJSON_IsNull(jget(st, "groups[0].key")),
                "the no-assignee group is not first with a null key: %s", jprint(st));
     ASSERT_JINT(st, "groups[0].opened", 4);
@@ -541,13 +549,13 @@ TEST(cases_stats_known_dataset) {
     /* The admin: every unit, or one. U2's supervisor: only X. */
     r = http(&s, "GET", hfmt("/v1/stats?%s", range), adm.token, NULL, NULL);
     ASSERT_STATUS(r, 200);
-    ASSERT_FIGURES(jget(resp_json(&r), "total"), 7, 4, 4286, 3, 13200, 1);
+    ASSERT_FIGURES(jget(resp_json(&r), "total"), 7, 3, 10000, 3, 24000, 1);
     r = http(&s, "GET", hfmt("/v1/stats?%s&unit=U2", range), adm.token, NULL, NULL);
     ASSERT_STATUS(r, 200);
-    ASSERT_FIGURES(jget(resp_json(&r), "total"), 1, 0, 0, 1, -1, 0);
+    ASSERT_FIGURES(jget(resp_json(&r), "total"), 1, 0, -1, 1, -1, 0);
     r = http(&s, "GET", hfmt("/v1/stats?%s", range), supu2, NULL, NULL);
     ASSERT_STATUS(r, 200);
-    ASSERT_FIGURES(jget(resp_json(&r), "total"), 1, 0, 0, 1, -1, 0);
+    ASSERT_FIGURES(jget(resp_json(&r), "total"), 1, 0, -1, 1, -1, 0);
     r = http(&s, "GET", "/v1/stats?unit=U1", supu2, NULL, NULL);
     ASSERT_ERROR(r, 403, "forbidden");
 
@@ -575,7 +583,7 @@ TEST(cases_stats_known_dataset) {
     ASSERT_MSG(c.rc == 0, "casesync stats -> %d: %s", c.rc, c.err);
     cJSON *cs = jparse(c.out);
     ASSERT_MSG(cs != NULL, "casesync stats printed no JSON: %s", c.out);
-    ASSERT_FIGURES(jget(cs, "total"), 6, 4, 5000, 2, 13200, 1);
+    ASSERT_FIGURES(jget(cs, "total"), 6, 3, 10000, 2, 24000, 1);
     c = cli(s.dir, NULL, "stats", "--group-by", "weather");
     ASSERT_MSG(c.rc == 1, "casesync stats --group-by weather -> %d", c.rc);
 
@@ -604,8 +612,8 @@ TEST(cases_stats_known_dataset) {
     ASSERT_MSG(srv_restart(&s) == 0, "casesyncd did not restart with the edited schema");
     r = http(&s, "GET", hfmt("/v1/stats?%s&group_by=type", range), sup1, NULL, NULL);
     ASSERT_STATUS(r, 200);
-    ASSERT_FIGURES(group(resp_json(&r), B), 2, 0, 0, 3, -1, 0);
-    ASSERT_FIGURES(jget(resp_json(&r), "total"), 6, 4, 5000, 3, 13200, 1);
+    ASSERT_FIGURES(group(resp_json(&r), B), 2, 0, -1, 3, -1, 0);
+    ASSERT_FIGURES(jget(resp_json(&r), "total"), 6, 3, 10000, 3, 24000, 1);
     ids = cases_all(&s, sup1, "overdue=true", 10);
     ASSERT(ids != NULL);
     const char *want3[] = {"stat-F0001", "stat-G0001", "stat-I0001"};

@@ -287,7 +287,8 @@ TEST(schema_fields_procedures_deadlines) {
     ASSERT_INT(schema_deadline_days(s, "service_due"), 7);
     ASSERT_INT(schema_deadline_days(s, "payment_due"), 15);
     ASSERT_INT(schema_deadline_days(s, "record_due"), 3);
-    ASSERT_INT(schema_deadline_days(s, "evidence_due"), 1);
+    ASSERT_INT(schema_deadline_days(s, "evidence_due"), -1); /* counted in hours */
+    ASSERT_INT(schema_deadline_hours(s, "evidence_due"), 24);
     ASSERT_INT(schema_deadline_days(s, "nap_due"), -1);
     schema_free(s);
 }

@@ -48,7 +48,7 @@ static const char usage_text[] =
     "  backup DEST               consistent hot copy of the store and blobs into DEST\n"
     "        check the audit chain and the store; prints the result as JSON and\n"
     "        exits 0 only when it is sound\n"
-    "  stats [--from T] [--to T] [--group-by type|status|grid|assignee] [--unit UNIT]\n"
+    "  stats [--from T] [--to T] [--group-by type|status|grid|assignee|source|procedure] [--unit UNIT]\n"
     "        case figures as GET /v1/stats gives them (JSON); T is RFC 3339 or\n"
     "        YYYY-MM-DD (midnight, China time); default: the last 30 days\n"
     "  export [--format ndjson|csv] [--unit UNIT]\n"

@@ -1,0 +1,318 @@
+/* test_stats.c -- the figures of /v1/stats (办结率 and the counts beside it,
+ * fines imposed and paid, group_by=source|procedure) against a fixture whose
+ * every number is computed by hand below. The fixture pushes a known set of
+ * cases through known states at known China times in October 2026; the
+ * period is October (from=2026-10-01&to=2026-11-01). */
+#include "schema/calendar.h"
+#include "tests/harness.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PHONE(p, s, name, dev)                                                                               \
+    ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
+
+/* RFC 3339 UTC of a China wall-clock time in 2026 (pool). */
+static const char *at(int m, int d, int hh, int mm) {
+    char buf[16];
+    int64_t day = 0;
+    snprintf(buf, sizeof buf, "2026-%02d-%02d", m, d);
+    if (calendar_parse_date(buf, &day) != 0) return "bad";
+    int64_t ms = calendar_day_start(day) + hh * 3600000LL + mm * 60000LL;
+    int64_t uday = ms / 86400000LL, rest = ms % 86400000LL;
+    int y, mo, dd;
+    calendar_date(uday, &y, &mo, &dd);
+    return hfmt("%04d-%02d-%02dT%02d:%02d:00.000Z", y, mo, dd, (int)(rest / 3600000),
+                (int)(rest / 60000 % 60));
+}
+#define T(m, d) at((m), (d), 10, 0)
+
+/* One record being built: its id and the version the next change bases on. */
+typedef struct rec {
+    const char *id;
+    int v;
+} rec_t;
+
+static char *changes_buf;
+static size_t changes_len, changes_cap;
+
+static void add(const char *change) {
+    size_t n = strlen(change);
+    if (changes_len + n + 2 > changes_cap) {
+        changes_cap = (changes_len + n + 2) * 2;
+        changes_buf = realloc(changes_buf, changes_cap);
+    }
+    if (changes_len) changes_buf[changes_len++] = ',';
+    memcpy(changes_buf + changes_len, change, n + 1);
+    changes_len += n;
+}
+
+static void create(rec_t *r, const char *type, const char *procedure, const char *extra, const char *when) {
+    cJSON *ch = jparse(ch_create_in(r->id, type, procedure, "U1", GRID1, extra));
+    cJSON_ReplaceItemInObjectCaseSensitive(ch, "at", cJSON_CreateString(when));
+    add(jprint(ch));
+    r->v = 1;
+}
+
+static void to(rec_t *r, const char *status, const char *when) {
+    add(hfmt("{\"op\":\"transition\",\"record_id\":\"%s\",\"base_version\":%d,\"at\":\"%s\",\"to\":\"%s\"}",
+             r->id, r->v++, when, status));
+}
+
+static void set(rec_t *r, const char *set_json, const char *when) {
+    add(ch_update_at(r->id, r->v++, when, set_json, NULL));
+}
+
+static void void_at(rec_t *r, const char *when) {
+    add(hfmt(
+        "{\"op\":\"void\",\"record_id\":\"%s\",\"base_version\":%d,\"at\":\"%s\",\"reason\":\"entered in "
+        "error\"}",
+        r->id, r->v++, when));
+}
+
+/* A group's figures, every one checked. rate: closure_rate x 10000, -1 for
+ * null; median: hours x 100, -1 for null; fines in yuan x 100. */
+typedef struct fig {
+    long long opened, voided, accepted, closed_of_accepted, rate, closed, not_filed, transferred, overdue,
+        median, decided, fines_imposed, paid, fines_paid;
+} fig_t;
+
+static int check_fig(const cJSON *g, const fig_t *w, const char *what) {
+    int ok = g != NULL;
+    if (!ok) {
+        fprintf(stderr, "    %s: no such group\n", what);
+        return 0;
+    }
+    static const char *const names[] = {
+        "opened",    "voided",      "accepted", "closed_of_accepted",    "closure_rate", "closed",
+        "not_filed", "transferred", "overdue",  "median_hours_to_close", "decided",      "fines_imposed",
+        "paid",      "fines_paid"};
+    const long long *want = &w->opened;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const cJSON *v = jget(g, names[i]);
+        long long have;
+        int scaled = i == 4 || i == 9 || i == 11 || i == 13;
+        double scale = i == 4 ? 10000 : 100;
+        if (cJSON_IsNull(v))
+            have = -1;
+        else if (!cJSON_IsNumber(v))
+            have = -999;
+        else
+            have = scaled ? (long long)(v->valuedouble * scale + 0.5) : (long long)v->valuedouble;
+        if (have != want[i]) {
+            fprintf(stderr, "    %s: %s is %s, expected %lld%s\n", what, names[i], jprint(v), want[i],
+                    scaled ? (i == 4 ? " / 10000" : " / 100") : "");
+            ok = 0;
+        }
+    }
+    return ok;
+}
+
+static const cJSON *group(const cJSON *st, const char *key) {
+    return jarr_find(jget(st, "groups"), "key", key);
+}
+
+TEST(stats_figures_hand_computed_fixture) {
+    srv_t s;
+    ASSERT_MSG(srv_start(&s) == 0, "casesyncd did not start");
+    phone_t adm;
+    PHONE(adm, s, "admin", "dev-adm");
+    const char *o1 = std_user(&s, "off1"), *o2 = std_user(&s, "off2");
+    ASSERT(o1 && o2 && std_user(&s, "sup1"));
+    const char *sup = login(&s, "sup1", std_pass("sup1"), "dev-s1", NULL);
+    ASSERT(sup);
+    const char *V = "unlicensed_vending", *P = "illegal_parking", *B = "open_air_bbq";
+    /* Fields that let a case be filed or decided, with a fine and a source. */
+#define DEC(source, fine)                                                                                    \
+    hfmt("{\"source\":\"%s\",\"party\":{\"kind\":\"person\",\"name\":\"Wang Wu\"},\"illegal_item_code\":"    \
+         "\"C0501-003\",\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"JY-1\","         \
+         "\"fine_amount\":%d,\"disposition\":\"penalty\"}",                                                     \
+         source, o1, o2, fine)
+#define SRC(source) hfmt("{\"source\":\"%s\"}", source)
+
+    rec_t D1 = {"st-D1-000001", 0}, D2 = {"st-D2-000001", 0}, D3 = {"st-D3-000001", 0},
+          D4 = {"st-D4-000001", 0}, D5 = {"st-D5-000001", 0}, D6 = {"st-D6-000001", 0},
+          D7 = {"st-D7-000001", 0};
+    rec_t G1 = {"st-G1-000001", 0}, G2 = {"st-G2-000001", 0}, G3 = {"st-G3-000001", 0},
+          G4 = {"st-G4-000001", 0}, G5 = {"st-G5-000001", 0};
+    rec_t S1 = {"st-S1-000001", 0}, S2 = {"st-S2-000001", 0}, S3 = {"st-S3-000001", 0};
+
+    /* Digital events (数字城管). Accepted (受理) when first dispatched. */
+    create(&D1, V, "digital", SRC("hotline"), T(9, 25)); /* dispatched 10-09, closed 10-12 */
+    to(&D1, "filed", at(9, 25, 10, 1));
+    to(&D1, "dispatched", T(10, 9));
+    to(&D1, "processing", at(10, 9, 10, 1));
+    to(&D1, "feedback", at(10, 9, 10, 2));
+    to(&D1, "checking", at(10, 9, 10, 3));
+    to(&D1, "closed", T(10, 12));
+    create(&D2, V, "digital", SRC("patrol"), T(10, 5)); /* dispatched 10-06, closed 11-03: after the period */
+    to(&D2, "filed", at(10, 5, 10, 1));
+    to(&D2, "dispatched", T(10, 6));
+    to(&D2, "processing", at(10, 6, 10, 1));
+    to(&D2, "feedback", at(10, 6, 10, 2));
+    to(&D2, "checking", at(10, 6, 10, 3));
+    to(&D2, "closed", T(11, 3));
+    create(&D3, V, "digital", SRC("hotline"), T(9, 20)); /* dispatched 09-21 (before), closed 10-15 */
+    to(&D3, "filed", at(9, 20, 10, 1));
+    to(&D3, "dispatched", T(9, 21));
+    to(&D3, "processing", at(9, 21, 10, 1));
+    to(&D3, "feedback", at(9, 21, 10, 2));
+    to(&D3, "checking", at(9, 21, 10, 3));
+    to(&D3, "closed", T(10, 15));
+    create(&D4, P, "digital", SRC("hotline"), T(10, 8)); /* 不予立案 10-09 */
+    to(&D4, "rejected", T(10, 9));
+    create(&D5, V, "digital", SRC("patrol"), T(10, 10)); /* dispatched 10-11, voided 10-20 */
+    to(&D5, "filed", at(10, 10, 10, 1));
+    to(&D5, "dispatched", T(10, 11));
+    void_at(&D5, T(10, 20));
+    create(&D6, P, "digital", SRC("patrol"),
+           T(10, 12)); /* dispatched 10-12, still processing: 1 h, overdue */
+    to(&D6, "filed", at(10, 12, 10, 1));
+    to(&D6, "dispatched", at(10, 12, 10, 2));
+    to(&D6, "processing", at(10, 12, 10, 3));
+    create(&D7, V, "digital", SRC("hotline"), T(10, 2)); /* dispatched 10-03, 返工 10-06, closed 10-07 */
+    to(&D7, "filed", at(10, 2, 10, 1));
+    to(&D7, "dispatched", T(10, 3));
+    to(&D7, "processing", at(10, 3, 10, 1));
+    to(&D7, "feedback", at(10, 3, 10, 2));
+    to(&D7, "checking", T(10, 4));
+    to(&D7, "dispatched", T(10, 6));
+    to(&D7, "processing", at(10, 6, 10, 1));
+    to(&D7, "feedback", at(10, 6, 10, 2));
+    to(&D7, "checking", at(10, 6, 10, 3));
+    to(&D7, "closed", T(10, 7));
+
+    /* General procedure (一般程序). Accepted when filed (立案). */
+    create(&G1, V, "general", DEC("petition", 5000),
+           T(10, 2)); /* filed 10-03, decided 10-20, paid 10-25, closed 10-28 */
+    to(&G1, "filed", T(10, 3));
+    to(&G1, "investigating", at(10, 3, 10, 1));
+    to(&G1, "concluded", T(10, 10));
+    /* SCHEMA v2 B: notice (with its document), the party's waiver, hearing, then legal review */
+    add(ch_update_at(G1.id, G1.v++, T(10, 13), NULL,
+                     "{\"documents\":[{\"id\":\"g1-notice\",\"doc_type\":\"penalty_notice\"},"
+                     "{\"id\":\"g1-waiver\",\"doc_type\":\"rights_waiver\"}]}"));
+    to(&G1, "notified", T(10, 13));
+    to(&G1, "heard", T(10, 19));
+    to(&G1, "reviewed", T(10, 19));
+    to(&G1, "decided", T(10, 20));
+    to(&G1, "served", T(10, 21));
+    set(&G1, hfmt("{\"payment\":{\"method\":\"bank\",\"receipt_no\":\"R-1\",\"paid_at\":\"%s\"}}", T(10, 25)),
+        T(10, 25));
+    to(&G1, "executing", T(10, 26));
+    to(&G1, "closed", T(10, 28));
+    create(&G2, V, "general", SRC("media"), T(10, 5)); /* 不予立案 10-06 */
+    to(&G2, "not_filed", T(10, 6));
+    create(&G3, V, "general", SRC("referral"), T(10, 6)); /* 移送 10-07 */
+    to(&G3, "transferred", T(10, 7));
+    create(&G4, V, "general", DEC("petition", 0), T(8, 1)); /* filed 08-01: decision due 10-30, overdue */
+    to(&G4, "filed", at(8, 1, 10, 1));
+    to(&G4, "investigating", T(8, 2));
+    create(&G5, V, "general", DEC("patrol", 0), T(10, 9)); /* filed 10-10: decision due 2027-01-08 */
+    to(&G5, "filed", T(10, 10));
+    to(&G5, "investigating", at(10, 10, 10, 1));
+
+    /* Simple procedure (简易程序): decided on the spot, never "accepted". */
+    create(&S1, B, "simple", DEC("patrol", 200), T(10, 8)); /* decided 10-08, paid_at 10-09, closed 10-10 */
+    to(&S1, "decided", at(10, 8, 10, 5)); /* SCHEMA v2 C: served on the spot; 备案 a flag */
+    set(&S1, hfmt("{\"payment\":{\"method\":\"bank\",\"receipt_no\":\"R-2\",\"paid_at\":\"%s\"}}", T(10, 9)),
+        T(10, 9));
+    to(&S1, "paid", at(10, 9, 10, 1));
+    set(&S1, hfmt("{\"recorded_at\":\"%s\"}", at(10, 9, 10, 2)), at(10, 9, 10, 2));
+    to(&S1, "closed", T(10, 10));
+    create(&S2, B, "simple", DEC("patrol", 100),
+           T(9, 28)); /* decided 09-28, paid (state) 10-03, never recorded */
+    to(&S2, "decided", at(9, 28, 10, 5));
+    set(&S2, "{\"payment\":{\"method\":\"bank\"}}", at(9, 28, 10, 6));
+    to(&S2, "paid", T(10, 3));
+    create(&S3, B, "simple", DEC("hotline", 50), T(10, 15)); /* decided 10-15, voided 10-16 */
+    to(&S3, "decided", at(10, 15, 10, 5));
+    void_at(&S3, T(10, 16));
+
+    resp_t r = phone_push(&adm, hfmt("[%s]", changes_buf));
+    free(changes_buf);
+    ASSERT_STATUS(r, 200);
+    cJSON *it;
+    int n = 0;
+    cJSON_ArrayForEach(it, jget(resp_json(&r), "results")) {
+        ASSERT_MSG(jstr(it, "status") && strcmp(jstr(it, "status"), "applied") == 0, "change %d: %s", n,
+                   jprint(it));
+        n++;
+    }
+
+    /* G5's decision is due at the end of 8 Jan 2027 (90 natural days after 10
+     * Oct); overdue only once that has passed. */
+    char g5due[16] = "2027-01-09";
+    int64_t day;
+    ASSERT(calendar_parse_date(g5due, &day) == 0);
+    long long g5 = (long long)time(NULL) * 1000 >= calendar_day_start(day);
+
+    /* By hand, October 2026 in U1:
+     * opened (registered, not voided): D2 D4 D6 D7 G1 G2 G3 G5 S1            = 9
+     * voided (registered in October and since voided): D5 S3                 = 2
+     * accepted (受理): dispatched D1 D2 D5 D6 D7 (first dispatch; D3 in
+     *   September), filed G1 G5 (G4 in August)                               = 7
+     * closed_of_accepted: D1 D7 G1 (D2 after the period, D5 voided)          = 3
+     * closure_rate (办结率) 3/7                                              = 0.4286
+     * closed (结案 in October): D1 D3 D7 G1 S1                               = 5
+     * not_filed (不予立案): D4 G2; transferred (移送): G3                     = 2, 1
+     * overdue now: D6 (1 h disposal), G4 (decision), S2 (备案), G5 later     = 3 + g5
+     * median hours to close: 408 (D1), 600 (D3), 120 (D7), 624 (G1), 48 (S1) = 408
+     * decided in October (not voided): G1 5000, S1 200                      = 2, 5200.00
+     * paid in October: G1 (paid_at 10-25) 5000, S1 (paid_at 10-09) 200,
+     *   S2 (paid state 10-03) 100                                           = 3, 5300.00 */
+    const char *range = "from=2026-10-01&to=2026-11-01";
+    r = http(&s, "GET", hfmt("/v1/stats?%s&group_by=source", range), sup, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    cJSON *st = resp_json(&r);
+    fig_t total = {9, 2, 7, 3, 4286, 5, 2, 1, 3 + g5, 40800, 2, 520000, 3, 530000};
+    ASSERT(check_fig(jget(st, "total"), &total, "total"));
+    /* By source:
+     * hotline D1 D3 D4 D7 S3: opened D4 D7; voided S3; accepted D1 D7, both
+     *   closed; closed D1 D3 D7 (median 408); not_filed D4.
+     * patrol D2 D5 D6 G5 S1 S2: opened D2 D6 G5 S1; voided D5; accepted D2 D5
+     *   D6 G5, none closed; closed S1 (48 h); overdue D6 S2 (+G5); decided S1
+     *   200; paid S1 S2 300.
+     * petition G1 G4: opened, accepted, closed G1 (624 h); overdue G4;
+     *   decided and paid G1 5000.
+     * media G2: opened, not_filed. referral G3: opened, transferred. */
+    fig_t hotline = {2, 1, 2, 2, 10000, 3, 1, 0, 0, 40800, 0, 0, 0, 0};
+    fig_t patrol = {4, 1, 4, 0, 0, 1, 0, 0, 2 + g5, 4800, 1, 20000, 2, 30000};
+    fig_t petition = {1, 0, 1, 1, 10000, 1, 0, 0, 1, 62400, 1, 500000, 1, 500000};
+    fig_t media = {1, 0, 0, 0, -1, 0, 1, 0, 0, -1, 0, 0, 0, 0};
+    fig_t referral = {1, 0, 0, 0, -1, 0, 0, 1, 0, -1, 0, 0, 0, 0};
+    ASSERT(check_fig(group(st, "hotline"), &hotline, "hotline"));
+    ASSERT(check_fig(group(st, "patrol"), &patrol, "patrol"));
+    ASSERT(check_fig(group(st, "petition"), &petition, "petition"));
+    ASSERT(check_fig(group(st, "media"), &media, "media"));
+    ASSERT(check_fig(group(st, "referral"), &referral, "referral"));
+    ASSERT_INT(jlen(st, "groups"), 5);
+
+    /* By procedure:
+     * digital: opened D2 D4 D6 D7; voided D5; accepted D1 D2 D5 D6 D7, closed
+     *   D1 D7 (2/5); closed D1 D3 D7 (408); not_filed D4; overdue D6.
+     * general: opened G1 G2 G3 G5; accepted G1 G5, closed G1 (1/2); closed G1
+     *   (624); not_filed G2; transferred G3; overdue G4 (+G5); G1's 5000.
+     * simple: opened S1; voided S3; closed S1 (48); overdue S2; decided S1
+     *   200; paid S1 S2 300. */
+    r = http(&s, "GET", hfmt("/v1/stats?%s&group_by=procedure", range), sup, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    st = resp_json(&r);
+    fig_t digital = {4, 1, 5, 2, 4000, 3, 1, 0, 1, 40800, 0, 0, 0, 0};
+    fig_t general = {4, 0, 2, 1, 5000, 1, 1, 1, 1 + g5, 62400, 1, 500000, 1, 500000};
+    fig_t simple = {1, 1, 0, 0, -1, 1, 0, 0, 1, 4800, 1, 20000, 2, 30000};
+    ASSERT(check_fig(group(st, "digital"), &digital, "digital"));
+    ASSERT(check_fig(group(st, "general"), &general, "general"));
+    ASSERT(check_fig(group(st, "simple"), &simple, "simple"));
+    ASSERT(check_fig(jget(st, "total"), &total, "total by procedure"));
+
+    /* The period is [from, to): November holds only D2's closing. */
+    r = http(&s, "GET", "/v1/stats?from=2026-11-01&to=2026-12-01&group_by=procedure", sup, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    fig_t november = {0, 0, 0, 0, -1, 1, 0, 0, 3 + g5, 69600, 0, 0, 0, 0}; /* D2: 10-05 -> 11-03 = 696 h */
+    ASSERT(check_fig(jget(resp_json(&r), "total"), &november, "November"));
+    r = http(&s, "GET", "/v1/stats?group_by=weather", sup, NULL, NULL);
+    ASSERT_ERROR(r, 400, "bad_request");
+    ASSERT_INT(srv_stop(&s), 0);
+}
