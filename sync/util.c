@@ -1,5 +1,6 @@
 /* util.c -- time, crypto and JSON helpers shared by the modules of sync/. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include "sync/engine.h"
+#include "sync/fault.h"
 
 int64_t util_now_ms(void) {
     struct timespec ts;
@@ -59,7 +61,8 @@ int util_parse_time(const char *s, int64_t *ms) {
             p++;
         }
         if (n == 0) return -1;
-        for (; n < 3; n++) frac *= 10;
+        for (; n < 3; n++)
+            frac *= 10;
     }
     int offset = 0;
     if (*p == 'Z' || *p == 'z') {
@@ -108,13 +111,58 @@ int util_random_hex(size_t n, char *out) {
     return 0;
 }
 
-char *util_json_print(const cJSON *v) { return cJSON_PrintUnformatted(v); }
+char *util_json_print(const cJSON *v) {
+    return cJSON_PrintUnformatted(v);
+}
 
-void util_json_set(cJSON *o, const char *key, cJSON *v) {
-    if (cJSON_GetObjectItemCaseSensitive(o, key))
-        cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
-    else
-        cJSON_AddItemToObject(o, key, v);
+/* ---- cJSON's allocations, counted ---------------------------------------------
+ *
+ * cJSON's builders (cJSON_AddStringToObject ...) report a failed allocation
+ * only by a NULL that is easy to drop, and a record printed after a dropped
+ * member is stored without it. Every cJSON allocation goes through json_alloc,
+ * which counts failures per thread; the writer compares the count before and
+ * after each job and discards a job during which one failed (store.c). */
+
+static __thread uint64_t json_failures;
+static pthread_once_t json_hooks_once = PTHREAD_ONCE_INIT;
+
+static void *json_alloc(size_t n) {
+    void *p = fault_alloc_check() ? NULL : malloc(n);
+    if (!p) json_failures++;
+    return p;
+}
+
+static void json_hooks_set(void) {
+    cJSON_Hooks h = {.malloc_fn = json_alloc, .free_fn = free};
+    cJSON_InitHooks(&h);
+}
+
+void util_json_hooks(void) {
+    pthread_once(&json_hooks_once, json_hooks_set);
+}
+
+uint64_t util_json_failures(void) {
+    return json_failures;
+}
+
+int util_json_add(cJSON *o, const char *key, cJSON *v) {
+    if (!v) return -1;
+    if (!o || !cJSON_AddItemToObject(o, key, v)) {
+        cJSON_Delete(v);
+        return -1;
+    }
+    return 0;
+}
+
+int util_json_set(cJSON *o, const char *key, cJSON *v) {
+    if (!v) return -1;
+    if (o && cJSON_GetObjectItemCaseSensitive(o, key)) {
+        if (cJSON_ReplaceItemInObjectCaseSensitive(o, key, v)) return 0;
+        /* cJSON leaves the replacement unowned (its key copy failed). */
+        cJSON_Delete(v);
+        return -1;
+    }
+    return util_json_add(o, key, v);
 }
 
 const char *util_json_str(const cJSON *obj, const char *key) {
