@@ -6,8 +6,8 @@
  * visible -> upsert (whole when the phone may not have it, else the fields and
  * append items changed after the cursor), not visible -> remove.
  *
- * The cursor is opaque to clients: base64url of a small JSON, sealed with an
- * HMAC under a key kept in the store, and bound to the user:
+ * The cursor is opaque to clients: a small JSON sealed by cursor.h (kind
+ * CURSOR_PULL) and bound to the user:
  *   {"u":user,"gv":grants_version,"s":seq,"t":ms,"f":0|1,"x":[[feed,pos,mode]...]}
  * "f" marks a first sync still paging (every record goes whole); "x" lists
  * feeds being caught up after a change of scope: newly granted ones read from
@@ -17,13 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
+#include "sync/cursor.h"
 #include "sync/record.h"
 
-#define CURSOR_MAX 8192
-#define CURSOR_TAG_HEX 32
+#define CURSOR_MAX 8192 /* characters of a cursor a pull accepts */
 
 enum { SRC_NORMAL = 0, SRC_ADD = 1, SRC_RM = 2 };
 
@@ -31,9 +28,9 @@ typedef struct source {
     char key[FEED_KEY_MAX];
     uint64_t pos; /* entries after this seq */
     int mode;
-    int extra;    /* carried in the cursor's "x" */
+    int extra; /* carried in the cursor's "x" */
     MDB_cursor *cur;
-    int has;      /* the current entry below is valid */
+    int has; /* the current entry below is valid */
     uint64_t seq;
     char flag;
     char id[80];
@@ -60,80 +57,46 @@ static int is_whole(const cJSON *v) {
     return d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d;
 }
 
-/* ---- the cursor's seal -------------------------------------------------------------- */
+/* ---- the cursor's payload ------------------------------------------------------------ */
 
-static void cursor_tag(sync_t *s, const char *payload, size_t len, char out[CURSOR_TAG_HEX + 1]) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    HMAC(EVP_sha256(), s->cursor_key, (int)strlen(s->cursor_key), (const unsigned char *)payload, len, md, &n);
-    util_hex(md, CURSOR_TAG_HEX / 2, out);
-}
-
+/* The sealed cursor text of c (cursor.h), malloc'd; NULL when an allocation
+ * or the seal failed: never a cursor with a member missing. */
 static char *cursor_encode(sync_t *s, const cursor_t *c) {
-    cJSON *o = cJSON_CreateObject();
+    uint64_t failed = util_json_failures();
+    char *json = NULL, *out = NULL;
+    cJSON *o = cJSON_CreateObject(), *x = NULL;
     cJSON_AddStringToObject(o, "u", c->user);
     cJSON_AddNumberToObject(o, "gv", (double)c->gv);
     cJSON_AddNumberToObject(o, "s", (double)c->s);
     cJSON_AddNumberToObject(o, "t", (double)c->t);
     cJSON_AddNumberToObject(o, "f", c->full);
     if (c->d) cJSON_AddNumberToObject(o, "d", (double)c->d);
-    cJSON *x = cJSON_AddArrayToObject(o, "x");
-    for (int i = 0; i < c->nx; i++) {
+    x = cJSON_AddArrayToObject(o, "x");
+    for (int i = 0; x && i < c->nx; i++) {
         cJSON *e = cJSON_CreateArray();
+        cJSON_AddItemToArray(x, e);
         cJSON_AddItemToArray(e, cJSON_CreateString(c->x[i].key));
         cJSON_AddItemToArray(e, cJSON_CreateNumber((double)c->x[i].pos));
         cJSON_AddItemToArray(e, cJSON_CreateString(c->x[i].mode == SRC_ADD ? "a" : "r"));
-        cJSON_AddItemToArray(x, e);
     }
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!json) return NULL;
-    size_t n = strlen(json);
-    char *out = malloc(4 * ((n + 2) / 3) + CURSOR_TAG_HEX + 3);
-    if (!out) {
-        free(json);
-        return NULL;
-    }
-    int bl = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)json, (int)n);
+    if (o && x && util_json_failures() == failed && (json = cJSON_PrintUnformatted(o)))
+        cursor_seal(s->cursor_key, CURSOR_PULL, json, strlen(json), &out);
     free(json);
-    while (bl > 0 && out[bl - 1] == '=') bl--;
-    for (int i = 0; i < bl; i++) {
-        if (out[i] == '+') out[i] = '-';
-        else if (out[i] == '/') out[i] = '_';
-    }
-    out[bl] = '.';
-    cursor_tag(s, out, (size_t)bl, out + bl + 1);
+    cJSON_Delete(o);
     return out;
 }
 
 /* Parses and checks a cursor. SYNC_EBADCURSOR when it is not one of ours for this user. */
 static int cursor_decode(sync_t *s, const char *text, const char *user_id, cursor_t *c, sync_error_t *err) {
-    memset(c, 0, sizeof *c);
-    size_t n = strlen(text);
-    const char *dot = strrchr(text, '.');
-    if (n > CURSOR_MAX || !dot || strlen(dot + 1) != CURSOR_TAG_HEX)
-        return sync_fail(err, SYNC_EBADCURSOR, "cursor", "not a cursor of this server");
-    size_t bl = (size_t)(dot - text);
-    char tag[CURSOR_TAG_HEX + 1];
-    cursor_tag(s, text, bl, tag);
-    if (CRYPTO_memcmp(tag, dot + 1, CURSOR_TAG_HEX) != 0)
-        return sync_fail(err, SYNC_EBADCURSOR, "cursor", "not a cursor of this server");
-    char *b64 = malloc(bl + 4), *json = malloc(bl + 4);
-    int rc = SYNC_EBADCURSOR;
+    unsigned char *json = NULL;
+    size_t jl = 0;
     cJSON *o = NULL;
-    if (!b64 || !json) {
-        rc = SYNC_ENOMEM;
-        goto done;
-    }
-    memcpy(b64, text, bl);
-    for (size_t i = 0; i < bl; i++) {
-        if (b64[i] == '-') b64[i] = '+';
-        else if (b64[i] == '_') b64[i] = '/';
-    }
-    while (bl % 4) b64[bl++] = '=';
-    int jl = EVP_DecodeBlock((unsigned char *)json, (unsigned char *)b64, (int)bl);
-    if (jl < 0) goto done;
-    o = cJSON_ParseWithLength(json, (size_t)jl);
+    memset(c, 0, sizeof *c);
+    int rc = cursor_open(s->cursor_key, CURSOR_PULL, text, CURSOR_MAX, &json, &jl);
+    if (rc == SYNC_ENOMEM || rc == SYNC_EIO) return sync_fail(err, rc, NULL, "cannot check the cursor");
+    if (rc != 0) goto done;
+    rc = SYNC_EBADCURSOR;
+    o = cJSON_ParseWithLength((const char *)json, jl);
     const char *u = util_json_str(o, "u");
     if (!u || util_json_int(o, "gv", &c->gv) || util_json_int(o, "s", &c->s) || util_json_int(o, "t", &c->t))
         goto done;
@@ -148,7 +111,8 @@ static int cursor_decode(sync_t *s, const char *text, const char *user_id, curso
     if (util_json_int(o, "d", &c->d) != 0 || c->d < 0 || c->d > c->s) c->d = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "x")) {
-        const cJSON *k = cJSON_GetArrayItem(e, 0), *p = cJSON_GetArrayItem(e, 1), *m = cJSON_GetArrayItem(e, 2);
+        const cJSON *k = cJSON_GetArrayItem(e, 0), *p = cJSON_GetArrayItem(e, 1),
+                    *m = cJSON_GetArrayItem(e, 2);
         if (c->nx >= FEEDS_MAX || !cJSON_IsString(k) || !is_whole(p) || !cJSON_IsString(m)) goto done;
         snprintf(c->x[c->nx].key, FEED_KEY_MAX, "%s", k->valuestring);
         c->x[c->nx].pos = (int64_t)p->valuedouble;
@@ -160,7 +124,6 @@ done:
     if (rc == SYNC_EBADCURSOR && (!err || err->code != SYNC_EBADCURSOR))
         sync_fail(err, SYNC_EBADCURSOR, "cursor", "not a cursor of this server");
     cJSON_Delete(o);
-    free(b64);
     free(json);
     return rc;
 }
@@ -241,7 +204,8 @@ static void page_write(page_t *pg, const char *s, size_t n) {
     if (pg->oom) return;
     if (pg->len + n + 1 > pg->cap) {
         size_t cap = pg->cap ? pg->cap : 16384;
-        while (cap < pg->len + n + 1) cap *= 2;
+        while (cap < pg->len + n + 1)
+            cap *= 2;
         char *t = realloc(pg->text, cap);
         if (!t) {
             pg->oom = 1;
@@ -367,11 +331,13 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
             /* The scope changed since this cursor: catch up the difference once. */
             const cJSON *old = grants_at(user, in->gv);
             if (!old) {
-                rc = sync_fail(err, SYNC_EEXPIRED, "cursor", "the scope changed too often since this cursor; pull again without one");
+                rc = sync_fail(err, SYNC_EEXPIRED, "cursor",
+                               "the scope changed too often since this cursor; pull again without one");
                 goto done;
             }
             feed_set_t old_feeds;
-            user_feeds(p->user_id, util_user_role(old), util_json_str(old, "unit") ? util_json_str(old, "unit") : "",
+            user_feeds(p->user_id, util_user_role(old),
+                       util_json_str(old, "unit") ? util_json_str(old, "unit") : "",
                        cJSON_GetObjectItemCaseSensitive(old, "grids"), &old_feeds);
             for (int i = 0; i < now_feeds.n; i++)
                 if (!feed_set_has(&old_feeds, now_feeds.key[i]))
@@ -385,7 +351,8 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
     if ((rc = store_read_begin(s->st, &txn))) goto done;
     if (have_cursor && (uint64_t)in->s > store_meta_u64(txn, s->dbs, "seq")) {
         /* The phone has seen more than this store holds (restored from a backup). */
-        rc = sync_fail(err, SYNC_EEXPIRED, "cursor", "the server's store is older than this cursor; pull again without one");
+        rc = sync_fail(err, SYNC_EEXPIRED, "cursor",
+                       "the server's store is older than this cursor; pull again without one");
         goto done;
     }
     for (int i = 0; i < nsrc; i++)
@@ -404,9 +371,12 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
         char id[80] = "";
         for (int i = 0; i < nsrc; i++) {
             if (!srcs[i].has || srcs[i].seq != min) continue;
-            if (srcs[i].mode == SRC_ADD) any_add = 1;
-            else if (srcs[i].mode == SRC_RM) any_rm = 1;
-            else any_normal = 1;
+            if (srcs[i].mode == SRC_ADD)
+                any_add = 1;
+            else if (srcs[i].mode == SRC_RM)
+                any_rm = 1;
+            else
+                any_normal = 1;
             memcpy(id, srcs[i].id, sizeof id);
             source_next(&srcs[i]);
         }
@@ -450,13 +420,16 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
     next.d = more && since != (uint64_t)next.s ? (int64_t)since : 0;
 
     /* The members after "changes", printed by cJSON and joined to the page. */
+    uint64_t failed = util_json_failures();
     cJSON *o = cJSON_CreateObject();
-    char *cur = cursor_encode(s, &next);
+    char *cur = cursor_encode(s, &next), *tail = NULL;
+    int sealed = cur != NULL;
     cJSON_AddStringToObject(o, "cursor", cur ? cur : "");
     free(cur);
     cJSON_AddBoolToObject(o, "more", more);
     cJSON_AddNumberToObject(o, "schema_version", schema_version(s->schema));
-    char *tail = cJSON_PrintUnformatted(o);
+    /* No page goes out without its cursor (an empty one would start the phone over). */
+    if (sealed && util_json_failures() == failed) tail = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (tail && tail[0] == '{') {
         page_write(&pg, "],", 2);
@@ -478,7 +451,8 @@ done:
     store_read_end(txn);
     free(srcs);
     free(pg.text);
-    for (int i = 0; i < pg.nids; i++) free(pg.ids[i]);
+    for (int i = 0; i < pg.nids; i++)
+        free(pg.ids[i]);
     free(pg.ids);
     if (rc && err && err->code != rc) sync_fail(err, rc, NULL, "%s", sync_strerror(rc));
     return rc;
@@ -514,7 +488,9 @@ typedef struct held {
     int64_t version;
 } held_t;
 
-static int held_cmp(const void *a, const void *b) { return strcmp(((const held_t *)a)->id, ((const held_t *)b)->id); }
+static int held_cmp(const void *a, const void *b) {
+    return strcmp(((const held_t *)a)->id, ((const held_t *)b)->id);
+}
 
 int sync_check(sync_t *s, const sync_principal_t *p, const cJSON *body, char **out, sync_error_t *err) {
     const cJSON *records = cJSON_GetObjectItemCaseSensitive(body, "records");
