@@ -31,7 +31,7 @@ static cJSON *device_view(const cJSON *d, const cJSON *missing) {
     cJSON *o = cJSON_CreateObject();
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(d, keys[i]);
-        cJSON_AddItemToObject(o, keys[i], v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
+        util_json_add(o, keys[i], v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
     }
     const char *id = util_json_str(d, "device_id");
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(missing, id ? id : "");
@@ -56,7 +56,7 @@ int sync_devices(sync_t *s, const sync_principal_t *p, char **out, sync_error_t 
             cJSON *d = cJSON_ParseWithLength(v.mv_data, v.mv_size);
             char unit[80];
             device_unit(txn, s->dbs, d, unit, sizeof unit);
-            if (d && manages(p, unit)) cJSON_AddItemToArray(list, device_view(d, missing));
+            if (d && manages(p, unit)) util_json_push(list, device_view(d, missing));
             cJSON_Delete(d);
         }
         mdb_cursor_close(cur);

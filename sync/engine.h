@@ -55,6 +55,11 @@ char *util_json_print(const cJSON *v);
 int util_json_set(cJSON *o, const char *key, cJSON *v);
 /* Adds member key to o (no replacing); takes v as util_json_set does. 0 or -1. */
 int util_json_add(cJSON *o, const char *key, cJSON *v);
+/* Appends v to the array arr; takes v as util_json_set does. 0 or -1. */
+int util_json_push(cJSON *arr, cJSON *v);
+/* Adds member key of o as a reference to v (not copied, not freed with o:
+ * v must outlive o). 0 or -1 (nothing added, nothing leaked). */
+int util_json_add_ref(cJSON *o, const char *key, const cJSON *v);
 /* Routes cJSON's allocations through a counter (once per process; called by
  * store_open before any thread uses cJSON). */
 void util_json_hooks(void);

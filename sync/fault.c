@@ -20,14 +20,7 @@
 #define FAULT_PATH (PATH_MAX + 16)
 
 enum { CALL_WRITE = 1, CALL_SYNC = 2, CALL_RENAME = 4, CALL_ANY = 7, CALL_ALLOC = 8 };
-enum {
-    T_STORE = 1,
-    T_META = 2,
-    T_UPLOAD = 4,
-    T_BLOB = 8,
-    T_ANY = T_STORE | T_UPLOAD | T_BLOB,
-    T_WRITER = 16
-};
+enum { T_STORE = 1, T_META = 2, T_UPLOAD = 4, T_BLOB = 8, T_ANY = T_STORE | T_UPLOAD | T_BLOB, T_WRITER = 16 };
 
 typedef struct fault_rule {
     int calls, targets, err;
@@ -139,8 +132,7 @@ static int rules_refresh(void) {
     for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
         rule_parse(line);
     int any_alloc = 0;
-    for (int i = 0; i < nrules; i++)
-        any_alloc |= rules[i].calls == CALL_ALLOC;
+    for (int i = 0; i < nrules; i++) any_alloc |= rules[i].calls == CALL_ALLOC;
     __atomic_store_n(&alloc_rules, any_alloc, __ATOMIC_RELEASE);
     return nrules;
 }
@@ -226,9 +218,7 @@ static int fault_check(int call, int fd, const char *path, off_t off) {
 
 /* ---- allocations ---------------------------------------------------------------- */
 
-void fault_writer_thread(void) {
-    is_writer = 1;
-}
+void fault_writer_thread(void) { is_writer = 1; }
 
 void fault_job_begin(void) {
     if (!__atomic_load_n(&attached, __ATOMIC_ACQUIRE)) return;

@@ -28,9 +28,9 @@ typedef struct source {
     char key[FEED_KEY_MAX];
     uint64_t pos; /* entries after this seq */
     int mode;
-    int extra; /* carried in the cursor's "x" */
+    int extra;    /* carried in the cursor's "x" */
     MDB_cursor *cur;
-    int has; /* the current entry below is valid */
+    int has;      /* the current entry below is valid */
     uint64_t seq;
     char flag;
     char id[80];
@@ -111,8 +111,7 @@ static int cursor_decode(sync_t *s, const char *text, const char *user_id, curso
     if (util_json_int(o, "d", &c->d) != 0 || c->d < 0 || c->d > c->s) c->d = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "x")) {
-        const cJSON *k = cJSON_GetArrayItem(e, 0), *p = cJSON_GetArrayItem(e, 1),
-                    *m = cJSON_GetArrayItem(e, 2);
+        const cJSON *k = cJSON_GetArrayItem(e, 0), *p = cJSON_GetArrayItem(e, 1), *m = cJSON_GetArrayItem(e, 2);
         if (c->nx >= FEEDS_MAX || !cJSON_IsString(k) || !is_whole(p) || !cJSON_IsString(m)) goto done;
         snprintf(c->x[c->nx].key, FEED_KEY_MAX, "%s", k->valuestring);
         c->x[c->nx].pos = (int64_t)p->valuedouble;
@@ -204,8 +203,7 @@ static void page_write(page_t *pg, const char *s, size_t n) {
     if (pg->oom) return;
     if (pg->len + n + 1 > pg->cap) {
         size_t cap = pg->cap ? pg->cap : 16384;
-        while (cap < pg->len + n + 1)
-            cap *= 2;
+        while (cap < pg->len + n + 1) cap *= 2;
         char *t = realloc(pg->text, cap);
         if (!t) {
             pg->oom = 1;
@@ -331,13 +329,11 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
             /* The scope changed since this cursor: catch up the difference once. */
             const cJSON *old = grants_at(user, in->gv);
             if (!old) {
-                rc = sync_fail(err, SYNC_EEXPIRED, "cursor",
-                               "the scope changed too often since this cursor; pull again without one");
+                rc = sync_fail(err, SYNC_EEXPIRED, "cursor", "the scope changed too often since this cursor; pull again without one");
                 goto done;
             }
             feed_set_t old_feeds;
-            user_feeds(p->user_id, util_user_role(old),
-                       util_json_str(old, "unit") ? util_json_str(old, "unit") : "",
+            user_feeds(p->user_id, util_user_role(old), util_json_str(old, "unit") ? util_json_str(old, "unit") : "",
                        cJSON_GetObjectItemCaseSensitive(old, "grids"), &old_feeds);
             for (int i = 0; i < now_feeds.n; i++)
                 if (!feed_set_has(&old_feeds, now_feeds.key[i]))
@@ -351,8 +347,7 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
     if ((rc = store_read_begin(s->st, &txn))) goto done;
     if (have_cursor && (uint64_t)in->s > store_meta_u64(txn, s->dbs, "seq")) {
         /* The phone has seen more than this store holds (restored from a backup). */
-        rc = sync_fail(err, SYNC_EEXPIRED, "cursor",
-                       "the server's store is older than this cursor; pull again without one");
+        rc = sync_fail(err, SYNC_EEXPIRED, "cursor", "the server's store is older than this cursor; pull again without one");
         goto done;
     }
     for (int i = 0; i < nsrc; i++)
@@ -371,12 +366,9 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
         char id[80] = "";
         for (int i = 0; i < nsrc; i++) {
             if (!srcs[i].has || srcs[i].seq != min) continue;
-            if (srcs[i].mode == SRC_ADD)
-                any_add = 1;
-            else if (srcs[i].mode == SRC_RM)
-                any_rm = 1;
-            else
-                any_normal = 1;
+            if (srcs[i].mode == SRC_ADD) any_add = 1;
+            else if (srcs[i].mode == SRC_RM) any_rm = 1;
+            else any_normal = 1;
             memcpy(id, srcs[i].id, sizeof id);
             source_next(&srcs[i]);
         }
@@ -451,8 +443,7 @@ done:
     store_read_end(txn);
     free(srcs);
     free(pg.text);
-    for (int i = 0; i < pg.nids; i++)
-        free(pg.ids[i]);
+    for (int i = 0; i < pg.nids; i++) free(pg.ids[i]);
     free(pg.ids);
     if (rc && err && err->code != rc) sync_fail(err, rc, NULL, "%s", sync_strerror(rc));
     return rc;
@@ -488,9 +479,7 @@ typedef struct held {
     int64_t version;
 } held_t;
 
-static int held_cmp(const void *a, const void *b) {
-    return strcmp(((const held_t *)a)->id, ((const held_t *)b)->id);
-}
+static int held_cmp(const void *a, const void *b) { return strcmp(((const held_t *)a)->id, ((const held_t *)b)->id); }
 
 int sync_check(sync_t *s, const sync_principal_t *p, const cJSON *body, char **out, sync_error_t *err) {
     const cJSON *records = cJSON_GetObjectItemCaseSensitive(body, "records");

@@ -17,17 +17,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "sync/blobs.h"
 #include "sync/cursor.h"
 #include "sync/index.h"
+#include "sync/blobs.h"
 
 #define WALK_BATCH 1024        /* index entries per read transaction */
 #define PAGE_SCAN_BUDGET 20000 /* index entries one page of /v1/cases may walk */
 #define FILTER_MAX 256         /* bytes of one filter value */
 #define Q_MAX_CHARS 128        /* characters of q */
-#define CURSOR_TEXT_MAX 1200   /* characters of a cursor /v1/cases accepts */
-#define EXPORT_PAGE 200        /* records per page of an export */
-#define EXPORT_FLUSH 65536     /* bytes buffered before a write */
+#define CURSOR_TEXT_MAX 1200 /* characters of a cursor /v1/cases accepts */
+#define EXPORT_PAGE 200    /* records per page of an export */
+#define EXPORT_FLUSH 65536 /* bytes buffered before a write */
 #define STATS_DEFAULT_DAYS 30
 #define CHINA_OFFSET_MS (8 * 3600 * 1000LL)
 #define PLANS_MAX 8

@@ -10,12 +10,12 @@
 #include "sync/store.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <pthread.h>
 
 #include "sync/engine.h"
 #include "sync/fault.h"
@@ -41,15 +41,15 @@ struct store {
     int rdonly;
 
     pthread_mutex_t mu;
-    pthread_cond_t work_cv; /* the writer waits here for jobs */
-    pthread_cond_t done_cv; /* callers wait here for their job */
-    pthread_cond_t gen_cv;  /* long polls wait here for the next commit */
+    pthread_cond_t work_cv;  /* the writer waits here for jobs */
+    pthread_cond_t done_cv;  /* callers wait here for their job */
+    pthread_cond_t gen_cv;   /* long polls wait here for the next commit */
     store_job_t *head, *tail;
-    int stopping;          /* writer: finish the queue and exit */
-    int closed_for_writes; /* store_shutdown(): refuse new jobs */
+    int stopping;            /* writer: finish the queue and exit */
+    int closed_for_writes;   /* store_shutdown(): refuse new jobs */
     pthread_t writer;
     int writer_started;
-    uint64_t commit_gen; /* durable commits so far */
+    uint64_t commit_gen;     /* durable commits so far */
 
     /* Figures for operators: batches and jobs committed, jobs per batch. */
     uint64_t batches, jobs;
@@ -77,8 +77,7 @@ void store_be64(unsigned char out[8], uint64_t v) {
 
 uint64_t store_rd64(const unsigned char in[8]) {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | in[i];
+    for (int i = 0; i < 8; i++) v = (v << 8) | in[i];
     return v;
 }
 
@@ -109,22 +108,14 @@ static int store_env_open(const char *dir, size_t map_size, int rdonly, MDB_env 
         const char *name;
         MDB_dbi *dbi;
     } dbs[] = {
-        {"meta", &d.meta},
-        {"users", &d.users},
-        {"usernames", &d.usernames},
-        {"tokens", &d.tokens},
-        {"devices", &d.devices},
-        {"records", &d.records},
-        {"log", &d.log},
-        {"record_log", &d.record_log},
-        {"feeds", &d.feeds},
-        {"changesets", &d.changesets},
-        {"conflicts", &d.conflicts},
-        {"rejections", &d.rejections},
-        {"closed", &d.closed},
-        {"idx", &d.idx},
-        {"evidence", &d.evidence},
-        {"uploads", &d.uploads},
+        {"meta", &d.meta},           {"users", &d.users},
+        {"usernames", &d.usernames}, {"tokens", &d.tokens},
+        {"devices", &d.devices},     {"records", &d.records},
+        {"log", &d.log},             {"record_log", &d.record_log},
+        {"feeds", &d.feeds},         {"changesets", &d.changesets},
+        {"conflicts", &d.conflicts}, {"rejections", &d.rejections},
+        {"closed", &d.closed},       {"idx", &d.idx},
+        {"evidence", &d.evidence},   {"uploads", &d.uploads},
         {"blobs", &d.blobs},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
@@ -227,8 +218,7 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
     if (rc != 0) {
         fprintf(stderr, "store: write txn: %s\n", mdb_strerror(rc));
         if (rc == MDB_PANIC) st->broken = 1;
-        for (store_job_t *j = jobs; j; j = j->next)
-            j->rc = SYNC_EDISK;
+        for (store_job_t *j = jobs; j; j = j->next) j->rc = SYNC_EDISK;
         return -1;
     }
     int kept = 0;
@@ -290,8 +280,7 @@ static void *store_writer_main(void *arg) {
     fault_writer_thread();
     pthread_mutex_lock(&st->mu);
     for (;;) {
-        while (!st->head && !st->stopping)
-            pthread_cond_wait(&st->work_cv, &st->mu);
+        while (!st->head && !st->stopping) pthread_cond_wait(&st->work_cv, &st->mu);
         if (!st->head && st->stopping) break;
         store_job_t *batch = st->head;
         st->head = st->tail = NULL;
@@ -310,8 +299,7 @@ static void *store_writer_main(void *arg) {
         }
         st->jobs += n;
         int b = 0;
-        while (b < STORE_BATCH_BUCKETS - 1 && n > (1ull << b))
-            b++;
+        while (b < STORE_BATCH_BUCKETS - 1 && n > (1ull << b)) b++;
         st->batch_hist[b]++;
         if (committed > 0) {
             st->commit_gen++;
@@ -343,8 +331,7 @@ int store_write(store_t *st, store_job_fn fn, void *ctx) {
         st->head = &job;
     st->tail = &job;
     pthread_cond_signal(&st->work_cv);
-    while (!job.done)
-        pthread_cond_wait(&st->done_cv, &st->mu);
+    while (!job.done) pthread_cond_wait(&st->done_cv, &st->mu);
     pthread_mutex_unlock(&st->mu);
     return job.rc;
 }
@@ -442,12 +429,8 @@ void store_close(store_t *st) {
     free(st);
 }
 
-const store_dbs_t *store_dbs(const store_t *st) {
-    return &st->dbs;
-}
-MDB_env *store_env(const store_t *st) {
-    return st->env;
-}
+const store_dbs_t *store_dbs(const store_t *st) { return &st->dbs; }
+MDB_env *store_env(const store_t *st) { return st->env; }
 
 void store_stats(store_t *st, uint64_t *batches, uint64_t *jobs, uint64_t hist[STORE_BATCH_BUCKETS]) {
     pthread_mutex_lock(&st->mu);

@@ -61,8 +61,7 @@ int util_parse_time(const char *s, int64_t *ms) {
             p++;
         }
         if (n == 0) return -1;
-        for (; n < 3; n++)
-            frac *= 10;
+        for (; n < 3; n++) frac *= 10;
     }
     int offset = 0;
     if (*p == 'Z' || *p == 'z') {
@@ -111,9 +110,7 @@ int util_random_hex(size_t n, char *out) {
     return 0;
 }
 
-char *util_json_print(const cJSON *v) {
-    return cJSON_PrintUnformatted(v);
-}
+char *util_json_print(const cJSON *v) { return cJSON_PrintUnformatted(v); }
 
 /* ---- cJSON's allocations, counted ---------------------------------------------
  *
@@ -137,12 +134,29 @@ static void json_hooks_set(void) {
     cJSON_InitHooks(&h);
 }
 
-void util_json_hooks(void) {
-    pthread_once(&json_hooks_once, json_hooks_set);
+void util_json_hooks(void) { pthread_once(&json_hooks_once, json_hooks_set); }
+
+uint64_t util_json_failures(void) { return json_failures; }
+
+int util_json_push(cJSON *arr, cJSON *v) {
+    if (!v) return -1;
+    if (!arr || !cJSON_AddItemToArray(arr, v)) {
+        cJSON_Delete(v);
+        return -1;
+    }
+    return 0;
 }
 
-uint64_t util_json_failures(void) {
-    return json_failures;
+int util_json_add_ref(cJSON *o, const char *key, const cJSON *v) {
+    /* What cJSON_AddItemReferenceToObject makes, without leaking the
+     * reference when the key cannot be copied. */
+    cJSON *ref = v ? cJSON_CreateNull() : NULL;
+    if (!ref) return -1;
+    memcpy(ref, v, sizeof *ref);
+    ref->string = NULL;
+    ref->next = ref->prev = NULL;
+    ref->type |= cJSON_IsReference;
+    return util_json_add(o, key, ref);
 }
 
 int util_json_add(cJSON *o, const char *key, cJSON *v) {

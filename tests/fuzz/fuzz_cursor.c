@@ -62,8 +62,7 @@ static void check_seal_matches(sync_t *s) {
     unsigned char *other = NULL;
     size_t on = 0;
     FUZZ_CHECK(cursor_open(s->cursor_key, CURSOR_CASES, issued, FUZZ_MAX_CURSOR, &other, &on) ==
-                   SYNC_EBADCURSOR &&
-               other == NULL);
+               SYNC_EBADCURSOR && other == NULL);
     char *again = seal(s, json, jl);
     if (strcmp(again, issued) != 0) {
         fprintf(stderr, "fuzz_cursor: sealing the opened payload again gives another cursor:\n  %s\n  %s\n",
