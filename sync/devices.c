@@ -113,6 +113,7 @@ int sync_device_revoke(sync_t *s, const sync_principal_t *p, const char *device_
     j.wipe = cJSON_IsTrue(w);
     int rc = store_write(s->st, revoke_run, &j);
     if (rc) {
+        cJSON_Delete(j.device); /* a job the writer discarded after it ran (out of memory) */
         if (err && err->code != rc) sync_fail(err, rc, NULL, "%s", sync_strerror(rc));
         return rc;
     }

@@ -608,3 +608,167 @@ TEST(out_of_memory_in_a_push_stores_nothing_and_a_retry_applies) {
     ASSERT_MSG(v.rc == 0, "casesync verify exited %d: %s%s", v.rc, v.out, v.err);
     srv_cleanup(&s);
 }
+
+/* Bisection: the least N for which `alloc writer ENOMEM 1 after N` fires
+ * nothing during one call of round(). round(k, rule) makes a fresh round k
+ * and sends its write with rule armed; it answers 1 when a fault fired, 0
+ * when none did and the write went through, -1 on a broken round. */
+typedef int (*oom_round_fn)(srv_t *s, void *ctx, int k, const char *rule);
+static long oom_count(srv_t *s, void *ctx, oom_round_fn round, int *k) {
+    long lo = 0, hi = OOM_PROBE_MAX;
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        int fired = round(s, ctx, (*k)++, hfmt("alloc writer ENOMEM 1 after %ld", mid));
+        if (fired < 0) return -1;
+        if (fired)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Sweeps N over [0, total) in at most `rounds` evenly spaced rounds, then
+ * every allocation from 0 and from the middle on. 0, or -1 (failed). */
+static int oom_sweep(srv_t *s, void *ctx, oom_round_fn round, int *k, long total, int rounds) {
+    long stride = total <= rounds ? 1 : (total + rounds - 1) / rounds;
+    for (long n = 0; n < total; n += stride)
+        if (round(s, ctx, (*k)++, hfmt("alloc writer ENOMEM 1 after %ld", n)) != 1) return -1;
+    if (round(s, ctx, (*k)++, "alloc writer ENOMEM * after 0") != 1) return -1;
+    if (round(s, ctx, (*k)++, hfmt("alloc writer ENOMEM * after %ld", total / 2)) != 1) return -1;
+    return 0;
+}
+
+typedef struct oom_ctx {
+    phone_t a, b, sup, admin;
+} oom_ctx_t;
+
+/* A manual conflict (fine_amount, two officers) resolved by the supervisor
+ * under `rule`. A refused resolve leaves the conflict open and the case and
+ * the audit chain as they were; sent again, it resolves. */
+static int oom_resolve_round(srv_t *s, void *ctx, int k, const char *rule) {
+    oom_ctx_t *c = ctx;
+    const char *id = hfmt("01JDOOMRES%08d", k);
+    resp_t r = phone_push(&c->a, changes(ch_create(id, "general", "{\"fine_amount\":100}")));
+    if (r.status != 200) return -1;
+    r = phone_push(&c->a, changes(ch_update(id, 1, "{\"fine_amount\":150}", NULL)));
+    if (r.status != 200) return -1;
+    r = phone_push(&c->b, changes(ch_update(id, 1, "{\"fine_amount\":180}", NULL)));
+    const char *cid = jstr(resp_json(&r), "results[0].conflicts[0].id");
+    if (r.status != 200 || !cid) return -1;
+    cid = hfmt("%s", cid);
+    long long entries = oom_audit(&c->sup);
+    const char *path = hfmt("/v1/conflicts/%s/resolve", cid), *body = "{\"value\":175,\"note\":\"checked\"}";
+    int before = oom_fired(s);
+    if (oom_set(s, rule) != 0) return -1;
+    r = http(s, "POST", path, c->sup.token, body, NULL);
+    unlink(hfmt("%s/.fault", s->dir));
+    if (oom_fired(s) == before)
+        return r.status == 200 ? 0 : (test_failf(__FILE__, __LINE__, "%ld %s", r.status, r.body), -1);
+    resp_t g = phone_get(&c->sup, hfmt("/v1/cases/%s", id));
+    if (r.status != 503 || strcmp(resp_error_code(&r) ? resp_error_code(&r) : "", "unavailable") != 0 ||
+        g.status != 200 || jint(resp_json(&g), "version") != 2 ||
+        jnum(g.json, "fields.fine_amount", -1) != 150 || !jarr_has(jget(g.json, "conflicts"), NULL, cid) ||
+        oom_audit(&c->sup) != entries) {
+        test_failf(__FILE__, __LINE__, "resolve under \"%s\": %ld %s; case %.300s", rule, r.status, r.body,
+                   g.body);
+        return -1;
+    }
+    r = http(s, "POST", path, c->sup.token, body, NULL);
+    g = phone_get(&c->sup, hfmt("/v1/cases/%s", id));
+    if (r.status != 200 || jint(resp_json(&g), "version") != 3 ||
+        jnum(g.json, "fields.fine_amount", -1) != 175 || oom_audit(&c->sup) != entries + 1) {
+        test_failf(__FILE__, __LINE__, "resolve retried after \"%s\": %ld %s; case %.300s", rule, r.status,
+                   r.body, g.body);
+        return -1;
+    }
+    return 1;
+}
+
+/* An admin creates a user under `rule`: refused, the username is free; sent
+ * again, the user exists and logs in. */
+static int oom_user_round(srv_t *s, void *ctx, int k, const char *rule) {
+    oom_ctx_t *c = ctx;
+    const char *name = hfmt("oomuser%d", k);
+    const char *body = hfmt("{\"username\":\"%s\",\"password\":\"Passw0rd-oom%d\",\"role\":\"officer\","
+                            "\"unit\":\"U1\",\"grids\":[\"" GRID1 "\"]}",
+                            name, k);
+    int before = oom_fired(s);
+    if (oom_set(s, rule) != 0) return -1;
+    resp_t r = http(s, "POST", "/v1/admin/users", c->admin.token, body, NULL);
+    unlink(hfmt("%s/.fault", s->dir));
+    if (oom_fired(s) == before) return r.status / 100 == 2 ? 0 : -1;
+    resp_t l = http(s, "GET", "/v1/admin/users", c->admin.token, NULL, NULL);
+    if (r.status != 503 || l.status != 200 || jarr_find(jget(resp_json(&l), "items"), "username", name)) {
+        test_failf(__FILE__, __LINE__, "user create under \"%s\": %ld %s", rule, r.status, r.body);
+        return -1;
+    }
+    r = http(s, "POST", "/v1/admin/users", c->admin.token, body, NULL);
+    if (r.status / 100 != 2 || !login(s, name, hfmt("Passw0rd-oom%d", k), hfmt("dev-oom-%d", k), NULL)) {
+        test_failf(__FILE__, __LINE__, "user create retried after \"%s\": %ld %s", rule, r.status, r.body);
+        return -1;
+    }
+    return 1;
+}
+
+/* A supervisor revokes an officer's device under `rule`: refused, the
+ * device still pulls; sent again, its token answers 401 device_revoked. */
+static int oom_revoke_round(srv_t *s, void *ctx, int k, const char *rule) {
+    oom_ctx_t *c = ctx;
+    phone_t ph;
+    const char *dev = hfmt("dev-oom-rv-%d", k);
+    if (phone_login(&ph, s, "off1", std_pass("off1"), dev) != 0) return -1;
+    const char *path = hfmt("/v1/devices/%s/revoke", dev);
+    int before = oom_fired(s);
+    if (oom_set(s, rule) != 0) return -1;
+    resp_t r = http(s, "POST", path, c->sup.token, "{\"wipe\":false}", NULL);
+    unlink(hfmt("%s/.fault", s->dir));
+    if (oom_fired(s) == before) return r.status == 200 ? 0 : -1;
+    resp_t p = phone_pull(&ph, 1, 0);
+    if (r.status != 503 || p.status != 200) {
+        test_failf(__FILE__, __LINE__, "revoke under \"%s\": %ld %s; pull %ld", rule, r.status, r.body,
+                   p.status);
+        return -1;
+    }
+    r = http(s, "POST", path, c->sup.token, "{\"wipe\":false}", NULL);
+    p = phone_pull(&ph, 1, 0);
+    if (r.status != 200 || p.status != 401 ||
+        strcmp(resp_error_code(&p) ? resp_error_code(&p) : "", "device_revoked")) {
+        test_failf(__FILE__, __LINE__, "revoke retried after \"%s\": %ld %s; pull %ld %s", rule, r.status,
+                   r.body, p.status, p.body);
+        return -1;
+    }
+    return 1;
+}
+
+/* The other writer jobs under the same sweep, smaller: a supervisor's
+ * conflict resolution (case, conflict and audit entry written together), an
+ * admin's user creation and a device revocation. Every refused one is a 503 that left nothing,
+ * every retry applies, and the server stops without a leak. */
+TEST(out_of_memory_in_resolve_user_and_device_writes_stores_nothing) {
+    srv_t s;
+    static oom_ctx_t c;
+    int k = 0;
+    ASSERT(srv_start(&s) == 0);
+    ASSERT(std_phone(&c.a, &s, "off1", "dev-OR-A") == 0);
+    ASSERT(std_phone(&c.b, &s, "off2", "dev-OR-B") == 0);
+    ASSERT(std_phone(&c.sup, &s, "sup1", "dev-OR-S") == 0);
+    ASSERT(std_phone(&c.admin, &s, "admin", "dev-OR-D") == 0);
+
+    long total = oom_count(&s, &c, oom_resolve_round, &k);
+    ASSERT_MSG(total > 10, "a resolve makes %ld cJSON allocations in the writer", total);
+    ASSERT(oom_sweep(&s, &c, oom_resolve_round, &k, total, 30) == 0);
+    long users = oom_count(&s, &c, oom_user_round, &k);
+    ASSERT_MSG(users > 5, "a user creation makes %ld cJSON allocations in the writer", users);
+    ASSERT(oom_sweep(&s, &c, oom_user_round, &k, users, 20) == 0);
+    long revokes = oom_count(&s, &c, oom_revoke_round, &k);
+    ASSERT_MSG(revokes > 5, "a revocation makes %ld cJSON allocations in the writer", revokes);
+    ASSERT(oom_sweep(&s, &c, oom_revoke_round, &k, revokes, 20) == 0);
+    fprintf(stderr,
+            "    allocations in the writer: resolve %ld, user creation %ld, revocation %ld; %d rounds\n",
+            total, users, revokes, k);
+    ASSERT_INT(srv_stop(&s), 0);
+    cli_res_t v = cli(s.dir, NULL, "verify");
+    ASSERT_MSG(v.rc == 0, "casesync verify exited %d: %s%s", v.rc, v.out, v.err);
+    srv_cleanup(&s);
+}
