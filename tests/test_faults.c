@@ -585,6 +585,7 @@ TEST(out_of_memory_in_a_push_stores_nothing_and_a_retry_applies) {
         ASSERT_MSG(fired == 1, "%s: no fault fired (%ld %s)", what, r.status, r.body);
         ASSERT_MSG(r.status == 503, "%s: %s -> %ld %s", what, r.what, r.status, r.body);
         ASSERT_STR(resp_error_code(&r), "unavailable");
+        ASSERT_MSG(resp_header(&r, "Retry-After") != NULL, "%s: 503 without Retry-After", what);
         if (oom_nothing_stored(&sup, k, entries, what) != 0) return;
         if (oom_retry_applies(&a, &sup, k, entries, what) != 0) return;
         swept++;
