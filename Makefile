@@ -5,16 +5,27 @@
 #   make SANITIZE=thread test   the same under TSan
 CC      ?= cc
 SANITIZE ?=
-CFLAGS_BASE = -fPIC -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -I. -pthread -DCASESYNC_SCHEMA_PATH='"$(CURDIR)/schema/casesync.json"'
+CFLAGS_BASE = $(PIC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -I. -pthread -DCASESYNC_SCHEMA_PATH='"$(CURDIR)/schema/casesync.json"'
 LIBS    = -lcivetweb -llmdb -lcjson -lz -lcrypto -largon2 -pthread
 CLIBS   = -llmdb -lcjson -lcurl -lz -lcrypto -pthread
 TLIBS   = $(LIBS) -lcurl
 
+# Objects of executables are position-independent for PIE; those of the
+# client library (and the schema validator it carries) -fPIC for the .so.
+PIC = -fPIE
+
 # CASESYNC_FAULTS: the test builds carry the disk-fault hooks (sync/fault.h);
-# release binaries never do.
+# release binaries never do. The release build is hardened: fortified libc
+# calls (_FORTIFY_SOURCE=2 needs -O2), stack canaries, PIE executables, and
+# a GOT made read-only after relocation at load (full RELRO, BIND_NOW).
+# tests/test_hardening.c checks the result with readelf.
+HARDEN_CFLAGS = -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+HARDEN_LDFLAGS = -Wl,-z,relro,-z,now
 ifeq ($(SANITIZE),)
   BUILD  = build
-  CFLAGS = $(CFLAGS_BASE) -O2
+  CFLAGS = $(CFLAGS_BASE) -O2 $(HARDEN_CFLAGS)
+  LDFLAGS_EXE = -pie $(HARDEN_LDFLAGS)
+  LDFLAGS_SO  = $(HARDEN_LDFLAGS)
 else ifeq ($(SANITIZE),thread)
   BUILD  = build/tsan
   CFLAGS = $(CFLAGS_BASE) -DCASESYNC_FAULTS -O1 -fsanitize=thread
@@ -60,6 +71,8 @@ all: $(BINS)
 deps:
 	@bash scripts/deps.sh
 
+$(CLIENT_OBJ) $(SCHEMA_OBJ): PIC = -fPIC
+
 $(BUILD)/%.o: %.c $(wildcard */*.h */*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -68,23 +81,23 @@ $(BUILD)/libcasesync-engine.a: $(SCHEMA_OBJ) $(SYNC_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/casesyncd: $(SERVER_OBJ) $(BUILD)/libcasesync-engine.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS_EXE) -o $@ $^ $(LIBS)
 
 $(BUILD)/casesync: $(BUILD)/tools/casesync.o $(BUILD)/libcasesync-engine.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS_EXE) -o $@ $^ $(LIBS)
 
 # The client library for apps: its own code plus the shared schema validator.
 $(BUILD)/libcasesync.a: $(CLIENT_OBJ) $(SCHEMA_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libcasesync.so: $(CLIENT_OBJ) $(SCHEMA_OBJ)
-	$(CC) $(CFLAGS) -shared -o $@ $^ $(CLIBS)
+	$(CC) $(CFLAGS) -shared $(LDFLAGS_SO) -o $@ $^ $(CLIBS)
 
 $(BUILD)/casesync-phone: $(PHONE_OBJ) $(BUILD)/libcasesync.a
-	$(CC) $(CFLAGS) -o $@ $^ $(CLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS_EXE) -o $@ $^ $(CLIBS)
 
 $(BUILD)/casesync-sim: $(SIM_OBJ) $(BUILD)/libcasesync.a
-	$(CC) $(CFLAGS) -o $@ $^ $(CLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS_EXE) -o $@ $^ $(CLIBS)
 
 # Each tests/fuzz/fuzz_<name>.c is a libFuzzer target. For `make test` it is
 # compiled with the build's own compiler and sanitizers, renamed to
@@ -168,12 +181,15 @@ run: deps
 	./build/casesyncd --data ./data --listen 127.0.0.1:8080
 
 # The test binary starts build/asan/casesyncd itself; CASESYNC_BIN tells it where.
+# The release binaries are built too: tests/test_hardening.c inspects them
+# (CASESYNC_RELEASE_BIN).
 test: deps
+	@$(MAKE) --no-print-directory SANITIZE= all
 	@$(MAKE) --no-print-directory SANITIZE=address $(if $(filter thread,$(SANITIZE)),SANITIZE=thread) testbins
 	@B=build/asan; [ "$(SANITIZE)" = thread ] && B=build/tsan; \
 	 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp \
-	 CASESYNC_BIN=$$B $$B/casesync-tests $(T)
+	 CASESYNC_BIN=$$B CASESYNC_RELEASE_BIN=build $$B/casesync-tests $(T)
 
 testbins: $(BINS) $(BUILD)/casesync-tests
 

@@ -17,16 +17,19 @@
 
 #define GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
 
-static void chain_hash(const char *prev, const char *text, char out[65]) {
+/* The chain hash of text after prev into out. 0, or SYNC_ENOMEM when OpenSSL
+ * could not make a digest (out is then no hash at all: ""). */
+static int chain_hash(const char *prev, const char *text, char out[65]) {
     unsigned char md[32];
     unsigned int n = 0;
     EVP_MD_CTX *c = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-    EVP_DigestUpdate(c, prev, 64);
-    EVP_DigestUpdate(c, text, strlen(text));
-    EVP_DigestFinal_ex(c, md, &n);
+    int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(c, prev, 64) == 1 &&
+             EVP_DigestUpdate(c, text, strlen(text)) == 1 && EVP_DigestFinal_ex(c, md, &n) == 1 && n == 32;
     EVP_MD_CTX_free(c);
+    out[0] = 0;
+    if (!ok) return SYNC_ENOMEM;
     util_hex(md, 32, out);
+    return 0;
 }
 
 static void chain_head(MDB_txn *txn, const store_dbs_t *dbs, char out[65]) {
@@ -48,7 +51,10 @@ int audit_append(MDB_txn *txn, const store_dbs_t *dbs, uint64_t seq, const char 
     cJSON_AddStringToObject(entry, "prev_hash", prev);
     char *text = cJSON_PrintUnformatted(entry);
     if (!text) return SYNC_ENOMEM;
-    chain_hash(prev, text, hash);
+    if (chain_hash(prev, text, hash) != 0) {
+        free(text);
+        return SYNC_ENOMEM;
+    }
     /* The stored entry is the hashed text with "hash" as its last member:
      * the same bytes cJSON would print after adding it, without a second
      * print of the whole entry. */
@@ -99,6 +105,8 @@ int audit_verify(MDB_txn *txn, const store_dbs_t *dbs, int *ok, uint64_t *entrie
     if (mdb_cursor_open(txn, dbs->log, &cur) != 0) return SYNC_EIO;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         uint64_t seq = k.mv_size == 8 ? store_rd64(k.mv_data) : 0;
+        uint64_t failed = util_json_failures();
+        int oom = 0;
         cJSON *e = cJSON_ParseWithLength(v.mv_data, v.mv_size);
         const char *h = e ? util_json_str(e, "hash") : NULL;
         const char *p = e ? util_json_str(e, "prev_hash") : NULL;
@@ -109,13 +117,18 @@ int audit_verify(MDB_txn *txn, const store_dbs_t *dbs, int *ok, uint64_t *entrie
             cJSON_DeleteItemFromObjectCaseSensitive(e, "hash");
             char *text = cJSON_PrintUnformatted(e);
             if (text) {
-                chain_hash(prev, text, hash);
+                oom = chain_hash(prev, text, hash) != 0;
                 good = strcmp(hash, hcopy) == 0;
                 free(text);
             }
             if (good) memcpy(prev, hcopy, 65);
         }
         cJSON_Delete(e);
+        if (oom || util_json_failures() != failed) {
+            /* Out of memory is no broken chain: no verdict at all. */
+            mdb_cursor_close(cur);
+            return SYNC_ENOMEM;
+        }
         (*entries)++;
         if (!good) {
             *ok = 0;

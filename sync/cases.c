@@ -70,7 +70,7 @@ int sync_case_history(sync_t *s, const sync_principal_t *p, const char *id, char
         if (k.mv_size != n + 9 || memcmp(k.mv_data, kb, n + 1) != 0) break;
         cJSON *e = NULL;
         if (store_get_json(txn, s->dbs->log, (unsigned char *)k.mv_data + n + 1, 8, &e) == 0)
-            cJSON_AddItemToArray(items, e);
+            util_json_push(items, e);
     }
 done:
     if (cur) mdb_cursor_close(cur);
@@ -100,7 +100,7 @@ int sync_conflicts(sync_t *s, const sync_principal_t *p, const char *state, char
             cJSON *c = cJSON_ParseWithLength(v.mv_data, v.mv_size);
             const char *st = util_json_str(c, "state");
             if (c && reads_unit(p, util_json_str(c, "unit")) && (!state || (st && strcmp(st, state) == 0)))
-                cJSON_AddItemToArray(items, c);
+                util_json_push(items, c);
             else
                 cJSON_Delete(c);
         }
@@ -125,7 +125,7 @@ int sync_rejections(sync_t *s, const sync_principal_t *p, char **out, sync_error
             /* Officers and auxiliaries see what they typed; the unit's leads see the unit's. */
             int mine = uid && strcmp(uid, p->user_id) == 0;
             if (q && (mine || reads_unit(p, util_json_str(q, "unit"))))
-                cJSON_AddItemToArray(items, q);
+                util_json_push(items, q);
             else
                 cJSON_Delete(q);
         }
@@ -227,15 +227,9 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
             }
             cJSON *nv = cJSON_CreateString(to);
             cJSON *f = cJSON_CreateObject();
-            if (!nv || !f) {
-                cJSON_Delete(nv);
-                cJSON_Delete(f);
-                rc = SYNC_ENOMEM;
-                goto done;
-            }
-            cJSON_AddItemToObject(f, "old", cJSON_Duplicate(cur, 1));
-            cJSON_AddItemToObject(f, "new", cJSON_Duplicate(nv, 1));
-            cJSON_AddItemToObject(af, "status", f);
+            util_json_add(f, "old", cJSON_Duplicate(cur, 1));
+            util_json_add(f, "new", cJSON_Duplicate(nv, 1));
+            util_json_add(af, "status", f);
             util_json_set(rec, "status", nv);
             util_json_set(rec, "status_at", cJSON_CreateNumber((double)now));
             /* closed bookkeeping: closed_at only while closed (it takes records off phones) */
@@ -250,9 +244,9 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
                 if ((rc = record_assign_case_no(txn, s->dbs, rec, now, &no))) goto done;
                 if (no) {
                     cJSON *g = cJSON_CreateObject();
-                    cJSON_AddItemToObject(g, "old", cJSON_CreateNull());
-                    cJSON_AddItemToObject(g, "new", cJSON_Duplicate(no, 1));
-                    cJSON_AddItemToObject(af, "case_no", g);
+                    util_json_add(g, "old", cJSON_CreateNull());
+                    util_json_add(g, "new", cJSON_Duplicate(no, 1));
+                    util_json_add(af, "case_no", g);
                     record_set_meta(rec, "case_no", version + 1, seq, p->device_id, now);
                 }
             }
@@ -266,7 +260,7 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
             cJSON *f = cJSON_CreateObject();
             cJSON_AddFalseToObject(f, "old");
             cJSON_AddTrueToObject(f, "new");
-            cJSON_AddItemToObject(af, "voided", f);
+            util_json_add(af, "voided", f);
             util_json_set(rec, "voided", cJSON_CreateTrue());
             util_json_set(rec, "closed_at", cJSON_CreateNumber((double)now));
         }
@@ -278,9 +272,9 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
         }
         cur = cJSON_GetObjectItemCaseSensitive(fields, field);
         cJSON *f = cJSON_CreateObject();
-        cJSON_AddItemToObject(f, "old", cur ? cJSON_Duplicate(cur, 1) : cJSON_CreateNull());
-        cJSON_AddItemToObject(f, "new", cJSON_Duplicate(j->value, 1));
-        cJSON_AddItemToObject(af, field, f);
+        util_json_add(f, "old", cur ? cJSON_Duplicate(cur, 1) : cJSON_CreateNull());
+        util_json_add(f, "new", cJSON_Duplicate(j->value, 1));
+        util_json_add(af, field, f);
         if (cJSON_IsNull(j->value))
             cJSON_DeleteItemFromObjectCaseSensitive(fields, field);
         else
@@ -303,7 +297,7 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
     util_json_set(c, "state", cJSON_CreateString("resolved"));
     util_json_set(c, "resolved_at", cJSON_CreateString(at));
     cJSON *res = cJSON_CreateObject();
-    cJSON_AddItemToObject(res, "value", cJSON_Duplicate(j->value, 1));
+    util_json_add(res, "value", cJSON_Duplicate(j->value, 1));
     cJSON_AddStringToObject(res, "note", j->note ? j->note : "");
     cJSON_AddStringToObject(res, "by", p->user_id);
     cJSON_AddStringToObject(res, "device_id", p->device_id);

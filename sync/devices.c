@@ -34,7 +34,7 @@ static cJSON *device_view(const cJSON *d, const cJSON *missing) {
     cJSON *o = cJSON_CreateObject();
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(d, keys[i]);
-        cJSON_AddItemToObject(o, keys[i], v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
+        util_json_add(o, keys[i], v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
     }
     const char *id = util_json_str(d, "device_id");
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(missing, id ? id : "");
@@ -59,7 +59,7 @@ int sync_devices(sync_t *s, const sync_principal_t *p, char **out, sync_error_t 
             cJSON *d = cJSON_ParseWithLength(v.mv_data, v.mv_size);
             char unit[80];
             device_unit(txn, s->dbs, d, unit, sizeof unit);
-            if (d && manages(p, unit)) cJSON_AddItemToArray(list, device_view(d, missing));
+            if (d && manages(p, unit)) util_json_push(list, device_view(d, missing));
             cJSON_Delete(d);
         }
         mdb_cursor_close(cur);
@@ -116,6 +116,7 @@ int sync_device_revoke(sync_t *s, const sync_principal_t *p, const char *device_
     j.wipe = cJSON_IsTrue(w);
     int rc = store_write(s->st, revoke_run, &j);
     if (rc) {
+        cJSON_Delete(j.device); /* a job the writer discarded after it ran (out of memory) */
         if (err && err->code != rc) sync_fail(err, rc, NULL, "%s", sync_strerror(rc));
         return rc;
     }

@@ -59,8 +59,22 @@ int util_random_hex(size_t n, char *out);
 /* ---- JSON ---- */
 /* Compact text of v, malloc'd; NULL on OOM. */
 char *util_json_print(const cJSON *v);
-/* Sets member key of o to v (replacing any; o takes v). */
-void util_json_set(cJSON *o, const char *key, cJSON *v);
+/* Sets member key of o to v (replacing any). o takes v whatever happens: on
+ * failure (v NULL, o NULL, an allocation) v is freed. 0 or -1. */
+int util_json_set(cJSON *o, const char *key, cJSON *v);
+/* Adds member key to o (no replacing); takes v as util_json_set does. 0 or -1. */
+int util_json_add(cJSON *o, const char *key, cJSON *v);
+/* Appends v to the array arr; takes v as util_json_set does. 0 or -1. */
+int util_json_push(cJSON *arr, cJSON *v);
+/* Adds member key of o as a reference to v (not copied, not freed with o:
+ * v must outlive o). 0 or -1 (nothing added, nothing leaked). */
+int util_json_add_ref(cJSON *o, const char *key, const cJSON *v);
+/* Routes cJSON's allocations through a counter (once per process; called by
+ * store_open before any thread uses cJSON). */
+void util_json_hooks(void);
+/* cJSON allocations that failed in the calling thread so far. Compare it
+ * before and after building a tree: cJSON's builders drop members silently. */
+uint64_t util_json_failures(void);
 /* String member or NULL. */
 const char *util_json_str(const cJSON *obj, const char *key);
 /* Integer member: 0 and *out set, or -1 if absent / not an integer. */

@@ -19,8 +19,8 @@
 #define FAULT_TEXT 4096 /* bytes of DATA/.fault read */
 #define FAULT_PATH (PATH_MAX + 16)
 
-enum { CALL_WRITE = 1, CALL_SYNC = 2, CALL_RENAME = 4, CALL_ANY = 7 };
-enum { T_STORE = 1, T_META = 2, T_UPLOAD = 4, T_BLOB = 8, T_ANY = T_STORE | T_UPLOAD | T_BLOB };
+enum { CALL_WRITE = 1, CALL_SYNC = 2, CALL_RENAME = 4, CALL_ANY = 7, CALL_ALLOC = 8 };
+enum { T_STORE = 1, T_META = 2, T_UPLOAD = 4, T_BLOB = 8, T_ANY = T_STORE | T_UPLOAD | T_BLOB, T_WRITER = 16 };
 
 typedef struct fault_rule {
     int calls, targets, err;
@@ -36,6 +36,11 @@ static char loaded[FAULT_TEXT]; /* the text the rules were read from */
 static size_t loaded_len;
 static fault_rule_t rules[FAULT_RULES];
 static int nrules;
+static int alloc_rules; /* atomic: rules with CALL_ALLOC are loaded */
+
+/* Per thread: the writer mark and the in-process allocation arm. */
+static __thread int is_writer;
+static __thread long arm_after, arm_count; /* arm_count 0: disarmed */
 
 void fault_attach(const char *data_dir) {
     char real[PATH_MAX];
@@ -56,14 +61,19 @@ static int err_of(const char *name) {
     static const struct {
         const char *name;
         int err;
-    } names[] = {{"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EDQUOT", EDQUOT}, {"EROFS", EROFS}};
+    } names[] = {{"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EDQUOT", EDQUOT}, {"EROFS", EROFS}, {"ENOMEM", ENOMEM}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(names[i].name, name) == 0) return names[i].err;
     return 0;
 }
 
 static const char *err_name(int e) {
-    return e == EIO ? "EIO" : e == ENOSPC ? "ENOSPC" : e == EDQUOT ? "EDQUOT" : e == EROFS ? "EROFS" : "?";
+    return e == EIO      ? "EIO"
+           : e == ENOSPC ? "ENOSPC"
+           : e == EDQUOT ? "EDQUOT"
+           : e == EROFS  ? "EROFS"
+           : e == ENOMEM ? "ENOMEM"
+                         : "?";
 }
 
 static void rule_parse(char *line) {
@@ -76,14 +86,19 @@ static void rule_parse(char *line) {
               : strcmp(call, "sync") == 0   ? CALL_SYNC
               : strcmp(call, "rename") == 0 ? CALL_RENAME
               : strcmp(call, "any") == 0    ? CALL_ANY
+              : strcmp(call, "alloc") == 0  ? CALL_ALLOC
                                             : 0;
     r.targets = strcmp(target, "store") == 0        ? T_STORE
                 : strcmp(target, "store-meta") == 0 ? T_META
                 : strcmp(target, "upload") == 0     ? T_UPLOAD
                 : strcmp(target, "blob") == 0       ? T_BLOB
                 : strcmp(target, "any") == 0        ? T_ANY
+                : strcmp(target, "writer") == 0     ? T_WRITER
                                                     : 0;
     r.err = err_of(err);
+    /* alloc goes with writer and ENOMEM only; the disk calls never with them. */
+    if ((r.calls == CALL_ALLOC) != (r.targets == T_WRITER) || (r.calls == CALL_ALLOC) != (r.err == ENOMEM))
+        r.calls = 0;
     r.count = strcmp(count, "*") == 0 ? -1 : atol(count);
     r.after = n == 6 && strcmp(word, "after") == 0 && after > 0 ? after : 0;
     if (!r.calls || !r.targets || !r.err) {
@@ -106,6 +121,7 @@ static int rules_refresh(void) {
     if (len < 0) {
         loaded_len = 0;
         nrules = 0;
+        __atomic_store_n(&alloc_rules, 0, __ATOMIC_RELEASE);
         return 0;
     }
     if ((size_t)len == loaded_len && memcmp(text, loaded, (size_t)len) == 0) return nrules;
@@ -115,6 +131,9 @@ static int rules_refresh(void) {
     nrules = 0;
     for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
         rule_parse(line);
+    int any_alloc = 0;
+    for (int i = 0; i < nrules; i++) any_alloc |= rules[i].calls == CALL_ALLOC;
+    __atomic_store_n(&alloc_rules, any_alloc, __ATOMIC_RELEASE);
     return nrules;
 }
 
@@ -148,24 +167,39 @@ static int classify(int fd, const char *path, off_t off) {
     return 0;
 }
 
+/* fault_mu held: counts a call against the rules; the errno to fail it with, or 0. */
+static int rules_match(int call, int cls) {
+    for (int i = 0; i < nrules; i++) {
+        fault_rule_t *r = &rules[i];
+        if (!(r->calls & call) || !(r->targets & cls) || r->count == 0) continue;
+        if (r->after > 0) {
+            r->after--;
+            continue;
+        }
+        if (r->count > 0) r->count--;
+        return r->err;
+    }
+    return 0;
+}
+
+/* Appends line to DATA/.fault.log (best effort) and says it on stderr. */
+static void fault_log(const char *log, const char *line) {
+    int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (lfd >= 0) {
+        ssize_t w = write(lfd, line, strlen(line)); /* the log is best effort */
+        (void)w;
+        close(lfd);
+    }
+    fprintf(stderr, "casesync: fault injected: %s", line);
+}
+
 /* The errno to fail this call with, or 0 to let it through. errno is kept. */
 static int fault_check(int call, int fd, const char *path, off_t off) {
     if (!__atomic_load_n(&attached, __ATOMIC_ACQUIRE)) return 0;
     int saved = errno, e = 0, cls = 0;
     char log[FAULT_PATH];
     pthread_mutex_lock(&fault_mu);
-    if (rules_refresh() > 0 && (cls = classify(fd, path, off)) != 0) {
-        for (int i = 0; i < nrules && !e; i++) {
-            fault_rule_t *r = &rules[i];
-            if (!(r->calls & call) || !(r->targets & cls) || r->count == 0) continue;
-            if (r->after > 0) {
-                r->after--;
-                continue;
-            }
-            if (r->count > 0) r->count--;
-            e = r->err;
-        }
-    }
+    if (rules_refresh() > 0 && (cls = classify(fd, path, off)) != 0) e = rules_match(call, cls);
     snprintf(log, sizeof log, "%s", log_path);
     pthread_mutex_unlock(&fault_mu);
     if (e) {
@@ -175,17 +209,54 @@ static int fault_check(int call, int fd, const char *path, off_t off) {
                          : cls & T_UPLOAD ? "upload"
                                           : "blob";
         char line[96];
-        int n = snprintf(line, sizeof line, "%s %s %s\n", cn, tn, err_name(e));
-        int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (lfd >= 0) {
-            ssize_t w = write(lfd, line, (size_t)n); /* the log is best effort */
-            (void)w;
-            close(lfd);
-        }
-        fprintf(stderr, "casesync: fault injected: %s", line);
+        snprintf(line, sizeof line, "%s %s %s\n", cn, tn, err_name(e));
+        fault_log(log, line);
     }
     errno = saved;
     return e;
+}
+
+/* ---- allocations ---------------------------------------------------------------- */
+
+void fault_writer_thread(void) { is_writer = 1; }
+
+void fault_job_begin(void) {
+    if (!__atomic_load_n(&attached, __ATOMIC_ACQUIRE)) return;
+    pthread_mutex_lock(&fault_mu);
+    rules_refresh();
+    pthread_mutex_unlock(&fault_mu);
+}
+
+void fault_alloc_arm(long after, long count) {
+    arm_after = after;
+    arm_count = count;
+}
+
+int fault_alloc_check(void) {
+    if (arm_count != 0) {
+        if (arm_after > 0) {
+            arm_after--;
+            return 0;
+        }
+        if (arm_count > 0) arm_count--;
+        return 1;
+    }
+    if (!is_writer || !__atomic_load_n(&alloc_rules, __ATOMIC_ACQUIRE)) return 0;
+    char log[FAULT_PATH];
+    pthread_mutex_lock(&fault_mu);
+    int e = rules_match(CALL_ALLOC, T_WRITER); /* the rules as the job began */
+    snprintf(log, sizeof log, "%s", log_path);
+    pthread_mutex_unlock(&fault_mu);
+    if (e) fault_log(log, "alloc writer ENOMEM\n");
+    return e != 0;
+}
+
+void *fault_malloc(size_t n) {
+    if (fault_alloc_check()) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return malloc(n);
 }
 
 /* ---- the interposed calls ------------------------------------------------------ */

@@ -25,15 +25,44 @@
  * - Every fault injected appends a line "CALL TARGET ERRNO" to
  *   DATA/.fault.log and says so on standard error, so a test can tell a fault
  *   that fired from one that never did.
+ *
+ * Allocation faults (out of memory), two ways:
+ * - In the file: "alloc writer ENOMEM [COUNT|*] [after N]" fails cJSON
+ *   allocations made by the store's writer thread while it runs write jobs
+ *   (the hooks of util_json_hooks()): the first N go through, then COUNT fail
+ *   (* = every one after N, until the file changes). Only the writer thread
+ *   counts, per process as above; the writer reads the file once per job,
+ *   not per allocation. Logged as "alloc writer ENOMEM".
+ * - In process, for unit tests: fault_alloc_arm(after, count) makes the
+ *   calling thread's allocations at hooked sites (cJSON's, fault_malloc())
+ *   fail the same way. Nothing is logged.
  */
 #ifndef CASESYNC_FAULT_H
 #define CASESYNC_FAULT_H
 
+#include <stddef.h>
+#include <stdlib.h>
+
 #ifdef CASESYNC_FAULTS
 /* Points the hooks at data_dir (the last store opened wins). Copies it. */
 void fault_attach(const char *data_dir);
+/* Marks the calling thread as the store's writer (store.c). */
+void fault_writer_thread(void);
+/* The writer, before each job: reads DATA/.fault again if it changed. */
+void fault_job_begin(void);
+/* Must the calling thread's next hooked allocation fail? Counts it. */
+int fault_alloc_check(void);
+/* The calling thread only: its next `after` hooked allocations go through,
+ * then `count` fail (-1: every one). fault_alloc_arm(0, 0) disarms. */
+void fault_alloc_arm(long after, long count);
+/* malloc, unless fault_alloc_check() says to fail (then NULL, errno ENOMEM). */
+void *fault_malloc(size_t n);
 #else
 #define fault_attach(data_dir) ((void)(data_dir))
+#define fault_writer_thread() ((void)0)
+#define fault_job_begin() ((void)0)
+#define fault_alloc_check() 0
+#define fault_malloc(n) malloc(n)
 #endif
 
 #endif

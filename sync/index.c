@@ -114,11 +114,7 @@ static int count_add(MDB_txn *txn, const store_dbs_t *dbs, const char *name, con
 /* ---- lifecycle times ------------------------------------------------------------------- */
 
 static void set_num(cJSON *o, const char *key, double v) {
-    cJSON *n = cJSON_CreateNumber(v);
-    if (cJSON_GetObjectItemCaseSensitive(o, key))
-        cJSON_ReplaceItemInObjectCaseSensitive(o, key, n);
-    else
-        cJSON_AddItemToObject(o, key, n);
+    util_json_set(o, key, cJSON_CreateNumber(v));
 }
 
 static int64_t parse_time_member(const cJSON *rec, const char *key) {
@@ -214,8 +210,10 @@ static void life_update(sync_t *s, cJSON *rec, const char *old_status) {
         int64_t at = record_meta_at(rec, "status");
         set_num(entered, status, (double)(at > 0 ? at : parse_time_member(rec, "updated_at")));
     }
-    if (status && !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(first, status)))
-        set_num(first, status, cJSON_GetObjectItemCaseSensitive(entered, status)->valuedouble);
+    const cJSON *entered_now = status ? cJSON_GetObjectItemCaseSensitive(entered, status) : NULL;
+    if (!first || !cJSON_IsNumber(entered_now)) return; /* out of memory: the writer drops the job */
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(first, status)))
+        set_num(first, status, entered_now->valuedouble);
     life_figures(s, rec, life, first);
     int voided = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "voided"));
     const cJSON *since = status ? cJSON_GetObjectItemCaseSensitive(entered, status) : NULL;
@@ -247,16 +245,16 @@ static void life_update(sync_t *s, cJSON *rec, const char *old_status) {
 
 static void pair_add(cJSON *list, const char *name, cJSON *value) {
     cJSON *p = cJSON_CreateArray();
-    cJSON_AddItemToArray(p, cJSON_CreateString(name));
-    cJSON_AddItemToArray(p, value);
-    cJSON_AddItemToArray(list, p);
+    util_json_push(p, cJSON_CreateString(name));
+    util_json_push(p, value);
+    util_json_push(list, p);
 }
 
 /* [unit, v] */
 static cJSON *unit_value(const char *unit, cJSON *v) {
     cJSON *a = cJSON_CreateArray();
-    cJSON_AddItemToArray(a, cJSON_CreateString(unit));
-    cJSON_AddItemToArray(a, v);
+    util_json_push(a, cJSON_CreateString(unit));
+    util_json_push(a, v);
     return a;
 }
 
@@ -411,7 +409,7 @@ int index_record(sync_t *s, MDB_txn *txn, cJSON *rec) {
     }
     if ((rc = index_evidence(s, txn, rec, id)) != 0) goto done;
     cJSON_DeleteItemFromObjectCaseSensitive(rec, "ix");
-    cJSON_AddItemToObject(rec, "ix", now);
+    util_json_add(rec, "ix", now);
     now = NULL;
     set_num(rec, "ixg", (double)gen);
 done:

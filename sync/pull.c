@@ -6,8 +6,8 @@
  * visible -> upsert (whole when the phone may not have it, else the fields and
  * append items changed after the cursor), not visible -> remove.
  *
- * The cursor is opaque to clients: base64url of a small JSON, sealed with an
- * HMAC under a key kept in the store, and bound to the user:
+ * The cursor is opaque to clients: a small JSON sealed by cursor.h (kind
+ * CURSOR_PULL) and bound to the user:
  *   {"u":user,"gv":grants_version,"s":seq,"t":ms,"f":0|1,"x":[[feed,pos,mode]...]}
  * "f" marks a first sync still paging (every record goes whole); "x" lists
  * feeds being caught up after a change of scope: newly granted ones read from
@@ -17,13 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
+#include "sync/cursor.h"
 #include "sync/record.h"
 
-#define CURSOR_MAX 8192
-#define CURSOR_TAG_HEX 32
+#define CURSOR_MAX 8192 /* characters of a cursor a pull accepts */
 
 enum { SRC_NORMAL = 0, SRC_ADD = 1, SRC_RM = 2 };
 
@@ -60,80 +57,46 @@ static int is_whole(const cJSON *v) {
     return d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d;
 }
 
-/* ---- the cursor's seal -------------------------------------------------------------- */
+/* ---- the cursor's payload ------------------------------------------------------------ */
 
-static void cursor_tag(sync_t *s, const char *payload, size_t len, char out[CURSOR_TAG_HEX + 1]) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    HMAC(EVP_sha256(), s->cursor_key, (int)strlen(s->cursor_key), (const unsigned char *)payload, len, md, &n);
-    util_hex(md, CURSOR_TAG_HEX / 2, out);
-}
-
+/* The sealed cursor text of c (cursor.h), malloc'd; NULL when an allocation
+ * or the seal failed: never a cursor with a member missing. */
 static char *cursor_encode(sync_t *s, const cursor_t *c) {
-    cJSON *o = cJSON_CreateObject();
+    uint64_t failed = util_json_failures();
+    char *json = NULL, *out = NULL;
+    cJSON *o = cJSON_CreateObject(), *x = NULL;
     cJSON_AddStringToObject(o, "u", c->user);
     cJSON_AddNumberToObject(o, "gv", (double)c->gv);
     cJSON_AddNumberToObject(o, "s", (double)c->s);
     cJSON_AddNumberToObject(o, "t", (double)c->t);
     cJSON_AddNumberToObject(o, "f", c->full);
     if (c->d) cJSON_AddNumberToObject(o, "d", (double)c->d);
-    cJSON *x = cJSON_AddArrayToObject(o, "x");
-    for (int i = 0; i < c->nx; i++) {
+    x = cJSON_AddArrayToObject(o, "x");
+    for (int i = 0; x && i < c->nx; i++) {
         cJSON *e = cJSON_CreateArray();
+        cJSON_AddItemToArray(x, e);
         cJSON_AddItemToArray(e, cJSON_CreateString(c->x[i].key));
         cJSON_AddItemToArray(e, cJSON_CreateNumber((double)c->x[i].pos));
         cJSON_AddItemToArray(e, cJSON_CreateString(c->x[i].mode == SRC_ADD ? "a" : "r"));
-        cJSON_AddItemToArray(x, e);
     }
-    char *json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!json) return NULL;
-    size_t n = strlen(json);
-    char *out = malloc(4 * ((n + 2) / 3) + CURSOR_TAG_HEX + 3);
-    if (!out) {
-        free(json);
-        return NULL;
-    }
-    int bl = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)json, (int)n);
+    if (o && x && util_json_failures() == failed && (json = cJSON_PrintUnformatted(o)))
+        cursor_seal(s->cursor_key, CURSOR_PULL, json, strlen(json), &out);
     free(json);
-    while (bl > 0 && out[bl - 1] == '=') bl--;
-    for (int i = 0; i < bl; i++) {
-        if (out[i] == '+') out[i] = '-';
-        else if (out[i] == '/') out[i] = '_';
-    }
-    out[bl] = '.';
-    cursor_tag(s, out, (size_t)bl, out + bl + 1);
+    cJSON_Delete(o);
     return out;
 }
 
 /* Parses and checks a cursor. SYNC_EBADCURSOR when it is not one of ours for this user. */
 static int cursor_decode(sync_t *s, const char *text, const char *user_id, cursor_t *c, sync_error_t *err) {
-    memset(c, 0, sizeof *c);
-    size_t n = strlen(text);
-    const char *dot = strrchr(text, '.');
-    if (n > CURSOR_MAX || !dot || strlen(dot + 1) != CURSOR_TAG_HEX)
-        return sync_fail(err, SYNC_EBADCURSOR, "cursor", "not a cursor of this server");
-    size_t bl = (size_t)(dot - text);
-    char tag[CURSOR_TAG_HEX + 1];
-    cursor_tag(s, text, bl, tag);
-    if (CRYPTO_memcmp(tag, dot + 1, CURSOR_TAG_HEX) != 0)
-        return sync_fail(err, SYNC_EBADCURSOR, "cursor", "not a cursor of this server");
-    char *b64 = malloc(bl + 4), *json = malloc(bl + 4);
-    int rc = SYNC_EBADCURSOR;
+    unsigned char *json = NULL;
+    size_t jl = 0;
     cJSON *o = NULL;
-    if (!b64 || !json) {
-        rc = SYNC_ENOMEM;
-        goto done;
-    }
-    memcpy(b64, text, bl);
-    for (size_t i = 0; i < bl; i++) {
-        if (b64[i] == '-') b64[i] = '+';
-        else if (b64[i] == '_') b64[i] = '/';
-    }
-    while (bl % 4) b64[bl++] = '=';
-    int jl = EVP_DecodeBlock((unsigned char *)json, (unsigned char *)b64, (int)bl);
-    if (jl < 0) goto done;
-    o = cJSON_ParseWithLength(json, (size_t)jl);
+    memset(c, 0, sizeof *c);
+    int rc = cursor_open(s->cursor_key, CURSOR_PULL, text, CURSOR_MAX, &json, &jl);
+    if (rc == SYNC_ENOMEM || rc == SYNC_EIO) return sync_fail(err, rc, NULL, "cannot check the cursor");
+    if (rc != 0) goto done;
+    rc = SYNC_EBADCURSOR;
+    o = cJSON_ParseWithLength((const char *)json, jl);
     const char *u = util_json_str(o, "u");
     if (!u || util_json_int(o, "gv", &c->gv) || util_json_int(o, "s", &c->s) || util_json_int(o, "t", &c->t))
         goto done;
@@ -160,7 +123,6 @@ done:
     if (rc == SYNC_EBADCURSOR && (!err || err->code != SYNC_EBADCURSOR))
         sync_fail(err, SYNC_EBADCURSOR, "cursor", "not a cursor of this server");
     cJSON_Delete(o);
-    free(b64);
     free(json);
     return rc;
 }
@@ -450,13 +412,16 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
     next.d = more && since != (uint64_t)next.s ? (int64_t)since : 0;
 
     /* The members after "changes", printed by cJSON and joined to the page. */
+    uint64_t failed = util_json_failures();
     cJSON *o = cJSON_CreateObject();
-    char *cur = cursor_encode(s, &next);
+    char *cur = cursor_encode(s, &next), *tail = NULL;
+    int sealed = cur != NULL;
     cJSON_AddStringToObject(o, "cursor", cur ? cur : "");
     free(cur);
     cJSON_AddBoolToObject(o, "more", more);
     cJSON_AddNumberToObject(o, "schema_version", schema_version(s->schema));
-    char *tail = cJSON_PrintUnformatted(o);
+    /* No page goes out without its cursor (an empty one would start the phone over). */
+    if (sealed && util_json_failures() == failed) tail = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (tail && tail[0] == '{') {
         page_write(&pg, "],", 2);

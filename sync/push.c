@@ -199,8 +199,8 @@ static cJSON *audit_entry(apply_t *a, uint64_t seq, const char *record_id, const
 
 static void audit_field(cJSON *fields, const char *name, const cJSON *old, const cJSON *new_) {
     cJSON *f = cJSON_CreateObject();
-    cJSON_AddItemToObject(f, "old", old ? cJSON_Duplicate(old, 1) : cJSON_CreateNull());
-    cJSON_AddItemToObject(f, "new", new_ ? cJSON_Duplicate(new_, 1) : cJSON_CreateNull());
+    util_json_add(f, "old", old ? cJSON_Duplicate(old, 1) : cJSON_CreateNull());
+    util_json_add(f, "new", new_ ? cJSON_Duplicate(new_, 1) : cJSON_CreateNull());
     util_json_set(fields, name, f);
 }
 
@@ -208,8 +208,8 @@ static void audit_field(cJSON *fields, const char *name, const cJSON *old, const
  * entry while the record lives), not copies. */
 static void audit_field_new(cJSON *fields, const char *name, cJSON *value) {
     cJSON *f = cJSON_CreateObject();
-    cJSON_AddItemToObject(f, "old", cJSON_CreateNull());
-    cJSON_AddItemReferenceToObject(f, "new", value);
+    util_json_add(f, "old", cJSON_CreateNull());
+    util_json_add_ref(f, "new", value);
     util_json_set(fields, name, f);
 }
 
@@ -240,8 +240,8 @@ static int reject(apply_t *a, int64_t version, const char *code, const char *fie
     cJSON_AddStringToObject(q, "device_id", a->job->p->device_id);
     cJSON_AddNumberToObject(q, "changeset_seq", (double)a->job->cs_seq);
     cJSON_AddNumberToObject(q, "index", a->idx);
-    cJSON_AddItemToObject(q, "change", cJSON_Duplicate(a->pc->change, 1));
-    cJSON_AddItemToObject(q, "error", cJSON_Duplicate(err, 1));
+    util_json_add(q, "change", cJSON_Duplicate(a->pc->change, 1));
+    util_json_add(q, "error", cJSON_Duplicate(err, 1));
     cJSON_AddStringToObject(q, "at", util_fmt_time(a->job->recv_ms, at));
     unsigned char k[8];
     store_be64(k, n);
@@ -250,7 +250,7 @@ static int reject(apply_t *a, int64_t version, const char *code, const char *fie
 
     cJSON_AddStringToObject(a->result, "status", "rejected");
     cJSON_AddNumberToObject(a->result, "version", (double)version);
-    cJSON_AddItemToObject(a->result, "error", err);
+    util_json_add(a->result, "error", err);
     return rc;
 }
 
@@ -272,9 +272,9 @@ static int conflict_new(apply_t *a, const cJSON *rec, uint64_t seq, const char *
     cJSON_AddStringToObject(c, "kind", kind);
     cJSON_AddStringToObject(c, "state", open ? "open" : "resolved");
     cJSON_AddStringToObject(c, "kept", kept);
-    cJSON_AddItemToObject(c, "server_value",
+    util_json_add(c, "server_value",
                           server_value ? cJSON_Duplicate(server_value, 1) : cJSON_CreateNull());
-    cJSON_AddItemToObject(c, "client_value",
+    util_json_add(c, "client_value",
                           client_value ? cJSON_Duplicate(client_value, 1) : cJSON_CreateNull());
     cJSON_AddStringToObject(c, "server_device_id", record_meta_device(rec, field));
     cJSON_AddStringToObject(c, "device_id", a->job->p->device_id);
@@ -293,7 +293,7 @@ static void result_conflict(cJSON *list, const char *id, const char *field, cons
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "field", field);
     cJSON_AddStringToObject(o, "kept", kept);
-    cJSON_AddItemToArray(list, o);
+    util_json_push(list, o);
 }
 
 /* Stamps the record with its new seq (and version when it changed) and stores it. */
@@ -473,21 +473,22 @@ static int apply_create(apply_t *a) {
             v = cJSON_CreateArray();
             const cJSON *it;
             cJSON_ArrayForEach(it, f) {
-                cJSON_AddItemToArray(v, stamp_item(a, f->string, it));
+                util_json_push(v, stamp_item(a, f->string, it));
                 record_set_item_seq(rec, f->string, util_json_str(it, "id"), seq);
             }
         } else {
             v = cJSON_Duplicate(f, 1);
         }
-        cJSON_AddItemToObject(fields, f->string, v);
+        if (util_json_add(fields, f->string, v) != 0) continue; /* v freed; the job is discarded */
         record_set_meta(rec, f->string, 1, seq, p->device_id, a->pc->at_ms);
         audit_field_new(af, f->string, v);
     }
     if (!util_json_str(fields, "category")) {
         cJSON *c = cJSON_CreateString(schema_type_code(s->schema, type));
-        cJSON_AddItemToObject(fields, "category", c);
-        record_set_meta(rec, "category", 1, seq, p->device_id, a->pc->at_ms);
-        audit_field_new(af, "category", c);
+        if (util_json_add(fields, "category", c) == 0) {
+            record_set_meta(rec, "category", 1, seq, p->device_id, a->pc->at_ms);
+            audit_field_new(af, "category", c);
+        }
     }
     audit_field_new(af, "status", cJSON_GetObjectItemCaseSensitive(rec, "status"));
     record_set_meta(rec, "status", 1, seq, p->device_id, a->pc->at_ms);
@@ -545,7 +546,7 @@ static int concurrent(const cJSON *rec, const char *field, int64_t base, const c
 static void add_conflict_id(cJSON *rec, const char *id) {
     cJSON *list = cJSON_GetObjectItemCaseSensitive(rec, "conflicts");
     if (!list) list = cJSON_AddArrayToObject(rec, "conflicts");
-    cJSON_AddItemToArray(list, cJSON_CreateString(id));
+    util_json_push(list, cJSON_CreateString(id));
 }
 
 /* ---- update ----------------------------------------------------------------------- */
@@ -613,7 +614,7 @@ static int apply_update(apply_t *a) {
                 int have = 0;
                 const cJSON *y;
                 cJSON_ArrayForEach(y, newval) have |= cJSON_Compare(x, y, 1);
-                if (!have) cJSON_AddItemToArray(newval, cJSON_Duplicate(x, 1));
+                if (!have) util_json_push(newval, cJSON_Duplicate(x, 1));
             }
             merged = 1;
             apply_it = !cur || !cJSON_Compare(cur, newval, 1);
@@ -655,8 +656,8 @@ static int apply_update(apply_t *a) {
             }
             if (have) continue; /* items are immutable once appended */
             cJSON *copy = stamp_item(a, name, it);
-            cJSON_AddItemToArray(added, cJSON_Duplicate(copy, 1));
-            cJSON_AddItemToArray(list, copy);
+            util_json_push(added, cJSON_Duplicate(copy, 1));
+            util_json_push(list, copy);
             record_set_item_seq(rec, name, iid, seq);
         }
         if (cJSON_GetArraySize(added) > 0) {
@@ -701,7 +702,7 @@ static int apply_update(apply_t *a) {
     cJSON_AddStringToObject(a->result, "status", conflicted ? "conflict" : merged ? "merged" : "applied");
     cJSON_AddNumberToObject(a->result, "version", (double)version);
     if (cJSON_GetArraySize(decisions) > 0) {
-        cJSON_AddItemToObject(a->result, "conflicts", decisions);
+        util_json_add(a->result, "conflicts", decisions);
         decisions = NULL;
     }
 done:
@@ -923,7 +924,10 @@ static int push_job(MDB_txn *txn, void *ctx) {
     results = cJSON_CreateArray();
     for (int i = 0; i < job->n; i++) {
         apply_t a = {.txn = txn, .job = job, .idx = i, .pc = &job->ch[i], .result = cJSON_CreateObject()};
-        cJSON_AddItemToArray(results, a.result);
+        if (util_json_push(results, a.result) != 0) {
+            rc = SYNC_ENOMEM;
+            goto done;
+        }
         cJSON_AddStringToObject(a.result, "record_id", a.pc->record_id);
         if (a.pc->err_code) {
             rc = reject(&a, 0, a.pc->err_code, a.pc->err_field, "%s", a.pc->err_msg);
@@ -950,7 +954,7 @@ static int push_job(MDB_txn *txn, void *ctx) {
     cJSON_AddNumberToObject(answer, "changeset_seq", (double)job->cs_seq);
     cJSON_AddNumberToObject(answer, "server_seq", (double)store_meta_u64(txn, s->dbs, "seq"));
     cJSON_AddNumberToObject(answer, "schema_version", schema_version(s->schema));
-    cJSON_AddItemToObject(answer, "results", results);
+    util_json_add(answer, "results", results);
     results = NULL;
     job->answer = cJSON_PrintUnformatted(answer);
     if (!job->answer) {

@@ -8,19 +8,16 @@
  * WALK_BATCH entries, so no reader stays open long, and never across network
  * writes: a page is collected, its transaction ended, and only then written.
  *
- * Cursors are opaque: base64url of a kind byte and the last index key walked,
- * then '.' and an HMAC tag under the store's cursor key. The key names its
- * index, so later pages continue on the index the first page chose.
+ * Cursors are opaque: a kind byte and the last index key walked, sealed by
+ * cursor.h (kind CURSOR_CASES). The key names its index, so later pages
+ * continue on the index the first page chose.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
+#include "sync/cursor.h"
 #include "sync/index.h"
 #include "sync/blobs.h"
 
@@ -28,8 +25,7 @@
 #define PAGE_SCAN_BUDGET 20000 /* index entries one page of /v1/cases may walk */
 #define FILTER_MAX 256         /* bytes of one filter value */
 #define Q_MAX_CHARS 128        /* characters of q */
-#define CURSOR_TAG_HEX 32
-#define CURSOR_TEXT_MAX 1200
+#define CURSOR_TEXT_MAX 1200 /* characters of a cursor /v1/cases accepts */
 #define EXPORT_PAGE 200    /* records per page of an export */
 #define EXPORT_FLUSH 65536 /* bytes buffered before a write */
 #define STATS_DEFAULT_DAYS 30
@@ -485,76 +481,35 @@ static int walk(sync_t *s, const plan_t *pl, walk_pos_t *pos, visit_fn fn, void 
 
 /* ---- cursors ----------------------------------------------------------------------------- */
 
-static void cursor_tag(sync_t *s, const char *text, size_t len, char out[CURSOR_TAG_HEX + 1]) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    /* "cases:" keeps these tags apart from pull cursors under the same key. */
-    size_t tl = 6 + len;
-    unsigned char *buf = malloc(tl);
-    if (buf) {
-        memcpy(buf, "cases:", 6);
-        memcpy(buf + 6, text, len);
-        HMAC(EVP_sha256(), s->cursor_key, (int)strlen(s->cursor_key), buf, tl, md, &n);
-        free(buf);
-    }
-    if (n == 0) memset(md, 0, CURSOR_TAG_HEX / 2);
-    util_hex(md, CURSOR_TAG_HEX / 2, out);
-}
-
+/* The sealed cursor (cursor.h, kind CURSOR_CASES) of a walk's position: a
+ * kind byte and the last index key walked. malloc'd, or NULL on failure. */
 static char *cursor_encode(sync_t *s, int kind, const walk_pos_t *pos) {
     unsigned char payload[INDEX_KEY_MAX + 2];
+    char *out = NULL;
     payload[0] = (unsigned char)kind;
     memcpy(payload + 1, pos->key, pos->len);
-    size_t n = pos->len + 1;
-    char *out = malloc(4 * ((n + 2) / 3) + CURSOR_TAG_HEX + 3);
-    if (!out) return NULL;
-    int bl = EVP_EncodeBlock((unsigned char *)out, payload, (int)n);
-    while (bl > 0 && out[bl - 1] == '=')
-        bl--;
-    for (int i = 0; i < bl; i++) {
-        if (out[i] == '+')
-            out[i] = '-';
-        else if (out[i] == '/')
-            out[i] = '_';
-    }
-    out[bl] = '.';
-    cursor_tag(s, out, (size_t)bl, out + bl + 1);
+    cursor_seal(s->cursor_key, CURSOR_CASES, payload, pos->len + 1, &out);
     return out;
 }
 
 /* Checks and decodes a cursor into its kind and key. SYNC_EBADCURSOR when it
  * is not one of ours. */
 static int cursor_decode(sync_t *s, const char *text, int *kind, walk_pos_t *pos, sync_error_t *err) {
-    size_t n = strlen(text);
-    const char *dot = strrchr(text, '.');
-    char tag[CURSOR_TAG_HEX + 1];
-    if (n > CURSOR_TEXT_MAX || !dot || strlen(dot + 1) != CURSOR_TAG_HEX) goto bad;
-    size_t bl = (size_t)(dot - text);
-    cursor_tag(s, text, bl, tag);
-    if (CRYPTO_memcmp(tag, dot + 1, CURSOR_TAG_HEX) != 0) goto bad;
-    char b64[CURSOR_TEXT_MAX + 4];
-    unsigned char raw[CURSOR_TEXT_MAX];
-    memcpy(b64, text, bl);
-    for (size_t i = 0; i < bl; i++) {
-        if (b64[i] == '-')
-            b64[i] = '+';
-        else if (b64[i] == '_')
-            b64[i] = '/';
+    unsigned char *raw = NULL;
+    size_t rl = 0;
+    int rc = cursor_open(s->cursor_key, CURSOR_CASES, text, CURSOR_TEXT_MAX, &raw, &rl);
+    if (rc == SYNC_ENOMEM || rc == SYNC_EIO) return sync_fail(err, rc, NULL, "cannot check the cursor");
+    if (rc == 0 && (rl < 2 || rl - 1 > INDEX_KEY_MAX)) rc = SYNC_EBADCURSOR;
+    if (rc != 0) {
+        free(raw);
+        return sync_fail(err, SYNC_EBADCURSOR, "cursor", "not a cursor of this server");
     }
-    size_t pad = (4 - bl % 4) % 4;
-    if (pad == 3) goto bad;
-    memset(b64 + bl, '=', pad);
-    int rl = EVP_DecodeBlock(raw, (unsigned char *)b64, (int)(bl + pad));
-    if (rl < 0) goto bad;
-    rl -= (int)pad;
-    if (rl < 2 || rl - 1 > INDEX_KEY_MAX) goto bad;
     *kind = raw[0];
-    memcpy(pos->key, raw + 1, (size_t)rl - 1);
-    pos->len = (size_t)rl - 1;
+    memcpy(pos->key, raw + 1, rl - 1);
+    pos->len = rl - 1;
     pos->end = 0;
+    free(raw);
     return 0;
-bad:
-    return sync_fail(err, SYNC_EBADCURSOR, "cursor", "not a cursor of this server");
 }
 
 /* The plan among the candidates that a cursor continues, or -1. */
@@ -637,6 +592,7 @@ int sync_cases(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *f
         cJSON_Delete(pg.items);
         return sync_fail(err, rc, NULL, "cannot read the cases");
     }
+    uint64_t failed = util_json_failures();
     cJSON *o = cJSON_CreateObject(), *items = cJSON_AddArrayToObject(o, "items"), *rec;
     cJSON_ArrayForEach(rec, pg.items) cJSON_AddItemToArray(items, record_public(rec));
     cJSON_Delete(pg.items);
@@ -651,7 +607,8 @@ int sync_cases(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *f
     } else {
         cJSON_AddNullToObject(o, "next");
     }
-    *out = cJSON_PrintUnformatted(o);
+    /* A page with an item or its "next" dropped would end the list early. */
+    if (items && util_json_failures() == failed) *out = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return *out ? 0 : sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
 }

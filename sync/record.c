@@ -145,9 +145,9 @@ int record_store(sync_t *s, MDB_txn *txn, cJSON *rec, uint64_t seq, int64_t prev
         if (cJSON_GetObjectItemCaseSensitive(feeds, now.key[i])) continue;
         if ((rc = feed_put(txn, dbs, now.key[i], seq, 'i', id)) != 0) return rc;
         cJSON *pair = cJSON_CreateArray();
-        cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)seq));
-        cJSON_AddItemToArray(pair, cJSON_CreateNumber(0));
-        cJSON_AddItemToObject(feeds, now.key[i], pair);
+        util_json_push(pair, cJSON_CreateNumber((double)seq));
+        util_json_push(pair, cJSON_CreateNumber(0));
+        util_json_add(feeds, now.key[i], pair);
         util_json_set(rec, "scope_seq", cJSON_CreateNumber((double)seq));
     }
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(rec, "closed_at");
@@ -263,11 +263,7 @@ void record_set_meta(cJSON *rec, const char *field, int64_t version, uint64_t se
     if (dn > (size_t)(buf + sizeof buf - 1 - p)) dn = (size_t)(buf + sizeof buf - 1 - p);
     memcpy(p, device ? device : "", dn);
     p[dn] = 0;
-    cJSON *m = cJSON_CreateString(buf);
-    if (cJSON_GetObjectItemCaseSensitive(fm, field))
-        cJSON_ReplaceItemInObjectCaseSensitive(fm, field, m);
-    else
-        cJSON_AddItemToObject(fm, field, m);
+    util_json_set(fm, field, cJSON_CreateString(buf));
 }
 
 void record_set_item_seq(cJSON *rec, const char *field, const char *item_id, uint64_t seq) {
@@ -283,7 +279,7 @@ void record_set_item_seq(cJSON *rec, const char *field, const char *item_id, uin
 
 static void copy_member(cJSON *dst, const char *as, const cJSON *src, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, key);
-    cJSON_AddItemToObject(dst, as, v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
+    util_json_add(dst, as, v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
 }
 
 cJSON *record_public(const cJSON *rec) {
@@ -337,10 +333,10 @@ cJSON *record_upsert_item(const cJSON *rec, int full, uint64_t since) {
                     if (!s || (uint64_t)s->valuedouble <= since) continue;
                     if (!appended) appended = cJSON_AddObjectToObject(o, "appended");
                     if (!list) list = cJSON_AddArrayToObject(appended, name);
-                    cJSON_AddItemToArray(list, cJSON_Duplicate(it, 1));
+                    util_json_push(list, cJSON_Duplicate(it, 1));
                 }
             } else {
-                cJSON_AddItemToObject(out, name, val ? cJSON_Duplicate(val, 1) : cJSON_CreateNull());
+                util_json_add(out, name, val ? cJSON_Duplicate(val, 1) : cJSON_CreateNull());
             }
         }
     }

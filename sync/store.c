@@ -17,6 +17,7 @@
 #include <time.h>
 #include <pthread.h>
 
+#include "sync/engine.h"
 #include "sync/fault.h"
 #include "sync/sync.h"
 
@@ -228,7 +229,15 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
             j->rc = SYNC_EIO;
             continue;
         }
+        /* A job during which a cJSON allocation failed may have built a record
+         * without a member, or skipped a write: it is discarded whole. */
+        fault_job_begin();
+        uint64_t failed = util_json_failures();
         j->rc = j->fn(child, j->ctx);
+        if (util_json_failures() != failed) {
+            if (j->rc == 0) fprintf(stderr, "store: out of memory in a write job; discarded\n");
+            j->rc = SYNC_ENOMEM;
+        }
         if (j->rc == 0) {
             rc = mdb_txn_commit(child);
             if (rc != 0) {
@@ -268,6 +277,7 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
 
 static void *store_writer_main(void *arg) {
     store_t *st = arg;
+    fault_writer_thread();
     pthread_mutex_lock(&st->mu);
     for (;;) {
         while (!st->head && !st->stopping) pthread_cond_wait(&st->work_cv, &st->mu);
@@ -367,6 +377,7 @@ int store_open(const char *dir, size_t map_size, int rdonly, store_t **out, char
     pthread_cond_init(&st->gen_cv, NULL);
     pthread_cond_init(&st->env_cv, NULL);
     fault_attach(dir);
+    util_json_hooks();
 
     if (store_env_open(dir, map_size, rdonly, &st->env, &st->dbs, errbuf, errlen) != 0) goto fail;
     mdb_env_set_userctx(st->env, st);

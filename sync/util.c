@@ -1,5 +1,6 @@
 /* util.c -- time, crypto and JSON helpers shared by the modules of sync/. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include "sync/engine.h"
+#include "sync/fault.h"
 
 int64_t util_now_ms(void) {
     struct timespec ts;
@@ -55,11 +57,71 @@ int util_random_hex(size_t n, char *out) {
 
 char *util_json_print(const cJSON *v) { return cJSON_PrintUnformatted(v); }
 
-void util_json_set(cJSON *o, const char *key, cJSON *v) {
-    if (cJSON_GetObjectItemCaseSensitive(o, key))
-        cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
-    else
-        cJSON_AddItemToObject(o, key, v);
+/* ---- cJSON's allocations, counted ---------------------------------------------
+ *
+ * cJSON's builders (cJSON_AddStringToObject ...) report a failed allocation
+ * only by a NULL that is easy to drop, and a record printed after a dropped
+ * member is stored without it. Every cJSON allocation goes through json_alloc,
+ * which counts failures per thread; the writer compares the count before and
+ * after each job and discards a job during which one failed (store.c). */
+
+static __thread uint64_t json_failures;
+static pthread_once_t json_hooks_once = PTHREAD_ONCE_INIT;
+
+static void *json_alloc(size_t n) {
+    void *p = fault_alloc_check() ? NULL : malloc(n);
+    if (!p) json_failures++;
+    return p;
+}
+
+static void json_hooks_set(void) {
+    cJSON_Hooks h = {.malloc_fn = json_alloc, .free_fn = free};
+    cJSON_InitHooks(&h);
+}
+
+void util_json_hooks(void) { pthread_once(&json_hooks_once, json_hooks_set); }
+
+uint64_t util_json_failures(void) { return json_failures; }
+
+int util_json_push(cJSON *arr, cJSON *v) {
+    if (!v) return -1;
+    if (!arr || !cJSON_AddItemToArray(arr, v)) {
+        cJSON_Delete(v);
+        return -1;
+    }
+    return 0;
+}
+
+int util_json_add_ref(cJSON *o, const char *key, const cJSON *v) {
+    /* What cJSON_AddItemReferenceToObject makes, without leaking the
+     * reference when the key cannot be copied. */
+    cJSON *ref = v ? cJSON_CreateNull() : NULL;
+    if (!ref) return -1;
+    memcpy(ref, v, sizeof *ref);
+    ref->string = NULL;
+    ref->next = ref->prev = NULL;
+    ref->type |= cJSON_IsReference;
+    return util_json_add(o, key, ref);
+}
+
+int util_json_add(cJSON *o, const char *key, cJSON *v) {
+    if (!v) return -1;
+    if (!o || !cJSON_AddItemToObject(o, key, v)) {
+        cJSON_Delete(v);
+        return -1;
+    }
+    return 0;
+}
+
+int util_json_set(cJSON *o, const char *key, cJSON *v) {
+    if (!v) return -1;
+    if (o && cJSON_GetObjectItemCaseSensitive(o, key)) {
+        if (cJSON_ReplaceItemInObjectCaseSensitive(o, key, v)) return 0;
+        /* cJSON leaves the replacement unowned (its key copy failed). */
+        cJSON_Delete(v);
+        return -1;
+    }
+    return util_json_add(o, key, v);
 }
 
 const char *util_json_str(const cJSON *obj, const char *key) {

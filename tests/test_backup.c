@@ -1,9 +1,11 @@
 /* test_backup.c -- `casesync backup DEST` while pushes go on: the copy is
  * consistent, holds everything acknowledged before the backup began, and a
  * server started on it verifies. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/harness.h"
@@ -87,4 +89,70 @@ TEST(backup_while_pushing_gives_a_copy_that_verifies) {
     ASSERT_INT(srv_stop(&a), 0);
     srv_cleanup(&a);
     srv_cleanup(&b);
+}
+
+/* The permission bits of path, or -1 when it cannot be read. */
+static int mode_of(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+/* A file of text with the given mode (made under umask 0). 0 or -1. */
+static int write_file(const char *path, const char *text, int mode) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    close(fd);
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* A backup is a copy of every record, password hash and evidence file: under
+ * the loosest umask, into a fresh folder and into one that existed world-
+ * readable, every folder it leaves is 0700 and every file 0600. */
+TEST(backup_files_are_private_whatever_the_umask) {
+    srv_t a;
+    phone_t ph;
+    umask(0);
+    ASSERT(srv_start(&a) == 0);
+    ASSERT(std_phone(&ph, &a, "off1", "dev-BP1") == 0);
+    resp_t r = phone_push(&ph, changes(ch_create("01JDBACKUPMODE0001", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    /* Evidence as the blob store keeps it (the source's own files are 0644
+     * here), and a data folder's schema.json. */
+    const char *sha = "abcd0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab";
+    ASSERT(mkdir(hfmt("%s/blobs", a.dir), 0755) == 0 || mode_of(hfmt("%s/blobs", a.dir)) >= 0);
+    mkdir(hfmt("%s/blobs/ab", a.dir), 0755);
+    ASSERT(mkdir(hfmt("%s/blobs/ab/cd", a.dir), 0755) == 0);
+    ASSERT(write_file(hfmt("%s/blobs/ab/cd/%s", a.dir, sha), "evidence bytes", 0644) == 0);
+    FILE *in = fopen(CASESYNC_SCHEMA_PATH, "rb");
+    ASSERT(in != NULL);
+    static char schema[1 << 20];
+    size_t sn = fread(schema, 1, sizeof schema - 1, in);
+    fclose(in);
+    schema[sn] = 0;
+    ASSERT(write_file(hfmt("%s/schema.json", a.dir), schema, 0644) == 0);
+
+    const char *fresh = hfmt("%s/backup-new", a.dir), *existing = hfmt("%s/backup-old", a.dir);
+    ASSERT(mkdir(existing, 0777) == 0);
+    ASSERT_INT(mode_of(existing), 0777);
+    const char *dests[2] = {fresh, existing};
+    for (int i = 0; i < 2; i++) {
+        const char *d = dests[i];
+        cli_res_t c = cli(a.dir, NULL, "backup", d);
+        ASSERT_MSG(c.rc == 0, "backup into %s exited %d: %s", d, c.rc, c.err);
+        const char *dirs[] = {d, hfmt("%s/blobs", d), hfmt("%s/blobs/ab", d), hfmt("%s/blobs/ab/cd", d)};
+        const char *files[] = {hfmt("%s/data.mdb", d), hfmt("%s/blobs/ab/cd/%s", d, sha),
+                               hfmt("%s/schema.json", d)};
+        for (size_t k = 0; k < sizeof dirs / sizeof dirs[0]; k++)
+            ASSERT_MSG(mode_of(dirs[k]) == 0700, "%s is %o, expected 700", dirs[k], mode_of(dirs[k]));
+        for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
+            ASSERT_MSG(mode_of(files[k]) == 0600, "%s is %o, expected 600", files[k], mode_of(files[k]));
+        cli_res_t v = cli(d, NULL, "verify");
+        ASSERT_MSG(v.rc == 0, "verify of the copy in %s exited %d: %s %s", d, v.rc, v.out, v.err);
+        /* Opening the copy made its lock file; the store itself stays private. */
+        ASSERT_MSG(mode_of(hfmt("%s/data.mdb", d)) == 0600, "data.mdb is %o after verify",
+                   mode_of(hfmt("%s/data.mdb", d)));
+    }
+    ASSERT_INT(srv_stop(&a), 0);
+    srv_cleanup(&a);
 }

@@ -412,3 +412,364 @@ TEST(four_times_threads_connections_are_all_answered) {
     ASSERT_INT(srv_stop(&s), 0);
     srv_cleanup(&s);
 }
+
+/* ======================================================================== */
+/* Out of memory in the writer                                              */
+/* ======================================================================== */
+
+/* Arms allocation faults (sync/fault.h: "alloc writer ENOMEM ...") in
+ * DATA/.fault; a fresh comment line makes each text new, so counts re-arm. */
+static int oom_set(const srv_t *s, const char *rule) {
+    static int gen;
+    const char *tmp = hfmt("%s/.fault.tmp", s->dir);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    fprintf(f, "# arm %d\n%s\n", ++gen, rule);
+    if (fclose(f) != 0) return -1;
+    return rename(tmp, hfmt("%s/.fault", s->dir));
+}
+
+/* Allocation faults that fired so far (DATA/.fault.log). */
+static int oom_fired(const srv_t *s) {
+    FILE *f = fopen(hfmt("%s/.fault.log", s->dir), "r");
+    char line[200];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strncmp(line, "alloc writer ENOMEM", 19) == 0;
+    if (f) fclose(f);
+    return n;
+}
+
+/* The audit chain's entries (GET /v1/audit/verify), or -1 when it is not ok. */
+static long long oom_audit(phone_t *sup) {
+    resp_t r = phone_get(sup, "/v1/audit/verify");
+    if (r.status != 200 || jbool(resp_json(&r), "ok") != 1) return -1;
+    return jint(r.json, "entries");
+}
+
+#define OOM_SWEEP_MAX 160     /* changesets pushed under a single fault, at most */
+#define OOM_PROBE_MAX 1048576 /* a push making more cJSON allocations than this fails the test */
+
+/* Case ids of round k: the new case and the one that is updated. */
+#define OOM_NEW(k) hfmt("01JDOOMNEW%08d", (k))
+#define OOM_OLD(k) hfmt("01JDOOMOLD%08d", (k))
+
+/* Round k's setup, with no fault armed: another device (b) opens case
+ * OOM_OLD(k) and changes its description to version 2. */
+static int oom_setup(phone_t *b, int k) {
+    resp_t r = phone_push(b, changes(ch_create(OOM_OLD(k), "general", NULL),
+                                     ch_update(OOM_OLD(k), 1, "{\"description\":\"from b\"}", NULL)));
+    return r.status == 200 && jint(resp_json(&r), "results[1].version") == 2 ? 0 : -1;
+}
+
+/* Round k's changeset, which touches most of the writer's paths: a new case
+ * with a note, and an update of OOM_OLD(k) from version 1, so b's change makes
+ * a last-writer-wins conflict object, with a note appended. */
+static const char *oom_changeset(int k) {
+    return changes(
+        ch_create(OOM_NEW(k), "general",
+                  hfmt("{\"description\":\"new %d\",\"notes\":[{\"id\":\"c-%d\",\"text\":\"n\"}]}", k, k)),
+        ch_update(OOM_OLD(k), 1, hfmt("{\"description\":\"from a %d\"}", k),
+                  hfmt("{\"notes\":[{\"id\":\"a-%d\",\"text\":\"x\"}]}", k)));
+}
+
+/* Pushes round k's changeset with `rule` armed. 1 when a fault fired (the
+ * answer in *r), 0 when none did (the push must then have gone through). */
+static int oom_push(srv_t *s, phone_t *a, int k, const char *rule, resp_t *r) {
+    int before = oom_fired(s);
+    if (oom_set(s, rule) != 0) return -1;
+    *r = phone_push(a, oom_changeset(k));
+    unlink(hfmt("%s/.fault", s->dir));
+    return oom_fired(s) != before;
+}
+
+/* After a refused round k: nothing of it anywhere. 0, or -1 (failed). */
+static int oom_nothing_stored(phone_t *sup, int k, long long entries, const char *what) {
+    resp_t g = phone_get(sup, hfmt("/v1/cases/%s", OOM_NEW(k)));
+    if (g.status != 404) {
+        test_failf(__FILE__, __LINE__, "%s: the new case is there (%ld)", what, g.status);
+        return -1;
+    }
+    g = phone_get(sup, hfmt("/v1/cases/%s", OOM_OLD(k)));
+    if (g.status != 200 || jint(resp_json(&g), "version") != 2 || jlen(g.json, "fields.notes") > 0 ||
+        strcmp(jstr(g.json, "fields.description") ? jstr(g.json, "fields.description") : "", "from b") != 0) {
+        test_failf(__FILE__, __LINE__, "%s: the updated case changed: %.500s", what, g.body);
+        return -1;
+    }
+    long long now = oom_audit(sup);
+    if (now != entries) {
+        test_failf(__FILE__, __LINE__, "%s: audit chain %lld entries (-1: not ok), expected %lld", what, now,
+                   entries);
+        return -1;
+    }
+    return 0;
+}
+
+/* Round k sent again with no fault: applied whole. 0, or -1 (failed). */
+static int oom_retry_applies(phone_t *a, phone_t *sup, int k, long long entries, const char *what) {
+    resp_t r = phone_push(a, oom_changeset(k));
+    if (r.status != 200 || resp_header(&r, "Idempotent-Replay") != NULL ||
+        strcmp(jstr(resp_json(&r), "results[0].status") ? jstr(r.json, "results[0].status") : "",
+               "applied") != 0 ||
+        jint(r.json, "results[1].version") != 3 || !jstr(r.json, "results[1].conflicts[0].kept") ||
+        strcmp(jstr(r.json, "results[1].conflicts[0].kept"), "client")) {
+        test_failf(__FILE__, __LINE__, "%s: the retry answered %ld %.500s", what, r.status, r.body);
+        return -1;
+    }
+    resp_t g = phone_get(sup, hfmt("/v1/cases/%s", OOM_NEW(k)));
+    resp_t o = phone_get(sup, hfmt("/v1/cases/%s", OOM_OLD(k)));
+    const char *d = jstr(resp_json(&g), "fields.description"),
+               *od = jstr(resp_json(&o), "fields.description");
+    if (g.status != 200 || !d || strcmp(d, hfmt("new %d", k)) != 0 ||
+        !jarr_find(jget(g.json, "fields.notes"), "id", hfmt("c-%d", k)) || o.status != 200 || !od ||
+        strcmp(od, hfmt("from a %d", k)) != 0 ||
+        !jarr_find(jget(o.json, "fields.notes"), "id", hfmt("a-%d", k))) {
+        test_failf(__FILE__, __LINE__, "%s: after the retry: %.300s / %.300s", what, g.body, o.body);
+        return -1;
+    }
+    long long now = oom_audit(sup);
+    if (now != entries + 2) {
+        test_failf(__FILE__, __LINE__, "%s: audit chain %lld entries after the retry, expected %lld", what,
+                   now, entries + 2);
+        return -1;
+    }
+    return 0;
+}
+
+/* The cJSON allocations of one push fail in turn (the Nth allocation of the
+ * writer's job, N swept over all of them; every one up to 64, then evenly
+ * spaced, OOM_SWEEP_MAX rounds at most): each push answers 503 unavailable,
+ * nothing of it is stored (the new case absent, the updated one unchanged,
+ * the audit chain sound and no longer), and the same changeset sent again
+ * then applies whole. Then every allocation from the Nth on fails, for a few
+ * N. The server stops cleanly (no leak under LeakSanitizer) and verifies. */
+TEST(out_of_memory_in_a_push_stores_nothing_and_a_retry_applies) {
+    srv_t s;
+    phone_t a, b, sup;
+    resp_t r;
+    ASSERT(srv_start(&s) == 0);
+    ASSERT(std_phone(&a, &s, "off1", "dev-OOM-A") == 0);
+    ASSERT(std_phone(&b, &s, "off2", "dev-OOM-B") == 0);
+    ASSERT(std_phone(&sup, &s, "sup1", "dev-OOM-S") == 0);
+    int k = 0;
+
+    /* How many allocations the writer makes for one round: the least N for
+     * which "after N" fires nothing (bisection; each probe is a whole round). */
+    long lo = 0, hi = OOM_PROBE_MAX;
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        ASSERT(oom_setup(&b, k) == 0);
+        int fired = oom_push(&s, &a, k, hfmt("alloc writer ENOMEM 1 after %ld", mid), &r);
+        ASSERT(fired >= 0);
+        if (!fired) {
+            ASSERT_STATUS(r, 200);
+            hi = mid;
+        } else {
+            ASSERT_ERROR(r, 503, "unavailable");
+            lo = mid + 1;
+        }
+        k++;
+    }
+    long total = lo;
+    ASSERT_MSG(total >= 20 && total < OOM_PROBE_MAX, "a push makes %ld cJSON allocations in the writer",
+               total);
+
+    long stride = total <= OOM_SWEEP_MAX ? 1 : (total - 64) / (OOM_SWEEP_MAX - 64) + 1;
+    int swept = 0;
+    for (long n = 0; n < total; n += n < 64 ? 1 : stride, k++) {
+        const char *what = hfmt("allocation %ld of %ld failing", n, total);
+        ASSERT(oom_setup(&b, k) == 0);
+        long long entries = oom_audit(&sup);
+        ASSERT(entries > 0);
+        int fired = oom_push(&s, &a, k, hfmt("alloc writer ENOMEM 1 after %ld", n), &r);
+        ASSERT_MSG(fired == 1, "%s: no fault fired (%ld %s)", what, r.status, r.body);
+        ASSERT_MSG(r.status == 503, "%s: %s -> %ld %s", what, r.what, r.status, r.body);
+        ASSERT_STR(resp_error_code(&r), "unavailable");
+        ASSERT_MSG(resp_header(&r, "Retry-After") != NULL, "%s: 503 without Retry-After", what);
+        if (oom_nothing_stored(&sup, k, entries, what) != 0) return;
+        if (oom_retry_applies(&a, &sup, k, entries, what) != 0) return;
+        swept++;
+    }
+
+    /* Every allocation from the Nth on fails: the same, for a few N. */
+    const long from[] = {0, 7, total / 2, total - 1};
+    for (size_t i = 0; i < sizeof from / sizeof from[0]; i++, k++) {
+        const char *what = hfmt("every allocation from %ld of %ld failing", from[i], total);
+        ASSERT(oom_setup(&b, k) == 0);
+        long long entries = oom_audit(&sup);
+        ASSERT(oom_push(&s, &a, k, hfmt("alloc writer ENOMEM * after %ld", from[i]), &r) == 1);
+        ASSERT_MSG(r.status == 503, "%s: %ld %s", what, r.status, r.body);
+        if (oom_nothing_stored(&sup, k, entries, what) != 0) return;
+        if (oom_retry_applies(&a, &sup, k, entries, what) != 0) return;
+    }
+    fprintf(stderr, "    a push makes %ld cJSON allocations in the writer; %d of them failed in turn\n",
+            total, swept);
+    ASSERT_INT(srv_stop(&s), 0);
+    cli_res_t v = cli(s.dir, NULL, "verify");
+    ASSERT_MSG(v.rc == 0, "casesync verify exited %d: %s%s", v.rc, v.out, v.err);
+    srv_cleanup(&s);
+}
+
+/* Bisection: the least N for which `alloc writer ENOMEM 1 after N` fires
+ * nothing during one call of round(). round(k, rule) makes a fresh round k
+ * and sends its write with rule armed; it answers 1 when a fault fired, 0
+ * when none did and the write went through, -1 on a broken round. */
+typedef int (*oom_round_fn)(srv_t *s, void *ctx, int k, const char *rule);
+static long oom_count(srv_t *s, void *ctx, oom_round_fn round, int *k) {
+    long lo = 0, hi = OOM_PROBE_MAX;
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        int fired = round(s, ctx, (*k)++, hfmt("alloc writer ENOMEM 1 after %ld", mid));
+        if (fired < 0) return -1;
+        if (fired)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Sweeps N over [0, total) in at most `rounds` evenly spaced rounds, then
+ * every allocation from 0 and from the middle on. 0, or -1 (failed). */
+static int oom_sweep(srv_t *s, void *ctx, oom_round_fn round, int *k, long total, int rounds) {
+    long stride = total <= rounds ? 1 : (total + rounds - 1) / rounds;
+    for (long n = 0; n < total; n += stride)
+        if (round(s, ctx, (*k)++, hfmt("alloc writer ENOMEM 1 after %ld", n)) != 1) return -1;
+    if (round(s, ctx, (*k)++, "alloc writer ENOMEM * after 0") != 1) return -1;
+    if (round(s, ctx, (*k)++, hfmt("alloc writer ENOMEM * after %ld", total / 2)) != 1) return -1;
+    return 0;
+}
+
+typedef struct oom_ctx {
+    phone_t a, b, sup, admin;
+} oom_ctx_t;
+
+/* A manual conflict (fine_amount, two officers) resolved by the supervisor
+ * under `rule`. A refused resolve leaves the conflict open and the case and
+ * the audit chain as they were; sent again, it resolves. */
+static int oom_resolve_round(srv_t *s, void *ctx, int k, const char *rule) {
+    oom_ctx_t *c = ctx;
+    const char *id = hfmt("01JDOOMRES%08d", k);
+    resp_t r = phone_push(&c->a, changes(ch_create(id, "general", "{\"fine_amount\":100}")));
+    if (r.status != 200) return -1;
+    r = phone_push(&c->a, changes(ch_update(id, 1, "{\"fine_amount\":150}", NULL)));
+    if (r.status != 200) return -1;
+    r = phone_push(&c->b, changes(ch_update(id, 1, "{\"fine_amount\":180}", NULL)));
+    const char *cid = jstr(resp_json(&r), "results[0].conflicts[0].id");
+    if (r.status != 200 || !cid) return -1;
+    cid = hfmt("%s", cid);
+    long long entries = oom_audit(&c->sup);
+    const char *path = hfmt("/v1/conflicts/%s/resolve", cid), *body = "{\"value\":175,\"note\":\"checked\"}";
+    int before = oom_fired(s);
+    if (oom_set(s, rule) != 0) return -1;
+    r = http(s, "POST", path, c->sup.token, body, NULL);
+    unlink(hfmt("%s/.fault", s->dir));
+    if (oom_fired(s) == before)
+        return r.status == 200 ? 0 : (test_failf(__FILE__, __LINE__, "%ld %s", r.status, r.body), -1);
+    resp_t g = phone_get(&c->sup, hfmt("/v1/cases/%s", id));
+    if (r.status != 503 || strcmp(resp_error_code(&r) ? resp_error_code(&r) : "", "unavailable") != 0 ||
+        g.status != 200 || jint(resp_json(&g), "version") != 2 ||
+        jnum(g.json, "fields.fine_amount", -1) != 150 || !jarr_has(jget(g.json, "conflicts"), NULL, cid) ||
+        oom_audit(&c->sup) != entries) {
+        test_failf(__FILE__, __LINE__, "resolve under \"%s\": %ld %s; case %.300s", rule, r.status, r.body,
+                   g.body);
+        return -1;
+    }
+    r = http(s, "POST", path, c->sup.token, body, NULL);
+    g = phone_get(&c->sup, hfmt("/v1/cases/%s", id));
+    if (r.status != 200 || jint(resp_json(&g), "version") != 3 ||
+        jnum(g.json, "fields.fine_amount", -1) != 175 || oom_audit(&c->sup) != entries + 1) {
+        test_failf(__FILE__, __LINE__, "resolve retried after \"%s\": %ld %s; case %.300s", rule, r.status,
+                   r.body, g.body);
+        return -1;
+    }
+    return 1;
+}
+
+/* An admin creates a user under `rule`: refused, the username is free; sent
+ * again, the user exists and logs in. */
+static int oom_user_round(srv_t *s, void *ctx, int k, const char *rule) {
+    oom_ctx_t *c = ctx;
+    const char *name = hfmt("oomuser%d", k);
+    const char *body = hfmt("{\"username\":\"%s\",\"password\":\"Passw0rd-oom%d\",\"role\":\"officer\","
+                            "\"unit\":\"U1\",\"grids\":[\"" GRID1 "\"]}",
+                            name, k);
+    int before = oom_fired(s);
+    if (oom_set(s, rule) != 0) return -1;
+    resp_t r = http(s, "POST", "/v1/admin/users", c->admin.token, body, NULL);
+    unlink(hfmt("%s/.fault", s->dir));
+    if (oom_fired(s) == before) return r.status / 100 == 2 ? 0 : -1;
+    resp_t l = http(s, "GET", "/v1/admin/users", c->admin.token, NULL, NULL);
+    if (r.status != 503 || l.status != 200 || jarr_find(jget(resp_json(&l), "items"), "username", name)) {
+        test_failf(__FILE__, __LINE__, "user create under \"%s\": %ld %s", rule, r.status, r.body);
+        return -1;
+    }
+    r = http(s, "POST", "/v1/admin/users", c->admin.token, body, NULL);
+    if (r.status / 100 != 2 || !login(s, name, hfmt("Passw0rd-oom%d", k), hfmt("dev-oom-%d", k), NULL)) {
+        test_failf(__FILE__, __LINE__, "user create retried after \"%s\": %ld %s", rule, r.status, r.body);
+        return -1;
+    }
+    return 1;
+}
+
+/* A supervisor revokes an officer's device under `rule`: refused, the
+ * device still pulls; sent again, its token answers 401 device_revoked. */
+static int oom_revoke_round(srv_t *s, void *ctx, int k, const char *rule) {
+    oom_ctx_t *c = ctx;
+    phone_t ph;
+    const char *dev = hfmt("dev-oom-rv-%d", k);
+    if (phone_login(&ph, s, "off1", std_pass("off1"), dev) != 0) return -1;
+    const char *path = hfmt("/v1/devices/%s/revoke", dev);
+    int before = oom_fired(s);
+    if (oom_set(s, rule) != 0) return -1;
+    resp_t r = http(s, "POST", path, c->sup.token, "{\"wipe\":false}", NULL);
+    unlink(hfmt("%s/.fault", s->dir));
+    if (oom_fired(s) == before) return r.status == 200 ? 0 : -1;
+    resp_t p = phone_pull(&ph, 1, 0);
+    if (r.status != 503 || p.status != 200) {
+        test_failf(__FILE__, __LINE__, "revoke under \"%s\": %ld %s; pull %ld", rule, r.status, r.body,
+                   p.status);
+        return -1;
+    }
+    r = http(s, "POST", path, c->sup.token, "{\"wipe\":false}", NULL);
+    p = phone_pull(&ph, 1, 0);
+    if (r.status != 200 || p.status != 401 ||
+        strcmp(resp_error_code(&p) ? resp_error_code(&p) : "", "device_revoked")) {
+        test_failf(__FILE__, __LINE__, "revoke retried after \"%s\": %ld %s; pull %ld %s", rule, r.status,
+                   r.body, p.status, p.body);
+        return -1;
+    }
+    return 1;
+}
+
+/* The other writer jobs under the same sweep, smaller: a supervisor's
+ * conflict resolution (case, conflict and audit entry written together), an
+ * admin's user creation and a device revocation. Every refused one is a 503 that left nothing,
+ * every retry applies, and the server stops without a leak. */
+TEST(out_of_memory_in_resolve_user_and_device_writes_stores_nothing) {
+    srv_t s;
+    static oom_ctx_t c;
+    int k = 0;
+    ASSERT(srv_start(&s) == 0);
+    ASSERT(std_phone(&c.a, &s, "off1", "dev-OR-A") == 0);
+    ASSERT(std_phone(&c.b, &s, "off2", "dev-OR-B") == 0);
+    ASSERT(std_phone(&c.sup, &s, "sup1", "dev-OR-S") == 0);
+    ASSERT(std_phone(&c.admin, &s, "admin", "dev-OR-D") == 0);
+
+    long total = oom_count(&s, &c, oom_resolve_round, &k);
+    ASSERT_MSG(total > 10, "a resolve makes %ld cJSON allocations in the writer", total);
+    ASSERT(oom_sweep(&s, &c, oom_resolve_round, &k, total, 30) == 0);
+    long users = oom_count(&s, &c, oom_user_round, &k);
+    ASSERT_MSG(users > 5, "a user creation makes %ld cJSON allocations in the writer", users);
+    ASSERT(oom_sweep(&s, &c, oom_user_round, &k, users, 20) == 0);
+    long revokes = oom_count(&s, &c, oom_revoke_round, &k);
+    ASSERT_MSG(revokes > 5, "a revocation makes %ld cJSON allocations in the writer", revokes);
+    ASSERT(oom_sweep(&s, &c, oom_revoke_round, &k, revokes, 20) == 0);
+    fprintf(stderr,
+            "    allocations in the writer: resolve %ld, user creation %ld, revocation %ld; %d rounds\n",
+            total, users, revokes, k);
+    ASSERT_INT(srv_stop(&s), 0);
+    cli_res_t v = cli(s.dir, NULL, "verify");
+    ASSERT_MSG(v.rc == 0, "casesync verify exited %d: %s%s", v.rc, v.out, v.err);
+    srv_cleanup(&s);
+}

@@ -6,7 +6,7 @@
  *   bit 0     1: the text is sent as it is (a forged or damaged cursor, which
  *             must fail the seal check); 0: the text is a cursor *payload*
  *             (the JSON inside a cursor), sealed here with the engine's own
- *             key, so the decoder behind the seal is reached
+ *             key by sync/cursor.h, so the decoder behind the seal is reached
  *   bits 1-2  who pulls (fuzz.h: officer, supervisor, admin, auxiliary)
  *   bits 3-7  the page limit, 0..31 (0 is refused as a bad request)
  * The engine's users are u1..u4 in that order, so a seed payload for the
@@ -14,37 +14,22 @@
  */
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
+#include "sync/cursor.h"
 #include "sync/engine.h"
 #include "tests/fuzz/fuzz.h"
 
 #define FUZZ_MAX_CURSOR 16384
-#define TAG_HEX 32 /* pull.c: CURSOR_TAG_HEX */
 
-/* Seals a payload as pull.c does: base64url without padding, '.', then the
- * first 16 bytes of HMAC-SHA256 over the base64url text, in hex. Caller frees. */
+/* Seals a payload as pull.c does, with the one codec (sync/cursor.h).
+ * Caller frees. An empty or too long payload is sealed as "" (no cursor). */
 static char *seal(sync_t *s, const unsigned char *payload, size_t n) {
-    char *out = malloc(4 * ((n + 2) / 3) + TAG_HEX + 3);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    FUZZ_CHECK(out != NULL);
-    int bl = EVP_EncodeBlock((unsigned char *)out, payload, (int)n);
-    while (bl > 0 && out[bl - 1] == '=')
-        bl--;
-    for (int i = 0; i < bl; i++) {
-        if (out[i] == '+')
-            out[i] = '-';
-        else if (out[i] == '/')
-            out[i] = '_';
+    char *out = NULL;
+    if (n == 0 || n > CURSOR_PAYLOAD_MAX) {
+        out = strdup("");
+        FUZZ_CHECK(out != NULL);
+        return out;
     }
-    out[bl] = '.';
-    HMAC(EVP_sha256(), s->cursor_key, (int)strlen(s->cursor_key), (const unsigned char *)out, (size_t)bl, md,
-         &mdlen);
-    for (int i = 0; i < TAG_HEX / 2; i++)
-        sprintf(out + bl + 1 + 2 * i, "%02x", md[i]);
-    out[bl + 1 + TAG_HEX] = 0;
+    FUZZ_CHECK(cursor_seal(s->cursor_key, CURSOR_PULL, payload, n, &out) == 0 && out != NULL);
     return out;
 }
 
@@ -70,33 +55,21 @@ static void check_seal_matches(sync_t *s) {
     char *issued = cursor_of(out);
     free(out);
     FUZZ_CHECK(issued != NULL && strchr(issued, '.') != NULL);
-    char *dot = strrchr(issued, '.');
-    size_t bl = (size_t)(dot - issued);
-    /* Decode the payload back and seal it again. */
-    char *b64 = malloc(bl + 4);
-    unsigned char *json = malloc(bl + 4);
-    FUZZ_CHECK(b64 && json);
-    memcpy(b64, issued, bl);
-    for (size_t i = 0; i < bl; i++) {
-        if (b64[i] == '-')
-            b64[i] = '+';
-        else if (b64[i] == '_')
-            b64[i] = '/';
-    }
-    while (bl % 4)
-        b64[bl++] = '=';
-    int jl = EVP_DecodeBlock(json, (unsigned char *)b64, (int)bl);
-    FUZZ_CHECK(jl > 0);
-    while (jl > 0 && json[jl - 1] == 0)
-        jl--; /* the decoder pads with zero bytes */
-    char *again = seal(s, json, (size_t)jl);
+    unsigned char *json = NULL;
+    size_t jl = 0;
+    FUZZ_CHECK(cursor_open(s->cursor_key, CURSOR_PULL, issued, FUZZ_MAX_CURSOR, &json, &jl) == 0);
+    /* The same payload opened as the other kind must not open. */
+    unsigned char *other = NULL;
+    size_t on = 0;
+    FUZZ_CHECK(cursor_open(s->cursor_key, CURSOR_CASES, issued, FUZZ_MAX_CURSOR, &other, &on) ==
+               SYNC_EBADCURSOR && other == NULL);
+    char *again = seal(s, json, jl);
     if (strcmp(again, issued) != 0) {
-        fprintf(stderr, "fuzz_cursor: the seal here no longer matches sync/pull.c's:\n  %s\n  %s\n", issued,
-                again);
+        fprintf(stderr, "fuzz_cursor: sealing the opened payload again gives another cursor:\n  %s\n  %s\n",
+                issued, again);
         abort();
     }
     free(again);
-    free(b64);
     free(json);
     free(issued);
     checked = s;
