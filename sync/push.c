@@ -739,7 +739,12 @@ static int apply_transition(apply_t *a) {
         cJSON_AddNumberToObject(a->result, "version", (double)version);
         break;
     case JUDGE_ROLE: rc = reject(a, version, "role_forbidden", path, "%s", serr.message); break;
-    case JUDGE_GUARD: rc = reject(a, version, "validation_failed", serr.path, "%s", serr.message); break;
+    case JUDGE_GUARD: {
+        char gpath[300];
+        snprintf(gpath, sizeof gpath, "changes[%d].%s", a->idx, serr.path);
+        rc = reject(a, version, "validation_failed", gpath, "%s", serr.message);
+        break;
+    }
     case JUDGE_FORBIDDEN:
         rc = reject(a, version, "forbidden_transition", path, "%s",
                     serr.message[0] ? serr.message : "transition not allowed");

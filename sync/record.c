@@ -75,7 +75,8 @@ int record_visible(const cJSON *user, const cJSON *rec, int64_t now_ms, int64_t 
     if (role == ROLE_SUPERVISOR || role == ROLE_LEGAL_REVIEWER) return unit_match;
     if (role != ROLE_OFFICER && role != ROLE_AUXILIARY) return 0;
     int in = (unit_match && grid && json_list_has(cJSON_GetObjectItemCaseSensitive(user, "grids"), grid)) ||
-             (assignee && strcmp(assignee, uid) == 0) || (creator && strcmp(creator, uid) == 0);
+             (assignee && strcmp(assignee, uid) == 0) ||
+             (unit_match && creator && strcmp(creator, uid) == 0); /* a case handed to another unit leaves */
     if (!in) return 0;
     if (window) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(rec, "closed_at");
