@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "sync/blobs.h"
+#include "sync/merge.h"
 #include "sync/record.h"
 
 enum { OP_CREATE, OP_UPDATE, OP_TRANSITION, OP_VOID, OP_CORRECT };
@@ -540,7 +541,8 @@ static int load_target(apply_t *a, cJSON **out) {
 
 /* Is the field concurrent: changed after base_version by another device? */
 static int concurrent(const cJSON *rec, const char *field, int64_t base, const char *device) {
-    return record_meta_version(rec, field) > base && strcmp(record_meta_device(rec, field), device) != 0;
+    merge_meta_t m = {.version = record_meta_version(rec, field), .device = record_meta_device(rec, field)};
+    return merge_concurrent(&m, base, device);
 }
 
 static void add_conflict_id(cJSON *rec, const char *id) {
@@ -594,20 +596,23 @@ static int apply_update(apply_t *a) {
         int same = cur ? cJSON_Compare(cur, f, 1) : cJSON_IsNull(f);
         int apply_it = 0;
         cJSON *newval = NULL;
-        if (!concurrent(rec, name, base, dev)) {
-            apply_it = !same;
-        } else if (policy == POLICY_LWW) {
-            if (same) continue;
-            int64_t sat = record_meta_at(rec, name);
-            const char *sdev = record_meta_device(rec, name);
-            int client_wins = at > sat || (at == sat && strcmp(dev, sdev) > 0);
-            if ((rc = conflict_new(a, rec, seq, name, "lww", 0, client_wins ? "client" : "server", cur, f,
-                                   cid)))
-                goto done;
-            result_conflict(decisions, cid, name, client_wins ? "client" : "server");
+        merge_meta_t meta = {.version = record_meta_version(rec, name),
+                             .device = record_meta_device(rec, name),
+                             .at_ms = record_meta_at(rec, name)};
+        merge_decision_t d = merge_decide((schema_policy_t)policy, &meta, base, dev, at, same);
+        switch (d) {
+        case MERGE_SKIP: continue;
+        case MERGE_APPLY: apply_it = 1; break;
+        case MERGE_LWW_CLIENT:
+        case MERGE_LWW_SERVER: {
+            const char *kept = d == MERGE_LWW_CLIENT ? "client" : "server";
+            if ((rc = conflict_new(a, rec, seq, name, "lww", 0, kept, cur, f, cid))) goto done;
+            result_conflict(decisions, cid, name, kept);
             merged = 1;
-            apply_it = client_wins;
-        } else if (policy == POLICY_UNION) {
+            apply_it = d == MERGE_LWW_CLIENT;
+            break;
+        }
+        case MERGE_UNION: {
             newval = cur && cJSON_IsArray(cur) ? cJSON_Duplicate(cur, 1) : cJSON_CreateArray();
             const cJSON *x;
             cJSON_ArrayForEach(x, f) {
@@ -619,12 +624,14 @@ static int apply_update(apply_t *a) {
             merged = 1;
             apply_it = !cur || !cJSON_Compare(cur, newval, 1);
             if (!apply_it) cJSON_Delete(newval), newval = NULL;
-        } else { /* manual: a person decides; the server value stands */
-            if (same) continue;
+            break;
+        }
+        case MERGE_MANUAL: /* a person decides; the server value stands */
             if ((rc = conflict_new(a, rec, seq, name, "manual", 1, "server", cur, f, cid))) goto done;
             add_conflict_id(rec, cid);
             result_conflict(decisions, cid, name, "server");
             conflicted = 1;
+            break;
         }
         if (apply_it) {
             if (!newval) newval = cJSON_Duplicate(f, 1);
