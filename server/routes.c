@@ -4,6 +4,7 @@
 #include "server/route.h"
 #include "server/routes_cases.h"
 #include "server/routes_upload.h"
+#include "server/console.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,7 +258,7 @@ cJSON *route_body_json(call_t *c) {
 /* The key the login failure limit counts under: the peer address, or, when
  * the peer is the trusted proxy, the address that proxy appended last to
  * X-Forwarded-For (entries further left are whatever the client claimed). */
-static void client_key(const call_t *c, char *out, size_t out_size) {
+void route_client_key(const call_t *c, char *out, size_t out_size) {
     const struct mg_request_info *ri = c->req->ri;
     snprintf(out, out_size, "%s", ri ? ri->remote_addr : "");
     if (!ri || !c->rt->trusted_proxy[0] || strcmp(ri->remote_addr, c->rt->trusted_proxy) != 0)
@@ -354,7 +355,7 @@ static void do_login(call_t *c) {
     cJSON *body = route_body_json(c);
     if (!body)
         return;
-    client_key(c, key, sizeof key);
+    route_client_key(c, key, sizeof key);
     int rc = sync_login(c->rt->sync, body, key, &out, &err);
     cJSON_Delete(body);
     route_reply(c, rc, out, &err, 200);
@@ -686,6 +687,13 @@ static const route_t route_table[] = {
     {"GET", "/healthz", 0, do_healthz},
     {"GET", "/readyz", 0, do_readyz},
     {"GET", "/metrics", 0, do_metrics},
+    {"GET", "/console", 0, console_route_redirect},
+    {"GET", "/console/", 0, console_route_index},
+    {"GET", "/console/*", 0, console_route_file},
+    {"POST", "/console/api/login", 0, console_route_login},
+    {"POST", "/console/api/logout", 1, console_route_logout},
+    {"GET", "/console/api/session", 1, console_route_session},
+    {"GET", "/console/api/people", 1, console_route_people},
 };
 #define NROUTES (sizeof route_table / sizeof route_table[0])
 _Static_assert(NROUTES <= SLOT_LONG_POLL, "METRICS_MAX_ROUTES leaves no slot for every route");
@@ -818,9 +826,15 @@ static int dispatch(routes_t *rt, http_req_t *req) {
     }
     char token[MAX_TOKEN + 1];
     if (!bearer_token(req, token, sizeof token)) {
-        http_send_errorf(req, 401, "unauthenticated", NULL,
-                         "this call needs an Authorization: Bearer token");
-        return slot;
+        /* The console's session cookie, with its CSRF check (server/console.h). */
+        int ck = console_cookie_token(req, method, token, sizeof token);
+        if (ck < 0)
+            return slot;
+        if (ck == 0) {
+            http_send_errorf(req, 401, "unauthenticated", NULL,
+                             "this call needs an Authorization: Bearer token");
+            return slot;
+        }
     }
     sync_principal_t p;
     sync_error_t err = {0};
