@@ -429,7 +429,13 @@ function CaseDetail({ id }) {
       api('GET', `/v1/cases/${encodeURIComponent(id)}/history`),
       api('GET', '/v1/evidence/missing').catch(() => ({ items: [] })),
     ]);
-    return { rec, hist: hist.items || hist.entries || hist, missing: missing.items || missing };
+    // Which bytes have arrived: HEAD of each blob (404: not uploaded yet).
+    const have = {};
+    await Promise.all((rec.fields.evidence || []).map(async (e) => {
+      const r = await fetch(`/v1/blobs/${e.sha256}`, { method: 'HEAD', credentials: 'same-origin' });
+      have[e.sha256] = r.ok;
+    }));
+    return { rec, hist: hist.items || hist.entries || hist, missing: missing.items || missing, have };
   }, [id]);
   if (err) return html`<div class="error" role="alert">${err}</div>`;
   if (!d) return html`<p>正在加载…</p>`;
@@ -488,9 +494,10 @@ function CaseDetail({ id }) {
         <h3>证据（${evidence.length}）</h3>
         <div class="evidence">${evidence.map((e) => {
           const src = `/v1/blobs/${e.sha256}`;
-          const miss = missingSet.has(e.sha256);
+          const late = missingSet.has(e.sha256);
+          const miss = late || !d.have[e.sha256];
           const kind = e.kind || (e.mime || '').split('/')[0];
-          const media = miss ? html`<p class="missing">文件未上传</p>`
+          const media = miss ? html`<p class="missing">文件未上传${late ? '（已逾期）' : ''}</p>`
             : kind === 'photo' || (e.mime || '').startsWith('image/') ? html`<img src=${src} alt=${`证据 ${e.id}`} loading="lazy" />`
               : kind === 'video' || (e.mime || '').startsWith('video/') ? html`<video src=${src} controls preload="metadata" data-sha=${e.sha256}></video>`
                 : kind === 'audio' || (e.mime || '').startsWith('audio/') ? html`<audio src=${src} controls preload="metadata"></audio>`
