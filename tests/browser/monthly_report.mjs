@@ -7,7 +7,8 @@ import { waitFor, launch, newPage, signIn, shot, check, apiLogin, api, cleanup, 
 const browser = await launch();
 try {
   const sup = await apiLogin('sup1', 'sup1-check');
-  const month = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 7);
+  // The month in which the seed's seven digital cases were opened (3 days ago, China time).
+  const month = new Date(Date.now() - 3 * 86400e3 + 8 * 3600e3).toISOString().slice(0, 7);
   const [y, m] = month.split('-').map(Number);
   const next = m === 12 ? `${y + 1}-01` : `${y}-${String(m + 1).padStart(2, '0')}`;
   const stats = (await api(sup, 'GET', `/v1/stats?from=${month}-01&to=${next}-01&group_by=type`)).json;
@@ -25,7 +26,7 @@ try {
   check(Number(await cell('撤销')) === stats.total.voided, `撤销 ${await cell('撤销')} != ${stats.total.voided}`);
   const rate = stats.total.closure_rate === null ? '—' : `${(stats.total.closure_rate * 100).toFixed(1)}%`;
   check((await cell('办结率')) === rate, `办结率 ${await cell('办结率')} != ${rate}`);
-  check(stats.total.opened >= 9 && stats.total.closed >= 1 && stats.total.overdue >= 1, `the seed shows in the stats: ${JSON.stringify(stats.total)}`);
+  check(stats.total.opened >= 7 && stats.total.overdue >= 1, `the seed shows in the stats: ${JSON.stringify(stats.total)}`);
   const typeRows = await page.$$eval('table[data-group=type] tbody tr', (r) => r.map((x) => [...x.children].map((c) => c.textContent)));
   check(typeRows.length === stats.groups.length, `type rows ${typeRows.length} != ${stats.groups.length}`);
   check(typeRows.some((r) => r[0] === '无照经营游商'), `types by label: ${JSON.stringify(typeRows)}`);
