@@ -578,7 +578,7 @@ function Conflicts() {
     ${d.conflicts.map((c) => html`<section class="card conflict" data-id=${c.id}>
       <div><a href=${`#/case/${encodeURIComponent(c.record_id)}`}>案件 ${c.record_id}</a> · 字段 <strong>${fieldLabel(c.field)}</strong> · ${time(c.at || c.created_at)}</div>
       <div class="side">
-        <div><div class="muted">服务器值（版本 ${c.base_version ?? ''} 之后）${c.server_user_id ? ` · ${person(c.server_user_id)}` : ''}</div><div class="v">${show(c, c.server_value)}</div>
+        <div><div class="muted">服务器值${c.base_version !== undefined ? `（版本 ${c.base_version} 之后）` : ''}${c.server_user_id ? ` · ${person(c.server_user_id)}` : ''}</div><div class="v">${show(c, c.server_value)}</div>
           <button type="button" class="secondary" onClick=${() => resolve(c, c.server_value, '服务器值')}>采用服务器值</button></div>
         <div><div class="muted">手机提交的值 · ${person(c.user_id || c.client_user_id)} · 设备 ${c.device_id || ''}</div><div class="v">${show(c, c.client_value)}</div>
           <button type="button" class="secondary" onClick=${() => resolve(c, c.client_value, '手机值')}>采用手机值</button></div>
@@ -745,6 +745,8 @@ function App() {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
-  render(html`<${App} />`, document.getElementById('app'));
+  const root = document.getElementById('app');
+  root.textContent = '';
+  render(html`<${App} />`, root);
   boot();
 });
