@@ -80,7 +80,32 @@ $(BUILD)/%.o: %.c $(wildcard */*.h */*/*.h)
 $(BUILD)/libcasesync-engine.a: $(SCHEMA_OBJ) $(SYNC_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/casesyncd: $(SERVER_OBJ) $(BUILD)/libcasesync-engine.a
+# The supervisor console (console/): esbuild bundles it with its npm
+# libraries (package-lock.json, installed by `npm ci`) into build/console/dist,
+# and scripts/embed-console.mjs turns that folder into a C file the binary
+# carries. Both are build products, never committed.
+CONSOLE_SRC = $(wildcard console/*.js console/*.css console/*.html)
+CONSOLE_OBJ = $(BUILD)/console/console_assets.o
+
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: run make deps (scripts/deps.sh installs nodejs and npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+build/console/dist/app.js: $(CONSOLE_SRC) node_modules/.package-lock.json
+	@mkdir -p build/console/dist
+	node_modules/.bin/esbuild console/main.js --bundle --minify --format=iife --target=chrome100,firefox100 \
+	  --legal-comments=none --log-level=warning --outfile=$@
+	cp console/index.html console/app.css build/console/dist/
+
+build/console/console_assets.c: build/console/dist/app.js scripts/embed-console.mjs
+	node scripts/embed-console.mjs build/console/dist $@
+
+$(CONSOLE_OBJ): build/console/console_assets.c server/console.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/casesyncd: $(SERVER_OBJ) $(CONSOLE_OBJ) $(BUILD)/libcasesync-engine.a
 	$(CC) $(CFLAGS) $(LDFLAGS_EXE) -o $@ $^ $(LIBS)
 
 $(BUILD)/casesync: $(BUILD)/tools/casesync.o $(BUILD)/libcasesync-engine.a
@@ -116,7 +141,7 @@ $(BUILD)/casesync-tests: $(TEST_OBJ) $(FUZZ_REPLAY_OBJ) $(CLIENT_OBJ) $(BUILD)/l
 	$(CC) $(CFLAGS) -o $@ $^ $(TLIBS)
 
 # ---- fuzzing (tests/fuzz/) -------------------------------------------------
-$(BUILD)/libcasesync-edge.a: $(EDGE_OBJ)
+$(BUILD)/libcasesync-edge.a: $(EDGE_OBJ) $(CONSOLE_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/tests/fuzz/replay_fuzz_%.o: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wildcard */*.h */*/*.h)
@@ -126,6 +151,7 @@ $(BUILD)/tests/fuzz/replay_fuzz_%.o: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wil
 $(BUILD)/tests/fuzz/fuzz_engine.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: CFLAGS += -DCASESYNC_FUZZ_DIR='"$(CURDIR)/tests/fuzz"'
+$(BUILD)/tests/test_console.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
 
 # `make fuzz` builds every target with clang (libFuzzer, ASan, UBSan) in
 # build/fuzz/ -- every source recompiled there, never mixed with gcc objects --
@@ -140,7 +166,11 @@ FUZZ_BUILD   = build/fuzz
 FUZZ_CFLAGS  = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
 FUZZ_LIB_SRC = $(SCHEMA_SRC) $(SYNC_SRC) $(filter-out server/main.c,$(SERVER_SRC)) tests/fuzz/fuzz_engine.c
-FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/console_assets.o
+
+$(FUZZ_BUILD)/obj/console_assets.o: build/console/console_assets.c server/console.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_BUILD)/obj/%.o: %.c tests/fuzz/fuzz.h $(wildcard */*.h */*/*.h)
 	@mkdir -p $(dir $@)

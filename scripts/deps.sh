@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
-# Installs the Debian packages casesync builds and tests with, only when missing.
+# Installs what casesync builds and tests with, only when missing: Debian
+# packages (chromium and a CJK font for the console's browser tests, nodejs and npm for its
+# build), then the npm packages pinned in package-lock.json (npm ci).
 set -eu
-pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev nginx-light openssl"
+cd "$(dirname "$0")/.."
+pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev nginx-light openssl chromium fonts-wqy-microhei"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO=sudo
-echo "installing:$missing" >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+# node and npm may come from elsewhere (a nodesource build carries npm itself).
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ -n "$missing" ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "installing:$missing" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+# The console's libraries, its bundler and playwright-core (no browser download:
+# the tests drive Debian's /usr/bin/chromium). Again only when the lock changed.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "npm ci" >&2
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+fi

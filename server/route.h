@@ -30,7 +30,14 @@ int route_query(const http_req_t *r, const char *name, char *dst, size_t dst_siz
  * 400 bad_request. */
 int route_query_int(call_t *c, const char *name, int dflt, int lo, int hi, int *out);
 
+/* The key the login failure limit counts under: the peer address, or the
+ * trusted proxy's last X-Forwarded-For entry. */
+void route_client_key(const call_t *c, char *out, size_t out_size);
+
 /* Reads the JSON body (limits, gzip, depth) or answers the error and returns NULL. */
 cJSON *route_body_json(call_t *c);
+/* The same for a body read before authentication: at most 4 KiB, never
+ * gzip-encoded (413 / 415), cut while read when chunked. */
+cJSON *route_body_json_small(call_t *c);
 
 #endif

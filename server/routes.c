@@ -4,6 +4,7 @@
 #include "server/route.h"
 #include "server/routes_cases.h"
 #include "server/routes_upload.h"
+#include "server/console.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,10 +265,20 @@ static cJSON *body_json(call_t *c, const http_limits_t *lim) {
 /* Reads the JSON body or answers the error. */
 cJSON *route_body_json(call_t *c) { return body_json(c, &c->rt->limits); }
 
+/* A body read before authentication (PROTOCOL.md v2): at most
+ * HTTP_AUTH_MAX_BODY bytes, never encoded; a chunked body is cut at that
+ * size while it is read. */
+cJSON *route_body_json_small(call_t *c) {
+    http_limits_t lim = c->rt->limits;
+    lim.max_body_bytes = lim.max_inflated_bytes = HTTP_AUTH_MAX_BODY;
+    lim.no_gzip = 1;
+    return body_json(c, &lim);
+}
+
 /* The key the login failure limit counts under: the peer address, or, when
  * the peer is the trusted proxy, the address that proxy appended last to
  * X-Forwarded-For (entries further left are whatever the client claimed). */
-static void client_key(const call_t *c, char *out, size_t out_size) {
+void route_client_key(const call_t *c, char *out, size_t out_size) {
     const struct mg_request_info *ri = c->req->ri;
     snprintf(out, out_size, "%s", ri ? ri->remote_addr : "");
     if (!ri || !c->rt->trusted_proxy[0] || strcmp(ri->remote_addr, c->rt->trusted_proxy) != 0)
@@ -361,15 +372,10 @@ static int etag_matches(const char *inm, const char *etag) {
 static void do_login(call_t *c) {
     sync_error_t err = {0};
     char key[128], *out = NULL;
-    /* Nothing large before authentication (PROTOCOL.md v2): a chunked body
-     * is cut at the same size while it is read. */
-    http_limits_t lim = c->rt->limits;
-    lim.max_body_bytes = lim.max_inflated_bytes = HTTP_AUTH_MAX_BODY;
-    lim.no_gzip = 1;
-    cJSON *body = body_json(c, &lim);
+    cJSON *body = route_body_json_small(c);
     if (!body)
         return;
-    client_key(c, key, sizeof key);
+    route_client_key(c, key, sizeof key);
     int rc = sync_login(c->rt->sync, body, key, &out, &err);
     cJSON_Delete(body);
     route_reply(c, rc, out, &err, 200);
@@ -735,6 +741,13 @@ static const route_t route_table[] = {
     {"GET", "/healthz", R_OPEN, do_healthz},
     {"GET", "/readyz", R_OPEN, do_readyz},
     {"GET", "/metrics", R_AUTH, do_metrics},
+    {"GET", "/console", R_OPEN, console_route_redirect},
+    {"GET", "/console/", R_OPEN, console_route_index},
+    {"GET", "/console/*", R_OPEN, console_route_file},
+    {"POST", "/console/api/login", R_OPEN | R_SMALL, console_route_login},
+    {"POST", "/console/api/logout", R_AUTH | R_SMALL, console_route_logout},
+    {"GET", "/console/api/session", R_AUTH, console_route_session},
+    {"GET", "/console/api/people", R_AUTH, console_route_people},
 };
 #define NROUTES (sizeof route_table / sizeof route_table[0])
 _Static_assert(NROUTES <= SLOT_LONG_POLL, "METRICS_MAX_ROUTES leaves no slot for every route");
@@ -875,9 +888,15 @@ static int dispatch(routes_t *rt, http_req_t *req) {
     }
     char token[MAX_TOKEN + 1];
     if (!bearer_token(req, token, sizeof token)) {
-        http_send_errorf(req, 401, "unauthenticated", NULL,
-                         "this call needs an Authorization: Bearer token");
-        return slot;
+        /* The console's session cookie, with its CSRF check (server/console.h). */
+        int ck = console_cookie_token(req, method, token, sizeof token);
+        if (ck < 0)
+            return slot;
+        if (ck == 0) {
+            http_send_errorf(req, 401, "unauthenticated", NULL,
+                             "this call needs an Authorization: Bearer token");
+            return slot;
+        }
     }
     sync_principal_t p;
     sync_error_t err = {0};

@@ -1,0 +1,752 @@
+// The supervisor console: preact + htm components, Chart.js charts, hash
+// routing (#/cases?status=filed is a link a colleague can open). All data
+// comes from the /v1 API with the session cookie; the server judges every
+// change and its refusal is shown as it came.
+import { h, render } from 'preact';
+import { useState, useEffect, useRef } from 'preact/hooks';
+import htm from 'htm';
+import { Chart, BarController, BarElement, CategoryScale, LinearScale, Legend, Tooltip } from 'chart.js';
+
+Chart.register(BarController, BarElement, CategoryScale, LinearScale, Legend, Tooltip);
+const html = htm.bind(h);
+const TZ = 'Asia/Shanghai';
+const ROLE_RANK = { auxiliary: 0, officer: 1, legal_reviewer: 2, supervisor: 3, admin: 4 };
+
+// ---- session and API ------------------------------------------------------
+
+const S = { me: null, device: null, csrf: '', schema: null, people: {} };
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = e.code || '';
+    this.field = e.field || '';
+    this.body = body;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (method !== 'GET') headers['X-CSRF-Token'] = S.csrf;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const r = await fetch(path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
+  if (r.status === 401 && path !== '/console/api/login') { S.me = null; rerender(); }
+  if (!r.ok) throw new ApiError(r.status, json || { error: { message: text } });
+  return json;
+}
+
+// The server's words, as it said them: code, field and message.
+function refusal(e) {
+  if (!(e instanceof ApiError)) return String(e);
+  return `${e.status} ${e.code}${e.field ? ` (${e.field})` : ''}: ${e.message}`;
+}
+
+// One changeset from the console's own device: its next seq comes from /v1/me.
+async function pushChanges(changes) {
+  const me = await api('GET', '/v1/me');
+  let seq = me.device.next_changeset_seq || 1;
+  const body = () => ({ device_id: me.device.device_id, changeset_seq: seq, schema_version: S.schema.schema_version, changes });
+  try {
+    return await api('POST', '/v1/sync/push', body());
+  } catch (e) {
+    if (e.code === 'changeset_gap' && e.body && e.body.error && e.body.error.expected) {
+      seq = e.body.error.expected;
+      return await api('POST', '/v1/sync/push', body());
+    }
+    throw e;
+  }
+}
+
+function randomHex(n) {
+  const b = new Uint8Array(n);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+function newId() {
+  // 26 characters, time first, like the phones' ids.
+  const t = Date.now().toString(36).toUpperCase().padStart(10, '0');
+  return (t + randomHex(8).toUpperCase()).slice(0, 26);
+}
+
+// ---- labels ---------------------------------------------------------------
+
+const fmtTime = new Intl.DateTimeFormat('zh-CN', { timeZone: TZ, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false });
+function time(s) {
+  if (!s) return '';
+  const d = new Date(s);
+  return isNaN(d) ? String(s) : fmtTime.format(d).replace(/\//g, '-');
+}
+function person(id) {
+  if (id === null || id === undefined || id === '') return '';
+  const p = S.people[id];
+  return p ? p.name || p.username : id;
+}
+function typeLabel(name) {
+  const t = (S.schema.types || []).find((x) => x.name === name || x.code === name);
+  return t ? t.label : name || '';
+}
+function statusLabel(st, procedure) {
+  const procs = S.schema.procedures;
+  if (procedure && procs[procedure] && procs[procedure].states[st]) return procs[procedure].states[st].label;
+  for (const p of Object.values(procs)) if (p.states[st]) return p.states[st].label;
+  return st || '';
+}
+function allStates() {
+  const seen = new Map();
+  for (const p of Object.values(S.schema.procedures)) for (const [k, v] of Object.entries(p.states)) if (!seen.has(k)) seen.set(k, v.label);
+  return [...seen.entries()];
+}
+function enumLabel(field, v) {
+  const f = S.schema.fields[field];
+  return (f && f.value_labels && f.value_labels[v]) || v;
+}
+function roleLabel(r) {
+  const x = (S.schema.roles || []).find((y) => y.name === r);
+  return x ? x.label : r;
+}
+function fieldLabel(k) {
+  const f = S.schema.fields[k];
+  return (f && f.label) || { status: '状态', type: '案件类型', voided: '已撤销', version: '版本' }[k] || k;
+}
+function value(def, v, key) {
+  if (v === null || v === undefined) return '';
+  if (!def) return typeof v === 'object' ? JSON.stringify(v) : String(v);
+  switch (def.type) {
+    case 'enum': return (def.value_labels && def.value_labels[v]) || String(v);
+    case 'bool': return v ? '是' : '否';
+    case 'time': return time(v);
+    case 'user': return person(v);
+    case 'object':
+      return Object.entries(v).map(([k, x]) => `${(def.members && def.members[k] && def.members[k].label) || k}: ${value(def.members && def.members[k], x, k)}`).join('；');
+    case 'list':
+      return v.map((x) => value(def.items, x)).join('、');
+    default:
+      if (def.type_code) return `${typeLabel(v)} (${v})`;
+      if (key === 'fine_amount' || def.decimals) return Number(v).toFixed(2);
+      return String(v);
+  }
+}
+
+// ---- routing --------------------------------------------------------------
+
+function route() {
+  const raw = location.hash.replace(/^#/, '') || '/';
+  const [path, qs] = raw.split('?');
+  return { path, q: new URLSearchParams(qs || '') };
+}
+function go(path, q) {
+  const s = q && [...q.entries()].filter(([, v]) => v !== '').length ? `?${new URLSearchParams([...q.entries()].filter(([, v]) => v !== ''))}` : '';
+  location.hash = `#${path}${s}`;
+}
+let rerender = () => {};
+
+// ---- shell ----------------------------------------------------------------
+
+function Login({ onDone }) {
+  const [err, setErr] = useState('');
+  async function submit(ev) {
+    ev.preventDefault();
+    const f = ev.target;
+    const username = f.username.value.trim();
+    const key = `casesync.console.device.${username}`;
+    let device = localStorage.getItem(key);
+    if (!device) { device = `console-${randomHex(8)}`; localStorage.setItem(key, device); }
+    try {
+      const r = await fetch('/console/api/login', { method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json', 'X-Casesync-Console': '1' }, body: JSON.stringify({ username, password: f.password.value, device_id: device }) });
+      const j = await r.json().catch(() => null);
+      if (!r.ok) throw new ApiError(r.status, j);
+      S.csrf = j.csrf;
+      onDone();
+    } catch (e) { setErr(refusal(e)); }
+  }
+  return html`<form class="login" onSubmit=${submit}>
+    <h2>城管执法案件管理台</h2>
+    <label>用户名<input name="username" autocomplete="username" required autofocus /></label>
+    <label>密码<input name="password" type="password" autocomplete="current-password" required /></label>
+    ${err && html`<div class="error" role="alert">${err}</div>`}
+    <button type="submit">登录</button>
+  </form>`;
+}
+
+const NAV = [
+  ['/', '工作台'], ['/cases', '案件'], ['/conflicts', '冲突与隔离'], ['/devices', '设备'], ['/people', '人员', 'admin'], ['/report', '月报'],
+];
+
+function Shell({ r }) {
+  async function logout() {
+    try { await api('POST', '/console/api/logout'); } catch (_) { /* gone anyway */ }
+    S.me = null; rerender();
+  }
+  const page = pageFor(r);
+  return html`<div>
+    <header class="top">
+      <h1>城管执法案件管理台</h1>
+      <nav aria-label="主菜单">${NAV.filter((n) => !n[2] || S.me.role === n[2]).map(([p, l]) => html`<a href=${`#${p}`} class=${(r.path === p || (p !== '/' && r.path.startsWith(p)) || (p === '/cases' && r.path.startsWith('/case/'))) ? 'on' : ''}>${l}</a>`)}</nav>
+      <span class="who">${S.me.name || S.me.username} · ${roleLabel(S.me.role)} · ${S.me.unit}<button type="button" onClick=${logout}>退出</button></span>
+    </header>
+    <main>${page}</main>
+  </div>`;
+}
+
+function pageFor(r) {
+  if (ROLE_RANK[S.me.role] < ROLE_RANK.legal_reviewer)
+    return html`<div class="error" role="alert" id="no-access">管理台仅供中队长、法制审核员和管理员使用。您的账号（${roleLabel(S.me.role)}）请使用执法终端。</div>`;
+  if (r.path === '/') return html`<${Dashboard} />`;
+  if (r.path === '/cases') return html`<${Cases} q=${r.q} />`;
+  if (r.path.startsWith('/case/')) return html`<${CaseDetail} id=${decodeURIComponent(r.path.slice(6))} key=${r.path} />`;
+  if (r.path === '/new') return html`<${NewCase} />`;
+  if (r.path === '/conflicts') return html`<${Conflicts} />`;
+  if (r.path === '/devices') return html`<${Devices} />`;
+  if (r.path === '/people') return html`<${People} />`;
+  if (r.path === '/report') return html`<${Report} q=${r.q} />`;
+  return html`<p>没有这个页面。<a href="#/">回到工作台</a></p>`;
+}
+
+function useLoad(fn, deps) {
+  const [st, set] = useState({ data: null, err: '' });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    let live = true;
+    fn().then((data) => live && set({ data, err: '' }), (e) => live && set({ data: null, err: refusal(e) }));
+    return () => { live = false; };
+  }, [...deps, tick]);
+  return [st.data, st.err, () => setTick((t) => t + 1)];
+}
+
+// ---- dates ----------------------------------------------------------------
+
+// YYYY-MM-DD of "now" in China time, and month arithmetic on "YYYY-MM".
+function todayCN() { return new Intl.DateTimeFormat('en-CA', { timeZone: TZ }).format(new Date()); }
+function monthCN() { return todayCN().slice(0, 7); }
+function addMonth(m, n) {
+  let [y, mo] = m.split('-').map(Number);
+  mo += n;
+  while (mo > 12) { mo -= 12; y++; }
+  while (mo < 1) { mo += 12; y--; }
+  return `${y}-${String(mo).padStart(2, '0')}`;
+}
+function addDay(d, n) {
+  const t = new Date(`${d}T00:00:00Z`);
+  t.setUTCDate(t.getUTCDate() + n);
+  return t.toISOString().slice(0, 10);
+}
+function pct(r) { return r === null || r === undefined ? '—' : `${(r * 100).toFixed(1)}%`; }
+
+// ---- 工作台 ----------------------------------------------------------------
+
+function BarChart({ labels, sets, title }) {
+  const ref = useRef(null);
+  useEffect(() => {
+    const c = new Chart(ref.current, {
+      type: 'bar',
+      data: { labels, datasets: sets.map((s, i) => ({ label: s.label, data: s.data, backgroundColor: ['#0b5cad', '#4caf7a', '#f0a500'][i % 3] })) },
+      options: { animation: false, maintainAspectRatio: false, responsive: true, plugins: { title: { display: false } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+    });
+    return () => c.destroy();
+  }, [JSON.stringify([labels, sets])]);
+  return html`<div class="chart"><canvas ref=${ref} role="img" aria-label=${title}></canvas></div>`;
+}
+
+function Dashboard() {
+  const m = monthCN();
+  const [tick, setTick] = useState(0);
+  useEffect(() => { const t = setInterval(() => setTick((x) => x + 1), 30000); return () => clearInterval(t); }, []);
+  const [d, err] = useLoad(async () => {
+    const [today, cur, prev, grid, conflicts, rejections] = await Promise.all([
+      api('GET', `/v1/stats?from=${todayCN()}&to=${addDay(todayCN(), 1)}`),
+      api('GET', `/v1/stats?from=${m}-01&to=${addMonth(m, 1)}-01&group_by=type`),
+      api('GET', `/v1/stats?from=${addMonth(m, -1)}-01&to=${m}-01`),
+      api('GET', `/v1/stats?from=${m}-01&to=${addMonth(m, 1)}-01&group_by=grid`),
+      api('GET', '/v1/conflicts?state=open'),
+      api('GET', '/v1/rejections'),
+    ]);
+    return { today, cur, prev, grid, conflicts: (conflicts.items || conflicts).length, rejections: (rejections.items || rejections).length };
+  }, [tick]);
+  if (err) return html`<div class="error">${err}</div>`;
+  if (!d) return html`<p>正在加载…</p>`;
+  const card = (n, l, warn, href) => html`<a class=${`card${warn && n ? ' warn' : ''}`} href=${href || '#/'}><div class="n">${n}</div><div class="l">${l}</div></a>`;
+  return html`<div id="dashboard">
+    <h2>工作台 <span class="muted">${S.me.unit} · ${todayCN()} · 每30秒自动刷新</span></h2>
+    <div class="cards">
+      ${card(d.today.total.opened, '今日新增', false, '#/cases')}
+      ${card(d.cur.total.opened, '本月受理', false, '#/cases')}
+      ${card(d.cur.total.overdue, '超期案件', true, '#/cases?overdue=true')}
+      ${card(d.cur.evidence_missing, '证据未上传', true, '#/devices')}
+      ${card(d.conflicts, '待处理冲突', true, '#/conflicts')}
+      ${card(d.rejections, '隔离的变更', true, '#/conflicts')}
+    </div>
+    <div class="cards">
+      <div class="card"><div class="n" id="rate-this">${pct(d.cur.total.closure_rate)}</div><div class="l">本月办结率</div></div>
+      <div class="card"><div class="n" id="rate-last">${pct(d.prev.total.closure_rate)}</div><div class="l">上月办结率</div></div>
+    </div>
+    <div class="charts">
+      <div><h3>本月按案件类型</h3><${BarChart} title="本月按案件类型" labels=${d.cur.groups.map((g) => typeLabel(g.key))} sets=${[{ label: '受理', data: d.cur.groups.map((g) => g.opened) }, { label: '办结', data: d.cur.groups.map((g) => g.closed) }]} /></div>
+      <div><h3>本月按单元网格</h3><${BarChart} title="本月按单元网格" labels=${d.grid.groups.map((g) => g.key || '未定')} sets=${[{ label: '受理', data: d.grid.groups.map((g) => g.opened) }, { label: '超期', data: d.grid.groups.map((g) => g.overdue) }]} /></div>
+    </div>
+  </div>`;
+}
+
+// ---- 案件 ------------------------------------------------------------------
+
+const CASE_FILTERS = ['status', 'type', 'grid', 'assignee', 'overdue', 'q', 'updated_after'];
+const LOCAL_FILTERS = ['source', 'procedure']; // not server filters: applied to each page read
+
+function caseQuery(q, limit, cursor) {
+  const p = new URLSearchParams();
+  for (const k of CASE_FILTERS) if (q.get(k)) p.set(k, k === 'updated_after' ? `${q.get(k)}T00:00:00+08:00` : q.get(k));
+  p.set('limit', String(limit));
+  if (cursor) p.set('cursor', cursor);
+  return p;
+}
+function localMatch(q, c) {
+  return LOCAL_FILTERS.every((k) => !q.get(k) || (c.fields && c.fields[k]) === q.get(k));
+}
+const CSV_COLS = [
+  ['案件编号', (c) => c.fields.case_no || ''], ['案件类型', (c) => typeLabel(c.type)], ['办案程序', (c) => enumLabel('procedure', c.fields.procedure)],
+  ['状态', (c) => statusLabel(c.status, c.fields.procedure) + (c.voided ? '（已撤销）' : '')], ['案件来源', (c) => enumLabel('source', c.fields.source)],
+  ['中队', (c) => c.fields.unit || ''], ['单元网格', (c) => c.fields.grid || ''], ['主办队员', (c) => person(c.fields.assignee)],
+  ['地址', (c) => c.fields.address || ''], ['问题描述', (c) => c.fields.description || ''], ['当事人', (c) => (c.fields.party && c.fields.party.name) || ''],
+  ['罚款金额(元)', (c) => (c.fields.fine_amount === undefined || c.fields.fine_amount === null ? '' : Number(c.fields.fine_amount).toFixed(2))],
+  ['发生时间', (c) => time(c.fields.occurred_at)], ['登记时间', (c) => time(c.created_at)], ['更新时间', (c) => time(c.updated_at)], ['案件ID', (c) => c.id],
+];
+function csvCell(v) {
+  let s = String(v ?? '');
+  if (/^'*[=+\-@\t\r]/.test(s)) s = `'${s}`; // a spreadsheet shows it as text, never runs it
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+function download(name, rows) {
+  const text = `\ufeff${rows.map((r) => r.map(csvCell).join(',')).join('\r\n')}\r\n`;
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' }));
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+function Cases({ q }) {
+  const [cursors, setCursors] = useState(['']);
+  const [sort, setSort] = useState({ k: '', dir: 1 });
+  const [busy, setBusy] = useState('');
+  const qs = q.toString();
+  useEffect(() => setCursors(['']), [qs]);
+  const cursor = cursors[cursors.length - 1];
+  const [page, err] = useLoad(() => api('GET', `/v1/cases?${caseQuery(q, 50, cursor)}`), [qs, cursor]);
+  function apply(ev) {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    const n = new URLSearchParams();
+    for (const [k, v] of f.entries()) if (v) n.set(k, v);
+    go('/cases', n);
+  }
+  async function exportCsv() {
+    setBusy('正在导出…');
+    try {
+      const rows = [CSV_COLS.map((c) => c[0])];
+      let next = '';
+      for (let i = 0; i < 2000; i++) {
+        const p = await api('GET', `/v1/cases?${caseQuery(q, 500, next)}`);
+        for (const c of p.items) if (localMatch(q, c)) rows.push(CSV_COLS.map((col) => col[1](c)));
+        if (!p.next) break;
+        next = p.next;
+      }
+      download(`案件_${todayCN()}.csv`, rows);
+      setBusy(`已导出 ${rows.length - 1} 件`);
+    } catch (e) { setBusy(refusal(e)); }
+  }
+  let items = page ? page.items.filter((c) => localMatch(q, c)) : [];
+  if (sort.k) {
+    const col = CSV_COLS.find((c) => c[0] === sort.k);
+    items = [...items].sort((a, b) => String(col[1](a)).localeCompare(String(col[1](b)), 'zh-CN') * sort.dir);
+  }
+  const shown = ['案件编号', '案件类型', '状态', '案件来源', '单元网格', '主办队员', '地址', '更新时间'];
+  const sel = (name, opts) => html`<select name=${name} value=${q.get(name) || ''}><option value="">全部</option>${opts.map(([v, l]) => html`<option value=${v} selected=${q.get(name) === v}>${l}</option>`)}</select>`;
+  const officers = Object.values(S.people).filter((p) => ROLE_RANK[p.role] >= ROLE_RANK.officer);
+  return html`<div id="cases">
+    <h2>案件 <a class="no-print" href="#/new"><button type="button">立案登记</button></a></h2>
+    <form class="filters" onSubmit=${apply} aria-label="筛选">
+      <label>状态${sel('status', allStates())}</label>
+      <label>案件类型${sel('type', S.schema.types.map((t) => [t.name, t.label]))}</label>
+      <label>单元网格<input name="grid" value=${q.get('grid') || ''} size="16" /></label>
+      <label>主办队员${sel('assignee', officers.map((p) => [p.id, p.name || p.username]))}</label>
+      <label>案件来源${sel('source', Object.entries(S.schema.fields.source.value_labels))}</label>
+      <label>办案程序${sel('procedure', Object.entries(S.schema.fields.procedure.value_labels))}</label>
+      <label>超期${sel('overdue', [['true', '仅超期'], ['false', '未超期']])}</label>
+      <label>更新于此日之后<input type="date" name="updated_after" value=${q.get('updated_after') || ''} /></label>
+      <label>关键词<input name="q" value=${q.get('q') || ''} size="12" /></label>
+      <button type="submit">筛选</button>
+      <button type="button" class="secondary" onClick=${() => go('/cases')}>清除</button>
+      <button type="button" class="secondary" id="csv" onClick=${exportCsv}>导出 CSV</button>
+      ${busy && html`<span id="csv-status">${busy}</span>`}
+    </form>
+    ${err && html`<div class="error">${err}</div>`}
+    <table id="case-table">
+      <thead><tr>${shown.map((k) => html`<th class="sort" tabindex="0" aria-sort=${sort.k === k ? (sort.dir > 0 ? 'ascending' : 'descending') : 'none'} onClick=${() => setSort({ k, dir: sort.k === k ? -sort.dir : 1 })}>${k}${sort.k === k ? (sort.dir > 0 ? ' ▲' : ' ▼') : ''}</th>`)}</tr></thead>
+      <tbody>${items.map((c) => html`<tr data-id=${c.id}>${shown.map((k, i) => {
+        const v = CSV_COLS.find((x) => x[0] === k)[1](c);
+        return i === 0 ? html`<td><a href=${`#/case/${encodeURIComponent(c.id)}`}>${v || '（未编号）'}</a></td>` : html`<td>${v}</td>`;
+      })}</tr>`)}</tbody>
+    </table>
+    ${page && !items.length && html`<p class="muted">没有符合条件的案件。</p>`}
+    <div class="pager">
+      <button type="button" class="secondary" disabled=${cursors.length < 2} onClick=${() => setCursors(cursors.slice(0, -1))}>上一页</button>
+      <span>第 ${cursors.length} 页</span>
+      <button type="button" class="secondary" id="next-page" disabled=${!page || !page.next} onClick=${() => setCursors([...cursors, page.next])}>下一页</button>
+    </div>
+  </div>`;
+}
+
+// ---- 案件详情 --------------------------------------------------------------
+
+function mayTransition(t, rec) {
+  const role = S.me.role === 'admin' ? 'supervisor' : S.me.role;
+  const roles = t.roles || Object.keys(ROLE_RANK);
+  if (t.exact) {
+    if (!roles.includes(role)) return false;
+    const w = t.role_when && t.role_when[role];
+    if (w && w.not_equals !== undefined && rec.fields[w.field] === w.not_equals) return false;
+    if (w && w.equals !== undefined && rec.fields[w.field] !== w.equals) return false;
+    return true;
+  }
+  return ROLE_RANK[role] >= Math.min(...roles.map((x) => ROLE_RANK[x]));
+}
+function closedStatus(rec) {
+  const p = S.schema.procedures[rec.fields.procedure];
+  return rec.voided || (p && (p.closed || []).includes(rec.status));
+}
+
+function CaseDetail({ id }) {
+  const [msg, setMsg] = useState(null);
+  const [d, err, reload] = useLoad(async () => {
+    const [rec, hist, missing] = await Promise.all([
+      api('GET', `/v1/cases/${encodeURIComponent(id)}`),
+      api('GET', `/v1/cases/${encodeURIComponent(id)}/history`),
+      api('GET', '/v1/evidence/missing').catch(() => ({ items: [] })),
+    ]);
+    // Which bytes have arrived: HEAD of each blob (404: not uploaded yet).
+    const have = {};
+    await Promise.all((rec.fields.evidence || []).map(async (e) => {
+      const r = await fetch(`/v1/blobs/${e.sha256}`, { method: 'HEAD', credentials: 'same-origin' });
+      have[e.sha256] = r.ok;
+    }));
+    return { rec, hist: hist.items || hist.entries || hist, missing: missing.items || missing, have };
+  }, [id]);
+  if (err) return html`<div class="error" role="alert">${err}</div>`;
+  if (!d) return html`<p>正在加载…</p>`;
+  const { rec } = d;
+  const proc = S.schema.procedures[rec.fields.procedure] || { states: {}, main_path: [], transitions: [] };
+  async function act(change, what) {
+    setMsg(null);
+    try {
+      const r = await pushChanges([{ record_id: rec.id, base_version: rec.version, at: new Date().toISOString(), ...change }]);
+      const res = r.results[0];
+      if (res.status === 'rejected') setMsg({ bad: `服务器拒绝了${what}：${res.error.code}${res.error.field ? ` (${res.error.field})` : ''}: ${res.error.message}` });
+      else if (res.status === 'conflict') setMsg({ bad: `${what}与他人的修改冲突，已转入冲突与隔离（${(res.conflicts || []).map((c) => c.id || c).join(', ')}）` });
+      else { setMsg({ ok: `${what}已完成（${res.status}，版本 ${res.version}）` }); reload(); }
+    } catch (e) { setMsg({ bad: `服务器拒绝了${what}：${refusal(e)}` }); }
+  }
+  const transitions = (proc.transitions || []).filter((t) => !rec.voided && t.from.includes(rec.status) && mayTransition(t, rec));
+  const supervisor = ROLE_RANK[S.me.role] >= ROLE_RANK.supervisor;
+  const evidence = rec.fields.evidence || [];
+  const missingSet = new Set((d.missing || []).map((m) => m.sha256));
+  const skip = new Set(['evidence', 'notes', 'documents']);
+  const officers = Object.values(S.people).filter((p) => ROLE_RANK[p.role] >= ROLE_RANK.officer && p.role !== 'admin' && !p.disabled && p.unit === rec.fields.unit);
+  const idx = proc.main_path.indexOf(rec.status);
+  return html`<div id="case-detail">
+    <h2>${typeLabel(rec.type)} · ${rec.fields.case_no || '（未编号）'} <span class="muted">${statusLabel(rec.status, rec.fields.procedure)}${rec.voided ? ' · 已撤销' : ''} · 版本 ${rec.version}</span></h2>
+    <ol class="steps" aria-label="办案进度">${proc.main_path.map((s, i) => html`<li class=${s === rec.status ? 'now' : i < idx ? 'done' : ''}>${proc.states[s].label}</li>`)}
+      ${idx < 0 && html`<li class="now">${statusLabel(rec.status, rec.fields.procedure)}</li>`}</ol>
+    <div class="actions no-print" id="actions">
+      <strong>可办理：</strong>
+      ${transitions.map((t) => html`<button type="button" data-to=${t.to} onClick=${() => act({ op: 'transition', to: t.to }, t.label)}>${t.label}</button>`)}
+      ${supervisor && !closedStatus(rec) && officers.length > 0 && html`<form onSubmit=${(ev) => { ev.preventDefault(); act({ op: 'update', set: { assignee: ev.target.assignee.value } }, '指派'); }}>
+        <select name="assignee" aria-label="主办队员">${officers.map((p) => html`<option value=${p.id} selected=${p.id === rec.fields.assignee}>${p.name || p.username}</option>`)}</select>
+        <button type="submit" class="secondary">指派</button></form>`}
+      ${supervisor && !rec.voided && html`<form onSubmit=${(ev) => { ev.preventDefault(); act({ op: 'void', reason: ev.target.reason.value }, '撤销'); }}>
+        <input name="reason" placeholder="撤销理由" required aria-label="撤销理由" /> <button type="submit" class="danger">撤销</button></form>`}
+      ${!transitions.length && !supervisor && html`<span class="muted">当前状态下没有您可办理的操作。</span>`}
+    </div>
+    ${msg && html`<div class=${msg.ok ? 'ok' : 'error'} role="alert" id="action-result">${msg.ok || msg.bad}</div>`}
+    <div class="grid2">
+      <div>
+        <h3>案件信息</h3>
+        <table id="fields"><tbody>
+          <tr><th>案件类型</th><td>${typeLabel(rec.type)}</td></tr>
+          <tr><th>状态</th><td>${statusLabel(rec.status, rec.fields.procedure)}</td></tr>
+          ${Object.keys(S.schema.fields).filter((k) => !skip.has(k) && rec.fields[k] !== undefined).map((k) => html`<tr><th>${fieldLabel(k)}</th><td>${value(S.schema.fields[k], rec.fields[k], k)}</td></tr>`)}
+          <tr><th>登记</th><td>${time(rec.created_at)} · ${person(rec.created_by)}</td></tr>
+          <tr><th>更新</th><td>${time(rec.updated_at)}</td></tr>
+        </tbody></table>
+        <h3>备注</h3>
+        ${(rec.fields.notes || []).map((n) => html`<p>${n.text} <span class="muted">— ${person(n.author)} ${time(n.at)}</span></p>`)}
+        ${supervisor && html`<form class="no-print" onSubmit=${(ev) => { ev.preventDefault(); act({ op: 'update', append: { notes: [{ id: `n-${randomHex(6)}`, text: ev.target.note.value, at: new Date().toISOString() }] } }, '添加备注'); ev.target.reset(); }}>
+          <input name="note" required aria-label="备注" size="40" /> <button type="submit" class="secondary">添加备注</button></form>`}
+        <h3>法律文书</h3>
+        ${(rec.fields.documents || []).length ? html`<ul>${rec.fields.documents.map((x) => html`<li>${x.doc_type} ${x.doc_no || ''}</li>`)}</ul>` : html`<p class="muted">无</p>`}
+      </div>
+      <div>
+        <h3>证据（${evidence.length}）</h3>
+        <div class="evidence">${evidence.map((e) => {
+          const src = `/v1/blobs/${e.sha256}`;
+          const late = missingSet.has(e.sha256);
+          const miss = late || !d.have[e.sha256];
+          const kind = e.kind || (e.mime || '').split('/')[0];
+          const media = miss ? html`<p class="missing">文件未上传${late ? '（已逾期）' : ''}</p>`
+            : kind === 'photo' || (e.mime || '').startsWith('image/') ? html`<img src=${src} alt=${`证据 ${e.id}`} loading="lazy" />`
+              : kind === 'video' || (e.mime || '').startsWith('video/') ? html`<video src=${src} controls preload="metadata" data-sha=${e.sha256}></video>`
+                : kind === 'audio' || (e.mime || '').startsWith('audio/') ? html`<audio src=${src} controls preload="metadata"></audio>`
+                  : html`<a href=${src}>下载</a>`;
+          return html`<figure>${media}<figcaption>${enumLabel('evidence', kind)} · ${e.size ?? ''} 字节<br />SHA-256 ${e.sha256}</figcaption></figure>`;
+        })}</div>
+        <h3>办案过程</h3>
+        <ol class="timeline" id="timeline">${(d.hist || []).map((x) => html`<li>
+          <div class="meta">${time(x.at)} · ${person(x.user_id)} · 设备 ${x.device_id} · ${{ create: '登记', update: '修改', transition: '流转', void: '撤销', conflict: '冲突', resolve: '裁决', correct: '更正' }[x.op] || x.op}</div>
+          ${Object.entries(x.fields || {}).filter(([k]) => k !== 'evidence').map(([k, v]) => html`<div>${fieldLabel(k)}：${k === 'status' ? statusLabel(v.old, rec.fields.procedure) : value(S.schema.fields[k], v.old, k)} → ${k === 'status' ? statusLabel(v.new, rec.fields.procedure) : value(S.schema.fields[k], v.new, k)}</div>`)}
+          ${x.reason && html`<div>理由：${x.reason}</div>`}
+        </li>`)}</ol>
+      </div>
+    </div>
+  </div>`;
+}
+
+// ---- 立案登记 (a case filed from the desk: 热线, 信访, 移送) ---------------------
+
+function NewCase() {
+  const [msg, setMsg] = useState('');
+  async function submit(ev) {
+    ev.preventDefault();
+    const f = ev.target;
+    const id = newId();
+    const fields = {
+      procedure: f.procedure.value, source: f.source.value, description: f.description.value, address: f.address.value,
+      grid: f.grid.value, unit: S.me.unit, occurred_at: new Date(f.occurred_at.value ? `${f.occurred_at.value}:00+08:00` : Date.now()).toISOString(),
+      location: { lon: Number(f.lon.value), lat: Number(f.lat.value), crs: 'wgs84' },
+    };
+    try {
+      const r = await pushChanges([{ op: 'create', record_id: id, type: f.type.value, at: new Date().toISOString(), fields }]);
+      const res = r.results[0];
+      if (res.status === 'rejected') setMsg(`服务器拒绝了登记：${res.error.code}${res.error.field ? ` (${res.error.field})` : ''}: ${res.error.message}`);
+      else go(`/case/${id}`);
+    } catch (e) { setMsg(`服务器拒绝了登记：${refusal(e)}`); }
+  }
+  const opts = (o) => o.map(([v, l]) => html`<option value=${v}>${l}</option>`);
+  return html`<form id="new-case" class="filters" onSubmit=${submit}>
+    <h2>立案登记</h2>
+    <label>案件类型<select name="type">${opts(S.schema.types.map((t) => [t.name, t.label]))}</select></label>
+    <label>办案程序<select name="procedure">${opts(Object.entries(S.schema.fields.procedure.value_labels))}</select></label>
+    <label>案件来源<select name="source">${opts(Object.entries(S.schema.fields.source.value_labels))}</select></label>
+    <label>单元网格<input name="grid" required pattern="[0-9]{14,15}" /></label>
+    <label>地址<input name="address" required /></label>
+    <label>发生时间<input name="occurred_at" type="datetime-local" /></label>
+    <label>经度<input name="lon" type="number" step="any" value="116.4" required /></label>
+    <label>纬度<input name="lat" type="number" step="any" value="39.9" required /></label>
+    <label>问题描述<textarea name="description" required rows="2" cols="40"></textarea></label>
+    <button type="submit">登记</button>
+    ${msg && html`<div class="error" role="alert">${msg}</div>`}
+  </form>`;
+}
+
+// ---- 冲突与隔离 -------------------------------------------------------------
+
+function Conflicts() {
+  const [msg, setMsg] = useState(null);
+  const [d, err, reload] = useLoad(async () => {
+    const [c, r] = await Promise.all([api('GET', '/v1/conflicts?state=open'), api('GET', '/v1/rejections')]);
+    return { conflicts: c.items || c, rejections: r.items || r };
+  }, []);
+  if (err) return html`<div class="error">${err}</div>`;
+  if (!d) return html`<p>正在加载…</p>`;
+  async function resolve(c, v, which) {
+    setMsg(null);
+    try {
+      await api('POST', `/v1/conflicts/${encodeURIComponent(c.id)}/resolve`, { value: v, note: `管理台裁决：采用${which}` });
+      setMsg({ ok: `冲突 ${c.id} 已裁决：采用${which}` });
+      reload();
+    } catch (e) { setMsg({ bad: refusal(e) }); }
+  }
+  const show = (c, v) => (c.field === 'status' ? statusLabel(v) : value(S.schema.fields[c.field], v, c.field));
+  return html`<div id="conflicts">
+    <h2>冲突（${d.conflicts.length}）</h2>
+    ${msg && html`<div class=${msg.ok ? 'ok' : 'error'} role="alert">${msg.ok || msg.bad}</div>`}
+    ${d.conflicts.length === 0 && html`<p class="muted">没有待处理的冲突。</p>`}
+    ${d.conflicts.map((c) => html`<section class="card conflict" data-id=${c.id}>
+      <div><a href=${`#/case/${encodeURIComponent(c.record_id)}`}>案件 ${c.record_id}</a> · 字段 <strong>${fieldLabel(c.field)}</strong> · ${time(c.at || c.created_at)}</div>
+      <div class="side">
+        <div><div class="muted">服务器值${c.base_version !== undefined ? `（版本 ${c.base_version} 之后）` : ''}${c.server_user_id ? ` · ${person(c.server_user_id)}` : ''}</div><div class="v">${show(c, c.server_value)}</div>
+          <button type="button" class="secondary" onClick=${() => resolve(c, c.server_value, '服务器值')}>采用服务器值</button></div>
+        <div><div class="muted">手机提交的值 · ${person(c.user_id || c.client_user_id)} · 设备 ${c.device_id || ''}</div><div class="v">${show(c, c.client_value)}</div>
+          <button type="button" class="secondary" onClick=${() => resolve(c, c.client_value, '手机值')}>采用手机值</button></div>
+      </div>
+    </section>`)}
+    <h2>隔离的变更（${d.rejections.length}）</h2>
+    <table id="rejections"><thead><tr><th>时间</th><th>人员</th><th>设备</th><th>案件</th><th>字段</th><th>原因</th></tr></thead>
+      <tbody>${d.rejections.map((r) => html`<tr><td>${time(r.at)}</td><td>${person(r.user_id)}</td><td>${r.device_id}</td>
+        <td><a href=${`#/case/${encodeURIComponent(r.record_id)}`}>${r.record_id}</a></td><td>${r.error && r.error.field}</td>
+        <td>${r.error && `${r.error.code}: ${r.error.message}`}</td></tr>`)}</tbody></table>
+  </div>`;
+}
+
+// ---- 设备 ------------------------------------------------------------------
+
+function Devices() {
+  const [ask, setAsk] = useState(null);
+  const [msg, setMsg] = useState(null);
+  const [list, err, reload] = useLoad(() => api('GET', '/v1/devices'), []);
+  if (err) return html`<div class="error">${err}</div>`;
+  if (!list) return html`<p>正在加载…</p>`;
+  const items = list.items || list;
+  async function doIt() {
+    const a = ask;
+    setAsk(null);
+    try {
+      if (a.what === 'release') await api('POST', `/v1/admin/devices/${encodeURIComponent(a.id)}/release`);
+      else await api('POST', `/v1/devices/${encodeURIComponent(a.id)}/revoke`, { wipe: a.what === 'wipe' });
+      setMsg({ ok: `设备 ${a.id} 已${{ revoke: '吊销', wipe: '吊销并要求擦除', release: '解除绑定' }[a.what]}` });
+      reload();
+    } catch (e) { setMsg({ bad: refusal(e) }); }
+  }
+  return html`<div id="devices">
+    <h2>设备（${items.length}）</h2>
+    ${msg && html`<div class=${msg.ok ? 'ok' : 'error'} role="alert">${msg.ok || msg.bad}</div>`}
+    ${ask && html`<div class="confirm" role="alertdialog" aria-label="确认">
+      确认${{ revoke: '吊销', wipe: '吊销并擦除', release: '解除绑定' }[ask.what]}设备 <strong>${ask.id}</strong>？${ask.what === 'wipe' ? '该设备下次联网时将清除本地案件数据。' : ''}${ask.what === 'revoke' ? '该设备将无法再登录。' : ''}
+      <button type="button" class="danger" id="confirm-yes" onClick=${doIt}>确认</button> <button type="button" class="secondary" onClick=${() => setAsk(null)}>取消</button></div>`}
+    <table id="device-table"><thead><tr><th>设备</th><th>使用人</th><th>最近联网</th><th>最近上传</th><th>最近同步</th><th>版本</th><th class="num">未上传证据</th><th>状态</th><th>操作</th></tr></thead>
+      <tbody>${items.map((d) => html`<tr data-id=${d.device_id}>
+        <td>${d.device_id}${d.device_id.startsWith('console-') ? html` <span class="muted">(管理台)</span>` : ''}${d.device_name ? html`<br /><span class="muted">${d.device_name}</span>` : ''}</td>
+        <td>${d.user_id ? d.name || person(d.user_id) : html`<span class="muted">未绑定</span>`}</td><td>${time(d.last_seen)}</td><td>${time(d.last_push_at)}</td><td>${time(d.last_pull_at)}</td>
+        <td>${d.app_version || ''}</td><td class="num">${d.evidence_missing || 0}</td>
+        <td>${d.revoked ? (d.wipe ? '已吊销（擦除）' : '已吊销') : '正常'}</td>
+        <td>${!d.revoked && html`<button type="button" class="secondary" data-act="revoke" onClick=${() => setAsk({ id: d.device_id, what: 'revoke' })}>吊销</button> <button type="button" class="danger" data-act="wipe" onClick=${() => setAsk({ id: d.device_id, what: 'wipe' })}>吊销并擦除</button>`}
+          ${S.me.role === 'admin' && d.user_id && html` <button type="button" class="secondary" data-act="release" onClick=${() => setAsk({ id: d.device_id, what: 'release' })}>解除绑定</button>`}</td>
+      </tr>`)}</tbody></table>
+  </div>`;
+}
+
+// ---- 人员 (admin) -----------------------------------------------------------
+
+function People() {
+  const [msg, setMsg] = useState(null);
+  const [list, err, reload] = useLoad(() => api('GET', '/v1/admin/users'), []);
+  if (S.me.role !== 'admin') return html`<div class="error">人员管理仅限管理员。</div>`;
+  if (err) return html`<div class="error">${err}</div>`;
+  if (!list) return html`<p>正在加载…</p>`;
+  async function call(fn, ok) {
+    setMsg(null);
+    try { await fn(); setMsg({ ok }); reload(); await loadPeople(); } catch (e) { setMsg({ bad: refusal(e) }); }
+  }
+  function create(ev) {
+    ev.preventDefault();
+    const f = ev.target;
+    const body = { username: f.username.value, name: f.name.value, password: f.password.value, role: f.role.value, unit: f.unit.value, grids: f.grids.value.split(/[,，\s]+/).filter(Boolean) };
+    call(() => api('POST', '/v1/admin/users', body), `已创建用户 ${body.username}`).then(() => f.reset());
+  }
+  return html`<div id="people">
+    <h2>人员</h2>
+    ${msg && html`<div class=${msg.ok ? 'ok' : 'error'} role="alert">${msg.ok || msg.bad}</div>`}
+    <form class="filters" onSubmit=${create} aria-label="新建用户">
+      <label>用户名<input name="username" required /></label><label>姓名<input name="name" required /></label>
+      <label>初始密码<input name="password" type="password" required minlength="8" /></label>
+      <label>角色<select name="role">${S.schema.roles.map((r) => html`<option value=${r.name}>${r.label}</option>`)}</select></label>
+      <label>中队<input name="unit" required /></label><label>网格（逗号分隔）<input name="grids" /></label>
+      <button type="submit">新建用户</button>
+    </form>
+    <table><thead><tr><th>姓名</th><th>用户名</th><th>角色</th><th>中队</th><th>网格</th><th>状态</th><th>操作</th></tr></thead>
+      <tbody>${(list.items || []).map((u) => html`<tr>
+        <td>${u.name}</td><td>${u.username}</td>
+        <td><select aria-label="角色" onChange=${(ev) => call(() => api('PATCH', `/v1/admin/users/${u.id}`, { role: ev.target.value }), `${u.name} 的角色已改为 ${roleLabel(ev.target.value)}`)}>${S.schema.roles.map((r) => html`<option value=${r.name} selected=${r.name === u.role}>${r.label}</option>`)}</select></td>
+        <td>${u.unit}</td><td>${(u.grids || []).join(', ')}</td><td>${u.disabled ? '已停用' : '正常'}</td>
+        <td><button type="button" class="secondary" onClick=${() => call(() => api('PATCH', `/v1/admin/users/${u.id}`, { disabled: !u.disabled }), `${u.name} 已${u.disabled ? '启用' : '停用'}`)}>${u.disabled ? '启用' : '停用'}</button>
+          <form onSubmit=${(ev) => { ev.preventDefault(); const p = ev.target.pw.value; call(() => api('PATCH', `/v1/admin/users/${u.id}`, { password: p }), `${u.name} 的密码已重置`); }}>
+            <input name="pw" type="password" placeholder="新密码" required minlength="8" aria-label="新密码" size="10" /> <button type="submit" class="secondary">重置密码</button></form></td>
+      </tr>`)}</tbody></table>
+    <p class="muted">解除设备绑定在“设备”页。</p>
+  </div>`;
+}
+
+// ---- 月报 ------------------------------------------------------------------
+
+const REPORT_GROUPS = [['type', '按案件类型', typeLabel], ['grid', '按单元网格', (k) => k || '未定'], ['source', '按案件来源', (k) => enumLabel('source', k)], ['procedure', '按办案程序', (k) => enumLabel('procedure', k)]];
+const REPORT_COLS = [['受理', (g) => g.opened], ['办结', (g) => g.closed], ['其中本期受理已办结', (g) => g.closed_of_opened], ['办结率', (g) => pct(g.closure_rate)], ['超期', (g) => g.overdue], ['办结用时中位数(小时)', (g) => g.median_hours_to_close ?? '—'], ['撤销', (g) => g.voided]];
+
+function Report({ q }) {
+  const month = q.get('month') || monthCN();
+  const [d, err] = useLoad(async () => {
+    const range = `from=${month}-01&to=${addMonth(month, 1)}-01`;
+    const out = {};
+    for (const [g] of REPORT_GROUPS) {
+      try { out[g] = await api('GET', `/v1/stats?${range}&group_by=${g}`); } catch (e) { if (e.status === 400) out[g] = null; else throw e; }
+    }
+    return out;
+  }, [month]);
+  if (err) return html`<div class="error">${err}</div>`;
+  if (!d) return html`<p>正在加载…</p>`;
+  const total = d.type.total;
+  function csv() {
+    const rows = [['月份', '分组', '项目', ...REPORT_COLS.map((c) => c[0])]];
+    rows.push([month, '合计', '全部', ...REPORT_COLS.map((c) => c[1](total))]);
+    for (const [g, label, fmt] of REPORT_GROUPS) if (d[g]) for (const x of d[g].groups) rows.push([month, label, fmt(x.key), ...REPORT_COLS.map((c) => c[1](x))]);
+    download(`月报_${S.me.unit}_${month}.csv`, rows);
+  }
+  return html`<div id="report">
+    <div class="filters no-print">
+      <label>月份<input type="month" value=${month} onChange=${(ev) => go('/report', new URLSearchParams({ month: ev.target.value }))} /></label>
+      <button type="button" onClick=${() => window.print()}>打印 / 存为 PDF</button>
+      <button type="button" class="secondary" id="report-csv" onClick=${csv}>导出 CSV</button>
+    </div>
+    <h2>${S.me.unit} 城管执法案件月报 · ${month.replace('-', '年')}月</h2>
+    <p class="muted">统计区间 ${month}-01 至 ${addMonth(month, 1)}-01（北京时间，不含末日）；超期为生成时（${time(total.now || d.type.now)}）仍超期的案件；证据未上传 ${d.type.evidence_missing} 件。</p>
+    <table id="report-total"><thead><tr><th>合计</th>${REPORT_COLS.map((c) => html`<th class="num">${c[0]}</th>`)}</tr></thead>
+      <tbody><tr><td>全部</td>${REPORT_COLS.map((c) => html`<td class="num" data-col=${c[0]}>${c[1](total)}</td>`)}</tr></tbody></table>
+    ${REPORT_GROUPS.map(([g, label, fmt]) => d[g] && html`<h3>${label}</h3>
+      <table data-group=${g}><thead><tr><th>${label.slice(1)}</th>${REPORT_COLS.map((c) => html`<th class="num">${c[0]}</th>`)}</tr></thead>
+      <tbody>${d[g].groups.map((x) => html`<tr><td>${fmt(x.key)}</td>${REPORT_COLS.map((c) => html`<td class="num">${c[1](x)}</td>`)}</tr>`)}</tbody></table>`)}
+    <p class="print-only muted">打印时间 ${time(new Date().toISOString())} · ${S.me.name || S.me.username}</p>
+  </div>`;
+}
+
+// ---- boot -----------------------------------------------------------------
+
+async function loadPeople() {
+  try {
+    const p = await api('GET', '/console/api/people');
+    S.people = {};
+    for (const u of p.items) S.people[u.id] = u;
+  } catch (_) { S.people = {}; }
+}
+
+async function boot() {
+  try {
+    const s = await api('GET', '/console/api/session');
+    S.me = s.user; S.device = s.device; S.csrf = s.csrf;
+    if (!S.schema) S.schema = await api('GET', '/v1/schema');
+    await loadPeople();
+  } catch (_) { S.me = null; }
+  rerender();
+}
+
+function App() {
+  const [, setN] = useState(0);
+  const [r, setR] = useState(route());
+  rerender = () => setN((n) => n + 1);
+  useEffect(() => {
+    const f = () => setR(route());
+    window.addEventListener('hashchange', f);
+    return () => window.removeEventListener('hashchange', f);
+  }, []);
+  if (!S.me) return html`<${Login} onDone=${boot} />`;
+  return html`<${Shell} r=${r} />`;
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  const root = document.getElementById('app');
+  root.textContent = '';
+  render(html`<${App} />`, root);
+  boot();
+});
