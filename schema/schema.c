@@ -532,7 +532,7 @@ static int rule_key_applies(const cJSON *def, const char *key, int applies, cons
 }
 
 static const char *const rule_keys[] = {
-    "type",       "required",     "server",    "policy",  "write",
+    "type",       "required",     "server",    "policy",  "write",  "write_min_role",
     "values",     "value_labels", "min",       "max",     "decimals",
     "min_length", "max_length",   "max_bytes", "digits",  "hex",
     "type_code",  "members",      "items",     "default", "label",
@@ -578,6 +578,7 @@ static int load_rule(const cJSON *def, const char *name, int level, const char *
         (rc = rule_key_applies(def, "items", t == VT_LIST, path, err)) ||
         (rc = rule_key_applies(def, "policy", level == LEVEL_FIELD, path, err)) ||
         (rc = rule_key_applies(def, "write", level == LEVEL_FIELD, path, err)) ||
+        (rc = rule_key_applies(def, "write_min_role", level == LEVEL_FIELD, path, err)) ||
         (rc = rule_key_applies(def, "server", level == LEVEL_MEMBER, path, err)) ||
         (rc = rule_key_applies(def, "required", level != LEVEL_ITEM, path, err)))
         return rc;
@@ -602,6 +603,14 @@ static int load_rule(const cJSON *def, const char *name, int level, const char *
         path_key(sub, path, "policy");
         if ((r->policy = name_index(policy_names, POLICY_COUNT, str_of(get(def, "policy")))) < 0)
             return load_fail(err, sub, "%s: unknown or missing policy", sub);
+    }
+    if ((v = get(def, "write_min_role"))) {
+        /* the baseline's form: one role for create and update alike */
+        path_key(sub, path, "write_min_role");
+        if (get(def, "write")) return load_fail(err, sub, "%s: give write or write_min_role, not both", sub);
+        if ((r->write_create = schema_role_parse(str_of(v))) == ROLE_NONE)
+            return load_fail(err, sub, "%s: unknown role", sub);
+        r->write_update = r->write_create;
     }
     if (t == VT_ENUM) {
         path_key(sub, path, "values");
@@ -2327,7 +2336,8 @@ static int load_deadline(schema_t *s, deadline_t *d, const cJSON *c, const char 
     if (kind && strcmp(kind, "status") != 0 && strcmp(kind, "evidence") != 0)
         return load_fail(err, path, "%s.kind: is status or evidence", path);
     d->kind = kind && strcmp(kind, "evidence") == 0 ? DL_EVIDENCE : DL_STATUS;
-    int unit = calendar_unit_parse(str_of(get(c, "unit")));
+    /* the baseline schema names no unit: its days were calendar days */
+    int unit = get(c, "unit") ? calendar_unit_parse(str_of(get(c, "unit"))) : (int)CAL_UNIT_DAYS;
     if (unit < 0) return load_fail(err, path, "%s.unit: is days, working_days or hours", path);
     d->unit = (calendar_unit_t)unit;
     const char *per_type = str_of(get(c, "hours_from_type"));
@@ -2665,4 +2675,31 @@ int schema_check_value(const schema_t *s, const char *field, const cJSON *value,
     if (i < 0) return invalid(err, field ? field : "", "is not a field of the schema");
     if (!value || !is_set(value)) return invalid(err, field, "needs a value");
     return check_value(s, &s->fields[i], value, field, err);
+}
+
+/* ========================================================================= */
+/* Lifecycle migrations                                                       */
+/* ========================================================================= */
+
+int schema_lifecycle_version(const schema_t *s) {
+    long v;
+    return get_long(get(get(s->doc, "lifecycle"), "version"), 1, INT_MAX, &v) ? 1 : (int)v;
+}
+
+int schema_state_migration(const schema_t *s, int from_version, const char *procedure, const char *status,
+                           const char **to, const char **stamp) {
+    const cJSON *m;
+    *to = *stamp = NULL;
+    cJSON_ArrayForEach(m, get(get(s->doc, "lifecycle"), "migrations")) {
+        long fv;
+        if (get_long(get(m, "from_version"), 1, INT_MAX, &fv) || fv < from_version) continue;
+        const cJSON *rule = get(get(get(m, "states"), procedure ? procedure : ""), status ? status : "");
+        const procedure_t *p = proc_find(s, procedure);
+        const char *t = str_of(get(rule, "to"));
+        if (!t || !p || state_index(p, t) < 0) continue;
+        *to = t;
+        *stamp = str_of(get(rule, "stamp"));
+        return 1;
+    }
+    return 0;
 }

@@ -363,4 +363,14 @@ int schema_check_value(const schema_t *s, const char *field, const cJSON *value,
 
 const char *schema_strerror(int code);
 
+/* ---- lifecycle migrations (the schema's "lifecycle") ------------------------------ */
+
+/* The lifecycle version of this schema (1 when it names none). */
+int schema_lifecycle_version(const schema_t *s);
+/* Does a record of `procedure` in `status`, written under lifecycle
+ * from_version, move on migration? 1 with *to (a state of the procedure)
+ * and *stamp (a time field set to when it entered status, or NULL); 0. */
+int schema_state_migration(const schema_t *s, int from_version, const char *procedure, const char *status,
+                           const char **to, const char **stamp);
+
 #endif

@@ -160,6 +160,21 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
         store_close(s->st);
         goto fail;
     }
+    if (!cfg->read_only && !cfg->migrating) {
+        uint64_t pending = 0;
+        if ((rc = sync_lifecycle_check(s, &pending, err)) != 0) {
+            store_close(s->st);
+            goto fail;
+        }
+        if (pending) {
+            rc = sync_fail(err, SYNC_EBADREQ, NULL,
+                           "%llu records are in states of an earlier lifecycle (v%d is the schema's): "
+                           "stop every server on this folder and run `casesync --data %s migrate`",
+                           (unsigned long long)pending, schema_lifecycle_version(s->schema), cfg->data_dir);
+            store_close(s->st);
+            goto fail;
+        }
+    }
     *out = s;
     return 0;
 fail:

@@ -86,6 +86,7 @@ typedef struct sync_config {
     int login_account_max_failures; /* 0: 10 failures per username from any address in the window */
     int login_window_s;         /* 0: 900 (15 minutes) */
     int read_only;              /* open for reading only (command-line checks) */
+    int migrating;              /* open a store whose records await `casesync migrate` */
     int evidence_deadline_hours; /* 0: 24; -1: evidence is due as soon as it is pushed */
     uint64_t max_upload_bytes;  /* 0: 4 GiB (tus Upload-Length limit) */
     int upload_expire_days;     /* 0: 7; unfinished uploads untouched this long are deleted */
@@ -372,6 +373,16 @@ typedef int (*sync_write_fn)(void *ctx, const char *data, size_t len);
  * refused) / SYNC_EBUSY (shutting down) / a storage error after some. */
 int sync_export(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *f, const char *format,
                 sync_write_fn write, void *ctx, sync_error_t *err);
+
+/* ---- lifecycle migrations (sync/migrate.c) ------------------------------------ */
+
+/* How many records sit in states the schema's lifecycle has moved (the
+ * schema's "lifecycle.migrations", for a store behind its version). A store
+ * behind with none to move is marked current (unless read-only). 0 or an error. */
+int sync_lifecycle_check(sync_t *s, uint64_t *pending, sync_error_t *err);
+/* Moves them (casesync migrate): each a change with its audit entry (op
+ * "migrate"); then marks the store current. *moved: how many moved. */
+int sync_migrate(sync_t *s, uint64_t *moved, sync_error_t *err);
 
 /* ---- operations (sync/backup.c) ---------------------------------------------- */
 

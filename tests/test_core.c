@@ -231,7 +231,7 @@ TEST(pull_full_then_only_the_changed_field) {
     ASSERT_STATUS(r, 200);
     cJSON *j = resp_json(&r);
     ASSERT_JINT(j, "changeset_seq", 1);
-    ASSERT_JINT(j, "schema_version", 1);
+    ASSERT_JINT(j, "schema_version", 2);
     ASSERT_INT(jlen(j, "results"), 2);
     ASSERT_JSTR(j, "results[0].record_id", id);
     ASSERT_JSTR(j, "results[0].status", "applied");
@@ -243,7 +243,7 @@ TEST(pull_full_then_only_the_changed_field) {
     ASSERT_STATUS(r, 200);
     j = resp_json(&r);
     ASSERT_JBOOL(j, "more", 0);
-    ASSERT_JINT(j, "schema_version", 1);
+    ASSERT_JINT(j, "schema_version", 2);
     ASSERT_MSG(jstr(j, "cursor") != NULL, "pull without a cursor: %s", r.body);
     ASSERT_INT(pull_count(j, id), 1);
     cJSON *it = pull_item(j, id);

@@ -434,3 +434,78 @@ TEST(law_conflict_resolution_runs_the_transition_guards) {
     cJSON *it = pull_item(items, full);
     ASSERT_MSG(it && !jget(it, "closed_at"), "the reopened case: %s", jprint(it));
 }
+
+/* ---- a store written under the baseline lifecycles -------------------------------------------- */
+
+/* A store whose records follow lifecycle v1 (simple served/recorded states,
+ * general reviewed before notice): the server refuses it until `casesync
+ * migrate` moves them, each move audited; verify still passes. */
+TEST(law_v1_store_is_refused_until_migrated) {
+    srv_t s;
+    const char *baseline = hfmt("%s/tests/fuzz/corpus/schema/baseline.json", getenv("PWD") ? getenv("PWD") : ".");
+    ASSERT_MSG(srv_start_config(&s, hfmt("{\"schema_path\":\"%s\"}", baseline)) == 0,
+               "casesyncd with the baseline schema did not start");
+    phone_t off, sup, leg;
+    PHONE(off, s, "off1", "dev-O1");
+    PHONE(sup, s, "sup1", "dev-S1");
+    PHONE(leg, s, "leg1", "dev-L1");
+    const char *off2 = std_user(&s, "off2");
+    ASSERT(off2 != NULL);
+    const char *served = "01LAWV1SERVED00001", *recorded = "01LAWV1RECORDED001", *rev = "01LAWV1REVIEWED001";
+    const char *dec = hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"Zhang San\"},\"illegal_item_code\":\"C0501\","
+                           "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"JY-7\","
+                           "\"fine_amount\":50}",
+                           off.user_id, off2);
+    resp_t r = phone_push(&off, changes(ch_create(served, "simple", dec), ch_transition(served, 1, "decided"),
+                                        ch_transition(served, 2, "served"), ch_create(recorded, "simple", dec),
+                                        ch_transition(recorded, 1, "decided"), ch_transition(recorded, 2, "served"),
+                                        ch_transition(recorded, 3, "paid"), ch_transition(recorded, 4, "recorded"),
+                                        ch_create(rev, "general", dec)));
+    ASSERT_STATUS(r, 200);
+    for (int i = 0; i < 9; i++) ASSERT_JSTR(resp_json(&r), hfmt("results[%d].status", i), "applied");
+    r = phone_push(&sup, changes(ch_transition(rev, 1, "filed")));
+    ASSERT_STATUS(r, 200);
+    r = phone_push(&off, changes(ch_transition(rev, 2, "investigating"), ch_transition(rev, 3, "concluded")));
+    ASSERT_STATUS(r, 200);
+    r = phone_push(&leg, changes(ch_transition(rev, 4, "reviewed")));
+    ASSERT_STATUS(r, 200);
+    ASSERT_JSTR(get_case(&sup, rev), "status", "reviewed");
+    ASSERT_INT(srv_stop(&s), 0);
+
+    /* The current schema (built in): refused, saying what to run. */
+    ASSERT_MSG(srv_restart(&s) != 0, "casesyncd started on a store of the baseline lifecycle");
+    /* Writing commands are refused too; reading ones (backup, verify, export) work. */
+    cli_res_t c = cli(s.dir, "Secret-new-pw1\n", "user", "add", "newcomer", "--role", "officer", "--unit", "U1");
+    ASSERT_MSG(c.rc != 0 && strstr(c.err, "casesync") && strstr(c.err, "migrate"), "user add: %d %s", c.rc, c.err);
+    c = cli(s.dir, NULL, "verify");
+    ASSERT_MSG(c.rc == 0, "verify before migrate: %s %s", c.out, c.err);
+    c = cli(s.dir, NULL, "migrate");
+    ASSERT_MSG(c.rc == 0 && strstr(c.out, "3 records moved"), "migrate: %d %s %s", c.rc, c.out, c.err);
+    c = cli(s.dir, NULL, "migrate");
+    ASSERT_MSG(c.rc == 0 && strstr(c.out, "0 records moved"), "a second migrate: %d %s %s", c.rc, c.out, c.err);
+    c = cli(s.dir, NULL, "verify");
+    ASSERT_MSG(c.rc == 0, "verify after migrate: %s %s", c.out, c.err);
+
+    ASSERT_MSG(srv_restart(&s) == 0, "casesyncd did not start after migrate");
+    ASSERT(phone_login(&sup, &s, "sup1", std_pass("sup1"), "dev-S1") == 0);
+    cJSON *x = get_case(&sup, served);
+    ASSERT_JSTR(x, "status", "decided");
+    ASSERT_MSG(jstr(x, "fields.served_at") != NULL, "served_at kept: %s", jprint(x));
+    x = get_case(&sup, recorded);
+    ASSERT_JSTR(x, "status", "paid");
+    ASSERT_MSG(jstr(x, "fields.recorded_at") != NULL, "recorded_at kept: %s", jprint(x));
+    x = get_case(&sup, rev);
+    ASSERT_JSTR(x, "status", "concluded");
+    r = phone_get(&sup, hfmt("/v1/cases/%s/history", rev));
+    ASSERT_STATUS(r, 200);
+    cJSON *items = jget(resp_json(&r), "items");
+    if (!items) items = resp_json(&r);
+    cJSON *m = jarr_find(items, "op", "migrate");
+    ASSERT_MSG(m != NULL, "no migrate entry in history: %s", r.body);
+    ASSERT_JSTR(m, "fields.status.old", "reviewed");
+    ASSERT_JSTR(m, "fields.status.new", "concluded");
+    /* Pulled by phones like any change, and the chain verifies. */
+    r = phone_get(&sup, "/v1/audit/verify");
+    ASSERT_STATUS(r, 200);
+    ASSERT_JBOOL(resp_json(&r), "ok", 1);
+}

@@ -131,7 +131,7 @@ static cJSON *simple_decided(cJSON *doc) {
 TEST(schema_load_version_etag) {
     schema_t *a = load(), *b = load();
     ASSERT(a && b);
-    ASSERT_INT(schema_version(a), 1);
+    ASSERT_INT(schema_version(a), 2);
     const char *etag = schema_etag(a);
     ASSERT_INT(strlen(etag), 66);
     ASSERT(etag[0] == '"' && etag[65] == '"');
@@ -141,7 +141,7 @@ TEST(schema_load_version_etag) {
     ASSERT(!strchr(schema_text(a), '\n')); /* compact */
     cJSON *doc = cJSON_Parse(schema_text(a));
     ASSERT(doc);
-    ASSERT_INT(cJSON_GetObjectItem(doc, "schema_version")->valueint, 1);
+    ASSERT_INT(cJSON_GetObjectItem(doc, "schema_version")->valueint, 2);
     ASSERT_INT(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "types")), 15);
     cJSON_Delete(doc);
     schema_free(a);

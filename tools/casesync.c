@@ -45,9 +45,10 @@ static const char usage_text[] =
     "        unbind a phone from its user (it changes hands): its tokens end and\n"
     "        the next user to log in with it owns it\n"
     "  verify\n"
-    "  backup DEST               consistent hot copy of the store and blobs into DEST\n"
     "        check the audit chain and the store; prints the result as JSON and\n"
     "        exits 0 only when it is sound\n"
+    "  migrate                   move records of an earlier lifecycle to the schema's (server stopped)\n"
+    "  backup DEST               consistent hot copy of the store and blobs into DEST\n"
     "  stats [--from T] [--to T] [--group-by type|status|grid|assignee|source|procedure] [--unit UNIT]\n"
     "        case figures as GET /v1/stats gives them (JSON); T is RFC 3339 or\n"
     "        YYYY-MM-DD (midnight, China time); default: the last 30 days\n"
@@ -357,6 +358,24 @@ static int cmd_backup(const args_t *a, const char *dest) {
     return code;
 }
 
+/* Moves records of an earlier lifecycle to the schema's (sync/migrate.c). */
+static int cmd_migrate(const args_t *a) {
+    sync_config_t cfg = {.data_dir = a->data, .migrating = 1};
+    sync_error_t err = {0};
+    sync_t *s = NULL;
+    uint64_t moved = 0;
+    if (a->role || a->unit || a->grids || a->name)
+        return usage_error("%s", "migrate takes no --role, --unit, --grids or --name");
+    int rc = sync_open(&cfg, &s, &err);
+    if (rc != 0) return engine_error(a->data, rc, &err);
+    rc = sync_migrate(s, &moved, &err);
+    int code = rc ? engine_error("migrate", rc, &err) : 0;
+    if (!rc) printf("%llu records moved to lifecycle v%d\n", (unsigned long long)moved,
+                    schema_lifecycle_version(sync_schema(s)));
+    sync_close(s);
+    return code;
+}
+
 static int cmd_verify(const args_t *a) {
     char *out = NULL;
     sync_t *s = NULL;
@@ -480,6 +499,7 @@ int main(int argc, char **argv) {
             return usage_error("%s", "usage: casesync device release DEVICE_ID");
         return cmd_device_release(&a);
     }
+    if (strcmp(cmd, "migrate") == 0) return cmd_migrate(&a);
     if (strcmp(cmd, "backup") == 0) {
         if (a.npos != 2) return usage_error("%s", "usage: casesync backup DEST");
         return cmd_backup(&a, a.pos[1]);

@@ -1,0 +1,218 @@
+/* migrate.c -- moving records written under an earlier lifecycle to the
+ * schema's current one (the schema's "lifecycle": which state becomes which).
+ *
+ * The store keeps the lifecycle version its records follow in meta
+ * "lifecycle" (absent: 1, the baseline). sync_open() checks it: a store
+ * behind the schema whose records all sit in states that still mean the
+ * same is simply marked current; one holding records that must move is
+ * refused until `casesync migrate` has moved them. Each move is a change like
+ * any other: a new seq (phones pull it), the record's version + 1, and an
+ * audit entry (op "migrate", the old and new status, the rule's note), so
+ * `casesync verify` still passes and history shows what happened.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/record.h"
+
+#define MIGRATE_BATCH 200 /* records per write job */
+#define MIGRATE_USER "casesync-migrate"
+
+/* The lifecycle version of the store's records. */
+static uint64_t store_lifecycle(MDB_txn *txn, const store_dbs_t *dbs) {
+    uint64_t v = store_meta_u64(txn, dbs, "lifecycle");
+    return v ? v : 1;
+}
+
+typedef struct scan {
+    char (*ids)[65];
+    size_t n, cap;
+    uint64_t from;
+    int any; /* the store holds records */
+} scan_t;
+
+/* Ids of the records that move (all when ids is NULL: only counted). */
+static int scan_records(sync_t *s, scan_t *sc, uint64_t *count, sync_error_t *err) {
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = store_read_begin(s->st, &txn), mrc;
+    *count = 0;
+    if (rc) return sync_fail(err, rc, NULL, "cannot read the store");
+    sc->from = store_lifecycle(txn, s->dbs);
+    if (sc->from >= (uint64_t)schema_lifecycle_version(s->schema)) goto out;
+    if (mdb_cursor_open(txn, s->dbs->records, &cur) != 0) {
+        rc = sync_fail(err, SYNC_EIO, NULL, "cannot read the records");
+        goto out;
+    }
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        const char *to, *stamp;
+        sc->any = 1;
+        if (!rec) {
+            rc = sync_fail(err, SYNC_EIO, NULL, "a stored record does not parse");
+            break;
+        }
+        int moves = schema_state_migration(s->schema, (int)sc->from, util_json_str(rec, "procedure"),
+                                           util_json_str(rec, "status"), &to, &stamp);
+        const char *id = util_json_str(rec, "id");
+        if (moves && id && strlen(id) < sizeof sc->ids[0]) {
+            (*count)++;
+            if (sc->ids) {
+                if (sc->n == sc->cap) {
+                    size_t cap = sc->cap ? sc->cap * 2 : 256;
+                    void *p = realloc(sc->ids, cap * sizeof sc->ids[0]);
+                    if (!p) {
+                        cJSON_Delete(rec);
+                        rc = sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+                        break;
+                    }
+                    sc->ids = p, sc->cap = cap;
+                }
+                snprintf(sc->ids[sc->n++], sizeof sc->ids[0], "%s", id);
+            }
+        }
+        cJSON_Delete(rec);
+    }
+out:
+    if (cur) mdb_cursor_close(cur);
+    store_read_end(txn);
+    return rc;
+}
+
+typedef struct mjob {
+    sync_t *s;
+    char (*ids)[65];
+    size_t n;
+    uint64_t from;
+    int64_t now;
+    uint64_t moved;
+    int mark; /* the last job: mark the store current */
+} mjob_t;
+
+/* Moves one record; 0 also when it no longer needs to. */
+static int move_one(MDB_txn *txn, mjob_t *j, const char *id) {
+    sync_t *s = j->s;
+    cJSON *rec = NULL, *entry = NULL;
+    const char *to, *stamp;
+    char at[32], since[32];
+    int rc = record_load(txn, s->dbs, id, &rec);
+    if (rc == SYNC_ENOTFOUND) return 0;
+    if (rc) return rc;
+    const char *procedure = util_json_str(rec, "procedure"), *status = util_json_str(rec, "status");
+    if (!schema_state_migration(s->schema, (int)j->from, procedure, status, &to, &stamp)) goto done;
+    uint64_t seq = store_meta_next(txn, s->dbs, "seq");
+    if (!seq) {
+        rc = SYNC_EIO;
+        goto done;
+    }
+    int64_t version = 0, entered = record_meta_at(rec, "status");
+    util_json_int(rec, "version", &version);
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(rec, "closed_at");
+    int64_t prev_closed = cJSON_IsNumber(cl) ? (int64_t)cl->valuedouble : 0;
+    cJSON *fields = cJSON_GetObjectItemCaseSensitive(rec, "fields");
+    util_fmt_time(j->now, at);
+    util_fmt_time(entered > 0 ? entered : j->now, since);
+
+    entry = cJSON_CreateObject();
+    cJSON *af = entry ? cJSON_CreateObject() : NULL, *sf = af ? cJSON_CreateObject() : NULL;
+    if (!sf || util_json_add(entry, "seq", cJSON_CreateNumber((double)seq)) ||
+        util_json_add(entry, "at", cJSON_CreateString(at)) ||
+        util_json_add(entry, "received_at", cJSON_CreateString(at)) ||
+        util_json_add(entry, "user_id", cJSON_CreateString(MIGRATE_USER)) ||
+        util_json_add(entry, "device_id", cJSON_CreateString("")) ||
+        util_json_add(entry, "changeset_seq", cJSON_CreateNumber(0)) ||
+        util_json_add(entry, "record_id", cJSON_CreateString(id)) ||
+        util_json_add(entry, "op", cJSON_CreateString("migrate")) ||
+        util_json_add(entry, "reason", cJSON_CreateString("lifecycle v1 -> v2 (schema lifecycle.migrations)")) ||
+        util_json_add(sf, "old", cJSON_CreateString(status)) || util_json_add(sf, "new", cJSON_CreateString(to))) {
+        cJSON_Delete(af);
+        cJSON_Delete(sf);
+        rc = SYNC_ENOMEM;
+        goto done;
+    }
+    if (util_json_add(af, "status", sf)) {
+        cJSON_Delete(af);
+        rc = SYNC_ENOMEM;
+        goto done;
+    }
+    if (stamp && !util_json_str(fields, stamp)) {
+        cJSON *f = cJSON_CreateObject();
+        if (!f || util_json_add(f, "old", cJSON_CreateNull()) || util_json_add(f, "new", cJSON_CreateString(since)) ||
+            util_json_add(af, stamp, f) || util_json_add(fields, stamp, cJSON_CreateString(since))) {
+            cJSON_Delete(af);
+            rc = SYNC_ENOMEM;
+            goto done;
+        }
+        record_set_meta(rec, stamp, version + 1, seq, "", j->now);
+    }
+    if (util_json_add(entry, "fields", af)) {
+        rc = SYNC_ENOMEM;
+        goto done;
+    }
+    util_json_set(rec, "status", cJSON_CreateString(to));
+    util_json_set(rec, "status_at", cJSON_CreateNumber((double)(entered > 0 ? entered : j->now)));
+    record_set_meta(rec, "status", version + 1, seq, "", entered > 0 ? entered : j->now);
+    util_json_set(rec, "version", cJSON_CreateNumber((double)(version + 1)));
+    util_json_set(rec, "seq", cJSON_CreateNumber((double)seq));
+    util_json_set(rec, "updated_at", cJSON_CreateString(at));
+    if ((rc = record_store(s, txn, rec, seq, prev_closed))) goto done;
+    if ((rc = audit_append(txn, s->dbs, seq, id, entry))) goto done;
+    j->moved++;
+done:
+    cJSON_Delete(entry);
+    cJSON_Delete(rec);
+    return rc;
+}
+
+static int migrate_job(MDB_txn *txn, void *ctx) {
+    mjob_t *j = ctx;
+    int rc = 0;
+    j->moved = 0;
+    for (size_t i = 0; i < j->n && !rc; i++) rc = move_one(txn, j, j->ids[i]);
+    if (!rc && j->mark)
+        rc = store_meta_put_u64(txn, j->s->dbs, "lifecycle", (uint64_t)schema_lifecycle_version(j->s->schema));
+    return rc;
+}
+
+int sync_lifecycle_check(sync_t *s, uint64_t *pending, sync_error_t *err) {
+    scan_t sc = {0};
+    int rc = scan_records(s, &sc, pending, err);
+    if (rc || *pending || s->cfg.read_only || sc.from >= (uint64_t)schema_lifecycle_version(s->schema) ||
+        !sc.any)
+        return rc;
+    /* Nothing moves: the store's records are current. (A store without
+     * records stays unmarked: whatever writes its first ones decides.) */
+    mjob_t j = {.s = s, .from = sc.from, .now = util_now_ms(), .mark = 1};
+    rc = store_write(s->st, migrate_job, &j);
+    return rc ? sync_fail(err, rc, NULL, "cannot mark the store's lifecycle") : 0;
+}
+
+int sync_migrate(sync_t *s, uint64_t *moved, sync_error_t *err) {
+    scan_t sc = {0};
+    uint64_t count = 0;
+    int rc;
+    *moved = 0;
+    sc.ids = NULL;
+    /* ids collected first (a read), then moved in batches (writes) */
+    sc.cap = 0;
+    char (*first)[65] = malloc(sizeof *first);
+    if (!first) return sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+    sc.ids = first, sc.cap = 1;
+    if ((rc = scan_records(s, &sc, &count, err))) goto done;
+    for (size_t i = 0; i < sc.n || i == 0; i += MIGRATE_BATCH) {
+        mjob_t j = {.s = s, .ids = sc.ids + i, .from = sc.from, .now = util_now_ms()};
+        j.n = sc.n - i < MIGRATE_BATCH ? sc.n - i : MIGRATE_BATCH;
+        j.mark = i + MIGRATE_BATCH >= sc.n;
+        if ((rc = store_write(s->st, migrate_job, &j))) {
+            rc = sync_fail(err, rc, NULL, "migration stopped after %llu records", (unsigned long long)*moved);
+            goto done;
+        }
+        *moved += j.moved;
+        if (sc.n == 0) break;
+    }
+done:
+    free(sc.ids);
+    return rc;
+}
