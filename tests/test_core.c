@@ -153,10 +153,18 @@ typedef struct station_login {
 static void *station_login(void *arg) {
     station_login_t *l = arg;
     pthread_barrier_wait(l->go);
-    resp_t r = login_resp(l->s, l->user, l->pass, l->device);
-    l->status = r.status;
-    snprintf(l->err, sizeof l->err, "%s", r.err);
-    resp_free(&r);
+    /* As a phone does: a 503 (every password-hashing slot busy) is retried
+     * after its Retry-After, a bounded number of times. */
+    for (int attempt = 0; attempt < 8; attempt++) {
+        resp_t r = login_resp(l->s, l->user, l->pass, l->device);
+        l->status = r.status;
+        snprintf(l->err, sizeof l->err, "%s", r.err);
+        const char *ra = resp_header(&r, "Retry-After");
+        int wait_s = ra ? atoi(ra) : 1;
+        resp_free(&r);
+        if (l->status != 503) break;
+        sleep_ms(1000 * (wait_s < 1 ? 1 : wait_s > 5 ? 5 : wait_s));
+    }
     return NULL;
 }
 
