@@ -2265,54 +2265,48 @@ static int rec_same_unit(const schema_view_t *rec, const schema_writer_t *w) {
 }
 
 /* "13812345678" -> "138****5678"; short or non-ASCII text keeps its first
- * character only ("张**"). */
-static cJSON *mask_string(const char *v) {
+ * character only ("张**"). The string item v is changed in place. */
+static void mask_string(cJSON *v) {
     char buf[160];
-    size_t n = strlen(v), i;
+    const char *t = v->valuestring;
+    size_t n = strlen(t), i;
     int ascii = 1;
-    for (i = 0; i < n; i++) ascii &= (unsigned char)v[i] < 0x80;
+    for (i = 0; i < n; i++) ascii &= (unsigned char)t[i] < 0x80;
     if (ascii && n >= 8 && n < sizeof(buf)) {
-        memcpy(buf, v, n + 1);
+        memcpy(buf, t, n + 1);
         for (i = 3; i + 4 < n; i++) buf[i] = '*';
     } else {
         size_t first = n ? 1 : 0;
-        while (first < n && ((unsigned char)v[first] & 0xC0) == 0x80) first++;
+        while (first < n && ((unsigned char)t[first] & 0xC0) == 0x80) first++;
         if (first > 4) first = 0;
-        memcpy(buf, v, first);
+        memcpy(buf, t, first);
         memcpy(buf + first, "**", 3);
     }
-    return cJSON_CreateString(buf);
+    if (!cJSON_SetValuestring(v, buf)) cJSON_SetValuestring(v, "**"); /* shorter: fits in place */
 }
 
 static void mask_object(const rule_t *r, cJSON *obj) {
     cJSON *m;
-    if (cJSON_IsString(obj)) return; /* a masked scalar field is handled by the caller */
     cJSON_ArrayForEach(m, obj) {
         int listed = !r->mask_members;
         const cJSON *x;
         cJSON_ArrayForEach(x, r->mask_members) listed |= str_of(x) && strcmp(x->valuestring, m->string) == 0;
-        if (listed && cJSON_IsString(m)) {
-            cJSON *masked = mask_string(m->valuestring);
-            if (masked) cJSON_ReplaceItemViaPointer(obj, m, masked);
-            m = masked ? masked : m;
-        }
+        if (listed && cJSON_IsString(m)) mask_string(m);
     }
 }
 
-int schema_mask_fields(const schema_t *s, cJSON *fields, schema_role_t role, const char *reader_unit) {
-    const char *unit = str_of(get(fields, "unit"));
+int schema_mask_fields(const schema_t *s, cJSON *fields, const char *unit, schema_role_t role,
+                       const char *reader_unit) {
     int same = unit && reader_unit && strcmp(unit, reader_unit) == 0, n = 0;
     for (int i = 0; i < s->nfields; i++) {
         const rule_t *r = &s->fields[i];
         cJSON *v;
         if (!r->masked || mask_reader_sees(r, role, same) || !(v = cJSON_GetObjectItemCaseSensitive(fields, r->name)))
             continue;
-        if (cJSON_IsString(v)) {
-            cJSON *masked = mask_string(v->valuestring);
-            if (masked) cJSON_ReplaceItemViaPointer(fields, v, masked);
-        } else {
+        if (cJSON_IsString(v))
+            mask_string(v);
+        else
             mask_object(r, v);
-        }
         n++;
     }
     return n;

@@ -347,11 +347,12 @@ int schema_item_server_members(const schema_t *s, const char *field, const char 
  * stronger, of the record's unit (admins: any unit). Everyone else gets the
  * listed string members (every string member when none are listed) masked:
  * "13812345678" -> "138****5678", short or non-ASCII text -> its first
- * character and "**". schema_mask_fields masks a copy of a record's fields in
- * place for a reader and returns how many fields it masked. A reader who
+ * character and "**". schema_mask_fields masks a copy of a record's fields (or
+ * a part of them: the record's unit is given apart) in place for a reader and returns how many fields it masked. A reader who
  * sees a field masked may not write it (schema_judge_writes: field_forbidden),
  * so a masked value never travels back as data. */
-int schema_mask_fields(const schema_t *s, cJSON *fields, schema_role_t role, const char *reader_unit);
+int schema_mask_fields(const schema_t *s, cJSON *fields, const char *record_unit, schema_role_t role,
+                       const char *reader_unit);
 int schema_field_masked_for(const schema_t *s, const char *field, schema_role_t role, int same_unit);
 
 /* calendar_due() on the schema's calendar, noting a fallback year. */
