@@ -98,6 +98,10 @@ typedef struct rule {
     int differs_from;           /* field index, -1: none */
     const char *frozen_from;    /* state name, NULL: never frozen */
     const char *no_clear_from;  /* state name, NULL: may always be cleared */
+    int masked;                 /* personal data: see schema_mask_fields */
+    schema_role_t mask_role;    /* visible to this role and stronger (ROLE_NONE: unit rule only) */
+    int mask_unit;              /* visible only to users of the record's unit */
+    const cJSON *mask_members;  /* object: the members masked (NULL: every string member) */
     long min_len, max_len;      /* characters; max_len -1 when unset */
     long max_bytes;             /* 0: STRING_MAX_BYTES */
     int digits_min, digits_max; /* 0: no digits rule */
@@ -138,6 +142,8 @@ typedef enum {
     GUARD_FORBID_WHEN,
     GUARD_RIGHTS_WINDOW,
     GUARD_HEARING_NOTICE,
+    GUARD_REQUIRED_ANY,
+    GUARD_DOCUMENT_PERIOD,
     GUARD_KIND_COUNT
 } guard_kind_t;
 
@@ -185,7 +191,7 @@ typedef struct type_entry {
     const cJSON *obj; /* the type's row, for per-type deadline hours */
 } type_entry_t;
 
-enum { DL_STATUS, DL_EVIDENCE };
+enum { DL_STATUS, DL_EVIDENCE, DL_FIELD };
 
 /* A deadline of the "deadlines" table (see load_deadlines). */
 typedef struct deadline {
@@ -200,6 +206,11 @@ typedef struct deadline {
     int ext_days;          /* extension, 0 for none */
     const char *ext_field; /* the field a supervisor sets to extend it */
     const char *per_type;  /* member of the type's row holding the hours, or NULL */
+    const char *at_field;  /* DL_FIELD: the time field that is the due time */
+    cond_t when[MAX_WHEN]; /* all must hold for the deadline to run */
+    int nwhen;
+    int start_from;        /* -1, or the deadline whose due time starts this one (court_due) */
+    int months;            /* with start_from: calendar months (民法典 Art. 202), else 0 */
 } deadline_t;
 
 #define FIGURE_COUNT 6
@@ -536,7 +547,8 @@ static const char *const rule_keys[] = {
     "values",     "value_labels", "min",       "max",     "decimals",
     "min_length", "max_length",   "max_bytes", "digits",  "hex",
     "type_code",  "members",      "items",     "default", "label",
-    "note",       "scope_key",    "unit",      "format",  NULL};
+    "note",       "scope_key",    "unit",      "format",  "mask",    NULL};
+static const char *const mask_keys[] = {"visible_to", "members", "note", NULL};
 
 static void rule_free(rule_t *r) {
     for (int i = 0; i < r->nmembers; i++) rule_free(&r->members[i]);
@@ -598,6 +610,22 @@ static int load_rule(const cJSON *def, const char *name, int level, const char *
     if ((v = get(def, "server"))) {
         if (!cJSON_IsBool(v)) return load_fail(err, path, "%s.server: must be true or false", path);
         r->server = cJSON_IsTrue(v);
+    }
+    if ((v = get(def, "mask"))) {
+        /* {"visible_to": "unit" | a role name, "members"?: [...]} */
+        const char *to = str_of(get(v, "visible_to"));
+        path_key(sub, path, "mask");
+        if (level != LEVEL_FIELD || !cJSON_IsObject(v) || only_keys(v, mask_keys, sub, err) || !to)
+            return load_fail(err, sub, "%s: {visible_to: unit or a role, members?} on a field", sub);
+        r->masked = 1;
+        r->mask_unit = strcmp(to, "unit") == 0;
+        r->mask_role = r->mask_unit ? ROLE_NONE : schema_role_parse(to);
+        if (!r->mask_unit && r->mask_role == ROLE_NONE)
+            return load_fail(err, sub, "%s.visible_to: unit or a role", sub);
+        const cJSON *m = get(v, "members");
+        if (m && (!cJSON_IsArray(m) || !m->child))
+            return load_fail(err, sub, "%s.members: a list of member names", sub);
+        r->mask_members = m;
     }
     if (level == LEVEL_FIELD) {
         path_key(sub, path, "policy");
@@ -798,10 +826,13 @@ static int load_when(const schema_t *s, const cJSON *v, const char *path, cond_t
 
 static const char *const guard_keys[] = {"required",  "different",    "max",           "min",
                                          "document",  "forbid_when",  "rights_window", "hearing_notice",
+                                         "required_any", "document_period",
                                          "message",   "when",         "basis",         "label",
                                          "note",      NULL};
 static const char *const guard_kinds[GUARD_KIND_COUNT] = {
-    "required", "different", "max", "min", "document", "forbid_when", "rights_window", "hearing_notice"};
+    "required", "different", "max", "min", "document", "forbid_when", "rights_window", "hearing_notice",
+    "required_any", "document_period"};
+static const char *const period_keys[] = {"document", "working_days", NULL};
 static const char *const bound_keys[] = {"field", "value", "when", NULL};
 static const char *const window_keys[] = {"working_days", "hearing_working_days", "waiver", NULL};
 static const char *const notice_keys[] = {"requested", "at", "document", "working_days", NULL};
@@ -846,6 +877,7 @@ static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard
     }
     switch (g->kind) {
     case GUARD_REQUIRED:
+    case GUARD_REQUIRED_ANY:
     case GUARD_DIFFERENT:
         if (!cJSON_IsArray(body) || cJSON_GetArraySize(body) < (g->kind == GUARD_DIFFERENT ? 2 : 1))
             return load_fail(err, sub, "%s: needs a list of fields", sub);
@@ -878,6 +910,14 @@ static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard
         if ((rc = load_field_ref(s, get(body, "requested"), VT_BOOL, x, &g->field, err))) return rc;
         path_key(x, sub, "at");
         if ((rc = load_field_ref(s, get(body, "at"), VT_TIME, x, &g->field2, err))) return rc;
+        path_key(x, sub, "working_days");
+        if ((rc = load_days(get(body, "working_days"), x, &g->days, err))) return rc;
+        if (!(g->doc = str_of(get(body, "document"))) || !*g->doc)
+            return load_fail(err, sub, "%s.document: must name a doc_type", sub);
+        return 0;
+    case GUARD_DOCUMENT_PERIOD:
+        if (!cJSON_IsObject(body)) return load_fail(err, sub, "%s: must be an object", sub);
+        if ((rc = only_keys(body, period_keys, sub, err))) return rc;
         path_key(x, sub, "working_days");
         if ((rc = load_days(get(body, "working_days"), x, &g->days, err))) return rc;
         if (!(g->doc = str_of(get(body, "document"))) || !*g->doc)
@@ -1912,6 +1952,30 @@ static int guard_check(const schema_t *s, const guard_t *g, const char *to,
             if (!is_set(value_at(fields, c->valuestring)))
                 return guard_fail(err, c->valuestring, g, "%s needs %s", to, c->valuestring);
         return 0;
+    case GUARD_REQUIRED_ANY: {
+        char names[160] = "";
+        for (const cJSON *c = g->fields->child; c; c = c->next) {
+            if (is_set(value_at(fields, c->valuestring))) return 0;
+            size_t n = strlen(names);
+            if (snprintf(names + n, sizeof(names) - n, "%s%s", n ? ", " : "", c->valuestring) < 0) names[n] = 0;
+        }
+        return guard_fail(err, g->fields->child->valuestring, g, "%s needs one of %s", to, names);
+    }
+    case GUARD_DOCUMENT_PERIOD: {
+        if (statik) return 0;
+        const cJSON *doc = find_document(fields, g->doc);
+        int64_t doc_ms;
+        char last[16];
+        if (!doc) return guard_fail(err, "documents", g, "%s needs a %s document", to, g->doc);
+        const char *dat = str_of(get(doc, "at"));
+        if (!dat || schema_parse_time(dat, &doc_ms))
+            return guard_fail(err, "documents", g, "%s: the %s document needs its date (at)", to, g->doc);
+        int64_t end = schema_working_day_after(s, doc_ms, g->days);
+        if (schema_china_day(rec->now_ms) > end) return 0;
+        day_text(end, last);
+        return guard_fail(err, "documents", g, "%s: the period of %d working days after the %s runs until %s",
+                          to, g->days, g->doc, last);
+    }
     case GUARD_DIFFERENT: {
         const cJSON *first = value_at(fields, g->fields->child->valuestring);
         for (const cJSON *c = g->fields->child->next; c; c = c->next) {
@@ -2196,6 +2260,72 @@ static schema_write_t judge_closed(const schema_t *s, int op, const cJSON *chang
     return WRITE_OK;
 }
 
+/* ---- masking of personal data ---------------------------------------------- */
+
+static int mask_reader_sees(const rule_t *r, schema_role_t role, int same_unit) {
+    if (!r->masked) return 1;
+    if (r->mask_unit) return same_unit;
+    return role >= r->mask_role && (same_unit || role == ROLE_ADMIN);
+}
+
+static int rec_same_unit(const schema_view_t *rec, const schema_writer_t *w) {
+    const char *unit = str_of(get(rec->fields, "unit"));
+    return !unit || !w->unit || strcmp(unit, w->unit) == 0; /* nothing to compare: not another unit */
+}
+
+/* "13812345678" -> "138****5678"; short or non-ASCII text keeps its first
+ * character only ("张**"). The string item v is changed in place. */
+static void mask_string(cJSON *v) {
+    char buf[160];
+    const char *t = v->valuestring;
+    size_t n = strlen(t), i;
+    int ascii = 1;
+    for (i = 0; i < n; i++) ascii &= (unsigned char)t[i] < 0x80;
+    if (ascii && n >= 8 && n < sizeof(buf)) {
+        memcpy(buf, t, n + 1);
+        for (i = 3; i + 4 < n; i++) buf[i] = '*';
+    } else {
+        size_t first = n ? 1 : 0;
+        while (first < n && ((unsigned char)t[first] & 0xC0) == 0x80) first++;
+        if (first > 4) first = 0;
+        memcpy(buf, t, first);
+        memcpy(buf + first, "**", 3);
+    }
+    if (!cJSON_SetValuestring(v, buf)) cJSON_SetValuestring(v, "**"); /* shorter: fits in place */
+}
+
+static void mask_object(const rule_t *r, cJSON *obj) {
+    cJSON *m;
+    cJSON_ArrayForEach(m, obj) {
+        int listed = !r->mask_members;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, r->mask_members) listed |= str_of(x) && strcmp(x->valuestring, m->string) == 0;
+        if (listed && cJSON_IsString(m)) mask_string(m);
+    }
+}
+
+int schema_mask_fields(const schema_t *s, cJSON *fields, const char *unit, schema_role_t role,
+                       const char *reader_unit) {
+    int same = unit && reader_unit && strcmp(unit, reader_unit) == 0, n = 0;
+    for (int i = 0; i < s->nfields; i++) {
+        const rule_t *r = &s->fields[i];
+        cJSON *v;
+        if (!r->masked || mask_reader_sees(r, role, same) || !(v = cJSON_GetObjectItemCaseSensitive(fields, r->name)))
+            continue;
+        if (cJSON_IsString(v))
+            mask_string(v);
+        else
+            mask_object(r, v);
+        n++;
+    }
+    return n;
+}
+
+int schema_field_masked_for(const schema_t *s, const char *field, schema_role_t role, int same_unit) {
+    int i = field_index(s, field);
+    return i >= 0 && !mask_reader_sees(&s->fields[i], role, same_unit);
+}
+
 schema_write_t schema_judge_writes(const schema_t *s, const cJSON *change, const schema_view_t *rec,
                                    const schema_writer_t *w, schema_err_t *err) {
     char path[PATH_CAP];
@@ -2222,6 +2352,9 @@ schema_write_t schema_judge_writes(const schema_t *s, const cJSON *change, const
         if (i < 0) continue; /* the value checks refuse it */
         const rule_t *r = &s->fields[i];
         path_key(path, op == OP_CREATE ? "fields" : "set", c->string);
+        if (op != OP_CREATE && !mask_reader_sees(r, w->role, rec_same_unit(rec, w)))
+            return write_fail(err, WRITE_FORBIDDEN, path, "%s is masked for you: it cannot be written back",
+                              r->name);
         if (op == OP_CREATE && r->policy == POLICY_APPEND) {
             if (r->write_create != ROLE_NONE && w->role < r->write_create && cJSON_GetArraySize(c) > 0)
                 return write_fail(err, WRITE_FORBIDDEN, path, "%s needs role %s or stronger", r->name,
@@ -2304,7 +2437,8 @@ const char *schema_state_label(const schema_t *s, const char *procedure, int i) 
 
 static const char *const deadline_keys[] = {
     "name", "kind", "from", "until", "until_set", "procedures", "days", "hours", "unit",
-    "extend_past_rest_days", "extension", "hours_from_type", "basis", "label", "note", NULL};
+    "extend_past_rest_days", "extension", "hours_from_type", "basis", "label", "note",
+    "field", "when", "start", "months", NULL};
 static const char *const extension_keys[] = {"days", "field", "note", NULL};
 
 static int deadline_index(const schema_t *s, const char *name) {
@@ -2333,11 +2467,60 @@ static int load_deadline(schema_t *s, deadline_t *d, const cJSON *c, const char 
     if (!name || !*name || deadline_index(s, name) >= 0)
         return load_fail(err, path, "%s: needs a unique name", path);
     d->name = name;
-    if (kind && strcmp(kind, "status") != 0 && strcmp(kind, "evidence") != 0)
-        return load_fail(err, path, "%s.kind: is status or evidence", path);
-    d->kind = kind && strcmp(kind, "evidence") == 0 ? DL_EVIDENCE : DL_STATUS;
+    d->start_from = -1;
+    if (kind && strcmp(kind, "status") != 0 && strcmp(kind, "evidence") != 0 && strcmp(kind, "field") != 0)
+        return load_fail(err, path, "%s.kind: is status, field or evidence", path);
+    d->kind = kind && strcmp(kind, "evidence") == 0 ? DL_EVIDENCE
+              : kind && strcmp(kind, "field") == 0  ? DL_FIELD
+                                                     : DL_STATUS;
+    if (get(c, "when")) {
+        char x[PATH_CAP];
+        path_key(x, path, "when");
+        if (d->kind == DL_EVIDENCE) return load_fail(err, path, "%s.when: not for an evidence deadline", path);
+        if ((rc = load_when(s, get(c, "when"), x, d->when, &d->nwhen, err))) return rc;
+    }
+    if (d->kind == DL_FIELD) {
+        /* Due at the time a field holds (reply_due, rectification.due_at), in
+         * every open status of its procedures, until a field of until_set is set. */
+        const cJSON *procs = get(c, "procedures"), *until_set = get(c, "until_set");
+        const rule_t *r = (d->at_field = str_of(get(c, "field"))) ? rule_at(s, d->at_field) : NULL;
+        if (!r || r->type != VT_TIME) return load_fail(err, path, "%s.field: must name a time field", path);
+        if (get(c, "from") || get(c, "until") || get(c, "days") || get(c, "hours") || get(c, "unit") ||
+            get(c, "start") || get(c, "extension") || get(c, "hours_from_type"))
+            return load_fail(err, path, "%s: a field deadline has field, until_set and procedures only", path);
+        if (!(d->from = calloc((size_t)(s->nprocs ? s->nprocs : 1), sizeof *d->from)))
+            return fail(err, SCHEMA_E_NOMEM, path, "out of memory");
+        if (!cJSON_IsArray(procs) || !procs->child)
+            return load_fail(err, path, "%s.procedures: must list procedures", path);
+        for (const cJSON *pc = procs->child; pc; pc = pc->next) {
+            const procedure_t *p = proc_find(s, str_of(pc));
+            if (!p) return load_fail(err, path, "%s.procedures: unknown procedure", path);
+            d->from[p - s->procs] = p->states[p->initial];
+        }
+        if (!cJSON_IsArray(until_set) || !until_set->child)
+            return load_fail(err, path, "%s.until_set: must be a list of fields", path);
+        for (const cJSON *f = until_set->child; f; f = f->next)
+            if (!str_of(f) || !rule_at(s, f->valuestring))
+                return load_fail(err, path, "%s.until_set: %s is no field", path, str_of(f) ? f->valuestring : "?");
+        d->until_set = until_set;
+        d->n = 0;
+        return 0;
+    }
+    if (get(c, "start")) {
+        /* Runs from the due time of an earlier row (payment_due), for months. */
+        long m;
+        if ((d->start_from = deadline_index(s, str_of(get(c, "start")))) < 0 ||
+            s->deadlines[d->start_from].kind != DL_STATUS)
+            return load_fail(err, path, "%s.start: must name an earlier status deadline", path);
+        if (get_long(get(c, "months"), 1, 120, &m) || get(c, "days") || get(c, "hours") || get(c, "unit") ||
+            get(c, "extension"))
+            return load_fail(err, path, "%s: a deadline with start counts months 1..120 only", path);
+        d->months = (int)m;
+    } else if (get(c, "months")) {
+        return load_fail(err, path, "%s.months: only with start", path);
+    }
     /* the baseline schema names no unit: its days were calendar days */
-    int unit = get(c, "unit") ? calendar_unit_parse(str_of(get(c, "unit"))) : (int)CAL_UNIT_DAYS;
+    int unit = d->months || !get(c, "unit") ? (int)CAL_UNIT_DAYS : calendar_unit_parse(str_of(get(c, "unit")));
     if (unit < 0) return load_fail(err, path, "%s.unit: is days, working_days or hours", path);
     d->unit = (calendar_unit_t)unit;
     const char *per_type = str_of(get(c, "hours_from_type"));
@@ -2354,7 +2537,9 @@ static int load_deadline(schema_t *s, deadline_t *d, const cJSON *c, const char 
         }
     } else {
         if (get(c, "hours") || per_type) return load_fail(err, path, "%s: counts days, not hours", path);
-        if (get_long(get(c, "days"), 0, MAX_DEADLINE_DAYS, &v))
+        if (d->months)
+            v = 0;
+        else if (get_long(get(c, "days"), 0, MAX_DEADLINE_DAYS, &v))
             return load_fail(err, path, "%s.days: must be 0..%d", path, MAX_DEADLINE_DAYS);
         d->n = (int)v;
     }
@@ -2510,6 +2695,61 @@ static int type_hours(const schema_t *s, const char *type, const char *member) {
     return -1;
 }
 
+/* The due time of status deadline d for the record, whatever its status now
+ * (court_due starts where payment_due ended). 0 or -1. */
+static int start_due(const schema_t *s, const deadline_t *d, int pi, const schema_deadline_record_t *r,
+                     int64_t *out) {
+    const char *from = d->from[pi];
+    const cJSON *since = from ? cJSON_GetObjectItemCaseSensitive(r->entered, from) : NULL;
+    int n = d->per_type ? type_hours(s, r->type, d->per_type) : d->n;
+    if (!cJSON_IsNumber(since) || n < 0) return -1;
+    return schema_due(s, (int64_t)since->valuedouble, n, d->unit, d->extend_rest, out);
+}
+
+/* 民法典 Arts. 201-203 with Art. 202: a period of months that follows a due
+ * time (00:00 China time after the last day of the first period) ends on the
+ * corresponding day of the month `months` later (the month's last day when it
+ * has no such day), at 24:00 China time. */
+static int add_months_due(int64_t prev_due_ms, int months, int64_t *due_ms) {
+    int64_t last_day = schema_china_day(prev_due_ms) - 1; /* the first period's last day */
+    time_t t = (time_t)(last_day * 86400);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) return -1;
+    int y = tm.tm_year + 1900, m = tm.tm_mon + months, d = tm.tm_mday;
+    y += m / 12, m %= 12;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int dim = mdays[m] + (m == 1 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
+    struct tm e = {.tm_year = y - 1900, .tm_mon = m, .tm_mday = d > dim ? dim : d};
+    time_t et = timegm(&e);
+    if (et == (time_t)-1) return -1;
+    *due_ms = ((int64_t)et / 86400 + 1) * 86400000LL - 8 * 3600000LL;
+    return 0;
+}
+
+int schema_late_fee_fen(int64_t fine_fen, int64_t days, int64_t *fee_fen) {
+    if (fine_fen < 0 || days < 0 || fine_fen > (int64_t)1e15) return -1;
+    if (days > 34) days = 34; /* 34 days of 3% pass the fine: the cap holds from there */
+    int64_t fee = fine_fen * 3 * days / 100;
+    *fee_fen = fee > fine_fen ? fine_fen : fee;
+    return 0;
+}
+
+int schema_type_hours(const schema_t *s, const char *type, const char *member) {
+    return member ? type_hours(s, type, member) : -1;
+}
+
+int schema_item_server_members(const schema_t *s, const char *field, const char **names, const char **types,
+                               int max) {
+    int i = field_index(s, field), n = 0;
+    const rule_t *it = i >= 0 ? s->fields[i].items : NULL;
+    for (int m = 0; it && it->type == VT_OBJECT && m < it->nmembers && n < max; m++) {
+        if (!it->members[m].server) continue;
+        names[n] = it->members[m].name;
+        types[n++] = vtype_names[it->members[m].type];
+    }
+    return n;
+}
+
 int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int64_t *due_ms, const char **by) {
     int found = 0;
     *due_ms = 0;
@@ -2520,6 +2760,23 @@ int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int6
     int ps = p->main_pos[st], pi = (int)(p - s->procs);
     for (int i = 0; i < s->ndeadlines; i++) {
         const deadline_t *d = &s->deadlines[i];
+        int held = 1;
+        for (int w = 0; w < d->nwhen && held; w++) held = cond_holds(&d->when[w], r->fields);
+        if (!held) continue;
+        if (d->kind == DL_FIELD) {
+            int64_t due;
+            const cJSON *at = value_at(r->fields, d->at_field);
+            int stop = !d->from[pi] || !cJSON_IsString(at) || schema_parse_time(at->valuestring, &due) != 0;
+            for (const cJSON *f = d->until_set->child; f && !stop; f = f->next)
+                stop = is_set(value_at(r->fields, f->valuestring));
+            if (stop) continue;
+            if (!found || due < *due_ms) {
+                *due_ms = due;
+                if (by) *by = d->name;
+            }
+            found = 1;
+            continue;
+        }
         const char *from = d->kind == DL_STATUS ? d->from[pi] : NULL;
         int fs = from ? state_index(p, from) : -1;
         if (fs < 0 || p->main_pos[fs] < 0 || ps < p->main_pos[fs]) continue;
@@ -2537,6 +2794,16 @@ int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int6
         const cJSON *since = cJSON_GetObjectItemCaseSensitive(r->entered, from);
         if (!cJSON_IsNumber(since)) continue;
         int64_t start = (int64_t)since->valuedouble, due;
+        if (d->start_from >= 0) {
+            if (start_due(s, &s->deadlines[d->start_from], pi, r, &start) != 0) continue;
+            if (add_months_due(start, d->months, &due) != 0) continue;
+            if (!found || due < *due_ms) {
+                *due_ms = due;
+                if (by) *by = d->name;
+            }
+            found = 1;
+            continue;
+        }
         int n = d->per_type ? type_hours(s, r->type, d->per_type) : d->n;
         if (n < 0 || schema_due(s, start, n, d->unit, d->extend_rest, &due) != 0) continue;
         if (d->ext_days && is_set(value_at(r->fields, d->ext_field))) {

@@ -322,6 +322,39 @@ typedef struct schema_deadline_record {
  * when none runs. */
 int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int64_t *due_ms, const char **by);
 
+/* 加处罚款 (行政强制法 Art. 45, 行政处罚法 Art. 72(1)): 3% of the fine for
+ * each day past the payment deadline, never more than the fine itself.
+ * Exact in fen: fine_fen * 3 * days / 100 rounded down (a fraction of a fen
+ * is never charged), capped at fine_fen. 0, or -1 for a negative input or a
+ * fine over 10^15 fen. Pure. */
+int schema_late_fee_fen(int64_t fine_fen, int64_t days, int64_t *fee_fen);
+
+/* The hours of a per-type deadline member (types[].dispose_within_hours) for
+ * a type name, or -1 when the type has none. */
+int schema_type_hours(const schema_t *s, const char *type, const char *member);
+
+/* The server-set members ("server": true) of the items of append list
+ * `field`: fills names[i] and types[i] (the member's schema type: "user" gets
+ * the writer's id, "time" the change's time, "string" the writing device)
+ * for at most max of them and returns the count (0 for none or an unknown
+ * field). Strings live as long as s. */
+int schema_item_server_members(const schema_t *s, const char *field, const char **names, const char **types,
+                               int max);
+
+/* Personal data: a field with "mask" {visible_to: "unit" | role, members?}
+ * is shown in full only to readers it names -- "unit": users of the record's
+ * unit (admins of another unit included: masked); a role: that role and
+ * stronger, of the record's unit (admins: any unit). Everyone else gets the
+ * listed string members (every string member when none are listed) masked:
+ * "13812345678" -> "138****5678", short or non-ASCII text -> its first
+ * character and "**". schema_mask_fields masks a copy of a record's fields (or
+ * a part of them: the record's unit is given apart) in place for a reader and returns how many fields it masked. A reader who
+ * sees a field masked may not write it (schema_judge_writes: field_forbidden),
+ * so a masked value never travels back as data. */
+int schema_mask_fields(const schema_t *s, cJSON *fields, const char *record_unit, schema_role_t role,
+                       const char *reader_unit);
+int schema_field_masked_for(const schema_t *s, const char *field, schema_role_t role, int same_unit);
+
 /* calendar_due() on the schema's calendar, noting a fallback year. */
 int schema_due(const schema_t *s, int64_t start_ms, int n, int unit, int extend, int64_t *due_ms);
 

@@ -3,6 +3,7 @@
 #include "server/routes.h"
 #include "server/route.h"
 #include "server/routes_cases.h"
+#include "server/routes_workflows.h"
 #include "server/routes_upload.h"
 #include "server/console.h"
 
@@ -721,6 +722,10 @@ static const route_t route_table[] = {
     {"GET", "/v1/cases", R_AUTH, cases_route_list},
     {"GET", "/v1/stats", R_AUTH, cases_route_stats},
     {"GET", "/v1/export", R_AUTH, cases_route_export},
+    {"GET", "/v1/supervision", R_AUTH, wf_route_supervision},
+    {"POST", "/v1/parties/cases", R_AUTH, wf_route_party_cases},
+    {"GET", "/v1/parties/repeat", R_AUTH, wf_route_repeat},
+    {"POST", "/v1/hotline/import", R_AUTH, wf_route_hotline_import},
     {"GET", "/v1/cases/*", R_AUTH, do_case},
     {"GET", "/v1/cases/*/history", R_AUTH, do_case_history},
     {"GET", "/v1/conflicts", R_AUTH, do_conflicts},

@@ -43,8 +43,36 @@ int sync_case_get(sync_t *s, const sync_principal_t *p, const char *id, char **o
     store_read_end(txn);
     if (rc) return rc;
     cJSON *o = record_public(rec);
+    record_mask(s->schema, o, rec, p->role, p->unit);
     cJSON_Delete(rec);
     return answer(o, out, err);
+}
+
+/* The old and new values of masked fields in a history entry, masked for the
+ * reader as the record is (the entry's hash is then no longer its own: the
+ * chain is verified by /v1/audit/verify, on the stored entries). */
+static void history_mask(sync_t *s, cJSON *entry, const cJSON *rec, const sync_principal_t *p) {
+    const char *unit = util_json_str(cJSON_GetObjectItemCaseSensitive(rec, "fields"), "unit");
+    cJSON *f;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(entry, "fields")) {
+        if (!schema_field_masked_for(s->schema, f->string, p->role,
+                                     unit && strcmp(unit, p->unit) == 0))
+            continue;
+        static const char *const sides[] = {"old", "new"};
+        for (int i = 0; i < 2; i++) {
+            cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(f, sides[i]), *tmp = cJSON_CreateObject();
+            if (!v) continue;
+            if (!tmp || !cJSON_AddItemToObject(tmp, f->string, v)) {
+                cJSON_Delete(tmp);
+                cJSON_Delete(v);
+                cJSON_AddNullToObject(f, sides[i]);
+                continue;
+            }
+            schema_mask_fields(s->schema, tmp, unit, p->role, p->unit);
+            cJSON_AddItemToObject(f, sides[i], cJSON_DetachItemFromObjectCaseSensitive(tmp, f->string));
+            cJSON_Delete(tmp);
+        }
+    }
 }
 
 int sync_case_history(sync_t *s, const sync_principal_t *p, const char *id, char **out, sync_error_t *err) {
@@ -69,8 +97,10 @@ int sync_case_history(sync_t *s, const sync_principal_t *p, const char *id, char
     for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != n + 9 || memcmp(k.mv_data, kb, n + 1) != 0) break;
         cJSON *e = NULL;
-        if (store_get_json(txn, s->dbs->log, (unsigned char *)k.mv_data + n + 1, 8, &e) == 0)
+        if (store_get_json(txn, s->dbs->log, (unsigned char *)k.mv_data + n + 1, 8, &e) == 0) {
+            history_mask(s, e, rec, p);
             util_json_push(items, e);
+        }
     }
 done:
     if (cur) mdb_cursor_close(cur);

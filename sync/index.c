@@ -16,9 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "sync/index.h"
 
-#define LAYOUT_VERSION "4" /* bump when the pairs a record gets change */
+#define LAYOUT_VERSION "5" /* bump when the pairs a record gets change */
 #define META_GEN "idx_gen" /* BE64: generation of the index (grows with each rebuild) */
 #define META_SIG "idx_sig" /* layout version + schema ETag + calendar the index was built under */
 #define REBUILD_BATCH 256  /* records per write job of a rebuild */
@@ -250,6 +253,24 @@ static void pair_add(cJSON *list, const char *name, cJSON *value) {
     util_json_push(list, p);
 }
 
+static int pair_in(const cJSON *list, const cJSON *pair);
+
+int index_party_key(sync_t *s, const cJSON *party, char out[65]) {
+    const char *id = util_json_str(party, "id_no"), *uscc = util_json_str(party, "uscc");
+    const char *kind = id && *id ? "id_no" : "uscc", *v = id && *id ? id : uscc;
+    unsigned char md[32];
+    unsigned int mdn = 0;
+    char buf[160];
+    if (!v || !*v) return -1;
+    int n = snprintf(buf, sizeof buf, "%s:%s", kind, v);
+    if (n < 0 || n >= (int)sizeof buf ||
+        !HMAC(EVP_sha256(), s->cursor_key, (int)strlen(s->cursor_key), (const unsigned char *)buf, (size_t)n, md,
+              &mdn))
+        return -1;
+    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
 /* [unit, v] */
 static cJSON *unit_value(const char *unit, cJSON *v) {
     cJSON *a = cJSON_CreateArray();
@@ -259,7 +280,7 @@ static cJSON *unit_value(const char *unit, cJSON *v) {
 }
 
 /* The [name, value] pairs a record is indexed under now (names in index.h). */
-static cJSON *index_pairs(const cJSON *rec) {
+static cJSON *index_pairs(sync_t *s, const cJSON *rec) {
     cJSON *list = cJSON_CreateArray();
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "fields");
     const char *unit = util_json_str(f, "unit");
@@ -289,6 +310,23 @@ static cJSON *index_pairs(const cJSON *rec) {
         pair_add(list, by_time[i][0], cJSON_CreateNumber((double)ms));
         if (unit) pair_add(list, by_time[i][1], unit_value(unit, cJSON_CreateNumber((double)ms)));
     }
+    if (!unit) return list;
+    /* 督办 orders by their issue time (server-stamped issued_at). */
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(f, "supervision")) {
+        int64_t ms;
+        const char *at = util_json_str(it, "issued_at");
+        if (!at || util_parse_time(at, &ms) != 0) continue;
+        cJSON *v = unit_value(unit, cJSON_CreateNumber((double)(ms < 0 ? 0 : ms)));
+        if (!pair_in(list, v)) pair_add(list, "u.sv", v);
+        else cJSON_Delete(v);
+    }
+    /* The party, by a digest of its id (never the id itself), and the hotline ticket. */
+    char party[65];
+    if (index_party_key(s, cJSON_GetObjectItemCaseSensitive(f, "party"), party) == 0)
+        pair_add(list, "u.party", unit_value(unit, cJSON_CreateString(party)));
+    const char *ticket = util_json_str(f, "ticket_no");
+    if (ticket) pair_add(list, "u.ticket", unit_value(unit, cJSON_CreateString(ticket)));
     return list;
 }
 
@@ -390,7 +428,7 @@ int index_record(sync_t *s, MDB_txn *txn, cJSON *rec) {
     if (!old && (rc = note_fresh_store(s, txn)) != 0) return rc;
 
     life_update(s, rec, pair_str(old, "status"));
-    cJSON *now = index_pairs(rec), *p;
+    cJSON *now = index_pairs(s, rec), *p;
     cJSON_ArrayForEach(p, old) {
         if (pair_in(now, p) || pair_key(k, p, id, &kl) != 0) continue;
         if ((rc = store_del(txn, dbs->idx, k, kl)) != 0 && rc != SYNC_ENOTFOUND) goto done;

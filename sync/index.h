@@ -12,6 +12,9 @@
  *     accepted, decided, paid
  *   u.updated, u.opened, u.closed, u.due,        [unit, ms]
  *     u.accepted, u.decided, u.paid
+ *   u.sv                                         [unit, ms]  督办 orders by issued_at
+ *   u.party                                      [unit, HMAC hex of the party's id]
+ *   u.ticket                                     [unit, ticket_no]
  *
  * Counters: "#" name 0x00 value -> BE64 number of records under that string
  * value (equality indexes only), so a query can pick its most selective index
@@ -44,6 +47,12 @@
 
 #define INDEX_KEY_MAX 511 /* LMDB's default key limit */
 #define INDEX_COUNT_MARK '#'
+
+/* The party's index value: hex HMAC-SHA256 under the store's cursor key of
+ * "id_no:<id_no>" (or "uscc:<uscc>" when there is no id_no), so party ids
+ * never appear in index keys and cannot be found by hashing guessed ids
+ * without the key. 0, or -1 when the party has neither. */
+int index_party_key(sync_t *s, const cJSON *party, char out[65]);
 
 /* Makes the indexes match the code's layout, the loaded schema and its
  * working-day calendar: when the store was indexed under another layout,

@@ -39,7 +39,7 @@ typedef struct push_job {
     const sync_principal_t *p;
     const cJSON *body;
     char body_hash[3 + 65]; /* BODY_HASH_TAG and the hex digest */
-    int64_t cs_seq;
+    int64_t cs_seq;         /* 0: a server-side batch (sync_apply_changes): no changeset */
     int64_t recv_ms;
     int n;
     prep_t *ch;
@@ -319,12 +319,20 @@ static int assign_case_no(apply_t *a, cJSON *rec, cJSON *audit_fields) {
     return rc;
 }
 
-/* Server-set members of appended items: who wrote a note, from which device. */
+/* Server-set members of appended items, as the schema lists them ("server":
+ * true): a user member gets the writer (a note's author, a 督办's issuer), a
+ * time member the change's time (clamped to the receive time), a string member
+ * the writing device. */
 static cJSON *stamp_item(apply_t *a, const char *field, const cJSON *item) {
     cJSON *copy = cJSON_Duplicate(item, 1);
-    if (strcmp(field, "notes") == 0) {
-        util_json_set(copy, "author", cJSON_CreateString(a->job->p->user_id));
-        util_json_set(copy, "device_id", cJSON_CreateString(a->job->p->device_id));
+    const char *names[8], *types[8];
+    char at[32];
+    int n = schema_item_server_members(a->job->s->schema, field, names, types, 8);
+    for (int i = 0; copy && i < n; i++) {
+        const char *v = strcmp(types[i], "user") == 0   ? a->job->p->user_id
+                        : strcmp(types[i], "time") == 0 ? util_fmt_time(a->pc->at_ms, at)
+                                                        : a->job->p->device_id;
+        util_json_set(copy, names[i], cJSON_CreateString(v));
     }
     return copy;
 }
@@ -903,6 +911,7 @@ static int push_job(MDB_txn *txn, void *ctx) {
 
     /* The session as of this commit, not as of the request's arrival. */
     if ((rc = sync_session_recheck(txn, s->dbs, p, job->err))) return rc;
+    if (job->cs_seq == 0) goto apply;
     rc = store_get_json(txn, s->dbs->devices, p->device_id, strlen(p->device_id), &device);
     if (rc == SYNC_ENOTFOUND) {
         device = cJSON_CreateObject();
@@ -933,6 +942,7 @@ static int push_job(MDB_txn *txn, void *ctx) {
         goto done;
     }
 
+apply:
     results = cJSON_CreateArray();
     for (int i = 0; i < job->n; i++) {
         apply_t a = {.txn = txn, .job = job, .idx = i, .pc = &job->ch[i], .result = cJSON_CreateObject()};
@@ -963,6 +973,13 @@ static int push_job(MDB_txn *txn, void *ctx) {
 
     char at[32];
     answer = cJSON_CreateObject();
+    if (job->cs_seq == 0) {
+        util_json_add(answer, "results", results);
+        results = NULL;
+        job->answer = cJSON_PrintUnformatted(answer);
+        rc = job->answer ? 0 : SYNC_ENOMEM;
+        goto done;
+    }
     cJSON_AddNumberToObject(answer, "changeset_seq", (double)job->cs_seq);
     cJSON_AddNumberToObject(answer, "server_seq", (double)store_meta_u64(txn, s->dbs, "seq"));
     cJSON_AddNumberToObject(answer, "schema_version", schema_version(s->schema));
@@ -1040,8 +1057,28 @@ static void prep_values(sync_t *s, const sync_principal_t *p, prep_t *pc, int id
     if (rc) prep_fail(pc, idx, schema_code_name(rc), e.path, e.message);
 }
 
+static int push_run(sync_t *s, const sync_principal_t *p, const cJSON *body, int server_batch, char **out,
+                    int *replay, sync_error_t *err);
+
 int sync_push(sync_t *s, const sync_principal_t *p, const cJSON *body, char **out, int *replay,
               sync_error_t *err) {
+    return push_run(s, p, body, 0, out, replay, err);
+}
+
+int sync_apply_changes(sync_t *s, const sync_principal_t *p, const cJSON *changes, char **out, sync_error_t *err) {
+    int replay = 0;
+    cJSON *body = cJSON_CreateObject();
+    if (!body || util_json_add(body, "changes", cJSON_Duplicate(changes, 1)) != 0) {
+        cJSON_Delete(body);
+        return sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+    }
+    int rc = push_run(s, p, body, 1, out, &replay, err);
+    cJSON_Delete(body);
+    return rc;
+}
+
+static int push_run(sync_t *s, const sync_principal_t *p, const cJSON *body, int server_batch, char **out,
+                    int *replay, sync_error_t *err) {
     push_job_t job = {.s = s, .p = p, .body = body, .err = err};
     schema_err_t e = {0};
     char path[300];
@@ -1049,6 +1086,7 @@ int sync_push(sync_t *s, const sync_principal_t *p, const cJSON *body, char **ou
     int rc;
     *out = NULL;
     *replay = 0;
+    if (server_batch) goto changes;
 
     if (!cJSON_IsObject(body)) return sync_fail(err, SYNC_EINVALID, "", "the changeset must be an object");
     const char *device = util_json_str(body, "device_id");
@@ -1060,6 +1098,7 @@ int sync_push(sync_t *s, const sync_principal_t *p, const cJSON *body, char **ou
     const cJSON *sv = cJSON_GetObjectItemCaseSensitive(body, "schema_version");
     if (sv && util_json_int(body, "schema_version", &v) != 0)
         return sync_fail(err, SYNC_EINVALID, "schema_version", "schema_version must be an integer");
+changes:;
     const cJSON *changes = cJSON_GetObjectItemCaseSensitive(body, "changes");
     if (!cJSON_IsArray(changes)) return sync_fail(err, SYNC_EINVALID, "changes", "changes must be an array");
     job.n = cJSON_GetArraySize(changes);
@@ -1093,7 +1132,7 @@ int sync_push(sync_t *s, const sync_principal_t *p, const cJSON *body, char **ou
         if (!pc->err_code) prep_values(s, p, pc, i);
         i++;
     }
-    if (body_tree_hash(body, job.body_hash) != 0) {
+    if (!server_batch && body_tree_hash(body, job.body_hash) != 0) {
         rc = sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
         goto done;
     }

@@ -594,7 +594,11 @@ int sync_cases(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *f
     }
     uint64_t failed = util_json_failures();
     cJSON *o = cJSON_CreateObject(), *items = cJSON_AddArrayToObject(o, "items"), *rec;
-    cJSON_ArrayForEach(rec, pg.items) cJSON_AddItemToArray(items, record_public(rec));
+    cJSON_ArrayForEach(rec, pg.items) {
+        cJSON *pub = record_public(rec);
+        if (p) record_mask(s->schema, pub, rec, p->role, p->unit);
+        cJSON_AddItemToArray(items, pub);
+    }
     cJSON_Delete(pg.items);
     char *next = NULL;
     if (!pos.end && pos.len) {
@@ -722,8 +726,9 @@ static void csv_row(outbuf_t *o, const cJSON *rec) {
     ob_str(o, "\r\n");
 }
 
-static void ndjson_row(outbuf_t *o, const cJSON *rec) {
+static void ndjson_row(outbuf_t *o, const cJSON *rec, sync_t *s, const sync_principal_t *p) {
     cJSON *pub = record_public(rec);
+    if (pub && p) record_mask(s->schema, pub, rec, p->role, p->unit);
     char *text = pub ? cJSON_PrintUnformatted(pub) : NULL;
     cJSON_Delete(pub);
     if (!text) {
@@ -775,7 +780,7 @@ int sync_export(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *
             if (csv)
                 csv_row(&o, rec);
             else
-                ndjson_row(&o, rec);
+                ndjson_row(&o, rec, s, p);
         }
         cJSON_Delete(pg.items);
         if (rc) {

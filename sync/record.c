@@ -345,6 +345,12 @@ cJSON *record_upsert_item(const cJSON *rec, int full, uint64_t since) {
     return o;
 }
 
+void record_mask(const schema_t *schema, cJSON *item, const cJSON *rec, schema_role_t role, const char *unit) {
+    cJSON *fields = item ? cJSON_GetObjectItemCaseSensitive(item, "fields") : NULL;
+    const char *rec_unit = util_json_str(cJSON_GetObjectItemCaseSensitive(rec, "fields"), "unit");
+    if (cJSON_IsObject(fields)) schema_mask_fields(schema, fields, rec_unit, role, unit);
+}
+
 int record_assign_case_no(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, int64_t now_ms, cJSON **assigned) {
     cJSON *fields = cJSON_GetObjectItemCaseSensitive(rec, "fields");
     *assigned = NULL;

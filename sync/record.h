@@ -55,6 +55,11 @@ cJSON *record_public(const cJSON *rec);
  * meta seq is newer, and append items newer under "appended"). */
 cJSON *record_upsert_item(const cJSON *rec, int full, uint64_t since);
 
+/* Masks the personal data in item["fields"] (a public record or a pull item
+ * made from rec) for a reader (schema_mask_fields); p NULL (the local
+ * operator) sees everything. */
+void record_mask(const schema_t *schema, cJSON *item, const cJSON *rec, schema_role_t role, const char *unit);
+
 /* Per-field meta access. */
 int64_t record_meta_version(const cJSON *rec, const char *field);
 const char *record_meta_device(const cJSON *rec, const char *field);

@@ -306,6 +306,13 @@ int sync_evidence_missing(sync_t *s, const sync_principal_t *p, char **out, sync
 /* body: the changeset. *replay is set to 1 when the answer is a stored one. */
 int sync_push(sync_t *s, const sync_principal_t *p, const cJSON *body, char **out, int *replay,
               sync_error_t *err);
+/* A batch of changes the server makes for the caller (hotline import, 督办
+ * issued in bulk): judged and applied exactly as a push of p's (shape,
+ * values, write rules, lifecycle), in one write job, but with no changeset
+ * (no changeset_seq, no idempotent replay: a create of an existing record id
+ * is rejected as such, which is what makes an import idempotent).
+ * -> {"results":[...]} as in a push answer. */
+int sync_apply_changes(sync_t *s, const sync_principal_t *p, const cJSON *changes, char **out, sync_error_t *err);
 /* cursor: NULL or "" for a full pull. limit 1..1000, wait 0..60 seconds. */
 int sync_pull(sync_t *s, const sync_principal_t *p, const char *cursor, int limit, int wait,
               char **out, sync_error_t *err);
@@ -383,6 +390,56 @@ int sync_lifecycle_check(sync_t *s, uint64_t *pending, sync_error_t *err);
 /* Moves them (casesync migrate): each a change with its audit entry (op
  * "migrate"); then marks the store current. *moved: how many moved. */
 int sync_migrate(sync_t *s, uint64_t *moved, sync_error_t *err);
+
+/* ---- field workflows (sync/workflows.c) ------------------------------------------ */
+
+/* The state of a 督办 order (an item of the case's `supervision` list) given
+ * the case's `supervision_replies`: done when a reply to it says done: true
+ * (the earliest such reply's answered_at is *done_ms, else -1); done_late
+ * when that is after due_at; overdue when not done and now is past due_at.
+ * *nreplies counts every reply to it. Pure. */
+typedef enum { SV_OPEN = 0, SV_OVERDUE, SV_DONE, SV_DONE_LATE } sync_sv_state_t;
+sync_sv_state_t sync_sv_state(const cJSON *order, const cJSON *replies, int64_t now_ms, int64_t *done_ms,
+                              int *nreplies);
+
+/* GET /v1/supervision?state=open|overdue|done|all&unit=: the 督办 orders of a
+ * unit, each {"case_id","case_no","unit","status","order_id","order_no","ask",
+ * "to","issued_by","issued_at","due_at","state","done_at","replies",
+ * "escalated_to"} (escalated_to: the role above the issuer's when overdue,
+ * else null). Supervisors and legal reviewers: their unit; admins: the unit
+ * they name (unit= required); officers: the orders addressed to them (to, or
+ * the case's assignee when to is absent); auxiliaries: SYNC_EFORBIDDEN. */
+int sync_supervision(sync_t *s, const sync_principal_t *p, const char *state, const char *unit, char **out,
+                     sync_error_t *err);
+
+/* POST /v1/parties/cases {"id_no"|"uscc","unit"?}: the cases of the unit
+ * whose party has that id (voided included, flagged), for officers and
+ * stronger of the unit (admins name the unit) -> {"unit","count","decided",
+ * "first_offence_used","cases":[{"id","case_no","type","procedure","status",
+ * "voided","disposition","no_penalty_reason","illegal_item_code",
+ * "fine_amount","opened_at","decided_at"}]}. */
+int sync_party_cases(sync_t *s, const sync_principal_t *p, const cJSON *body, char **out, sync_error_t *err);
+
+/* GET /v1/parties/repeat?unit=&min=: parties with at least min (>= 2) cases
+ * in the unit, voided cases left out (黑名单 candidates) -> {"unit","min",
+ * "items":[{"party","count","cases":[...]}]}. Supervisors and legal
+ * reviewers of the unit; admins name the unit (and see ids masked). */
+int sync_repeat_offenders(sync_t *s, const sync_principal_t *p, const char *unit, int min, char **out,
+                          sync_error_t *err);
+
+/* The record id a hotline ticket becomes: "hl-" and 40 hex digits of
+ * SHA-256(unit 0x00 ticket_no). 0 or -1. */
+int sync_hotline_record_id(const char *unit, const char *ticket_no, char out[44]);
+/* POST /v1/hotline/import: tickets [{"ticket_no","type","procedure"?
+ * (digital),"description","occurred_at","grid","address","location",
+ * "complainant"?,"reply_due"?,"category"?}] become cases of source hotline
+ * of the unit, created as the caller (a supervisor of the unit, or an admin
+ * naming it) through sync_apply_changes. Idempotent by ticket number: a
+ * ticket imported before is "exists" and is not changed. ->
+ * {"created","exists","rejected","items":[{"ticket_no","record_id","result",
+ * "error"?}]}. */
+int sync_hotline_import(sync_t *s, const sync_principal_t *p, const cJSON *tickets, const char *unit, char **out,
+                        sync_error_t *err);
 
 /* ---- operations (sync/backup.c) ---------------------------------------------- */
 

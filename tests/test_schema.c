@@ -27,7 +27,7 @@ static inline schema_judgement_t judge_tr(const schema_t *s, const char *proc, c
     "{\"party\":{\"kind\":\"person\",\"name\":\"Zhang San\"},\"illegal_item_code\":"               \
     "\"C-0501-01\",\"decision_doc_no\":\"DC-2026-17\",\"assignee\":\"u1\","                        \
     "\"assist_officer\":\"u2\",\"fine_amount\":100,\"disposition\":\"penalty\","                    \
-    "\"recorded_at\":\"2026-11-22T09:00:00Z\",\"payment\":{\"method\":\"bank\"},\"documents\":["      \
+    "\"recorded_at\":\"2026-11-22T09:00:00Z\",\"payment\":{\"method\":\"bank\",\"paid_at\":\"2026-11-23T09:00:00Z\"},\"documents\":["      \
     "{\"id\":\"d1\",\"doc_type\":\"penalty_notice\"},{\"id\":\"d2\",\"doc_type\":\"rights_waiver\"}," \
     "{\"id\":\"d3\",\"doc_type\":\"discussion\"}]}"
 
