@@ -215,3 +215,65 @@ TEST(queries_and_stats_on_a_store_with_no_cases) {
     ASSERT_INT(srv_stop(&s), 0);
     srv_cleanup(&s);
 }
+
+/* The field-write dimension: field x role x state, each cell on a fresh
+ * record in scope of every role tried, the per-change result as the
+ * schema's write rules say (SCHEMA v2 A). */
+TEST(authorization_matrix_field_writes) {
+    enum { W_AUX, W_OFF, W_LEG, W_SUP, W_ADMIN, NW };
+    static const char *const who[NW] = {"aux1", "off1", "leg1", "sup1", "admin"};
+    srv_t s;
+    ASSERT(srv_start(&s) == 0);
+    phone_t ph[NW], writer;
+    for (int r = 0; r < NW; r++) ASSERT(std_phone(&ph[r], &s, who[r], hfmt("dev-w-%s", who[r])) == 0);
+    ASSERT(std_phone(&writer, &s, "off2", "dev-off2") == 0);
+    const char *A = "applied", *F = "field_forbidden", *Z = "field_frozen";
+    struct {
+        const char *what, *state, *change; /* change: %s record id, %lld base */
+        const char *expect[NW];
+    } rows[] = {
+        {"description", "reported", "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"description\":\"更新\"}}",
+         {A, A, A, A, A}},
+        {"fine_amount", "reported", "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"fine_amount\":100}}",
+         {F, A, A, A, A}},
+        {"unit (移交)", "reported", "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"unit\":\"U2\"}}",
+         {F, F, F, A, A}},
+        {"grid not patrolled", "reported",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"grid\":\"" GRID2 "\"}}", {F, F, A, A, A}},
+        {"assignee", "reported",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"assignee\":\"@OFF1\"}}", {F, F, F, A, A}},
+        {"fine after the decision", "decided",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"fine_amount\":150}}", {F, Z, Z, Z, Z}},
+        {"correction of the fine", "decided",
+         "{\"op\":\"correct\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"fine_amount\":150},\"reason\":\"笔误\"}",
+         {F, F, F, A, A}},
+        {"note on the decided case", "decided",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"append\":{\"notes\":[{\"id\":\"n-w\",\"text\":\"x\"}]}}",
+         {A, A, A, A, A}},
+    };
+    const char *dec = hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"Zhang San\"},\"illegal_item_code\":\"C0501\","
+                           "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"JY-7\","
+                           "\"fine_amount\":50}",
+                           writer.user_id, ph[W_OFF].user_id);
+    int n = 0;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        for (int r = 0; r < NW; r++) {
+            const char *id = hfmt("01JDAUTHZW%04d%02d", (int)i, r);
+            int decided = strcmp(rows[i].state, "decided") == 0;
+            resp_t x = decided ? phone_push(&writer, changes(ch_create(id, "simple", dec), ch_transition(id, 1, "decided")))
+                               : phone_push(&writer, changes(ch_create(id, "digital", NULL)));
+            ASSERT_STATUS(x, 200);
+            long long base = decided ? 2 : 1;
+            const char *change = hfmt(rows[i].change, id, base);
+            const char *at = strstr(change, "@OFF1");
+            if (at) change = hfmt("%.*s%s%s", (int)(at - change), change, ph[W_OFF].user_id, at + 5);
+            x = phone_push(&ph[r], hfmt("[%s]", change));
+            ASSERT_STATUS(x, 200);
+            cJSON *res = jget(resp_json(&x), "results[0]");
+            const char *got = strcmp(jstr(res, "status"), "rejected") == 0 ? jstr(res, "error.code") : jstr(res, "status");
+            ASSERT_MSG(got && strcmp(got, rows[i].expect[r]) == 0, "%s by %s on a %s case: %s, expected %s (%s)",
+                       rows[i].what, who[r], rows[i].state, got ? got : "(none)", rows[i].expect[r], jprint(res));
+            n++;
+        }
+    ASSERT_INT(n, 40);
+}

@@ -918,3 +918,44 @@ TEST(client_upload_cut_resumes_at_the_server_offset) {
     ASSERT_INT(st.upload_bytes, size);
     ASSERT_INT(srv_stop(&s), 0);
 }
+
+/* The phone's copy of the write rules refuses on the spot what the server
+ * would refuse after sync (SCHEMA v2 A): a fine frozen by the decision, a
+ * case moved to another unit, a grid the user does not patrol. Nothing
+ * refused is queued. */
+TEST(client_write_rules_refuse_locally_what_the_server_would) {
+    srv_t s;
+    START(s);
+    const char *off2 = std_user(&s, "off2");
+    ASSERT(off2 != NULL);
+    casesync_t *h = phone_open(&s, "off1", "dev-W1-S", NULL), *aux = phone_open(&s, "aux1", "dev-W2-S", NULL);
+    ASSERT(h && aux);
+    casesync_error_t err;
+    char id[CASESYNC_ID_MAX], aid[CASESYNC_ID_MAX];
+    resp_t r = login_resp(&s, "off1", std_pass("off1"), "dev-W1-probe");
+    ASSERT_STATUS(r, 200);
+    const char *me = hfmt("%s", jstr(resp_json(&r), "user.id"));
+    const char *guards =
+        hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"Li Si\"},\"illegal_item_code\":\"C0501\","
+             "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"U1-JY-9\",\"fine_amount\":50}",
+             me, off2);
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("simple", guards), NULL, id, &err), 0);
+    ASSERT_INT(casesync_transition(h, id, "decided", &err), 0);
+    ASSERT_INT(casesync_update(h, id, "{\"fine_amount\":3000}", NULL, &err), CASESYNC_E_FROZEN);
+    ASSERT_STR(err.api_code, "field_frozen");
+    ASSERT_STR(err.field, "set.fine_amount");
+    ASSERT_INT(jlen(outbox_of(h), "pending"), 2);
+
+    ASSERT_INT(casesync_create(aux, TYPE_VENDING, create_fields("digital", NULL), NULL, aid, &err), 0);
+    ASSERT_INT(casesync_update(aux, aid, "{\"unit\":\"U2\"}", NULL, &err), CASESYNC_E_ROLE);
+    ASSERT_STR(err.api_code, "field_forbidden");
+    ASSERT_INT(casesync_update(aux, aid, "{\"grid\":\"" GRID3 "\"}", NULL, &err), CASESYNC_E_ROLE);
+    ASSERT_STR(err.field, "set.grid");
+    ASSERT_INT(jlen(outbox_of(aux), "pending"), 1);
+    /* What the phone accepted, the server applies. */
+    casesync_report_t rep;
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(rep.rejected, 0);
+    ASSERT_INT(casesync_sync(aux, 0, &rep, &err), 0);
+    ASSERT_INT(rep.rejected, 0);
+}
