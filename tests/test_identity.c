@@ -529,3 +529,90 @@ TEST(unknown_usernames_cost_one_hash_like_known_ones) {
     ASSERT_INT(n2 - n1, 1);
     ASSERT_INT(n3 - n2, 1);
 }
+
+/* ---- a release between a push's arrival and its commit ------------------------------------ */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct slow_push {
+    srv_t *s;
+    const char *token, *body;
+    int fd;
+} slow_push_t;
+
+/* Sends a push's head and all of its body but the last byte: the push holds
+ * its slot while the body is read. 0 or -1. */
+static int slow_push_start(slow_push_t *sp) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sp->s->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sp->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (sp->fd < 0 || connect(sp->fd, (struct sockaddr *)&a, sizeof a) != 0) return -1;
+    const char *head = hfmt("POST /v1/sync/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                            "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                            sp->token, strlen(sp->body));
+    size_t n = strlen(sp->body) - 1;
+    return write(sp->fd, head, strlen(head)) == (ssize_t)strlen(head) && write(sp->fd, sp->body, n) == (ssize_t)n
+               ? 0
+               : -1;
+}
+
+typedef struct push_job_arg {
+    srv_t *s;
+    const char *token, *body;
+    resp_t r;
+} push_job_arg_t;
+
+static void *push_thread(void *arg) {
+    push_job_arg_t *j = arg;
+    j->r = http(j->s, "POST", "/v1/sync/push", j->token, j->body, NULL);
+    return NULL;
+}
+
+static long slot_waits(srv_t *s) {
+    resp_t r = metrics_scrape(s);
+    const char *p = r.body ? strstr(r.body, "\ncasesync_push_slot_waits_total ") : NULL;
+    return p ? atol(p + strlen("\ncasesync_push_slot_waits_total ")) : -1;
+}
+
+/* Was: a push authenticated just before its device was released (or
+ * revoked) was applied after it, under the old owner. The writer now checks
+ * the session again in the transaction that would apply it. */
+TEST(push_authenticated_before_a_release_is_not_applied_after_it) {
+    srv_t s;
+    ASSERT(srv_start_config(&s, "{\"max_pushing\":1}") == 0);
+    phone_t a, b, adm;
+    ASSERT(std_phone(&a, &s, "off1", "dev-RA") == 0);
+    ASSERT(std_phone(&b, &s, "off2", "dev-RB") == 0);
+    ASSERT(std_phone(&adm, &s, "admin", "dev-RADM") == 0);
+    long waits0 = slot_waits(&s);
+    ASSERT(waits0 >= 0);
+
+    /* A's push holds the only slot, its body not yet complete. */
+    slow_push_t sp = {.s = &s, .token = a.token,
+                      .body = push_body("dev-RA", 1, changes(ch_create("01JDRACEA000000001", "general", NULL)))};
+    ASSERT(slow_push_start(&sp) == 0);
+    /* B's push is authenticated and waits for the slot. */
+    push_job_arg_t j = {.s = &s, .token = b.token,
+                        .body = push_body("dev-RB", 1, changes(ch_create("01JDRACEB000000001", "general", NULL)))};
+    pthread_t th;
+    ASSERT(pthread_create(&th, NULL, push_thread, &j) == 0);
+    long waits = waits0;
+    for (int i = 0; i < 200 && waits <= waits0; i++) {
+        sleep_ms(25);
+        waits = slot_waits(&s);
+    }
+    ASSERT_MSG(waits > waits0, "B's push never waited for the slot");
+    /* Meanwhile the admin releases B's phone (it changes hands). */
+    resp_t r = http(&s, "POST", "/v1/admin/devices/dev-RB/release", adm.token, "{}", NULL);
+    ASSERT_STATUS(r, 200);
+    /* A finishes; B gets the slot, and is refused: its session ended. */
+    ASSERT(write(sp.fd, sp.body + strlen(sp.body) - 1, 1) == 1);
+    pthread_join(th, NULL);
+    close(sp.fd);
+    ASSERT_ERROR(j.r, 401, "unauthenticated");
+    r = phone_get(&adm, "/v1/cases/01JDRACEB000000001");
+    ASSERT_STATUS(r, 404);
+}
