@@ -356,6 +356,12 @@ TEST(browser_supervisor_reads) {
  * file a new case from the desk, revoke a phone. */
 TEST(browser_supervisor_acts) { BROWSER("supervisor_acts.mjs"); }
 
+/* Server-side filters in 案件 (a page holds exactly limit matching cases, the
+ * CSV is the filtered set); 修改 of a writable field; 更正 of a frozen fine,
+ * refused over the Art. 51 cap (shown verbatim), then applied and shown in
+ * the history as a correction with its reason. */
+TEST(browser_supervisor_edits_and_corrects) { BROWSER("supervisor_edits.mjs"); }
+
 /* 月报: figures against /v1/stats, CSV with Chinese headers and BOM, A4 PDF;
  * 人员 for the admin. */
 TEST(browser_monthly_report) { BROWSER("monthly_report.mjs"); }
