@@ -162,10 +162,12 @@ static int run_browser(srv_t *s, const char *script) {
     return -1;
 }
 
-#define BROWSER(script)                                                                             \
+#define BROWSER(script) BROWSER_CONFIG(script, NULL)
+#define BROWSER_CONFIG(script, config)                                                              \
     do {                                                                                            \
         srv_t s_ = {.slot = -1};                                                                    \
-        START(s_);                                                                                  \
+        ASSERT_MSG(((config) ? srv_start_config(&s_, (config)) : srv_start(&s_)) == 0,              \
+                   "casesyncd did not start");                                                      \
         ASSERT_MSG(seed_unit(&s_) == 0, "seeding the unit failed");                                 \
         int rc_ = run_browser(&s_, (script));                                                       \
         ASSERT_MSG(rc_ == 0, "node tests/browser/%s exited %d (its output is above)", (script), rc_); \
@@ -365,6 +367,10 @@ TEST(browser_supervisor_edits_and_corrects) { BROWSER("supervisor_edits.mjs"); }
 /* 月报: figures against /v1/stats, CSV with Chinese headers and BOM, A4 PDF;
  * 人员 for the admin. */
 TEST(browser_monthly_report) { BROWSER("monthly_report.mjs"); }
+
+/* A server set to time_zone -03:30: the page shows times and sends date
+ * bounds in it, whatever the browser's own zone. */
+TEST(browser_times_in_the_configured_zone) { BROWSER_CONFIG("time_zone.mjs", "{\"time_zone\":\"-03:30\"}"); }
 
 /* An auxiliary and an officer of another unit see none of it. */
 TEST(browser_outsiders_see_nothing) { BROWSER("outsiders.mjs"); }
