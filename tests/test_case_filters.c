@@ -156,6 +156,11 @@ TEST(case_filters_source_procedure_and_date_ranges_hand_computed) {
     longv[sizeof longv - 1] = 0;
     r = http(&s, "GET", hfmt("/v1/cases?source=%s", longv), tok, NULL, NULL);
     ASSERT_ERROR(r, 400, "bad_request");
+    /* Extremes parse or are refused, never wrap around. */
+    ASSERT_STR(all_ids(&s, tok, "opened_from=0001-01-01&opened_to=9999-12-31&source=petition"), "cf-f08-case");
+    ASSERT_STR(all_ids(&s, tok, "updated_from=9999-12-31T23:59:59Z"), "");
+    r = http(&s, "GET", "/v1/cases?opened_from=2026-10-01T00:00:00%2B99:00", tok, NULL, NULL);
+    ASSERT_ERROR(r, 400, "bad_request");
     r = http(&s, "GET", "/v1/export?format=csv&opened_to=13", tok, NULL, NULL);
     ASSERT_ERROR(r, 400, "bad_request");
 }
