@@ -7,14 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PHONE(p, s, name, dev) \
+#define PHONE(p, s, name, dev)                                                                               \
     ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
 
 /* A create at a China wall-clock time of 2026 (the create's `at` is the opened time). */
 static const char *create_at(const char *id, const char *procedure, const char *source, const char *unit,
                              const char *china_time) {
-    cJSON *ch = jparse(ch_create_in(id, TYPE_VENDING, procedure, unit, GRID1,
-                                    hfmt("{\"source\":\"%s\"}", source)));
+    cJSON *ch =
+        jparse(ch_create_in(id, TYPE_VENDING, procedure, unit, GRID1, hfmt("{\"source\":\"%s\"}", source)));
     cJSON_ReplaceItemInObjectCaseSensitive(ch, "at", cJSON_CreateString(hfmt("2026-%s+08:00", china_time)));
     return jprint(ch);
 }
@@ -31,8 +31,9 @@ static const char *ids_of(const cJSON *items) {
 static const char *all_ids(srv_t *s, const char *token, const char *query) {
     const char *out = "", *cursor = "";
     for (int i = 0; i < 50; i++) {
-        resp_t r = http(s, "GET", hfmt("/v1/cases?%s&limit=500%s%s", query, *cursor ? "&cursor=" : "", cursor),
-                        token, NULL, NULL);
+        resp_t r =
+            http(s, "GET", hfmt("/v1/cases?%s&limit=500%s%s", query, *cursor ? "&cursor=" : "", cursor),
+                 token, NULL, NULL);
         if (r.status != 200) return hfmt("HTTP %ld %s", r.status, r.body);
         const char *page = ids_of(jget(resp_json(&r), "items"));
         out = hfmt("%s%s%s", out, *out && *page ? "," : "", page);
@@ -62,19 +63,20 @@ TEST(case_filters_source_procedure_and_date_ranges_hand_computed) {
     phone_t adm, sup;
     PHONE(adm, s, "admin", "filt-admin");
     PHONE(sup, s, "sup1", "filt-sup1");
-    resp_t r = phone_push(&adm, changes(create_at("cf-f01-case", "digital", "patrol", "U1", "10-01T09:00:00"),
-                                        create_at("cf-f02-case", "digital", "hotline", "U1", "10-05T09:00:00"),
-                                        create_at("cf-f03-case", "general", "hotline", "U1", "10-10T09:00:00"),
-                                        create_at("cf-f04-case", "general", "patrol", "U1", "10-15T09:00:00"),
-                                        create_at("cf-f05-case", "simple", "patrol", "U1", "10-20T09:00:00"),
-                                        create_at("cf-f06-case", "digital", "hotline", "U1", "10-31T23:59:00"),
-                                        create_at("cf-f07-case", "digital", "hotline", "U1", "11-01T00:00:00"),
-                                        create_at("cf-f08-case", "general", "petition", "U1", "11-02T09:00:00"),
-                                        create_at("cf-g01-case", "digital", "hotline", "U2", "10-05T09:00:00")));
+    resp_t r =
+        phone_push(&adm, changes(create_at("cf-f01-case", "digital", "patrol", "U1", "10-01T09:00:00"),
+                                 create_at("cf-f02-case", "digital", "hotline", "U1", "10-05T09:00:00"),
+                                 create_at("cf-f03-case", "general", "hotline", "U1", "10-10T09:00:00"),
+                                 create_at("cf-f04-case", "general", "patrol", "U1", "10-15T09:00:00"),
+                                 create_at("cf-f05-case", "simple", "patrol", "U1", "10-20T09:00:00"),
+                                 create_at("cf-f06-case", "digital", "hotline", "U1", "10-31T23:59:00"),
+                                 create_at("cf-f07-case", "digital", "hotline", "U1", "11-01T00:00:00"),
+                                 create_at("cf-f08-case", "general", "petition", "U1", "11-02T09:00:00"),
+                                 create_at("cf-g01-case", "digital", "hotline", "U2", "10-05T09:00:00")));
     ASSERT_STATUS(r, 200);
     for (int i = 0; i < 9; i++)
-        ASSERT_MSG(strcmp(jstr(resp_json(&r), hfmt("results[%d].status", i)), "applied") == 0, "create %d: %s", i,
-                   r.body);
+        ASSERT_MSG(strcmp(jstr(resp_json(&r), hfmt("results[%d].status", i)), "applied") == 0,
+                   "create %d: %s", i, r.body);
     sleep_ms(30);
     const char *t = iso_now(0);
     sleep_ms(30);
@@ -90,17 +92,22 @@ TEST(case_filters_source_procedure_and_date_ranges_hand_computed) {
     ASSERT_STR(all_ids(&s, tok, "source=hotline&procedure=digital"), "cf-f02-case,cf-f06-case,cf-f07-case");
     ASSERT_STR(all_ids(&s, tok, "source=media"), "");
     /* October by dates (midnight China time): f06 at 23:59 is in, f07 at 00:00 is out. */
-    ASSERT_STR(all_ids(&s, tok, "opened_from=2026-10-01&opened_to=2026-11-01"), "cf-f01-case,cf-f02-case,cf-f03-case,cf-f04-case,cf-f05-case,cf-f06-case");
+    ASSERT_STR(all_ids(&s, tok, "opened_from=2026-10-01&opened_to=2026-11-01"),
+               "cf-f01-case,cf-f02-case,cf-f03-case,cf-f04-case,cf-f05-case,cf-f06-case");
     /* [from, to): f02 at exactly from is in, f04 at exactly to is out (opened index, time order). */
-    ASSERT_STR(all_ids(&s, tok, "opened_from=2026-10-05T09:00:00%2B08:00&opened_to=2026-10-15T01:00:00Z"), "cf-f02-case,cf-f03-case");
+    ASSERT_STR(all_ids(&s, tok, "opened_from=2026-10-05T09:00:00%2B08:00&opened_to=2026-10-15T01:00:00Z"),
+               "cf-f02-case,cf-f03-case");
     ASSERT_STR(all_ids(&s, tok, "opened_from=2026-11-01"), "cf-f07-case,cf-f08-case");
     ASSERT_STR(all_ids(&s, tok, "opened_to=2026-10-05"), "cf-f01-case");
-    ASSERT_STR(all_ids(&s, tok, "source=hotline&opened_from=2026-10-01&opened_to=2026-11-01"), "cf-f02-case,cf-f03-case,cf-f06-case");
-    ASSERT_STR(all_ids(&s, tok, "procedure=general&opened_from=2026-10-01&opened_to=2026-11-01&status=filed"), "");
+    ASSERT_STR(all_ids(&s, tok, "source=hotline&opened_from=2026-10-01&opened_to=2026-11-01"),
+               "cf-f02-case,cf-f03-case,cf-f06-case");
+    ASSERT_STR(all_ids(&s, tok, "procedure=general&opened_from=2026-10-01&opened_to=2026-11-01&status=filed"),
+               "");
     /* updated_at is server time: f03 and f05 were updated after t, the rest before. */
     ASSERT_STR(all_ids(&s, tok, hfmt("updated_from=%s", t)), "cf-f03-case,cf-f05-case");
     ASSERT_STR(all_ids(&s, tok, hfmt("updated_to=%s&source=patrol", t)), "cf-f01-case,cf-f04-case");
-    ASSERT_STR(all_ids(&s, tok, hfmt("updated_after=%s&updated_to=2999-01-01&procedure=simple", t)), "cf-f05-case");
+    ASSERT_STR(all_ids(&s, tok, hfmt("updated_after=%s&updated_to=2999-01-01&procedure=simple", t)),
+               "cf-f05-case");
     /* The admin reads every unit: g01 joins (the city-wide opened index: time,
      * then id, so g01 follows f02, opened the same minute). */
     ASSERT_STR(all_ids(&s, adm.token, "source=hotline&opened_from=2026-10-01&opened_to=2026-11-01"),
@@ -116,8 +123,8 @@ TEST(case_filters_source_procedure_and_date_ranges_hand_computed) {
     ASSERT_STATUS(r, 200);
     ASSERT_STR(ids_of(jget(resp_json(&r), "items")), "cf-f07-case");
     /* Paging an opened range: limit rows a page, in opened order. */
-    r = http(&s, "GET", "/v1/cases?opened_from=2026-10-05&opened_to=2026-11-01&procedure=general&limit=1", tok, NULL,
-             NULL);
+    r = http(&s, "GET", "/v1/cases?opened_from=2026-10-05&opened_to=2026-11-01&procedure=general&limit=1",
+             tok, NULL, NULL);
     ASSERT_STATUS(r, 200);
     ASSERT_STR(ids_of(jget(resp_json(&r), "items")), "cf-f03-case");
     ASSERT_MSG(jstr(resp_json(&r), "next"), "no next page: %s", r.body);
@@ -129,17 +136,20 @@ TEST(case_filters_source_procedure_and_date_ranges_hand_computed) {
     ASSERT_STR(ids_of(jget(resp_json(&r), "items")), "cf-f04-case");
 
     /* The export holds exactly the filtered set. */
-    r = http(&s, "GET", "/v1/export?format=ndjson&source=hotline&opened_from=2026-10-01&opened_to=2026-11-01", tok,
-             NULL, NULL);
+    r = http(&s, "GET", "/v1/export?format=ndjson&source=hotline&opened_from=2026-10-01&opened_to=2026-11-01",
+             tok, NULL, NULL);
     ASSERT_STATUS(r, 200);
-    ASSERT_MSG(strstr(r.body, "\"id\":\"cf-f02-case\"") && strstr(r.body, "\"id\":\"cf-f03-case\"") && strstr(r.body, "\"id\":\"cf-f06-case\""),
+    ASSERT_MSG(strstr(r.body, "\"id\":\"cf-f02-case\"") && strstr(r.body, "\"id\":\"cf-f03-case\"") &&
+                   strstr(r.body, "\"id\":\"cf-f06-case\""),
                "export: %s", r.body);
     int lines = 0;
-    for (const char *p = r.body; (p = strchr(p, '\n')); p++) lines++;
+    for (const char *p = r.body; (p = strchr(p, '\n')); p++)
+        lines++;
     ASSERT_INT(lines, 3);
     r = http(&s, "GET", "/v1/export?format=csv&procedure=simple", tok, NULL, NULL);
     ASSERT_STATUS(r, 200);
-    ASSERT_MSG(strstr(r.body, "\r\ncf-f05-case,") && !strstr(r.body, "\r\ncf-f01-case,"), "csv export: %s", r.body);
+    ASSERT_MSG(strstr(r.body, "\r\ncf-f05-case,") && !strstr(r.body, "\r\ncf-f01-case,"), "csv export: %s",
+               r.body);
 
     /* Bad values: 400 with the field named. */
     r = http(&s, "GET", "/v1/cases?opened_from=yesterday", tok, NULL, NULL);
@@ -157,7 +167,8 @@ TEST(case_filters_source_procedure_and_date_ranges_hand_computed) {
     r = http(&s, "GET", hfmt("/v1/cases?source=%s", longv), tok, NULL, NULL);
     ASSERT_ERROR(r, 400, "bad_request");
     /* Extremes parse or are refused, never wrap around. */
-    ASSERT_STR(all_ids(&s, tok, "opened_from=0001-01-01&opened_to=9999-12-31&source=petition"), "cf-f08-case");
+    ASSERT_STR(all_ids(&s, tok, "opened_from=0001-01-01&opened_to=9999-12-31&source=petition"),
+               "cf-f08-case");
     ASSERT_STR(all_ids(&s, tok, "updated_from=9999-12-31T23:59:59Z"), "");
     r = http(&s, "GET", "/v1/cases?opened_from=2026-10-01T00:00:00%2B99:00", tok, NULL, NULL);
     ASSERT_ERROR(r, 400, "bad_request");
