@@ -9,12 +9,13 @@ import { Chart, BarController, BarElement, CategoryScale, LinearScale, Legend, T
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Legend, Tooltip);
 const html = htm.bind(h);
-const TZ = 'Asia/Shanghai';
 const ROLE_RANK = { auxiliary: 0, officer: 1, legal_reviewer: 2, supervisor: 3, admin: 4 };
 
 // ---- session and API ------------------------------------------------------
 
-const S = { me: null, device: null, csrf: '', schema: null, people: {} };
+// tz: the server's time_zone setting (GET /console/api/session); every time
+// shown and every date bound sent is in it. Offsets are fixed (no DST).
+const S = { me: null, device: null, csrf: '', schema: null, people: {}, tz: { name: 'Asia/Shanghai', utc_offset: '+08:00', offset_minutes: 480 } };
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -76,12 +77,18 @@ function newId() {
 
 // ---- labels ---------------------------------------------------------------
 
-const fmtTime = new Intl.DateTimeFormat('zh-CN', { timeZone: TZ, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false });
+// "YYYY-MM-DD HH:MM" of an instant in the configured zone.
+function zoned(d) { return new Date(d.getTime() + S.tz.offset_minutes * 60000).toISOString(); }
 function time(s) {
   if (!s) return '';
   const d = new Date(s);
-  return isNaN(d) ? String(s) : fmtTime.format(d).replace(/\//g, '-');
+  return isNaN(d) ? String(s) : zoned(d).slice(0, 16).replace('T', ' ');
 }
+// The instant (RFC 3339) of midnight of a date YYYY-MM-DD in the zone, and
+// of a wall-clock "YYYY-MM-DDTHH:MM" there.
+function dayStart(d) { return `${d}T00:00:00${S.tz.utc_offset}`; }
+function wallTime(v) { return new Date(`${v}:00${S.tz.utc_offset}`).toISOString(); }
+function toWall(s) { return s ? zoned(new Date(s)).slice(0, 16) : ''; }
 function person(id) {
   if (id === null || id === undefined || id === '') return '';
   const p = S.people[id];
@@ -221,8 +228,8 @@ function useLoad(fn, deps) {
 
 // ---- dates ----------------------------------------------------------------
 
-// YYYY-MM-DD of "now" in China time, and month arithmetic on "YYYY-MM".
-function todayCN() { return new Intl.DateTimeFormat('en-CA', { timeZone: TZ }).format(new Date()); }
+// YYYY-MM-DD of "now" in the configured zone, and month arithmetic on "YYYY-MM".
+function todayCN() { return zoned(new Date()).slice(0, 10); }
 function monthCN() { return todayCN().slice(0, 7); }
 function addMonth(m, n) {
   let [y, mo] = m.split('-').map(Number);
@@ -236,6 +243,8 @@ function addDay(d, n) {
   t.setUTCDate(t.getUTCDate() + n);
   return t.toISOString().slice(0, 10);
 }
+// from=&to= of two dates, as midnights in the configured zone.
+function range(from, to) { return new URLSearchParams({ from: dayStart(from), to: dayStart(to) }).toString(); }
 function pct(r) { return r === null || r === undefined ? '—' : `${(r * 100).toFixed(1)}%`; }
 
 // ---- 工作台 ----------------------------------------------------------------
@@ -259,10 +268,10 @@ function Dashboard() {
   useEffect(() => { const t = setInterval(() => setTick((x) => x + 1), 30000); return () => clearInterval(t); }, []);
   const [d, err] = useLoad(async () => {
     const [today, cur, prev, grid, conflicts, rejections] = await Promise.all([
-      api('GET', `/v1/stats?from=${todayCN()}&to=${addDay(todayCN(), 1)}`),
-      api('GET', `/v1/stats?from=${m}-01&to=${addMonth(m, 1)}-01&group_by=type`),
-      api('GET', `/v1/stats?from=${addMonth(m, -1)}-01&to=${m}-01`),
-      api('GET', `/v1/stats?from=${m}-01&to=${addMonth(m, 1)}-01&group_by=grid`),
+      api('GET', `/v1/stats?${range(todayCN(), addDay(todayCN(), 1))}`),
+      api('GET', `/v1/stats?${range(`${m}-01`, `${addMonth(m, 1)}-01`)}&group_by=type`),
+      api('GET', `/v1/stats?${range(`${addMonth(m, -1)}-01`, `${m}-01`)}`),
+      api('GET', `/v1/stats?${range(`${m}-01`, `${addMonth(m, 1)}-01`)}&group_by=grid`),
       api('GET', '/v1/conflicts?state=open'),
       api('GET', '/v1/rejections'),
     ]);
@@ -274,8 +283,8 @@ function Dashboard() {
   return html`<div id="dashboard">
     <h2>工作台 <span class="muted">${S.me.unit} · ${todayCN()} · 每30秒自动刷新</span></h2>
     <div class="cards">
-      ${card(d.today.total.opened, '今日新增', false, '#/cases')}
-      ${card(d.cur.total.opened, '本月受理', false, '#/cases')}
+      ${card(d.today.total.opened, '今日新增', false, `#/cases?opened_from=${todayCN()}&opened_to=${todayCN()}`)}
+      ${card(d.cur.total.opened, '本月登记', false, `#/cases?opened_from=${m}-01&opened_to=${addDay(`${addMonth(m, 1)}-01`, -1)}`)}
       ${card(d.cur.total.overdue, '超期案件', true, '#/cases?overdue=true')}
       ${card(d.cur.evidence_missing, '证据未上传', true, '#/devices')}
       ${card(d.conflicts, '待处理冲突', true, '#/conflicts')}
@@ -286,26 +295,28 @@ function Dashboard() {
       <div class="card"><div class="n" id="rate-last">${pct(d.prev.total.closure_rate)}</div><div class="l">上月办结率</div></div>
     </div>
     <div class="charts">
-      <div><h3>本月按案件类型</h3><${BarChart} title="本月按案件类型" labels=${d.cur.groups.map((g) => typeLabel(g.key))} sets=${[{ label: '受理', data: d.cur.groups.map((g) => g.opened) }, { label: '办结', data: d.cur.groups.map((g) => g.closed) }]} /></div>
-      <div><h3>本月按单元网格</h3><${BarChart} title="本月按单元网格" labels=${d.grid.groups.map((g) => g.key || '未定')} sets=${[{ label: '受理', data: d.grid.groups.map((g) => g.opened) }, { label: '超期', data: d.grid.groups.map((g) => g.overdue) }]} /></div>
+      <div><h3>本月按案件类型</h3><${BarChart} title="本月按案件类型" labels=${d.cur.groups.map((g) => typeLabel(g.key))} sets=${[{ label: '登记', data: d.cur.groups.map((g) => g.opened) }, { label: '办结', data: d.cur.groups.map((g) => g.closed) }]} /></div>
+      <div><h3>本月按单元网格</h3><${BarChart} title="本月按单元网格" labels=${d.grid.groups.map((g) => g.key || '未定')} sets=${[{ label: '登记', data: d.grid.groups.map((g) => g.opened) }, { label: '超期', data: d.grid.groups.map((g) => g.overdue) }]} /></div>
     </div>
   </div>`;
 }
 
 // ---- 案件 ------------------------------------------------------------------
 
-const CASE_FILTERS = ['status', 'type', 'grid', 'assignee', 'overdue', 'q', 'updated_after'];
-const LOCAL_FILTERS = ['source', 'procedure']; // not server filters: applied to each page read
+// Every filter is the server's (GET /v1/cases): a page holds `limit` matching
+// cases and the CSV is exactly the filtered set. The page's date ranges are
+// whole days in the configured zone, the last day included: "to" is sent as
+// the midnight after it.
+const CASE_FILTERS = ['status', 'type', 'grid', 'assignee', 'source', 'procedure', 'overdue', 'q'];
+const DATE_FILTERS = ['opened_from', 'opened_to', 'updated_from', 'updated_to'];
 
 function caseQuery(q, limit, cursor) {
   const p = new URLSearchParams();
-  for (const k of CASE_FILTERS) if (q.get(k)) p.set(k, k === 'updated_after' ? `${q.get(k)}T00:00:00+08:00` : q.get(k));
+  for (const k of CASE_FILTERS) if (q.get(k)) p.set(k, q.get(k));
+  for (const k of DATE_FILTERS) if (q.get(k)) p.set(k, dayStart(k.endsWith('_to') ? addDay(q.get(k), 1) : q.get(k)));
   p.set('limit', String(limit));
   if (cursor) p.set('cursor', cursor);
   return p;
-}
-function localMatch(q, c) {
-  return LOCAL_FILTERS.every((k) => !q.get(k) || (c.fields && c.fields[k]) === q.get(k));
 }
 const CSV_COLS = [
   ['案件编号', (c) => c.fields.case_no || ''], ['案件类型', (c) => typeLabel(c.type)], ['办案程序', (c) => enumLabel('procedure', c.fields.procedure)],
@@ -330,6 +341,8 @@ function download(name, rows) {
   setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
 }
 
+const PAGE_ROWS = [20, 50, 100];
+
 function Cases({ q }) {
   const [cursors, setCursors] = useState(['']);
   const [sort, setSort] = useState({ k: '', dir: 1 });
@@ -337,7 +350,8 @@ function Cases({ q }) {
   const qs = q.toString();
   useEffect(() => setCursors(['']), [qs]);
   const cursor = cursors[cursors.length - 1];
-  const [page, err] = useLoad(() => api('GET', `/v1/cases?${caseQuery(q, 50, cursor)}`), [qs, cursor]);
+  const rows = Math.min(500, Math.max(1, Number(q.get('limit')) || 50));
+  const [page, err] = useLoad(() => api('GET', `/v1/cases?${caseQuery(q, rows, cursor)}`), [qs, cursor]);
   function apply(ev) {
     ev.preventDefault();
     const f = new FormData(ev.target);
@@ -352,7 +366,7 @@ function Cases({ q }) {
       let next = '';
       for (let i = 0; i < 2000; i++) {
         const p = await api('GET', `/v1/cases?${caseQuery(q, 500, next)}`);
-        for (const c of p.items) if (localMatch(q, c)) rows.push(CSV_COLS.map((col) => col[1](c)));
+        for (const c of p.items) rows.push(CSV_COLS.map((col) => col[1](c)));
         if (!p.next) break;
         next = p.next;
       }
@@ -360,7 +374,7 @@ function Cases({ q }) {
       setBusy(`已导出 ${rows.length - 1} 件`);
     } catch (e) { setBusy(refusal(e)); }
   }
-  let items = page ? page.items.filter((c) => localMatch(q, c)) : [];
+  let items = page ? page.items : [];
   if (sort.k) {
     const col = CSV_COLS.find((c) => c[0] === sort.k);
     items = [...items].sort((a, b) => String(col[1](a)).localeCompare(String(col[1](b)), 'zh-CN') * sort.dir);
@@ -378,8 +392,12 @@ function Cases({ q }) {
       <label>案件来源${sel('source', Object.entries(S.schema.fields.source.value_labels))}</label>
       <label>办案程序${sel('procedure', Object.entries(S.schema.fields.procedure.value_labels))}</label>
       <label>超期${sel('overdue', [['true', '仅超期'], ['false', '未超期']])}</label>
-      <label>更新于此日之后<input type="date" name="updated_after" value=${q.get('updated_after') || ''} /></label>
+      <label>登记日期 从<input type="date" name="opened_from" value=${q.get('opened_from') || ''} /></label>
+      <label>至<input type="date" name="opened_to" value=${q.get('opened_to') || ''} /></label>
+      <label>更新日期 从<input type="date" name="updated_from" value=${q.get('updated_from') || ''} /></label>
+      <label>至<input type="date" name="updated_to" value=${q.get('updated_to') || ''} /></label>
       <label>关键词<input name="q" value=${q.get('q') || ''} size="12" /></label>
+      <label>每页<select name="limit">${[...new Set([...PAGE_ROWS, rows])].sort((a, b) => a - b).map((n) => html`<option value=${n} selected=${n === rows}>${n}</option>`)}</select></label>
       <button type="submit">筛选</button>
       <button type="button" class="secondary" onClick=${() => go('/cases')}>清除</button>
       <button type="button" class="secondary" id="csv" onClick=${exportCsv}>导出 CSV</button>
@@ -419,6 +437,99 @@ function mayTransition(t, rec) {
 function closedStatus(rec) {
   const p = S.schema.procedures[rec.fields.procedure];
   return rec.voided || (p && (p.closed || []).includes(rec.status));
+}
+
+// ---- editing and 更正 -----------------------------------------------------------
+// What the page offers follows the schema's write rules (GET /v1/schema):
+// write.update is the weakest role that may change a field after create;
+// write.frozen_from the state from which only a correction (op correct, by
+// corrections.role, with a reason) changes it. "From" is read on the
+// procedure's main path. The server judges every change all the same.
+
+const EDIT_POLICIES = new Set(['lww', 'manual', 'union']);
+function roleAtLeast(need) { return !need || ROLE_RANK[S.me.role] >= ROLE_RANK[need]; }
+function frozenNow(def, rec) {
+  const st = def.write && def.write.frozen_from;
+  const p = S.schema.procedures[rec.fields.procedure];
+  if (!st || !p) return false;
+  if (rec.status === st) return true;
+  const a = p.main_path.indexOf(rec.status), b = p.main_path.indexOf(st);
+  return a >= 0 && b >= 0 && a >= b;
+}
+function writable(def) {
+  if (!def || !def.type || !EDIT_POLICIES.has(def.policy)) return false;
+  if (def.type === 'list' && !(def.items && (def.items.type === 'enum' || def.items.type === 'string'))) return false;
+  return roleAtLeast(def.write && def.write.update);
+}
+function mayCorrect() { return !!S.schema.corrections && roleAtLeast(S.schema.corrections.role); }
+
+// One control for a value of a field definition; onChange gets the new value (null clears).
+function ValueEditor({ def, value, onChange, name, rec }) {
+  const label = def.label || name;
+  switch (def.type) {
+    case 'enum':
+      return html`<select name=${name} aria-label=${label} onChange=${(e) => onChange(e.target.value === '' ? null : e.target.value)}>
+        <option value="" selected=${value === undefined || value === null}>（空）</option>
+        ${(def.values || []).map((v) => html`<option value=${v} selected=${v === value}>${(def.value_labels && def.value_labels[v]) || v}</option>`)}</select>`;
+    case 'bool':
+      return html`<select name=${name} aria-label=${label} onChange=${(e) => onChange(e.target.value === '' ? null : e.target.value === 'true')}>
+        <option value="" selected=${value === undefined || value === null}>（空）</option>
+        <option value="true" selected=${value === true}>是</option><option value="false" selected=${value === false}>否</option></select>`;
+    case 'number': case 'integer':
+      return html`<input name=${name} aria-label=${label} type="number" step="any" value=${value ?? ''} onInput=${(e) => onChange(e.target.value === '' ? null : Number(e.target.value))} />`;
+    case 'time':
+      return html`<input name=${name} aria-label=${label} type="datetime-local" value=${toWall(value)} onInput=${(e) => onChange(e.target.value ? wallTime(e.target.value) : null)} />`;
+    case 'user': {
+      const unit = rec && rec.fields.unit;
+      const people = Object.values(S.people).filter((p) => ROLE_RANK[p.role] >= ROLE_RANK.officer && p.role !== 'admin' && !p.disabled && (!unit || p.unit === unit));
+      return html`<select name=${name} aria-label=${label} onChange=${(e) => onChange(e.target.value || null)}>
+        <option value="" selected=${!value}>（空）</option>${people.map((p) => html`<option value=${p.id} selected=${p.id === value}>${p.name || p.username}</option>`)}</select>`;
+    }
+    case 'text':
+      return html`<textarea name=${name} aria-label=${label} rows="3" cols="40" value=${value ?? ''} onInput=${(e) => onChange(e.target.value === '' ? null : e.target.value)}></textarea>`;
+    case 'object': {
+      const v = value && typeof value === 'object' ? value : {};
+      return html`<fieldset class="obj"><legend>${label}</legend>${Object.entries(def.members || {}).map(([k, m]) => html`<label>${m.label || k}
+        <${ValueEditor} def=${m} name=${`${name}.${k}`} value=${v[k]} rec=${rec} onChange=${(x) => { const n = { ...v }; if (x === null) delete n[k]; else n[k] = x; onChange(Object.keys(n).length ? n : null); }} /></label>`)}</fieldset>`;
+    }
+    case 'list':
+      if (def.items.type === 'enum') {
+        const have = new Set(value || []);
+        return html`<span class="checks" role="group" aria-label=${label}>${def.items.values.map((x) => html`<label><input type="checkbox" name=${name} value=${x} checked=${have.has(x)}
+          onChange=${(e) => { const n = new Set(have); if (e.target.checked) n.add(x); else n.delete(x); onChange(def.items.values.filter((y) => n.has(y))); }} />${(def.items.value_labels && def.items.value_labels[x]) || x}</label>`)}</span>`;
+      }
+      return html`<input name=${name} aria-label=${label} value=${(value || []).join('，')} onInput=${(e) => onChange(e.target.value.split(/[,，]\s*/).map((x) => x.trim()).filter(Boolean))} />`;
+    default:
+      return html`<input name=${name} aria-label=${label} value=${value ?? ''} size="30" onInput=${(e) => onChange(e.target.value === '' ? null : e.target.value)} />`;
+  }
+}
+
+// 修改 (op update) of a field this role may write and that is not frozen, or
+// 更正 (op correct) of any field this role may write, with a reason.
+function FieldChange({ rec, mode, act }) {
+  const correcting = mode === 'correct';
+  const names = Object.keys(S.schema.fields).filter((k) => writable(S.schema.fields[k]) && (correcting || !frozenNow(S.schema.fields[k], rec)));
+  const [field, setField] = useState(names[0] || '');
+  const [val, setVal] = useState(undefined);
+  const [reason, setReason] = useState('');
+  if (!names.length) return null;
+  const def = S.schema.fields[field];
+  const cur = val === undefined ? rec.fields[field] : val;
+  function submit(ev) {
+    ev.preventDefault();
+    const v = cur === undefined ? null : cur;
+    if (correcting) act({ op: 'correct', set: { [field]: v }, reason }, S.schema.corrections.label || '更正');
+    else act({ op: 'update', set: { [field]: v } }, '修改');
+  }
+  return html`<form class="change" id=${correcting ? 'correct-field' : 'edit-field'} onSubmit=${submit} aria-label=${correcting ? '更正' : '修改字段'}>
+    <strong>${correcting ? '更正' : '修改'}</strong>
+    <select name="field" aria-label="字段" onChange=${(e) => { setField(e.target.value); setVal(undefined); }}>
+      ${names.map((k) => html`<option value=${k} selected=${k === field}>${fieldLabel(k)}${frozenNow(S.schema.fields[k], rec) ? '（已冻结）' : ''}</option>`)}</select>
+    <span class="muted">现值：${value(def, rec.fields[field], field) || '（空）'}</span>
+    <${ValueEditor} key=${field} def=${def} name="value" value=${cur} rec=${rec} onChange=${setVal} />
+    ${correcting && html`<input name="reason" required placeholder="更正理由（必填）" aria-label="更正理由" size="30" value=${reason} onInput=${(e) => setReason(e.target.value)} />`}
+    <button type="submit" class=${correcting ? 'danger' : 'secondary'}>${correcting ? '提交更正' : '保存修改'}</button>
+  </form>`;
 }
 
 function CaseDetail({ id }) {
@@ -472,6 +583,10 @@ function CaseDetail({ id }) {
         <input name="reason" placeholder="撤销理由" required aria-label="撤销理由" /> <button type="submit" class="danger">撤销</button></form>`}
       ${!transitions.length && !supervisor && html`<span class="muted">当前状态下没有您可办理的操作。</span>`}
     </div>
+    ${!closedStatus(rec) && html`<div class="actions no-print" id="changes">
+      <${FieldChange} key=${`e${rec.version}`} rec=${rec} mode="edit" act=${act} />
+      ${mayCorrect() && html`<${FieldChange} key=${`c${rec.version}`} rec=${rec} mode="correct" act=${act} />`}
+    </div>`}
     ${msg && html`<div class=${msg.ok ? 'ok' : 'error'} role="alert" id="action-result">${msg.ok || msg.bad}</div>`}
     <div class="grid2">
       <div>
@@ -505,10 +620,10 @@ function CaseDetail({ id }) {
           return html`<figure>${media}<figcaption>${enumLabel('evidence', kind)} · ${e.size ?? ''} 字节<br />SHA-256 ${e.sha256}</figcaption></figure>`;
         })}</div>
         <h3>办案过程</h3>
-        <ol class="timeline" id="timeline">${(d.hist || []).map((x) => html`<li>
+        <ol class="timeline" id="timeline">${(d.hist || []).map((x) => html`<li class=${x.op} data-op=${x.op}>
           <div class="meta">${time(x.at)} · ${person(x.user_id)} · 设备 ${x.device_id} · ${{ create: '登记', update: '修改', transition: '流转', void: '撤销', conflict: '冲突', resolve: '裁决', correct: '更正' }[x.op] || x.op}</div>
           ${Object.entries(x.fields || {}).filter(([k]) => k !== 'evidence').map(([k, v]) => html`<div>${fieldLabel(k)}：${k === 'status' ? statusLabel(v.old, rec.fields.procedure) : value(S.schema.fields[k], v.old, k)} → ${k === 'status' ? statusLabel(v.new, rec.fields.procedure) : value(S.schema.fields[k], v.new, k)}</div>`)}
-          ${x.reason && html`<div>理由：${x.reason}</div>`}
+          ${x.reason && html`<div class="reason">${x.op === 'correct' ? '更正理由' : '理由'}：${x.reason}</div>`}
         </li>`)}</ol>
       </div>
     </div>
@@ -525,7 +640,7 @@ function NewCase() {
     const id = newId();
     const fields = {
       procedure: f.procedure.value, source: f.source.value, description: f.description.value, address: f.address.value,
-      grid: f.grid.value, unit: S.me.unit, occurred_at: new Date(f.occurred_at.value ? `${f.occurred_at.value}:00+08:00` : Date.now()).toISOString(),
+      grid: f.grid.value, unit: S.me.unit, occurred_at: f.occurred_at.value ? wallTime(f.occurred_at.value) : new Date().toISOString(),
       location: { lon: Number(f.lon.value), lat: Number(f.lat.value), crs: 'wgs84' },
     };
     try {
@@ -673,15 +788,23 @@ function People() {
 // ---- 月报 ------------------------------------------------------------------
 
 const REPORT_GROUPS = [['type', '按案件类型', typeLabel], ['grid', '按单元网格', (k) => k || '未定'], ['source', '按案件来源', (k) => enumLabel('source', k)], ['procedure', '按办案程序', (k) => enumLabel('procedure', k)]];
-const REPORT_COLS = [['受理', (g) => g.opened], ['办结', (g) => g.closed], ['其中本期受理已办结', (g) => g.closed_of_opened], ['办结率', (g) => pct(g.closure_rate)], ['超期', (g) => g.overdue], ['办结用时中位数(小时)', (g) => g.median_hours_to_close ?? '—'], ['撤销', (g) => g.voided]];
+// The figures of GET /v1/stats as docs/protocol.md §6 defines them; money in
+// yuan with two decimals (the server sums in fen).
+function yuan(v) { return v === null || v === undefined ? '—' : Number(v).toFixed(2); }
+const REPORT_COLS = [
+  ['登记', (g) => g.opened], ['受理', (g) => g.accepted], ['办结', (g) => g.closed], ['其中本期受理已办结', (g) => g.closed_of_accepted],
+  ['办结率', (g) => pct(g.closure_rate)], ['不予立案', (g) => g.not_filed], ['移送', (g) => g.transferred], ['超期', (g) => g.overdue],
+  ['作出处罚决定', (g) => g.decided], ['罚款决定金额(元)', (g) => yuan(g.fines_imposed)], ['已缴款', (g) => g.paid], ['罚没款缴纳金额(元)', (g) => yuan(g.fines_paid)],
+  ['办结用时中位数(小时)', (g) => g.median_hours_to_close ?? '—'], ['撤销', (g) => g.voided],
+];
 
 function Report({ q }) {
   const month = q.get('month') || monthCN();
   const [d, err] = useLoad(async () => {
-    const range = `from=${month}-01&to=${addMonth(month, 1)}-01`;
+    const rng = range(`${month}-01`, `${addMonth(month, 1)}-01`);
     const out = {};
     for (const [g] of REPORT_GROUPS) {
-      try { out[g] = await api('GET', `/v1/stats?${range}&group_by=${g}`); } catch (e) { if (e.status === 400) out[g] = null; else throw e; }
+      try { out[g] = await api('GET', `/v1/stats?${rng}&group_by=${g}`); } catch (e) { if (e.status === 400) out[g] = null; else throw e; }
     }
     return out;
   }, [month]);
@@ -701,12 +824,12 @@ function Report({ q }) {
       <button type="button" class="secondary" id="report-csv" onClick=${csv}>导出 CSV</button>
     </div>
     <h2>${S.me.unit} 城管执法案件月报 · ${month.replace('-', '年')}月</h2>
-    <p class="muted">统计区间 ${month}-01 至 ${addMonth(month, 1)}-01（北京时间，不含末日）；超期为生成时（${time(total.now || d.type.now)}）仍超期的案件；证据未上传 ${d.type.evidence_missing} 件。</p>
+    <p class="muted">统计区间 ${month}-01 至 ${addMonth(month, 1)}-01（${S.tz.name === 'Asia/Shanghai' ? '北京时间' : S.tz.name} UTC${S.tz.utc_offset}，不含末日）；超期为生成时（${time(total.now || d.type.now)}）仍超期的案件；证据未上传 ${d.type.evidence_missing} 件。</p>
     <table id="report-total"><thead><tr><th>合计</th>${REPORT_COLS.map((c) => html`<th class="num">${c[0]}</th>`)}</tr></thead>
       <tbody><tr><td>全部</td>${REPORT_COLS.map((c) => html`<td class="num" data-col=${c[0]}>${c[1](total)}</td>`)}</tr></tbody></table>
     ${REPORT_GROUPS.map(([g, label, fmt]) => d[g] && html`<h3>${label}</h3>
       <table data-group=${g}><thead><tr><th>${label.slice(1)}</th>${REPORT_COLS.map((c) => html`<th class="num">${c[0]}</th>`)}</tr></thead>
-      <tbody>${d[g].groups.map((x) => html`<tr><td>${fmt(x.key)}</td>${REPORT_COLS.map((c) => html`<td class="num">${c[1](x)}</td>`)}</tr>`)}</tbody></table>`)}
+      <tbody>${d[g].groups.map((x) => html`<tr data-key=${x.key ?? ''}><td>${fmt(x.key)}</td>${REPORT_COLS.map((c) => html`<td class="num" data-col=${c[0]}>${c[1](x)}</td>`)}</tr>`)}</tbody></table>`)}
     <p class="print-only muted">打印时间 ${time(new Date().toISOString())} · ${S.me.name || S.me.username}</p>
   </div>`;
 }
@@ -725,6 +848,7 @@ async function boot() {
   try {
     const s = await api('GET', '/console/api/session');
     S.me = s.user; S.device = s.device; S.csrf = s.csrf;
+    if (s.time_zone) S.tz = s.time_zone;
     if (!S.schema) S.schema = await api('GET', '/v1/schema');
     await loadPeople();
   } catch (_) { S.me = null; }

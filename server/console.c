@@ -246,17 +246,58 @@ void console_route_logout(call_t *c) {
     route_reply(c, rc, NULL, &err, 204);
 }
 
+int console_time_zone_parse(const char *name, int *minutes) {
+    static const char *const china[] = {"Asia/Shanghai", "Asia/Chongqing", "PRC"};
+    *minutes = 0;
+    if (!name)
+        return -1;
+    for (size_t i = 0; i < sizeof china / sizeof china[0]; i++)
+        if (strcmp(name, china[i]) == 0)
+            return *minutes = 8 * 60, 0;
+    if (strcmp(name, "UTC") == 0 || strcmp(name, "Etc/UTC") == 0)
+        return 0;
+    /* [+-]HH:MM, exactly six characters */
+    if (strlen(name) != 6 || (name[0] != '+' && name[0] != '-') || name[3] != ':')
+        return -1;
+    for (int i = 1; i < 6; i++)
+        if (i != 3 && (name[i] < '0' || name[i] > '9'))
+            return -1;
+    int h = (name[1] - '0') * 10 + (name[2] - '0'), m = (name[4] - '0') * 10 + (name[5] - '0');
+    int total = h * 60 + m;
+    if (m > 59 || (name[0] == '+' ? total > 14 * 60 : total > 12 * 60))
+        return -1;
+    *minutes = name[0] == '-' ? -total : total;
+    return 0;
+}
+
+/* {"name","utc_offset":"+08:00","offset_minutes":480} of the configured zone. */
+static cJSON *time_zone_json(const routes_t *rt) {
+    char off[8];
+    int m = rt->utc_offset_min < 0 ? -rt->utc_offset_min : rt->utc_offset_min;
+    snprintf(off, sizeof off, "%c%02d:%02d", rt->utc_offset_min < 0 ? '-' : '+', m / 60 % 100, m % 60);
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "name", rt->time_zone) || !cJSON_AddStringToObject(o, "utc_offset", off) ||
+        !cJSON_AddNumberToObject(o, "offset_minutes", rt->utc_offset_min)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
 void console_route_session(call_t *c) {
     sync_error_t err = {0};
     char *out = NULL, *text = NULL, csrf[65];
-    cJSON *ans = NULL;
+    cJSON *ans = NULL, *tz = NULL;
     int rc = sync_me(c->rt->sync, c->p, &out, &err);
     if (rc < 0) {
         route_reply(c, rc, out, &err, 200);
         return;
     }
     if (!out || !(ans = cJSON_Parse(out)) || csrf_of_hash(c->p->token_hash, csrf) < 0 ||
-        !cJSON_AddStringToObject(ans, "csrf", csrf) || !(text = cJSON_PrintUnformatted(ans))) {
+        !cJSON_AddStringToObject(ans, "csrf", csrf) || !(tz = time_zone_json(c->rt)) ||
+        !cJSON_AddItemToObject(ans, "time_zone", tz) || !(text = cJSON_PrintUnformatted(ans))) {
+        if (tz && !cJSON_GetObjectItemCaseSensitive(ans, "time_zone"))
+            cJSON_Delete(tz);
         http_send_errorf(c->req, 503, "unavailable", NULL, "out of memory");
     } else {
         http_send_json(c->req, 200, text, strlen(text));

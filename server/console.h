@@ -50,13 +50,22 @@ int console_csrf(const char *token, char out[65]);
  * csrf_failed already sent). */
 int console_cookie_token(http_req_t *req, const char *method, char *buf, size_t buf_size);
 
+/* The offset from UTC, in minutes, of a time zone the console may show
+ * times in: "Asia/Shanghai" (and its aliases "Asia/Chongqing", "PRC"), "UTC"
+ * ("Etc/UTC"), or a fixed offset "+HH:MM" / "-HH:MM" from -12:00 to +14:00.
+ * Caveat: offsets are fixed; no zone with daylight saving is accepted (China
+ * has had none since 1991), so one offset serves every time shown.
+ * 0 and *minutes set, or -1 (and *minutes 0) for anything else. */
+int console_time_zone_parse(const char *name, int *minutes);
+
 /* Routes (server/routes.c lists them). */
 void console_route_redirect(call_t *c); /* GET /console -> /console/ */
 void console_route_index(call_t *c);    /* GET /console/ */
 void console_route_file(call_t *c);     /* GET /console/{name} */
 void console_route_login(call_t *c);    /* POST /console/api/login {"username","password","device_id"?} */
 void console_route_logout(call_t *c);   /* POST /console/api/logout */
-void console_route_session(call_t *c);  /* GET /console/api/session -> {"user","device","csrf"} */
+/* GET /console/api/session -> {"user","device","csrf","time_zone":{"name","utc_offset","offset_minutes"}} */
+void console_route_session(call_t *c);
 void console_route_people(call_t *c);   /* GET /console/api/people -> {"items":[{"id","name",...}]} */
 
 #endif

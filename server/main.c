@@ -16,6 +16,7 @@
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 
+#include "server/console.h"
 #include "server/deadline.h"
 #include "server/http.h"
 #include "server/routes.h"
@@ -54,6 +55,8 @@ typedef struct options {
     int header_timeout_ms;
     const char *metrics_listen; /* NULL: no metrics listener */
     int metrics_given;          /* --metrics-listen was on the command line */
+    char time_zone[ROUTES_TIME_ZONE_MAX]; /* "" until the config file names one */
+    int utc_offset_min;
 } options_t;
 
 /* For civetweb's init_connection callback, which has no user data of ours. */
@@ -117,6 +120,8 @@ static int parse_args(int argc, char **argv, options_t *o) {
     o->header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
     o->metrics_listen = NULL;
     o->metrics_given = 0;
+    o->time_zone[0] = '\0';
+    o->utc_offset_min = 0;
     for (int i = 1; i < argc; i++) {
         char name[64];
         const char *a = argv[i], *v;
@@ -181,7 +186,7 @@ static int parse_args(int argc, char **argv, options_t *o) {
 enum { K_BODY, K_INFLATED, K_DEPTH, K_CHANGES, K_STRING, K_WINDOW, K_TTL, K_PBKDF2, K_MAP, K_SCHEMA,
        K_EVIDENCE_DEADLINE, K_UPLOAD_MAX, K_UPLOAD_EXPIRE, K_THREADS, K_REQUEST_TIMEOUT, K_PUSHING,
        K_ARGON2_T, K_ARGON2_M, K_ARGON2_P, K_HASHING, K_LOGIN_FAILURES, K_ACCOUNT_FAILURES, K_LOGIN_WINDOW,
-       K_ELEMENTS, K_INFLATING, K_HEADER_TIMEOUT, K_METRICS_LISTEN };
+       K_ELEMENTS, K_INFLATING, K_HEADER_TIMEOUT, K_METRICS_LISTEN, K_TIME_ZONE };
 
 static const struct {
     const char *key;
@@ -215,6 +220,7 @@ static const struct {
     {"max_inflating_bytes", K_INFLATING, 1024, 1099511627776.0},
     {"header_timeout_ms", K_HEADER_TIMEOUT, 100, 600000},
     {"metrics_listen", K_METRICS_LISTEN, 0, 0},
+    {"time_zone", K_TIME_ZONE, 0, 0},
 };
 
 static char *read_file(const char *path, size_t *len) {
@@ -287,6 +293,21 @@ static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
                 fprintf(stderr, "casesyncd: out of memory\n");
                 goto done;
             }
+            continue;
+        }
+        if (config_keys[k].which == K_TIME_ZONE) {
+            int minutes;
+            if (!cJSON_IsString(it) || !it->valuestring ||
+                strlen(it->valuestring) >= sizeof o->time_zone ||
+                console_time_zone_parse(it->valuestring, &minutes) < 0) {
+                fprintf(stderr,
+                        "casesyncd: config %s: time_zone must be \"Asia/Shanghai\", \"UTC\" or an offset "
+                        "like \"+08:00\"\n",
+                        path);
+                goto done;
+            }
+            snprintf(o->time_zone, sizeof o->time_zone, "%s", it->valuestring);
+            o->utc_offset_min = minutes;
             continue;
         }
         if (config_keys[k].which == K_METRICS_LISTEN) {
@@ -529,6 +550,10 @@ int main(int argc, char **argv) {
     routes_init(&rt, s);
     rt.limits = lim;
     rt.max_waiting = routes_max_waiting(o.threads);
+    if (o.time_zone[0]) {
+        snprintf(rt.time_zone, sizeof rt.time_zone, "%s", o.time_zone);
+        rt.utc_offset_min = o.utc_offset_min;
+    }
     if (o.trusted_proxy)
         snprintf(rt.trusted_proxy, sizeof rt.trusted_proxy, "%s", o.trusted_proxy);
 

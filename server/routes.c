@@ -52,6 +52,8 @@ void routes_init(routes_t *rt, sync_t *sync) {
     rt->limits.max_json_elements = HTTP_MAX_JSON_ELEMENTS(1000);
     rt->limits.max_inflating_bytes = HTTP_MAX_INFLATING_BYTES;
     rt->started = time(NULL);
+    snprintf(rt->time_zone, sizeof rt->time_zone, "%s", ROUTES_TIME_ZONE_DEFAULT);
+    rt->utc_offset_min = 8 * 60;
     pthread_mutex_init(&rt->push_mu, NULL);
     pthread_cond_init(&rt->push_cv, NULL);
 }

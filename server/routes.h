@@ -22,6 +22,9 @@
 /* What every handler call shares. Set up before mg_set_request_handler()
  * and read-only afterwards, except the counters (atomic). The caller owns it
  * and keeps it alive until mg_stop() returns. */
+#define ROUTES_TIME_ZONE_MAX 48
+#define ROUTES_TIME_ZONE_DEFAULT "Asia/Shanghai"
+
 typedef struct routes {
     sync_t *sync;              /* borrowed */
     http_limits_t limits;
@@ -43,6 +46,10 @@ typedef struct routes {
      * commit anyway; more in flight would only queue. The cap is
      * limits.max_pushing, or ROUTES_MAX_PUSHING. Under push_mu. */
     int pushing, pushing_max;
+    /* The time zone the console shows times in (config key time_zone): its
+     * name as configured and its offset from UTC in minutes. */
+    char time_zone[ROUTES_TIME_ZONE_MAX];
+    int utc_offset_min;
     long push_waits;
     pthread_mutex_t push_mu;
     pthread_cond_t push_cv;
@@ -52,7 +59,7 @@ typedef struct routes {
 #define PUSH_SLOT_WAIT_S 30
 
 /* Fills rt with the defaults: limits from http.h, no trusted proxy, no cap
- * on long polls. */
+ * on long polls, times shown in Asia/Shanghai (UTC+8). */
 void routes_init(routes_t *rt, sync_t *sync);
 
 /* The long-poll cap for a server of `threads` worker threads: all but a

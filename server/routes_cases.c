@@ -18,7 +18,8 @@
 /* The filter parameters of /v1/cases and /v1/export, decoded. */
 typedef struct filter_buf {
     char status[FILTER_BUF], type[FILTER_BUF], grid[FILTER_BUF], assignee[FILTER_BUF], unit[FILTER_BUF];
-    char overdue[8], updated_after[TIME_BUF], q[FILTER_BUF];
+    char overdue[8], updated_after[TIME_BUF], q[FILTER_BUF], source[FILTER_BUF], procedure[FILTER_BUF];
+    char updated_from[TIME_BUF], updated_to[TIME_BUF], opened_from[TIME_BUF], opened_to[TIME_BUF];
 } filter_buf_t;
 
 /* Reads one optional parameter; -1 after answering 400 when it is too long
@@ -37,7 +38,12 @@ static int read_filter(call_t *c, filter_buf_t *b, sync_case_filter_t *f) {
         param(c, "grid", b->grid, sizeof b->grid) || param(c, "assignee", b->assignee, sizeof b->assignee) ||
         param(c, "unit", b->unit, sizeof b->unit) || param(c, "overdue", b->overdue, sizeof b->overdue) ||
         param(c, "updated_after", b->updated_after, sizeof b->updated_after) ||
-        param(c, "q", b->q, sizeof b->q))
+        param(c, "q", b->q, sizeof b->q) || param(c, "source", b->source, sizeof b->source) ||
+        param(c, "procedure", b->procedure, sizeof b->procedure) ||
+        param(c, "updated_from", b->updated_from, sizeof b->updated_from) ||
+        param(c, "updated_to", b->updated_to, sizeof b->updated_to) ||
+        param(c, "opened_from", b->opened_from, sizeof b->opened_from) ||
+        param(c, "opened_to", b->opened_to, sizeof b->opened_to))
         return -1;
     f->status = b->status;
     f->type = b->type;
@@ -47,6 +53,12 @@ static int read_filter(call_t *c, filter_buf_t *b, sync_case_filter_t *f) {
     f->overdue = b->overdue;
     f->updated_after = b->updated_after;
     f->q = b->q;
+    f->source = b->source;
+    f->procedure = b->procedure;
+    f->updated_from = b->updated_from;
+    f->updated_to = b->updated_to;
+    f->opened_from = b->opened_from;
+    f->opened_to = b->opened_to;
     return 0;
 }
 

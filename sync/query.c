@@ -3,7 +3,8 @@
  *
  * A case query walks one index: the most selective of its equality filters
  * (by the counters), the due-time index for overdue=true, the updated-time
- * index for updated_after, or the unit's index; every other filter is checked
+ * index for an updated range, the opened-time index for an opened range, or
+ * the unit's index; every other filter (source, procedure, q ...) is checked
  * on each loaded record. Walks run in read transactions of at most
  * WALK_BATCH entries, so no reader stays open long, and never across network
  * writes: a page is collected, its transaction ended, and only then written.
@@ -30,7 +31,7 @@
 #define EXPORT_FLUSH 65536 /* bytes buffered before a write */
 #define STATS_DEFAULT_DAYS 30
 #define CHINA_OFFSET_MS (8 * 3600 * 1000LL)
-#define PLANS_MAX 8
+#define PLANS_MAX 8 /* 4 equalities, the unit, 3 time ranges */
 #define RANGE_COUNT_CAP 65536 /* keys counted to choose between two time ranges */
 
 /* ======================================================================== */
@@ -39,10 +40,12 @@
 
 typedef struct query {
     const char *status, *type, *grid, *assignee; /* NULL when absent */
+    const char *source, *procedure;              /* checked on each record, never indexes */
     char unit[FILTER_MAX + 1];                   /* scope: "" for every unit */
     int overdue;                                 /* -1 either, 0 not overdue, 1 overdue */
-    int has_updated;
-    int64_t updated_after;
+    int has_updated, has_opened;
+    int64_t updated_lo, updated_hi; /* updated_at in [lo, hi) */
+    int64_t opened_lo, opened_hi;   /* the opened time in [lo, hi) */
     uint32_t q[Q_MAX_CHARS];
     size_t qn; /* 0: no text filter */
     int64_t now;
@@ -151,6 +154,22 @@ static int check_len(const char *v, const char *name, sync_error_t *err) {
     return 0;
 }
 
+static int parse_when(const char *v, int64_t *ms);
+
+/* One bound of a time range filter: RFC 3339 or YYYY-MM-DD (parse_when). A
+ * start raises *bound to it, an end lowers it, so two filters on one range
+ * (updated_after and updated_from) both hold. */
+static int range_bound(const char *v, const char *name, int64_t *bound, int is_start, int *has,
+                       sync_error_t *err) {
+    int64_t ms;
+    if (!(v = present(v))) return 0;
+    if (parse_when(v, &ms) != 0)
+        return sync_fail(err, SYNC_EBADREQ, name, "%s must be an RFC 3339 time or a date YYYY-MM-DD", name);
+    if (is_start ? ms > *bound : ms < *bound) *bound = ms;
+    *has = 1;
+    return 0;
+}
+
 static int query_parse(const sync_principal_t *p, const sync_case_filter_t *f, query_t *q,
                        sync_error_t *err) {
     static const sync_case_filter_t none = {0};
@@ -176,12 +195,30 @@ static int query_parse(const sync_principal_t *p, const sync_case_filter_t *f, q
         else
             return sync_fail(err, SYNC_EBADREQ, "overdue", "overdue is true or false");
     }
+    q->source = present(f->source);
+    q->procedure = present(f->procedure);
+    if ((rc = check_len(q->source, "source", err)) || (rc = check_len(q->procedure, "procedure", err)))
+        return rc;
+    q->updated_lo = q->opened_lo = INT64_MIN;
+    q->updated_hi = q->opened_hi = INT64_MAX;
     const char *ua = present(f->updated_after);
     if (ua) {
-        if (strlen(ua) > 64 || util_parse_time(ua, &q->updated_after) != 0)
+        int64_t after;
+        if (strlen(ua) > 64 || util_parse_time(ua, &after) != 0)
             return sync_fail(err, SYNC_EBADREQ, "updated_after", "updated_after must be an RFC 3339 time");
+        q->updated_lo = after + 1;
         q->has_updated = 1;
     }
+    if ((rc = range_bound(f->updated_from, "updated_from", &q->updated_lo, 1, &q->has_updated, err)) ||
+        (rc = range_bound(f->updated_to, "updated_to", &q->updated_hi, 0, &q->has_updated, err)) ||
+        (rc = range_bound(f->opened_from, "opened_from", &q->opened_lo, 1, &q->has_opened, err)) ||
+        (rc = range_bound(f->opened_to, "opened_to", &q->opened_hi, 0, &q->has_opened, err)))
+        return rc;
+    if (q->updated_lo >= q->updated_hi)
+        return sync_fail(err, SYNC_EBADREQ, present(f->updated_to) ? "updated_to" : "updated_from",
+                         "the updated range is empty: its start is not before its end");
+    if (q->opened_lo >= q->opened_hi)
+        return sync_fail(err, SYNC_EBADREQ, "opened_to", "opened_from must be before opened_to");
     const char *text = present(f->q);
     if (text) {
         const unsigned char *t = (const unsigned char *)text;
@@ -218,10 +255,16 @@ static int query_match(const query_t *q, const cJSON *rec) {
         int over = due >= 0 && due < q->now;
         if (over != q->overdue) return 0;
     }
+    if (!str_is(util_json_str(f, "source"), q->source) || !str_is(util_json_str(f, "procedure"), q->procedure))
+        return 0;
     if (q->has_updated) {
         int64_t ms;
         const char *u = util_json_str(rec, "updated_at");
-        if (!u || util_parse_time(u, &ms) != 0 || ms <= q->updated_after) return 0;
+        if (!u || util_parse_time(u, &ms) != 0 || ms < q->updated_lo || ms >= q->updated_hi) return 0;
+    }
+    if (q->has_opened) {
+        int64_t ms;
+        if (index_life_time(rec, "opened", &ms) != 0 || ms < q->opened_lo || ms >= q->opened_hi) return 0;
     }
     if (q->qn) {
         const cJSON *party = cJSON_GetObjectItemCaseSensitive(f, "party");
@@ -334,17 +377,19 @@ static int plans_build(sync_t *s, const query_t *q, plan_t *pl, int *n, sync_err
     uint64_t best = UINT64_MAX;
     for (int i = 0; i < k; i++)
         if (pl[i].est < best) best = pl[i].est;
-    if (q->overdue == 1 || q->has_updated) {
-        int nr = (q->overdue == 1) + q->has_updated;
-        for (int r = 0; r < 2; r++) {
-            if (r == 0 && q->overdue != 1) continue;
-            if (r == 1 && !q->has_updated) continue;
+    /* The time ranges: due before now, updated, opened. */
+    const int use[3] = {q->overdue == 1, q->has_updated, q->has_opened};
+    const int64_t lo[3] = {0, q->updated_lo, q->opened_lo}, hi[3] = {q->now, q->updated_hi, q->opened_hi};
+    static const char *const range_names[3][2] = {{"due", "u.due"}, {"updated", "u.updated"}, {"opened", "u.opened"}};
+    int nr = use[0] + use[1] + use[2];
+    if (nr > 0) {
+        for (int r = 0; r < 3; r++) {
+            if (!use[r]) continue;
             memset(&pl[k], 0, sizeof pl[k]);
             pl[k].kind = PLAN_RANGE;
-            const char *name = r == 0 ? (unit ? "u.due" : "due") : (unit ? "u.updated" : "updated");
-            if (plan_prefix(&pl[k], name, unit, NULL) != 0) continue;
-            pl[k].lo = r == 0 ? 0 : q->updated_after + 1;
-            pl[k].hi = r == 0 ? q->now : INT64_MAX;
+            if (plan_prefix(&pl[k], range_names[r][unit ? 1 : 0], unit, NULL) != 0) continue;
+            pl[k].lo = lo[r] > 0 ? lo[r] : 0;
+            pl[k].hi = hi[r];
             /* Count on keys only, never past the best so far; a lone
              * candidate needs no count at all. */
             if (best != UINT64_MAX)
@@ -1024,7 +1069,7 @@ static int parse_when(const char *v, int64_t *ms) {
         if (M < 1 || M > 12 || D < 1 || D > 31) return -1;
         struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D};
         time_t t = timegm(&tm);
-        if (t == (time_t)-1) return -1;
+        if (t == (time_t)-1 || tm.tm_mday != D || tm.tm_mon != M - 1) return -1; /* Feb 30 normalized */
         *ms = (int64_t)t * 1000 - CHINA_OFFSET_MS;
         return 0;
     }

@@ -352,6 +352,10 @@ typedef struct sync_case_filter {
     const char *overdue;       /* "true" or "false" */
     const char *updated_after; /* RFC 3339: updated_at strictly after it */
     const char *q;             /* case-insensitive text in description, address, party.name, case_no */
+    const char *source, *procedure; /* fields.source / fields.procedure, exactly */
+    /* Ranges [from, to) of updated_at and of the opened time (the create's
+     * `at`): RFC 3339, or YYYY-MM-DD meaning its midnight in China time. */
+    const char *updated_from, *updated_to, *opened_from, *opened_to;
 } sync_case_filter_t;
 
 /* One page: {"items":[record...],"next":cursor|null}. cursor NULL or "" for

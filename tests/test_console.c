@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "server/console.h"
 #include "tests/harness.h"
 
 #ifndef CASESYNC_SRC_DIR
@@ -161,10 +162,12 @@ static int run_browser(srv_t *s, const char *script) {
     return -1;
 }
 
-#define BROWSER(script)                                                                             \
+#define BROWSER(script) BROWSER_CONFIG(script, NULL)
+#define BROWSER_CONFIG(script, config)                                                              \
     do {                                                                                            \
         srv_t s_ = {.slot = -1};                                                                    \
-        START(s_);                                                                                  \
+        ASSERT_MSG(((config) ? srv_start_config(&s_, (config)) : srv_start(&s_)) == 0,              \
+                   "casesyncd did not start");                                                      \
         ASSERT_MSG(seed_unit(&s_) == 0, "seeding the unit failed");                                 \
         int rc_ = run_browser(&s_, (script));                                                       \
         ASSERT_MSG(rc_ == 0, "node tests/browser/%s exited %d (its output is above)", (script), rc_); \
@@ -279,6 +282,56 @@ TEST(console_cookie_session_and_csrf) {
     ASSERT_ERROR(r, 422, "validation_failed");
 }
 
+/* Which time zones the console may show times in: China, UTC and fixed offsets. */
+TEST(console_time_zone_parse_accepts_china_utc_and_offsets) {
+    static const struct {
+        const char *name;
+        int ok, minutes;
+    } cases[] = {
+        {"Asia/Shanghai", 1, 480}, {"PRC", 1, 480},     {"Asia/Chongqing", 1, 480}, {"UTC", 1, 0},
+        {"Etc/UTC", 1, 0},         {"+08:00", 1, 480},  {"-03:30", 1, -210},        {"+14:00", 1, 840},
+        {"-12:00", 1, -720},       {"+00:00", 1, 0},    {"+14:01", 0, 0},           {"-12:30", 0, 0},
+        {"+8:00", 0, 0},           {"+08:60", 0, 0},    {"08:00", 0, 0},            {"+08:00 ", 0, 0},
+        {"Europe/Berlin", 0, 0},   {"asia/shanghai", 0, 0}, {"", 0, 0},             {"+0a:00", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int m = -1;
+        int rc = console_time_zone_parse(cases[i].name, &m);
+        ASSERT_MSG((rc == 0) == cases[i].ok, "%s: rc %d", cases[i].name, rc);
+        ASSERT_MSG(m == cases[i].minutes, "%s: %d minutes, expected %d", cases[i].name, m, cases[i].minutes);
+    }
+    int m = 5;
+    ASSERT_INT(console_time_zone_parse(NULL, &m), -1);
+    ASSERT_INT(m, 0);
+}
+
+/* The config key time_zone reaches the console's session; the default is
+ * Asia/Shanghai; a zone the console cannot show stops the start. */
+TEST(console_session_carries_the_configured_time_zone) {
+    const char *h[] = {"X-Casesync-Console: 1", NULL};
+    const char *tz[][3] = {{NULL, "Asia/Shanghai", "+08:00"}, {"{\"time_zone\":\"-03:30\"}", "-03:30", "-03:30"},
+                           {"{\"time_zone\":\"UTC\"}", "UTC", "+00:00"}};
+    for (int i = 0; i < 3; i++) {
+        srv_t s = {.slot = -1};
+        ASSERT_MSG((tz[i][0] ? srv_start_config(&s, tz[i][0]) : srv_start(&s)) == 0, "casesyncd did not start");
+        ASSERT(std_user(&s, "sup1"));
+        resp_t r = http(&s, "POST", "/console/api/login", NULL,
+                        hfmt("{\"username\":\"sup1\",\"password\":\"%s\"}", std_pass("sup1")), h);
+        ASSERT_STATUS(r, 200);
+        const char *c[] = {cookie_of(&r), NULL};
+        r = http(&s, "GET", "/console/api/session", NULL, NULL, c);
+        ASSERT_STATUS(r, 200);
+        ASSERT_JSTR(resp_json(&r), "time_zone.name", tz[i][1]);
+        ASSERT_JSTR(resp_json(&r), "time_zone.utc_offset", tz[i][2]);
+        srv_stop(&s);
+    }
+    srv_t bad = {.slot = -1};
+    ASSERT_MSG(srv_start_config(&bad, "{\"time_zone\":\"Europe/Berlin\"}") != 0,
+               "casesyncd started with a time zone it cannot show");
+    srv_t bad2 = {.slot = -1};
+    ASSERT_MSG(srv_start_config(&bad2, "{\"time_zone\":8}") != 0, "casesyncd started with time_zone 8");
+}
+
 /* ---- browser scenarios ------------------------------------------------------------ */
 
 /* Sign in, 工作台, filter the list, CSV of the filter, open a case, play a
@@ -305,9 +358,19 @@ TEST(browser_supervisor_reads) {
  * file a new case from the desk, revoke a phone. */
 TEST(browser_supervisor_acts) { BROWSER("supervisor_acts.mjs"); }
 
+/* Server-side filters in 案件 (a page holds exactly limit matching cases, the
+ * CSV is the filtered set); 修改 of a writable field; 更正 of a frozen fine,
+ * refused over the Art. 51 cap (shown verbatim), then applied and shown in
+ * the history as a correction with its reason. */
+TEST(browser_supervisor_edits_and_corrects) { BROWSER("supervisor_edits.mjs"); }
+
 /* 月报: figures against /v1/stats, CSV with Chinese headers and BOM, A4 PDF;
  * 人员 for the admin. */
 TEST(browser_monthly_report) { BROWSER("monthly_report.mjs"); }
+
+/* A server set to time_zone -03:30: the page shows times and sends date
+ * bounds in it, whatever the browser's own zone. */
+TEST(browser_times_in_the_configured_zone) { BROWSER_CONFIG("time_zone.mjs", "{\"time_zone\":\"-03:30\"}"); }
 
 /* An auxiliary and an officer of another unit see none of it. */
 TEST(browser_outsiders_see_nothing) { BROWSER("outsiders.mjs"); }
