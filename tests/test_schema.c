@@ -959,3 +959,149 @@ TEST(schema_lifecycle_legal_review) {
                JUDGE_ROLE);
     schema_free(s);
 }
+
+/* ------------------------------------------------------------------------- */
+/* Write rules (field x role x state) and conflict resolution                 */
+/* ------------------------------------------------------------------------- */
+
+static int lookup_users(void *ctx, const char *id, schema_user_info_t *out) {
+    (void)ctx;
+    static const struct {
+        const char *id;
+        int active;
+        schema_role_t role;
+        const char *unit;
+    } users[] = {{"u1", 1, ROLE_OFFICER, "U1"},   {"u2", 1, ROLE_OFFICER, "U1"}, {"ua", 1, ROLE_AUXILIARY, "U1"},
+                 {"ux", 1, ROLE_OFFICER, "U2"},   {"ud", 0, ROLE_OFFICER, "U1"}, {"us", 1, ROLE_SUPERVISOR, "U1"}};
+    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++)
+        if (strcmp(users[i].id, id) == 0) {
+            out->active = users[i].active, out->role = users[i].role;
+            snprintf(out->unit, sizeof out->unit, "%s", users[i].unit);
+            return 0;
+        }
+    return -1;
+}
+
+static schema_write_t judge_w(const schema_t *s, const char *change, const char *proc, const char *status,
+                              int voided, const char *fields, schema_role_t role, schema_err_t *e) {
+    cJSON *c = cJSON_Parse(change), *f = cJSON_Parse(fields ? fields : "{\"unit\":\"U1\"}");
+    cJSON *grids = cJSON_Parse("[\"110101001001001\"]");
+    schema_view_t v = {.procedure = proc, .status = status, .voided = voided, .fields = f};
+    schema_writer_t w = {.role = role, .unit = "U1", .grids = grids, .lookup = lookup_users};
+    schema_write_t r = schema_judge_writes(s, c, &v, &w, e);
+    cJSON_Delete(c);
+    cJSON_Delete(f);
+    cJSON_Delete(grids);
+    return r;
+}
+
+TEST(schema_write_rules_field_role_state) {
+    schema_t *s = load();
+    schema_err_t e;
+    ASSERT(s);
+    /* unit: own unit at create; a supervisor's hand-over afterwards. */
+    ASSERT_INT(judge_w(s, "{\"op\":\"create\",\"fields\":{\"unit\":\"U1\"}}", "digital", NULL, 0, NULL, ROLE_AUXILIARY, &e),
+               WRITE_OK);
+    ASSERT_INT(judge_w(s, "{\"op\":\"create\",\"fields\":{\"unit\":\"U2\"}}", "digital", NULL, 0, NULL, ROLE_OFFICER, &e),
+               WRITE_FORBIDDEN);
+    ASSERT_STR(e.path, "fields.unit");
+    ASSERT_INT(e.code, SCHEMA_E_FORBIDDEN);
+    ASSERT_INT(judge_w(s, "{\"op\":\"create\",\"fields\":{\"unit\":\"U2\"}}", "digital", NULL, 0, NULL, ROLE_ADMIN, &e),
+               WRITE_OK);
+    ASSERT_INT(judge_w(s, "{\"op\":\"update\",\"set\":{\"unit\":\"U2\"}}", "digital", "reported", 0, NULL, ROLE_OFFICER, &e),
+               WRITE_FORBIDDEN);
+    ASSERT_INT(judge_w(s, "{\"op\":\"update\",\"set\":{\"unit\":\"U2\"}}", "digital", "reported", 0, NULL, ROLE_SUPERVISOR,
+                       &e),
+               WRITE_OK);
+    /* Re-sending the value the record holds is never refused. */
+    ASSERT_INT(judge_w(s, "{\"op\":\"update\",\"set\":{\"unit\":\"U1\"}}", "digital", "reported", 0, NULL, ROLE_AUXILIARY,
+                       &e),
+               WRITE_OK);
+    /* grid: patrolled by officers and auxiliaries; any for supervisors. */
+    ASSERT_INT(judge_w(s, "{\"op\":\"update\",\"set\":{\"grid\":\"110101001001002\"}}", "digital", "reported", 0, NULL,
+                       ROLE_OFFICER, &e),
+               WRITE_FORBIDDEN);
+    ASSERT_INT(judge_w(s, "{\"op\":\"update\",\"set\":{\"grid\":\"110101001001001\"}}", "digital", "reported", 0, NULL,
+                       ROLE_OFFICER, &e),
+               WRITE_OK);
+    ASSERT_INT(judge_w(s, "{\"op\":\"update\",\"set\":{\"grid\":\"110101001001002\"}}", "digital", "reported", 0, NULL,
+                       ROLE_SUPERVISOR, &e),
+               WRITE_OK);
+    /* assignee / assist_officer: active officers of the record's unit, different. */
+    const char *mk = "{\"op\":\"create\",\"fields\":{\"unit\":\"U1\",\"assignee\":\"%s\",\"assist_officer\":\"%s\"}}";
+    char buf[256];
+    snprintf(buf, sizeof buf, mk, "u1", "u2");
+    ASSERT_INT(judge_w(s, buf, "simple", NULL, 0, NULL, ROLE_OFFICER, &e), WRITE_OK);
+    ASSERT_INT(judge_w(s, buf, "simple", NULL, 0, NULL, ROLE_AUXILIARY, &e), WRITE_FORBIDDEN);
+    static const char *const bad[] = {"ua", "ux", "ud", "nobody"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(buf, sizeof buf, mk, "u1", bad[i]);
+        ASSERT_INT(judge_w(s, buf, "simple", NULL, 0, NULL, ROLE_OFFICER, &e), WRITE_INVALID);
+        ASSERT_STR(e.path, "fields.assist_officer");
+    }
+    snprintf(buf, sizeof buf, mk, "u1", "u1");
+    ASSERT_INT(judge_w(s, buf, "simple", NULL, 0, NULL, ROLE_OFFICER, &e), WRITE_INVALID);
+    ASSERT(strstr(e.message, "Art. 42") != NULL);
+    /* Frozen from decided; a supervisor's correction with a reason changes it. */
+    const char *fine = "{\"op\":\"update\",\"set\":{\"fine_amount\":3000}}";
+    const char *corr = "{\"op\":\"correct\",\"set\":{\"fine_amount\":150},\"reason\":\"笔误\"}";
+    ASSERT_INT(judge_w(s, fine, "simple", "draft", 0, NULL, ROLE_OFFICER, &e), WRITE_OK);
+    ASSERT_INT(judge_w(s, fine, "simple", "decided", 0, NULL, ROLE_OFFICER, &e), WRITE_FROZEN);
+    ASSERT_INT(e.code, SCHEMA_E_FROZEN);
+    ASSERT_INT(judge_w(s, fine, "simple", "paid", 0, NULL, ROLE_ADMIN, &e), WRITE_FROZEN);
+    ASSERT_INT(judge_w(s, corr, "simple", "decided", 0, NULL, ROLE_SUPERVISOR, &e), WRITE_OK);
+    ASSERT_INT(judge_w(s, corr, "simple", "decided", 0, NULL, ROLE_OFFICER, &e), WRITE_FORBIDDEN);
+    ASSERT_INT(judge_w(s, "{\"op\":\"correct\",\"set\":{\"fine_amount\":150},\"reason\":\"\"}", "simple", "decided", 0,
+                       NULL, ROLE_SUPERVISOR, &e),
+               WRITE_INVALID);
+    ASSERT_STR(e.path, "reason");
+    /* is_major is never cleared once reviewed, not even by a correction. */
+    ASSERT_INT(judge_w(s, "{\"op\":\"correct\",\"set\":{\"is_major\":false},\"reason\":\"x\"}", "general", "reviewed", 0,
+                       "{\"unit\":\"U1\",\"is_major\":true}", ROLE_SUPERVISOR, &e),
+               WRITE_FROZEN);
+    ASSERT_INT(judge_w(s, "{\"op\":\"update\",\"set\":{\"is_major\":false}}", "general", "concluded", 0,
+                       "{\"unit\":\"U1\",\"is_major\":true}", ROLE_OFFICER, &e),
+               WRITE_OK);
+    /* A closed or voided record: appended notes and documents by a supervisor only. */
+    const char *note = "{\"op\":\"update\",\"append\":{\"notes\":[{\"id\":\"n\",\"text\":\"x\"}]}}";
+    ASSERT_INT(judge_w(s, note, "digital", "closed", 0, NULL, ROLE_SUPERVISOR, &e), WRITE_OK);
+    ASSERT_INT(judge_w(s, note, "digital", "closed", 0, NULL, ROLE_OFFICER, &e), WRITE_FORBIDDEN);
+    ASSERT_INT(judge_w(s, note, "digital", "reported", 1, NULL, ROLE_SUPERVISOR, &e), WRITE_OK);
+    ASSERT_INT(judge_w(s, "{\"op\":\"update\",\"set\":{\"description\":\"x\"}}", "digital", "closed", 0, NULL,
+                       ROLE_ADMIN, &e),
+               WRITE_FROZEN);
+    ASSERT_INT(judge_w(s, "{\"op\":\"update\",\"append\":{\"evidence\":[{\"id\":\"e\",\"sha256\":\"%s\"}]}}", "digital",
+                       "rejected", 0, NULL, ROLE_ADMIN, &e),
+               WRITE_FROZEN);
+    ASSERT_INT(judge_w(s, corr, "simple", "closed", 0, NULL, ROLE_ADMIN, &e), WRITE_FROZEN);
+    schema_free(s);
+}
+
+TEST(schema_resolution_runs_the_transition_guards) {
+    schema_t *s = load();
+    schema_err_t e;
+    ASSERT(s);
+    cJSON *bare = cJSON_Parse("{}"), *full = cJSON_Parse(GOOD_FIELDS);
+    schema_view_t v = {.procedure = "general", .status = "not_filed", .fields = bare};
+    ASSERT_INT(schema_judge_resolution(s, &v, "filed", ROLE_SUPERVISOR, &e), JUDGE_GUARD);
+    ASSERT_STR(e.path, "fields.party");
+    ASSERT_INT(schema_judge_resolution(s, &v, "filed", ROLE_OFFICER, &e), JUDGE_ROLE);
+    v.fields = full;
+    ASSERT_INT(schema_judge_resolution(s, &v, "filed", ROLE_SUPERVISOR, &e), JUDGE_APPLY);
+    ASSERT_INT(schema_judge_resolution(s, &v, "not_filed", ROLE_SUPERVISOR, &e), JUDGE_NOOP);
+    ASSERT_INT(schema_judge_resolution(s, &v, "teleported", ROLE_ADMIN, &e), JUDGE_FORBIDDEN);
+    /* 返工 after 结案, resolved to dispatched: the 返工's own rule (supervisor). */
+    v.procedure = "digital", v.status = "closed", v.fields = bare;
+    ASSERT_INT(schema_judge_resolution(s, &v, "dispatched", ROLE_SUPERVISOR, &e), JUDGE_APPLY);
+    ASSERT_INT(schema_judge_resolution(s, &v, "dispatched", ROLE_OFFICER, &e), JUDGE_ROLE);
+    /* And the static guards a correction re-checks. */
+    cJSON *over = cJSON_Parse(GOOD_FIELDS);
+    cJSON_ReplaceItemInObject(over, "fine_amount", cJSON_CreateNumber(3000));
+    ASSERT_INT(schema_check_passed_guards(s, "simple", "decided", over, &e), SCHEMA_E_INVALID);
+    ASSERT_STR(e.path, "fields.fine_amount");
+    ASSERT_INT(schema_check_passed_guards(s, "simple", "draft", over, &e), 0);
+    cJSON_Delete(over);
+    cJSON_Delete(bare);
+    cJSON_Delete(full);
+    schema_free(s);
+}
