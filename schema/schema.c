@@ -2970,3 +2970,17 @@ int schema_state_migration(const schema_t *s, int from_version, const char *proc
     }
     return 0;
 }
+
+/* ========================================================================= */
+/* Who voids, who resolves                                                    */
+/* ========================================================================= */
+
+static schema_role_t role_of(const schema_t *s, const char *section, schema_role_t dflt) {
+    const cJSON *r = get(get(s->doc, section), "role");
+    schema_role_t role = r ? schema_role_parse(str_of(r)) : ROLE_NONE;
+    return role == ROLE_NONE ? dflt : role;
+}
+
+schema_role_t schema_void_role(const schema_t *s) { return role_of(s, "voiding", ROLE_SUPERVISOR); }
+schema_role_t schema_resolve_role(const schema_t *s) { return role_of(s, "conflict_resolution", ROLE_SUPERVISOR); }
+schema_role_t schema_correction_role(const schema_t *s) { return s->correction_role; }

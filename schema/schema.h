@@ -406,4 +406,11 @@ int schema_lifecycle_version(const schema_t *s);
 int schema_state_migration(const schema_t *s, int from_version, const char *procedure, const char *status,
                            const char **to, const char **stamp);
 
+/* The weakest role that voids a record (撤销), resolves a conflict, makes a
+ * correction (更正): the schema's "voiding", "conflict_resolution" and
+ * "corrections" roles (supervisor when a schema names none). */
+schema_role_t schema_void_role(const schema_t *s);
+schema_role_t schema_resolve_role(const schema_t *s);
+schema_role_t schema_correction_role(const schema_t *s);
+
 #endif

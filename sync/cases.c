@@ -189,7 +189,7 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
     if (rc) return rc;
     const char *state = util_json_str(c, "state"), *field = util_json_str(c, "field");
     const char *rid = util_json_str(c, "record_id");
-    if (!reads_unit(p, util_json_str(c, "unit")) || p->role < ROLE_SUPERVISOR) {
+    if (!reads_unit(p, util_json_str(c, "unit")) || p->role < schema_resolve_role(s->schema)) {
         rc = sync_fail(j->err, SYNC_EFORBIDDEN, NULL, "only a supervisor of the unit resolves its conflicts");
         goto done;
     }
@@ -348,7 +348,7 @@ int sync_conflict_resolve(sync_t *s, const sync_principal_t *p, const char *id, 
                           sync_error_t *err) {
     resolve_job_t j = {.s = s, .p = p, .id = id, .err = err};
     *out = NULL;
-    if (p->role < ROLE_SUPERVISOR)
+    if (p->role < schema_resolve_role(s->schema))
         return sync_fail(err, SYNC_EFORBIDDEN, NULL, "only a supervisor resolves conflicts");
     if (!cJSON_IsObject(body) || !(j.value = cJSON_GetObjectItemCaseSensitive(body, "value")))
         return sync_fail(err, SYNC_EINVALID, "value", "the decision needs a value");

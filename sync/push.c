@@ -838,8 +838,9 @@ static int apply_void(apply_t *a) {
     int64_t version = version_of(rec), prev_closed = closed_at_of(rec);
     snprintf(path, sizeof path, "changes[%d]", a->idx);
 
-    if (p->role < ROLE_SUPERVISOR) {
-        rc = reject(a, version, "role_forbidden", path, "only a supervisor may void a case");
+    if (p->role < schema_void_role(s->schema)) {
+        rc = reject(a, version, "role_forbidden", path, "only a %s may void a case",
+                    schema_role_name(schema_void_role(s->schema)));
     } else if (schema_status_is_closed(s->schema, util_json_str(rec, "procedure"),
                                        util_json_str(rec, "status"))) {
         rc = reject(a, version, "forbidden_transition", path, "a closed case cannot be voided");

@@ -646,7 +646,7 @@ int casesync_void(casesync_t *h, const char *record_id, const char *reason, case
     pthread_mutex_lock(&h->lock);
     if ((rc = ready(h, err))) goto done;
     if (!(view = load_view(h, record_id, err, &rc))) goto done;
-    if (h->role < ROLE_SUPERVISOR) {
+    if (h->role < schema_void_role(h->schema)) {
         rc = cs__fail(err, CASESYNC_E_ROLE, 0, "role_forbidden", NULL, "only a supervisor voids a record");
         goto done;
     }
