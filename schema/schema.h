@@ -333,9 +333,11 @@ int schema_late_fee_fen(int64_t fine_fen, int64_t days, int64_t *fee_fen);
  * a type name, or -1 when the type has none. */
 int schema_type_hours(const schema_t *s, const char *type, const char *member);
 
-/* The server-set members ("server": true) of the items of append list
- * `field`: fills names[i] and types[i] (the member's schema type: "user" gets
- * the writer's id, "time" the change's time, "string" the writing device)
+/* The server-set members ("server": true or "received") of the items of
+ * append list `field`: fills names[i] and types[i] (the member's schema type:
+ * "user" gets the writer's id, "time" the change's time, "string" the writing
+ * device; "received" for a "server": "received" time member, which gets the
+ * server's receive time)
  * for at most max of them and returns the count (0 for none or an unknown
  * field). Strings live as long as s. */
 int schema_item_server_members(const schema_t *s, const char *field, const char **names, const char **types,
@@ -378,11 +380,19 @@ void schema_calendar_check(const schema_t *s, int64_t now_ms);
 
 /* Figures (/v1/stats): the state a figure counts in a procedure, or NULL.
  * figure: "accepted" (受理: general filed, digital dispatched), "closed"
- * (结案), "not_filed" (不予立案), "transferred" (移送), "decided", "paid". */
+ * (结案), "not_filed" (不予立案), "transferred" (移送), "decided", "paid",
+ * "disposed" (处置: digital feedback). */
 const char *schema_figure_state(const schema_t *s, const char *figure, const char *procedure);
-/* The field a figure reads: "fine" (fine_amount), "paid_at"
- * (payment.paid_at, dotted); NULL when the schema names none. */
+/* The field a figure reads, dotted; NULL when the schema names none:
+ * "fine" (fine_amount), "paid_at" (payment.paid_at), "reply_due",
+ * "reply_at" (reply.at), "callback_at" (callback.at), "satisfied"
+ * (callback.satisfied), "orders" (supervision), "replies"
+ * (supervision_replies); and "dispose_hours", which names a member of the
+ * types (dispose_within_hours), not a field. */
 const char *schema_figure_field(const schema_t *s, const char *name);
+/* 1 when the fields match figure "first_offence" ({field, equals}: 
+ * no_penalty_reason = first_offence), else 0 (also when the schema has none). */
+int schema_figure_match(const schema_t *s, const char *figure, const cJSON *fields);
 
 /* ========================================================================= */
 /* Field value checks                                                         */
