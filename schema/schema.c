@@ -2713,6 +2713,17 @@ int schema_due(const schema_t *s, int64_t start_ms, int n, int unit, int extend,
     return rc;
 }
 
+int schema_deadline_due(const schema_t *s, const char *name, const schema_deadline_record_t *r, int64_t *due_ms) {
+    int i = deadline_index(s, name);
+    const procedure_t *p = r ? proc_find(s, r->procedure) : NULL;
+    if (i < 0 || !p || s->deadlines[i].kind != DL_STATUS || s->deadlines[i].n < 0) return -1;
+    const deadline_t *d = &s->deadlines[i];
+    const char *from = d->from[p - s->procs];
+    const cJSON *t = from ? cJSON_GetObjectItemCaseSensitive(r->entered, from) : NULL;
+    if (!cJSON_IsNumber(t)) return -1;
+    return schema_due(s, (int64_t)t->valuedouble, d->n, d->unit, d->extend_rest, due_ms) == 0 ? 0 : -1;
+}
+
 /* The hours of a per-type deadline for a type, or -1 when the type has none. */
 static int type_hours(const schema_t *s, const char *type, const char *member) {
     for (int i = 0; type && i < s->ntypes; i++) {

@@ -321,6 +321,12 @@ typedef struct schema_deadline_record {
  * 0 with *due_ms and *by (the deadline's name, lives as long as s) set, or -1
  * when none runs. */
 int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int64_t *due_ms, const char **by);
+/* The due time of status deadline `name` (with a fixed number of days or
+ * hours) counted from the record's entry time (r->entered) into its `from`
+ * state, whether or not it still runs -- e.g. payment_due for 加处罚款 after
+ * the case moved on. Only r->procedure and r->entered are read. 0, or -1 when
+ * the deadline or the entry is missing. */
+int schema_deadline_due(const schema_t *s, const char *name, const schema_deadline_record_t *r, int64_t *due_ms);
 
 /* 加处罚款 (行政强制法 Art. 45, 行政处罚法 Art. 72(1)): 3% of the fine for
  * each day past the payment deadline, never more than the fine itself.

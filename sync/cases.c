@@ -34,6 +34,39 @@ static int load_visible(sync_t *s, MDB_txn *txn, const sync_principal_t *p, cons
     return 0;
 }
 
+/* derived.late_fee (加处罚款, 行政处罚法 Art. 72): from the end of the
+ * payment period (payment_due, counted from the first entry into its state)
+ * until the paid time (index "paid") or now, each day begun counts; the fee
+ * is schema_late_fee_fen of the fine. NULL when the case has no fine or no
+ * payment period. Read-only: computed at each read, never stored. */
+static cJSON *late_fee(sync_t *s, const cJSON *rec, int64_t now) {
+    const char *fine_field = schema_figure_field(s->schema, "fine");
+    const cJSON *fine = fine_field ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fields"),
+                                                                      fine_field)
+                                   : NULL;
+    const cJSON *life = cJSON_GetObjectItemCaseSensitive(rec, "life");
+    if (!cJSON_IsNumber(fine) || fine->valuedouble <= 0 || fine->valuedouble > 1e13) return NULL;
+    schema_deadline_record_t dr = {.procedure = util_json_str(rec, "procedure"),
+                                   .entered = cJSON_GetObjectItemCaseSensitive(life, "first")};
+    int64_t due, paid = -1, fee = 0, fine_fen = (int64_t)(fine->valuedouble * 100 + 0.5);
+    if (schema_deadline_due(s->schema, "payment_due", &dr, &due) != 0) return NULL;
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(life, "paid");
+    if (cJSON_IsNumber(pv)) paid = (int64_t)pv->valuedouble;
+    int64_t end = paid >= 0 ? paid : now;
+    int64_t days = end > due ? (end - due + 86399999) / 86400000 : 0;
+    if (schema_late_fee_fen(fine_fen, days, &fee) != 0) return NULL;
+    cJSON *o = cJSON_CreateObject();
+    char at[32];
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "amount", (double)fee / 100.0);
+    cJSON_AddNumberToObject(o, "days", (double)days);
+    cJSON_AddStringToObject(o, "from", util_fmt_time(due, at));
+    util_json_add(o, "until", paid >= 0 ? cJSON_CreateString(util_fmt_time(paid, at)) : cJSON_CreateNull());
+    cJSON_AddBoolToObject(o, "capped", fee >= fine_fen);
+    cJSON_AddNumberToObject(o, "fine", (double)fine_fen / 100.0);
+    return o;
+}
+
 int sync_case_get(sync_t *s, const sync_principal_t *p, const char *id, char **out, sync_error_t *err) {
     MDB_txn *txn = NULL;
     cJSON *rec = NULL;
@@ -44,7 +77,14 @@ int sync_case_get(sync_t *s, const sync_principal_t *p, const char *id, char **o
     if (rc) return rc;
     cJSON *o = record_public(rec);
     record_mask(s->schema, o, rec, p->role, p->unit);
+    cJSON *derived = o ? cJSON_AddObjectToObject(o, "derived") : NULL, *fee = late_fee(s, rec, util_now_ms());
+    if (derived) util_json_add(derived, "late_fee", fee ? fee : cJSON_CreateNull());
+    else cJSON_Delete(fee);
     cJSON_Delete(rec);
+    if (!derived) {
+        cJSON_Delete(o);
+        return sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+    }
     return answer(o, out, err);
 }
 

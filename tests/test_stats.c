@@ -525,3 +525,74 @@ TEST(stats_workflow_figures_hand_computed_fixture) {
     ASSERT(check_wfig(jget(resp_json(&r), "total"), &november, "November"));
     ASSERT_INT(srv_stop(&s), 0);
 }
+
+/* 加处罚款 (行政处罚法 Art. 72) as GET /v1/cases/{id} shows it in
+ * derived.late_fee, to the supervisor and to the officer's phone. */
+TEST(case_read_shows_the_late_fee_from_the_payment_deadline) {
+    srv_t s;
+    ASSERT_MSG(srv_start(&s) == 0, "casesyncd did not start");
+    phone_t adm;
+    PHONE(adm, s, "admin", "dev-adm");
+    const char *o1 = std_user(&s, "off1"), *o2 = std_user(&s, "off2");
+    ASSERT(o1 && o2 && std_user(&s, "sup1"));
+    const char *sup = login(&s, "sup1", std_pass("sup1"), "dev-s1", NULL);
+    const char *off = login(&s, "off1", std_pass("off1"), "dev-o1", NULL);
+    ASSERT(sup && off);
+    changes_buf = NULL, changes_len = changes_cap = 0;
+    rec_t L1 = {"lf-L1-000001", 0}, L2 = {"lf-L2-000001", 0}, L3 = {"lf-L3-000001", 0};
+    rec_t *rs[3] = {&L1, &L2, &L3};
+    int fines[3] = {1000, 200, 0}, months[3] = {3, 9, 9};
+    for (int i = 0; i < 3; i++) {
+        rec_t *r = rs[i];
+        int m = months[i];
+        create(r, "unlicensed_vending", "general", DEC("patrol", fines[i]), at(m, 2, 8, 0));
+        to(r, "filed", at(m, 2, 8, 10));
+        to(r, "investigating", at(m, 2, 8, 20));
+        to(r, "concluded", at(m, 2, 8, 30));
+        add(ch_update_at(r->id, r->v++, at(m, 2, 8, 40), NULL,
+                         hfmt("{\"documents\":[{\"id\":\"%s-n\",\"doc_type\":\"penalty_notice\"},"
+                              "{\"id\":\"%s-w\",\"doc_type\":\"rights_waiver\"}]}",
+                              r->id, r->id)));
+        to(r, "notified", at(m, 2, 8, 50));
+        to(r, "heard", at(m, 2, 9, 0));
+        to(r, "reviewed", at(m, 2, 9, 10));
+        to(r, "decided", at(m, 2, 9, 20));
+        to(r, "served", at(m, 2, 10, 0));
+    }
+    /* L1 pays on 20 March 10:00 China. */
+    set(&L1, hfmt("{\"payment\":{\"method\":\"bank\",\"receipt_no\":\"R-9\",\"paid_at\":\"%s\"}}", at(3, 20, 10, 0)),
+        at(3, 20, 10, 0));
+    resp_t r = phone_push(&adm, hfmt("[%s]", changes_buf));
+    free(changes_buf);
+    changes_buf = NULL;
+    ASSERT_STATUS(r, 200);
+    cJSON *it;
+    cJSON_ArrayForEach(it, jget(resp_json(&r), "results")) ASSERT_JSTR(it, "status", "applied");
+
+    /* L1: served Monday 2 March 2026 10:00; 15 days: the period ends at 24:00
+     * of 17 March (2026-03-17T16:00Z). Paid 20 March 10:00 (02:00Z): 2 days
+     * 10 hours late, so 3 days begun: 1000 x 3% x 3 = 90.00 yuan. */
+    r = http(&s, "GET", "/v1/cases/lf-L1-000001", sup, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    const cJSON *fee = jget(resp_json(&r), "derived.late_fee");
+    ASSERT_MSG(cJSON_IsObject(fee), "late_fee: %s", jprint(fee));
+    ASSERT_INT(jint(fee, "days"), 3);
+    ASSERT_INT((long long)(jget(fee, "amount")->valuedouble * 100 + 0.5), 9000);
+    ASSERT_MSG(strncmp(jstr(fee, "from"), "2026-03-17T16:00:00", 19) == 0, "from %s", jstr(fee, "from"));
+    ASSERT_MSG(strncmp(jstr(fee, "until"), "2026-03-20T02:00:00", 19) == 0, "until %s", jstr(fee, "until"));
+    ASSERT(!jbool(fee, "capped"));
+    /* L2: served 2 September, never paid: far more than 34 days, so the fee
+     * is the fine itself (200.00), and the officer's phone reads the same. */
+    r = http(&s, "GET", "/v1/cases/lf-L2-000001", off, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    fee = jget(resp_json(&r), "derived.late_fee");
+    ASSERT_MSG(cJSON_IsObject(fee), "late_fee: %s", jprint(fee));
+    ASSERT_INT((long long)(jget(fee, "amount")->valuedouble * 100 + 0.5), 20000);
+    ASSERT(jbool(fee, "capped"));
+    ASSERT(cJSON_IsNull(jget(fee, "until")));
+    /* L3: no fine, no late fee. */
+    r = http(&s, "GET", "/v1/cases/lf-L3-000001", sup, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    ASSERT(cJSON_IsNull(jget(resp_json(&r), "derived.late_fee")));
+    ASSERT_INT(srv_stop(&s), 0);
+}
