@@ -153,6 +153,29 @@ done:
     return answer(o, out, err);
 }
 
+/* The values a conflict holds (server_value, client_value, resolution.value)
+ * masked for the reader as the record's field would be (schema masks). */
+static void conflict_mask(sync_t *s, cJSON *c, const sync_principal_t *p) {
+    const char *field = util_json_str(c, "field"), *unit = util_json_str(c, "unit");
+    if (!field || !schema_field_masked_for(s->schema, field, p->role, unit && strcmp(unit, p->unit) == 0)) return;
+    cJSON *holders[] = {c, c, cJSON_GetObjectItemCaseSensitive(c, "resolution")};
+    static const char *const keys[] = {"server_value", "client_value", "value"};
+    for (int i = 0; i < 3; i++) {
+        cJSON *v = holders[i] ? cJSON_DetachItemFromObjectCaseSensitive(holders[i], keys[i]) : NULL;
+        if (!v) continue;
+        cJSON *tmp = cJSON_CreateObject();
+        if (!tmp || !cJSON_AddItemToObject(tmp, field, v)) {
+            cJSON_Delete(tmp);
+            cJSON_Delete(v);
+            cJSON_AddNullToObject(holders[i], keys[i]); /* never the unmasked value */
+            continue;
+        }
+        schema_mask_fields(s->schema, tmp, unit, p->role, p->unit);
+        cJSON_AddItemToObject(holders[i], keys[i], cJSON_DetachItemFromObjectCaseSensitive(tmp, field));
+        cJSON_Delete(tmp);
+    }
+}
+
 int sync_conflicts(sync_t *s, const sync_principal_t *p, const char *state, char **out, sync_error_t *err) {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -169,8 +192,10 @@ int sync_conflicts(sync_t *s, const sync_principal_t *p, const char *state, char
         for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             cJSON *c = cJSON_ParseWithLength(v.mv_data, v.mv_size);
             const char *st = util_json_str(c, "state");
-            if (c && reads_unit(p, util_json_str(c, "unit")) && (!state || (st && strcmp(st, state) == 0)))
+            if (c && reads_unit(p, util_json_str(c, "unit")) && (!state || (st && strcmp(st, state) == 0))) {
+                conflict_mask(s, c, p);
                 util_json_push(items, c);
+            }
             else
                 cJSON_Delete(c);
         }

@@ -678,7 +678,8 @@ static void csv_cell(outbuf_t *o, const char *v, int first) {
 static const char *const csv_columns[] = {
     "id",         "case_no",    "type",      "category", "procedure",   "status",     "voided",
     "unit",       "grid",       "assignee",  "address",  "description", "party_name", "fine_amount",
-    "created_at", "updated_at", "closed_at", "version",  "opened_at",   "due_at"};
+    "created_at", "updated_at", "closed_at", "version",  "opened_at",   "due_at",     "source",
+    "ticket_no",  "party_id"};
 
 static void csv_header(outbuf_t *o) {
     ob_str(o, "\xEF\xBB\xBF"); /* BOM: spreadsheets read the file as UTF-8 */
@@ -692,8 +693,18 @@ static const char *fmt_life(const cJSON *rec, const char *name, char buf[32]) {
     return index_life_time(rec, name, &ms) == 0 ? util_fmt_time(ms, buf) : NULL;
 }
 
-static void csv_row(outbuf_t *o, const cJSON *rec) {
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "fields");
+/* A row of the CSV export, masked for the reader like the ndjson export
+ * (party_id: the party's id_no, else its uscc -- personal data). */
+static void csv_row(outbuf_t *o, const cJSON *rec, sync_t *s, const sync_principal_t *p) {
+    cJSON *masked = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(rec, "fields"), 1);
+    if (!masked) {
+        o->oom = 1;
+        return;
+    }
+    if (p)
+        schema_mask_fields(s->schema, masked, util_json_str(masked, "unit"), p->role, p->unit);
+    const cJSON *f = masked, *party = cJSON_GetObjectItemCaseSensitive(masked, "party");
+    const char *party_id = util_json_str(party, "id_no") ? util_json_str(party, "id_no") : util_json_str(party, "uscc");
     const cJSON *fine = cJSON_GetObjectItemCaseSensitive(f, "fine_amount");
     const cJSON *version = cJSON_GetObjectItemCaseSensitive(rec, "version");
     char fine_s[64] = "", ver_s[32] = "", closed[32], opened[32], due[32];
@@ -720,9 +731,13 @@ static void csv_row(outbuf_t *o, const cJSON *rec) {
         ver_s,
         fmt_life(rec, "opened", opened),
         fmt_life(rec, "due", due),
+        util_json_str(f, "source"),
+        util_json_str(f, "ticket_no"),
+        party_id,
     };
     for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++)
         csv_cell(o, cells[i], i == 0);
+    cJSON_Delete(masked);
     ob_str(o, "\r\n");
 }
 
@@ -778,7 +793,7 @@ int sync_export(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *
         cJSON *rec;
         cJSON_ArrayForEach(rec, pg.items) {
             if (csv)
-                csv_row(&o, rec);
+                csv_row(&o, rec, s, p);
             else
                 ndjson_row(&o, rec, s, p);
         }

@@ -337,3 +337,69 @@ TEST(wf_court_due_publication_due_and_field_deadlines) {
     ASSERT_STR(by, "payment_due");
     schema_free(s);
 }
+
+/* Masks hold in the conflict list and the CSV export too. */
+TEST(wf_conflicts_and_csv_export_mask_personal_data) {
+    srv_t s;
+    ASSERT_MSG(srv_start(&s) == 0, "casesyncd did not start");
+    phone_t off, off2, sup, sup2, leg, adm;
+    PHONE(off, s, "off1", "dev-o1");
+    PHONE(sup, s, "sup1", "dev-s1");
+    ASSERT(phone_login(&off2, &s, "off1", std_pass("off1"), "dev-o2") == 0);
+    ASSERT(phone_login(&sup2, &s, "sup1", std_pass("sup1"), "dev-s2") == 0);
+    PHONE(leg, s, "leg1", "dev-l1");
+    PHONE(adm, s, "admin", "dev-ad");
+    const char *id = "wf-mk-000001";
+    resp_t r = phone_push(&off, changes(ch_create(id, "general",
+                                                  "{\"party\":{\"kind\":\"person\",\"name\":\"王五\","
+                                                  "\"id_no\":\"110101199001011234\"}}")));
+    ASSERT_STR(result_status(&r, 0), "applied");
+    /* Two devices write the manual fields from the same base: conflicts. */
+    r = phone_push(&sup, changes(ch_update(id, 1, "{\"complainant\":{\"name\":\"李四\",\"phone\":\"13812345678\"}}",
+                                           NULL)));
+    ASSERT_STR(result_status(&r, 0), "applied");
+    r = phone_push(&sup2, changes(ch_update(id, 1, "{\"complainant\":{\"name\":\"张三\",\"phone\":\"13987654321\"}}",
+                                            NULL)));
+    ASSERT_INT(r.status, 200);
+    r = phone_push(&off2, changes(ch_update(id, 1,
+                                            "{\"party\":{\"kind\":\"person\",\"name\":\"王五\","
+                                            "\"id_no\":\"110101199001019999\"}}",
+                                            NULL)));
+    ASSERT_INT(r.status, 200);
+    r = phone_push(&off, changes(ch_update(id, 1,
+                                           "{\"party\":{\"kind\":\"person\",\"name\":\"王五\","
+                                           "\"id_no\":\"110101199001017777\"}}",
+                                           NULL)));
+    ASSERT_INT(r.status, 200);
+    /* The supervisor sees both values; the legal reviewer (not shown the
+     * complainant) and the admin (another unit: party ids) see them masked. */
+    r = phone_get(&sup, "/v1/conflicts");
+    ASSERT_INT(r.status, 200);
+    ASSERT_MSG(strstr(r.body, "13812345678") && strstr(r.body, "13987654321") && strstr(r.body, "110101199001019999"),
+               "the supervisor sees the values: %s", r.body);
+    ASSERT_INT(jlen(resp_json(&r), "items"), 2);
+    r = phone_get(&leg, "/v1/conflicts");
+    ASSERT_INT(r.status, 200);
+    ASSERT_INT(jlen(resp_json(&r), "items"), 2);
+    ASSERT_MSG(!strstr(r.body, "13812345678") && !strstr(r.body, "13987654321"), "leaked to the reviewer: %s", r.body);
+    const cJSON *c = jarr_find(jget(resp_json(&r), "items"), "field", "complainant");
+    ASSERT(c);
+    ASSERT_MSG(strstr(jprint(jget(c, "server_value")), "****") && strstr(jprint(jget(c, "client_value")), "****"),
+               "masked: %s", jprint(c));
+    r = phone_get(&adm, "/v1/conflicts");
+    ASSERT_INT(r.status, 200);
+    ASSERT_MSG(!strstr(r.body, "110101199001017777") && !strstr(r.body, "110101199001019999"),
+               "party id leaked to the admin: %s", r.body);
+    ASSERT_MSG(strstr(r.body, "110***********9999") && strstr(r.body, "110***********7777"),
+               "the admin sees the masked ids: %s", r.body);
+
+    /* CSV: the party's id as the reader may see it. */
+    r = phone_get(&sup, "/v1/export?format=csv");
+    ASSERT_INT(r.status, 200);
+    ASSERT_MSG(strstr(r.body, "110101199001019999"), "the unit's supervisor sees the id:\n%s", r.body);
+    r = phone_get(&adm, "/v1/export?format=csv&unit=U1");
+    ASSERT_INT(r.status, 200);
+    ASSERT_MSG(!strstr(r.body, "110101199001019999") && strstr(r.body, "110***********9999"),
+               "the admin's CSV must hold the id masked:\n%s", r.body);
+    srv_cleanup(&s);
+}
