@@ -403,3 +403,45 @@ TEST(wf_conflicts_and_csv_export_mask_personal_data) {
                "the admin's CSV must hold the id masked:\n%s", r.body);
     srv_cleanup(&s);
 }
+
+/* The platform's CSV export imports like the JSON tickets, idempotent by
+ * ticket number; a malformed file is refused whole. */
+TEST(wf_hotline_csv_import_is_idempotent_and_refuses_malformed_files) {
+    srv_t s;
+    ASSERT_MSG(srv_start(&s) == 0, "casesyncd did not start");
+    phone_t sup;
+    PHONE(sup, s, "sup1", "dev-s1");
+    const char *const csv_h[] = {"Content-Type: text/csv; charset=utf-8", NULL};
+    const char *csv =
+        "\xEF\xBB\xBFticket_no,type,description,occurred_at,grid,address,lon,lat,complainant_name,complainant_phone,"
+        "reply_due\r\n"
+        "12345-2026-0101,exposed_garbage,\"门口垃圾, \"\"很多\"\"\",2026-11-02T01:00:00Z," GRID1 ",东城路1号,116.4,39.9,"
+        "李四,13812345678,2026-11-05T10:00:00Z\r\n"
+        "12345-2026-0102,no_such_type,x,2026-11-02T01:00:00Z," GRID1 ",东城路2号,116.4,39.9,,,\r\n";
+    resp_t r = http(&s, "POST", "/v1/hotline/import", sup.token, csv, csv_h);
+    ASSERT_INT(r.status, 200);
+    ASSERT_INT(jint(resp_json(&r), "created"), 1);
+    ASSERT_INT(jint(resp_json(&r), "rejected"), 1);
+    const char *rid = jstr(cJSON_GetArrayItem(jget(resp_json(&r), "items"), 0), "record_id");
+    ASSERT(rid);
+    rid = hfmt("%s", rid);
+    /* The same ticket by JSON or CSV again: exists. */
+    r = http(&s, "POST", "/v1/hotline/import", sup.token, csv, csv_h);
+    ASSERT_INT(r.status, 200);
+    ASSERT_INT(jint(resp_json(&r), "created"), 0);
+    ASSERT_INT(jint(resp_json(&r), "exists"), 1);
+    r = phone_get(&sup, hfmt("/v1/cases/%s", rid));
+    ASSERT_INT(r.status, 200);
+    ASSERT_STR(jstr(resp_json(&r), "fields.description"), "门口垃圾, \"很多\"");
+    ASSERT_STR(jstr(resp_json(&r), "fields.complainant.phone"), "13812345678");
+    ASSERT_STR(jstr(resp_json(&r), "fields.source"), "hotline");
+    /* Malformed: an open quote, an unknown column, a ragged row. */
+    r = http(&s, "POST", "/v1/hotline/import", sup.token, "ticket_no,type\n1,\"open\n", csv_h);
+    ASSERT_INT(r.status, 422);
+    ASSERT_STR(jstr(resp_json(&r), "error.field"), "csv");
+    r = http(&s, "POST", "/v1/hotline/import", sup.token, "ticket_no,colour\n1,red\n", csv_h);
+    ASSERT_INT(r.status, 422);
+    r = http(&s, "POST", "/v1/hotline/import", sup.token, "ticket_no,type\n1,exposed_garbage,extra\n", csv_h);
+    ASSERT_INT(r.status, 422);
+    srv_cleanup(&s);
+}
