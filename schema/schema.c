@@ -213,9 +213,13 @@ typedef struct deadline {
     int months;            /* with start_from: calendar months (民法典 Art. 202), else 0 */
 } deadline_t;
 
-#define FIGURE_COUNT 6
-static const char *const figure_names[FIGURE_COUNT] = {"accepted", "closed",  "not_filed",
-                                                       "transferred", "decided", "paid"};
+#define FIGURE_COUNT 7
+static const char *const figure_names[FIGURE_COUNT] = {"accepted",    "closed",  "not_filed", "transferred",
+                                                       "decided",     "paid",    "disposed"};
+/* Figures that name a field (dotted) or, for dispose_hours, a type member. */
+#define FIGURE_FIELDS 9
+static const char *const figure_field_names[FIGURE_FIELDS] = {
+    "fine", "paid_at", "reply_due", "reply_at", "callback_at", "satisfied", "orders", "replies", "dispose_hours"};
 #define FALLBACK_WORDS 8 /* years CAL_YEAR_MIN .. +511 tracked for the fallback flag */
 
 struct schema {
@@ -241,7 +245,8 @@ struct schema {
     const cJSON *hearing_sanctions;               /* array of sanction values, or NULL */
     /* figures: per figure, per procedure index, the state counted, or NULL */
     const char **figures[FIGURE_COUNT];
-    const char *fine_field, *paid_at_field;
+    const char *figure_fields[FIGURE_FIELDS];
+    const char *first_offence_field, *first_offence_value; /* figures.first_offence */
     calendar_t *calendar;
     char calendar_dir[1024]; /* the folder the calendar came from; "" for none */
     char calendar_sig[2 * 32 + 1];
@@ -608,8 +613,13 @@ static int load_rule(const cJSON *def, const char *name, int level, const char *
         }
     }
     if ((v = get(def, "server"))) {
-        if (!cJSON_IsBool(v)) return load_fail(err, path, "%s.server: must be true or false", path);
-        r->server = cJSON_IsTrue(v);
+        /* "received": a time member stamped with the server's receive time. */
+        int received = cJSON_IsString(v) && strcmp(v->valuestring, "received") == 0;
+        if (!cJSON_IsBool(v) && !received)
+            return load_fail(err, path, "%s.server: must be true, false or \"received\"", path);
+        if (received && r->type != VT_TIME)
+            return load_fail(err, path, "%s.server: \"received\" is for time members", path);
+        r->server = received ? 2 : cJSON_IsTrue(v);
     }
     if ((v = get(def, "mask"))) {
         /* {"visible_to": "unit" | a role name, "members"?: [...]} */
@@ -2618,8 +2628,11 @@ static int load_deadlines(schema_t *s, const cJSON *list, schema_err_t *err) {
     return 0;
 }
 
-static const char *const figures_keys[] = {"about", "accepted", "closed", "not_filed", "transferred",
-                                           "decided", "paid", "fine", "paid_at", NULL};
+static const char *const figures_keys[] = {"about",     "accepted",    "closed",    "not_filed", "transferred",
+                                           "decided",   "paid",        "disposed",  "fine",      "paid_at",
+                                           "reply_due", "reply_at",    "callback_at", "satisfied", "orders",
+                                           "replies",   "dispose_hours", "first_offence", NULL};
+static const char *const first_offence_keys[] = {"field", "equals", NULL};
 
 /* "figures": per figure {procedure: state}; fine and paid_at name fields. */
 static int load_figures(schema_t *s, const cJSON *figures, schema_err_t *err) {
@@ -2642,10 +2655,25 @@ static int load_figures(schema_t *s, const cJSON *figures, schema_err_t *err) {
             s->figures[i][p - s->procs] = m->valuestring;
         }
     }
-    s->fine_field = str_of(get(figures, "fine"));
-    s->paid_at_field = str_of(get(figures, "paid_at"));
-    if ((s->fine_field && !rule_at(s, s->fine_field)) || (s->paid_at_field && !rule_at(s, s->paid_at_field)))
-        return load_fail(err, "figures", "figures: fine and paid_at must name fields");
+    for (int i = 0; i < FIGURE_FIELDS; i++) {
+        const cJSON *v = get(figures, figure_field_names[i]);
+        char path[PATH_CAP];
+        path_key(path, "figures", figure_field_names[i]);
+        if (v && !str_of(v)) return load_fail(err, path, "%s: must name a field", path);
+        s->figure_fields[i] = str_of(v);
+        /* dispose_hours names a member of the types (dispose_within_hours). */
+        if (s->figure_fields[i] && strcmp(figure_field_names[i], "dispose_hours") != 0 &&
+            !rule_at(s, s->figure_fields[i]))
+            return load_fail(err, path, "%s: %s is not a field", path, s->figure_fields[i]);
+    }
+    const cJSON *fo = get(figures, "first_offence");
+    if (fo) {
+        if (!cJSON_IsObject(fo) || (rc = only_keys(fo, first_offence_keys, "figures.first_offence", err)) ||
+            !str_of(get(fo, "field")) || !str_of(get(fo, "equals")) || !rule_at(s, str_of(get(fo, "field"))))
+            return load_fail(err, "figures.first_offence", "figures.first_offence: {field, equals} naming a field");
+        s->first_offence_field = str_of(get(fo, "field"));
+        s->first_offence_value = str_of(get(fo, "equals"));
+    }
     return 0;
 }
 
@@ -2683,6 +2711,17 @@ int schema_due(const schema_t *s, int64_t start_ms, int n, int unit, int extend,
     int rc = calendar_due(s->calendar, start_ms, n, (calendar_unit_t)unit, extend, due_ms, &fallback);
     if (fallback) note_fallback(s, fallback);
     return rc;
+}
+
+int schema_deadline_due(const schema_t *s, const char *name, const schema_deadline_record_t *r, int64_t *due_ms) {
+    int i = deadline_index(s, name);
+    const procedure_t *p = r ? proc_find(s, r->procedure) : NULL;
+    if (i < 0 || !p || s->deadlines[i].kind != DL_STATUS || s->deadlines[i].n < 0) return -1;
+    const deadline_t *d = &s->deadlines[i];
+    const char *from = d->from[p - s->procs];
+    const cJSON *t = from ? cJSON_GetObjectItemCaseSensitive(r->entered, from) : NULL;
+    if (!cJSON_IsNumber(t)) return -1;
+    return schema_due(s, (int64_t)t->valuedouble, d->n, d->unit, d->extend_rest, due_ms) == 0 ? 0 : -1;
 }
 
 /* The hours of a per-type deadline for a type, or -1 when the type has none. */
@@ -2745,7 +2784,7 @@ int schema_item_server_members(const schema_t *s, const char *field, const char 
     for (int m = 0; it && it->type == VT_OBJECT && m < it->nmembers && n < max; m++) {
         if (!it->members[m].server) continue;
         names[n] = it->members[m].name;
-        types[n++] = vtype_names[it->members[m].type];
+        types[n++] = it->members[m].server == 2 ? "received" : vtype_names[it->members[m].type];
     }
     return n;
 }
@@ -2830,9 +2869,15 @@ const char *schema_figure_state(const schema_t *s, const char *figure, const cha
 }
 
 const char *schema_figure_field(const schema_t *s, const char *name) {
-    if (name && strcmp(name, "fine") == 0) return s->fine_field;
-    if (name && strcmp(name, "paid_at") == 0) return s->paid_at_field;
+    for (int i = 0; name && i < FIGURE_FIELDS; i++)
+        if (strcmp(figure_field_names[i], name) == 0) return s->figure_fields[i];
     return NULL;
+}
+
+int schema_figure_match(const schema_t *s, const char *figure, const cJSON *fields) {
+    if (!figure || strcmp(figure, "first_offence") != 0 || !s->first_offence_field) return 0;
+    const cJSON *v = value_at(fields, s->first_offence_field);
+    return cJSON_IsString(v) && strcmp(v->valuestring, s->first_offence_value) == 0;
 }
 
 #define CALENDAR_FILE_MAX (256 << 10)

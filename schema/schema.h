@@ -321,6 +321,12 @@ typedef struct schema_deadline_record {
  * 0 with *due_ms and *by (the deadline's name, lives as long as s) set, or -1
  * when none runs. */
 int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int64_t *due_ms, const char **by);
+/* The due time of status deadline `name` (with a fixed number of days or
+ * hours) counted from the record's entry time (r->entered) into its `from`
+ * state, whether or not it still runs -- e.g. payment_due for 加处罚款 after
+ * the case moved on. Only r->procedure and r->entered are read. 0, or -1 when
+ * the deadline or the entry is missing. */
+int schema_deadline_due(const schema_t *s, const char *name, const schema_deadline_record_t *r, int64_t *due_ms);
 
 /* 加处罚款 (行政强制法 Art. 45, 行政处罚法 Art. 72(1)): 3% of the fine for
  * each day past the payment deadline, never more than the fine itself.
@@ -333,9 +339,11 @@ int schema_late_fee_fen(int64_t fine_fen, int64_t days, int64_t *fee_fen);
  * a type name, or -1 when the type has none. */
 int schema_type_hours(const schema_t *s, const char *type, const char *member);
 
-/* The server-set members ("server": true) of the items of append list
- * `field`: fills names[i] and types[i] (the member's schema type: "user" gets
- * the writer's id, "time" the change's time, "string" the writing device)
+/* The server-set members ("server": true or "received") of the items of
+ * append list `field`: fills names[i] and types[i] (the member's schema type:
+ * "user" gets the writer's id, "time" the change's time, "string" the writing
+ * device; "received" for a "server": "received" time member, which gets the
+ * server's receive time)
  * for at most max of them and returns the count (0 for none or an unknown
  * field). Strings live as long as s. */
 int schema_item_server_members(const schema_t *s, const char *field, const char **names, const char **types,
@@ -378,11 +386,19 @@ void schema_calendar_check(const schema_t *s, int64_t now_ms);
 
 /* Figures (/v1/stats): the state a figure counts in a procedure, or NULL.
  * figure: "accepted" (受理: general filed, digital dispatched), "closed"
- * (结案), "not_filed" (不予立案), "transferred" (移送), "decided", "paid". */
+ * (结案), "not_filed" (不予立案), "transferred" (移送), "decided", "paid",
+ * "disposed" (处置: digital feedback). */
 const char *schema_figure_state(const schema_t *s, const char *figure, const char *procedure);
-/* The field a figure reads: "fine" (fine_amount), "paid_at"
- * (payment.paid_at, dotted); NULL when the schema names none. */
+/* The field a figure reads, dotted; NULL when the schema names none:
+ * "fine" (fine_amount), "paid_at" (payment.paid_at), "reply_due",
+ * "reply_at" (reply.at), "callback_at" (callback.at), "satisfied"
+ * (callback.satisfied), "orders" (supervision), "replies"
+ * (supervision_replies); and "dispose_hours", which names a member of the
+ * types (dispose_within_hours), not a field. */
 const char *schema_figure_field(const schema_t *s, const char *name);
+/* 1 when the fields match figure "first_offence" ({field, equals}: 
+ * no_penalty_reason = first_offence), else 0 (also when the schema has none). */
+int schema_figure_match(const schema_t *s, const char *figure, const cJSON *fields);
 
 /* ========================================================================= */
 /* Field value checks                                                         */

@@ -4,7 +4,7 @@
 # build), then the npm packages pinned in package-lock.json (npm ci).
 set -eu
 cd "$(dirname "$0")/.."
-pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev nginx-light openssl chromium fonts-wqy-microhei"
+pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev libcsv-dev nginx-light openssl chromium fonts-wqy-microhei"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -2,6 +2,8 @@
 #include "server/routes_workflows.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #define UNIT_BUF 257
 #define STATE_BUF 16
@@ -45,10 +47,30 @@ void wf_route_hotline_import(call_t *c) {
     sync_error_t err = {0};
     char unit[UNIT_BUF] = "", *out = NULL;
     if (param(c, "unit", unit, sizeof unit)) return;
-    cJSON *body = route_body_json(c);
-    if (!body) return;
-    int rc = sync_hotline_import(c->rt->sync, c->p, cJSON_GetObjectItemCaseSensitive(body, "tickets"), unit, &out,
-                                 &err);
+    /* The platform's CSV export, or {"tickets":[...]}. */
+    const char *ct = mg_get_header(c->req->conn, "Content-Type");
+    cJSON *body = NULL, *tickets = NULL;
+    int rc;
+    if (ct && strncasecmp(ct, "text/csv", 8) == 0) {
+        http_error_t e;
+        char *csv = NULL;
+        size_t len = 0;
+        if (http_read_body(c->req, &c->rt->limits, &csv, &len, &e) < 0) {
+            http_send_error(c->req, &e);
+            return;
+        }
+        rc = sync_hotline_csv_tickets(csv ? csv : "", len, &tickets, &err);
+        free(csv);
+        http_body_done(c->req);
+        if (rc == 0)
+            rc = sync_hotline_import(c->rt->sync, c->p, tickets, unit, &out, &err);
+        cJSON_Delete(tickets);
+        route_reply(c, rc, out, &err, 200);
+        return;
+    }
+    if (!(body = route_body_json(c))) return;
+    rc = sync_hotline_import(c->rt->sync, c->p, cJSON_GetObjectItemCaseSensitive(body, "tickets"), unit, &out,
+                             &err);
     cJSON_Delete(body);
     route_reply(c, rc, out, &err, 200);
 }

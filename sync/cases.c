@@ -34,6 +34,39 @@ static int load_visible(sync_t *s, MDB_txn *txn, const sync_principal_t *p, cons
     return 0;
 }
 
+/* derived.late_fee (加处罚款, 行政处罚法 Art. 72): from the end of the
+ * payment period (payment_due, counted from the first entry into its state)
+ * until the paid time (index "paid") or now, each day begun counts; the fee
+ * is schema_late_fee_fen of the fine. NULL when the case has no fine or no
+ * payment period. Read-only: computed at each read, never stored. */
+static cJSON *late_fee(sync_t *s, const cJSON *rec, int64_t now) {
+    const char *fine_field = schema_figure_field(s->schema, "fine");
+    const cJSON *fine = fine_field ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fields"),
+                                                                      fine_field)
+                                   : NULL;
+    const cJSON *life = cJSON_GetObjectItemCaseSensitive(rec, "life");
+    if (!cJSON_IsNumber(fine) || fine->valuedouble <= 0 || fine->valuedouble > 1e13) return NULL;
+    schema_deadline_record_t dr = {.procedure = util_json_str(rec, "procedure"),
+                                   .entered = cJSON_GetObjectItemCaseSensitive(life, "first")};
+    int64_t due, paid = -1, fee = 0, fine_fen = (int64_t)(fine->valuedouble * 100 + 0.5);
+    if (schema_deadline_due(s->schema, "payment_due", &dr, &due) != 0) return NULL;
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(life, "paid");
+    if (cJSON_IsNumber(pv)) paid = (int64_t)pv->valuedouble;
+    int64_t end = paid >= 0 ? paid : now;
+    int64_t days = end > due ? (end - due + 86399999) / 86400000 : 0;
+    if (schema_late_fee_fen(fine_fen, days, &fee) != 0) return NULL;
+    cJSON *o = cJSON_CreateObject();
+    char at[32];
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "amount", (double)fee / 100.0);
+    cJSON_AddNumberToObject(o, "days", (double)days);
+    cJSON_AddStringToObject(o, "from", util_fmt_time(due, at));
+    util_json_add(o, "until", paid >= 0 ? cJSON_CreateString(util_fmt_time(paid, at)) : cJSON_CreateNull());
+    cJSON_AddBoolToObject(o, "capped", fee >= fine_fen);
+    cJSON_AddNumberToObject(o, "fine", (double)fine_fen / 100.0);
+    return o;
+}
+
 int sync_case_get(sync_t *s, const sync_principal_t *p, const char *id, char **out, sync_error_t *err) {
     MDB_txn *txn = NULL;
     cJSON *rec = NULL;
@@ -44,7 +77,14 @@ int sync_case_get(sync_t *s, const sync_principal_t *p, const char *id, char **o
     if (rc) return rc;
     cJSON *o = record_public(rec);
     record_mask(s->schema, o, rec, p->role, p->unit);
+    cJSON *derived = o ? cJSON_AddObjectToObject(o, "derived") : NULL, *fee = late_fee(s, rec, util_now_ms());
+    if (derived) util_json_add(derived, "late_fee", fee ? fee : cJSON_CreateNull());
+    else cJSON_Delete(fee);
     cJSON_Delete(rec);
+    if (!derived) {
+        cJSON_Delete(o);
+        return sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
+    }
     return answer(o, out, err);
 }
 
@@ -113,6 +153,29 @@ done:
     return answer(o, out, err);
 }
 
+/* The values a conflict holds (server_value, client_value, resolution.value)
+ * masked for the reader as the record's field would be (schema masks). */
+static void conflict_mask(sync_t *s, cJSON *c, const sync_principal_t *p) {
+    const char *field = util_json_str(c, "field"), *unit = util_json_str(c, "unit");
+    if (!field || !schema_field_masked_for(s->schema, field, p->role, unit && strcmp(unit, p->unit) == 0)) return;
+    cJSON *holders[] = {c, c, cJSON_GetObjectItemCaseSensitive(c, "resolution")};
+    static const char *const keys[] = {"server_value", "client_value", "value"};
+    for (int i = 0; i < 3; i++) {
+        cJSON *v = holders[i] ? cJSON_DetachItemFromObjectCaseSensitive(holders[i], keys[i]) : NULL;
+        if (!v) continue;
+        cJSON *tmp = cJSON_CreateObject();
+        if (!tmp || !cJSON_AddItemToObject(tmp, field, v)) {
+            cJSON_Delete(tmp);
+            cJSON_Delete(v);
+            cJSON_AddNullToObject(holders[i], keys[i]); /* never the unmasked value */
+            continue;
+        }
+        schema_mask_fields(s->schema, tmp, unit, p->role, p->unit);
+        cJSON_AddItemToObject(holders[i], keys[i], cJSON_DetachItemFromObjectCaseSensitive(tmp, field));
+        cJSON_Delete(tmp);
+    }
+}
+
 int sync_conflicts(sync_t *s, const sync_principal_t *p, const char *state, char **out, sync_error_t *err) {
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -129,8 +192,10 @@ int sync_conflicts(sync_t *s, const sync_principal_t *p, const char *state, char
         for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             cJSON *c = cJSON_ParseWithLength(v.mv_data, v.mv_size);
             const char *st = util_json_str(c, "state");
-            if (c && reads_unit(p, util_json_str(c, "unit")) && (!state || (st && strcmp(st, state) == 0)))
+            if (c && reads_unit(p, util_json_str(c, "unit")) && (!state || (st && strcmp(st, state) == 0))) {
+                conflict_mask(s, c, p);
                 util_json_push(items, c);
+            }
             else
                 cJSON_Delete(c);
         }

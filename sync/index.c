@@ -21,7 +21,7 @@
 
 #include "sync/index.h"
 
-#define LAYOUT_VERSION "5" /* bump when the pairs a record gets change */
+#define LAYOUT_VERSION "6" /* bump when the pairs a record gets change */
 #define META_GEN "idx_gen" /* BE64: generation of the index (grows with each rebuild) */
 #define META_SIG "idx_sig" /* layout version + schema ETag + calendar the index was built under */
 #define REBUILD_BATCH 256  /* records per write job of a rebuild */
@@ -139,7 +139,7 @@ static int64_t field_at(const void *rec, const char *field) {
 }
 
 /* The value of a dotted field path ("payment.paid_at") in the fields. */
-static const cJSON *field_value(const cJSON *fields, const char *dotted) {
+const cJSON *index_field_value(const cJSON *fields, const char *dotted) {
     char part[128];
     const cJSON *v = fields;
     for (const char *p = dotted; v && p && *p;) {
@@ -152,6 +152,47 @@ static const cJSON *field_value(const cJSON *fields, const char *dotted) {
         p = dot ? dot + 1 : NULL;
     }
     return v;
+}
+
+/* The time a dotted time field (reply.at) says, no later than the `at` of the
+ * change that wrote its top-level field (the device's time, clamped to the
+ * receive time); that `at` alone when the member is absent. -1 when the
+ * field is not set. */
+static int64_t told_time(const cJSON *rec, const char *dotted) {
+    char top[128];
+    size_t n = strcspn(dotted, ".");
+    if (n >= sizeof top) return -1;
+    memcpy(top, dotted, n);
+    top[n] = 0;
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(rec, "fields");
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(fields, top);
+    if (!obj || cJSON_IsNull(obj)) return -1;
+    int64_t written = record_meta_at(rec, top), said;
+    const cJSON *v = index_field_value(fields, dotted);
+    if (cJSON_IsString(v) && util_parse_time(v->valuestring, &said) == 0 && (written <= 0 || said < written))
+        return said < 0 ? 0 : said;
+    return written > 0 ? written : -1;
+}
+
+/* The hotline times of life (figures reply_due, reply_at, callback_at):
+ * "reply_due" the platform's deadline, "replied" the reply's time,
+ * "callback" the 回访's time (told_time). */
+static void life_hotline(sync_t *s, const cJSON *rec, cJSON *life) {
+    static const char *const names[][2] = {{"reply_due", "reply_due"}, {"replied", "reply_at"},
+                                           {"callback", "callback_at"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *field = schema_figure_field(s->schema, names[i][1]);
+        int64_t ms = -1;
+        cJSON_DeleteItemFromObjectCaseSensitive(life, names[i][0]);
+        if (!field) continue;
+        if (i == 0) {
+            const cJSON *v = index_field_value(cJSON_GetObjectItemCaseSensitive(rec, "fields"), field);
+            if (!cJSON_IsString(v) || util_parse_time(v->valuestring, &ms) != 0) ms = -1;
+        } else {
+            ms = told_time(rec, field);
+        }
+        if (ms >= 0) set_num(life, names[i][0], (double)ms);
+    }
 }
 
 /* The figure times of life: "accepted" and "decided" (first entry of the
@@ -167,7 +208,7 @@ static void life_figures(sync_t *s, cJSON *rec, cJSON *life, const cJSON *first)
         int64_t ms = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : -1;
         if (i == 2) {
             const char *paid_field = schema_figure_field(s->schema, "paid_at");
-            const cJSON *pv = paid_field ? field_value(cJSON_GetObjectItemCaseSensitive(rec, "fields"), paid_field)
+            const cJSON *pv = paid_field ? index_field_value(cJSON_GetObjectItemCaseSensitive(rec, "fields"), paid_field)
                                          : NULL;
             int64_t paid, updated = parse_time_member(rec, "updated_at");
             if (cJSON_IsString(pv) && util_parse_time(pv->valuestring, &paid) == 0)
@@ -176,6 +217,7 @@ static void life_figures(sync_t *s, cJSON *rec, cJSON *life, const cJSON *first)
         cJSON_DeleteItemFromObjectCaseSensitive(life, figures[i]);
         if (ms >= 0) set_num(life, figures[i], (double)ms);
     }
+    life_hotline(s, rec, life);
 }
 
 /* Brings rec["life"] up to date. old_status: the status the record was
@@ -297,7 +339,8 @@ static cJSON *index_pairs(sync_t *s, const cJSON *rec) {
     static const char *const by_time[][2] = {{"updated", "u.updated"},   {"opened", "u.opened"},
                                              {"closed", "u.closed"},     {"due", "u.due"},
                                              {"accepted", "u.accepted"}, {"decided", "u.decided"},
-                                             {"paid", "u.paid"}};
+                                             {"paid", "u.paid"},         {"reply_due", "u.reply_due"},
+                                             {"callback", "u.callback"}};
     for (size_t i = 0; i < sizeof by_time / sizeof by_time[0]; i++) {
         int64_t ms;
         if (i == 0) {
@@ -310,17 +353,26 @@ static cJSON *index_pairs(sync_t *s, const cJSON *rec) {
         pair_add(list, by_time[i][0], cJSON_CreateNumber((double)ms));
         if (unit) pair_add(list, by_time[i][1], unit_value(unit, cJSON_CreateNumber((double)ms)));
     }
-    if (!unit) return list;
-    /* 督办 orders by their issue time (server-stamped issued_at). */
+    /* 督办 orders by their issue time (server-stamped issued_at): one entry
+     * per distinct time, city-wide and per unit. */
+    const char *orders = schema_figure_field(s->schema, "orders");
     const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(f, "supervision")) {
+    cJSON *seen = cJSON_CreateArray();
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(f, orders ? orders : "supervision")) {
         int64_t ms;
         const char *at = util_json_str(it, "issued_at");
-        if (!at || util_parse_time(at, &ms) != 0) continue;
-        cJSON *v = unit_value(unit, cJSON_CreateNumber((double)(ms < 0 ? 0 : ms)));
-        if (!pair_in(list, v)) pair_add(list, "u.sv", v);
-        else cJSON_Delete(v);
+        if (!seen || !at || util_parse_time(at, &ms) != 0) continue;
+        cJSON *n = cJSON_CreateNumber((double)(ms < 0 ? 0 : ms));
+        if (!n || pair_in(seen, n)) {
+            cJSON_Delete(n);
+            continue;
+        }
+        util_json_push(seen, n);
+        pair_add(list, "sv", cJSON_CreateNumber(n->valuedouble));
+        if (unit) pair_add(list, "u.sv", unit_value(unit, cJSON_CreateNumber(n->valuedouble)));
     }
+    cJSON_Delete(seen);
+    if (!unit) return list;
     /* The party, by a digest of its id (never the id itself), and the hotline ticket. */
     char party[65];
     if (index_party_key(s, cJSON_GetObjectItemCaseSensitive(f, "party"), party) == 0)

@@ -9,10 +9,12 @@
  *   unit, grid, assignee, status, type           string        (city-wide)
  *   u.grid, u.assignee, u.status, u.type         [unit, string]
  *   updated, opened, closed, due,                ms            (city-wide)
- *     accepted, decided, paid
+ *     accepted, decided, paid, reply_due, callback
  *   u.updated, u.opened, u.closed, u.due,        [unit, ms]
- *     u.accepted, u.decided, u.paid
- *   u.sv                                         [unit, ms]  督办 orders by issued_at
+ *     u.accepted, u.decided, u.paid,
+ *     u.reply_due, u.callback
+ *   sv, u.sv                                     ms, [unit, ms]  督办 orders by issued_at
+ *                                                (one entry per distinct time)
  *   u.party                                      [unit, HMAC hex of the party's id]
  *   u.ticket                                     [unit, ticket_no]
  *
@@ -34,8 +36,12 @@
  *   paid    the figures' paid_at field (payment.paid_at, at most the
  *           record's updated_at), else the first entry into the paid state
  *   updated the record's updated_at (server time, as the API shows it)
+ *   reply_due the hotline platform's deadline (the figures' reply_due field)
+ *   replied the reply's time: reply.at, no later than the `at` of the change
+ *           that wrote the reply (that `at` when reply.at is absent)
+ *   callback the 回访's time, callback.at clamped the same way
  * A record keeps them in rec["life"] = {"opened","closed"?,"due"?,"due_by"?,
- * "accepted"?,"decided"?,"paid"?,"entered":{status:ms},"first":{status:ms}}
+ * "accepted"?,"decided"?,"paid"?,"reply_due"?,"replied"?,"callback"?,"entered":{status:ms},"first":{status:ms}}
  * (entered: the latest entry, first: the first, which a 返工 does not move)
  * and its index pairs in rec["ix"], and the index generation it was written
  * under in rec["ixg"].
@@ -72,5 +78,9 @@ uint64_t index_count(MDB_txn *txn, const store_dbs_t *dbs, const char *name, con
 /* Reads a lifecycle time of a stored record ("opened", "closed", "due");
  * 0 and *ms set, or -1 when the record has none. */
 int index_life_time(const cJSON *rec, const char *name, int64_t *ms);
+
+/* The value of a dotted field path ("payment.paid_at") in a record's
+ * fields, or NULL. */
+const cJSON *index_field_value(const cJSON *fields, const char *dotted);
 
 #endif

@@ -322,16 +322,18 @@ static int assign_case_no(apply_t *a, cJSON *rec, cJSON *audit_fields) {
 /* Server-set members of appended items, as the schema lists them ("server":
  * true): a user member gets the writer (a note's author, a 督办's issuer), a
  * time member the change's time (clamped to the receive time), a string member
- * the writing device. */
+ * the writing device; a "received" member (a 督办 reply's received_at) the
+ * server's receive time, so both times of an answer written offline stay. */
 static cJSON *stamp_item(apply_t *a, const char *field, const cJSON *item) {
     cJSON *copy = cJSON_Duplicate(item, 1);
     const char *names[8], *types[8];
     char at[32];
     int n = schema_item_server_members(a->job->s->schema, field, names, types, 8);
     for (int i = 0; copy && i < n; i++) {
-        const char *v = strcmp(types[i], "user") == 0   ? a->job->p->user_id
-                        : strcmp(types[i], "time") == 0 ? util_fmt_time(a->pc->at_ms, at)
-                                                        : a->job->p->device_id;
+        const char *v = strcmp(types[i], "user") == 0       ? a->job->p->user_id
+                        : strcmp(types[i], "time") == 0     ? util_fmt_time(a->pc->at_ms, at)
+                        : strcmp(types[i], "received") == 0 ? util_fmt_time(a->job->recv_ms, at)
+                                                            : a->job->p->device_id;
         util_json_set(copy, names[i], cJSON_CreateString(v));
     }
     return copy;

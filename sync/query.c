@@ -723,7 +723,8 @@ static void csv_cell(outbuf_t *o, const char *v, int first) {
 static const char *const csv_columns[] = {
     "id",         "case_no",    "type",      "category", "procedure",   "status",     "voided",
     "unit",       "grid",       "assignee",  "address",  "description", "party_name", "fine_amount",
-    "created_at", "updated_at", "closed_at", "version",  "opened_at",   "due_at"};
+    "created_at", "updated_at", "closed_at", "version",  "opened_at",   "due_at",     "source",
+    "ticket_no",  "party_id"};
 
 static void csv_header(outbuf_t *o) {
     ob_str(o, "\xEF\xBB\xBF"); /* BOM: spreadsheets read the file as UTF-8 */
@@ -737,8 +738,18 @@ static const char *fmt_life(const cJSON *rec, const char *name, char buf[32]) {
     return index_life_time(rec, name, &ms) == 0 ? util_fmt_time(ms, buf) : NULL;
 }
 
-static void csv_row(outbuf_t *o, const cJSON *rec) {
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "fields");
+/* A row of the CSV export, masked for the reader like the ndjson export
+ * (party_id: the party's id_no, else its uscc -- personal data). */
+static void csv_row(outbuf_t *o, const cJSON *rec, sync_t *s, const sync_principal_t *p) {
+    cJSON *masked = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(rec, "fields"), 1);
+    if (!masked) {
+        o->oom = 1;
+        return;
+    }
+    if (p)
+        schema_mask_fields(s->schema, masked, util_json_str(masked, "unit"), p->role, p->unit);
+    const cJSON *f = masked, *party = cJSON_GetObjectItemCaseSensitive(masked, "party");
+    const char *party_id = util_json_str(party, "id_no") ? util_json_str(party, "id_no") : util_json_str(party, "uscc");
     const cJSON *fine = cJSON_GetObjectItemCaseSensitive(f, "fine_amount");
     const cJSON *version = cJSON_GetObjectItemCaseSensitive(rec, "version");
     char fine_s[64] = "", ver_s[32] = "", closed[32], opened[32], due[32];
@@ -765,9 +776,13 @@ static void csv_row(outbuf_t *o, const cJSON *rec) {
         ver_s,
         fmt_life(rec, "opened", opened),
         fmt_life(rec, "due", due),
+        util_json_str(f, "source"),
+        util_json_str(f, "ticket_no"),
+        party_id,
     };
     for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++)
         csv_cell(o, cells[i], i == 0);
+    cJSON_Delete(masked);
     ob_str(o, "\r\n");
 }
 
@@ -823,7 +838,7 @@ int sync_export(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *
         cJSON *rec;
         cJSON_ArrayForEach(rec, pg.items) {
             if (csv)
-                csv_row(&o, rec);
+                csv_row(&o, rec, s, p);
             else
                 ndjson_row(&o, rec, s, p);
         }
@@ -854,8 +869,12 @@ typedef struct group {
     char *key; /* NULL: the record has no value (e.g. no assignee) */
     int64_t opened, voided, overdue;
     int64_t accepted, closed_of_accepted, closed, not_filed, transferred;
-    int64_t decided, paid;
+    int64_t decided, paid, first_offence;
     int64_t fines_imposed_fen, fines_paid_fen; /* in fen (0.01 yuan), exact */
+    int64_t sv_issued, sv_done, sv_done_late;   /* 督办 orders issued in range; done by `to` */
+    int64_t replies_due, replied_on_time;       /* hotline tickets due in range */
+    int64_t callbacks, satisfied;               /* 回访 in range */
+    int64_t dispatched, disposed, disposed_on_time; /* digital events accepted in range */
     double *hours;
     size_t nh, caph;
 } group_t;
@@ -937,11 +956,71 @@ static cJSON *stats_load(stats_t *st, MDB_txn *txn, const char *id) {
     return rec;
 }
 
-enum { WALK_OPENED, WALK_CLOSED, WALK_DUE, WALK_ACCEPTED, WALK_DECIDED, WALK_PAID, WALK_COUNT };
+enum {
+    WALK_OPENED,
+    WALK_CLOSED,
+    WALK_DUE,
+    WALK_ACCEPTED,
+    WALK_DECIDED,
+    WALK_PAID,
+    WALK_SV,
+    WALK_REPLY_DUE,
+    WALK_CALLBACK,
+    WALK_COUNT
+};
 typedef struct stats_walk {
     stats_t *st;
     int which;
 } stats_walk_t;
+
+/* A time under life.first (the first entry into a status), or -1. */
+static int64_t first_entry(const cJSON *rec, const char *status) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "life"), "first"), status);
+    return status && cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+}
+
+/* 处置: a digital event accepted (派遣) in range. disposed: it reached the
+ * figures' "disposed" state (处理反馈) before `to`; on time: that first entry
+ * at most the type's dispose_hours after the first dispatch. 0 when the
+ * procedure has no disposed state. */
+static void dispose_figures(const stats_t *st, const cJSON *rec, group_t *x) {
+    const char *procedure = util_json_str(rec, "procedure"), *type = util_json_str(rec, "type");
+    const char *disposed = procedure ? schema_figure_state(st->s->schema, "disposed", procedure) : NULL;
+    const char *from = procedure ? schema_figure_state(st->s->schema, "accepted", procedure) : NULL;
+    const char *member = schema_figure_field(st->s->schema, "dispose_hours");
+    if (!disposed || !from) return;
+    x->dispatched++;
+    int64_t start = first_entry(rec, from), done = first_entry(rec, disposed);
+    if (done < 0 || done >= st->to) return;
+    x->disposed++;
+    int hours = member && type ? schema_type_hours(st->s->schema, type, member) : -1;
+    if (hours >= 0 && start >= 0 && done <= start + (int64_t)hours * 3600000LL) x->disposed_on_time++;
+}
+
+/* 督办: the orders of the record issued at t (the walk visits a record once
+ * per distinct issue time); done (on time or late) when a reply marked them
+ * done before `to`. */
+static void sv_figures(const stats_t *st, const cJSON *rec, int64_t t, group_t *x) {
+    const char *orders = schema_figure_field(st->s->schema, "orders");
+    const char *replies = schema_figure_field(st->s->schema, "replies");
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "fields"), *o;
+    const cJSON *rl = replies ? cJSON_GetObjectItemCaseSensitive(f, replies) : NULL;
+    if (!orders) return;
+    cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(f, orders)) {
+        int64_t issued, done;
+        int n;
+        const char *at = util_json_str(o, "issued_at");
+        if (!at || util_parse_time(at, &issued) != 0 || (issued < 0 ? 0 : issued) != t) continue;
+        x->sv_issued++;
+        sync_sv_state_t state = sync_sv_state(o, rl, st->now, &done, &n);
+        if (done < 0 || done >= st->to) continue;
+        if (state == SV_DONE_LATE)
+            x->sv_done_late++;
+        else
+            x->sv_done++;
+    }
+}
 
 static int stats_visit(MDB_txn *txn, const char *id, int64_t t, void *ctx) {
     stats_walk_t *w = ctx;
@@ -984,12 +1063,35 @@ static int stats_visit(MDB_txn *txn, const char *id, int64_t t, void *ctx) {
             /* Voided cases stay accepted: 撤销 is never 办结. */
             x->accepted++;
             if (!voided && has_closed && closed < st->to && in_figure(st, rec, "closed")) x->closed_of_accepted++;
+            if (!voided) dispose_figures(st, rec, x);
             break;
         case WALK_DECIDED:
             if (voided) break;
             x->decided++;
             x->fines_imposed_fen += fine_fen(st, rec);
+            if (schema_figure_match(st->s->schema, "first_offence", cJSON_GetObjectItemCaseSensitive(rec, "fields")))
+                x->first_offence++;
             break;
+        case WALK_SV:
+            if (!voided) sv_figures(st, rec, t, x);
+            break;
+        case WALK_REPLY_DUE: {
+            /* Counted once the outcome is known: replied, or the deadline passed. */
+            int64_t replied = -1;
+            int has_reply = index_life_time(rec, "replied", &replied) == 0;
+            if (voided || (!has_reply && t >= st->now)) break;
+            x->replies_due++;
+            if (has_reply && replied <= t) x->replied_on_time++;
+            break;
+        }
+        case WALK_CALLBACK: {
+            const char *field = schema_figure_field(st->s->schema, "satisfied");
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, "fields");
+            if (voided) break;
+            x->callbacks++;
+            if (field && cJSON_IsTrue(index_field_value(f, field))) x->satisfied++;
+            break;
+        }
         case WALK_PAID:
             if (voided) break;
             x->paid++;
@@ -1053,6 +1155,36 @@ static cJSON *group_json(const group_t *g, int with_key) {
         cJSON_AddNullToObject(o, "median_hours_to_close");
     }
     cJSON_AddNumberToObject(o, "voided", (double)g->voided);
+    cJSON_AddNumberToObject(o, "first_offence", (double)g->first_offence);
+    const struct {
+        const char *name;
+        int64_t n;
+    } counts[] = {{"sv_issued", g->sv_issued},
+                  {"sv_done", g->sv_done},
+                  {"sv_done_late", g->sv_done_late},
+                  {"sv_open", g->sv_issued - g->sv_done - g->sv_done_late},
+                  {"replies_due", g->replies_due},
+                  {"replied_on_time", g->replied_on_time},
+                  {"callbacks", g->callbacks},
+                  {"satisfied", g->satisfied},
+                  {"dispatched", g->dispatched},
+                  {"disposed", g->disposed},
+                  {"disposed_on_time", g->disposed_on_time}};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+        cJSON_AddNumberToObject(o, counts[i].name, (double)counts[i].n);
+    const struct {
+        const char *name;
+        int64_t num, den;
+    } rates[] = {{"reply_on_time_rate", g->replied_on_time, g->replies_due},
+                 {"satisfaction_rate", g->satisfied, g->callbacks},
+                 {"disposal_rate", g->disposed, g->dispatched},
+                 {"disposal_on_time_rate", g->disposed_on_time, g->dispatched}};
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        if (rates[i].den)
+            cJSON_AddNumberToObject(o, rates[i].name, round_to((double)rates[i].num / (double)rates[i].den, 10000));
+        else
+            cJSON_AddNullToObject(o, rates[i].name);
+    }
     return o;
 }
 
@@ -1103,7 +1235,8 @@ int sync_stats(sync_t *s, const sync_principal_t *p, const char *from, const cha
 
     static const char *const names[WALK_COUNT][2] = {
         {"opened", "u.opened"},     {"closed", "u.closed"},   {"due", "u.due"},
-        {"accepted", "u.accepted"}, {"decided", "u.decided"}, {"paid", "u.paid"}};
+        {"accepted", "u.accepted"}, {"decided", "u.decided"}, {"paid", "u.paid"},
+        {"sv", "u.sv"},             {"reply_due", "u.reply_due"}, {"callback", "u.callback"}};
     for (int w = WALK_OPENED; w < WALK_COUNT && rc == 0; w++) {
         plan_t pl;
         walk_pos_t pos = {0};

@@ -444,6 +444,13 @@ int sync_hotline_record_id(const char *unit, const char *ticket_no, char out[44]
  * "error"?}]}. */
 int sync_hotline_import(sync_t *s, const sync_principal_t *p, const cJSON *tickets, const char *unit, char **out,
                         sync_error_t *err);
+/* The tickets of the hotline platform's CSV export (sync/hotline_csv.c:
+ * libcsv, a header row naming the JSON ticket members, lon/lat/crs and
+ * complainant_name/complainant_phone flattened) as the array
+ * sync_hotline_import takes. 0 and *tickets (caller deletes), or 422
+ * invalid (field "csv": malformed, unknown column, ragged row), 413 past
+ * 1000 rows. */
+int sync_hotline_csv_tickets(const char *buf, size_t len, cJSON **tickets, sync_error_t *err);
 
 /* ---- operations (sync/backup.c) ---------------------------------------------- */
 

@@ -181,6 +181,16 @@ static int sv_visit(MDB_txn *txn, const char *id, const char *vkey, void *ctx) {
         util_json_add(it, "to", to ? cJSON_CreateString(to) : cJSON_CreateNull());
         cJSON_AddStringToObject(it, "state", sv_names[st]);
         util_json_add(it, "done_at", done >= 0 ? cJSON_CreateString(util_fmt_time(done, at)) : cJSON_CreateNull());
+        /* When the server got that answer (a phone answers offline and syncs later). */
+        const char *recv = NULL;
+        const cJSON *r;
+        cJSON_ArrayForEach(r, replies) {
+            const char *oid = util_json_str(r, "order_id"), *oid2 = util_json_str(o, "id");
+            if (done >= 0 && !recv && oid && oid2 && strcmp(oid, oid2) == 0 &&
+                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "done")) && time_of(r, "answered_at") == done)
+                recv = util_json_str(r, "received_at");
+        }
+        util_json_add(it, "received_at", recv ? cJSON_CreateString(recv) : cJSON_CreateNull());
         cJSON_AddNumberToObject(it, "replies", n);
         /* Overdue: escalated to the role above the issuer's (中队长 -> 管理员/大队). */
         cJSON *esc = cJSON_CreateNull();

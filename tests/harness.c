@@ -377,6 +377,9 @@ static void harness_init(void) {
 }
 
 /* Starts casesyncd on the slot's folder and waits for its listening line. */
+/* srv_restart_same_port: the address of the next launch ("" for port 0). */
+static char relisten[32];
+
 static int launch(srv_t *s) {
     slot_t *sl = &slots[s->slot];
     const char *bin = hfmt("%s/casesyncd", bin_dir());
@@ -395,7 +398,8 @@ static int launch(srv_t *s) {
     char **env = child_env();
     /* CASESYNC_TEST_CONFIG (set by a test before srv_start) names a --config file. */
     const char *config = getenv("CASESYNC_TEST_CONFIG");
-    char *argv[] = {(char *)bin, "--data", sl->dir, "--listen", "127.0.0.1:0", NULL, NULL, NULL};
+    char *argv[] = {(char *)bin, "--data", sl->dir, "--listen", relisten[0] ? relisten : "127.0.0.1:0",
+                    NULL, NULL, NULL};
     if (config && *config) {
         argv[5] = "--config";
         argv[6] = (char *)config;
@@ -548,6 +552,14 @@ int srv_restart(srv_t *s) {
         close(log);
     }
     return launch(s);
+}
+
+int srv_restart_same_port(srv_t *s) {
+    if (!s || s->port <= 0) return -1;
+    snprintf(relisten, sizeof relisten, "127.0.0.1:%d", s->port);
+    int rc = srv_restart(s);
+    relisten[0] = 0;
+    return rc;
 }
 
 int srv_stop(srv_t *s) {

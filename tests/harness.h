@@ -69,6 +69,9 @@ int srv_start(srv_t *s);
 int srv_start_config(srv_t *s, const char *config_json);
 /* Starts casesyncd again on the same data folder (new port). 0 or -1. */
 int srv_restart(srv_t *s);
+/* srv_restart() on the port it had, so a phone logged in at s->base finds it
+ * again (the port may have been taken meanwhile: then -1). */
+int srv_restart_same_port(srv_t *s);
 /* SIGTERM, then waits up to 10 s (SIGKILL after that). Returns the exit
  * status: 0 for a clean stop, >0 the exit code, 128+n for a signal, -1 when
  * it had to be killed. Prints the log tail when not 0. 0 if not running. */

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clients/c/casesync.h"
@@ -958,4 +959,115 @@ TEST(client_write_rules_refuse_locally_what_the_server_would) {
     ASSERT_INT(rep.rejected, 0);
     ASSERT_INT(casesync_sync(aux, 0, &rep, &err), 0);
     ASSERT_INT(rep.rejected, 0);
+}
+
+/* ---- 督办 answered offline ------------------------------------------------------------------ */
+
+/* The phone's clock: the system's, moved by clock_shift_ms. */
+static int64_t clock_shift_ms;
+static int64_t shifted_clock(void *ud) {
+    (void)ud;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + clock_shift_ms;
+}
+
+/* The officer's phone receives three 督办 orders on a pull, loses the server
+ * (stopped), answers all three, and syncs once the server is back: the
+ * orders are done on the server. An answer's time (answered_at, what decides
+ * on time or late) is the phone's `at` when it was written, clamped by the
+ * server to the receive time; received_at keeps when the server got it. */
+TEST(client_answers_a_supervision_order_offline_and_syncs_later) {
+    srv_t s;
+    START(s);
+    const char *dir = tmp_dir("sv");
+    ASSERT(dir && std_user(&s, "off1"));
+    casesync_options_t o = {0};
+    o.state_dir = dir;
+    o.no_sync = 1;
+    o.clock = shifted_clock;
+    casesync_t *h = NULL;
+    casesync_error_t err;
+    ASSERT_INT(casesync_open(&o, &h, &err), 0);
+    h_keep(h, close_handle);
+    ASSERT_INT(casesync_login(h, s.base, "off1", std_pass("off1"), "dev-SV1", &err), 0);
+    char *sess = NULL;
+    ASSERT_INT(casesync_session(h, &sess), 0);
+    const char *me = jstr(lib_json(0, sess), "user.id");
+    ASSERT(me != NULL);
+    char id[CASESYNC_ID_MAX];
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("general", hfmt("{\"assignee\":\"%s\"}", me)), NULL,
+                               id, &err),
+               0);
+    casesync_report_t rep;
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+
+    /* The supervisor issues o1 (due tomorrow), o2 and o3 (due half an hour ago). */
+    phone_t sup;
+    ASSERT(std_phone(&sup, &s, "sup1", "dev-S1") == 0);
+    resp_t r = phone_push(
+        &sup, changes(ch_update(id, 1, NULL,
+                                hfmt("{\"supervision\":[{\"id\":\"o1\",\"ask\":\"清理占道\",\"due_at\":\"%s\"},"
+                                     "{\"id\":\"o2\",\"ask\":\"回复市民\",\"due_at\":\"%s\"},"
+                                     "{\"id\":\"o3\",\"ask\":\"补充照片\",\"due_at\":\"%s\"}]}",
+                                     iso_now(86400000), iso_now(-1800000), iso_now(-1800000)))));
+    ASSERT_STATUS(r, 200);
+    ASSERT_JSTR(cJSON_GetArrayItem(jget(resp_json(&r), "results"), 0), "status", "applied");
+
+    /* The next pull brings them to the phone, as something to answer. */
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    cJSON *v = view_of(h, id);
+    ASSERT(v != NULL);
+    ASSERT_INT(cJSON_GetArraySize(jget(v, "fields.supervision")), 3);
+    ASSERT(jarr_find(jget(v, "fields.supervision"), "id", "o2") != NULL);
+
+    /* The server is gone; the officer answers on the phone. o3's answer was
+     * written an hour ago by the phone's clock (before its due time). */
+    ASSERT_INT(srv_stop(&s), 0);
+    ASSERT_INT(casesync_update(h, id, NULL,
+                               "{\"supervision_replies\":[{\"id\":\"a1\",\"order_id\":\"o1\",\"text\":\"已清理\","
+                               "\"done\":true},{\"id\":\"a2\",\"order_id\":\"o2\",\"text\":\"已回复\",\"done\":true}]}",
+                               &err),
+               0);
+    clock_shift_ms = -3600000;
+    ASSERT_INT(casesync_update(h, id, NULL,
+                               "{\"supervision_replies\":[{\"id\":\"a3\",\"order_id\":\"o3\",\"text\":\"照片已补\","
+                               "\"done\":true}]}",
+                               &err),
+               0);
+    clock_shift_ms = 0;
+    ASSERT(casesync_sync(h, 0, &rep, &err) != 0); /* unreachable: the answers wait in the outbox */
+    cJSON *ob = outbox_of(h);
+    ASSERT(ob != NULL);
+    ASSERT_MSG(strstr(jprint(ob), "a3") != NULL, "the answers must wait in the outbox: %s", jprint(ob));
+    v = view_of(h, id);
+    ASSERT_INT(cJSON_GetArraySize(jget(v, "fields.supervision_replies")), 3);
+
+    /* The server is back: the phone syncs its answers with the session it had. */
+    ASSERT_INT(srv_restart_same_port(&s), 0);
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(rep.applied + rep.merged, 2);
+    const char *supt = login(&s, "sup1", std_pass("sup1"), "dev-S2", NULL);
+    ASSERT(supt);
+    r = http(&s, "GET", "/v1/supervision?state=all", supt, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    const cJSON *items = jget(resp_json(&r), "items");
+    const cJSON *i1 = jarr_find(items, "order_id", "o1"), *i2 = jarr_find(items, "order_id", "o2"),
+                *i3 = jarr_find(items, "order_id", "o3");
+    ASSERT(i1 && i2 && i3);
+    ASSERT_JSTR(i1, "state", "done");
+    ASSERT_JSTR(i2, "state", "done_late"); /* written after its due time */
+    ASSERT_JSTR(i3, "state", "done");      /* written before it, received after */
+    ASSERT_MSG(strcmp(jstr(i3, "done_at"), jstr(i3, "due_at")) < 0 &&
+                   strcmp(jstr(i3, "received_at"), jstr(i3, "due_at")) > 0,
+               "o3: done_at %s, received_at %s, due_at %s", jstr(i3, "done_at"), jstr(i3, "received_at"),
+               jstr(i3, "due_at"));
+    /* The case on the server holds the three answers with both times. */
+    r = http(&s, "GET", hfmt("/v1/cases/%s", id), supt, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    const cJSON *a3 = jarr_find(jget(resp_json(&r), "fields.supervision_replies"), "id", "a3");
+    ASSERT(a3 != NULL);
+    ASSERT_JSTR(a3, "author", me);
+    ASSERT(jstr(a3, "answered_at") && jstr(a3, "received_at"));
+    ASSERT_INT(srv_stop(&s), 0);
 }

@@ -272,6 +272,12 @@ static const char *export_due(srv_t *s, const char *token, const char *id) {
     const char *row = strstr(r.body, hfmt("\r\n%s,", id));
     if (!row) return NULL;
     const char *end = strstr(row + 2, "\r\n");
+    /* due_at is the 20th column: three (source, ticket_no, party_id) follow it. */
+    for (int k = 0; k < 3 && end > row; k++) {
+        end--;
+        while (end > row && *end != ',')
+            end--;
+    }
     const char *cell = end;
     while (cell > row && cell[-1] != ',')
         cell--;

@@ -19,6 +19,7 @@ int fuzz_changeset(const uint8_t *data, size_t size);
 int fuzz_cursor(const uint8_t *data, size_t size);
 int fuzz_gzip(const uint8_t *data, size_t size);
 int fuzz_headers(const uint8_t *data, size_t size);
+int fuzz_hotline_csv(const uint8_t *data, size_t size);
 int fuzz_jsonscan(const uint8_t *data, size_t size);
 int fuzz_query(const uint8_t *data, size_t size);
 int fuzz_schema(const uint8_t *data, size_t size);
@@ -93,6 +94,9 @@ TEST(fuzz_replay_gzip) {
 }
 TEST(fuzz_replay_headers) {
     ASSERT(replay("headers", fuzz_headers) > 0);
+}
+TEST(fuzz_replay_hotline_csv) {
+    ASSERT(replay("hotline_csv", fuzz_hotline_csv) > 0);
 }
 TEST(fuzz_replay_jsonscan) {
     ASSERT(replay("jsonscan", fuzz_jsonscan) > 0);

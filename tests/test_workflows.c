@@ -337,3 +337,111 @@ TEST(wf_court_due_publication_due_and_field_deadlines) {
     ASSERT_STR(by, "payment_due");
     schema_free(s);
 }
+
+/* Masks hold in the conflict list and the CSV export too. */
+TEST(wf_conflicts_and_csv_export_mask_personal_data) {
+    srv_t s;
+    ASSERT_MSG(srv_start(&s) == 0, "casesyncd did not start");
+    phone_t off, off2, sup, sup2, leg, adm;
+    PHONE(off, s, "off1", "dev-o1");
+    PHONE(sup, s, "sup1", "dev-s1");
+    ASSERT(phone_login(&off2, &s, "off1", std_pass("off1"), "dev-o2") == 0);
+    ASSERT(phone_login(&sup2, &s, "sup1", std_pass("sup1"), "dev-s2") == 0);
+    PHONE(leg, s, "leg1", "dev-l1");
+    PHONE(adm, s, "admin", "dev-ad");
+    const char *id = "wf-mk-000001";
+    resp_t r = phone_push(&off, changes(ch_create(id, "general",
+                                                  "{\"party\":{\"kind\":\"person\",\"name\":\"王五\","
+                                                  "\"id_no\":\"110101199001011234\"}}")));
+    ASSERT_STR(result_status(&r, 0), "applied");
+    /* Two devices write the manual fields from the same base: conflicts. */
+    r = phone_push(&sup, changes(ch_update(id, 1, "{\"complainant\":{\"name\":\"李四\",\"phone\":\"13812345678\"}}",
+                                           NULL)));
+    ASSERT_STR(result_status(&r, 0), "applied");
+    r = phone_push(&sup2, changes(ch_update(id, 1, "{\"complainant\":{\"name\":\"张三\",\"phone\":\"13987654321\"}}",
+                                            NULL)));
+    ASSERT_INT(r.status, 200);
+    r = phone_push(&off2, changes(ch_update(id, 1,
+                                            "{\"party\":{\"kind\":\"person\",\"name\":\"王五\","
+                                            "\"id_no\":\"110101199001019999\"}}",
+                                            NULL)));
+    ASSERT_INT(r.status, 200);
+    r = phone_push(&off, changes(ch_update(id, 1,
+                                           "{\"party\":{\"kind\":\"person\",\"name\":\"王五\","
+                                           "\"id_no\":\"110101199001017777\"}}",
+                                           NULL)));
+    ASSERT_INT(r.status, 200);
+    /* The supervisor sees both values; the legal reviewer (not shown the
+     * complainant) and the admin (another unit: party ids) see them masked. */
+    r = phone_get(&sup, "/v1/conflicts");
+    ASSERT_INT(r.status, 200);
+    ASSERT_MSG(strstr(r.body, "13812345678") && strstr(r.body, "13987654321") && strstr(r.body, "110101199001019999"),
+               "the supervisor sees the values: %s", r.body);
+    ASSERT_INT(jlen(resp_json(&r), "items"), 2);
+    r = phone_get(&leg, "/v1/conflicts");
+    ASSERT_INT(r.status, 200);
+    ASSERT_INT(jlen(resp_json(&r), "items"), 2);
+    ASSERT_MSG(!strstr(r.body, "13812345678") && !strstr(r.body, "13987654321"), "leaked to the reviewer: %s", r.body);
+    const cJSON *c = jarr_find(jget(resp_json(&r), "items"), "field", "complainant");
+    ASSERT(c);
+    ASSERT_MSG(strstr(jprint(jget(c, "server_value")), "****") && strstr(jprint(jget(c, "client_value")), "****"),
+               "masked: %s", jprint(c));
+    r = phone_get(&adm, "/v1/conflicts");
+    ASSERT_INT(r.status, 200);
+    ASSERT_MSG(!strstr(r.body, "110101199001017777") && !strstr(r.body, "110101199001019999"),
+               "party id leaked to the admin: %s", r.body);
+    ASSERT_MSG(strstr(r.body, "110***********9999") && strstr(r.body, "110***********7777"),
+               "the admin sees the masked ids: %s", r.body);
+
+    /* CSV: the party's id as the reader may see it. */
+    r = phone_get(&sup, "/v1/export?format=csv");
+    ASSERT_INT(r.status, 200);
+    ASSERT_MSG(strstr(r.body, "110101199001019999"), "the unit's supervisor sees the id:\n%s", r.body);
+    r = phone_get(&adm, "/v1/export?format=csv&unit=U1");
+    ASSERT_INT(r.status, 200);
+    ASSERT_MSG(!strstr(r.body, "110101199001019999") && strstr(r.body, "110***********9999"),
+               "the admin's CSV must hold the id masked:\n%s", r.body);
+    srv_cleanup(&s);
+}
+
+/* The platform's CSV export imports like the JSON tickets, idempotent by
+ * ticket number; a malformed file is refused whole. */
+TEST(wf_hotline_csv_import_is_idempotent_and_refuses_malformed_files) {
+    srv_t s;
+    ASSERT_MSG(srv_start(&s) == 0, "casesyncd did not start");
+    phone_t sup;
+    PHONE(sup, s, "sup1", "dev-s1");
+    const char *const csv_h[] = {"Content-Type: text/csv; charset=utf-8", NULL};
+    const char *csv =
+        "\xEF\xBB\xBFticket_no,type,description,occurred_at,grid,address,lon,lat,complainant_name,complainant_phone,"
+        "reply_due\r\n"
+        "12345-2026-0101,exposed_garbage,\"门口垃圾, \"\"很多\"\"\",2026-11-02T01:00:00Z," GRID1 ",东城路1号,116.4,39.9,"
+        "李四,13812345678,2026-11-05T10:00:00Z\r\n"
+        "12345-2026-0102,no_such_type,x,2026-11-02T01:00:00Z," GRID1 ",东城路2号,116.4,39.9,,,\r\n";
+    resp_t r = http(&s, "POST", "/v1/hotline/import", sup.token, csv, csv_h);
+    ASSERT_INT(r.status, 200);
+    ASSERT_INT(jint(resp_json(&r), "created"), 1);
+    ASSERT_INT(jint(resp_json(&r), "rejected"), 1);
+    const char *rid = jstr(cJSON_GetArrayItem(jget(resp_json(&r), "items"), 0), "record_id");
+    ASSERT(rid);
+    rid = hfmt("%s", rid);
+    /* The same ticket by JSON or CSV again: exists. */
+    r = http(&s, "POST", "/v1/hotline/import", sup.token, csv, csv_h);
+    ASSERT_INT(r.status, 200);
+    ASSERT_INT(jint(resp_json(&r), "created"), 0);
+    ASSERT_INT(jint(resp_json(&r), "exists"), 1);
+    r = phone_get(&sup, hfmt("/v1/cases/%s", rid));
+    ASSERT_INT(r.status, 200);
+    ASSERT_STR(jstr(resp_json(&r), "fields.description"), "门口垃圾, \"很多\"");
+    ASSERT_STR(jstr(resp_json(&r), "fields.complainant.phone"), "13812345678");
+    ASSERT_STR(jstr(resp_json(&r), "fields.source"), "hotline");
+    /* Malformed: an open quote, an unknown column, a ragged row. */
+    r = http(&s, "POST", "/v1/hotline/import", sup.token, "ticket_no,type\n1,\"open\n", csv_h);
+    ASSERT_INT(r.status, 422);
+    ASSERT_STR(jstr(resp_json(&r), "error.field"), "csv");
+    r = http(&s, "POST", "/v1/hotline/import", sup.token, "ticket_no,colour\n1,red\n", csv_h);
+    ASSERT_INT(r.status, 422);
+    r = http(&s, "POST", "/v1/hotline/import", sup.token, "ticket_no,type\n1,exposed_garbage,extra\n", csv_h);
+    ASSERT_INT(r.status, 422);
+    srv_cleanup(&s);
+}
