@@ -152,6 +152,7 @@ $(BUILD)/tests/fuzz/fuzz_engine.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: CFLAGS += -DCASESYNC_FUZZ_DIR='"$(CURDIR)/tests/fuzz"'
 $(BUILD)/tests/test_console.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
+$(BUILD)/tests/test_storev2.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
 
 # `make fuzz` builds every target with clang (libFuzzer, ASan, UBSan) in
 # build/fuzz/ -- every source recompiled there, never mixed with gcc objects --
