@@ -1,4 +1,5 @@
 /* jcs.c -- RFC 8785 canonical JSON of a cJSON tree (see jcs.h). */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,12 +51,23 @@ size_t jcs_number(double d, char out[JCS_NUMBER_MAX]) {
         return 1;
     }
     if (d < 0) out[o++] = '-', d = -d;
-    /* The shortest precision that reads back as d: printf rounds correctly,
-     * so it is also the nearest such decimal, as ECMAScript asks. */
-    for (p = 1; p <= 17; p++) {
+    /* Integers below 2^53 print exactly: every neighbour is a double too, so
+     * no shorter digits read back as d. */
+    if (d < 9007199254740992.0 && d == (double)(int64_t)d) {
+        o += (size_t)snprintf(out + o, JCS_NUMBER_MAX - o, "%lld", (long long)d);
+        return o;
+    }
+    /* The shortest digits that read back as d. printf rounds correctly, so the
+     * nearest decimal of p digits is the one to try. Any string of at most 15
+     * digits that reads back shows as itself padded with zeros when d is
+     * rounded to 15 digits (a double's half-ulp is far below 15 digits'
+     * half-spacing), so 15, then 16, then 17 digits find the shortest.
+     * Subnormals carry fewer bits: every precision is tried for them. */
+    for (p = d < DBL_MIN ? 1 : 15; p < 17; p++) {
         snprintf(e, sizeof e, "%.*e", p - 1, d);
         if (strtod(e, NULL) == d) break;
     }
+    if (p == 17) snprintf(e, sizeof e, "%.*e", p - 1, d);
     /* e is "D[.DDD]e[+-]XX": the digits without trailing zeros, and the exponent */
     for (const char *c = e; *c && *c != 'e'; c++)
         if (*c >= '0' && *c <= '9') digits[k++] = *c;
