@@ -152,6 +152,7 @@ $(BUILD)/tests/fuzz/fuzz_engine.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: CFLAGS += -DCASESYNC_FUZZ_DIR='"$(CURDIR)/tests/fuzz"'
 $(BUILD)/tests/test_console.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
+$(BUILD)/tests/test_storev2.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
 
 # `make fuzz` builds every target with clang (libFuzzer, ASan, UBSan) in
 # build/fuzz/ -- every source recompiled there, never mixed with gcc objects --
@@ -226,7 +227,7 @@ testbins: $(BINS) $(BUILD)/casesync-tests
 # Load generator against a release casesyncd; prints a table, writes bench/results.json.
 bench: deps
 	@$(MAKE) --no-print-directory all
-	$(CC) $(CFLAGS_BASE) -O2 -o build/bench bench/bench.c -llmdb -lcjson -lcurl -largon2 -lcrypto -pthread
+	$(CC) $(CFLAGS_BASE) -O2 -o build/bench bench/bench.c bench/formats.c sync/jcs.c -llmdb -lcjson -lcurl -largon2 -lcrypto -lmsgpackc -lm -pthread
 	CASESYNC_BIN=build ./build/bench
 
 # Unit tests under valgrind memcheck (a plain build: no sanitizer runtime).

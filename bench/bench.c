@@ -8,7 +8,8 @@
  * BENCH_GROWTH (largest store size for the growth test, default 1000000),
  * BENCH_OUT (results path), BENCH_ONLY=push (push figures only) or
  * BENCH_ONLY=login (the login figures only: argon2id against PBKDF2-600k,
- * logins per second per core, the login storm; results-login.json).
+ * logins per second per core, the login storm; results-login.json), or
+ * BENCH_ONLY=formats (the in-process format candidates only, bench/formats.c).
  * The sync measurements run with a cheap argon2id cost (logins are not what
  * they measure); the login measurements with the production default. */
 #include <errno.h>
@@ -523,6 +524,9 @@ static void result(const char *key, double v) {
     cJSON_AddNumberToObject(g_results, key, v);
 }
 
+/* bench/formats.c */
+void bench_formats(const char *create_json, void (*result)(const char *key, double v));
+
 /* ---- 6. logins at the production argon2id cost --------------------------------------- */
 
 #define LOGIN_USERS 50
@@ -761,6 +765,16 @@ int main(void) {
         write_results(out_path);
         curl_global_cleanup();
         return 0;
+    }
+    {
+        char create[8192];
+        make_create(create, sizeof create, "01JDBENCHRECORD0001", GRID);
+        bench_formats(create, result);
+        if (only && strcmp(only, "formats") == 0) {
+            write_results(out_path);
+            curl_global_cleanup();
+            return 0;
+        }
     }
     server_start();
     user_add_cli("pusher", "officer", "U1", GRID);

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what casesync builds and tests with, only when missing: Debian
 # packages (chromium and a CJK font for the console's browser tests, nodejs and npm for its
-# build), then the npm packages pinned in package-lock.json (npm ci).
+# build, python3 for the audit verifier's test, msgpack-c for the bench's format candidates), then the npm packages pinned in package-lock.json (npm ci).
 set -eu
 cd "$(dirname "$0")/.."
-pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev libcsv-dev nginx-light openssl chromium fonts-wqy-microhei"
+pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev libcsv-dev libmsgpack-dev nginx-light openssl chromium fonts-wqy-microhei"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# python3 runs tools/verify_audit.py, the independent audit chain check (tests/test_storev2.c).
+command -v python3 >/dev/null 2>&1 || missing="$missing python3-minimal"
 # node and npm may come from elsewhere (a nodesource build carries npm itself).
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"

@@ -446,3 +446,18 @@ int sync_audit_verify(sync_t *s, char **out, sync_error_t *err) {
     if (!ok) cJSON_AddStringToObject(o, "problem", why);
     return answer(o, out, err);
 }
+
+int sync_audit_export(sync_t *s, sync_write_fn write, void *ctx, sync_error_t *err) {
+    MDB_txn *txn = NULL;
+    uint64_t format = 0;
+    int rc = sync_store_format(s, &format, err);
+    if (rc) return rc;
+    if (format == 1)
+        return sync_fail(err, SYNC_EBADREQ, NULL,
+                         "this store is format v1: its entries are not canonical JSON; run `casesync migrate` "
+                         "first (`casesync verify` checks a v1 chain)");
+    if ((rc = store_read_begin(s->st, &txn)) != 0) return sync_fail(err, rc, NULL, "cannot read the audit log");
+    rc = audit_export(txn, s->dbs, write, ctx);
+    store_read_end(txn);
+    return rc ? sync_fail(err, rc, NULL, "cannot export the audit log") : 0;
+}

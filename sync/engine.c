@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sync/engine.h"
+#include "sync/record.h"
 
 #ifndef CASESYNC_SCHEMA_PATH
 #define CASESYNC_SCHEMA_PATH "schema/casesync.json"
@@ -159,6 +159,27 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
         sync_fail(err, rc, NULL, "cannot read or make the cursor key");
         store_close(s->st);
         goto fail;
+    }
+    if (!audit_writes_v1()) {
+        uint64_t format = 0;
+        if ((rc = sync_store_format(s, &format, err)) != 0) {
+            store_close(s->st);
+            goto fail;
+        }
+        if (format > SYNC_STORE_FORMAT || (format == 1 && !cfg->read_only && !cfg->migrating)) {
+            if (format == 1)
+                rc = sync_fail(err, SYNC_EBADREQ, NULL,
+                               "this store is format v1 (written by an earlier release; this one writes v%d): "
+                               "stop every server on this folder and run `casesync --data %s migrate`",
+                               SYNC_STORE_FORMAT, cfg->data_dir);
+            else
+                rc = sync_fail(err, SYNC_EBADREQ, NULL,
+                               "this store is format v%llu, newer than this release reads (up to v%d): run the "
+                               "casesync release that wrote it, or restore a backup made before the upgrade",
+                               (unsigned long long)format, SYNC_STORE_FORMAT);
+            store_close(s->st);
+            goto fail;
+        }
     }
     if (!cfg->read_only && !cfg->migrating) {
         uint64_t pending = 0;

@@ -1,5 +1,13 @@
-/* migrate.c -- moving records written under an earlier lifecycle to the
+/* migrate.c -- the store format (meta "store_format") and its migration
+ * from v1, and moving records written under an earlier lifecycle to the
  * schema's current one (the schema's "lifecycle": which state becomes which).
+ *
+ * Store format: a fresh store is stamped SYNC_STORE_FORMAT at its first
+ * writable open. A store without the stamp but with audit entries was written
+ * by an earlier release (v1): sync_open() refuses it until `casesync migrate`
+ * has checked its v1 chain and appended the "store_format" entry that starts
+ * the canonical chain on the old head (docs/audit.md). A newer format than
+ * this release knows is refused, read-only opens included.
  *
  * The store keeps the lifecycle version its records follow in meta
  * "lifecycle" (absent: 1, the baseline). sync_open() checks it: a store
@@ -18,6 +26,84 @@
 
 #define MIGRATE_BATCH 200 /* records per write job */
 #define MIGRATE_USER "casesync-migrate"
+
+/* ---- store format ------------------------------------------------------------ */
+
+static uint64_t format_of(MDB_txn *txn, const store_dbs_t *dbs) {
+    uint64_t f = store_meta_u64(txn, dbs, "store_format");
+    MDB_stat st;
+    if (f) return f;
+    return mdb_stat(txn, dbs->log, &st) == 0 && st.ms_entries == 0 ? 0 : 1;
+}
+
+static int stamp_job(MDB_txn *txn, void *ctx) {
+    sync_t *s = ctx;
+    if (format_of(txn, s->dbs) != 0) return 0; /* someone else stamped it, or wrote v1 */
+    return store_meta_put_u64(txn, s->dbs, "store_format", SYNC_STORE_FORMAT);
+}
+
+int sync_store_format(sync_t *s, uint64_t *format, sync_error_t *err) {
+    MDB_txn *txn = NULL;
+    int rc = store_read_begin(s->st, &txn);
+    *format = 0;
+    if (rc) return sync_fail(err, rc, NULL, "cannot read the store");
+    *format = format_of(txn, s->dbs);
+    store_read_end(txn);
+    if (*format != 0 || s->cfg.read_only || audit_writes_v1()) return 0;
+    if ((rc = store_write(s->st, stamp_job, s)) != 0) return sync_fail(err, rc, NULL, "cannot stamp the store format");
+    if ((rc = store_read_begin(s->st, &txn)) != 0) return sync_fail(err, rc, NULL, "cannot read the store");
+    *format = format_of(txn, s->dbs);
+    store_read_end(txn);
+    return 0;
+}
+
+typedef struct fjob {
+    sync_t *s;
+    int64_t now;
+    int moved; /* the store went from v1 to v2 */
+    char why[200];
+} fjob_t;
+
+/* v1 -> v2: the old chain must verify; then one canonical entry on its head. */
+static int format_job(MDB_txn *txn, void *ctx) {
+    fjob_t *j = ctx;
+    const store_dbs_t *dbs = j->s->dbs;
+    char head[65], at[32];
+    uint64_t entries = 0;
+    int ok = 0, rc;
+    if (format_of(txn, dbs) != 1) return 0;
+    if ((rc = audit_verify(txn, dbs, &ok, &entries, head, j->why, sizeof j->why)) != 0) return rc;
+    if (!ok) return SYNC_EINVALID;
+    uint64_t seq = store_meta_next(txn, dbs, "seq");
+    if (!seq) return SYNC_EIO;
+    util_fmt_time(j->now, at);
+    cJSON *e = cJSON_CreateObject();
+    if (!e || util_json_add(e, "seq", cJSON_CreateNumber((double)seq)) ||
+        util_json_add(e, "at", cJSON_CreateString(at)) || util_json_add(e, "received_at", cJSON_CreateString(at)) ||
+        util_json_add(e, "user_id", cJSON_CreateString(MIGRATE_USER)) ||
+        util_json_add(e, "device_id", cJSON_CreateString("")) ||
+        util_json_add(e, "changeset_seq", cJSON_CreateNumber(0)) ||
+        util_json_add(e, "op", cJSON_CreateString("store_format")) ||
+        util_json_add(e, "reason", cJSON_CreateString("store format v1 -> v2: entries from here on are hashed over "
+                                                      "RFC 8785 canonical JSON")) ||
+        util_json_add(e, "from", cJSON_CreateNumber(1)) ||
+        util_json_add(e, "to", cJSON_CreateNumber(SYNC_STORE_FORMAT)) ||
+        util_json_add(e, "v1_entries", cJSON_CreateNumber((double)entries)) ||
+        util_json_add(e, "v1_head", cJSON_CreateString(head))) {
+        cJSON_Delete(e);
+        return SYNC_ENOMEM;
+    }
+    /* The stamp first: audit_verify() reads the boundary from meta. */
+    if ((rc = store_meta_put_u64(txn, dbs, "store_format", SYNC_STORE_FORMAT)) ||
+        (rc = store_meta_put_u64(txn, dbs, "audit_canonical_from", seq)) ||
+        (rc = audit_append(txn, dbs, seq, NULL, e))) {
+        cJSON_Delete(e);
+        return rc;
+    }
+    cJSON_Delete(e);
+    j->moved = 1;
+    return 0;
+}
 
 /* The lifecycle version of the store's records. */
 static uint64_t store_lifecycle(MDB_txn *txn, const store_dbs_t *dbs) {
@@ -194,6 +280,13 @@ int sync_migrate(sync_t *s, uint64_t *moved, sync_error_t *err) {
     uint64_t count = 0;
     int rc;
     *moved = 0;
+    if (audit_writes_v1()) return sync_fail(err, SYNC_EBADREQ, NULL, "this process writes format v1 (test mode)");
+    fjob_t fj = {.s = s, .now = util_now_ms()};
+    if ((rc = store_write(s->st, format_job, &fj)) != 0) {
+        if (rc == SYNC_EINVALID)
+            return sync_fail(err, rc, NULL, "the v1 audit chain does not verify (%s): nothing migrated", fj.why);
+        return sync_fail(err, rc, NULL, "cannot move the store to format v%d", SYNC_STORE_FORMAT);
+    }
     sc.ids = NULL;
     /* ids collected first (a read), then moved in batches (writes) */
     sc.cap = 0;

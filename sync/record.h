@@ -88,5 +88,12 @@ int audit_append(MDB_txn *txn, const store_dbs_t *dbs, uint64_t seq, const char 
 /* Recomputes the chain. Fills ok, entries and head. */
 int audit_verify(MDB_txn *txn, const store_dbs_t *dbs, int *ok, uint64_t *entries, char head[65],
                  char *why, size_t whylen);
+/* Writes every stored entry, in seq order, as one line of NDJSON (the stored
+ * bytes and "\n"). 0, SYNC_EIO (a read, or write() answered non-zero). */
+int audit_export(MDB_txn *txn, const store_dbs_t *dbs, int (*write)(void *ctx, const char *data, size_t len),
+                 void *ctx);
+/* 1 when this process writes format v1 entries (test builds only, for the
+ * migration tests: CASESYNC_TEST_STORE_V1=1); release builds always 0. */
+int audit_writes_v1(void);
 
 #endif

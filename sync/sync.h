@@ -384,15 +384,33 @@ typedef int (*sync_write_fn)(void *ctx, const char *data, size_t len);
  * refused) / SYNC_EBUSY (shutting down) / a storage error after some. */
 int sync_export(sync_t *s, const sync_principal_t *p, const sync_case_filter_t *f, const char *format,
                 sync_write_fn write, void *ctx, sync_error_t *err);
+/* Streams the audit log to write(): one stored entry per line (NDJSON) in seq
+ * order, each with its "prev_hash" and "hash" (docs/audit.md says how to
+ * recompute them). A read transaction is held while it streams: for the
+ * command line, never over the network. 0 or an error. */
+int sync_audit_export(sync_t *s, sync_write_fn write, void *ctx, sync_error_t *err);
 
-/* ---- lifecycle migrations (sync/migrate.c) ------------------------------------ */
+/* ---- store format and lifecycle migrations (sync/migrate.c) ------------------ */
+
+/* The store format this release writes (meta "store_format"): 2, whose audit
+ * entries are hashed over RFC 8785 canonical JSON (docs/audit.md). */
+#define SYNC_STORE_FORMAT 2
+
+/* The format of the open store: 0 for a fresh one (stamped SYNC_STORE_FORMAT
+ * here unless read-only), 1 for one an earlier release wrote (no
+ * "store_format" in meta, entries in the log), else meta's value (which may
+ * be newer than SYNC_STORE_FORMAT). 0 or an error. */
+int sync_store_format(sync_t *s, uint64_t *format, sync_error_t *err);
 
 /* How many records sit in states the schema's lifecycle has moved (the
  * schema's "lifecycle.migrations", for a store behind its version). A store
  * behind with none to move is marked current (unless read-only). 0 or an error. */
 int sync_lifecycle_check(sync_t *s, uint64_t *pending, sync_error_t *err);
-/* Moves them (casesync migrate): each a change with its audit entry (op
- * "migrate"); then marks the store current. *moved: how many moved. */
+/* casesync migrate: first a v1 store becomes v2 (its v1 chain must verify;
+ * an audit entry with op "store_format" then starts the canonical chain on
+ * the old head, and meta "audit_canonical_from" keeps its seq), then records
+ * of an earlier lifecycle move, each a change with its audit entry (op
+ * "migrate"); then marks the store current. *moved: how many records moved. */
 int sync_migrate(sync_t *s, uint64_t *moved, sync_error_t *err);
 
 /* ---- field workflows (sync/workflows.c) ------------------------------------------ */

@@ -47,7 +47,8 @@ static const char usage_text[] =
     "  verify\n"
     "        check the audit chain and the store; prints the result as JSON and\n"
     "        exits 0 only when it is sound\n"
-    "  migrate                   move records of an earlier lifecycle to the schema's (server stopped)\n"
+    "  migrate                   move a store of an earlier format (v1) to v2, and records of an\n"
+    "                            earlier lifecycle to the schema's (server stopped)\n"
     "  backup DEST               consistent hot copy of the store and blobs into DEST\n"
     "  stats [--from T] [--to T] [--group-by type|status|grid|assignee|source|procedure] [--unit UNIT]\n"
     "        case figures as GET /v1/stats gives them (JSON); T is RFC 3339 or\n"
@@ -70,7 +71,7 @@ typedef struct args {
     const char *from, *to, *group_by, *format;
     const char *pos[MAX_POSITIONAL];
     int npos;
-    int help;
+    int help, audit;
 } args_t;
 
 static int usage_error(const char *fmt, const char *what) {
@@ -108,6 +109,10 @@ static int args_parse(int argc, char **argv, args_t *a) {
         }
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             a->help = 1;
+            continue;
+        }
+        if (strcmp(arg, "--audit") == 0) {
+            a->audit = 1;
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) return usage_error("unknown option '%s'", arg);
@@ -370,8 +375,8 @@ static int cmd_migrate(const args_t *a) {
     if (rc != 0) return engine_error(a->data, rc, &err);
     rc = sync_migrate(s, &moved, &err);
     int code = rc ? engine_error("migrate", rc, &err) : 0;
-    if (!rc) printf("%llu records moved to lifecycle v%d\n", (unsigned long long)moved,
-                    schema_lifecycle_version(sync_schema(s)));
+    if (!rc) printf("store format v%d; %llu records moved to lifecycle v%d\n", SYNC_STORE_FORMAT,
+                    (unsigned long long)moved, schema_lifecycle_version(sync_schema(s)));
     sync_close(s);
     return code;
 }
@@ -451,10 +456,11 @@ static int cmd_export(const args_t *a) {
     sync_t *s = NULL;
     sync_error_t err = {0};
     sync_case_filter_t f = {.unit = a->unit};
-    int code = only_options(a, "export", 0, 1, 1);
+    int code = only_options(a, "export", 0, !a->audit, !a->audit);
     if (code != 0) return code;
     if ((code = engine_open(a, 1, &s)) != 0) return code;
-    int rc = sync_export(s, NULL, &f, a->format, write_stdout, NULL, &err);
+    int rc = a->audit ? sync_audit_export(s, write_stdout, NULL, &err)
+                      : sync_export(s, NULL, &f, a->format, write_stdout, NULL, &err);
     if (rc == 0 && fflush(stdout) != 0) {
         rc = SYNC_EIO;
         snprintf(err.message, sizeof err.message, "cannot write standard output");
@@ -477,6 +483,7 @@ int main(int argc, char **argv) {
         return EXIT_USAGE;
     }
     const char *cmd = a.pos[0], *sub = a.npos > 1 ? a.pos[1] : NULL;
+    if (a.audit && strcmp(cmd, "export") != 0) return usage_error("%s takes no --audit", cmd);
     if (strcmp(cmd, "user") == 0 && sub && strcmp(sub, "add") == 0) {
         if (a.npos != 3) return usage_error("%s", "usage: casesync user add USERNAME --role ROLE --unit UNIT");
         return cmd_user_add(&a);
@@ -509,7 +516,7 @@ int main(int argc, char **argv) {
         return cmd_stats(&a);
     }
     if (strcmp(cmd, "export") == 0) {
-        if (a.npos != 1) return usage_error("%s", "usage: casesync export [--format ndjson|csv]");
+        if (a.npos != 1) return usage_error("%s", "usage: casesync export [--format ndjson|csv] | export --audit");
         return cmd_export(&a);
     }
     if (strcmp(cmd, "verify") == 0) {
