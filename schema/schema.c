@@ -31,24 +31,24 @@
 /* Limits and names                                                           */
 /* ------------------------------------------------------------------------- */
 
-#define SCHEMA_MAX_BYTES  (1 << 20) /* a larger schema document is refused */
-#define MAX_STATES        32        /* states of one procedure: a uint32_t mask */
-#define MAX_MEMBERS       64        /* fields, or members of one object: a uint64_t mask */
-#define ROLE_COUNT        5
-#define STRING_MAX_BYTES  65536 /* PROTOCOL.md §1: a string field is at most 64 KiB */
-#define ID_MAX_LEN        64    /* record ids, item ids, user ids */
+#define SCHEMA_MAX_BYTES (1 << 20) /* a larger schema document is refused */
+#define MAX_STATES 32              /* states of one procedure: a uint32_t mask */
+#define MAX_MEMBERS 64             /* fields, or members of one object: a uint64_t mask */
+#define ROLE_COUNT 5
+#define STRING_MAX_BYTES 65536 /* PROTOCOL.md §1: a string field is at most 64 KiB */
+#define ID_MAX_LEN 64          /* record ids, item ids, user ids */
 #define RECORD_ID_MIN_LEN 8
-#define MAX_SAFE_NUMBER   9007199254740992.0 /* 2^53: larger numbers lose integers */
-#define MAX_DECIMALS      6
+#define MAX_SAFE_NUMBER 9007199254740992.0 /* 2^53: larger numbers lose integers */
+#define MAX_DECIMALS 6
 #define MAX_DEADLINE_DAYS 3650
-#define PATH_CAP          sizeof(((schema_err_t *)0)->path)
-#define MSG_CAP           sizeof(((schema_err_t *)0)->message)
+#define PATH_CAP sizeof(((schema_err_t *)0)->path)
+#define MSG_CAP sizeof(((schema_err_t *)0)->message)
 
 /* Fields the engine itself relies on: the lifecycle and the type's code. */
 #define FIELD_PROCEDURE "procedure"
-#define FIELD_CATEGORY  "category"
+#define FIELD_CATEGORY "category"
 
-#define BIT(i)   (1u << (i))
+#define BIT(i) (1u << (i))
 #define BIT64(i) ((uint64_t)1 << (i))
 
 typedef enum {
@@ -67,10 +67,9 @@ typedef enum {
 
 static const char *const vtype_names[VT_COUNT] = {"string", "text", "enum", "number", "integer",
                                                   "bool",   "time", "user", "object", "list"};
-static const char *const role_names[ROLE_COUNT] = {"auxiliary", "officer", "legal_reviewer",
-                                                   "supervisor", "admin"};
-static const char *const policy_names[] = {"lww",    "append", "union",
-                                           "manual", "server", "immutable"};
+static const char *const role_names[ROLE_COUNT] = {"auxiliary", "officer", "legal_reviewer", "supervisor",
+                                                   "admin"};
+static const char *const policy_names[] = {"lww", "append", "union", "manual", "server", "immutable"};
 #define POLICY_COUNT ((int)(sizeof(policy_names) / sizeof(policy_names[0])))
 
 enum { OP_CREATE, OP_UPDATE, OP_TRANSITION, OP_VOID, OP_CORRECT, OP_COUNT };
@@ -88,9 +87,9 @@ enum { LEVEL_FIELD, LEVEL_MEMBER, LEVEL_ITEM };
 typedef struct rule {
     const char *name;
     vtype_t type;
-    int required;               /* field: needed at create; member: needed in its object */
-    int server;                 /* member written by the server only */
-    int policy;                 /* fields only, else -1 */
+    int required; /* field: needed at create; member: needed in its object */
+    int server;   /* member written by the server only */
+    int policy;   /* fields only, else -1 */
     /* Write rules (fields only): see "write" in the schema's about. */
     schema_role_t write_create; /* weakest role at create; ROLE_NONE: any */
     schema_role_t write_update; /* weakest role afterwards; ROLE_NONE: any */
@@ -196,30 +195,31 @@ enum { DL_STATUS, DL_EVIDENCE, DL_FIELD };
 /* A deadline of the "deadlines" table (see load_deadlines). */
 typedef struct deadline {
     const char *name;
-    int kind;              /* DL_STATUS, DL_EVIDENCE */
-    int n;                 /* days or hours; -1 when per_type gives them */
+    int kind; /* DL_STATUS, DL_EVIDENCE */
+    int n;    /* days or hours; -1 when per_type gives them */
     calendar_unit_t unit;
-    int extend_rest;       /* days: a last day off moves to the next working day */
-    const char **from;     /* per procedure index: the state it runs from, or NULL */
-    const cJSON *until;    /* states that end it (array of strings) */
+    int extend_rest;        /* days: a last day off moves to the next working day */
+    const char **from;      /* per procedure index: the state it runs from, or NULL */
+    const cJSON *until;     /* states that end it (array of strings) */
     const cJSON *until_set; /* fields whose being set ends it, or NULL */
-    int ext_days;          /* extension, 0 for none */
-    const char *ext_field; /* the field a supervisor sets to extend it */
-    const char *per_type;  /* member of the type's row holding the hours, or NULL */
-    const char *at_field;  /* DL_FIELD: the time field that is the due time */
-    cond_t when[MAX_WHEN]; /* all must hold for the deadline to run */
+    int ext_days;           /* extension, 0 for none */
+    const char *ext_field;  /* the field a supervisor sets to extend it */
+    const char *per_type;   /* member of the type's row holding the hours, or NULL */
+    const char *at_field;   /* DL_FIELD: the time field that is the due time */
+    cond_t when[MAX_WHEN];  /* all must hold for the deadline to run */
     int nwhen;
-    int start_from;        /* -1, or the deadline whose due time starts this one (court_due) */
-    int months;            /* with start_from: calendar months (民法典 Art. 202), else 0 */
+    int start_from; /* -1, or the deadline whose due time starts this one (court_due) */
+    int months;     /* with start_from: calendar months (民法典 Art. 202), else 0 */
 } deadline_t;
 
 #define FIGURE_COUNT 7
-static const char *const figure_names[FIGURE_COUNT] = {"accepted",    "closed",  "not_filed", "transferred",
-                                                       "decided",     "paid",    "disposed"};
+static const char *const figure_names[FIGURE_COUNT] = {"accepted", "closed", "not_filed", "transferred",
+                                                       "decided",  "paid",   "disposed"};
 /* Figures that name a field (dotted) or, for dispose_hours, a type member. */
 #define FIGURE_FIELDS 9
-static const char *const figure_field_names[FIGURE_FIELDS] = {
-    "fine", "paid_at", "reply_due", "reply_at", "callback_at", "satisfied", "orders", "replies", "dispose_hours"};
+static const char *const figure_field_names[FIGURE_FIELDS] = {"fine",     "paid_at",     "reply_due",
+                                                              "reply_at", "callback_at", "satisfied",
+                                                              "orders",   "replies",     "dispose_hours"};
 #define FALLBACK_WORDS 8 /* years CAL_YEAR_MIN .. +511 tracked for the fallback flag */
 
 struct schema {
@@ -261,7 +261,9 @@ static const cJSON *get(const cJSON *o, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(o, key);
 }
 
-static const char *str_of(const cJSON *v) { return cJSON_IsString(v) ? v->valuestring : NULL; }
+static const char *str_of(const cJSON *v) {
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
 
 static int name_index(const char *const *names, int n, const char *name) {
     for (int i = 0; name && i < n; i++)
@@ -386,12 +388,10 @@ int schema_parse_time(const char *s, int64_t *ms) {
     int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
     long frac = 0;
     if (!s || read_digits(s, 4, &y) || s[4] != '-' || read_digits(s + 5, 2, &mo) || s[7] != '-' ||
-        read_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
-        read_digits(s + 11, 2, &h) || s[13] != ':' || read_digits(s + 14, 2, &mi) || s[16] != ':' ||
-        read_digits(s + 17, 2, &sec))
+        read_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') || read_digits(s + 11, 2, &h) ||
+        s[13] != ':' || read_digits(s + 14, 2, &mi) || s[16] != ':' || read_digits(s + 17, 2, &sec))
         return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
-        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60) return -1;
     const char *p = s + 19;
     if (*p == '.') {
         const char *q = ++p;
@@ -400,14 +400,14 @@ int schema_parse_time(const char *s, int64_t *ms) {
             p++;
         }
         if (p == q || p - q > 9) return -1;
-        for (long k = p - q; k < 3; k++) frac *= 10;
+        for (long k = p - q; k < 3; k++)
+            frac *= 10;
     }
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
         sign = *p == '-' ? -1 : 1;
-        if (read_digits(p + 1, 2, &oh) || p[3] != ':' || read_digits(p + 4, 2, &om) || oh > 23 ||
-            om > 59)
+        if (read_digits(p + 1, 2, &oh) || p[3] != ':' || read_digits(p + 4, 2, &om) || oh > 23 || om > 59)
             return -1;
         p += 6;
     } else {
@@ -427,15 +427,17 @@ int schema_parse_time(const char *s, int64_t *ms) {
     return 0;
 }
 
-static int is_rfc3339(const char *s) { return schema_parse_time(s, NULL) == 0; }
+static int is_rfc3339(const char *s) {
+    return schema_parse_time(s, NULL) == 0;
+}
 
 static int record_id_ok(const char *id) {
     size_t n = 0;
     for (; id[n]; n++) {
         char c = id[n];
         if (n >= ID_MAX_LEN) return 0;
-        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-              c == '_' || c == '-'))
+        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+              c == '-'))
             return 0;
     }
     return n >= RECORD_ID_MIN_LEN;
@@ -529,11 +531,11 @@ static int only_keys(const cJSON *o, const char *const *keys, const char *path, 
         char sub[PATH_CAP];
         int i = 0;
         path_key(sub, path, c->string);
-        while (keys[i] && strcmp(keys[i], c->string) != 0) i++;
+        while (keys[i] && strcmp(keys[i], c->string) != 0)
+            i++;
         if (!keys[i]) return load_fail(err, sub, "%s: unknown key", sub);
         for (const cJSON *d = o->child; d != c; d = d->next)
-            if (strcmp(d->string, c->string) == 0)
-                return load_fail(err, sub, "%s: duplicate key", sub);
+            if (strcmp(d->string, c->string) == 0) return load_fail(err, sub, "%s: duplicate key", sub);
     }
     return 0;
 }
@@ -548,15 +550,16 @@ static int rule_key_applies(const cJSON *def, const char *key, int applies, cons
 }
 
 static const char *const rule_keys[] = {
-    "type",       "required",     "server",    "policy",  "write",  "write_min_role",
-    "values",     "value_labels", "min",       "max",     "decimals",
-    "min_length", "max_length",   "max_bytes", "digits",  "hex",
-    "type_code",  "members",      "items",     "default", "label",
-    "note",       "scope_key",    "unit",      "format",  "mask",    NULL};
+    "type",       "required",     "server", "policy", "write",     "write_min_role",
+    "values",     "value_labels", "min",    "max",    "decimals",  "min_length",
+    "max_length", "max_bytes",    "digits", "hex",    "type_code", "members",
+    "items",      "default",      "label",  "note",   "scope_key", "unit",
+    "format",     "mask",         NULL};
 static const char *const mask_keys[] = {"visible_to", "members", "note", NULL};
 
 static void rule_free(rule_t *r) {
-    for (int i = 0; i < r->nmembers; i++) rule_free(&r->members[i]);
+    for (int i = 0; i < r->nmembers; i++)
+        rule_free(&r->members[i]);
     free(r->members);
     if (r->items) rule_free(r->items);
     free(r->items);
@@ -653,8 +656,7 @@ static int load_rule(const cJSON *def, const char *name, int level, const char *
     if (t == VT_ENUM) {
         path_key(sub, path, "values");
         v = get(def, "values");
-        if (!cJSON_IsArray(v) || !v->child)
-            return load_fail(err, sub, "%s: needs a list of values", sub);
+        if (!cJSON_IsArray(v) || !v->child) return load_fail(err, sub, "%s: needs a list of values", sub);
         for (const cJSON *c = v->child; c; c = c->next) {
             if (!str_of(c)) return load_fail(err, sub, "%s: values must be strings", sub);
             for (const cJSON *d = v->child; d != c; d = d->next)
@@ -699,13 +701,11 @@ static int load_rule(const cJSON *def, const char *name, int level, const char *
         r->digits_min = (int)lo, r->digits_max = (int)hi;
     }
     if ((v = get(def, "hex"))) {
-        if (get_long(v, 1, 2 * ID_MAX_LEN, &n))
-            return load_fail(err, path, "%s.hex: bad length", path);
+        if (get_long(v, 1, 2 * ID_MAX_LEN, &n)) return load_fail(err, path, "%s.hex: bad length", path);
         r->hex = (int)n;
     }
     if ((v = get(def, "type_code"))) {
-        if (!cJSON_IsBool(v))
-            return load_fail(err, path, "%s.type_code: must be true or false", path);
+        if (!cJSON_IsBool(v)) return load_fail(err, path, "%s.type_code: must be true or false", path);
         r->type_code = cJSON_IsTrue(v);
     }
     if (t == VT_OBJECT) {
@@ -719,8 +719,7 @@ static int load_rule(const cJSON *def, const char *name, int level, const char *
         for (const cJSON *c = v->child; c; c = c->next) {
             char msub[PATH_CAP];
             path_key(msub, sub, c->string);
-            if (member_index(r, c->string) >= 0)
-                return load_fail(err, msub, "%s: duplicate member", msub);
+            if (member_index(r, c->string) >= 0) return load_fail(err, msub, "%s: duplicate member", msub);
             rc = load_rule(c, c->string, LEVEL_MEMBER, msub, &r->members[r->nmembers++], err);
             if (rc) return rc;
         }
@@ -744,14 +743,12 @@ static int load_fields(schema_t *s, const cJSON *fields, schema_err_t *err) {
     for (const cJSON *c = fields->child; c; c = c->next) {
         char path[PATH_CAP];
         path_key(path, "fields", c->string);
-        if (field_index(s, c->string) >= 0)
-            return load_fail(err, path, "%s: duplicate field", path);
+        if (field_index(s, c->string) >= 0) return load_fail(err, path, "%s: duplicate field", path);
         rule_t *r = &s->fields[s->nfields++];
         if ((rc = load_rule(c, c->string, LEVEL_FIELD, path, r, err))) return rc;
         if (r->policy == POLICY_APPEND &&
             (r->type != VT_LIST || r->items->type != VT_OBJECT || member_index(r->items, "id") < 0))
-            return load_fail(err, path, "%s: an append field is a list of objects with an id",
-                             path);
+            return load_fail(err, path, "%s: an append field is a list of objects with an id", path);
         if (r->policy == POLICY_UNION && (r->type != VT_LIST || r->items->type != VT_STRING))
             return load_fail(err, path, "%s: a union field is a list of strings", path);
     }
@@ -765,8 +762,7 @@ static int load_fields(schema_t *s, const cJSON *fields, schema_err_t *err) {
 /* A mask of role names from a non-empty array. */
 static int load_roles(const cJSON *v, const char *path, unsigned *mask, schema_err_t *err) {
     *mask = 0;
-    if (!cJSON_IsArray(v) || !v->child)
-        return load_fail(err, path, "%s: needs a list of roles", path);
+    if (!cJSON_IsArray(v) || !v->child) return load_fail(err, path, "%s: needs a list of roles", path);
     for (const cJSON *c = v->child; c; c = c->next) {
         schema_role_t r = schema_role_parse(str_of(c));
         if (r == ROLE_NONE) return load_fail(err, path, "%s: unknown role", path);
@@ -776,16 +772,14 @@ static int load_roles(const cJSON *v, const char *path, unsigned *mask, schema_e
 }
 
 /* A mask of state names from a non-empty array (when nonempty is set). */
-static int load_states(const procedure_t *p, const cJSON *v, int nonempty, const char *path,
-                       uint32_t *mask, schema_err_t *err) {
+static int load_states(const procedure_t *p, const cJSON *v, int nonempty, const char *path, uint32_t *mask,
+                       schema_err_t *err) {
     *mask = 0;
     if (!cJSON_IsArray(v) || (nonempty && !v->child))
         return load_fail(err, path, "%s: needs a list of states", path);
     for (const cJSON *c = v->child; c; c = c->next) {
         int i = state_index(p, str_of(c));
-        if (i < 0)
-            return load_fail(err, path, "%s: unknown state %s", path,
-                             str_of(c) ? c->valuestring : "");
+        if (i < 0) return load_fail(err, path, "%s: unknown state %s", path, str_of(c) ? c->valuestring : "");
         *mask |= BIT(i);
     }
     return 0;
@@ -793,8 +787,7 @@ static int load_states(const procedure_t *p, const cJSON *v, int nonempty, const
 
 static const char *const cond_keys[] = {"field", "equals", "not_equals", "unset", NULL};
 
-static int load_cond(const schema_t *s, const cJSON *v, const char *path, cond_t *c,
-                     schema_err_t *err) {
+static int load_cond(const schema_t *s, const cJSON *v, const char *path, cond_t *c, schema_err_t *err) {
     int rc;
     if (!cJSON_IsObject(v)) return load_fail(err, path, "%s: must be an object", path);
     if ((rc = only_keys(v, cond_keys, path, err))) return rc;
@@ -834,13 +827,13 @@ static int load_when(const schema_t *s, const cJSON *v, const char *path, cond_t
     return 0;
 }
 
-static const char *const guard_keys[] = {"required",  "different",    "max",           "min",
-                                         "document",  "forbid_when",  "rights_window", "hearing_notice",
-                                         "required_any", "document_period",
-                                         "message",   "when",         "basis",         "label",
-                                         "note",      NULL};
+static const char *const guard_keys[] = {"required",     "different",       "max",           "min",
+                                         "document",     "forbid_when",     "rights_window", "hearing_notice",
+                                         "required_any", "document_period", "message",       "when",
+                                         "basis",        "label",           "note",          NULL};
 static const char *const guard_kinds[GUARD_KIND_COUNT] = {
-    "required", "different", "max", "min", "document", "forbid_when", "rights_window", "hearing_notice",
+    "required",     "different",      "max",           "min",
+    "document",     "forbid_when",    "rights_window", "hearing_notice",
     "required_any", "document_period"};
 static const char *const period_keys[] = {"document", "working_days", NULL};
 static const char *const bound_keys[] = {"field", "value", "when", NULL};
@@ -848,8 +841,8 @@ static const char *const window_keys[] = {"working_days", "hearing_working_days"
 static const char *const notice_keys[] = {"requested", "at", "document", "working_days", NULL};
 
 /* A field name that must exist, with a given type (VT_COUNT: any). */
-static int load_field_ref(const schema_t *s, const cJSON *v, vtype_t type, const char *path,
-                          const char **out, schema_err_t *err) {
+static int load_field_ref(const schema_t *s, const cJSON *v, vtype_t type, const char *path, const char **out,
+                          schema_err_t *err) {
     const rule_t *r = (*out = str_of(v)) ? rule_at(s, *out) : NULL;
     if (!r || (type != VT_COUNT && r->type != type))
         return load_fail(err, path, "%s: must name a %s field", path,
@@ -865,8 +858,7 @@ static int load_days(const cJSON *v, const char *path, int *out, schema_err_t *e
     return 0;
 }
 
-static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard_t *g,
-                      schema_err_t *err) {
+static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard_t *g, schema_err_t *err) {
     char sub[PATH_CAP], x[PATH_CAP];
     const cJSON *body = NULL;
     int rc, nkinds = 0;
@@ -897,8 +889,7 @@ static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard
         g->fields = body;
         return 0;
     case GUARD_DOCUMENT:
-        if (!(g->doc = str_of(body)) || !*g->doc)
-            return load_fail(err, sub, "%s: must name a doc_type", sub);
+        if (!(g->doc = str_of(body)) || !*g->doc) return load_fail(err, sub, "%s: must name a doc_type", sub);
         return 0;
     case GUARD_FORBID_WHEN:
         if (!g->message) return load_fail(err, path, "%s: forbid_when needs a message", path);
@@ -940,8 +931,7 @@ static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard
     const rule_t *r = (g->field = str_of(get(body, "field"))) ? rule_at(s, g->field) : NULL;
     if (!r || (r->type != VT_NUMBER && r->type != VT_INTEGER))
         return load_fail(err, sub, "%s.field: must name a number field", sub);
-    if (!cJSON_IsNumber(get(body, "value")))
-        return load_fail(err, sub, "%s.value: must be a number", sub);
+    if (!cJSON_IsNumber(get(body, "value"))) return load_fail(err, sub, "%s.value: must be a number", sub);
     g->limit = get(body, "value")->valuedouble;
     if (get(body, "when")) {
         if (g->nwhen) return load_fail(err, sub, "%s: when is given twice", sub);
@@ -951,11 +941,11 @@ static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard
     return 0;
 }
 
-static const char *const transition_keys[] = {"from",  "to",   "roles", "exact", "role_when", "guards",
-                                              "stamp", "label", "note",  NULL};
+static const char *const transition_keys[] = {"from",   "to",    "roles", "exact", "role_when",
+                                              "guards", "stamp", "label", "note",  NULL};
 
-static int load_transition(const schema_t *s, procedure_t *p, int k, const cJSON *v,
-                           const char *path, schema_err_t *err) {
+static int load_transition(const schema_t *s, procedure_t *p, int k, const cJSON *v, const char *path,
+                           schema_err_t *err) {
     transition_t *t = &p->trans[k];
     char sub[PATH_CAP];
     const cJSON *x;
@@ -1015,9 +1005,8 @@ static int load_transition(const schema_t *s, procedure_t *p, int k, const cJSON
     return 0;
 }
 
-static const char *const procedure_keys[] = {
-    "label",        "note",   "states",     "main_path",   "initial",
-    "create_roles", "closed", "case_no_at", "transitions", NULL};
+static const char *const procedure_keys[] = {"label",        "note",   "states",     "main_path",   "initial",
+                                             "create_roles", "closed", "case_no_at", "transitions", NULL};
 static const char *const state_keys[] = {"label", "note", NULL};
 
 static int load_procedure(const schema_t *s, procedure_t *p, const cJSON *v, const char *path,
@@ -1037,8 +1026,7 @@ static int load_procedure(const schema_t *s, procedure_t *p, const cJSON *v, con
     for (const cJSON *c = x->child; c; c = c->next) {
         char ssub[PATH_CAP];
         path_key(ssub, sub, c->string);
-        if (state_index(p, c->string) >= 0)
-            return load_fail(err, ssub, "%s: duplicate state", ssub);
+        if (state_index(p, c->string) >= 0) return load_fail(err, ssub, "%s: duplicate state", ssub);
         if (!cJSON_IsObject(c)) return load_fail(err, ssub, "%s: must be an object", ssub);
         if ((rc = only_keys(c, state_keys, ssub, err))) return rc;
         p->main_pos[p->nstates] = -1;
@@ -1068,8 +1056,7 @@ static int load_procedure(const schema_t *s, procedure_t *p, const cJSON *v, con
     path_key(sub, path, "transitions");
     x = get(v, "transitions");
     int n = cJSON_GetArraySize(x);
-    if (!cJSON_IsArray(x) || n == 0)
-        return load_fail(err, sub, "%s: needs a list of transitions", sub);
+    if (!cJSON_IsArray(x) || n == 0) return load_fail(err, sub, "%s: needs a list of transitions", sub);
     if (!(p->trans = calloc((size_t)n, sizeof(*p->trans))))
         return fail(err, SCHEMA_E_NOMEM, sub, "out of memory");
     for (const cJSON *c = x->child; c; c = c->next) {
@@ -1109,8 +1096,7 @@ static const char *const type_keys[] = {"code", "name", "label", "note", "dispos
 
 static int load_types(schema_t *s, const cJSON *types, schema_err_t *err) {
     int n = cJSON_GetArraySize(types), rc;
-    if (!cJSON_IsArray(types) || n == 0)
-        return load_fail(err, "types", "types: needs a list of case types");
+    if (!cJSON_IsArray(types) || n == 0) return load_fail(err, "types", "types: needs a list of case types");
     if (!(s->types = calloc((size_t)n, sizeof(*s->types))))
         return fail(err, SCHEMA_E_NOMEM, "types", "out of memory");
     for (const cJSON *c = types->child; c; c = c->next) {
@@ -1126,7 +1112,8 @@ static int load_types(schema_t *s, const cJSON *types, schema_err_t *err) {
         long hours;
         if (get(c, "dispose_within_hours") &&
             get_long(get(c, "dispose_within_hours"), 0, MAX_DEADLINE_DAYS * 24L, &hours))
-            return load_fail(err, path, "%s.dispose_within_hours: must be 0..%d", path, MAX_DEADLINE_DAYS * 24);
+            return load_fail(err, path, "%s.dispose_within_hours: must be 0..%d", path,
+                             MAX_DEADLINE_DAYS * 24);
         s->types[s->ntypes].obj = c;
         s->types[s->ntypes].code = code, s->types[s->ntypes].name = name, s->ntypes++;
     }
@@ -1191,8 +1178,7 @@ static int load_write_rules(schema_t *s, const cJSON *fields, schema_err_t *err)
             return load_fail(err, path, "%s.no_clear_from: unknown state", path);
         if (r->policy == POLICY_SERVER || r->policy == POLICY_IMMUTABLE)
             if (r->write_update != ROLE_NONE || r->frozen_from)
-                return load_fail(err, path, "%s: a %s field is never updated", path,
-                                 policy_names[r->policy]);
+                return load_fail(err, path, "%s: a %s field is never updated", path, policy_names[r->policy]);
     }
     return 0;
 }
@@ -1214,7 +1200,8 @@ static int load_record_rules(schema_t *s, schema_err_t *err) {
             (rc = load_role_key(c, "role", "closed_records", &s->closed_role, err)))
             return rc;
         v = get(c, "append");
-        if (!cJSON_IsArray(v)) return load_fail(err, "closed_records", "closed_records.append: must be a list");
+        if (!cJSON_IsArray(v))
+            return load_fail(err, "closed_records", "closed_records.append: must be a list");
         for (const cJSON *x = v->child; x; x = x->next) {
             int i = field_index(s, str_of(x));
             if (i < 0 || s->fields[i].policy != POLICY_APPEND)
@@ -1230,7 +1217,8 @@ static int load_record_rules(schema_t *s, schema_err_t *err) {
             return rc;
         if ((v = get(c, "reason_max_bytes"))) {
             if (get_long(v, 1, STRING_MAX_BYTES, &n))
-                return load_fail(err, "corrections", "corrections.reason_max_bytes: must be 1..%d", STRING_MAX_BYTES);
+                return load_fail(err, "corrections", "corrections.reason_max_bytes: must be 1..%d",
+                                 STRING_MAX_BYTES);
             s->correction_reason_max = n;
         }
     }
@@ -1240,12 +1228,14 @@ static int load_record_rules(schema_t *s, schema_err_t *err) {
         if ((v = get(c, "fine_at_least"))) {
             const cJSON *pp = get(v, "person"), *po = get(v, "org");
             if (!cJSON_IsObject(v) || (pp && !cJSON_IsNumber(pp)) || (po && !cJSON_IsNumber(po)))
-                return load_fail(err, "hearing_rights", "hearing_rights.fine_at_least: {person, org} amounts");
+                return load_fail(err, "hearing_rights",
+                                 "hearing_rights.fine_at_least: {person, org} amounts");
             s->hearing_fine_person = pp ? pp->valuedouble : 0;
             s->hearing_fine_org = po ? po->valuedouble : 0;
         }
         if ((v = get(c, "sanctions"))) {
-            if (!cJSON_IsArray(v)) return load_fail(err, "hearing_rights", "hearing_rights.sanctions: must be a list");
+            if (!cJSON_IsArray(v))
+                return load_fail(err, "hearing_rights", "hearing_rights.sanctions: must be a list");
             s->hearing_sanctions = v;
         }
     }
@@ -1280,12 +1270,11 @@ int schema_load(const char *json, size_t len, schema_t **out, schema_err_t *err)
     if (!out) return fail(err, SCHEMA_E_LOAD, "", "schema: no output");
     *out = NULL;
     if (!json || len == 0 || len > SCHEMA_MAX_BYTES)
-        return fail(err, SCHEMA_E_LOAD, "", "schema: empty or larger than %d bytes",
-                    SCHEMA_MAX_BYTES);
+        return fail(err, SCHEMA_E_LOAD, "", "schema: empty or larger than %d bytes", SCHEMA_MAX_BYTES);
     if (!(s = calloc(1, sizeof(*s)))) return fail(err, SCHEMA_E_NOMEM, "", "out of memory");
     if (!(s->doc = cJSON_ParseWithLengthOpts(json, len, &end, 0))) {
-        rc = fail(err, SCHEMA_E_LOAD, "", "schema: invalid JSON near byte %ld",
-                  end ? (long)(end - json) : 0L);
+        rc =
+            fail(err, SCHEMA_E_LOAD, "", "schema: invalid JSON near byte %ld", end ? (long)(end - json) : 0L);
         goto fail;
     }
     for (; end && end < json + len; end++)
@@ -1393,26 +1382,38 @@ fail:
 
 void schema_free(schema_t *s) {
     if (!s) return;
-    for (int i = 0; i < s->nfields; i++) rule_free(&s->fields[i]);
+    for (int i = 0; i < s->nfields; i++)
+        rule_free(&s->fields[i]);
     for (int i = 0; i < s->nprocs; i++) {
-        for (int k = 0; k < s->procs[i].ntrans; k++) free(s->procs[i].trans[k].guards);
+        for (int k = 0; k < s->procs[i].ntrans; k++)
+            free(s->procs[i].trans[k].guards);
         free(s->procs[i].trans);
     }
     free(s->procs);
     free(s->types);
-    for (int i = 0; i < s->ndeadlines; i++) free(s->deadlines[i].from);
+    for (int i = 0; i < s->ndeadlines; i++)
+        free(s->deadlines[i].from);
     free(s->deadlines);
-    for (int i = 0; i < FIGURE_COUNT; i++) free(s->figures[i]);
+    for (int i = 0; i < FIGURE_COUNT; i++)
+        free(s->figures[i]);
     calendar_free(s->calendar);
     if (s->text) cJSON_free(s->text);
     cJSON_Delete(s->doc);
     free(s);
 }
 
-const char *schema_text(const schema_t *s) { return s->text; }
-size_t schema_text_len(const schema_t *s) { return s->text_len; }
-int schema_version(const schema_t *s) { return s->version; }
-const char *schema_etag(const schema_t *s) { return s->etag; }
+const char *schema_text(const schema_t *s) {
+    return s->text;
+}
+size_t schema_text_len(const schema_t *s) {
+    return s->text_len;
+}
+int schema_version(const schema_t *s) {
+    return s->version;
+}
+const char *schema_etag(const schema_t *s) {
+    return s->etag;
+}
 
 schema_role_t schema_role_parse(const char *name) {
     return (schema_role_t)name_index(role_names, ROLE_COUNT, name);
@@ -1469,7 +1470,6 @@ int schema_status_assigns_case_no(const schema_t *s, const char *procedure, cons
     int i = p ? state_index(p, status) : -1;
     return i >= 0 && p->case_no_at == i;
 }
-
 
 const char *schema_strerror(int code) {
     switch (code) {
@@ -1570,10 +1570,8 @@ int schema_check_shape(const schema_t *s, const cJSON *change, schema_err_t *err
     if (!str_of(v) || !record_id_ok(v->valuestring))
         return fail(err, SCHEMA_E_TYPE, "record_id", "record_id must match ^[0-9A-Za-z_-]{8,64}$");
     v = get(change, "base_version");
-    if ((v || op != OP_CREATE) &&
-        !(cJSON_IsNumber(v) && is_integral(v->valuedouble) && v->valuedouble >= 0))
-        return fail(err, SCHEMA_E_TYPE, "base_version",
-                    "base_version must be a non-negative integer");
+    if ((v || op != OP_CREATE) && !(cJSON_IsNumber(v) && is_integral(v->valuedouble) && v->valuedouble >= 0))
+        return fail(err, SCHEMA_E_TYPE, "base_version", "base_version must be a non-negative integer");
     if ((v = get(change, "at")) && !cJSON_IsString(v)) return type_fail(err, "at", "a string");
     switch (op) {
     case OP_CREATE:
@@ -1686,8 +1684,7 @@ static int check_value(const schema_t *s, const rule_t *r, const cJSON *v, const
         if (n < 1 || n > ID_MAX_LEN || utf8_chars((const unsigned char *)v->valuestring, n) < 0)
             return invalid(err, path, "must be a user id of 1 to %d bytes", ID_MAX_LEN);
         for (const char *p = v->valuestring; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                return invalid(err, path, "has a control character");
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) return invalid(err, path, "has a control character");
         return 0;
     }
     case VT_ENUM: {
@@ -1700,8 +1697,7 @@ static int check_value(const schema_t *s, const rule_t *r, const cJSON *v, const
         }
         return invalid(err, path, "%.64s is not one of %s", v->valuestring, list);
     }
-    case VT_TIME:
-        return is_rfc3339(v->valuestring) ? 0 : invalid(err, path, "must be an RFC 3339 time");
+    case VT_TIME: return is_rfc3339(v->valuestring) ? 0 : invalid(err, path, "must be an RFC 3339 time");
     case VT_NUMBER:
     case VT_INTEGER: return check_number(r, v->valuedouble, path, err);
     case VT_BOOL: return 0;
@@ -1747,8 +1743,7 @@ static int check_items(const schema_t *s, const rule_t *r, const cJSON *items, c
         if ((rc = check_value(s, r->items, c, sub, err))) return rc;
     }
     if (n < 2) return 0;
-    if (!(ids = malloc((size_t)n * sizeof(*ids))))
-        return fail(err, SCHEMA_E_NOMEM, path, "out of memory");
+    if (!(ids = malloc((size_t)n * sizeof(*ids)))) return fail(err, SCHEMA_E_NOMEM, path, "out of memory");
     n = 0;
     for (const cJSON *c = items->child; c; c = c->next, n++)
         ids[n].id = get(c, "id")->valuestring, ids[n].index = n;
@@ -1771,9 +1766,7 @@ int schema_check_create(const schema_t *s, const char *type, const cJSON *fields
 
     err_clear(err);
     const char *code = schema_type_code(s, type);
-    if (!code)
-        return fail(err, SCHEMA_E_INVALID, "type", "unknown case type %.64s",
-                    type ? type : "(none)");
+    if (!code) return fail(err, SCHEMA_E_INVALID, "type", "unknown case type %.64s", type ? type : "(none)");
     if (!cJSON_IsObject(fields)) return type_fail(err, "fields", "an object");
     for (const cJSON *c = fields->child; c; c = c->next) {
         int i = field_index(s, c->string);
@@ -1784,8 +1777,7 @@ int schema_check_create(const schema_t *s, const char *type, const cJSON *fields
         seen |= BIT64(i);
         if (r->policy == POLICY_SERVER) return invalid(err, path, "is set by the server");
         if (cJSON_IsNull(c)) continue;
-        rc = r->policy == POLICY_APPEND ? check_items(s, r, c, path, err)
-                                        : check_value(s, r, c, path, err);
+        rc = r->policy == POLICY_APPEND ? check_items(s, r, c, path, err) : check_value(s, r, c, path, err);
         if (rc) return rc;
         if (is_set(c)) present |= BIT64(i);
     }
@@ -1796,8 +1788,7 @@ int schema_check_create(const schema_t *s, const char *type, const cJSON *fields
         }
     const char *proc = str_of(get(fields, FIELD_PROCEDURE));
     if (!schema_procedure_exists(s, proc))
-        return invalid(err, "fields." FIELD_PROCEDURE, "%.64s is not a procedure",
-                       proc ? proc : "");
+        return invalid(err, "fields." FIELD_PROCEDURE, "%.64s is not a procedure", proc ? proc : "");
     const cJSON *cat = get(fields, FIELD_CATEGORY);
     if (is_set(cat) && cJSON_IsString(cat) && strcmp(cat->valuestring, code) != 0)
         return invalid(err, "fields." FIELD_CATEGORY, "%.16s does not match type %s (code %s)",
@@ -1816,8 +1807,7 @@ int schema_check_set(const schema_t *s, const char *field, const cJSON *value, s
     if (r->policy == POLICY_IMMUTABLE) return invalid(err, path, "is fixed at create");
     if (r->policy == POLICY_APPEND) return invalid(err, path, "is an append list: use append");
     if (!value) return type_fail(err, path, "a value");
-    if (!is_set(value) && r->required)
-        return invalid(err, path, "is required and cannot be cleared");
+    if (!is_set(value) && r->required) return invalid(err, path, "is required and cannot be cleared");
     return cJSON_IsNull(value) ? 0 : check_value(s, r, value, path, err);
 }
 
@@ -1885,7 +1875,9 @@ static int state_reached(const procedure_t *p, const char *status, const char *s
 
 static void note_fallback(const schema_t *cs, int year);
 
-int64_t schema_china_day(int64_t ms) { return calendar_day_of(ms); }
+int64_t schema_china_day(int64_t ms) {
+    return calendar_day_of(ms);
+}
 
 /* The schema's calendar (statutory holidays, 调休 working weekend days);
  * Monday to Friday in a year without one, noted for /metrics and the log. */
@@ -1907,16 +1899,15 @@ int64_t schema_working_day_after(const schema_t *s, int64_t ms, int n) {
 
 static int guard_fail(schema_err_t *err, const char *field, const guard_t *g, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static int guard_fail(schema_err_t *err, const char *field, const guard_t *g, const char *fmt,
-                      ...) {
+static int guard_fail(schema_err_t *err, const char *field, const guard_t *g, const char *fmt, ...) {
     char msg[MSG_CAP], path[PATH_CAP];
     va_list ap;
     va_start(ap, fmt);
     if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0) msg[0] = '\0';
     va_end(ap);
     path_key(path, "fields", field);
-    return fail(err, SCHEMA_E_INVALID, path, "%s%s%s%s", msg, g->basis ? " (" : "",
-                g->basis ? g->basis : "", g->basis ? ")" : "");
+    return fail(err, SCHEMA_E_INVALID, path, "%s%s%s%s", msg, g->basis ? " (" : "", g->basis ? g->basis : "",
+                g->basis ? ")" : "");
 }
 
 /* The first documents item of doc_type, or NULL. */
@@ -1950,8 +1941,8 @@ static void day_text(int64_t day, char out[16]) {
 
 /* 0 when the guard holds for the record, else fills err. `statik`: judge only
  * the guards that read fields alone (a correction re-checks those). */
-static int guard_check(const schema_t *s, const guard_t *g, const char *to,
-                       const schema_view_t *rec, int statik, schema_err_t *err) {
+static int guard_check(const schema_t *s, const guard_t *g, const char *to, const schema_view_t *rec,
+                       int statik, schema_err_t *err) {
     const cJSON *fields = rec->fields;
     char num[2][32], cond[160];
     for (int i = 0; i < g->nwhen; i++)
@@ -1967,7 +1958,8 @@ static int guard_check(const schema_t *s, const guard_t *g, const char *to,
         for (const cJSON *c = g->fields->child; c; c = c->next) {
             if (is_set(value_at(fields, c->valuestring))) return 0;
             size_t n = strlen(names);
-            if (snprintf(names + n, sizeof(names) - n, "%s%s", n ? ", " : "", c->valuestring) < 0) names[n] = 0;
+            if (snprintf(names + n, sizeof(names) - n, "%s%s", n ? ", " : "", c->valuestring) < 0)
+                names[n] = 0;
         }
         return guard_fail(err, g->fields->child->valuestring, g, "%s needs one of %s", to, names);
     }
@@ -2046,8 +2038,8 @@ static int guard_check(const schema_t *s, const guard_t *g, const char *to,
             return guard_fail(err, "documents", g, "%s: the %s document needs its date (at)", to, g->doc);
         if (schema_working_day_after(s, notice_ms, g->days) > schema_china_day(hearing_ms))
             return guard_fail(err, "documents", g,
-                              "%s: the %s must be served at least %d working days before %s", to,
-                              g->doc, g->days, g->field2);
+                              "%s: the %s must be served at least %d working days before %s", to, g->doc,
+                              g->days, g->field2);
         return 0;
     }
     default: return 0;
@@ -2058,9 +2050,8 @@ static int guard_check(const schema_t *s, const guard_t *g, const char *to,
  * listed role and every stronger one may take it unless it is exact; for an
  * exact one only the listed roles (admin as supervisor). A role_when
  * condition must hold for the role that grants it. */
-static schema_judgement_t judge_allowed(const schema_t *s, const procedure_t *p,
-                                        const transition_t *t, const schema_view_t *rec,
-                                        schema_role_t role, schema_err_t *err) {
+static schema_judgement_t judge_allowed(const schema_t *s, const procedure_t *p, const transition_t *t,
+                                        const schema_view_t *rec, schema_role_t role, schema_err_t *err) {
     const char *to = p->states[t->to];
     schema_role_t eff = t->exact && role == ROLE_ADMIN ? ROLE_SUPERVISOR : role;
     int granted = 0, failed_cond = -1;
@@ -2074,11 +2065,11 @@ static schema_judgement_t judge_allowed(const schema_t *s, const procedure_t *p,
     if (!granted) {
         char ctext[144];
         if (failed_cond >= 0)
-            fail(err, SCHEMA_E_ROLE, "to", "%s may take %s only when %s", schema_role_name(role),
-                 to, cond_text(&t->role_when[failed_cond], ctext, sizeof(ctext)));
+            fail(err, SCHEMA_E_ROLE, "to", "%s may take %s only when %s", schema_role_name(role), to,
+                 cond_text(&t->role_when[failed_cond], ctext, sizeof(ctext)));
         else
-            fail(err, SCHEMA_E_ROLE, "to", "%s may not take %s -> %s", schema_role_name(role),
-                 rec->status, to);
+            fail(err, SCHEMA_E_ROLE, "to", "%s may not take %s -> %s", schema_role_name(role), rec->status,
+                 to);
         return JUDGE_ROLE;
     }
     for (int g = 0; g < t->nguards; g++)
@@ -2086,8 +2077,8 @@ static schema_judgement_t judge_allowed(const schema_t *s, const procedure_t *p,
     return JUDGE_APPLY;
 }
 
-schema_judgement_t schema_judge_transition(const schema_t *s, const schema_view_t *rec,
-                                           const char *to, schema_role_t role, schema_err_t *err) {
+schema_judgement_t schema_judge_transition(const schema_t *s, const schema_view_t *rec, const char *to,
+                                           schema_role_t role, schema_err_t *err) {
     err_clear(err);
     const procedure_t *p = rec ? proc_find(s, rec->procedure) : NULL;
     const char *current = rec ? rec->status : NULL;
@@ -2118,12 +2109,12 @@ schema_judgement_t schema_judge_transition(const schema_t *s, const schema_view_
     if (passed & BIT(ti)) return JUDGE_NOOP;
     for (int k = 0; k < p->ntrans; k++)
         if (p->trans[k].to == ti && (p->trans[k].from & passed)) {
-            fail(err, SCHEMA_OK, "to", "%s is reached from a status the record has left (it is %s)",
-                 to, current);
+            fail(err, SCHEMA_OK, "to", "%s is reached from a status the record has left (it is %s)", to,
+                 current);
             return JUDGE_CONFLICT;
         }
-    fail(err, SCHEMA_E_TRANSITION, "to", "%s -> %s is not a transition of the %s procedure",
-         current, to, p->name);
+    fail(err, SCHEMA_E_TRANSITION, "to", "%s -> %s is not a transition of the %s procedure", current, to,
+         p->name);
     return JUDGE_FORBIDDEN;
 }
 
@@ -2158,10 +2149,10 @@ int schema_check_passed_guards(const schema_t *s, const char *procedure, const c
 /* Write rules: field x role x state                                          */
 /* ------------------------------------------------------------------------- */
 
-static schema_write_t write_fail(schema_err_t *err, schema_write_t w, const char *path,
-                                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static schema_write_t write_fail(schema_err_t *err, schema_write_t w, const char *path,
-                                 const char *fmt, ...) {
+static schema_write_t write_fail(schema_err_t *err, schema_write_t w, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static schema_write_t write_fail(schema_err_t *err, schema_write_t w, const char *path, const char *fmt,
+                                 ...) {
     char msg[MSG_CAP];
     va_list ap;
     va_start(ap, fmt);
@@ -2189,8 +2180,8 @@ static const cJSON *after_change(const cJSON *written, const cJSON *fields, cons
 
 /* One field written by a create, set or correct. */
 static schema_write_t judge_field(const schema_t *s, int op, const rule_t *r, const cJSON *value,
-                                  const cJSON *written, const schema_view_t *rec,
-                                  const schema_writer_t *w, const char *path, schema_err_t *err) {
+                                  const cJSON *written, const schema_view_t *rec, const schema_writer_t *w,
+                                  const char *path, schema_err_t *err) {
     const procedure_t *p = proc_find(s, rec->procedure);
     schema_role_t need = op == OP_CREATE ? r->write_create : r->write_update;
     if (op != OP_CREATE) {
@@ -2199,8 +2190,8 @@ static schema_write_t judge_field(const schema_t *s, int op, const rule_t *r, co
         if (same) return WRITE_OK; /* nothing changes: a phone re-sending what it saw */
     }
     if (need != ROLE_NONE && w->role < need)
-        return write_fail(err, WRITE_FORBIDDEN, path, "%s needs role %s or stronger; %s may not %s",
-                          r->name, schema_role_name(need), schema_role_name(w->role),
+        return write_fail(err, WRITE_FORBIDDEN, path, "%s needs role %s or stronger; %s may not %s", r->name,
+                          schema_role_name(need), schema_role_name(w->role),
                           op == OP_CREATE ? "set it at create" : "change it");
     if (op != OP_CREATE) {
         if (r->no_clear_from && state_reached(p, rec->status, r->no_clear_from) &&
@@ -2229,7 +2220,8 @@ static schema_write_t judge_field(const schema_t *s, int op, const rule_t *r, co
         const cJSON *unit = after_change(written, rec->fields, "unit");
         if (!w->lookup) break;
         if (w->lookup(w->lookup_ctx, value->valuestring, &u) != 0)
-            return write_fail(err, WRITE_INVALID, path, "%s %.64s is not a user", r->name, value->valuestring);
+            return write_fail(err, WRITE_INVALID, path, "%s %.64s is not a user", r->name,
+                              value->valuestring);
         if (!u.active || u.role < ROLE_OFFICER || !cJSON_IsString(unit) || strcmp(u.unit, unit->valuestring))
             return write_fail(err, WRITE_INVALID, path,
                               "%s must be an active officer (never an auxiliary) of the record's unit",
@@ -2290,13 +2282,16 @@ static void mask_string(cJSON *v) {
     const char *t = v->valuestring;
     size_t n = strlen(t), i;
     int ascii = 1;
-    for (i = 0; i < n; i++) ascii &= (unsigned char)t[i] < 0x80;
+    for (i = 0; i < n; i++)
+        ascii &= (unsigned char)t[i] < 0x80;
     if (ascii && n >= 8 && n < sizeof(buf)) {
         memcpy(buf, t, n + 1);
-        for (i = 3; i + 4 < n; i++) buf[i] = '*';
+        for (i = 3; i + 4 < n; i++)
+            buf[i] = '*';
     } else {
         size_t first = n ? 1 : 0;
-        while (first < n && ((unsigned char)t[first] & 0xC0) == 0x80) first++;
+        while (first < n && ((unsigned char)t[first] & 0xC0) == 0x80)
+            first++;
         if (first > 4) first = 0;
         memcpy(buf, t, first);
         memcpy(buf + first, "**", 3);
@@ -2320,7 +2315,8 @@ int schema_mask_fields(const schema_t *s, cJSON *fields, const char *unit, schem
     for (int i = 0; i < s->nfields; i++) {
         const rule_t *r = &s->fields[i];
         cJSON *v;
-        if (!r->masked || mask_reader_sees(r, role, same) || !(v = cJSON_GetObjectItemCaseSensitive(fields, r->name)))
+        if (!r->masked || mask_reader_sees(r, role, same) ||
+            !(v = cJSON_GetObjectItemCaseSensitive(fields, r->name)))
             continue;
         if (cJSON_IsString(v))
             mask_string(v);
@@ -2379,14 +2375,14 @@ schema_write_t schema_judge_writes(const schema_t *s, const cJSON *change, const
         const rule_t *r = &s->fields[i];
         path_key(path, "append", c->string);
         if (r->write_update != ROLE_NONE && w->role < r->write_update)
-            return write_fail(err, WRITE_FORBIDDEN, path, "%s needs role %s or stronger; %s may not add to it",
-                              r->name, schema_role_name(r->write_update), schema_role_name(w->role));
+            return write_fail(err, WRITE_FORBIDDEN, path,
+                              "%s needs role %s or stronger; %s may not add to it", r->name,
+                              schema_role_name(r->write_update), schema_role_name(w->role));
     }
     return WRITE_OK;
 }
 
-int schema_status_reached(const schema_t *s, const char *procedure, const char *status,
-                          const char *state) {
+int schema_status_reached(const schema_t *s, const char *procedure, const char *status, const char *state) {
     return state_reached(proc_find(s, procedure), status, state);
 }
 
@@ -2395,8 +2391,8 @@ const char *schema_case_no_state(const schema_t *s, const char *procedure) {
     return p && p->case_no_at >= 0 ? p->states[p->case_no_at] : NULL;
 }
 
-schema_judgement_t schema_judge_resolution(const schema_t *s, const schema_view_t *rec,
-                                           const char *to, schema_role_t role, schema_err_t *err) {
+schema_judgement_t schema_judge_resolution(const schema_t *s, const schema_view_t *rec, const char *to,
+                                           schema_role_t role, schema_err_t *err) {
     err_clear(err);
     const procedure_t *p = rec ? proc_find(s, rec->procedure) : NULL;
     int ti = p ? state_index(p, to) : -1, ci = p ? state_index(p, rec->status) : -1;
@@ -2413,8 +2409,7 @@ schema_judgement_t schema_judge_resolution(const schema_t *s, const schema_view_
     for (int k = 0; k < p->ntrans && !pick; k++)
         if (p->trans[k].to == ti) pick = &p->trans[k];
     if (!pick) {
-        fail(err, SCHEMA_E_TRANSITION, "value", "no transition of the %s procedure leads to %s", p->name,
-             to);
+        fail(err, SCHEMA_E_TRANSITION, "value", "no transition of the %s procedure leads to %s", p->name, to);
         return JUDGE_FORBIDDEN;
     }
     schema_judgement_t j = judge_allowed(s, p, pick, rec, role, err);
@@ -2445,10 +2440,16 @@ const char *schema_state_label(const schema_t *s, const char *procedure, int i) 
 /* Deadlines, calendar, figures                                               */
 /* ========================================================================= */
 
-static const char *const deadline_keys[] = {
-    "name", "kind", "from", "until", "until_set", "procedures", "days", "hours", "unit",
-    "extend_past_rest_days", "extension", "hours_from_type", "basis", "label", "note",
-    "field", "when", "start", "months", NULL};
+static const char *const deadline_keys[] = {"name",      "kind",
+                                            "from",      "until",
+                                            "until_set", "procedures",
+                                            "days",      "hours",
+                                            "unit",      "extend_past_rest_days",
+                                            "extension", "hours_from_type",
+                                            "basis",     "label",
+                                            "note",      "field",
+                                            "when",      "start",
+                                            "months",    NULL};
 static const char *const extension_keys[] = {"days", "field", "note", NULL};
 
 static int deadline_index(const schema_t *s, const char *name) {
@@ -2482,11 +2483,12 @@ static int load_deadline(schema_t *s, deadline_t *d, const cJSON *c, const char 
         return load_fail(err, path, "%s.kind: is status, field or evidence", path);
     d->kind = kind && strcmp(kind, "evidence") == 0 ? DL_EVIDENCE
               : kind && strcmp(kind, "field") == 0  ? DL_FIELD
-                                                     : DL_STATUS;
+                                                    : DL_STATUS;
     if (get(c, "when")) {
         char x[PATH_CAP];
         path_key(x, path, "when");
-        if (d->kind == DL_EVIDENCE) return load_fail(err, path, "%s.when: not for an evidence deadline", path);
+        if (d->kind == DL_EVIDENCE)
+            return load_fail(err, path, "%s.when: not for an evidence deadline", path);
         if ((rc = load_when(s, get(c, "when"), x, d->when, &d->nwhen, err))) return rc;
     }
     if (d->kind == DL_FIELD) {
@@ -2497,7 +2499,8 @@ static int load_deadline(schema_t *s, deadline_t *d, const cJSON *c, const char 
         if (!r || r->type != VT_TIME) return load_fail(err, path, "%s.field: must name a time field", path);
         if (get(c, "from") || get(c, "until") || get(c, "days") || get(c, "hours") || get(c, "unit") ||
             get(c, "start") || get(c, "extension") || get(c, "hours_from_type"))
-            return load_fail(err, path, "%s: a field deadline has field, until_set and procedures only", path);
+            return load_fail(err, path, "%s: a field deadline has field, until_set and procedures only",
+                             path);
         if (!(d->from = calloc((size_t)(s->nprocs ? s->nprocs : 1), sizeof *d->from)))
             return fail(err, SCHEMA_E_NOMEM, path, "out of memory");
         if (!cJSON_IsArray(procs) || !procs->child)
@@ -2511,7 +2514,8 @@ static int load_deadline(schema_t *s, deadline_t *d, const cJSON *c, const char 
             return load_fail(err, path, "%s.until_set: must be a list of fields", path);
         for (const cJSON *f = until_set->child; f; f = f->next)
             if (!str_of(f) || !rule_at(s, f->valuestring))
-                return load_fail(err, path, "%s.until_set: %s is no field", path, str_of(f) ? f->valuestring : "?");
+                return load_fail(err, path, "%s.until_set: %s is no field", path,
+                                 str_of(f) ? f->valuestring : "?");
         d->until_set = until_set;
         d->n = 0;
         return 0;
@@ -2530,7 +2534,8 @@ static int load_deadline(schema_t *s, deadline_t *d, const cJSON *c, const char 
         return load_fail(err, path, "%s.months: only with start", path);
     }
     /* the baseline schema names no unit: its days were calendar days */
-    int unit = d->months || !get(c, "unit") ? (int)CAL_UNIT_DAYS : calendar_unit_parse(str_of(get(c, "unit")));
+    int unit =
+        d->months || !get(c, "unit") ? (int)CAL_UNIT_DAYS : calendar_unit_parse(str_of(get(c, "unit")));
     if (unit < 0) return load_fail(err, path, "%s.unit: is days, working_days or hours", path);
     d->unit = (calendar_unit_t)unit;
     const char *per_type = str_of(get(c, "hours_from_type"));
@@ -2596,7 +2601,8 @@ static int load_deadline(schema_t *s, deadline_t *d, const cJSON *c, const char 
             return load_fail(err, path, "%s.until_set: must be a list of fields", path);
         for (const cJSON *f = until_set->child; f; f = f->next)
             if (!str_of(f) || !rule_at(s, f->valuestring))
-                return load_fail(err, path, "%s.until_set: %s is no field", path, str_of(f) ? f->valuestring : "?");
+                return load_fail(err, path, "%s.until_set: %s is no field", path,
+                                 str_of(f) ? f->valuestring : "?");
         d->until_set = until_set;
     }
     if (!until->child && !d->until_set)
@@ -2606,7 +2612,9 @@ static int load_deadline(schema_t *s, deadline_t *d, const cJSON *c, const char 
         if (!cJSON_IsObject(ext) || (rc = only_keys(ext, extension_keys, path, err)) ||
             get_long(get(ext, "days"), 1, MAX_DEADLINE_DAYS, &v) || !str_of(get(ext, "field")) ||
             field_index(s, get(ext, "field")->valuestring) < 0)
-            return rc ? rc : load_fail(err, path, "%s.extension: needs days 1..%d and a field", path, MAX_DEADLINE_DAYS);
+            return rc ? rc
+                      : load_fail(err, path, "%s.extension: needs days 1..%d and a field", path,
+                                  MAX_DEADLINE_DAYS);
         d->ext_days = (int)v;
         d->ext_field = get(ext, "field")->valuestring;
     }
@@ -2628,10 +2636,10 @@ static int load_deadlines(schema_t *s, const cJSON *list, schema_err_t *err) {
     return 0;
 }
 
-static const char *const figures_keys[] = {"about",     "accepted",    "closed",    "not_filed", "transferred",
-                                           "decided",   "paid",        "disposed",  "fine",      "paid_at",
-                                           "reply_due", "reply_at",    "callback_at", "satisfied", "orders",
-                                           "replies",   "dispose_hours", "first_offence", NULL};
+static const char *const figures_keys[] = {
+    "about",    "accepted", "closed",        "not_filed",     "transferred", "decided",     "paid",
+    "disposed", "fine",     "paid_at",       "reply_due",     "reply_at",    "callback_at", "satisfied",
+    "orders",   "replies",  "dispose_hours", "first_offence", NULL};
 static const char *const first_offence_keys[] = {"field", "equals", NULL};
 
 /* "figures": per figure {procedure: state}; fine and paid_at name fields. */
@@ -2670,7 +2678,8 @@ static int load_figures(schema_t *s, const cJSON *figures, schema_err_t *err) {
     if (fo) {
         if (!cJSON_IsObject(fo) || (rc = only_keys(fo, first_offence_keys, "figures.first_offence", err)) ||
             !str_of(get(fo, "field")) || !str_of(get(fo, "equals")) || !rule_at(s, str_of(get(fo, "field"))))
-            return load_fail(err, "figures.first_offence", "figures.first_offence: {field, equals} naming a field");
+            return load_fail(err, "figures.first_offence",
+                             "figures.first_offence: {field, equals} naming a field");
         s->first_offence_field = str_of(get(fo, "field"));
         s->first_offence_value = str_of(get(fo, "equals"));
     }
@@ -2713,7 +2722,8 @@ int schema_due(const schema_t *s, int64_t start_ms, int n, int unit, int extend,
     return rc;
 }
 
-int schema_deadline_due(const schema_t *s, const char *name, const schema_deadline_record_t *r, int64_t *due_ms) {
+int schema_deadline_due(const schema_t *s, const char *name, const schema_deadline_record_t *r,
+                        int64_t *due_ms) {
     int i = deadline_index(s, name);
     const procedure_t *p = r ? proc_find(s, r->procedure) : NULL;
     if (i < 0 || !p || s->deadlines[i].kind != DL_STATUS || s->deadlines[i].n < 0) return -1;
@@ -2789,7 +2799,8 @@ int schema_item_server_members(const schema_t *s, const char *field, const char 
     return n;
 }
 
-int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int64_t *due_ms, const char **by) {
+int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int64_t *due_ms,
+                      const char **by) {
     int found = 0;
     *due_ms = 0;
     if (by) *by = NULL;
@@ -2800,7 +2811,8 @@ int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int6
     for (int i = 0; i < s->ndeadlines; i++) {
         const deadline_t *d = &s->deadlines[i];
         int held = 1;
-        for (int w = 0; w < d->nwhen && held; w++) held = cond_holds(&d->when[w], r->fields);
+        for (int w = 0; w < d->nwhen && held; w++)
+            held = cond_holds(&d->when[w], r->fields);
         if (!held) continue;
         if (d->kind == DL_FIELD) {
             int64_t due;
@@ -2849,7 +2861,8 @@ int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int6
             /* The extension counts when it was recorded before the period ran out. */
             int64_t at = r->field_at ? r->field_at(r->ctx, d->ext_field) : -1;
             int64_t longer;
-            if ((at < 0 || at < due) && schema_due(s, start, n + d->ext_days, d->unit, d->extend_rest, &longer) == 0)
+            if ((at < 0 || at < due) &&
+                schema_due(s, start, n + d->ext_days, d->unit, d->extend_rest, &longer) == 0)
                 due = longer;
         }
         if (!found || due < *due_ms) {
@@ -2883,7 +2896,9 @@ int schema_figure_match(const schema_t *s, const char *figure, const cJSON *fiel
 #define CALENDAR_FILE_MAX (256 << 10)
 #define CALENDAR_FILES_MAX 200
 
-static int cmp_name(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+static int cmp_name(const void *a, const void *b) {
+    return strcmp((const char *)a, (const char *)b);
+}
 
 int schema_load_calendar_dir(schema_t *s, const char *dir, schema_err_t *err) {
     char names[CALENDAR_FILES_MAX][16], path[1200];
@@ -2891,7 +2906,8 @@ int schema_load_calendar_dir(schema_t *s, const char *dir, schema_err_t *err) {
     char *buf = NULL;
     EVP_MD_CTX *md = NULL;
     err_clear(err);
-    if (s->calendar_dir[0]) return fail(err, SCHEMA_E_LOAD, "", "calendar: already loaded from %s", s->calendar_dir);
+    if (s->calendar_dir[0])
+        return fail(err, SCHEMA_E_LOAD, "", "calendar: already loaded from %s", s->calendar_dir);
     if (strlen(dir) >= sizeof s->calendar_dir) return fail(err, SCHEMA_E_LOAD, "", "calendar: path too long");
     DIR *d = opendir(dir);
     if (!d) return fail(err, SCHEMA_E_LOAD, "", "calendar: cannot open %s: %s", dir, strerror(errno));
@@ -2900,7 +2916,8 @@ int schema_load_calendar_dir(schema_t *s, const char *dir, schema_err_t *err) {
         if (strlen(nm) != 9 || strcmp(nm + 4, ".json") != 0 || strspn(nm, "0123456789") != 4) continue;
         if (n == CALENDAR_FILES_MAX) {
             closedir(d);
-            return fail(err, SCHEMA_E_LOAD, "", "calendar: more than %d files in %s", CALENDAR_FILES_MAX, dir);
+            return fail(err, SCHEMA_E_LOAD, "", "calendar: more than %d files in %s", CALENDAR_FILES_MAX,
+                        dir);
         }
         snprintf(names[n++], sizeof names[0], "%.15s", nm);
     }
@@ -2921,7 +2938,8 @@ int schema_load_calendar_dir(schema_t *s, const char *dir, schema_err_t *err) {
         int bad = !f || ferror(f) || len > CALENDAR_FILE_MAX;
         if (f) fclose(f);
         if (bad) {
-            rc = fail(err, SCHEMA_E_LOAD, "", "calendar %s: unreadable or larger than %d bytes", path, CALENDAR_FILE_MAX);
+            rc = fail(err, SCHEMA_E_LOAD, "", "calendar %s: unreadable or larger than %d bytes", path,
+                      CALENDAR_FILE_MAX);
             goto done;
         }
         if (calendar_add_year(s->calendar, buf, len, atoi(names[i]), msg, sizeof msg) != 0) {
@@ -2950,13 +2968,23 @@ done:
     return rc;
 }
 
-const char *schema_calendar_dir(const schema_t *s) { return s->calendar_dir; }
-const char *schema_calendar_sig(const schema_t *s) { return s->calendar_sig; }
-const calendar_t *schema_calendar(const schema_t *s) { return s->calendar; }
+const char *schema_calendar_dir(const schema_t *s) {
+    return s->calendar_dir;
+}
+const char *schema_calendar_sig(const schema_t *s) {
+    return s->calendar_sig;
+}
+const calendar_t *schema_calendar(const schema_t *s) {
+    return s->calendar;
+}
 
-int schema_calendar_year_kind(const schema_t *s, int year) { return calendar_year_kind(s->calendar, year); }
+int schema_calendar_year_kind(const schema_t *s, int year) {
+    return calendar_year_kind(s->calendar, year);
+}
 
-int schema_calendar_years(const schema_t *s, int *years, int max) { return calendar_years(s->calendar, years, max); }
+int schema_calendar_years(const schema_t *s, int *years, int max) {
+    return calendar_years(s->calendar, years, max);
+}
 
 int schema_calendar_fallbacks(const schema_t *s, int *years, int max) {
     int n = 0;
@@ -3026,6 +3054,12 @@ static schema_role_t role_of(const schema_t *s, const char *section, schema_role
     return role == ROLE_NONE ? dflt : role;
 }
 
-schema_role_t schema_void_role(const schema_t *s) { return role_of(s, "voiding", ROLE_SUPERVISOR); }
-schema_role_t schema_resolve_role(const schema_t *s) { return role_of(s, "conflict_resolution", ROLE_SUPERVISOR); }
-schema_role_t schema_correction_role(const schema_t *s) { return s->correction_role; }
+schema_role_t schema_void_role(const schema_t *s) {
+    return role_of(s, "voiding", ROLE_SUPERVISOR);
+}
+schema_role_t schema_resolve_role(const schema_t *s) {
+    return role_of(s, "conflict_resolution", ROLE_SUPERVISOR);
+}
+schema_role_t schema_correction_role(const schema_t *s) {
+    return s->correction_role;
+}

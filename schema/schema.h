@@ -27,9 +27,9 @@
 #ifndef CASESYNC_SCHEMA_H
 #define CASESYNC_SCHEMA_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cjson/cJSON.h>
 
 typedef struct schema schema_t;
 
@@ -42,8 +42,8 @@ enum {
     SCHEMA_E_ROLE = -4,       /* role_forbidden */
     SCHEMA_E_TRANSITION = -5, /* forbidden_transition */
     SCHEMA_E_NOMEM = -6,
-    SCHEMA_E_FORBIDDEN = -7,  /* field_forbidden: this role may not write this field or value */
-    SCHEMA_E_FROZEN = -8      /* field_frozen: the record's state freezes the field */
+    SCHEMA_E_FORBIDDEN = -7, /* field_forbidden: this role may not write this field or value */
+    SCHEMA_E_FROZEN = -8     /* field_frozen: the record's state freezes the field */
 };
 
 /* Roles, weakest first. The numeric order is the strength order. */
@@ -62,24 +62,24 @@ typedef enum {
     POLICY_APPEND,
     POLICY_UNION,
     POLICY_MANUAL,
-    POLICY_SERVER,    /* set by the server only; a client value is rejected */
-    POLICY_IMMUTABLE  /* set at create, never changed */
+    POLICY_SERVER,   /* set by the server only; a client value is rejected */
+    POLICY_IMMUTABLE /* set at create, never changed */
 } schema_policy_t;
 
 /* What a lifecycle judgement decided; see schema_judge_transition(). */
 typedef enum {
-    JUDGE_APPLY = 0,    /* allowed now: apply it */
-    JUDGE_NOOP,         /* the record already passed `to`: a merged no-op */
-    JUDGE_CONFLICT,     /* the record left the state `to` branches from */
-    JUDGE_FORBIDDEN,    /* not a transition of this procedure at all */
-    JUDGE_ROLE,         /* allowed transition, but not for this role */
-    JUDGE_GUARD         /* allowed, but a field guard fails */
+    JUDGE_APPLY = 0, /* allowed now: apply it */
+    JUDGE_NOOP,      /* the record already passed `to`: a merged no-op */
+    JUDGE_CONFLICT,  /* the record left the state `to` branches from */
+    JUDGE_FORBIDDEN, /* not a transition of this procedure at all */
+    JUDGE_ROLE,      /* allowed transition, but not for this role */
+    JUDGE_GUARD      /* allowed, but a field guard fails */
 } schema_judgement_t;
 
 /* The record a change is judged against. Strings and trees are borrowed. */
 typedef struct schema_view {
     const char *procedure;
-    const char *status;      /* NULL: the record is being created */
+    const char *status; /* NULL: the record is being created */
     int voided;
     const cJSON *fields;     /* the record's fields; NULL when none yet */
     int64_t status_since_ms; /* when the record entered status (server clock); 0: unknown,
@@ -90,7 +90,7 @@ typedef struct schema_view {
 
 /* A user as a write rule needs to know them (assignee, assist_officer). */
 typedef struct schema_user_info {
-    int active;            /* 0: disabled */
+    int active; /* 0: disabled */
     schema_role_t role;
     char unit[64];
 } schema_user_info_t;
@@ -101,9 +101,9 @@ typedef int (*schema_user_lookup_fn)(void *ctx, const char *user_id, schema_user
 /* Who writes. */
 typedef struct schema_writer {
     schema_role_t role;
-    const char *unit;              /* the writer's unit */
-    const cJSON *grids;            /* array of the grid codes the writer patrols */
-    schema_user_lookup_fn lookup;  /* NULL: the unit_officer rule is not checked */
+    const char *unit;             /* the writer's unit */
+    const cJSON *grids;           /* array of the grid codes the writer patrols */
+    schema_user_lookup_fn lookup; /* NULL: the unit_officer rule is not checked */
     void *lookup_ctx;
 } schema_writer_t;
 
@@ -244,8 +244,8 @@ const cJSON *schema_transition_stamps(const schema_t *s, const char *procedure, 
  * the schema marks exact (legal review: legal_reviewer only; supervisor only
  * when the record is not is_major). Admin counts as supervisor for lifecycle.
  * err is filled for JUDGE_ROLE, JUDGE_GUARD, JUDGE_FORBIDDEN. */
-schema_judgement_t schema_judge_transition(const schema_t *s, const schema_view_t *rec,
-                                           const char *to, schema_role_t role, schema_err_t *err);
+schema_judgement_t schema_judge_transition(const schema_t *s, const schema_view_t *rec, const char *to,
+                                           schema_role_t role, schema_err_t *err);
 
 /* A supervisor's resolution of a status conflict to `to` (one of the two
  * statuses in conflict): judged like the transition that leads there from
@@ -253,13 +253,12 @@ schema_judgement_t schema_judge_transition(const schema_t *s, const schema_view_
  * role rule and guards -- a resolution cannot skip what a transition checks.
  * JUDGE_NOOP (already there), JUDGE_APPLY, JUDGE_ROLE, JUDGE_GUARD (err names
  * the field), JUDGE_FORBIDDEN (no transition leads to `to`). */
-schema_judgement_t schema_judge_resolution(const schema_t *s, const schema_view_t *rec,
-                                           const char *to, schema_role_t role, schema_err_t *err);
+schema_judgement_t schema_judge_resolution(const schema_t *s, const schema_view_t *rec, const char *to,
+                                           schema_role_t role, schema_err_t *err);
 
 /* Has a record of the procedure in `status` reached `state` (is in it, or
  * passed it)? 1 or 0; 0 for a state the procedure lacks. */
-int schema_status_reached(const schema_t *s, const char *procedure, const char *status,
-                          const char *state);
+int schema_status_reached(const schema_t *s, const char *procedure, const char *status, const char *state);
 /* A procedure's states in the schema's order: count (0 for an unknown
  * procedure), name and label of the i-th (NULL out of range). */
 int schema_state_count(const schema_t *s, const char *procedure);
@@ -326,7 +325,8 @@ int schema_record_due(const schema_t *s, const schema_deadline_record_t *r, int6
  * state, whether or not it still runs -- e.g. payment_due for 加处罚款 after
  * the case moved on. Only r->procedure and r->entered are read. 0, or -1 when
  * the deadline or the entry is missing. */
-int schema_deadline_due(const schema_t *s, const char *name, const schema_deadline_record_t *r, int64_t *due_ms);
+int schema_deadline_due(const schema_t *s, const char *name, const schema_deadline_record_t *r,
+                        int64_t *due_ms);
 
 /* 加处罚款 (行政强制法 Art. 45, 行政处罚法 Art. 72(1)): 3% of the fine for
  * each day past the payment deadline, never more than the fine itself.
@@ -356,9 +356,9 @@ int schema_item_server_members(const schema_t *s, const char *field, const char 
  * listed string members (every string member when none are listed) masked:
  * "13812345678" -> "138****5678", short or non-ASCII text -> its first
  * character and "**". schema_mask_fields masks a copy of a record's fields (or
- * a part of them: the record's unit is given apart) in place for a reader and returns how many fields it masked. A reader who
- * sees a field masked may not write it (schema_judge_writes: field_forbidden),
- * so a masked value never travels back as data. */
+ * a part of them: the record's unit is given apart) in place for a reader and returns how many fields it
+ * masked. A reader who sees a field masked may not write it (schema_judge_writes: field_forbidden), so a
+ * masked value never travels back as data. */
 int schema_mask_fields(const schema_t *s, cJSON *fields, const char *record_unit, schema_role_t role,
                        const char *reader_unit);
 int schema_field_masked_for(const schema_t *s, const char *field, schema_role_t role, int same_unit);
@@ -396,7 +396,7 @@ const char *schema_figure_state(const schema_t *s, const char *figure, const cha
  * (supervision_replies); and "dispose_hours", which names a member of the
  * types (dispose_within_hours), not a field. */
 const char *schema_figure_field(const schema_t *s, const char *name);
-/* 1 when the fields match figure "first_offence" ({field, equals}: 
+/* 1 when the fields match figure "first_offence" ({field, equals}:
  * no_penalty_reason = first_offence), else 0 (also when the schema has none). */
 int schema_figure_match(const schema_t *s, const char *figure, const cJSON *fields);
 

@@ -12,12 +12,15 @@ static int answer(cJSON *o, char **out, sync_error_t *err) {
     return *out ? 0 : sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
 }
 
-static int64_t window_ms(sync_t *s) { return (int64_t)s->cfg.sync_window_days * 86400000; }
+static int64_t window_ms(sync_t *s) {
+    return (int64_t)s->cfg.sync_window_days * 86400000;
+}
 
 /* Supervisors, legal reviewers and admins read a unit's conflicts and quarantine. */
 static int reads_unit(const sync_principal_t *p, const char *unit) {
     if (p->role == ROLE_ADMIN) return 1;
-    return (p->role == ROLE_SUPERVISOR || p->role == ROLE_LEGAL_REVIEWER) && unit && strcmp(unit, p->unit) == 0;
+    return (p->role == ROLE_SUPERVISOR || p->role == ROLE_LEGAL_REVIEWER) && unit &&
+           strcmp(unit, p->unit) == 0;
 }
 
 /* Loads a record the caller's scope holds: 404 when absent, 403 outside scope. */
@@ -41,9 +44,10 @@ static int load_visible(sync_t *s, MDB_txn *txn, const sync_principal_t *p, cons
  * payment period. Read-only: computed at each read, never stored. */
 static cJSON *late_fee(sync_t *s, const cJSON *rec, int64_t now) {
     const char *fine_field = schema_figure_field(s->schema, "fine");
-    const cJSON *fine = fine_field ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fields"),
-                                                                      fine_field)
-                                   : NULL;
+    const cJSON *fine =
+        fine_field
+            ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "fields"), fine_field)
+            : NULL;
     const cJSON *life = cJSON_GetObjectItemCaseSensitive(rec, "life");
     if (!cJSON_IsNumber(fine) || fine->valuedouble <= 0 || fine->valuedouble > 1e13) return NULL;
     schema_deadline_record_t dr = {.procedure = util_json_str(rec, "procedure"),
@@ -78,8 +82,10 @@ int sync_case_get(sync_t *s, const sync_principal_t *p, const char *id, char **o
     cJSON *o = record_public(rec);
     record_mask(s->schema, o, rec, p->role, p->unit);
     cJSON *derived = o ? cJSON_AddObjectToObject(o, "derived") : NULL, *fee = late_fee(s, rec, util_now_ms());
-    if (derived) util_json_add(derived, "late_fee", fee ? fee : cJSON_CreateNull());
-    else cJSON_Delete(fee);
+    if (derived)
+        util_json_add(derived, "late_fee", fee ? fee : cJSON_CreateNull());
+    else
+        cJSON_Delete(fee);
     cJSON_Delete(rec);
     if (!derived) {
         cJSON_Delete(o);
@@ -95,8 +101,7 @@ static void history_mask(sync_t *s, cJSON *entry, const cJSON *rec, const sync_p
     const char *unit = util_json_str(cJSON_GetObjectItemCaseSensitive(rec, "fields"), "unit");
     cJSON *f;
     cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(entry, "fields")) {
-        if (!schema_field_masked_for(s->schema, f->string, p->role,
-                                     unit && strcmp(unit, p->unit) == 0))
+        if (!schema_field_masked_for(s->schema, f->string, p->role, unit && strcmp(unit, p->unit) == 0))
             continue;
         static const char *const sides[] = {"old", "new"};
         for (int i = 0; i < 2; i++) {
@@ -134,7 +139,8 @@ int sync_case_history(sync_t *s, const sync_principal_t *p, const char *id, char
     memcpy(kb, id, n);
     kb[n] = 0;
     MDB_val k = {n + 1, kb}, v;
-    for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0;
+         r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != n + 9 || memcmp(k.mv_data, kb, n + 1) != 0) break;
         cJSON *e = NULL;
         if (store_get_json(txn, s->dbs->log, (unsigned char *)k.mv_data + n + 1, 8, &e) == 0) {
@@ -157,7 +163,8 @@ done:
  * masked for the reader as the record's field would be (schema masks). */
 static void conflict_mask(sync_t *s, cJSON *c, const sync_principal_t *p) {
     const char *field = util_json_str(c, "field"), *unit = util_json_str(c, "unit");
-    if (!field || !schema_field_masked_for(s->schema, field, p->role, unit && strcmp(unit, p->unit) == 0)) return;
+    if (!field || !schema_field_masked_for(s->schema, field, p->role, unit && strcmp(unit, p->unit) == 0))
+        return;
     cJSON *holders[] = {c, c, cJSON_GetObjectItemCaseSensitive(c, "resolution")};
     static const char *const keys[] = {"server_value", "client_value", "value"};
     for (int i = 0; i < 3; i++) {
@@ -181,7 +188,8 @@ int sync_conflicts(sync_t *s, const sync_principal_t *p, const char *state, char
     MDB_cursor *cur = NULL;
     *out = NULL;
     if (p->role < ROLE_LEGAL_REVIEWER)
-        return sync_fail(err, SYNC_EFORBIDDEN, NULL, "conflicts are for supervisors, legal reviewers and admins");
+        return sync_fail(err, SYNC_EFORBIDDEN, NULL,
+                         "conflicts are for supervisors, legal reviewers and admins");
     if (state && strcmp(state, "open") != 0 && strcmp(state, "resolved") != 0)
         return sync_fail(err, SYNC_EBADREQ, "state", "state is open or resolved");
     int rc = store_read_begin(s->st, &txn);
@@ -189,14 +197,14 @@ int sync_conflicts(sync_t *s, const sync_principal_t *p, const char *state, char
     cJSON *o = cJSON_CreateObject(), *items = cJSON_AddArrayToObject(o, "items");
     if (mdb_cursor_open(txn, s->dbs->conflicts, &cur) == 0) {
         MDB_val k, v;
-        for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
+             r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             cJSON *c = cJSON_ParseWithLength(v.mv_data, v.mv_size);
             const char *st = util_json_str(c, "state");
             if (c && reads_unit(p, util_json_str(c, "unit")) && (!state || (st && strcmp(st, state) == 0))) {
                 conflict_mask(s, c, p);
                 util_json_push(items, c);
-            }
-            else
+            } else
                 cJSON_Delete(c);
         }
         mdb_cursor_close(cur);
@@ -214,7 +222,8 @@ int sync_rejections(sync_t *s, const sync_principal_t *p, char **out, sync_error
     cJSON *o = cJSON_CreateObject(), *items = cJSON_AddArrayToObject(o, "items");
     if (mdb_cursor_open(txn, s->dbs->rejections, &cur) == 0) {
         MDB_val k, v;
-        for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
+             r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             cJSON *q = cJSON_ParseWithLength(v.mv_data, v.mv_size);
             const char *uid = util_json_str(q, "user_id");
             /* Officers and auxiliaries see what they typed; the unit's leads see the unit's. */
@@ -453,10 +462,12 @@ int sync_audit_export(sync_t *s, sync_write_fn write, void *ctx, sync_error_t *e
     int rc = sync_store_format(s, &format, err);
     if (rc) return rc;
     if (format == 1)
-        return sync_fail(err, SYNC_EBADREQ, NULL,
-                         "this store is format v1: its entries are not canonical JSON; run `casesync migrate` "
-                         "first (`casesync verify` checks a v1 chain)");
-    if ((rc = store_read_begin(s->st, &txn)) != 0) return sync_fail(err, rc, NULL, "cannot read the audit log");
+        return sync_fail(
+            err, SYNC_EBADREQ, NULL,
+            "this store is format v1: its entries are not canonical JSON; run `casesync migrate` "
+            "first (`casesync verify` checks a v1 chain)");
+    if ((rc = store_read_begin(s->st, &txn)) != 0)
+        return sync_fail(err, rc, NULL, "cannot read the audit log");
     rc = audit_export(txn, s->dbs, write, ctx);
     store_read_end(txn);
     return rc ? sync_fail(err, rc, NULL, "cannot export the audit log") : 0;

@@ -15,7 +15,8 @@ merge_decision_t merge_decide(schema_policy_t policy, const merge_meta_t *server
     case POLICY_LWW: {
         if (same) return MERGE_SKIP;
         const char *sdev = server->device ? server->device : "";
-        int client = at_ms > server->at_ms || (at_ms == server->at_ms && strcmp(device ? device : "", sdev) > 0);
+        int client =
+            at_ms > server->at_ms || (at_ms == server->at_ms && strcmp(device ? device : "", sdev) > 0);
         return client ? MERGE_LWW_CLIENT : MERGE_LWW_SERVER;
     }
     case POLICY_UNION: return MERGE_UNION;

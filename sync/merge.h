@@ -20,12 +20,12 @@
 #include "schema/schema.h"
 
 typedef enum {
-    MERGE_SKIP = 0,      /* nothing to do: the value is already the server's */
-    MERGE_APPLY,         /* not concurrent: take the pushed value */
-    MERGE_LWW_CLIENT,    /* concurrent lww: the push is later and wins; the loser is logged */
-    MERGE_LWW_SERVER,    /* concurrent lww: the server's value is later and stays; logged */
-    MERGE_UNION,         /* concurrent union: the set union of both */
-    MERGE_MANUAL         /* concurrent manual (legal) field: a conflict for a person; server stands */
+    MERGE_SKIP = 0,   /* nothing to do: the value is already the server's */
+    MERGE_APPLY,      /* not concurrent: take the pushed value */
+    MERGE_LWW_CLIENT, /* concurrent lww: the push is later and wins; the loser is logged */
+    MERGE_LWW_SERVER, /* concurrent lww: the server's value is later and stays; logged */
+    MERGE_UNION,      /* concurrent union: the set union of both */
+    MERGE_MANUAL      /* concurrent manual (legal) field: a conflict for a person; server stands */
 } merge_decision_t;
 
 /* The server's meta of one field. device "" and version 0 when never set. */

@@ -50,7 +50,8 @@ int sync_store_format(sync_t *s, uint64_t *format, sync_error_t *err) {
     *format = format_of(txn, s->dbs);
     store_read_end(txn);
     if (*format != 0 || s->cfg.read_only || audit_writes_v1()) return 0;
-    if ((rc = store_write(s->st, stamp_job, s)) != 0) return sync_fail(err, rc, NULL, "cannot stamp the store format");
+    if ((rc = store_write(s->st, stamp_job, s)) != 0)
+        return sync_fail(err, rc, NULL, "cannot stamp the store format");
     if ((rc = store_read_begin(s->st, &txn)) != 0) return sync_fail(err, rc, NULL, "cannot read the store");
     *format = format_of(txn, s->dbs);
     store_read_end(txn);
@@ -79,13 +80,15 @@ static int format_job(MDB_txn *txn, void *ctx) {
     util_fmt_time(j->now, at);
     cJSON *e = cJSON_CreateObject();
     if (!e || util_json_add(e, "seq", cJSON_CreateNumber((double)seq)) ||
-        util_json_add(e, "at", cJSON_CreateString(at)) || util_json_add(e, "received_at", cJSON_CreateString(at)) ||
+        util_json_add(e, "at", cJSON_CreateString(at)) ||
+        util_json_add(e, "received_at", cJSON_CreateString(at)) ||
         util_json_add(e, "user_id", cJSON_CreateString(MIGRATE_USER)) ||
         util_json_add(e, "device_id", cJSON_CreateString("")) ||
         util_json_add(e, "changeset_seq", cJSON_CreateNumber(0)) ||
         util_json_add(e, "op", cJSON_CreateString("store_format")) ||
-        util_json_add(e, "reason", cJSON_CreateString("store format v1 -> v2: entries from here on are hashed over "
-                                                      "RFC 8785 canonical JSON")) ||
+        util_json_add(e, "reason",
+                      cJSON_CreateString("store format v1 -> v2: entries from here on are hashed over "
+                                         "RFC 8785 canonical JSON")) ||
         util_json_add(e, "from", cJSON_CreateNumber(1)) ||
         util_json_add(e, "to", cJSON_CreateNumber(SYNC_STORE_FORMAT)) ||
         util_json_add(e, "v1_entries", cJSON_CreateNumber((double)entries)) ||
@@ -132,7 +135,8 @@ static int scan_records(sync_t *s, scan_t *sc, uint64_t *count, sync_error_t *er
         rc = sync_fail(err, SYNC_EIO, NULL, "cannot read the records");
         goto out;
     }
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
         const char *to, *stamp;
         sc->any = 1;
@@ -211,8 +215,10 @@ static int move_one(MDB_txn *txn, mjob_t *j, const char *id) {
         util_json_add(entry, "changeset_seq", cJSON_CreateNumber(0)) ||
         util_json_add(entry, "record_id", cJSON_CreateString(id)) ||
         util_json_add(entry, "op", cJSON_CreateString("migrate")) ||
-        util_json_add(entry, "reason", cJSON_CreateString("lifecycle v1 -> v2 (schema lifecycle.migrations)")) ||
-        util_json_add(sf, "old", cJSON_CreateString(status)) || util_json_add(sf, "new", cJSON_CreateString(to))) {
+        util_json_add(entry, "reason",
+                      cJSON_CreateString("lifecycle v1 -> v2 (schema lifecycle.migrations)")) ||
+        util_json_add(sf, "old", cJSON_CreateString(status)) ||
+        util_json_add(sf, "new", cJSON_CreateString(to))) {
         cJSON_Delete(af);
         cJSON_Delete(sf);
         rc = SYNC_ENOMEM;
@@ -225,8 +231,9 @@ static int move_one(MDB_txn *txn, mjob_t *j, const char *id) {
     }
     if (stamp && !util_json_str(fields, stamp)) {
         cJSON *f = cJSON_CreateObject();
-        if (!f || util_json_add(f, "old", cJSON_CreateNull()) || util_json_add(f, "new", cJSON_CreateString(since)) ||
-            util_json_add(af, stamp, f) || util_json_add(fields, stamp, cJSON_CreateString(since))) {
+        if (!f || util_json_add(f, "old", cJSON_CreateNull()) ||
+            util_json_add(f, "new", cJSON_CreateString(since)) || util_json_add(af, stamp, f) ||
+            util_json_add(fields, stamp, cJSON_CreateString(since))) {
             cJSON_Delete(af);
             rc = SYNC_ENOMEM;
             goto done;
@@ -256,9 +263,11 @@ static int migrate_job(MDB_txn *txn, void *ctx) {
     mjob_t *j = ctx;
     int rc = 0;
     j->moved = 0;
-    for (size_t i = 0; i < j->n && !rc; i++) rc = move_one(txn, j, j->ids[i]);
+    for (size_t i = 0; i < j->n && !rc; i++)
+        rc = move_one(txn, j, j->ids[i]);
     if (!rc && j->mark)
-        rc = store_meta_put_u64(txn, j->s->dbs, "lifecycle", (uint64_t)schema_lifecycle_version(j->s->schema));
+        rc =
+            store_meta_put_u64(txn, j->s->dbs, "lifecycle", (uint64_t)schema_lifecycle_version(j->s->schema));
     return rc;
 }
 
@@ -280,17 +289,19 @@ int sync_migrate(sync_t *s, uint64_t *moved, sync_error_t *err) {
     uint64_t count = 0;
     int rc;
     *moved = 0;
-    if (audit_writes_v1()) return sync_fail(err, SYNC_EBADREQ, NULL, "this process writes format v1 (test mode)");
+    if (audit_writes_v1())
+        return sync_fail(err, SYNC_EBADREQ, NULL, "this process writes format v1 (test mode)");
     fjob_t fj = {.s = s, .now = util_now_ms()};
     if ((rc = store_write(s->st, format_job, &fj)) != 0) {
         if (rc == SYNC_EINVALID)
-            return sync_fail(err, rc, NULL, "the v1 audit chain does not verify (%s): nothing migrated", fj.why);
+            return sync_fail(err, rc, NULL, "the v1 audit chain does not verify (%s): nothing migrated",
+                             fj.why);
         return sync_fail(err, rc, NULL, "cannot move the store to format v%d", SYNC_STORE_FORMAT);
     }
     sc.ids = NULL;
     /* ids collected first (a read), then moved in batches (writes) */
     sc.cap = 0;
-    char (*first)[65] = malloc(sizeof *first);
+    char(*first)[65] = malloc(sizeof *first);
     if (!first) return sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
     sc.ids = first, sc.cap = 1;
     if ((rc = scan_records(s, &sc, &count, err))) goto done;

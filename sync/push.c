@@ -163,7 +163,6 @@ static const char *schema_code_name(int code) {
     }
 }
 
-
 static void prep_fail(prep_t *pc, int idx, const char *code, const char *path, const char *msg) {
     pc->err_code = code;
     snprintf(pc->err_msg, sizeof pc->err_msg, "%s", msg);
@@ -273,10 +272,8 @@ static int conflict_new(apply_t *a, const cJSON *rec, uint64_t seq, const char *
     cJSON_AddStringToObject(c, "kind", kind);
     cJSON_AddStringToObject(c, "state", open ? "open" : "resolved");
     cJSON_AddStringToObject(c, "kept", kept);
-    util_json_add(c, "server_value",
-                          server_value ? cJSON_Duplicate(server_value, 1) : cJSON_CreateNull());
-    util_json_add(c, "client_value",
-                          client_value ? cJSON_Duplicate(client_value, 1) : cJSON_CreateNull());
+    util_json_add(c, "server_value", server_value ? cJSON_Duplicate(server_value, 1) : cJSON_CreateNull());
+    util_json_add(c, "client_value", client_value ? cJSON_Duplicate(client_value, 1) : cJSON_CreateNull());
     cJSON_AddStringToObject(c, "server_device_id", record_meta_device(rec, field));
     cJSON_AddStringToObject(c, "device_id", a->job->p->device_id);
     cJSON_AddStringToObject(c, "user_id", a->job->p->user_id);
@@ -366,7 +363,8 @@ static schema_view_t record_view(const cJSON *rec, int64_t now_ms) {
         .status = util_json_str(rec, "status"),
         .voided = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "voided")),
         .fields = cJSON_GetObjectItemCaseSensitive(rec, "fields"),
-        .status_since_ms = cJSON_IsNumber(since) ? (int64_t)since->valuedouble : record_meta_at(rec, "status"),
+        .status_since_ms =
+            cJSON_IsNumber(since) ? (int64_t)since->valuedouble : record_meta_at(rec, "status"),
         .now_ms = now_ms,
     };
     return v;
@@ -399,7 +397,8 @@ static void stamp_fields(apply_t *a, cJSON *rec, const cJSON *stamps, cJSON *aud
     util_fmt_time(a->pc->at_ms, at);
     cJSON_ArrayForEach(f, stamps) {
         cJSON *v = cJSON_CreateString(at);
-        audit_field(audit_fields, f->valuestring, cJSON_GetObjectItemCaseSensitive(fields, f->valuestring), v);
+        audit_field(audit_fields, f->valuestring, cJSON_GetObjectItemCaseSensitive(fields, f->valuestring),
+                    v);
         util_json_set(fields, f->valuestring, v);
         record_set_meta(rec, f->valuestring, version, seq, a->job->p->device_id, a->pc->at_ms);
     }
@@ -798,7 +797,8 @@ static int apply_transition(apply_t *a) {
         cJSON *af = cJSON_AddObjectToObject(entry, "fields");
         cJSON *nv = cJSON_CreateString(to);
         audit_field(af, "status", cJSON_GetObjectItemCaseSensitive(rec, "status"), nv);
-        stamp_fields(a, rec, schema_transition_stamps(s->schema, procedure, status, to), af, version + 1, seq);
+        stamp_fields(a, rec, schema_transition_stamps(s->schema, procedure, status, to), af, version + 1,
+                     seq);
         util_json_set(rec, "status", nv);
         util_json_set(rec, "status_at", cJSON_CreateNumber((double)a->job->recv_ms));
         record_set_meta(rec, "status", version + 1, seq, p->device_id, a->pc->at_ms);
@@ -1068,7 +1068,8 @@ int sync_push(sync_t *s, const sync_principal_t *p, const cJSON *body, char **ou
     return push_run(s, p, body, 0, out, replay, err);
 }
 
-int sync_apply_changes(sync_t *s, const sync_principal_t *p, const cJSON *changes, char **out, sync_error_t *err) {
+int sync_apply_changes(sync_t *s, const sync_principal_t *p, const cJSON *changes, char **out,
+                       sync_error_t *err) {
     int replay = 0;
     cJSON *body = cJSON_CreateObject();
     if (!body || util_json_add(body, "changes", cJSON_Duplicate(changes, 1)) != 0) {

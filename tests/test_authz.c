@@ -10,9 +10,14 @@
 
 /* The cast, in table order. */
 enum { AUX, OFF, OFF_OTHER_GRID, LEG, SUP, OFF_OTHER_UNIT, SUP_OTHER_UNIT, ADMIN, NROLES };
-static const char *role_names[NROLES] = {"aux1 (U1, grid)",  "off1 (U1, grid)",  "off3 (U1, other grid)",
-                                         "leg1 (U1)",        "sup1 (U1)",        "offx (U2, same grid code)",
-                                         "supx (U2)",        "admin"};
+static const char *role_names[NROLES] = {"aux1 (U1, grid)",
+                                         "off1 (U1, grid)",
+                                         "off3 (U1, other grid)",
+                                         "leg1 (U1)",
+                                         "sup1 (U1)",
+                                         "offx (U2, same grid code)",
+                                         "supx (U2)",
+                                         "admin"};
 
 /* Expected statuses per role; 0 means "not checked". */
 typedef struct cell_row {
@@ -87,18 +92,39 @@ TEST(authorization_matrix_every_endpoint_every_role) {
         {"list conflicts", "GET", "/v1/conflicts", NULL, {403, 403, 403, 200, 200, 403, 200, 200}},
         {"list devices", "GET", "/v1/devices", NULL, {403, 403, 403, 403, 200, 403, 200, 200}},
         {"query cases", "GET", "/v1/cases", NULL, {403, 403, 403, 200, 200, 403, 200, 200}},
-        {"query another unit's cases", "GET", "/v1/cases?unit=U1", NULL, {403, 403, 403, 200, 200, 403, 403, 200}},
+        {"query another unit's cases",
+         "GET",
+         "/v1/cases?unit=U1",
+         NULL,
+         {403, 403, 403, 200, 200, 403, 403, 200}},
         {"read statistics", "GET", "/v1/stats", NULL, {403, 403, 403, 200, 200, 403, 200, 200}},
         {"export", "GET", "/v1/export?format=ndjson", NULL, {403, 403, 403, 200, 200, 403, 200, 200}},
-        {"list missing evidence", "GET", "/v1/evidence/missing", NULL, {200, 200, 200, 200, 200, 200, 200, 200}},
+        {"list missing evidence",
+         "GET",
+         "/v1/evidence/missing",
+         NULL,
+         {200, 200, 200, 200, 200, 200, 200, 200}},
         {"list users", "GET", "/v1/admin/users", NULL, {403, 403, 403, 403, 403, 403, 403, 200}},
-        {"create a user", "POST", "/v1/admin/users",
+        {"create a user",
+         "POST",
+         "/v1/admin/users",
          "{\"username\":\"intruder\",\"password\":\"Passw0rd-x1\",\"role\":\"admin\",\"unit\":\"U1\"}",
          {403, 403, 403, 403, 403, 403, 403, 0}},
-        {"change a user", "PATCH", "/v1/admin/users/u1", "{\"role\":\"admin\"}", {403, 403, 403, 403, 403, 403, 403, 0}},
-        {"resolve a conflict", "POST", "/v1/conflicts/%s/resolve", "{\"value\":1,\"note\":\"x\"}",
+        {"change a user",
+         "PATCH",
+         "/v1/admin/users/u1",
+         "{\"role\":\"admin\"}",
+         {403, 403, 403, 403, 403, 403, 403, 0}},
+        {"resolve a conflict",
+         "POST",
+         "/v1/conflicts/%s/resolve",
+         "{\"value\":1,\"note\":\"x\"}",
          {403, 403, 403, 403, 0, 403, 403, 0}},
-        {"revoke a device", "POST", "/v1/devices/dev-off2/revoke", "{\"wipe\":false}", {403, 403, 403, 403, 0, 403, 403, 0}},
+        {"revoke a device",
+         "POST",
+         "/v1/devices/dev-off2/revoke",
+         "{\"wipe\":false}",
+         {403, 403, 403, 403, 0, 403, 403, 0}},
     };
     for (size_t i = 0; i < sizeof unit_reads / sizeof unit_reads[0]; i++)
         if (run_row(&s, ph, &unit_reads[i], conflict)) return;
@@ -120,7 +146,7 @@ TEST(authorization_matrix_every_endpoint_every_role) {
     checked += 3;
 
     /* Writes: every role pushes an edit of the record; outside scope is rejected and changes nothing. */
-    static const char *expect_push[NROLES] = {"applied", "applied", "rejected", "applied",
+    static const char *expect_push[NROLES] = {"applied", "applied",  "rejected", "applied",
                                               "applied", "rejected", "rejected", "applied"};
     for (int k = 0; k < NROLES; k++) {
         r = http(&s, "GET", hfmt("/v1/cases/%s", id), ph[ADMIN].token, NULL, NULL);
@@ -149,7 +175,8 @@ TEST(authorization_matrix_every_endpoint_every_role) {
     }
 
     /* Finally the allowed resolve and revoke by the unit's supervisor. */
-    r = http(&s, "POST", hfmt("/v1/conflicts/%s/resolve", conflict), ph[SUP].token, "{\"value\":130,\"note\":\"ok\"}", NULL);
+    r = http(&s, "POST", hfmt("/v1/conflicts/%s/resolve", conflict), ph[SUP].token,
+             "{\"value\":130,\"note\":\"ok\"}", NULL);
     ASSERT_STATUS(r, 200);
     r = http(&s, "POST", "/v1/devices/dev-off2/revoke", ph[SUP].token, "{\"wipe\":false}", NULL);
     ASSERT_STATUS(r, 200);
@@ -165,15 +192,17 @@ TEST(tokens_forged_garbled_logged_out_or_of_disabled_users_are_401) {
     phone_t a, adm;
     ASSERT(std_phone(&a, &s, "off1", "dev-A") == 0);
     ASSERT(std_phone(&adm, &s, "admin", "dev-ADM") == 0);
-    const char *bad[] = {"0000000000000000000000000000000000000000000000000000000000000000",
-                         "not-a-token", "", "x"};
+    const char *bad[] = {"0000000000000000000000000000000000000000000000000000000000000000", "not-a-token",
+                         "", "x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         resp_t r = http(&s, "GET", "/v1/me", bad[i], NULL, NULL);
         ASSERT_MSG(r.status == 401, "token '%s' -> %ld", bad[i], r.status);
     }
-    resp_t r = http(&s, "GET", "/v1/me", NULL, NULL, (const char *[]){"Authorization: Basic b2ZmMTpwdw==", NULL});
+    resp_t r =
+        http(&s, "GET", "/v1/me", NULL, NULL, (const char *[]){"Authorization: Basic b2ZmMTpwdw==", NULL});
     ASSERT_ERROR(r, 401, "unauthenticated");
-    r = http(&s, "GET", "/v1/me", NULL, NULL, (const char *[]){hfmt("Authorization: Bearer  %s", a.token), NULL});
+    r = http(&s, "GET", "/v1/me", NULL, NULL,
+             (const char *[]){hfmt("Authorization: Bearer  %s", a.token), NULL});
     ASSERT_MSG(r.status == 401 || r.status == 200, "double space -> %ld", r.status);
 
     /* Disabling a user ends its sessions at once. */
@@ -225,42 +254,61 @@ TEST(authorization_matrix_field_writes) {
     srv_t s;
     ASSERT(srv_start(&s) == 0);
     phone_t ph[NW], writer;
-    for (int r = 0; r < NW; r++) ASSERT(std_phone(&ph[r], &s, who[r], hfmt("dev-w-%s", who[r])) == 0);
+    for (int r = 0; r < NW; r++)
+        ASSERT(std_phone(&ph[r], &s, who[r], hfmt("dev-w-%s", who[r])) == 0);
     ASSERT(std_phone(&writer, &s, "off2", "dev-off2") == 0);
     const char *A = "applied", *F = "field_forbidden", *Z = "field_frozen";
     struct {
         const char *what, *state, *change; /* change: %s record id, %lld base */
         const char *expect[NW];
     } rows[] = {
-        {"description", "reported", "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"description\":\"更新\"}}",
+        {"description",
+         "reported",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"description\":\"更新\"}}",
          {A, A, A, A, A}},
-        {"fine_amount", "reported", "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"fine_amount\":100}}",
+        {"fine_amount",
+         "reported",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"fine_amount\":100}}",
          {F, A, A, A, A}},
-        {"unit (移交)", "reported", "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"unit\":\"U2\"}}",
+        {"unit (移交)",
+         "reported",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"unit\":\"U2\"}}",
          {F, F, F, A, A}},
-        {"grid not patrolled", "reported",
-         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"grid\":\"" GRID2 "\"}}", {F, F, A, A, A}},
-        {"assignee", "reported",
-         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"assignee\":\"@OFF1\"}}", {F, F, F, A, A}},
-        {"fine after the decision", "decided",
-         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"fine_amount\":150}}", {F, Z, Z, Z, Z}},
-        {"correction of the fine", "decided",
-         "{\"op\":\"correct\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"fine_amount\":150},\"reason\":\"笔误\"}",
+        {"grid not patrolled",
+         "reported",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"grid\":\"" GRID2 "\"}}",
+         {F, F, A, A, A}},
+        {"assignee",
+         "reported",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"assignee\":\"@OFF1\"}}",
          {F, F, F, A, A}},
-        {"note on the decided case", "decided",
-         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"append\":{\"notes\":[{\"id\":\"n-w\",\"text\":\"x\"}]}}",
+        {"fine after the decision",
+         "decided",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"fine_amount\":150}}",
+         {F, Z, Z, Z, Z}},
+        {"correction of the fine",
+         "decided",
+         "{\"op\":\"correct\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":{\"fine_amount\":150},"
+         "\"reason\":\"笔误\"}",
+         {F, F, F, A, A}},
+        {"note on the decided case",
+         "decided",
+         "{\"op\":\"update\",\"record_id\":\"%s\",\"base_version\":%lld,\"append\":{\"notes\":[{\"id\":\"n-"
+         "w\",\"text\":\"x\"}]}}",
          {A, A, A, A, A}},
     };
-    const char *dec = hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"Zhang San\"},\"illegal_item_code\":\"C0501\","
-                           "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"JY-7\","
-                           "\"fine_amount\":50}",
-                           writer.user_id, ph[W_OFF].user_id);
+    const char *dec =
+        hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"Zhang San\"},\"illegal_item_code\":\"C0501\","
+             "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"JY-7\","
+             "\"fine_amount\":50}",
+             writer.user_id, ph[W_OFF].user_id);
     int n = 0;
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         for (int r = 0; r < NW; r++) {
             const char *id = hfmt("01JDAUTHZW%04d%02d", (int)i, r);
             int decided = strcmp(rows[i].state, "decided") == 0;
-            resp_t x = decided ? phone_push(&writer, changes(ch_create(id, "simple", dec), ch_transition(id, 1, "decided")))
+            resp_t x = decided ? phone_push(&writer, changes(ch_create(id, "simple", dec),
+                                                             ch_transition(id, 1, "decided")))
                                : phone_push(&writer, changes(ch_create(id, "digital", NULL)));
             ASSERT_STATUS(x, 200);
             long long base = decided ? 2 : 1;
@@ -270,9 +318,11 @@ TEST(authorization_matrix_field_writes) {
             x = phone_push(&ph[r], hfmt("[%s]", change));
             ASSERT_STATUS(x, 200);
             cJSON *res = jget(resp_json(&x), "results[0]");
-            const char *got = strcmp(jstr(res, "status"), "rejected") == 0 ? jstr(res, "error.code") : jstr(res, "status");
-            ASSERT_MSG(got && strcmp(got, rows[i].expect[r]) == 0, "%s by %s on a %s case: %s, expected %s (%s)",
-                       rows[i].what, who[r], rows[i].state, got ? got : "(none)", rows[i].expect[r], jprint(res));
+            const char *got =
+                strcmp(jstr(res, "status"), "rejected") == 0 ? jstr(res, "error.code") : jstr(res, "status");
+            ASSERT_MSG(got && strcmp(got, rows[i].expect[r]) == 0,
+                       "%s by %s on a %s case: %s, expected %s (%s)", rows[i].what, who[r], rows[i].state,
+                       got ? got : "(none)", rows[i].expect[r], jprint(res));
             n++;
         }
     ASSERT_INT(n, 40);

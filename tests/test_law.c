@@ -7,7 +7,8 @@
 #include <string.h>
 
 #define START(s) ASSERT_MSG(srv_start(&(s)) == 0, "casesyncd did not start")
-#define PHONE(p, s, name, dev) ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
+#define PHONE(p, s, name, dev)                                                                               \
+    ASSERT_MSG(std_phone(&(p), &(s), (name), (dev)) == 0, "login of %s failed", (name))
 
 /* Pushes one change; its result object (pool). */
 static cJSON *push1(phone_t *p, const char *change) {
@@ -38,8 +39,8 @@ static const char *decision(const char *lead, const char *assist, const char *ki
 }
 
 static const char *correction(const char *id, long long base, const char *set, const char *reason) {
-    return hfmt("{\"op\":\"correct\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":%s%s%s%s}", id, base, set,
-                reason ? ",\"reason\":\"" : "", reason ? reason : "", reason ? "\"" : "");
+    return hfmt("{\"op\":\"correct\",\"record_id\":\"%s\",\"base_version\":%lld,\"set\":%s%s%s%s}", id, base,
+                set, reason ? ",\"reason\":\"" : "", reason ? reason : "", reason ? "\"" : "");
 }
 
 #define ASSERT_RESULT(res, status_, code_)                                                                   \
@@ -84,7 +85,8 @@ TEST(law_scope_keys_follow_the_write_rules) {
     ASSERT_JSTR(res, "error.field", "changes[0].set.assignee");
     res = push1(&sup, ch_update(id, 1, hfmt("{\"assignee\":\"%s\"}", offx), NULL));
     ASSERT_RESULT(res, "rejected", "validation_failed");
-    res = push1(&sup, ch_update(id, 1, hfmt("{\"assignee\":\"%s\",\"assist_officer\":\"%s\"}", off2, off2), NULL));
+    res = push1(&sup,
+                ch_update(id, 1, hfmt("{\"assignee\":\"%s\",\"assist_officer\":\"%s\"}", off2, off2), NULL));
     ASSERT_RESULT(res, "rejected", "validation_failed");
     ASSERT_RESULT(push1(&sup, ch_update(id, 1, hfmt("{\"assignee\":\"%s\"}", off2), NULL)), "applied", NULL);
     /* Every refusal is in the quarantine, nothing typed is lost. */
@@ -97,10 +99,12 @@ TEST(law_scope_keys_follow_the_write_rules) {
 
     /* A supervisor hands it over to another unit (移交): its creator, an
      * auxiliary of U1, no longer sees it; U2's supervisor does. */
-    ASSERT_RESULT(push1(&sup, ch_update(id, version_of(&sup, id), "{\"unit\":\"U2\",\"assignee\":null}", NULL)),
-                  "applied", NULL);
+    ASSERT_RESULT(
+        push1(&sup, ch_update(id, version_of(&sup, id), "{\"unit\":\"U2\",\"assignee\":null}", NULL)),
+        "applied", NULL);
     r = phone_get(&aux, hfmt("/v1/cases/%s", id));
-    ASSERT_MSG(r.status == 404 || r.status == 403, "the creator still reads a case of another unit: %ld", r.status);
+    ASSERT_MSG(r.status == 404 || r.status == 403, "the creator still reads a case of another unit: %ld",
+               r.status);
     ASSERT(get_case(&supu2, id) != NULL);
 }
 
@@ -134,9 +138,10 @@ TEST(law_decided_fine_is_frozen_and_corrections_keep_the_cap) {
     ASSERT_MSG(strstr(jstr(res, "error.message"), "Art. 51") != NULL, "%s", jprint(res));
     resp_t nr = phone_push(&sup, changes(correction(id, 2, "{\"fine_amount\":80}", NULL)));
     ASSERT_ERROR(nr, 422, "validation_failed"); /* like a void, a correction without a reason is malformed */
-    ASSERT_RESULT(push1(&off, correction(id, 2, "{\"fine_amount\":80}", "typo")), "rejected", "field_forbidden");
-    ASSERT_RESULT(push1(&sup, correction(id, 2, "{\"fine_amount\":80}", "the form said 80, typed 50")), "applied",
-                  NULL);
+    ASSERT_RESULT(push1(&off, correction(id, 2, "{\"fine_amount\":80}", "typo")), "rejected",
+                  "field_forbidden");
+    ASSERT_RESULT(push1(&sup, correction(id, 2, "{\"fine_amount\":80}", "the form said 80, typed 50")),
+                  "applied", NULL);
     c = get_case(&sup, id);
     ASSERT_MSG(jnum(c, "fields.fine_amount", 0) == 80, "%s", jprint(c));
 
@@ -187,7 +192,8 @@ TEST(law_simple_warning_closes_and_on_spot_collection_is_bounded) {
     const char *off2 = std_user(&s, "off2");
     ASSERT(off2 != NULL);
     const char *warn = "01LAWWARN000000001", *spot = "01LAWSPOT000000001";
-    ASSERT_RESULT(push1(&off, ch_create(warn, "simple", decision(off.user_id, off2, "person", 0))), "applied", NULL);
+    ASSERT_RESULT(push1(&off, ch_create(warn, "simple", decision(off.user_id, off2, "person", 0))), "applied",
+                  NULL);
     ASSERT_RESULT(push1(&off, ch_transition(warn, 1, "decided")), "applied", NULL);
     ASSERT_RESULT(push1(&off, ch_transition(warn, 2, "served")), "rejected", "forbidden_transition");
     ASSERT_RESULT(push1(&off, ch_transition(warn, 2, "paid")), "rejected", "validation_failed");
@@ -195,21 +201,23 @@ TEST(law_simple_warning_closes_and_on_spot_collection_is_bounded) {
     cJSON *res = push1(&sup, ch_transition(warn, 2, "closed"));
     ASSERT_RESULT(res, "rejected", "validation_failed");
     ASSERT_JSTR(res, "error.field", "changes[0].fields.recorded_at");
-    ASSERT_RESULT(push1(&off, ch_update(warn, 2, hfmt("{\"recorded_at\":\"%s\"}", iso_now(0)), NULL)), "applied",
-                  NULL);
+    ASSERT_RESULT(push1(&off, ch_update(warn, 2, hfmt("{\"recorded_at\":\"%s\"}", iso_now(0)), NULL)),
+                  "applied", NULL);
     ASSERT_RESULT(push1(&sup, ch_transition(warn, 3, "closed")), "applied", NULL);
 
     /* ¥150 collected on the spot: over ¥100 needs the record's reason
      * (Art. 68), and every on-spot payment a receipt (Art. 70). */
-    ASSERT_RESULT(push1(&off, ch_create(spot, "simple", decision(off.user_id, off2, "person", 150))), "applied",
-                  NULL);
+    ASSERT_RESULT(push1(&off, ch_create(spot, "simple", decision(off.user_id, off2, "person", 150))),
+                  "applied", NULL);
     ASSERT_RESULT(push1(&off, ch_transition(spot, 1, "decided")), "applied", NULL);
-    ASSERT_RESULT(push1(&off, ch_update(spot, 2, "{\"payment\":{\"method\":\"on_spot\"}}", NULL)), "applied", NULL);
+    ASSERT_RESULT(push1(&off, ch_update(spot, 2, "{\"payment\":{\"method\":\"on_spot\"}}", NULL)), "applied",
+                  NULL);
     res = push1(&off, ch_transition(spot, 3, "paid"));
     ASSERT_RESULT(res, "rejected", "validation_failed");
     ASSERT_MSG(strstr(jstr(res, "error.message"), "Art. 68") != NULL, "%s", jprint(res));
     ASSERT_RESULT(
-        push1(&off, ch_update(spot, 3, "{\"payment\":{\"method\":\"on_spot\",\"on_spot_reason\":\"山区, 交通不便\"}}",
+        push1(&off, ch_update(spot, 3,
+                              "{\"payment\":{\"method\":\"on_spot\",\"on_spot_reason\":\"山区, 交通不便\"}}",
                               NULL)),
         "applied", NULL);
     res = push1(&off, ch_transition(spot, 4, "paid"));
@@ -238,8 +246,7 @@ static long long to_notified(phone_t *off, phone_t *sup, const char *id, const c
                              const char *extra_json) {
     cJSON *f = jparse(decision(lead, assist, "person", 500));
     cJSON *x = extra_json ? jparse(extra_json) : NULL, *m;
-    if (x)
-        cJSON_ArrayForEach(m, x) cJSON_AddItemToObject(f, m->string, cJSON_Duplicate(m, 1));
+    if (x) cJSON_ArrayForEach(m, x) cJSON_AddItemToObject(f, m->string, cJSON_Duplicate(m, 1));
     if (!applied(push1(off, ch_create(id, "general", jprint(f)))) ||
         !applied(push1(sup, ch_transition(id, 1, "filed"))) ||
         !applied(push1(off, ch_transition(id, 2, "investigating"))) ||
@@ -344,9 +351,9 @@ TEST(law_major_cases_need_review_discussion_and_stay_major) {
     ASSERT_RESULT(res, "rejected", "validation_failed");
     ASSERT_MSG(strstr(jstr(res, "error.message"), "Art. 57") != NULL, "%s", jprint(res));
     ASSERT_RESULT(push1(&sup, ch_transition(id, v, "discussed")), "rejected", "validation_failed");
-    ASSERT_RESULT(push1(&sup, ch_update(id, v, NULL,
-                                        "{\"documents\":[{\"id\":\"d1\",\"doc_type\":\"discussion\"}]}")),
-                  "applied", NULL);
+    ASSERT_RESULT(
+        push1(&sup, ch_update(id, v, NULL, "{\"documents\":[{\"id\":\"d1\",\"doc_type\":\"discussion\"}]}")),
+        "applied", NULL);
     v++;
     ASSERT_RESULT(push1(&sup, ch_transition(id, v, "discussed")), "applied", NULL);
     ASSERT_RESULT(push1(&sup, ch_transition(id, v + 1, "decided")), "applied", NULL);
@@ -377,15 +384,17 @@ TEST(law_closed_records_take_only_notes_and_a_late_rework_is_a_conflict) {
     ASSERT_JSTR(res, "conflicts[0].field", "status");
     resp_t r = phone_get(&sup, "/v1/conflicts?state=open");
     ASSERT_STATUS(r, 200);
-    ASSERT_MSG(jarr_find(jget(resp_json(&r), "items"), "record_id", id) != NULL, "no open conflict: %s", r.body);
+    ASSERT_MSG(jarr_find(jget(resp_json(&r), "items"), "record_id", id) != NULL, "no open conflict: %s",
+               r.body);
 
     long long v = version_of(&sup, id);
     res = push1(&off, ch_update(id, v, "{\"description\":\"changed after closing\"}", NULL));
     ASSERT_RESULT(res, "rejected", "field_frozen");
     ASSERT_RESULT(push1(&aux, ch_update(id, v, NULL, "{\"notes\":[{\"id\":\"late-1\",\"text\":\"x\"}]}")),
                   "rejected", "field_forbidden");
-    ASSERT_RESULT(push1(&sup, ch_update(id, v, NULL, "{\"notes\":[{\"id\":\"late-2\",\"text\":\"复核无误\"}]}")),
-                  "applied", NULL);
+    ASSERT_RESULT(
+        push1(&sup, ch_update(id, v, NULL, "{\"notes\":[{\"id\":\"late-2\",\"text\":\"复核无误\"}]}")),
+        "applied", NULL);
     cJSON *c = get_case(&sup, id);
     ASSERT_JSTR(c, "status", "closed");
     ASSERT_JSTR(c, "fields.notes[0].text", "复核无误");
@@ -405,8 +414,8 @@ TEST(law_conflict_resolution_runs_the_transition_guards) {
     ASSERT(off2 != NULL);
     const char *bare = "01LAWRESOLVE000001", *full = "01LAWRESOLVE000002";
     ASSERT_RESULT(push1(&off, ch_create(bare, "general", NULL)), "applied", NULL);
-    ASSERT_RESULT(push1(&off, ch_create(full, "general", decision(off.user_id, off2, "person", 500))), "applied",
-                  NULL);
+    ASSERT_RESULT(push1(&off, ch_create(full, "general", decision(off.user_id, off2, "person", 500))),
+                  "applied", NULL);
     const char *ids[] = {bare, full};
     const char *cid[2];
     for (int i = 0; i < 2; i++) {
@@ -426,8 +435,8 @@ TEST(law_conflict_resolution_runs_the_transition_guards) {
     ASSERT_STATUS(r, 200);
     cJSON *c = get_case(&sup, full);
     ASSERT_JSTR(c, "status", "filed");
-    ASSERT_MSG(jstr(c, "fields.case_no") && strncmp(jstr(c, "fields.case_no"), "U1-", 3) == 0, "no case number: %s",
-               jprint(c));
+    ASSERT_MSG(jstr(c, "fields.case_no") && strncmp(jstr(c, "fields.case_no"), "U1-", 3) == 0,
+               "no case number: %s", jprint(c));
     /* An open case again: the officer's phone keeps it (closed_at is gone). */
     cJSON *items = phone_pull_all(&off);
     ASSERT(items != NULL);
@@ -442,7 +451,8 @@ TEST(law_conflict_resolution_runs_the_transition_guards) {
  * migrate` moves them, each move audited; verify still passes. */
 TEST(law_v1_store_is_refused_until_migrated) {
     srv_t s;
-    const char *baseline = hfmt("%s/tests/fuzz/corpus/schema/baseline.json", getenv("PWD") ? getenv("PWD") : ".");
+    const char *baseline =
+        hfmt("%s/tests/fuzz/corpus/schema/baseline.json", getenv("PWD") ? getenv("PWD") : ".");
     ASSERT_MSG(srv_start_config(&s, hfmt("{\"schema_path\":\"%s\"}", baseline)) == 0,
                "casesyncd with the baseline schema did not start");
     phone_t off, sup, leg;
@@ -452,17 +462,20 @@ TEST(law_v1_store_is_refused_until_migrated) {
     const char *off2 = std_user(&s, "off2");
     ASSERT(off2 != NULL);
     const char *served = "01LAWV1SERVED00001", *recorded = "01LAWV1RECORDED001", *rev = "01LAWV1REVIEWED001";
-    const char *dec = hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"Zhang San\"},\"illegal_item_code\":\"C0501\","
-                           "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"JY-7\","
-                           "\"fine_amount\":50}",
-                           off.user_id, off2);
-    resp_t r = phone_push(&off, changes(ch_create(served, "simple", dec), ch_transition(served, 1, "decided"),
-                                        ch_transition(served, 2, "served"), ch_create(recorded, "simple", dec),
-                                        ch_transition(recorded, 1, "decided"), ch_transition(recorded, 2, "served"),
-                                        ch_transition(recorded, 3, "paid"), ch_transition(recorded, 4, "recorded"),
-                                        ch_create(rev, "general", dec)));
+    const char *dec =
+        hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"Zhang San\"},\"illegal_item_code\":\"C0501\","
+             "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"JY-7\","
+             "\"fine_amount\":50}",
+             off.user_id, off2);
+    resp_t r =
+        phone_push(&off, changes(ch_create(served, "simple", dec), ch_transition(served, 1, "decided"),
+                                 ch_transition(served, 2, "served"), ch_create(recorded, "simple", dec),
+                                 ch_transition(recorded, 1, "decided"), ch_transition(recorded, 2, "served"),
+                                 ch_transition(recorded, 3, "paid"), ch_transition(recorded, 4, "recorded"),
+                                 ch_create(rev, "general", dec)));
     ASSERT_STATUS(r, 200);
-    for (int i = 0; i < 9; i++) ASSERT_JSTR(resp_json(&r), hfmt("results[%d].status", i), "applied");
+    for (int i = 0; i < 9; i++)
+        ASSERT_JSTR(resp_json(&r), hfmt("results[%d].status", i), "applied");
     r = phone_push(&sup, changes(ch_transition(rev, 1, "filed")));
     ASSERT_STATUS(r, 200);
     r = phone_push(&off, changes(ch_transition(rev, 2, "investigating"), ch_transition(rev, 3, "concluded")));
@@ -475,14 +488,17 @@ TEST(law_v1_store_is_refused_until_migrated) {
     /* The current schema (built in): refused, saying what to run. */
     ASSERT_MSG(srv_restart(&s) != 0, "casesyncd started on a store of the baseline lifecycle");
     /* Writing commands are refused too; reading ones (backup, verify, export) work. */
-    cli_res_t c = cli(s.dir, "Secret-new-pw1\n", "user", "add", "newcomer", "--role", "officer", "--unit", "U1");
-    ASSERT_MSG(c.rc != 0 && strstr(c.err, "casesync") && strstr(c.err, "migrate"), "user add: %d %s", c.rc, c.err);
+    cli_res_t c =
+        cli(s.dir, "Secret-new-pw1\n", "user", "add", "newcomer", "--role", "officer", "--unit", "U1");
+    ASSERT_MSG(c.rc != 0 && strstr(c.err, "casesync") && strstr(c.err, "migrate"), "user add: %d %s", c.rc,
+               c.err);
     c = cli(s.dir, NULL, "verify");
     ASSERT_MSG(c.rc == 0, "verify before migrate: %s %s", c.out, c.err);
     c = cli(s.dir, NULL, "migrate");
     ASSERT_MSG(c.rc == 0 && strstr(c.out, "3 records moved"), "migrate: %d %s %s", c.rc, c.out, c.err);
     c = cli(s.dir, NULL, "migrate");
-    ASSERT_MSG(c.rc == 0 && strstr(c.out, "0 records moved"), "a second migrate: %d %s %s", c.rc, c.out, c.err);
+    ASSERT_MSG(c.rc == 0 && strstr(c.out, "0 records moved"), "a second migrate: %d %s %s", c.rc, c.out,
+               c.err);
     c = cli(s.dir, NULL, "verify");
     ASSERT_MSG(c.rc == 0, "verify after migrate: %s %s", c.out, c.err);
 
