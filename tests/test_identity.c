@@ -600,8 +600,8 @@ TEST(push_authenticated_before_a_release_is_not_applied_after_it) {
     pthread_t th;
     ASSERT(pthread_create(&th, NULL, push_thread, &j) == 0);
     long waits = waits0;
-    for (int i = 0; i < 200 && waits <= waits0; i++) {
-        sleep_ms(25);
+    for (int i = 0; i < 400 && waits <= waits0; i++) { /* at most ~20 s on a loaded machine */
+        sleep_ms(50);
         waits = slot_waits(&s);
     }
     ASSERT_MSG(waits > waits0, "B's push never waited for the slot");
