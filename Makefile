@@ -126,6 +126,7 @@ $(BUILD)/tests/fuzz/replay_fuzz_%.o: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wil
 $(BUILD)/tests/fuzz/fuzz_engine.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: CFLAGS += -DCASESYNC_FUZZ_DIR='"$(CURDIR)/tests/fuzz"'
+$(BUILD)/tests/test_openapi.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
 
 # `make fuzz` builds every target with clang (libFuzzer, ASan, UBSan) in
 # build/fuzz/ -- every source recompiled there, never mixed with gcc objects --
@@ -176,6 +177,9 @@ fuzz: fuzzdeps
 .PRECIOUS: $(FUZZ_BUILD)/obj/%.o
 .PHONY: fuzz fuzzbins fuzzdeps
 
+# docs/openapi.yaml is built into casesyncd (server/openapi.c, .incbin).
+$(BUILD)/server/openapi.o $(FUZZ_BUILD)/obj/server/openapi.o: docs/openapi.yaml
+
 run: deps
 	@$(MAKE) --no-print-directory all
 	./build/casesyncd --data ./data --listen 127.0.0.1:8080
@@ -187,6 +191,8 @@ test: deps
 	@$(MAKE) --no-print-directory SANITIZE= all
 	@$(MAKE) --no-print-directory SANITIZE=address $(if $(filter thread,$(SANITIZE)),SANITIZE=thread) testbins
 	@B=build/asan; [ "$(SANITIZE)" = thread ] && B=build/tsan; \
+	 rm -rf $$B/captures && mkdir -p $$B/captures && \
+	 CASESYNC_CAPTURE_DIR=$(CURDIR)/$$B/captures \
 	 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp \
 	 CASESYNC_BIN=$$B CASESYNC_RELEASE_BIN=build $$B/casesync-tests $(T)

@@ -2,9 +2,11 @@
  * and one small function per endpoint that calls the engine once. */
 #include "server/routes.h"
 #include "server/route.h"
+#include "server/openapi.h"
 #include "server/routes_cases.h"
 #include "server/routes_upload.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,28 +115,16 @@ static int hexval(char ch) {
     return -1;
 }
 
-/* Percent-decodes n bytes of src into dst (size dst_size). -1 on a bad
- * escape, an encoded NUL or no room. */
+/* Percent-decodes n bytes of src into dst (size dst_size) with civetweb's
+ * mg_url_decode ('+' stays '+': this is a path, not a form). -1 when it
+ * does not fit, or on an encoded NUL. civetweb copies a bad escape ("%zz")
+ * as it is; its '%' then matches no route and no id (404). */
 static int pct_decode(const char *src, size_t n, char *dst, size_t dst_size) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = src[i];
-        if (ch == '%') {
-            if (i + 2 >= n)
-                return -1;
-            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            ch = (char)(hi * 16 + lo);
-            if (ch == '\0')
-                return -1;
-            i += 2;
-        }
-        if (o + 1 >= dst_size)
-            return -1;
-        dst[o++] = ch;
-    }
-    dst[o] = '\0';
+    if (n > INT_MAX || dst_size > INT_MAX)
+        return -1;
+    int len = mg_url_decode(src, (int)n, dst, (int)dst_size, 0);
+    if (len < 0 || strlen(dst) != (size_t)len)
+        return -1;
     return 0;
 }
 
@@ -701,6 +691,14 @@ static void do_metrics(call_t *c) {
     metrics_answer(c);
 }
 
+/* GET /v1/openapi.yaml: the API's description, no token needed (it holds
+ * nothing a client could not read in docs/). */
+static void do_openapi(call_t *c) {
+    size_t len;
+    const char *doc = openapi_yaml(&len);
+    http_send(c->req, 200, "application/yaml; charset=utf-8", doc, len);
+}
+
 static const route_t route_table[] = {
     {"POST", "/v1/auth/login", R_OPEN | R_SMALL, do_login},
     {"POST", "/v1/auth/logout", R_AUTH | R_SMALL, do_logout},
@@ -735,8 +733,17 @@ static const route_t route_table[] = {
     {"GET", "/healthz", R_OPEN, do_healthz},
     {"GET", "/readyz", R_OPEN, do_readyz},
     {"GET", "/metrics", R_AUTH, do_metrics},
+    {"GET", "/v1/openapi.yaml", R_OPEN, do_openapi},
 };
 #define NROUTES (sizeof route_table / sizeof route_table[0])
+
+int routes_table_entry(size_t i, const char **method, const char **pattern) {
+    if (i >= NROUTES)
+        return -1;
+    *method = route_table[i].method;
+    *pattern = route_table[i].pattern;
+    return 0;
+}
 _Static_assert(NROUTES <= SLOT_LONG_POLL, "METRICS_MAX_ROUTES leaves no slot for every route");
 
 /* ======================================================================== */

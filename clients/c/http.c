@@ -1,6 +1,8 @@
 /* http.c -- every HTTP call of libcasesync, on libcurl: bounded by timeouts,
- * gzip both ways (inflated here, so the counters see wire and raw sizes and a
- * hostile answer cannot inflate without limit), progress, and the fault hook.
+ * gzip both ways (answers decoded by libcurl as they stream,
+ * CURLOPT_ACCEPT_ENCODING; the decoded bytes are capped at CS_MAX_RESPONSE
+ * as they arrive, so a hostile answer cannot inflate without limit; the
+ * counters see wire and decoded sizes), progress, and the fault hook.
  *
  * Runs under h->net. h->lock is taken only to read the session and to count.
  */
@@ -195,7 +197,6 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
         if (rq->gzipped) hl = curl_slist_append(hl, "Content-Encoding: gzip");
     } else if (strcmp(rq->method ? rq->method : "GET", "GET") != 0)
         hl = curl_slist_append(hl, "Content-Type:"); /* no form type on an empty POST */
-    hl = curl_slist_append(hl, "Accept-Encoding: gzip");
     hl = curl_slist_append(hl, "Expect:");
     for (const char *const *e = rq->headers; e && *e; e++)
         hl = curl_slist_append(hl, *e);
@@ -203,6 +204,7 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
     errbuf[0] = 0;
 
     curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "gzip");
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -242,21 +244,17 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 
-    /* Counters first: bytes moved count even when the call failed. */
-    char enc[64];
-    cs__resp_t tmp = {.headers = x.hdrs.p};
-    int gz = cc == CURLE_OK && cs__resp_header(&tmp, "Content-Encoding", enc, sizeof enc) &&
-             strcasecmp(enc, "gzip") == 0;
-    char *inflated = NULL;
-    size_t inflated_len = 0;
-    int zrc = 0;
-    if (gz && x.down.n) zrc = cs__gunzip(x.down.p, x.down.n, CS_MAX_RESPONSE, &inflated, &inflated_len);
+    /* Counters first: bytes moved count even when the call failed. The wire
+     * count is libcurl's body bytes before decoding; the raw count what the
+     * decoder handed to on_body. */
+    curl_off_t wire = 0;
+    if (curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &wire) != CURLE_OK || wire < 0) wire = 0;
     pthread_mutex_lock(&h->lock);
     h->stats.requests++;
     h->stats.bytes_up_wire += x.body_off;
     h->stats.bytes_up_raw += rq->gzipped ? (x.body_off == x.body_len ? rq->raw_len : 0) : x.body_off;
-    h->stats.bytes_down_wire += x.down.n;
-    h->stats.bytes_down_raw += gz ? inflated_len : x.down.n;
+    h->stats.bytes_down_wire += (uint64_t)wire;
+    h->stats.bytes_down_raw += x.down.n;
     if (cc != CURLE_OK) {
         if (x.fault_hit || x.app_cancel)
             h->stats.cancels++;
@@ -272,6 +270,8 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
         else if (x.too_big)
             rc = cs__fail(err, CASESYNC_E_PROTOCOL, 0, NULL, NULL, "%s %s: answer larger than %u bytes", m,
                           rq->url, CS_MAX_RESPONSE);
+        else if (cc == CURLE_BAD_CONTENT_ENCODING)
+            rc = cs__fail(err, CASESYNC_E_PROTOCOL, status, NULL, NULL, "%s %s: bad gzip answer", m, rq->url);
         else if (cc == CURLE_OPERATION_TIMEDOUT)
             rc = cs__fail(err, CASESYNC_E_TIMEOUT, 0, NULL, NULL, "%s %s: %s", m, rq->url,
                           errbuf[0] ? errbuf : curl_easy_strerror(cc));
@@ -280,24 +280,12 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
                           errbuf[0] ? errbuf : curl_easy_strerror(cc));
         free(x.down.p);
         free(x.hdrs.p);
-        free(inflated);
         return rc;
-    }
-    if (zrc) {
-        free(x.down.p);
-        free(x.hdrs.p);
-        return cs__fail(err, CASESYNC_E_PROTOCOL, status, NULL, NULL, "%s %s: bad gzip answer", m, rq->url);
     }
     rs->status = status;
     rs->headers = x.hdrs.p ? x.hdrs.p : cs__strdup("");
-    if (gz && inflated) {
-        free(x.down.p);
-        rs->body = inflated;
-        rs->len = inflated_len;
-    } else {
-        rs->body = x.down.p ? x.down.p : cs__strdup("");
-        rs->len = x.down.n;
-    }
+    rs->body = x.down.p ? x.down.p : cs__strdup("");
+    rs->len = x.down.n;
     if (!rs->body || !rs->headers) {
         cs__resp_free(rs);
         return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "out of memory");

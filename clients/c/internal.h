@@ -147,7 +147,6 @@ cJSON *cs__parse(const char *text, size_t len);
 int cs__id_ok(const char *id);
 char *cs__strdup(const char *s);
 int cs__gzip(const void *in, size_t n, void **out, size_t *out_n);
-int cs__gunzip(const void *in, size_t n, size_t max, char **out, size_t *out_n);
 
 /* ---- http.c ------------------------------------------------------------------------ */
 typedef struct cs__req {
