@@ -77,6 +77,20 @@ $(BUILD)/%.o: %.c $(wildcard */*.h */*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The version: VERSION here, the commit from git when there is one. The
+# header is rewritten only when its text changes, so only the files that
+# print it (server/main.c, server/routes.c, tools/casesync.c) rebuild.
+VERSION = 1.0.0
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(BUILD)
+	@c=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown); \
+	 t="#define CASESYNC_VERSION \"$(VERSION)\"\n#define CASESYNC_COMMIT \"$$c\""; \
+	 if [ ! -f $@ ] || [ "$$(cat $@)" != "$$(printf "$$t")" ]; then printf "$$t\n" > $@; fi
+$(BUILD)/server/main.o $(BUILD)/server/routes.o $(BUILD)/tools/casesync.o: $(BUILD)/version.h
+$(BUILD)/server/main.o $(BUILD)/server/routes.o $(BUILD)/tools/casesync.o: CFLAGS += -include $(BUILD)/version.h
+.PHONY: FORCE
+FORCE:
+
 $(BUILD)/libcasesync-engine.a: $(SCHEMA_OBJ) $(SYNC_OBJ)
 	ar rcs $@ $^
 
@@ -126,7 +140,7 @@ $(BUILD)/tests/fuzz/replay_fuzz_%.o: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wil
 $(BUILD)/tests/fuzz/fuzz_engine.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: CFLAGS += -DCASESYNC_FUZZ_DIR='"$(CURDIR)/tests/fuzz"'
-$(BUILD)/tests/test_openapi.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
+$(BUILD)/tests/test_openapi.o $(BUILD)/tests/test_install.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
 
 # `make fuzz` builds every target with clang (libFuzzer, ASan, UBSan) in
 # build/fuzz/ -- every source recompiled there, never mixed with gcc objects --
@@ -179,6 +193,43 @@ fuzz: fuzzdeps
 
 # docs/openapi.yaml is built into casesyncd (server/openapi.c, .incbin).
 $(BUILD)/server/openapi.o $(FUZZ_BUILD)/obj/server/openapi.o: docs/openapi.yaml
+
+# ---- install ---------------------------------------------------------------
+# `make install PREFIX=/usr/local DESTDIR=` installs the release build:
+#   bin/casesyncd, bin/casesync             the server and the operator's CLI
+#   lib/libcasesync.{a,so}, include/casesync.h   the client library
+#   share/casesync/schema/                  casesync.json and calendar/ (casesyncd
+#                                           finds them from its own path)
+#   share/man/man1/                         casesyncd.1, casesync.1 (from --help)
+#   share/doc/casesync/                     protocol.md, openapi.yaml, operations.md, clients.md
+#   lib/systemd/system/casesyncd.service    hardened unit (deploy/casesyncd.service)
+#   SYSCONFDIR/casesync/casesyncd.conf      example config, never overwritten
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= $(PREFIX)/etc
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/share/casesync/schema/calendar $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/doc/casesync $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	  $(DESTDIR)$(SYSCONFDIR)/casesync
+	install -m 755 build/casesyncd build/casesync $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 build/libcasesync.a clients/c/casesync.h -t $(DESTDIR)$(PREFIX)/lib/
+	mv -f $(DESTDIR)$(PREFIX)/lib/casesync.h $(DESTDIR)$(PREFIX)/include/casesync.h
+	install -m 755 build/libcasesync.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 schema/casesync.json $(DESTDIR)$(PREFIX)/share/casesync/schema/
+	install -m 644 schema/calendar/*.json $(DESTDIR)$(PREFIX)/share/casesync/schema/calendar/
+	install -m 644 docs/protocol.md docs/openapi.yaml docs/operations.md docs/clients.md \
+	  $(DESTDIR)$(PREFIX)/share/doc/casesync/
+	for b in casesyncd casesync; do \
+	  { printf '.TH %s 1 "" "casesync $(VERSION)" "casesync"\n.SH NAME\n%s\n.SH SYNOPSIS\n.nf\n' "$$(echo $$b | tr a-z A-Z)" "$$b"; \
+	    build/$$b --help | sed -e 's/\\/\\e/g' -e 's/^\./\\\&./'; printf '.fi\n'; } \
+	    > $(DESTDIR)$(PREFIX)/share/man/man1/$$b.1; \
+	done
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' deploy/casesyncd.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/casesyncd.service
+	[ -e $(DESTDIR)$(SYSCONFDIR)/casesync/casesyncd.conf ] || \
+	  install -m 640 deploy/casesyncd.conf $(DESTDIR)$(SYSCONFDIR)/casesync/casesyncd.conf
+.PHONY: install
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -59,6 +59,11 @@ typedef struct options {
 /* For civetweb's init_connection callback, which has no user data of ours. */
 static int header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
 
+#ifndef CASESYNC_VERSION /* the Makefile's build/version.h; "dev" elsewhere (fuzz builds) */
+#define CASESYNC_VERSION "dev"
+#define CASESYNC_COMMIT "unknown"
+#endif
+
 static void usage(FILE *f) {
     fprintf(f, "usage: casesyncd [--data DIR] [--listen HOST:PORT] [--config FILE] [--threads N]\n"
                "                 [--trusted-proxy ADDR] [--metrics-listen HOST:PORT]\n"
@@ -70,6 +75,7 @@ static void usage(FILE *f) {
                "  --metrics-listen HOST:PORT\n"
                "                        also serve GET /metrics, without a token, on this internal\n"
                "                        address (default: off; wins over \"metrics_listen\")\n"
+               "  --version             print the version and exit\n"
                "Every option also takes the form --option=VALUE.\n",
             DEFAULT_DATA, DEFAULT_LISTEN, DEFAULT_THREADS);
 }
@@ -122,6 +128,10 @@ static int parse_args(int argc, char **argv, options_t *o) {
         const char *a = argv[i], *v;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
+            exit(0);
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("casesyncd %s (commit %s)\n", CASESYNC_VERSION, CASESYNC_COMMIT);
             exit(0);
         }
         const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;

@@ -599,10 +599,15 @@ static void do_readyz(call_t *c) {
 
 static void route_labels(char labels[METRICS_MAX_ROUTES][64], const char *names[METRICS_MAX_ROUTES]);
 
+#ifndef CASESYNC_VERSION /* the Makefile's build/version.h; "dev" elsewhere (fuzz builds) */
+#define CASESYNC_VERSION "dev"
+#define CASESYNC_COMMIT "unknown"
+#endif
+
 /* The exposition, to whoever got this far: an admin on the public port, or
  * anyone on the metrics listener. */
 static void metrics_answer(call_t *c) {
-    char gauges[2560], labels[METRICS_MAX_ROUTES][64];
+    char gauges[3072], labels[METRICS_MAX_ROUTES][64];
     const char *names[METRICS_MAX_ROUTES];
     char *edge = NULL, *engine = NULL, *calendar = NULL, *all = NULL;
     size_t edge_len = 0, calendar_len = 0;
@@ -635,11 +640,14 @@ static void metrics_answer(call_t *c) {
                      "casesync_push_slot_waits_total %ld\n"
                      "# HELP casesync_inflating_bytes Inflated request body bytes held now (cap: max_inflating_bytes).\n"
                      "# TYPE casesync_inflating_bytes gauge\n"
-                     "casesync_inflating_bytes %zu\n",
+                     "casesync_inflating_bytes %zu\n"
+                     "# HELP casesync_build_info The running build: its version and commit.\n"
+                     "# TYPE casesync_build_info gauge\n"
+                     "casesync_build_info{version=\"%s\",commit=\"%s\"} 1\n",
                      __atomic_load_n(&rt->in_flight, __ATOMIC_RELAXED),
                      __atomic_load_n(&rt->waiting, __ATOMIC_RELAXED), sync_ready(rt->sync) ? 1 : 0,
                      (long long)(time(NULL) - rt->started), pushing, pushing_max, push_waits,
-                     http_inflating_bytes());
+                     http_inflating_bytes(), CASESYNC_VERSION, CASESYNC_COMMIT);
     route_labels(labels, names);
     if (n < 0 || (size_t)n >= sizeof gauges ||
         metrics_write(&rt->metrics, names, METRICS_MAX_ROUTES, &edge, &edge_len) < 0) {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "sync/engine.h"
@@ -109,6 +110,28 @@ static int sync_load_cursor_key(sync_t *s) {
     return rc;
 }
 
+/* The installed schema file, into out: schema/casesync.json beside the
+ * running binary, else share/casesync/schema/casesync.json under the
+ * binary's parent folder (the layout of `make install`), else the path
+ * fixed at build time (CASESYNC_SCHEMA_PATH: the source tree). The binary's
+ * own tree comes first, so a copied or installed binary never reads a
+ * source checkout that happens to be where it was built. */
+static void installed_schema(char *out, size_t n) {
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            static const char *const rel[] = {"/schema/casesync.json", "/../share/casesync/schema/casesync.json"};
+            for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++)
+                if ((size_t)snprintf(out, n, "%s%s", exe, rel[i]) < n && access(out, R_OK) == 0) return;
+        }
+    }
+    snprintf(out, n, "%s", CASESYNC_SCHEMA_PATH);
+}
+
 int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
     char path[1200], msg[512] = "";
     schema_err_t serr = {0};
@@ -127,11 +150,13 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
     pthread_mutex_init(&s->hash_mu, NULL);
     pthread_cond_init(&s->hash_cv, NULL);
 
-    /* The schema: an explicit path, else one shipped beside the data, else the built-in. */
+    /* The schema: an explicit path, else one shipped beside the data, else the installed one. */
+    char installed[PATH_MAX];
+    installed_schema(installed, sizeof installed);
     const char *sp = cfg->schema_path;
     if (!sp) {
         snprintf(path, sizeof path, "%s/schema.json", cfg->data_dir);
-        sp = access(path, R_OK) == 0 ? path : CASESYNC_SCHEMA_PATH;
+        sp = access(path, R_OK) == 0 ? path : installed;
     }
     if (schema_load_file(sp, &s->schema, &serr) != 0) {
         rc = sync_fail(err, SYNC_EIO, NULL, "schema %s: %s", sp, serr.message);
@@ -140,9 +165,9 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
     /* A schema without a calendar/ folder beside it (e.g. a city's schema.json
      * dropped into the data folder) uses the installed one. */
     if (!schema_calendar_dir(s->schema)[0]) {
-        const char *slash = strrchr(CASESYNC_SCHEMA_PATH, '/');
-        snprintf(path, sizeof path, "%.*s/calendar", slash ? (int)(slash - CASESYNC_SCHEMA_PATH) : 1,
-                 slash ? CASESYNC_SCHEMA_PATH : ".");
+        const char *slash = strrchr(installed, '/');
+        snprintf(path, sizeof path, "%.*s/calendar", slash ? (int)(slash - installed) : 1,
+                 slash ? installed : ".");
         if (access(path, R_OK) == 0 && schema_load_calendar_dir(s->schema, path, &serr) != 0) {
             rc = sync_fail(err, SYNC_EIO, NULL, "%s", serr.message);
             goto fail;

@@ -27,6 +27,11 @@
 #define ARGON2_ENV "CASESYNC_ARGON2_COST"
 #define PASSWORD_LINE_MAX 4096 /* longer than any acceptable password; the engine says why */
 
+#ifndef CASESYNC_VERSION /* the Makefile's build/version.h; "dev" elsewhere (fuzz builds) */
+#define CASESYNC_VERSION "dev"
+#define CASESYNC_COMMIT "unknown"
+#endif
+
 static const char usage_text[] =
     "usage: casesync [--data DIR] COMMAND ...\n"
     "\n"
@@ -57,6 +62,7 @@ static const char usage_text[] =
     "options:\n"
     "  --data DIR   the data folder (default " DEFAULT_DATA_DIR ")\n"
     "  --help       this text\n"
+    "  --version    print the version\n"
     "\n"
     "roles: auxiliary, officer, legal_reviewer, supervisor, admin\n"
     "environment: " ARGON2_ENV " (\"m=KIB,t=N,p=N\") sets the argon2id cost of new\n"
@@ -70,6 +76,7 @@ typedef struct args {
     const char *pos[MAX_POSITIONAL];
     int npos;
     int help;
+    int version;
 } args_t;
 
 static int usage_error(const char *fmt, const char *what) {
@@ -107,6 +114,10 @@ static int args_parse(int argc, char **argv, args_t *a) {
         }
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             a->help = 1;
+            continue;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            a->version = 1;
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) return usage_error("unknown option '%s'", arg);
@@ -451,6 +462,10 @@ int main(int argc, char **argv) {
     if (code != 0) return code;
     if (a.help) {
         fputs(usage_text, stdout);
+        return 0;
+    }
+    if (a.version) {
+        printf("casesync %s (commit %s)\n", CASESYNC_VERSION, CASESYNC_COMMIT);
         return 0;
     }
     if (a.npos == 0) {

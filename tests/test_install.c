@@ -1,0 +1,131 @@
+/* test_install.c -- what an operator installs: `make install` into a
+ * temporary prefix gives a tree whose casesyncd starts and serves from
+ * outside the source folder with the schema installed beside it; a binary
+ * copied alone next to a schema/ folder does the same; both binaries answer
+ * --version and /metrics names the build.
+ *
+ * Caveats: the tests run make (the release build is already there: `make
+ * test` builds it first) and switch CASESYNC_BIN to the installed tree, in
+ * their own test process only. */
+#include "tests/harness.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef CASESYNC_SRC_DIR
+#define CASESYNC_SRC_DIR "."
+#endif
+
+#define START(s) ASSERT_MSG(srv_start(&(s)) == 0, "casesyncd did not start")
+
+static void rm_tree_cmd(void *d) {
+    char cmd[400];
+    if (d && snprintf(cmd, sizeof cmd, "rm -rf '%s'", (const char *)d) < (int)sizeof cmd && system(cmd) != 0)
+        fprintf(stderr, "    could not remove %s\n", (const char *)d);
+    free(d);
+}
+
+/* Runs a shell command; its exit code, its output (pool) in *out. */
+static int sh(const char *cmd, const char **out) {
+    FILE *p = popen(hfmt("%s 2>&1", cmd), "r");
+    if (!p) return -1;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = 0;
+    while (fread(buf + n, 1, 0, p) > 0) {}
+    char drain[4096];
+    while (fread(drain, 1, sizeof drain, p) > 0) {}
+    int st = pclose(p);
+    *out = hfmt("%s", buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A copy of the schema with another title, written to path. */
+static int marked_schema(const char *path, const char *title) {
+    const char *out;
+    return sh(hfmt("python3 -c 'import json,sys; d=json.load(open(\"%s/schema/casesync.json\")); "
+                   "d[\"title\"]=sys.argv[1]; json.dump(d, open(sys.argv[2], \"w\"), ensure_ascii=False)' '%s' '%s'",
+                   CASESYNC_SRC_DIR, title, path),
+              &out);
+}
+
+/* Starts the server from bin (a folder), logs in an admin, answers the
+ * schema's title (pool) or NULL. */
+static const char *served_title(const char *bin) {
+    setenv("CASESYNC_BIN", bin, 1);
+    srv_t s;
+    if (srv_start(&s) != 0) return NULL;
+    if (!std_user(&s, "admin")) return NULL;
+    const char *tok = login(&s, "admin", std_pass("admin"), "dev-inst", NULL);
+    if (!tok) return NULL;
+    resp_t r = http(&s, "GET", "/v1/schema", tok, NULL, NULL);
+    resp_t h = http(&s, "GET", "/healthz", NULL, NULL, NULL);
+    if (r.status != 200 || h.status != 200) return NULL;
+    const char *t = jstr(resp_json(&r), "title");
+    srv_stop(&s);
+    return t;
+}
+
+TEST(install_tree_starts_and_serves_outside_the_source) {
+    char *dir = strdup("/tmp/casesync-install-XXXXXX");
+    ASSERT(dir && mkdtemp(dir));
+    h_keep(dir, rm_tree_cmd);
+    const char *out;
+    int rc = sh(hfmt("unset MAKEFLAGS MAKELEVEL MFLAGS; make -s -C '%s' install PREFIX='%s/usr' SYSCONFDIR='%s/etc'",
+                     CASESYNC_SRC_DIR, dir, dir),
+                &out);
+    ASSERT_MSG(rc == 0, "make install exited %d:\n%s", rc, out);
+    const char *files[] = {"usr/bin/casesyncd", "usr/bin/casesync", "usr/share/casesync/schema/casesync.json",
+                           "usr/share/casesync/schema/calendar/2026.json", "usr/share/man/man1/casesyncd.1",
+                           "usr/share/man/man1/casesync.1", "usr/lib/systemd/system/casesyncd.service",
+                           "etc/casesync/casesyncd.conf", "usr/include/casesync.h", "usr/lib/libcasesync.so",
+                           "usr/share/doc/casesync/openapi.yaml"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        ASSERT_MSG(access(hfmt("%s/%s", dir, files[i]), R_OK) == 0, "make install left out %s", files[i]);
+    ASSERT_INT(sh(hfmt("grep -q 'ExecStart=%s/usr/bin/casesyncd' '%s/usr/lib/systemd/system/casesyncd.service' && "
+                       "grep -q '^ProtectSystem=strict' '%s/usr/lib/systemd/system/casesyncd.service'",
+                       dir, dir, dir),
+                  &out),
+               0);
+    /* The installed schema is the one served, from a working folder outside the source. */
+    ASSERT_INT(marked_schema(hfmt("%s/usr/share/casesync/schema/casesync.json", dir), "installed-schema"), 0);
+    ASSERT(chdir("/") == 0);
+    const char *t = served_title(hfmt("%s/usr/bin", dir));
+    ASSERT_MSG(t && strcmp(t, "installed-schema") == 0, "the installed server served schema title %s",
+               t ? t : "(none: it did not serve)");
+}
+
+TEST(copied_binary_finds_the_schema_beside_it) {
+    char *dir = strdup("/tmp/casesync-copy-XXXXXX");
+    ASSERT(dir && mkdtemp(dir));
+    h_keep(dir, rm_tree_cmd);
+    const char *rel = getenv("CASESYNC_RELEASE_BIN");
+    const char *src = hfmt("%s/%s", CASESYNC_SRC_DIR, rel && *rel ? rel : "build");
+    const char *out;
+    ASSERT_INT(sh(hfmt("mkdir -p '%s/schema' && cp '%s/casesyncd' '%s/casesync' '%s/' && cp -r '%s/schema/calendar' '%s/schema/'",
+                       dir, src, src, dir, CASESYNC_SRC_DIR, dir),
+                  &out),
+               0);
+    ASSERT_INT(marked_schema(hfmt("%s/schema/casesync.json", dir), "beside-the-binary"), 0);
+    ASSERT(chdir("/") == 0);
+    const char *t = served_title(dir);
+    ASSERT_MSG(t && strcmp(t, "beside-the-binary") == 0, "the copied server served schema title %s",
+               t ? t : "(none: it did not serve)");
+}
+
+TEST(version_on_both_binaries_and_build_info_metric) {
+    const char *bin = getenv("CASESYNC_BIN");
+    bin = bin && *bin ? bin : "build/asan";
+    const char *out;
+    ASSERT_INT(sh(hfmt("'%s/casesyncd' --version", bin), &out), 0);
+    ASSERT_MSG(strncmp(out, "casesyncd ", 10) == 0 && strstr(out, "(commit "), "casesyncd --version: %s", out);
+    ASSERT_INT(sh(hfmt("'%s/casesync' --version", bin), &out), 0);
+    ASSERT_MSG(strncmp(out, "casesync ", 9) == 0 && strstr(out, "(commit "), "casesync --version: %s", out);
+    srv_t s;
+    START(s);
+    resp_t m = metrics_scrape(&s);
+    ASSERT_STATUS(m, 200);
+    ASSERT_MSG(strstr(m.body, "casesync_build_info{version=\""), "no casesync_build_info in /metrics");
+}
