@@ -75,6 +75,7 @@ static void usage(FILE *f) {
                "  --metrics-listen HOST:PORT\n"
                "                        also serve GET /metrics, without a token, on this internal\n"
                "                        address (default: off; wins over \"metrics_listen\")\n"
+               "  --log-format json|text  one JSON object per request line (default), or plain text\n"
                "  --version             print the version and exit\n"
                "Every option also takes the form --option=VALUE.\n",
             DEFAULT_DATA, DEFAULT_LISTEN, DEFAULT_THREADS);
@@ -171,6 +172,12 @@ static int parse_args(int argc, char **argv, options_t *o) {
             }
             o->threads = (int)n;
             o->threads_given = 1;
+        } else if (strcmp(a, "--log-format") == 0) {
+            if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
+                fprintf(stderr, "casesyncd: --log-format is json or text\n");
+                return -1;
+            }
+            http_set_log_text(strcmp(v, "text") == 0);
         } else if (strcmp(a, "--metrics-listen") == 0) {
             o->metrics_listen = v;
             o->metrics_given = 1;

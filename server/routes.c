@@ -875,6 +875,7 @@ static int dispatch(routes_t *rt, http_req_t *req) {
         return slot;
     }
 
+    req->route = hit->pattern;
     call_t c = {rt, req, NULL, match_id, slot};
     if (hit->flags & R_SMALL) {
         http_error_t e;
@@ -905,6 +906,8 @@ static int dispatch(routes_t *rt, http_req_t *req) {
         return slot;
     }
     c.p = &p;
+    snprintf(req->log_user, sizeof req->log_user, "%s", p.user_id);
+    snprintf(req->log_device, sizeof req->log_device, "%s", p.device_id);
     hit->fn(&c);
     sync_principal_clear(&p);
     return c.slot;

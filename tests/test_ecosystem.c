@@ -111,3 +111,60 @@ TEST(client_answers_are_decoded_by_libcurl_and_counted_both_ways) {
                "answers were not gzip on the wire: %llu wire, %llu decoded bytes",
                (unsigned long long)st.bytes_down_wire, (unsigned long long)st.bytes_down_raw);
 }
+
+/* ---- logs ----------------------------------------------------------------------------- */
+
+/* The access log is JSON lines naming time, level, request id, route, user
+ * and device, and never carries the password, the token, a cursor or a
+ * party id from a body. */
+TEST(access_log_is_json_lines_with_user_and_device_and_no_secrets) {
+    srv_t s;
+    START(s);
+    phone_t a;
+    ASSERT_MSG(std_phone(&a, &s, "off1", "dev-log-1") == 0, "login");
+    resp_t r = phone_push(&a, changes(ch_create("01LOGREC00000001", "general",
+                                                "{\"party\":{\"name\":\"Zhang San\",\"id_no\":\"110101199001011234\"}}")));
+    ASSERT_STATUS(r, 200);
+    r = phone_pull(&a, 0, 0);
+    ASSERT_STATUS(r, 200);
+    r = phone_get(&a, "/v1/me");
+    ASSERT_STATUS(r, 200);
+    const char *rid = resp_header(&r, "X-Request-Id");
+    ASSERT(rid);
+    r = phone_get(&a, "/v1/no-such-thing");
+    ASSERT_STATUS(r, 404);
+    ASSERT_INT(srv_stop(&s), 0);
+    FILE *f = fopen(hfmt("%s/server.log", s.dir), "r");
+    ASSERT(f);
+    static char line[8192];
+    int me = 0, miss = 0;
+    while (fgets(line, sizeof line, f)) {
+        ASSERT_MSG(!strstr(line, std_pass("off1")), "the password is in the log: %s", line);
+        ASSERT_MSG(!strstr(line, a.token), "the token is in the log: %s", line);
+        ASSERT_MSG(!strstr(line, "110101199001011234"), "a party id is in the log: %s", line);
+        ASSERT_MSG(!a.cursor || !strstr(line, a.cursor), "a cursor is in the log: %s", line);
+        if (line[0] != '{') continue;
+        cJSON *j = jparse(line);
+        ASSERT_MSG(j, "a log line that starts like JSON is not JSON: %s", line);
+        ASSERT_MSG(jstr(j, "time") && strlen(jstr(j, "time")) == 24 && jstr(j, "time")[23] == 'Z',
+                   "time: %s", line);
+        const char *id = jstr(j, "id");
+        if (id && strcmp(id, rid) == 0) {
+            me = 1;
+            ASSERT_JSTR(j, "level", "info");
+            ASSERT_JSTR(j, "method", "GET");
+            ASSERT_JSTR(j, "route", "/v1/me");
+            ASSERT_JSTR(j, "user", a.user_id);
+            ASSERT_JSTR(j, "device", "dev-log-1");
+            ASSERT_JINT(j, "status", 200);
+            ASSERT_MSG(jget(j, "ms") && cJSON_IsNumber(jget(j, "ms")), "ms: %s", line);
+        }
+        if (jstr(j, "path") && strcmp(jstr(j, "path"), "/v1/no-such-thing") == 0) {
+            miss = 1;
+            ASSERT_JSTR(j, "level", "warn");
+            ASSERT_MSG(cJSON_IsNull(jget(j, "route")), "route of an unknown path: %s", line);
+        }
+    }
+    fclose(f);
+    ASSERT_MSG(me && miss, "request lines missing from the log (me %d, unknown path %d)", me, miss);
+}
