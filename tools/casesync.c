@@ -49,10 +49,17 @@ static const char usage_text[] =
     "  device release DEVICE_ID\n"
     "        unbind a phone from its user (it changes hands): its tokens end and\n"
     "        the next user to log in with it owns it\n"
-    "  verify\n"
-    "  backup DEST               consistent hot copy of the store and blobs into DEST\n"
-    "        check the audit chain and the store; prints the result as JSON and\n"
-    "        exits 0 only when it is sound\n"
+    "  verify [--deep] [--progress]\n"
+    "        check the audit chain and the store (records against their audit\n"
+    "        entries, record logs and feeds; feed, index and evidence rows against\n"
+    "        records; blob rows against their files, 16 of them hashed, all with\n"
+    "        --deep); prints the result as JSON and exits 0 only when it is sound\n"
+    "  backup DEST [--link-dest PREV] [--progress]\n"
+    "        consistent hot copy of the store and blobs into DEST; blobs already\n"
+    "        in the earlier backup PREV are hard-linked, not copied again\n"
+    "  restore BACKUP [--progress]\n"
+    "        copy the backup folder BACKUP into the data folder (--data), which\n"
+    "        must not hold a store yet; then verify it and start casesyncd on it\n"
     "  stats [--from T] [--to T] [--group-by type|status|grid|assignee|source|procedure] [--unit UNIT]\n"
     "        case figures as GET /v1/stats gives them (JSON); T is RFC 3339 or\n"
     "        YYYY-MM-DD (midnight, China time); default: the last 30 days\n"
@@ -61,6 +68,7 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  --data DIR   the data folder (default " DEFAULT_DATA_DIR ")\n"
+    "  --progress   progress on standard error (also without it when that is a terminal)\n"
     "  --help       this text\n"
     "  --version    print the version\n"
     "\n"
@@ -77,6 +85,8 @@ typedef struct args {
     int npos;
     int help;
     int version;
+    int deep, progress;
+    const char *link_dest;
 } args_t;
 
 static int usage_error(const char *fmt, const char *what) {
@@ -97,7 +107,7 @@ static int args_parse(int argc, char **argv, args_t *a) {
         {"unit", offsetof(args_t, unit)},     {"grids", offsetof(args_t, grids)},
         {"name", offsetof(args_t, name)},     {"from", offsetof(args_t, from)},
         {"to", offsetof(args_t, to)},         {"group-by", offsetof(args_t, group_by)},
-        {"format", offsetof(args_t, format)},
+        {"format", offsetof(args_t, format)}, {"link-dest", offsetof(args_t, link_dest)},
     };
     int only_pos = 0;
     memset(a, 0, sizeof *a);
@@ -118,6 +128,14 @@ static int args_parse(int argc, char **argv, args_t *a) {
         }
         if (strcmp(arg, "--version") == 0) {
             a->version = 1;
+            continue;
+        }
+        if (strcmp(arg, "--deep") == 0) {
+            a->deep = 1;
+            continue;
+        }
+        if (strcmp(arg, "--progress") == 0) {
+            a->progress = 1;
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) return usage_error("unknown option '%s'", arg);
@@ -353,13 +371,33 @@ done:
     return code;
 }
 
+/* Progress on standard error: a line rewritten in place on a terminal, or
+ * (with --progress into a file or pipe) a line per phase step. */
+static void progress_line(void *ud, const char *phase, uint64_t done, uint64_t total) {
+    const args_t *a = ud;
+    if (!a->progress && !isatty(STDERR_FILENO)) return;
+    if (total)
+        fprintf(stderr, "%s%s %llu/%llu%s", isatty(STDERR_FILENO) ? "\r" : "", phase, (unsigned long long)done,
+                (unsigned long long)total, isatty(STDERR_FILENO) ? "   " : "\n");
+    else
+        fprintf(stderr, "%s%s %llu%s", isatty(STDERR_FILENO) ? "\r" : "", phase, (unsigned long long)done,
+                isatty(STDERR_FILENO) ? "   " : "\n");
+    fflush(stderr);
+}
+
+static void progress_end(const args_t *a) {
+    if (isatty(STDERR_FILENO)) fputc('\n', stderr);
+    (void)a;
+}
+
 /* Copies the store while a server may be running; 0 on success. */
 static int cmd_backup(const args_t *a, const char *dest) {
     sync_t *s = NULL;
     sync_error_t err = {0};
     int code = engine_open(a, 1, &s);
     if (code != 0) return code;
-    int rc = sync_backup(s, dest, &err);
+    int rc = sync_backup_ex(s, dest, a->link_dest, progress_line, (void *)a, &err);
+    progress_end(a);
     if (rc != 0)
         code = engine_error("backup", rc, &err);
     else
@@ -378,7 +416,8 @@ static int cmd_verify(const args_t *a) {
     if (a->role || a->unit || a->grids || a->name)
         return usage_error("%s", "verify takes no --role, --unit, --grids or --name");
     if ((code = engine_open(a, 1, &s)) != 0) goto done;
-    int rc = sync_audit_verify(s, &out, &err);
+    int rc = sync_store_verify(s, a->deep, progress_line, (void *)a, &out, &err);
+    progress_end(a);
     if (rc != 0) {
         code = engine_error("verify", rc, &err);
         goto done;
@@ -496,8 +535,17 @@ int main(int argc, char **argv) {
         return cmd_device_release(&a);
     }
     if (strcmp(cmd, "backup") == 0) {
-        if (a.npos != 2) return usage_error("%s", "usage: casesync backup DEST");
+        if (a.npos != 2) return usage_error("%s", "usage: casesync backup DEST [--link-dest PREV]");
         return cmd_backup(&a, a.pos[1]);
+    }
+    if (strcmp(cmd, "restore") == 0) {
+        if (a.npos != 2) return usage_error("%s", "usage: casesync --data DIR restore BACKUP");
+        sync_error_t err = {0};
+        int rc = sync_restore(a.pos[1], a.data, progress_line, &a, &err);
+        progress_end(&a);
+        if (rc != 0) return engine_error("restore", rc, &err);
+        printf("restored %s into %s\n", a.pos[1], a.data);
+        return 0;
     }
     if (strcmp(cmd, "stats") == 0) {
         if (a.npos != 1) return usage_error("%s", "usage: casesync stats [--from T] [--to T] [--group-by G]");
@@ -508,7 +556,7 @@ int main(int argc, char **argv) {
         return cmd_export(&a);
     }
     if (strcmp(cmd, "verify") == 0) {
-        if (a.npos != 1) return usage_error("%s", "usage: casesync verify");
+        if (a.npos != 1) return usage_error("%s", "usage: casesync verify [--deep]");
         return cmd_verify(&a);
     }
     return usage_error("unknown command '%s'", cmd);
