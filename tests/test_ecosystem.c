@@ -7,8 +7,11 @@
 #include "server/tus.h"
 #include "tests/harness.h"
 
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define START(s) ASSERT_MSG(srv_start(&(s)) == 0, "casesyncd did not start")
@@ -167,4 +170,162 @@ TEST(access_log_is_json_lines_with_user_and_device_and_no_secrets) {
     }
     fclose(f);
     ASSERT_MSG(me && miss, "request lines missing from the log (me %d, unknown path %d)", me, miss);
+}
+
+/* ---- libcasesync: change listener, blob download -------------------------------------- */
+
+typedef struct changes_seen {
+    pthread_mutex_t mu;
+    char log[4096];
+    int n;
+} changes_seen_t;
+
+static void on_change(void *ud, const char *record_id, int what) {
+    changes_seen_t *c = ud;
+    pthread_mutex_lock(&c->mu);
+    size_t len = strlen(c->log);
+    snprintf(c->log + len, sizeof c->log - len, "%d:%s;", what, record_id ? record_id : "-");
+    c->n++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static casesync_t *open_handle(srv_t *s, const char *user, const char *device) {
+    char *dir = strdup("/tmp/casesync-lib-XXXXXX");
+    if (!dir || !mkdtemp(dir)) {
+        free(dir);
+        return NULL;
+    }
+    h_keep(dir, rm_state);
+    casesync_options_t o = {0};
+    o.state_dir = dir;
+    o.no_sync = 1;
+    casesync_t *h = NULL;
+    casesync_error_t err;
+    if (!std_user(s, user) || casesync_open(&o, &h, &err) != 0) return NULL;
+    if (casesync_login(h, s->base, user, std_pass(user), device, &err) != 0) {
+        fprintf(stderr, "    login: %s\n", err.message);
+        casesync_close(h);
+        return NULL;
+    }
+    return h;
+}
+
+TEST(client_change_listener_fires_on_local_edits_and_pulled_changes) {
+    srv_t s;
+    START(s);
+    casesync_t *h = open_handle(&s, "off1", "dev-chg-1");
+    ASSERT(h);
+    static changes_seen_t seen = {PTHREAD_MUTEX_INITIALIZER, "", 0};
+    ASSERT_INT(casesync_on_change(h, on_change, &seen), 0);
+    casesync_error_t err;
+    char id[CASESYNC_ID_MAX];
+    const char *fields = hfmt("{\"procedure\":\"general\",\"source\":\"patrol\",\"description\":\"a vendor\","
+                              "\"occurred_at\":\"%s\",\"grid\":\"%s\",\"address\":\"1 Qianmen St\","
+                              "\"location\":{\"lon\":116.39,\"lat\":39.9,\"crs\":\"wgs84\"}}",
+                              iso_now(-60000), GRID1);
+    int rc = casesync_create(h, TYPE_VENDING, fields, "01CHANGELSTN0001", id, &err);
+    ASSERT_MSG(rc == 0, "create: %s", err.message);
+    ASSERT_MSG(strstr(seen.log, "1:01CHANGELSTN0001;"), "no LOCAL change for the create: %s", seen.log);
+    rc = casesync_note(h, id, "seen again at noon", NULL, &err);
+    ASSERT_MSG(rc == 0, "note: %s", err.message);
+    ASSERT_INT(seen.n, 2);
+    casesync_report_t rep;
+    ASSERT_MSG(casesync_sync(h, 0, &rep, &err) == 0, "sync: %s", err.message);
+    /* Another phone edits it; the next sync brings the change. */
+    phone_t b;
+    ASSERT(std_phone(&b, &s, "off2", "dev-chg-2") == 0);
+    resp_t r = phone_push(&b, changes(ch_update("01CHANGELSTN0001", 1, "{\"address\":\"2 Qianmen St\"}", NULL)));
+    ASSERT_STATUS(r, 200);
+    seen.log[0] = 0;
+    ASSERT_MSG(casesync_sync(h, 0, &rep, &err) == 0, "sync: %s", err.message);
+    ASSERT_MSG(strstr(seen.log, "2:01CHANGELSTN0001;"), "no PULLED change after the other phone's edit: %s", seen.log);
+    /* Cleared: no more calls. */
+    ASSERT_INT(casesync_on_change(h, NULL, NULL), 0);
+    int before = seen.n;
+    ASSERT_MSG(casesync_note(h, id, "after the listener", NULL, &err) == 0, "note: %s", err.message);
+    ASSERT_INT(seen.n, before);
+    casesync_close(h);
+}
+
+/* Uploads n pseudo-random bytes as off1 over tus; the sha256 (pool). */
+static const char *upload_bytes(srv_t *s, const char *token, const unsigned char *data, size_t n) {
+    unsigned char md[32];
+    unsigned int mdn = 0;
+    EVP_Digest(data, n, md, &mdn, EVP_sha256(), NULL);
+    char *hex = hfmt("%64s", "");
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    char b64[128];
+    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)hex, 64);
+    const char *hc[] = {"Tus-Resumable: 1.0.0", hfmt("Upload-Length: %zu", n), hfmt("Upload-Metadata: sha256 %s", b64),
+                        NULL};
+    resp_t r = http(s, "POST", "/v1/uploads", token, NULL, hc);
+    const char *loc = resp_header(&r, "Location");
+    if (r.status != 201 || !loc) return NULL;
+    if (strncmp(loc, s->base, strlen(s->base)) == 0) loc += strlen(s->base);
+    const char *hp[] = {"Tus-Resumable: 1.0.0", "Upload-Offset: 0", "Content-Type: application/offset+octet-stream",
+                        NULL};
+    r = http_raw(s, "PATCH", loc, token, data, n, hp);
+    return r.status == 204 ? hex : NULL;
+}
+
+static unsigned char *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    rewind(f);
+    unsigned char *b = h_keep(malloc((size_t)len + 1), NULL);
+    *n = b ? fread(b, 1, (size_t)len, f) : 0;
+    fclose(f);
+    return b;
+}
+
+TEST(client_download_resumes_with_range_and_checks_the_hash) {
+    srv_t s;
+    START(s);
+    casesync_t *h = open_handle(&s, "off1", "dev-dl-1");
+    ASSERT(h);
+    phone_t a;
+    ASSERT(phone_login(&a, &s, "off1", std_pass("off1"), "dev-dl-0") == 0);
+    size_t n = 600 * 1024;
+    unsigned char *data = h_keep(malloc(n), NULL);
+    ASSERT(data);
+    unsigned int x = 12345;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        data[i] = (unsigned char)(x >> 16);
+    }
+    const char *sha = upload_bytes(&s, a.token, data, n);
+    ASSERT_MSG(sha, "upload");
+    char *dir = strdup("/tmp/casesync-dl-XXXXXX");
+    ASSERT(dir && mkdtemp(dir));
+    h_keep(dir, rm_state);
+    const char *path = hfmt("%s/photo.jpg", dir);
+    casesync_error_t err;
+    /* Cut after about a third of the bytes. */
+    ASSERT_INT(casesync_fault(h, CASESYNC_PHASE_DOWNLOAD, -1, 200 * 1024), 0);
+    int rc = casesync_download(h, sha, path, &err);
+    ASSERT_MSG(rc == CASESYNC_E_CANCELED, "a cut download returned %d: %s", rc, err.message);
+    struct stat st;
+    ASSERT_MSG(stat(hfmt("%s.part", path), &st) == 0 && st.st_size > 0 && (size_t)st.st_size < n,
+               "the cut download left no partial file");
+    ASSERT_MSG(access(path, F_OK) != 0, "a cut download left the final file");
+    casesync_stats_t s0, s1;
+    ASSERT_INT(casesync_stats(h, &s0), 0);
+    rc = casesync_download(h, sha, path, &err);
+    ASSERT_MSG(rc == 0, "the resumed download returned %d: %s", rc, err.message);
+    ASSERT_INT(casesync_stats(h, &s1), 0);
+    size_t got = 0;
+    unsigned char *back = read_all(path, &got);
+    ASSERT_MSG(back && got == n && memcmp(back, data, n) == 0, "the downloaded file differs (%zu bytes)", got);
+    uint64_t fetched = s1.bytes_down_raw - s0.bytes_down_raw;
+    ASSERT_MSG(fetched < n - (uint64_t)st.st_size / 2, "the resume fetched %llu bytes of %zu: not a Range resume",
+               (unsigned long long)fetched, n);
+    ASSERT_MSG(access(hfmt("%s.part", path), F_OK) != 0, "the part file stayed");
+    /* Unknown (or unreadable) blobs: not found. */
+    rc = casesync_download(h, "0000000000000000000000000000000000000000000000000000000000000000",
+                           hfmt("%s/none", dir), &err);
+    ASSERT_INT(rc, CASESYNC_E_NOT_FOUND);
+    casesync_close(h);
 }

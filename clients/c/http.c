@@ -6,10 +6,12 @@
  *
  * Runs under h->net. h->lock is taken only to read the session and to count.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "clients/c/internal.h"
 
@@ -44,6 +46,8 @@ typedef struct xfer {
     uint64_t down_seen; /* response bytes, headers included (fault hook) */
     cs__fault_t fault;  /* the fault armed for this call */
     int fault_hit, app_cancel, too_big;
+    int sink_checked, sinking, sink_failed, sink_errno;
+    uint64_t sunk;
 } xfer_t;
 
 static int fault_down(xfer_t *x, size_t n) {
@@ -72,10 +76,45 @@ static size_t on_read(char *dst, size_t size, size_t nitems, void *ud) {
     return n;
 }
 
+/* A 200 or 206 body of a request with a sink goes to the file; from the
+ * first byte on, decided once per response. */
+static int sink_write(xfer_t *x, const char *ptr, size_t len) {
+    if (!x->sink_checked) {
+        long code = 0;
+        curl_easy_getinfo(x->h->curl, CURLINFO_RESPONSE_CODE, &code);
+        x->sink_checked = 1;
+        x->sinking = code == 206 || code == 200;
+        if (code == 200 && x->rq->sink_at_zero &&
+            (ftruncate(x->rq->sink_fd, 0) != 0 || lseek(x->rq->sink_fd, 0, SEEK_SET) != 0)) {
+            x->sink_failed = 1;
+            x->sink_errno = errno;
+            return -1;
+        }
+    }
+    if (!x->sinking) return 0;
+    for (size_t o = 0; o < len;) {
+        ssize_t w = write(x->rq->sink_fd, ptr + o, len - o);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+            x->sink_failed = 1;
+            x->sink_errno = errno;
+            return -1;
+        }
+        o += (size_t)w;
+    }
+    x->sunk += len;
+    return 1;
+}
+
 static size_t on_body(char *ptr, size_t size, size_t n, void *ud) {
     xfer_t *x = ud;
     size_t len = size * n;
     if (fault_down(x, len)) return 0;
+    if (x->rq->sink_fd > 0) {
+        int s = sink_write(x, ptr, len);
+        if (s < 0) return 0;
+        if (s > 0) return len;
+    }
     if (buf_add(&x->down, ptr, len, CS_MAX_RESPONSE) != 0) {
         x->too_big = 1;
         return 0;
@@ -270,6 +309,9 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
         else if (x.too_big)
             rc = cs__fail(err, CASESYNC_E_PROTOCOL, 0, NULL, NULL, "%s %s: answer larger than %u bytes", m,
                           rq->url, CS_MAX_RESPONSE);
+        else if (x.sink_failed)
+            rc = cs__fail(err, CASESYNC_E_IO, 0, NULL, NULL, "%s %s: writing the file: %s", m, rq->url,
+                          strerror(x.sink_errno));
         else if (cc == CURLE_BAD_CONTENT_ENCODING)
             rc = cs__fail(err, CASESYNC_E_PROTOCOL, status, NULL, NULL, "%s %s: bad gzip answer", m, rq->url);
         else if (cc == CURLE_OPERATION_TIMEDOUT)
@@ -283,6 +325,9 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
         return rc;
     }
     rs->status = status;
+    rs->sunk = x.sunk;
+    rs->sink_failed = x.sink_failed;
+    rs->sink_errno = x.sink_errno;
     rs->headers = x.hdrs.p ? x.hdrs.p : cs__strdup("");
     rs->body = x.down.p ? x.down.p : cs__strdup("");
     rs->len = x.down.n;

@@ -35,7 +35,8 @@ function finish(summary) {
 
 // A request path against DOC's templates: the template, or null.
 function matchPath(doc, reqPath) {
-  const segs = reqPath.split('/');
+  // Segments are percent-decoded one at a time, as the server does.
+  const segs = reqPath.split('/').map((s) => { try { return decodeURIComponent(s); } catch { return s; } });
   let best = null;
   for (const tpl of Object.keys(doc.paths)) {
     const t = tpl.split('/');
