@@ -140,7 +140,7 @@ $(BUILD)/tests/fuzz/replay_fuzz_%.o: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wil
 $(BUILD)/tests/fuzz/fuzz_engine.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: CFLAGS += -DCASESYNC_FUZZ_DIR='"$(CURDIR)/tests/fuzz"'
-$(BUILD)/tests/test_openapi.o $(BUILD)/tests/test_install.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
+$(BUILD)/tests/test_openapi.o $(BUILD)/tests/test_install.o $(BUILD)/tests/test_java.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
 
 # `make fuzz` builds every target with clang (libFuzzer, ASan, UBSan) in
 # build/fuzz/ -- every source recompiled there, never mixed with gcc objects --
@@ -231,6 +231,22 @@ install: all
 	  install -m 640 deploy/casesyncd.conf $(DESTDIR)$(SYSCONFDIR)/casesync/casesyncd.conf
 .PHONY: install
 
+# ---- the Java binding (clients/java) ------------------------------------------
+# build/java/classes: org.casesync.*; build/libcasesync_jni.so: casesync_jni.c
+# over the release libcasesync.a (PIC objects). Debian's JDK (scripts/deps.sh).
+JAVA_HOME ?= $(shell dirname $$(dirname $$(readlink -f $$(command -v javac) 2>/dev/null)) 2>/dev/null)
+JAVA_SRC = $(wildcard clients/java/src/org/casesync/*.java)
+JAVA_TEST_SRC = $(wildcard clients/java/test/org/casesync/*.java)
+java: build/java/classes/.stamp build/libcasesync_jni.so
+build/java/classes/.stamp: $(JAVA_SRC) $(JAVA_TEST_SRC)
+	@mkdir -p build/java/classes
+	javac -Xlint:all -Werror -d build/java/classes $(JAVA_SRC) $(JAVA_TEST_SRC)
+	@touch $@
+build/libcasesync_jni.so: clients/java/casesync_jni.c clients/c/casesync.h build/libcasesync.a
+	$(CC) $(CFLAGS_BASE) -O2 -fPIC -shared $(HARDEN_LDFLAGS) -I$(JAVA_HOME)/include -I$(JAVA_HOME)/include/linux \
+	  -o $@ clients/java/casesync_jni.c build/libcasesync.a $(CLIBS)
+.PHONY: java
+
 run: deps
 	@$(MAKE) --no-print-directory all
 	./build/casesyncd --data ./data --listen 127.0.0.1:8080
@@ -239,7 +255,7 @@ run: deps
 # The release binaries are built too: tests/test_hardening.c inspects them
 # (CASESYNC_RELEASE_BIN).
 test: deps
-	@$(MAKE) --no-print-directory SANITIZE= all
+	@$(MAKE) --no-print-directory SANITIZE= all java
 	@$(MAKE) --no-print-directory SANITIZE=address $(if $(filter thread,$(SANITIZE)),SANITIZE=thread) testbins
 	@B=build/asan; [ "$(SANITIZE)" = thread ] && B=build/tsan; \
 	 rm -rf $$B/captures && mkdir -p $$B/captures && \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages casesync builds and tests with, only when missing.
 set -eu
-pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev nginx-light openssl"
+pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev nginx-light openssl openjdk-17-jdk-headless"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

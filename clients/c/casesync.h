@@ -1,7 +1,7 @@
 /* casesync.h -- libcasesync, the offline-first sync engine for case records
  * (城管执法) that phones embed: a local store, offline edits checked with the
  * shared schema, and sync with a casesync server over its public protocol
- * (PROTOCOL.md, v1).
+ * (docs/protocol.md, v1).
  *
  * Caveats -- read these first:
  * - One handle per state directory per process. The local store is an LMDB
