@@ -176,3 +176,40 @@ TEST(verify_finds_a_missing_and_a_damaged_blob) {
     ASSERT_MSG(strstr(v.out, hfmt("blob %s: its file is missing", s1)), "missing blob not named: %s", v.out);
     ASSERT_MSG(strstr(v.out, hfmt("blob %s: its bytes hash to", s2)), "damaged blob not named: %s", v.out);
 }
+
+/* Export, the longest CLI command, says how far it is with --progress (on
+ * standard error; standard output stays the export alone). */
+TEST(export_progress_on_stderr_with_progress_flag) {
+    srv_t a;
+    START(a);
+    phone_t ph;
+    ASSERT(std_phone(&ph, &a, "admin", "dev-X1") == 0);
+    for (int batch = 0; batch < 2; batch++) {
+        char *list = h_keep(malloc(1 << 20), NULL);
+        ASSERT(list);
+        size_t o = 0;
+        list[o++] = '[';
+        for (int i = 0; i < 600; i++) {
+            const char *c = ch_create(hfmt("01EXPORTPROG%d%04d", batch, i), "general", NULL);
+            size_t n = strlen(c);
+            ASSERT(o + n + 2 < (1 << 20));
+            if (i) list[o++] = ',';
+            memcpy(list + o, c, n);
+            o += n;
+        }
+        list[o++] = ']';
+        list[o] = 0;
+        resp_t r = phone_push(&ph, list);
+        ASSERT_STATUS(r, 200);
+    }
+    cli_res_t c = cli(a.dir, NULL, "export", "--progress");
+    ASSERT_MSG(c.rc == 0, "export exited %d: %s", c.rc, c.err);
+    ASSERT_MSG(strstr(c.err, "export lines 1000"), "no progress on stderr: %.300s", c.err);
+    int lines = 0;
+    for (const char *p = c.out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    ASSERT_INT(lines, 1200);
+    ASSERT_MSG(!strstr(c.out, "export lines"), "progress leaked into standard output");
+    c = cli(a.dir, NULL, "export");
+    ASSERT_MSG(c.rc == 0 && !strstr(c.err, "export lines"), "progress without --progress and no terminal: %s", c.err);
+}

@@ -68,7 +68,8 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  --data DIR   the data folder (default " DEFAULT_DATA_DIR ")\n"
-    "  --progress   progress on standard error (also without it when that is a terminal)\n"
+    "  --progress   progress of backup, restore, verify and export on standard error\n"
+    "               (also without it when that is a terminal)\n"
     "  --help       this text\n"
     "  --version    print the version\n"
     "\n"
@@ -473,8 +474,21 @@ static int cmd_stats(const args_t *a) {
     return code;
 }
 
+/* Export's writer: standard output, with a progress line (lines written)
+ * every 1000 lines. */
+typedef struct export_out {
+    const args_t *a;
+    uint64_t lines, shown;
+} export_out_t;
+
 static int write_stdout(void *ctx, const char *data, size_t len) {
-    (void)ctx;
+    export_out_t *o = ctx;
+    for (const char *p = data; (p = memchr(p, '\n', len - (size_t)(p - data))) != NULL; p++)
+        o->lines++;
+    if (o->lines >= o->shown + 1000) {
+        o->shown = o->lines;
+        progress_line((void *)o->a, "export lines", o->lines, 0);
+    }
     return fwrite(data, 1, len, stdout) == len ? 0 : -1;
 }
 
@@ -485,7 +499,10 @@ static int cmd_export(const args_t *a) {
     int code = only_options(a, "export", 0, 1, 1);
     if (code != 0) return code;
     if ((code = engine_open(a, 1, &s)) != 0) return code;
-    int rc = sync_export(s, NULL, &f, a->format, write_stdout, NULL, &err);
+    export_out_t o = {a, 0, 0};
+    int rc = sync_export(s, NULL, &f, a->format, write_stdout, &o, &err);
+    if (o.shown) progress_line((void *)a, "export lines", o.lines, 0);
+    if (o.shown) progress_end(a);
     if (rc == 0 && fflush(stdout) != 0) {
         rc = SYNC_EIO;
         snprintf(err.message, sizeof err.message, "cannot write standard output");
