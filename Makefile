@@ -91,7 +91,17 @@ $(BUILD)/server/main.o $(BUILD)/server/routes.o $(BUILD)/tools/casesync.o: CFLAG
 .PHONY: FORCE
 FORCE:
 
-$(BUILD)/libcasesync-engine.a: $(SCHEMA_OBJ) $(SYNC_OBJ)
+# The shipped schema and calendar, built into the engine (schema/embedded.h).
+# One generated source for every build flavour.
+EMBED_C = build/gen/schema_embedded.c
+$(EMBED_C): schema/casesync.json $(wildcard schema/calendar/*.json) scripts/embed-schema.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-schema.sh $@
+$(BUILD)/gen/schema_embedded.o: $(EMBED_C) schema/embedded.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcasesync-engine.a: $(SCHEMA_OBJ) $(SYNC_OBJ) $(BUILD)/gen/schema_embedded.o
 	ar rcs $@ $^
 
 $(BUILD)/casesyncd: $(SERVER_OBJ) $(BUILD)/libcasesync-engine.a
@@ -154,7 +164,8 @@ FUZZ_CC     ?= clang
 FUZZ_BUILD   = build/fuzz
 FUZZ_CFLAGS  = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
-FUZZ_LIB_SRC = $(SCHEMA_SRC) $(SYNC_SRC) $(filter-out server/main.c,$(SERVER_SRC)) tests/fuzz/fuzz_engine.c
+FUZZ_LIB_SRC = $(SCHEMA_SRC) $(SYNC_SRC) $(filter-out server/main.c,$(SERVER_SRC)) tests/fuzz/fuzz_engine.c \
+               build/gen/schema_embedded.c
 FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 
 $(FUZZ_BUILD)/obj/%.o: %.c tests/fuzz/fuzz.h $(wildcard */*.h */*/*.h)

@@ -54,6 +54,7 @@ typedef struct options {
     int header_timeout_ms;
     const char *metrics_listen; /* NULL: no metrics listener */
     int metrics_given;          /* --metrics-listen was on the command line */
+    const char *schema_path;    /* --schema; NULL: the config's, else the lookup */
 } options_t;
 
 /* For civetweb's init_connection callback, which has no user data of ours. */
@@ -75,6 +76,8 @@ static void usage(FILE *f) {
                "  --metrics-listen HOST:PORT\n"
                "                        also serve GET /metrics, without a token, on this internal\n"
                "                        address (default: off; wins over \"metrics_listen\")\n"
+               "  --schema FILE         the case schema (wins over \"schema_path\"; default: DATA/schema.json,\n"
+               "                        else one installed beside the binary, else the built-in one)\n"
                "  --log-format json|text  one JSON object per request line (default), or plain text\n"
                "  --version             print the version and exit\n"
                "Every option also takes the form --option=VALUE.\n",
@@ -124,6 +127,7 @@ static int parse_args(int argc, char **argv, options_t *o) {
     o->header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
     o->metrics_listen = NULL;
     o->metrics_given = 0;
+    o->schema_path = NULL;
     for (int i = 1; i < argc; i++) {
         char name[64];
         const char *a = argv[i], *v;
@@ -172,6 +176,12 @@ static int parse_args(int argc, char **argv, options_t *o) {
             }
             o->threads = (int)n;
             o->threads_given = 1;
+        } else if (strcmp(a, "--schema") == 0) {
+            if (!*v) {
+                fprintf(stderr, "casesyncd: --schema needs a file\n");
+                return -1;
+            }
+            o->schema_path = v;
         } else if (strcmp(a, "--log-format") == 0) {
             if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
                 fprintf(stderr, "casesyncd: --log-format is json or text\n");
@@ -502,7 +512,7 @@ int main(int argc, char **argv) {
         free(config_metrics);
         return 1;
     }
-    cfg.schema_path = schema_path;
+    cfg.schema_path = o.schema_path ? o.schema_path : schema_path;
     if (!lim.max_json_elements)
         lim.max_json_elements = HTTP_MAX_JSON_ELEMENTS(cfg.max_changes > 0 ? cfg.max_changes : 1000);
     if (lim.max_inflating_bytes < lim.max_inflated_bytes) {
@@ -619,6 +629,7 @@ int main(int argc, char **argv) {
          * tests) that everything is up. */
         printf("metrics on http://%s:%d/metrics\n", mhost, metrics_port);
     }
+    fprintf(stderr, "casesyncd %s: schema %s\n", CASESYNC_VERSION, sync_schema_source(s));
     printf("listening on http://%s:%d\n", host, real_port);
     fflush(stdout);
 

@@ -115,6 +115,8 @@ void sync_close(sync_t *s);
 /* 1 when the store is open and the writer accepts work. */
 int sync_ready(sync_t *s);
 const schema_t *sync_schema(sync_t *s);
+/* Where the schema came from: the file read at start, or "built in". */
+const char *sync_schema_source(const sync_t *s);
 const char *sync_strerror(int code);
 void sync_principal_clear(sync_principal_t *p);
 

@@ -4,6 +4,8 @@
  * decoded by libcurl (CURLOPT_ACCEPT_ENCODING) -- each held to the
  * behaviour the hand-written code had. */
 #include "clients/c/casesync.h"
+#include "schema/embedded.h"
+#include "schema/schema.h"
 #include "server/tus.h"
 #include "tests/harness.h"
 
@@ -328,4 +330,36 @@ TEST(client_download_resumes_with_range_and_checks_the_hash) {
                            hfmt("%s/none", dir), &err);
     ASSERT_INT(rc, CASESYNC_E_NOT_FOUND);
     casesync_close(h);
+}
+
+/* ---- the built-in schema ---------------------------------------------------------------- */
+
+/* The built-in copy is the shipped schema and calendar, byte for byte: the
+ * same schema ETag and the same calendar signature as the files (so a
+ * server switching between them re-indexes nothing); calendar names must
+ * come sorted. */
+TEST(built_in_schema_and_calendar_match_the_shipped_files) {
+    schema_t *file = NULL, *mem = NULL;
+    schema_err_t e;
+    ASSERT_MSG(schema_load_file(CASESYNC_SCHEMA_PATH, &file, &e) == 0, "load file: %s", e.message);
+    size_t len;
+    const char *json = schema_embedded_json(&len);
+    ASSERT_MSG(schema_load(json, len, &mem, &e) == 0, "load built-in: %s", e.message);
+    ASSERT_STR(schema_etag(mem), schema_etag(file));
+    const char *const *names, *const *texts;
+    const size_t *lens;
+    int n = schema_embedded_calendars(&names, &texts, &lens);
+    ASSERT(n >= 2);
+    ASSERT_MSG(schema_load_calendar_texts(mem, "(built in)", n, names, texts, lens, &e) == 0, "calendar: %s",
+               e.message);
+    ASSERT_STR(schema_calendar_sig(mem), schema_calendar_sig(file));
+    ASSERT_STR(schema_calendar_dir(mem), "(built in)");
+    schema_t *again = NULL;
+    ASSERT(schema_load(json, len, &again, &e) == 0);
+    const char *rev_names[2] = {names[1], names[0]}, *rev_texts[2] = {texts[1], texts[0]};
+    size_t rev_lens[2] = {lens[1], lens[0]};
+    ASSERT_INT(schema_load_calendar_texts(again, "x", 2, rev_names, rev_texts, rev_lens, &e), SCHEMA_E_LOAD);
+    schema_free(again);
+    schema_free(mem);
+    schema_free(file);
 }

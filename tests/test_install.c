@@ -51,8 +51,11 @@ static int marked_schema(const char *path, const char *title) {
               &out);
 }
 
+/* The "schema ..." start line of the last served_title() server (pool). */
+static const char *schema_line = "";
+
 /* Starts the server from bin (a folder), logs in an admin, answers the
- * schema's title (pool) or NULL. */
+ * schema's title (pool) or NULL; schema_line gets where it read the schema. */
 static const char *served_title(const char *bin) {
     setenv("CASESYNC_BIN", bin, 1);
     srv_t s;
@@ -65,6 +68,11 @@ static const char *served_title(const char *bin) {
     if (r.status != 200 || h.status != 200) return NULL;
     const char *t = jstr(resp_json(&r), "title");
     srv_stop(&s);
+    FILE *f = fopen(hfmt("%s/server.log", s.dir), "r");
+    char line[1024];
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, ": schema ")) schema_line = hfmt("%s", strstr(line, ": schema ") + 2);
+    if (f) fclose(f);
     return t;
 }
 
@@ -95,6 +103,7 @@ TEST(install_tree_starts_and_serves_outside_the_source) {
     const char *t = served_title(hfmt("%s/usr/bin", dir));
     ASSERT_MSG(t && strcmp(t, "installed-schema") == 0, "the installed server served schema title %s",
                t ? t : "(none: it did not serve)");
+    ASSERT_MSG(strstr(schema_line, "/usr/bin/../share/casesync/schema/casesync.json"), "schema line: %s", schema_line);
 }
 
 TEST(copied_binary_finds_the_schema_beside_it) {
@@ -128,4 +137,31 @@ TEST(version_on_both_binaries_and_build_info_metric) {
     resp_t m = metrics_scrape(&s);
     ASSERT_STATUS(m, 200);
     ASSERT_MSG(strstr(m.body, "casesync_build_info{version=\""), "no casesync_build_info in /metrics");
+}
+
+/* A binary copied alone, with no schema anywhere near it, starts with the
+ * built-in one (schema/embedded.h); --schema names another file, and a
+ * missing one stops the start with its name. */
+TEST(copied_binary_alone_serves_the_built_in_schema_and_schema_flag_overrides) {
+    char *dir = strdup("/tmp/casesync-alone-XXXXXX");
+    ASSERT(dir && mkdtemp(dir));
+    h_keep(dir, rm_tree_cmd);
+    const char *rel = getenv("CASESYNC_RELEASE_BIN");
+    const char *src = hfmt("%s/%s", CASESYNC_SRC_DIR, rel && *rel ? rel : "build");
+    const char *out;
+    ASSERT_INT(sh(hfmt("cp '%s/casesyncd' '%s/casesync' '%s/'", src, src, dir), &out), 0);
+    int rc = sh(hfmt("cd / && '%s/casesyncd' --data '%s/d' --listen 127.0.0.1:0 --schema '%s/nowhere.json'", dir, dir,
+                     dir),
+                &out);
+    ASSERT_MSG(rc != 0 && strstr(out, "nowhere.json"), "--schema of a missing file: exit %d: %s", rc, out);
+    ASSERT(chdir("/") == 0);
+    const char *t = served_title(dir);
+    ASSERT_INT(sh(hfmt("python3 -c 'import json; print(json.load(open(\"%s/schema/casesync.json\"))[\"title\"], end=\"\")'",
+                       CASESYNC_SRC_DIR),
+                  &out),
+               0);
+    ASSERT_MSG(t && strcmp(t, out) == 0, "the lone binary served schema title %s, expected the built-in %s",
+               t ? t : "(none: it did not serve)", out);
+    ASSERT_MSG(strncmp(schema_line, "schema built in", 15) == 0,
+               "the lone binary did not use its built-in schema: %s", schema_line);
 }
