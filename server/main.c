@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <malloc.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +117,22 @@ static int parse_listen(const char *s, char *host, size_t host_size, long long *
     return 0;
 }
 
+/* getopt_long: --opt VALUE and --opt=VALUE (and unambiguous prefixes). */
 static int parse_args(int argc, char **argv, options_t *o) {
+    enum { O_DATA = 256, O_LISTEN, O_CONFIG, O_PROXY, O_THREADS, O_METRICS, O_SCHEMA, O_LOG_FORMAT, O_VERSION };
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, O_DATA},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"config", required_argument, NULL, O_CONFIG},
+        {"trusted-proxy", required_argument, NULL, O_PROXY},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"metrics-listen", required_argument, NULL, O_METRICS},
+        {"schema", required_argument, NULL, O_SCHEMA},
+        {"log-format", required_argument, NULL, O_LOG_FORMAT},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
     o->data_dir = DEFAULT_DATA;
     o->listen = DEFAULT_LISTEN;
     o->config_path = NULL;
@@ -128,47 +144,28 @@ static int parse_args(int argc, char **argv, options_t *o) {
     o->metrics_listen = NULL;
     o->metrics_given = 0;
     o->schema_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        char name[64];
-        const char *a = argv[i], *v;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    optind = 1;
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
+        const char *v = optarg;
+        switch (c) {
+        case 'h':
             usage(stdout);
             exit(0);
-        }
-        if (strcmp(a, "--version") == 0) {
+        case O_VERSION:
             printf("casesyncd %s (commit %s)\n", CASESYNC_VERSION, CASESYNC_COMMIT);
             exit(0);
-        }
-        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
-        if (eq) {
-            /* --option=VALUE */
-            if ((size_t)(eq - a) >= sizeof name) {
-                fprintf(stderr, "casesyncd: unknown option %s\n", a);
-                return -1;
-            }
-            memcpy(name, a, (size_t)(eq - a));
-            name[eq - a] = '\0';
-            a = name;
-            v = eq + 1;
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "casesyncd: %s needs a value\n", a);
-            return -1;
-        } else {
-            v = argv[++i];
-        }
-        if (strcmp(a, "--data") == 0) {
-            o->data_dir = v;
-        } else if (strcmp(a, "--listen") == 0) {
-            o->listen = v;
-        } else if (strcmp(a, "--config") == 0) {
-            o->config_path = v;
-        } else if (strcmp(a, "--trusted-proxy") == 0) {
+        case O_DATA: o->data_dir = v; break;
+        case O_LISTEN: o->listen = v; break;
+        case O_CONFIG: o->config_path = v; break;
+        case O_PROXY:
             if (!*v || strlen(v) >= sizeof ((routes_t *)0)->trusted_proxy) {
                 fprintf(stderr, "casesyncd: bad --trusted-proxy address\n");
                 return -1;
             }
             o->trusted_proxy = v;
-        } else if (strcmp(a, "--threads") == 0) {
+            break;
+        case O_THREADS: {
             long long n;
             if (parse_ll(v, 1, MAX_THREADS, &n) < 0) {
                 fprintf(stderr, "casesyncd: --threads must be 1..%d\n", MAX_THREADS);
@@ -176,25 +173,37 @@ static int parse_args(int argc, char **argv, options_t *o) {
             }
             o->threads = (int)n;
             o->threads_given = 1;
-        } else if (strcmp(a, "--schema") == 0) {
+            break;
+        }
+        case O_METRICS:
+            o->metrics_listen = v;
+            o->metrics_given = 1;
+            break;
+        case O_SCHEMA:
             if (!*v) {
                 fprintf(stderr, "casesyncd: --schema needs a file\n");
                 return -1;
             }
             o->schema_path = v;
-        } else if (strcmp(a, "--log-format") == 0) {
+            break;
+        case O_LOG_FORMAT:
             if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
                 fprintf(stderr, "casesyncd: --log-format is json or text\n");
                 return -1;
             }
             http_set_log_text(strcmp(v, "text") == 0);
-        } else if (strcmp(a, "--metrics-listen") == 0) {
-            o->metrics_listen = v;
-            o->metrics_given = 1;
-        } else {
-            fprintf(stderr, "casesyncd: unknown option %s\n", a);
+            break;
+        case ':':
+            fprintf(stderr, "casesyncd: %s needs a value\n", argv[optind - 1]);
+            return -1;
+        default:
+            fprintf(stderr, "casesyncd: unknown option %s\n", argv[optind - 1]);
             return -1;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "casesyncd: unexpected argument %s\n", argv[optind]);
+        return -1;
     }
     if (!*o->data_dir) {
         fprintf(stderr, "casesyncd: --data must not be empty\n");

@@ -165,3 +165,43 @@ TEST(copied_binary_alone_serves_the_built_in_schema_and_schema_flag_overrides) {
     ASSERT_MSG(strncmp(schema_line, "schema built in", 15) == 0,
                "the lone binary did not use its built-in schema: %s", schema_line);
 }
+
+/* One argument parser (getopt_long) for every binary: --opt=VALUE and
+ * --opt VALUE alike, unknown options and missing values refused with a
+ * usage status that names them, options a command does not take refused. */
+TEST(every_binary_parses_options_with_getopt_long) {
+    srv_t s;
+    ASSERT_MSG(srv_start(&s) == 0, "casesyncd did not start");
+    const char *bin = getenv("CASESYNC_BIN");
+    bin = bin && *bin ? bin : "build/asan";
+    char *tmp = strdup("/tmp/casesync-opts-XXXXXX");
+    ASSERT(tmp && mkdtemp(tmp));
+    h_keep(tmp, rm_tree_cmd);
+    const char *out;
+    struct {
+        const char *cmd;
+        int rc;
+        const char *says;
+    } cases[] = {
+        {hfmt("'%s/casesync' --data='%s' user list", bin, s.dir), 0, ""},
+        {hfmt("'%s/casesync' user list --data '%s'", bin, s.dir), 0, ""},
+        {hfmt("'%s/casesync' --data '%s' user list --bogus", bin, s.dir), 2, "unknown option '--bogus'"},
+        {hfmt("'%s/casesync' --data '%s' backup", bin, s.dir), 2, "usage"},
+        {hfmt("'%s/casesync' --data", bin), 2, "needs a value"},
+        {hfmt("'%s/casesyncd' --data='%s/d' --bogus", bin, tmp), 2, "unknown option --bogus"},
+        {hfmt("'%s/casesyncd' --listen", bin), 2, "--listen needs a value"},
+        {hfmt("'%s/casesyncd' stray", bin), 2, "unexpected argument stray"},
+        {hfmt("'%s/casesync-phone' --state='%s/p' status", bin, tmp), 0, ""},
+        {hfmt("'%s/casesync-phone' --state '%s/p' new %s --bogus x", bin, tmp, TYPE_VENDING), 1, "unknown option --bogus"},
+        {hfmt("'%s/casesync-phone' --state '%s/p' sync --kind photo", bin, tmp), 1, "does not take"},
+        {hfmt("'%s/casesync-phone' --state '%s/p' new", bin, tmp), 1, "usage"},
+        {hfmt("'%s/casesync-sim' --phones", bin), -2, "usage"},
+        {hfmt("'%s/casesync-sim' --server=http://127.0.0.1:1 --bogus", bin), -2, "usage"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = sh(cases[i].cmd, &out);
+        ASSERT_MSG(cases[i].rc == -2 ? rc != 0 : rc == cases[i].rc, "%s -> exit %d, expected %d:\n%s", cases[i].cmd,
+                   rc, cases[i].rc, out);
+        ASSERT_MSG(strstr(out, cases[i].says), "%s said no \"%s\":\n%s", cases[i].cmd, cases[i].says, out);
+    }
+}

@@ -70,3 +70,54 @@ TEST(docs_java_snippet_is_the_tested_code) {
                code);
     ASSERT_MSG(!strstr(text[0], "```kotlin"), "docs/clients.md shows Kotlin that no test compiles");
 }
+
+/* The C example of docs/clients.md compiles against casesync.h (in a
+ * function, with stubs for the app's own helpers), warnings as errors. */
+TEST(docs_c_snippet_compiles_against_the_header) {
+    FILE *f = fopen(CASESYNC_SRC_DIR "/docs/clients.md", "rb");
+    ASSERT(f);
+    static char doc[1 << 17];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = 0;
+    const char *b = strstr(doc, "```c\n"), *e = b ? strstr(b + 5, "```") : NULL;
+    ASSERT_MSG(b && e, "docs/clients.md has no ```c block");
+    char dir[] = "/tmp/casesync-doc-XXXXXX";
+    ASSERT(mkdtemp(dir));
+    const char *src = hfmt("%s/example.c", dir);
+    FILE *o = fopen(src, "w");
+    ASSERT(o);
+    /* #include lines first, the rest inside a function. */
+    for (const char *p = b + 5; p < e;) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        size_t len = nl ? (size_t)(nl - p) : (size_t)(e - p);
+        if (len > 8 && strncmp(p, "#include", 8) == 0) fprintf(o, "%.*s\n", (int)len, p);
+        p += len + 1;
+    }
+    fputs("static void on_event(void *u, const casesync_event_t *ev) { (void)u; (void)ev; }\n"
+          "static int on_progress(void *u, const casesync_progress_t *p) { (void)u; (void)p; return 0; }\n"
+          "static void die(const char *m) { (void)m; }\n"
+          "static void show_field_error(const char *f, const char *m) { (void)f; (void)m; }\n"
+          "void example(void *app, const char *password, const char *device_id);\n"
+          "void example(void *app, const char *password, const char *device_id) {\n",
+          o);
+    for (const char *p = b + 5; p < e;) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        size_t len = nl ? (size_t)(nl - p) : (size_t)(e - p);
+        if (!(len > 8 && strncmp(p, "#include", 8) == 0)) fprintf(o, "%.*s\n", (int)len, p);
+        p += len + 1;
+    }
+    fputs("(void)rc;\n}\n", o);
+    fclose(o);
+    FILE *p = popen(hfmt("cc -std=c11 -fsyntax-only -Wall -Wextra -Werror -I'%s/clients/c' '%s' 2>&1", CASESYNC_SRC_DIR,
+                         src),
+                    "r");
+    ASSERT(p);
+    char out[4096];
+    size_t m = fread(out, 1, sizeof out - 1, p);
+    out[m] = 0;
+    int st = pclose(p);
+    unlink(src);
+    rmdir(dir);
+    ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the C example of docs/clients.md does not compile:\n%s", out);
+}

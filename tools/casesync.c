@@ -7,6 +7,7 @@
  * reason on standard error), 2 usage error.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,55 +100,47 @@ static int usage_error(const char *fmt, const char *what) {
 
 /* Fills a from argv: options may come anywhere, as "--opt VALUE" or
  * "--opt=VALUE"; "--" ends them. 0, or EXIT_USAGE after a message. */
+/* getopt_long, as casesyncd's: --opt VALUE and --opt=VALUE, options and
+ * arguments in any order, "--" ends the options. */
 static int args_parse(int argc, char **argv, args_t *a) {
-    static const struct {
-        const char *name;
-        size_t off;
-    } valued[] = {
-        {"data", offsetof(args_t, data)},     {"role", offsetof(args_t, role)},
-        {"unit", offsetof(args_t, unit)},     {"grids", offsetof(args_t, grids)},
-        {"name", offsetof(args_t, name)},     {"from", offsetof(args_t, from)},
-        {"to", offsetof(args_t, to)},         {"group-by", offsetof(args_t, group_by)},
-        {"format", offsetof(args_t, format)}, {"link-dest", offsetof(args_t, link_dest)},
+    enum { O_DATA = 256, O_ROLE, O_UNIT, O_GRIDS, O_NAME, O_FROM, O_TO, O_GROUP_BY, O_FORMAT, O_LINK_DEST, O_VERSION,
+           O_DEEP, O_PROGRESS };
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, O_DATA},         {"role", required_argument, NULL, O_ROLE},
+        {"unit", required_argument, NULL, O_UNIT},         {"grids", required_argument, NULL, O_GRIDS},
+        {"name", required_argument, NULL, O_NAME},         {"from", required_argument, NULL, O_FROM},
+        {"to", required_argument, NULL, O_TO},             {"group-by", required_argument, NULL, O_GROUP_BY},
+        {"format", required_argument, NULL, O_FORMAT},     {"link-dest", required_argument, NULL, O_LINK_DEST},
+        {"help", no_argument, NULL, 'h'},                  {"version", no_argument, NULL, O_VERSION},
+        {"deep", no_argument, NULL, O_DEEP},               {"progress", no_argument, NULL, O_PROGRESS},
+        {NULL, 0, NULL, 0},
     };
-    int only_pos = 0;
     memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (only_pos || arg[0] != '-' || strcmp(arg, "-") == 0) {
-            if (a->npos == MAX_POSITIONAL) return usage_error("too many arguments at '%s'", arg);
-            a->pos[a->npos++] = arg;
-            continue;
+    optind = 1;
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
+        switch (c) {
+        case O_DATA: a->data = optarg; break;
+        case O_ROLE: a->role = optarg; break;
+        case O_UNIT: a->unit = optarg; break;
+        case O_GRIDS: a->grids = optarg; break;
+        case O_NAME: a->name = optarg; break;
+        case O_FROM: a->from = optarg; break;
+        case O_TO: a->to = optarg; break;
+        case O_GROUP_BY: a->group_by = optarg; break;
+        case O_FORMAT: a->format = optarg; break;
+        case O_LINK_DEST: a->link_dest = optarg; break;
+        case 'h': a->help = 1; break;
+        case O_VERSION: a->version = 1; break;
+        case O_DEEP: a->deep = 1; break;
+        case O_PROGRESS: a->progress = 1; break;
+        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
-        if (strcmp(arg, "--") == 0) {
-            only_pos = 1;
-            continue;
-        }
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            a->help = 1;
-            continue;
-        }
-        if (strcmp(arg, "--version") == 0) {
-            a->version = 1;
-            continue;
-        }
-        if (strcmp(arg, "--deep") == 0) {
-            a->deep = 1;
-            continue;
-        }
-        if (strcmp(arg, "--progress") == 0) {
-            a->progress = 1;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0) return usage_error("unknown option '%s'", arg);
-        const char *name = arg + 2, *eq = strchr(name, '=');
-        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-        size_t k = 0, nvalued = sizeof valued / sizeof valued[0];
-        while (k < nvalued && !(strlen(valued[k].name) == nlen && strncmp(valued[k].name, name, nlen) == 0)) k++;
-        if (k == nvalued) return usage_error("unknown option '%s'", arg);
-        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!value) return usage_error("option '%s' needs a value", arg);
-        *(const char **)((char *)a + valued[k].off) = value;
+    }
+    for (int i = optind; i < argc; i++) {
+        if (a->npos == MAX_POSITIONAL) return usage_error("too many arguments at '%s'", argv[i]);
+        a->pos[a->npos++] = argv[i];
     }
     if (!a->data) a->data = DEFAULT_DATA_DIR;
     if (!*a->data) return usage_error("%s", "--data needs a folder");
