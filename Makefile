@@ -77,7 +77,31 @@ $(BUILD)/%.o: %.c $(wildcard */*.h */*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/libcasesync-engine.a: $(SCHEMA_OBJ) $(SYNC_OBJ)
+# The version: VERSION here, the commit from git when there is one. The
+# header is rewritten only when its text changes, so only the files that
+# print it (server/main.c, server/routes.c, tools/casesync.c) rebuild.
+VERSION = 1.0.0
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(BUILD)
+	@c=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown); \
+	 t="#define CASESYNC_VERSION \"$(VERSION)\"\n#define CASESYNC_COMMIT \"$$c\""; \
+	 if [ ! -f $@ ] || [ "$$(cat $@)" != "$$(printf "$$t")" ]; then printf "$$t\n" > $@; fi
+$(BUILD)/server/main.o $(BUILD)/server/routes.o $(BUILD)/tools/casesync.o: $(BUILD)/version.h
+$(BUILD)/server/main.o $(BUILD)/server/routes.o $(BUILD)/tools/casesync.o: CFLAGS += -include $(BUILD)/version.h
+.PHONY: FORCE
+FORCE:
+
+# The shipped schema and calendar, built into the engine (schema/embedded.h).
+# One generated source for every build flavour.
+EMBED_C = build/gen/schema_embedded.c
+$(EMBED_C): schema/casesync.json $(wildcard schema/calendar/*.json) scripts/embed-schema.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-schema.sh $@
+$(BUILD)/gen/schema_embedded.o: $(EMBED_C) schema/embedded.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcasesync-engine.a: $(SCHEMA_OBJ) $(SYNC_OBJ) $(BUILD)/gen/schema_embedded.o
 	ar rcs $@ $^
 
 # The supervisor console (console/): esbuild bundles it with its npm
@@ -151,8 +175,8 @@ $(BUILD)/tests/fuzz/replay_fuzz_%.o: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wil
 $(BUILD)/tests/fuzz/fuzz_engine.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: tests/fuzz/fuzz.h
 $(BUILD)/tests/test_fuzz_replay.o: CFLAGS += -DCASESYNC_FUZZ_DIR='"$(CURDIR)/tests/fuzz"'
-$(BUILD)/tests/test_console.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
-$(BUILD)/tests/test_storev2.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
+$(BUILD)/tests/test_console.o $(BUILD)/tests/test_storev2.o $(BUILD)/tests/test_openapi.o \
+	$(BUILD)/tests/test_install.o $(BUILD)/tests/test_java.o: CFLAGS += -DCASESYNC_SRC_DIR='"$(CURDIR)"'
 
 # `make fuzz` builds every target with clang (libFuzzer, ASan, UBSan) in
 # build/fuzz/ -- every source recompiled there, never mixed with gcc objects --
@@ -166,7 +190,8 @@ FUZZ_CC     ?= clang
 FUZZ_BUILD   = build/fuzz
 FUZZ_CFLAGS  = $(CFLAGS_BASE) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
-FUZZ_LIB_SRC = $(SCHEMA_SRC) $(SYNC_SRC) $(filter-out server/main.c,$(SERVER_SRC)) tests/fuzz/fuzz_engine.c
+FUZZ_LIB_SRC = $(SCHEMA_SRC) $(SYNC_SRC) $(filter-out server/main.c,$(SERVER_SRC)) tests/fuzz/fuzz_engine.c \
+               build/gen/schema_embedded.c
 FUZZ_LIB_OBJ = $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/console_assets.o
 
 $(FUZZ_BUILD)/obj/console_assets.o: build/console/console_assets.c server/console.h
@@ -207,6 +232,62 @@ fuzz: fuzzdeps
 .PRECIOUS: $(FUZZ_BUILD)/obj/%.o
 .PHONY: fuzz fuzzbins fuzzdeps
 
+# docs/openapi.yaml is built into casesyncd (server/openapi.c, .incbin).
+$(BUILD)/server/openapi.o $(FUZZ_BUILD)/obj/server/openapi.o: docs/openapi.yaml
+
+# ---- install ---------------------------------------------------------------
+# `make install PREFIX=/usr/local DESTDIR=` installs the release build:
+#   bin/casesyncd, bin/casesync             the server and the operator's CLI
+#   lib/libcasesync.{a,so}, include/casesync.h   the client library
+#   share/casesync/schema/                  casesync.json and calendar/ (casesyncd
+#                                           finds them from its own path)
+#   share/man/man1/                         casesyncd.1, casesync.1 (from --help)
+#   share/doc/casesync/                     protocol.md, openapi.yaml, operations.md, clients.md
+#   lib/systemd/system/casesyncd.service    hardened unit (deploy/casesyncd.service)
+#   SYSCONFDIR/casesync/casesyncd.conf      example config, never overwritten
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= $(PREFIX)/etc
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/share/casesync/schema/calendar $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/doc/casesync $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	  $(DESTDIR)$(SYSCONFDIR)/casesync
+	install -m 755 build/casesyncd build/casesync $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 build/libcasesync.a clients/c/casesync.h -t $(DESTDIR)$(PREFIX)/lib/
+	mv -f $(DESTDIR)$(PREFIX)/lib/casesync.h $(DESTDIR)$(PREFIX)/include/casesync.h
+	install -m 755 build/libcasesync.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 schema/casesync.json $(DESTDIR)$(PREFIX)/share/casesync/schema/
+	install -m 644 schema/calendar/*.json $(DESTDIR)$(PREFIX)/share/casesync/schema/calendar/
+	install -m 644 docs/protocol.md docs/openapi.yaml docs/operations.md docs/clients.md \
+	  $(DESTDIR)$(PREFIX)/share/doc/casesync/
+	for b in casesyncd casesync; do \
+	  { printf '.TH %s 1 "" "casesync $(VERSION)" "casesync"\n.SH NAME\n%s\n.SH SYNOPSIS\n.nf\n' "$$(echo $$b | tr a-z A-Z)" "$$b"; \
+	    build/$$b --help | sed -e 's/\\/\\e/g' -e 's/^\./\\\&./'; printf '.fi\n'; } \
+	    > $(DESTDIR)$(PREFIX)/share/man/man1/$$b.1; \
+	done
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' deploy/casesyncd.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/casesyncd.service
+	[ -e $(DESTDIR)$(SYSCONFDIR)/casesync/casesyncd.conf ] || \
+	  install -m 640 deploy/casesyncd.conf $(DESTDIR)$(SYSCONFDIR)/casesync/casesyncd.conf
+.PHONY: install
+
+# ---- the Java binding (clients/java) ------------------------------------------
+# build/java/classes: org.casesync.*; build/libcasesync_jni.so: casesync_jni.c
+# over the release libcasesync.a (PIC objects). Debian's JDK (scripts/deps.sh).
+JAVA_HOME ?= $(shell dirname $$(dirname $$(readlink -f $$(command -v javac) 2>/dev/null)) 2>/dev/null)
+JAVA_SRC = $(wildcard clients/java/src/org/casesync/*.java)
+JAVA_TEST_SRC = $(wildcard clients/java/test/org/casesync/*.java)
+java: build/java/classes/.stamp build/libcasesync_jni.so
+build/java/classes/.stamp: $(JAVA_SRC) $(JAVA_TEST_SRC)
+	@mkdir -p build/java/classes
+	javac -Xlint:all -Werror -d build/java/classes $(JAVA_SRC) $(JAVA_TEST_SRC)
+	@touch $@
+build/libcasesync_jni.so: clients/java/casesync_jni.c clients/c/casesync.h build/libcasesync.a
+	$(CC) $(CFLAGS_BASE) -O2 -fPIC -shared $(HARDEN_LDFLAGS) -I$(JAVA_HOME)/include -I$(JAVA_HOME)/include/linux \
+	  -o $@ clients/java/casesync_jni.c build/libcasesync.a $(CLIBS)
+.PHONY: java
+
 run: deps
 	@$(MAKE) --no-print-directory all
 	./build/casesyncd --data ./data --listen 127.0.0.1:8080
@@ -215,9 +296,11 @@ run: deps
 # The release binaries are built too: tests/test_hardening.c inspects them
 # (CASESYNC_RELEASE_BIN).
 test: deps
-	@$(MAKE) --no-print-directory SANITIZE= all
+	@$(MAKE) --no-print-directory SANITIZE= all java
 	@$(MAKE) --no-print-directory SANITIZE=address $(if $(filter thread,$(SANITIZE)),SANITIZE=thread) testbins
 	@B=build/asan; [ "$(SANITIZE)" = thread ] && B=build/tsan; \
+	 rm -rf $$B/captures && mkdir -p $$B/captures && \
+	 CASESYNC_CAPTURE_DIR=$(CURDIR)/$$B/captures \
 	 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp \
 	 CASESYNC_BIN=$$B CASESYNC_RELEASE_BIN=build $$B/casesync-tests $(T)

@@ -2900,11 +2900,70 @@ static int cmp_name(const void *a, const void *b) {
     return strcmp((const char *)a, (const char *)b);
 }
 
+/* Adds the calendar files (sorted names "YYYY.json", their bytes) to the
+ * schema's calendar, and signs them: the signature depends on names and
+ * bytes only, so a folder and a built-in copy of the same files sign alike.
+ * from: where they came from, kept as the calendar's folder. */
+static int calendar_load_files(schema_t *s, const char *from, int n, const char *const *names,
+                               const char *const *texts, const size_t *lens, schema_err_t *err) {
+    int rc = SCHEMA_OK;
+    EVP_MD_CTX *md = NULL;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if (!(md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+        rc = fail(err, SCHEMA_E_NOMEM, "", "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        char msg[200];
+        if (calendar_add_year(s->calendar, texts[i], lens[i], atoi(names[i]), msg, sizeof msg) != 0) {
+            rc = fail(err, SCHEMA_E_LOAD, "", "calendar %s/%s: %s", from, names[i], msg);
+            goto done;
+        }
+        if (!EVP_DigestUpdate(md, names[i], strlen(names[i]) + 1) || !EVP_DigestUpdate(md, texts[i], lens[i])) {
+            rc = fail(err, SCHEMA_E_LOAD, "", "calendar: SHA-256 failed");
+            goto done;
+        }
+    }
+    if (!EVP_DigestFinal_ex(md, digest, &dlen) || dlen != 32) {
+        rc = fail(err, SCHEMA_E_LOAD, "", "calendar: SHA-256 failed");
+        goto done;
+    }
+    for (unsigned i = 0; i < dlen; i++) {
+        static const char hex[] = "0123456789abcdef";
+        s->calendar_sig[2 * i] = hex[digest[i] >> 4];
+        s->calendar_sig[2 * i + 1] = hex[digest[i] & 15];
+    }
+    s->calendar_sig[2 * dlen] = 0;
+    snprintf(s->calendar_dir, sizeof s->calendar_dir, "%s", from);
+done:
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+int schema_load_calendar_texts(schema_t *s, const char *from, int n, const char *const *names,
+                               const char *const *texts, const size_t *lens, schema_err_t *err) {
+    err_clear(err);
+    if (s->calendar_dir[0]) return fail(err, SCHEMA_E_LOAD, "", "calendar: already loaded from %s", s->calendar_dir);
+    if (!from || strlen(from) >= sizeof s->calendar_dir) return fail(err, SCHEMA_E_LOAD, "", "calendar: bad source name");
+    if (n < 0 || n > CALENDAR_FILES_MAX) return fail(err, SCHEMA_E_LOAD, "", "calendar: %d files", n);
+    for (int i = 0; i < n; i++) {
+        const char *nm = names[i];
+        if (!nm || strlen(nm) != 9 || strcmp(nm + 4, ".json") != 0 || strspn(nm, "0123456789") != 4 ||
+            (i > 0 && strcmp(names[i - 1], nm) >= 0))
+            return fail(err, SCHEMA_E_LOAD, "", "calendar: names must be sorted YYYY.json");
+        if (lens[i] > CALENDAR_FILE_MAX)
+            return fail(err, SCHEMA_E_LOAD, "", "calendar %s: larger than %d bytes", nm, CALENDAR_FILE_MAX);
+    }
+    return calendar_load_files(s, from, n, names, texts, lens, err);
+}
+
 int schema_load_calendar_dir(schema_t *s, const char *dir, schema_err_t *err) {
     char names[CALENDAR_FILES_MAX][16], path[1200];
-    int n = 0, rc = SCHEMA_OK;
-    char *buf = NULL;
-    EVP_MD_CTX *md = NULL;
+    const char *np[CALENDAR_FILES_MAX], *tp[CALENDAR_FILES_MAX];
+    char *bufs[CALENDAR_FILES_MAX];
+    size_t lens[CALENDAR_FILES_MAX];
+    int n = 0, rc = SCHEMA_OK, nb = 0;
     err_clear(err);
     if (s->calendar_dir[0])
         return fail(err, SCHEMA_E_LOAD, "", "calendar: already loaded from %s", s->calendar_dir);
@@ -2923,16 +2982,14 @@ int schema_load_calendar_dir(schema_t *s, const char *dir, schema_err_t *err) {
     }
     closedir(d);
     qsort(names, (size_t)n, sizeof names[0], cmp_name);
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
-    if (!(buf = malloc(CALENDAR_FILE_MAX + 1)) || !(md = EVP_MD_CTX_new()) ||
-        !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-        rc = fail(err, SCHEMA_E_NOMEM, "", "out of memory");
-        goto done;
-    }
     for (int i = 0; i < n; i++) {
-        char msg[200];
         snprintf(path, sizeof path, "%.1023s/%.15s", dir, names[i]);
+        char *buf = malloc(CALENDAR_FILE_MAX + 1);
+        if (!buf) {
+            rc = fail(err, SCHEMA_E_NOMEM, "", "out of memory");
+            goto done;
+        }
+        bufs[nb++] = buf;
         FILE *f = fopen(path, "rb");
         size_t len = f ? fread(buf, 1, CALENDAR_FILE_MAX + 1, f) : 0;
         int bad = !f || ferror(f) || len > CALENDAR_FILE_MAX;
@@ -2942,29 +2999,14 @@ int schema_load_calendar_dir(schema_t *s, const char *dir, schema_err_t *err) {
                       CALENDAR_FILE_MAX);
             goto done;
         }
-        if (calendar_add_year(s->calendar, buf, len, atoi(names[i]), msg, sizeof msg) != 0) {
-            rc = fail(err, SCHEMA_E_LOAD, "", "calendar %s: %s", path, msg);
-            goto done;
-        }
-        if (!EVP_DigestUpdate(md, names[i], strlen(names[i]) + 1) || !EVP_DigestUpdate(md, buf, len)) {
-            rc = fail(err, SCHEMA_E_LOAD, "", "calendar: SHA-256 failed");
-            goto done;
-        }
+        np[i] = names[i];
+        tp[i] = buf;
+        lens[i] = len;
     }
-    if (!EVP_DigestFinal_ex(md, digest, &dlen) || dlen != 32) {
-        rc = fail(err, SCHEMA_E_LOAD, "", "calendar: SHA-256 failed");
-        goto done;
-    }
-    for (unsigned i = 0; i < dlen; i++) {
-        static const char hex[] = "0123456789abcdef";
-        s->calendar_sig[2 * i] = hex[digest[i] >> 4];
-        s->calendar_sig[2 * i + 1] = hex[digest[i] & 15];
-    }
-    s->calendar_sig[2 * dlen] = 0;
-    snprintf(s->calendar_dir, sizeof s->calendar_dir, "%s", dir);
+    rc = calendar_load_files(s, dir, n, np, tp, lens, err);
 done:
-    EVP_MD_CTX_free(md);
-    free(buf);
+    for (int i = 0; i < nb; i++)
+        free(bufs[i]);
     return rc;
 }
 

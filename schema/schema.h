@@ -366,6 +366,13 @@ int schema_field_masked_for(const schema_t *s, const char *field, schema_role_t 
 /* calendar_due() on the schema's calendar, noting a fallback year. */
 int schema_due(const schema_t *s, int64_t start_ms, int n, int unit, int extend, int64_t *due_ms);
 
+/* The same from files already in memory (a built-in copy): n files named
+ * "YYYY.json" in ascending order, their bytes and lengths; `from` names
+ * where they came from (kept as schema_calendar_dir). The signature
+ * (schema_calendar_sig) is the one a folder of the same files gets. */
+int schema_load_calendar_texts(schema_t *s, const char *from, int n, const char *const *names,
+                               const char *const *texts, const size_t *lens, schema_err_t *err);
+
 /* Loads every YYYY.json of dir into the schema's calendar (once per schema).
  * A file that is not a valid calendar fails the load: SCHEMA_E_LOAD with the
  * file named in err->message. */

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what casesync builds and tests with, only when missing: Debian
-# packages (chromium and a CJK font for the console's browser tests, nodejs and npm for its
-# build, python3 for the audit verifier's test, msgpack-c for the bench's format candidates), then the npm packages pinned in package-lock.json (npm ci).
+# packages (chromium and a CJK font for the console's browser tests, the JDK
+# for the Java binding's test, nodejs and npm for the console's build and the
+# OpenAPI checks, python3 for the independent audit verifier, libcsv for the
+# hotline import, msgpack-c for the bench's format candidates), then the npm
+# packages pinned in package-lock.json (npm ci).
 set -eu
 cd "$(dirname "$0")/.."
-pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev libcsv-dev libmsgpack-dev nginx-light openssl chromium fonts-wqy-microhei"
+pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev libcsv-dev libmsgpack-dev nginx-light openssl chromium fonts-wqy-microhei openjdk-17-jdk-headless"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -21,8 +24,9 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
-# The console's libraries, its bundler and playwright-core (no browser download:
-# the tests drive Debian's /usr/bin/chromium). Again only when the lock changed.
+# The console's libraries, its bundler, playwright-core (no browser download:
+# the tests drive Debian's /usr/bin/chromium) and the OpenAPI linter and
+# validator. Again only when the lock file changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "npm ci" >&2
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error

@@ -176,6 +176,43 @@ void http_req_begin(http_req_t *r, struct mg_connection *conn) {
     r->accept_gzip = conn ? http_accepts_gzip(mg_get_header(conn, "Accept-Encoding")) : 0;
 }
 
+static int log_text;
+
+void http_set_log_text(int text) {
+    log_text = text;
+}
+
+/* The access line as JSON; 0, or -1 (out of memory: the caller logs text). */
+static int log_json(const http_req_t *r, const char *method, const char *path, double ms) {
+    struct timespec ts;
+    struct tm tm;
+    char when[40];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + n, sizeof when - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    cJSON *o = cJSON_CreateObject();
+    char *line = NULL;
+    if (o && cJSON_AddStringToObject(o, "time", when) &&
+        cJSON_AddStringToObject(o, "level", r->status >= 500 ? "error" : r->status >= 400 ? "warn" : "info") &&
+        cJSON_AddStringToObject(o, "msg", "request") && cJSON_AddStringToObject(o, "id", r->id) &&
+        cJSON_AddStringToObject(o, "method", method[0] ? method : "-") &&
+        cJSON_AddStringToObject(o, "path", path[0] ? path : "-") &&
+        (r->route ? cJSON_AddStringToObject(o, "route", r->route) : cJSON_AddNullToObject(o, "route")) &&
+        cJSON_AddNumberToObject(o, "status", r->status) && cJSON_AddNumberToObject(o, "bytes", (double)r->bytes) &&
+        cJSON_AddNumberToObject(o, "ms", (double)(long long)(ms * 10 + 0.5) / 10) &&
+        (r->log_user[0] ? cJSON_AddStringToObject(o, "user", r->log_user) : cJSON_AddNullToObject(o, "user")) &&
+        (r->log_device[0] ? cJSON_AddStringToObject(o, "device", r->log_device)
+                          : cJSON_AddNullToObject(o, "device")))
+        line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!line)
+        return -1;
+    fprintf(stderr, "%s\n", line);
+    free(line);
+    return 0;
+}
+
 void http_req_end(http_req_t *r) {
     struct timespec now;
     http_body_done(r);
@@ -189,6 +226,8 @@ void http_req_end(http_req_t *r) {
     for (char *p = path; *p; p++)
         if (*p == ' ')
             *p = '?';
+    if (!log_text && log_json(r, method, path, ms) == 0)
+        return;
     fprintf(stderr, "%s %s %d %zu %.1fms id=%s\n", method[0] ? method : "-", path[0] ? path : "-",
             r->status, r->bytes, ms, r->id);
 }

@@ -73,6 +73,11 @@ typedef struct http_req {
     struct mg_connection *conn;
     const struct mg_request_info *ri;
     char id[33];        /* X-Request-Id: 32 random hex chars */
+    /* For the access log, set by routes.c: the route pattern that answered
+     * (NULL when none did) and the authenticated user and device ("" before
+     * authentication). */
+    const char *route;
+    char log_user[64], log_device[80];
     int head;           /* HEAD: headers only */
     int accept_gzip;    /* Accept-Encoding allows gzip */
     int body_consumed;  /* the request body was read to its end */
@@ -103,6 +108,14 @@ void http_req_begin(http_req_t *r, struct mg_connection *conn);
 /* Writes the one access-log line to stderr: id, method, path (never the query
  * string), status, bytes, milliseconds. Logs no header, token or body. */
 void http_req_end(http_req_t *r);
+
+/* The access log's form: one JSON object a line (the default:
+ * {"time","level","msg":"request","id","method","path","route","status",
+ * "bytes","ms","user","device"}; level "error" for 5xx, "warn" for 4xx,
+ * else "info"), or with text set the plain line "METHOD PATH STATUS BYTES
+ * MSms id=ID". Never a query string (a cursor), a header, or a body (no
+ * password, token or party id). Set once before serving. */
+void http_set_log_text(int text);
 
 /* Adds a header to the response still to be sent. `name` must be a static
  * string; `value` is copied (at most 159 bytes). -1 when the table is full. */

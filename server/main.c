@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <malloc.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,10 +58,16 @@ typedef struct options {
     int metrics_given;          /* --metrics-listen was on the command line */
     char time_zone[ROUTES_TIME_ZONE_MAX]; /* "" until the config file names one */
     int utc_offset_min;
+    const char *schema_path;    /* --schema; NULL: the config's, else the lookup */
 } options_t;
 
 /* For civetweb's init_connection callback, which has no user data of ours. */
 static int header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
+
+#ifndef CASESYNC_VERSION /* the Makefile's build/version.h; "dev" elsewhere (fuzz builds) */
+#define CASESYNC_VERSION "dev"
+#define CASESYNC_COMMIT "unknown"
+#endif
 
 static void usage(FILE *f) {
     fprintf(f, "usage: casesyncd [--data DIR] [--listen HOST:PORT] [--config FILE] [--threads N]\n"
@@ -73,6 +80,10 @@ static void usage(FILE *f) {
                "  --metrics-listen HOST:PORT\n"
                "                        also serve GET /metrics, without a token, on this internal\n"
                "                        address (default: off; wins over \"metrics_listen\")\n"
+               "  --schema FILE         the case schema (wins over \"schema_path\"; default: DATA/schema.json,\n"
+               "                        else one installed beside the binary, else the built-in one)\n"
+               "  --log-format json|text  one JSON object per request line (default), or plain text\n"
+               "  --version             print the version and exit\n"
                "Every option also takes the form --option=VALUE.\n",
             DEFAULT_DATA, DEFAULT_LISTEN, DEFAULT_THREADS);
 }
@@ -109,7 +120,22 @@ static int parse_listen(const char *s, char *host, size_t host_size, long long *
     return 0;
 }
 
+/* getopt_long: --opt VALUE and --opt=VALUE (and unambiguous prefixes). */
 static int parse_args(int argc, char **argv, options_t *o) {
+    enum { O_DATA = 256, O_LISTEN, O_CONFIG, O_PROXY, O_THREADS, O_METRICS, O_SCHEMA, O_LOG_FORMAT, O_VERSION };
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, O_DATA},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"config", required_argument, NULL, O_CONFIG},
+        {"trusted-proxy", required_argument, NULL, O_PROXY},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"metrics-listen", required_argument, NULL, O_METRICS},
+        {"schema", required_argument, NULL, O_SCHEMA},
+        {"log-format", required_argument, NULL, O_LOG_FORMAT},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
     o->data_dir = DEFAULT_DATA;
     o->listen = DEFAULT_LISTEN;
     o->config_path = NULL;
@@ -122,43 +148,29 @@ static int parse_args(int argc, char **argv, options_t *o) {
     o->metrics_given = 0;
     o->time_zone[0] = '\0';
     o->utc_offset_min = 0;
-    for (int i = 1; i < argc; i++) {
-        char name[64];
-        const char *a = argv[i], *v;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    o->schema_path = NULL;
+    optind = 1;
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
+        const char *v = optarg;
+        switch (c) {
+        case 'h':
             usage(stdout);
             exit(0);
-        }
-        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
-        if (eq) {
-            /* --option=VALUE */
-            if ((size_t)(eq - a) >= sizeof name) {
-                fprintf(stderr, "casesyncd: unknown option %s\n", a);
-                return -1;
-            }
-            memcpy(name, a, (size_t)(eq - a));
-            name[eq - a] = '\0';
-            a = name;
-            v = eq + 1;
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "casesyncd: %s needs a value\n", a);
-            return -1;
-        } else {
-            v = argv[++i];
-        }
-        if (strcmp(a, "--data") == 0) {
-            o->data_dir = v;
-        } else if (strcmp(a, "--listen") == 0) {
-            o->listen = v;
-        } else if (strcmp(a, "--config") == 0) {
-            o->config_path = v;
-        } else if (strcmp(a, "--trusted-proxy") == 0) {
+        case O_VERSION:
+            printf("casesyncd %s (commit %s)\n", CASESYNC_VERSION, CASESYNC_COMMIT);
+            exit(0);
+        case O_DATA: o->data_dir = v; break;
+        case O_LISTEN: o->listen = v; break;
+        case O_CONFIG: o->config_path = v; break;
+        case O_PROXY:
             if (!*v || strlen(v) >= sizeof ((routes_t *)0)->trusted_proxy) {
                 fprintf(stderr, "casesyncd: bad --trusted-proxy address\n");
                 return -1;
             }
             o->trusted_proxy = v;
-        } else if (strcmp(a, "--threads") == 0) {
+            break;
+        case O_THREADS: {
             long long n;
             if (parse_ll(v, 1, MAX_THREADS, &n) < 0) {
                 fprintf(stderr, "casesyncd: --threads must be 1..%d\n", MAX_THREADS);
@@ -166,13 +178,37 @@ static int parse_args(int argc, char **argv, options_t *o) {
             }
             o->threads = (int)n;
             o->threads_given = 1;
-        } else if (strcmp(a, "--metrics-listen") == 0) {
+            break;
+        }
+        case O_METRICS:
             o->metrics_listen = v;
             o->metrics_given = 1;
-        } else {
-            fprintf(stderr, "casesyncd: unknown option %s\n", a);
+            break;
+        case O_SCHEMA:
+            if (!*v) {
+                fprintf(stderr, "casesyncd: --schema needs a file\n");
+                return -1;
+            }
+            o->schema_path = v;
+            break;
+        case O_LOG_FORMAT:
+            if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0) {
+                fprintf(stderr, "casesyncd: --log-format is json or text\n");
+                return -1;
+            }
+            http_set_log_text(strcmp(v, "text") == 0);
+            break;
+        case ':':
+            fprintf(stderr, "casesyncd: %s needs a value\n", argv[optind - 1]);
+            return -1;
+        default:
+            fprintf(stderr, "casesyncd: unknown option %s\n", argv[optind - 1]);
             return -1;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "casesyncd: unexpected argument %s\n", argv[optind]);
+        return -1;
     }
     if (!*o->data_dir) {
         fprintf(stderr, "casesyncd: --data must not be empty\n");
@@ -506,7 +542,7 @@ int main(int argc, char **argv) {
         free(config_metrics);
         return 1;
     }
-    cfg.schema_path = schema_path;
+    cfg.schema_path = o.schema_path ? o.schema_path : schema_path;
     if (!lim.max_json_elements)
         lim.max_json_elements = HTTP_MAX_JSON_ELEMENTS(cfg.max_changes > 0 ? cfg.max_changes : 1000);
     if (lim.max_inflating_bytes < lim.max_inflated_bytes) {
@@ -627,6 +663,7 @@ int main(int argc, char **argv) {
          * tests) that everything is up. */
         printf("metrics on http://%s:%d/metrics\n", mhost, metrics_port);
     }
+    fprintf(stderr, "casesyncd %s: schema %s\n", CASESYNC_VERSION, sync_schema_source(s));
     printf("listening on http://%s:%d\n", host, real_port);
     fflush(stdout);
 

@@ -2,11 +2,13 @@
  * and one small function per endpoint that calls the engine once. */
 #include "server/routes.h"
 #include "server/route.h"
+#include "server/openapi.h"
 #include "server/routes_cases.h"
 #include "server/routes_workflows.h"
 #include "server/routes_upload.h"
 #include "server/console.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,28 +119,16 @@ static int hexval(char ch) {
     return -1;
 }
 
-/* Percent-decodes n bytes of src into dst (size dst_size). -1 on a bad
- * escape, an encoded NUL or no room. */
+/* Percent-decodes n bytes of src into dst (size dst_size) with civetweb's
+ * mg_url_decode ('+' stays '+': this is a path, not a form). -1 when it
+ * does not fit, or on an encoded NUL. civetweb copies a bad escape ("%zz")
+ * as it is; its '%' then matches no route and no id (404). */
 static int pct_decode(const char *src, size_t n, char *dst, size_t dst_size) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = src[i];
-        if (ch == '%') {
-            if (i + 2 >= n)
-                return -1;
-            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            ch = (char)(hi * 16 + lo);
-            if (ch == '\0')
-                return -1;
-            i += 2;
-        }
-        if (o + 1 >= dst_size)
-            return -1;
-        dst[o++] = ch;
-    }
-    dst[o] = '\0';
+    if (n > INT_MAX || dst_size > INT_MAX)
+        return -1;
+    int len = mg_url_decode(src, (int)n, dst, (int)dst_size, 0);
+    if (len < 0 || strlen(dst) != (size_t)len)
+        return -1;
     return 0;
 }
 
@@ -618,10 +608,15 @@ static void do_readyz(call_t *c) {
 
 static void route_labels(char labels[METRICS_MAX_ROUTES][64], const char *names[METRICS_MAX_ROUTES]);
 
+#ifndef CASESYNC_VERSION /* the Makefile's build/version.h; "dev" elsewhere (fuzz builds) */
+#define CASESYNC_VERSION "dev"
+#define CASESYNC_COMMIT "unknown"
+#endif
+
 /* The exposition, to whoever got this far: an admin on the public port, or
  * anyone on the metrics listener. */
 static void metrics_answer(call_t *c) {
-    char gauges[2560], labels[METRICS_MAX_ROUTES][64];
+    char gauges[3072], labels[METRICS_MAX_ROUTES][64];
     const char *names[METRICS_MAX_ROUTES];
     char *edge = NULL, *engine = NULL, *calendar = NULL, *all = NULL;
     size_t edge_len = 0, calendar_len = 0;
@@ -654,11 +649,14 @@ static void metrics_answer(call_t *c) {
                      "casesync_push_slot_waits_total %ld\n"
                      "# HELP casesync_inflating_bytes Inflated request body bytes held now (cap: max_inflating_bytes).\n"
                      "# TYPE casesync_inflating_bytes gauge\n"
-                     "casesync_inflating_bytes %zu\n",
+                     "casesync_inflating_bytes %zu\n"
+                     "# HELP casesync_build_info The running build: its version and commit.\n"
+                     "# TYPE casesync_build_info gauge\n"
+                     "casesync_build_info{version=\"%s\",commit=\"%s\"} 1\n",
                      __atomic_load_n(&rt->in_flight, __ATOMIC_RELAXED),
                      __atomic_load_n(&rt->waiting, __ATOMIC_RELAXED), sync_ready(rt->sync) ? 1 : 0,
                      (long long)(time(NULL) - rt->started), pushing, pushing_max, push_waits,
-                     http_inflating_bytes());
+                     http_inflating_bytes(), CASESYNC_VERSION, CASESYNC_COMMIT);
     route_labels(labels, names);
     if (n < 0 || (size_t)n >= sizeof gauges ||
         metrics_write(&rt->metrics, names, METRICS_MAX_ROUTES, &edge, &edge_len) < 0) {
@@ -710,6 +708,14 @@ static void do_metrics(call_t *c) {
     metrics_answer(c);
 }
 
+/* GET /v1/openapi.yaml: the API's description, no token needed (it holds
+ * nothing a client could not read in docs/). */
+static void do_openapi(call_t *c) {
+    size_t len;
+    const char *doc = openapi_yaml(&len);
+    http_send(c->req, 200, "application/yaml; charset=utf-8", doc, len);
+}
+
 static const route_t route_table[] = {
     {"POST", "/v1/auth/login", R_OPEN | R_SMALL, do_login},
     {"POST", "/v1/auth/logout", R_AUTH | R_SMALL, do_logout},
@@ -755,8 +761,17 @@ static const route_t route_table[] = {
     {"POST", "/console/api/logout", R_AUTH | R_SMALL, console_route_logout},
     {"GET", "/console/api/session", R_AUTH, console_route_session},
     {"GET", "/console/api/people", R_AUTH, console_route_people},
+    {"GET", "/v1/openapi.yaml", R_OPEN, do_openapi},
 };
 #define NROUTES (sizeof route_table / sizeof route_table[0])
+
+int routes_table_entry(size_t i, const char **method, const char **pattern) {
+    if (i >= NROUTES)
+        return -1;
+    *method = route_table[i].method;
+    *pattern = route_table[i].pattern;
+    return 0;
+}
 _Static_assert(NROUTES <= SLOT_LONG_POLL, "METRICS_MAX_ROUTES leaves no slot for every route");
 
 /* ======================================================================== */
@@ -880,6 +895,7 @@ static int dispatch(routes_t *rt, http_req_t *req) {
         return slot;
     }
 
+    req->route = hit->pattern;
     call_t c = {rt, req, NULL, match_id, slot};
     if (hit->flags & R_SMALL) {
         http_error_t e;
@@ -916,6 +932,8 @@ static int dispatch(routes_t *rt, http_req_t *req) {
         return slot;
     }
     c.p = &p;
+    snprintf(req->log_user, sizeof req->log_user, "%s", p.user_id);
+    snprintf(req->log_device, sizeof req->log_device, "%s", p.device_id);
     hit->fn(&c);
     sync_principal_clear(&p);
     return c.slot;

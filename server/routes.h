@@ -72,6 +72,11 @@ long routes_max_waiting(int threads);
  * handler writes once mg_stop() has begun). 0 when drained, -1 on timeout. */
 int routes_drain(routes_t *rt, int timeout_ms);
 
+/* The route table, for tests that hold it against docs/openapi.yaml: the
+ * i-th route's method and path pattern ('*' stands for one path segment).
+ * 0, or -1 when i is past the end. */
+int routes_table_entry(size_t i, const char **method, const char **pattern);
+
 /* The civetweb request handler; cbdata is the routes_t. Always answers and
  * returns the HTTP status sent. */
 int routes_handle(struct mg_connection *conn, void *cbdata);

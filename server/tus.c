@@ -1,8 +1,11 @@
 /* tus.c -- parsers and writers of the tus and Range header values (tus.h). */
 #include "server/tus.h"
 
+#include <limits.h>
 #include <string.h>
 #include <strings.h>
+
+#include <openssl/evp.h>
 
 static int is_blank(char ch) {
     return ch == ' ' || ch == '\t';
@@ -34,52 +37,40 @@ int tus_parse_u64(const char *s, uint64_t *out) {
 /* base64                                                                   */
 /* ======================================================================== */
 
-static int b64_value(char ch) {
-    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == '+') return 62;
-    if (ch == '/') return 63;
-    return -1;
-}
+static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* The decoding is OpenSSL's (EVP_DecodeBlock), four characters at a time so
+ * that nothing is allocated; this function only enforces the caveats of
+ * tus.h that EVP_DecodeBlock does not (optional padding, a strict alphabet,
+ * no blanks) and the room in out. A missing last group is filled with 'A'
+ * (zero bits), so only whole bytes of the input come out. */
 long tus_b64_decode(const char *in, size_t n, unsigned char *out, size_t cap) {
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
     while (n > 0 && in[n - 1] == '=')
         n--;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value(in[i]);
-        if (v < 0) return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap) return -1;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
+    for (size_t i = 0; i < n; i++)
+        if (!in[i] || !strchr(b64_alphabet, in[i])) return -1;
+    if (n % 4 == 1) return -1; /* a lone trailing character carries no byte */
+    size_t total = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
+    if (total > cap) return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        unsigned char group[4] = {'A', 'A', 'A', 'A'}, bytes[4];
+        size_t k = n - i < 4 ? n - i : 4;
+        memcpy(group, in + i, k);
+        if (EVP_DecodeBlock(bytes, group, 4) != 3) return -1;
+        size_t take = total - o < 3 ? total - o : 3;
+        memcpy(out + o, bytes, take);
+        o += take;
     }
-    if (bits >= 6) return -1; /* a lone trailing character carries no byte */
     return (long)o;
 }
 
 int tus_b64_encode(const unsigned char *in, size_t n, char *out, size_t cap) {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    if (n > (SIZE_MAX - 1) / 4 * 3 - 2 || (n + 2) / 3 * 4 + 1 > cap) {
+    if (n > (size_t)INT_MAX / 4 * 3 - 2 || (n + 2) / 3 * 4 + 1 > cap) {
         if (cap > 0) out[0] = 0;
         return -1;
     }
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v =
-            (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = tab[v >> 18 & 63];
-        out[o++] = tab[v >> 12 & 63];
-        out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? tab[v & 63] : '=';
-    }
-    out[o] = 0;
+    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
     return 0;
 }
 

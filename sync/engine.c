@@ -3,13 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <unistd.h>
 
+#include "schema/embedded.h"
 #include "sync/record.h"
-
-#ifndef CASESYNC_SCHEMA_PATH
-#define CASESYNC_SCHEMA_PATH "schema/casesync.json"
-#endif
 
 int sync_fail(sync_error_t *err, int code, const char *field, const char *fmt, ...) {
     if (!err) return code;
@@ -109,8 +107,42 @@ static int sync_load_cursor_key(sync_t *s) {
     return rc;
 }
 
+/* An installed schema file, into out: schema/casesync.json beside the
+ * running binary, else share/casesync/schema/casesync.json under the
+ * binary's parent folder (the layout of `make install`). 0, or -1 when
+ * there is none (the built-in copy serves then: schema/embedded.h). */
+static int installed_schema(char *out, size_t n) {
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    out[0] = '\0';
+    if (len <= 0) return -1;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    *slash = '\0';
+    static const char *const rel[] = {"/schema/casesync.json", "/../share/casesync/schema/casesync.json"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++)
+        if ((size_t)snprintf(out, n, "%s%s", exe, rel[i]) < n && access(out, R_OK) == 0) return 0;
+    out[0] = '\0';
+    return -1;
+}
+
+/* The built-in schema and calendar (schema/embedded.h). */
+static int load_builtin_schema(schema_t **out, schema_err_t *serr) {
+    size_t len;
+    const char *json = schema_embedded_json(&len);
+    return schema_load(json, len, out, serr);
+}
+
+static int load_builtin_calendar(schema_t *s, schema_err_t *serr) {
+    const char *const *names, *const *texts;
+    const size_t *lens;
+    int n = schema_embedded_calendars(&names, &texts, &lens);
+    return n > 0 ? schema_load_calendar_texts(s, "(built in)", n, names, texts, lens, serr) : 0;
+}
+
 int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
-    char path[1200], msg[512] = "";
+    char path[PATH_MAX + 32], msg[512] = "";
     schema_err_t serr = {0};
     sync_t *s = NULL;
     int rc;
@@ -127,23 +159,31 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
     pthread_mutex_init(&s->hash_mu, NULL);
     pthread_cond_init(&s->hash_cv, NULL);
 
-    /* The schema: an explicit path, else one shipped beside the data, else the built-in. */
+    /* The schema, first found: an explicit path (--schema, the config's
+     * schema_path), DATA/schema.json, one installed beside the binary, the
+     * built-in copy. */
+    char installed[PATH_MAX];
+    int have_installed = installed_schema(installed, sizeof installed) == 0;
     const char *sp = cfg->schema_path;
     if (!sp) {
         snprintf(path, sizeof path, "%s/schema.json", cfg->data_dir);
-        sp = access(path, R_OK) == 0 ? path : CASESYNC_SCHEMA_PATH;
+        sp = access(path, R_OK) == 0 ? path : have_installed ? installed : NULL;
     }
-    if (schema_load_file(sp, &s->schema, &serr) != 0) {
-        rc = sync_fail(err, SYNC_EIO, NULL, "schema %s: %s", sp, serr.message);
+    if (sp ? schema_load_file(sp, &s->schema, &serr) != 0 : load_builtin_schema(&s->schema, &serr) != 0) {
+        rc = sync_fail(err, SYNC_EIO, NULL, "schema %s: %s", sp ? sp : "(built in)", serr.message);
         goto fail;
     }
+    snprintf(s->schema_source, sizeof s->schema_source, "%s", sp ? sp : "built in");
     /* A schema without a calendar/ folder beside it (e.g. a city's schema.json
-     * dropped into the data folder) uses the installed one. */
+     * dropped into the data folder, or the built-in one) uses the installed
+     * calendar, else the built-in one. */
     if (!schema_calendar_dir(s->schema)[0]) {
-        const char *slash = strrchr(CASESYNC_SCHEMA_PATH, '/');
-        snprintf(path, sizeof path, "%.*s/calendar", slash ? (int)(slash - CASESYNC_SCHEMA_PATH) : 1,
-                 slash ? CASESYNC_SCHEMA_PATH : ".");
-        if (access(path, R_OK) == 0 && schema_load_calendar_dir(s->schema, path, &serr) != 0) {
+        const char *slash = strrchr(installed, '/');
+        snprintf(path, sizeof path, "%.*s/calendar", slash ? (int)(slash - installed) : 1,
+                 slash ? installed : ".");
+        int frc = have_installed && access(path, R_OK) == 0 ? schema_load_calendar_dir(s->schema, path, &serr)
+                                                             : load_builtin_calendar(s->schema, &serr);
+        if (frc != 0) {
             rc = sync_fail(err, SYNC_EIO, NULL, "%s", serr.message);
             goto fail;
         }
@@ -226,6 +266,7 @@ void sync_close(sync_t *s) {
 int sync_ready(sync_t *s) { return s && s->st && !__atomic_load_n(&s->shutting_down, __ATOMIC_ACQUIRE); }
 
 const schema_t *sync_schema(sync_t *s) { return s->schema; }
+const char *sync_schema_source(const sync_t *s) { return s->schema_source; }
 
 int sync_metrics(sync_t *s, char **out) {
     uint64_t batches = 0, jobs = 0, hist[STORE_BATCH_BUCKETS] = {0};

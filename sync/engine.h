@@ -27,6 +27,7 @@ struct sync {
     schema_t *schema;
     sync_config_t cfg;          /* defaults filled in */
     char data_dir[1024];
+    char schema_source[1024]; /* the schema file read at start, or "built in" */
     pthread_mutex_t login_mu;
     login_slot_t login[LOGIN_SLOTS];
     /* Password hashing slots (identity.c): at most cfg.max_hashing hash at

@@ -116,6 +116,8 @@ void sync_close(sync_t *s);
 /* 1 when the store is open and the writer accepts work. */
 int sync_ready(sync_t *s);
 const schema_t *sync_schema(sync_t *s);
+/* Where the schema came from: the file read at start, or "built in". */
+const char *sync_schema_source(const sync_t *s);
 const char *sync_strerror(int code);
 void sync_principal_clear(sync_principal_t *p);
 
@@ -476,6 +478,35 @@ int sync_hotline_csv_tickets(const char *buf, size_t len, cJSON **tickets, sync_
  * blob files into dest (created; must not hold a store yet). Pushes go on
  * meanwhile. Restore is starting casesyncd on dest. */
 int sync_backup(sync_t *s, const char *dest, sync_error_t *err);
+
+/* Progress of a long operation: phase ("records", "blobs" ...), done of
+ * total. Called from the calling thread, now and then (never per item). */
+typedef void (*sync_progress_fn)(void *ud, const char *phase, uint64_t done, uint64_t total);
+
+/* sync_backup() that is incremental: a blob file already under
+ * link_dest/blobs (an earlier backup; NULL: none) with the size of the
+ * original is hard-linked, not copied (blobs are content-addressed and
+ * immutable; across file systems it is copied). progress may be NULL. */
+int sync_backup_ex(sync_t *s, const char *dest, const char *link_dest, sync_progress_fn progress, void *ud,
+                   sync_error_t *err);
+
+/* Restores a backup folder (sync_backup's DEST) into data_dir: the store,
+ * the blobs and schema.json, private (0700 folders, 0600 files) and fsynced.
+ * Refuses (SYNC_ECONFLICT) a data_dir that already holds a store, live or
+ * not: restore never overwrites. No engine may be open on data_dir. */
+int sync_restore(const char *backup, const char *data_dir, sync_progress_fn progress, void *ud,
+                 sync_error_t *err);
+
+/* The audit chain (as sync_audit_verify) and the store's own consistency
+ * (sync/verify.c): every record has its audit entry, record log entry and
+ * feed entries; every feed, index and evidence row names a record that
+ * exists; every blob row has its file, of its size. hash_all hashes every
+ * blob file (else a sample of 16). *out: {"ok","entries","head","problem"?,
+ * "store":{"records","feed_entries","index_entries","evidence_rows","blobs",
+ * "blobs_hashed","problem_count","problems":[text...]}}; ok only when the
+ * chain is sound and no problem was found. */
+int sync_store_verify(sync_t *s, int hash_all, sync_progress_fn progress, void *ud, char **out,
+                      sync_error_t *err);
 
 /* The engine's figures in Prometheus text format (malloc'd; caller frees):
  * changes by result, changesets, replays, group-commit batch sizes, store

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 #include <zlib.h>
 
 extern char **environ;
@@ -825,6 +826,94 @@ static int has_header(const char *const *headers, const char *name) {
     return 0;
 }
 
+/* ============================================================================
+ * Response capture for the OpenAPI check (tests/test_openapi.c)
+ * ========================================================================== */
+
+/* With CASESYNC_CAPTURE_DIR set, http_raw() appends each answer it got to
+ * DIR/<pid>.jsonl, one JSON line: {"method","path","status","ctype","cenc",
+ * "b64","truncated"}, path without the query, the body as base64. The last
+ * test of the run validates every line against docs/openapi.yaml. Volume is
+ * bounded: at most CAPTURE_PER_KEY answers per method, status and path shape
+ * (long or digit-bearing segments count as one) in one test process, and
+ * bodies over CAPTURE_MAX_BODY are recorded without their bytes. */
+#define CAPTURE_PER_KEY 4
+#define CAPTURE_MAX_BODY (1 << 20)
+#define CAPTURE_KEYS 256
+
+static pthread_mutex_t capture_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char key[160];
+    int n;
+} capture_keys[CAPTURE_KEYS];
+static int capture_nkeys;
+
+/* Counts one more answer of its shape; 1 while under the per-key cap. Under capture_mu. */
+static int capture_take(const char *method, long status, const char *path) {
+    char key[160];
+    size_t o = (size_t)snprintf(key, sizeof key, "%s %ld ", method, status);
+    for (const char *p = path; *p && *p != '?' && o + 2 < sizeof key;) {
+        const char *e = strchr(p + 1, '/');
+        size_t len = e ? (size_t)(e - p) : strcspn(p, "?");
+        int idlike = len > 12;
+        for (size_t i = 0; i < len && !idlike; i++)
+            idlike = isdigit((unsigned char)p[i]);
+        if (idlike && len > 1 && strncmp(p, "/v1", 3) != 0) {
+            key[o++] = '/';
+            key[o++] = '*';
+        } else {
+            size_t k = len < sizeof key - o - 1 ? len : sizeof key - o - 1;
+            memcpy(key + o, p, k);
+            o += k;
+        }
+        p += len;
+    }
+    key[o] = '\0';
+    for (int i = 0; i < capture_nkeys; i++)
+        if (strcmp(capture_keys[i].key, key) == 0) return capture_keys[i].n++ < CAPTURE_PER_KEY;
+    if (capture_nkeys == CAPTURE_KEYS) return 0;
+    snprintf(capture_keys[capture_nkeys].key, sizeof capture_keys[0].key, "%s", key);
+    capture_keys[capture_nkeys++].n = 1;
+    return 1;
+}
+
+static void capture(const char *method, const char *path, const resp_t *r) {
+    const char *dir = getenv("CASESYNC_CAPTURE_DIR");
+    if (!dir || !*dir || r->status == 0) return;
+    pthread_mutex_lock(&capture_mu);
+    if (!capture_take(method, r->status, path)) {
+        pthread_mutex_unlock(&capture_mu);
+        return;
+    }
+    int truncated = r->len > CAPTURE_MAX_BODY;
+    size_t n = truncated ? 0 : r->len;
+    char *b64 = xmalloc(4 * ((n + 2) / 3) + 1);
+    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)r->body, (int)n);
+    const char *ctype = resp_header(r, "Content-Type"), *cenc = resp_header(r, "Content-Encoding");
+    cJSON *j = cJSON_CreateObject();
+    char *line = NULL;
+    if (j && cJSON_AddStringToObject(j, "method", method) &&
+        cJSON_AddStringToObject(j, "path", hfmt("%.*s", (int)strcspn(path, "?"), path)) &&
+        cJSON_AddNumberToObject(j, "status", (double)r->status) &&
+        cJSON_AddStringToObject(j, "ctype", ctype ? ctype : "") &&
+        cJSON_AddStringToObject(j, "cenc", cenc ? cenc : "") && cJSON_AddStringToObject(j, "b64", b64) &&
+        cJSON_AddBoolToObject(j, "truncated", truncated))
+        line = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    free(b64);
+    if (line) {
+        char file[512];
+        snprintf(file, sizeof file, "%s/%ld.jsonl", dir, (long)getpid());
+        FILE *f = fopen(file, "a");
+        if (f) {
+            fprintf(f, "%s\n", line);
+            fclose(f);
+        }
+        free(line);
+    }
+    pthread_mutex_unlock(&capture_mu);
+}
+
 resp_t http_raw(srv_t *s, const char *method, const char *path, const char *token, const void *data,
                 size_t len, const char *const *headers) {
     resp_t r;
@@ -872,6 +961,7 @@ resp_t http_raw(srv_t *s, const char *method, const char *path, const char *toke
     r.len = body.n;
     r.body = buf_keep(&body);
     r.headers = buf_keep(&hdrs);
+    capture(method, path, &r);
     return r;
 }
 

@@ -348,7 +348,8 @@ TEST(browser_supervisor_reads) {
     char line[1024];
     int partial = 0;
     while (fgets(line, sizeof line, f))
-        if (strstr(line, "GET /v1/blobs/") && strstr(line, " 206 "))
+        if (strstr(line, "\"method\":\"GET\"") && strstr(line, "\"path\":\"/v1/blobs/") &&
+            strstr(line, "\"status\":206")) /* one JSON line per request */
             partial++;
     fclose(f);
     ASSERT_MSG(partial >= 1, "the video was never fetched with a Range (no 206 in the access log)");

@@ -7,6 +7,7 @@
  * reason on standard error), 2 usage error.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,11 @@
 #define ARGON2_ENV "CASESYNC_ARGON2_COST"
 #define PASSWORD_LINE_MAX 4096 /* longer than any acceptable password; the engine says why */
 
+#ifndef CASESYNC_VERSION /* the Makefile's build/version.h; "dev" elsewhere (fuzz builds) */
+#define CASESYNC_VERSION "dev"
+#define CASESYNC_COMMIT "unknown"
+#endif
+
 static const char usage_text[] =
     "usage: casesync [--data DIR] COMMAND ...\n"
     "\n"
@@ -44,21 +50,32 @@ static const char usage_text[] =
     "  device release DEVICE_ID\n"
     "        unbind a phone from its user (it changes hands): its tokens end and\n"
     "        the next user to log in with it owns it\n"
-    "  verify\n"
-    "        check the audit chain and the store; prints the result as JSON and\n"
-    "        exits 0 only when it is sound\n"
-    "  migrate                   move a store of an earlier format (v1) to v2, and records of an\n"
-    "                            earlier lifecycle to the schema's (server stopped)\n"
-    "  backup DEST               consistent hot copy of the store and blobs into DEST\n"
+    "  verify [--deep] [--progress]\n"
+    "        check the audit chain and the store (records against their audit\n"
+    "        entries, record logs and feeds; feed, index and evidence rows against\n"
+    "        records; blob rows against their files, 16 of them hashed, all with\n"
+    "        --deep); prints the result as JSON and exits 0 only when it is sound\n"
+    "  migrate\n"
+    "        move a store of an earlier format (v1) to v2, and records of an\n"
+    "        earlier lifecycle to the schema's (every server on the folder stopped)\n"
+    "  backup DEST [--link-dest PREV] [--progress]\n"
+    "        consistent hot copy of the store and blobs into DEST; blobs already\n"
+    "        in the earlier backup PREV are hard-linked, not copied again\n"
+    "  restore BACKUP [--progress]\n"
+    "        copy the backup folder BACKUP into the data folder (--data), which\n"
+    "        must not hold a store yet; then verify it and start casesyncd on it\n"
     "  stats [--from T] [--to T] [--group-by type|status|grid|assignee|source|procedure] [--unit UNIT]\n"
     "        case figures as GET /v1/stats gives them (JSON); T is RFC 3339 or\n"
     "        YYYY-MM-DD (midnight, China time); default: the last 30 days\n"
-    "  export [--format ndjson|csv] [--unit UNIT]\n"
+    "  export [--format ndjson|csv] [--unit UNIT] | export --audit\n"
     "        every case (of the unit) to standard output, streamed\n"
     "\n"
     "options:\n"
     "  --data DIR   the data folder (default " DEFAULT_DATA_DIR ")\n"
+    "  --progress   progress of backup, restore, verify and export on standard error\n"
+    "               (also without it when that is a terminal)\n"
     "  --help       this text\n"
+    "  --version    print the version\n"
     "\n"
     "roles: auxiliary, officer, legal_reviewer, supervisor, admin\n"
     "environment: " ARGON2_ENV " (\"m=KIB,t=N,p=N\") sets the argon2id cost of new\n"
@@ -71,7 +88,10 @@ typedef struct args {
     const char *from, *to, *group_by, *format;
     const char *pos[MAX_POSITIONAL];
     int npos;
-    int help, audit;
+    int help;
+    int version;
+    int deep, progress, audit;
+    const char *link_dest;
 } args_t;
 
 static int usage_error(const char *fmt, const char *what) {
@@ -83,47 +103,49 @@ static int usage_error(const char *fmt, const char *what) {
 
 /* Fills a from argv: options may come anywhere, as "--opt VALUE" or
  * "--opt=VALUE"; "--" ends them. 0, or EXIT_USAGE after a message. */
+/* getopt_long, as casesyncd's: --opt VALUE and --opt=VALUE, options and
+ * arguments in any order, "--" ends the options. */
 static int args_parse(int argc, char **argv, args_t *a) {
-    static const struct {
-        const char *name;
-        size_t off;
-    } valued[] = {
-        {"data", offsetof(args_t, data)},     {"role", offsetof(args_t, role)},
-        {"unit", offsetof(args_t, unit)},     {"grids", offsetof(args_t, grids)},
-        {"name", offsetof(args_t, name)},     {"from", offsetof(args_t, from)},
-        {"to", offsetof(args_t, to)},         {"group-by", offsetof(args_t, group_by)},
-        {"format", offsetof(args_t, format)},
+    enum { O_DATA = 256, O_ROLE, O_UNIT, O_GRIDS, O_NAME, O_FROM, O_TO, O_GROUP_BY, O_FORMAT, O_LINK_DEST, O_VERSION,
+           O_DEEP, O_PROGRESS, O_AUDIT };
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, O_DATA},         {"role", required_argument, NULL, O_ROLE},
+        {"unit", required_argument, NULL, O_UNIT},         {"grids", required_argument, NULL, O_GRIDS},
+        {"name", required_argument, NULL, O_NAME},         {"from", required_argument, NULL, O_FROM},
+        {"to", required_argument, NULL, O_TO},             {"group-by", required_argument, NULL, O_GROUP_BY},
+        {"format", required_argument, NULL, O_FORMAT},     {"link-dest", required_argument, NULL, O_LINK_DEST},
+        {"help", no_argument, NULL, 'h'},                  {"version", no_argument, NULL, O_VERSION},
+        {"deep", no_argument, NULL, O_DEEP},               {"progress", no_argument, NULL, O_PROGRESS},
+        {"audit", no_argument, NULL, O_AUDIT},
+        {NULL, 0, NULL, 0},
     };
-    int only_pos = 0;
     memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (only_pos || arg[0] != '-' || strcmp(arg, "-") == 0) {
-            if (a->npos == MAX_POSITIONAL) return usage_error("too many arguments at '%s'", arg);
-            a->pos[a->npos++] = arg;
-            continue;
+    optind = 1;
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
+        switch (c) {
+        case O_DATA: a->data = optarg; break;
+        case O_ROLE: a->role = optarg; break;
+        case O_UNIT: a->unit = optarg; break;
+        case O_GRIDS: a->grids = optarg; break;
+        case O_NAME: a->name = optarg; break;
+        case O_FROM: a->from = optarg; break;
+        case O_TO: a->to = optarg; break;
+        case O_GROUP_BY: a->group_by = optarg; break;
+        case O_FORMAT: a->format = optarg; break;
+        case O_LINK_DEST: a->link_dest = optarg; break;
+        case 'h': a->help = 1; break;
+        case O_VERSION: a->version = 1; break;
+        case O_DEEP: a->deep = 1; break;
+        case O_PROGRESS: a->progress = 1; break;
+        case O_AUDIT: a->audit = 1; break;
+        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
-        if (strcmp(arg, "--") == 0) {
-            only_pos = 1;
-            continue;
-        }
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            a->help = 1;
-            continue;
-        }
-        if (strcmp(arg, "--audit") == 0) {
-            a->audit = 1;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0) return usage_error("unknown option '%s'", arg);
-        const char *name = arg + 2, *eq = strchr(name, '=');
-        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-        size_t k = 0, nvalued = sizeof valued / sizeof valued[0];
-        while (k < nvalued && !(strlen(valued[k].name) == nlen && strncmp(valued[k].name, name, nlen) == 0)) k++;
-        if (k == nvalued) return usage_error("unknown option '%s'", arg);
-        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!value) return usage_error("option '%s' needs a value", arg);
-        *(const char **)((char *)a + valued[k].off) = value;
+    }
+    for (int i = optind; i < argc; i++) {
+        if (a->npos == MAX_POSITIONAL) return usage_error("too many arguments at '%s'", argv[i]);
+        a->pos[a->npos++] = argv[i];
     }
     if (!a->data) a->data = DEFAULT_DATA_DIR;
     if (!*a->data) return usage_error("%s", "--data needs a folder");
@@ -348,13 +370,33 @@ done:
     return code;
 }
 
+/* Progress on standard error: a line rewritten in place on a terminal, or
+ * (with --progress into a file or pipe) a line per phase step. */
+static void progress_line(void *ud, const char *phase, uint64_t done, uint64_t total) {
+    const args_t *a = ud;
+    if (!a->progress && !isatty(STDERR_FILENO)) return;
+    if (total)
+        fprintf(stderr, "%s%s %llu/%llu%s", isatty(STDERR_FILENO) ? "\r" : "", phase, (unsigned long long)done,
+                (unsigned long long)total, isatty(STDERR_FILENO) ? "   " : "\n");
+    else
+        fprintf(stderr, "%s%s %llu%s", isatty(STDERR_FILENO) ? "\r" : "", phase, (unsigned long long)done,
+                isatty(STDERR_FILENO) ? "   " : "\n");
+    fflush(stderr);
+}
+
+static void progress_end(const args_t *a) {
+    if (isatty(STDERR_FILENO)) fputc('\n', stderr);
+    (void)a;
+}
+
 /* Copies the store while a server may be running; 0 on success. */
 static int cmd_backup(const args_t *a, const char *dest) {
     sync_t *s = NULL;
     sync_error_t err = {0};
     int code = engine_open(a, 1, &s);
     if (code != 0) return code;
-    int rc = sync_backup(s, dest, &err);
+    int rc = sync_backup_ex(s, dest, a->link_dest, progress_line, (void *)a, &err);
+    progress_end(a);
     if (rc != 0)
         code = engine_error("backup", rc, &err);
     else
@@ -391,7 +433,8 @@ static int cmd_verify(const args_t *a) {
     if (a->role || a->unit || a->grids || a->name)
         return usage_error("%s", "verify takes no --role, --unit, --grids or --name");
     if ((code = engine_open(a, 1, &s)) != 0) goto done;
-    int rc = sync_audit_verify(s, &out, &err);
+    int rc = sync_store_verify(s, a->deep, progress_line, (void *)a, &out, &err);
+    progress_end(a);
     if (rc != 0) {
         code = engine_error("verify", rc, &err);
         goto done;
@@ -447,8 +490,21 @@ static int cmd_stats(const args_t *a) {
     return code;
 }
 
+/* Export's writer: standard output, with a progress line (lines written)
+ * every 1000 lines. */
+typedef struct export_out {
+    const args_t *a;
+    uint64_t lines, shown;
+} export_out_t;
+
 static int write_stdout(void *ctx, const char *data, size_t len) {
-    (void)ctx;
+    export_out_t *o = ctx;
+    for (const char *p = data; (p = memchr(p, '\n', len - (size_t)(p - data))) != NULL; p++)
+        o->lines++;
+    if (o->lines >= o->shown + 1000) {
+        o->shown = o->lines;
+        progress_line((void *)o->a, "export lines", o->lines, 0);
+    }
     return fwrite(data, 1, len, stdout) == len ? 0 : -1;
 }
 
@@ -459,8 +515,11 @@ static int cmd_export(const args_t *a) {
     int code = only_options(a, "export", 0, !a->audit, !a->audit);
     if (code != 0) return code;
     if ((code = engine_open(a, 1, &s)) != 0) return code;
-    int rc = a->audit ? sync_audit_export(s, write_stdout, NULL, &err)
-                      : sync_export(s, NULL, &f, a->format, write_stdout, NULL, &err);
+    export_out_t o = {a, 0, 0};
+    int rc = a->audit ? sync_audit_export(s, write_stdout, &o, &err)
+                      : sync_export(s, NULL, &f, a->format, write_stdout, &o, &err);
+    if (o.shown) progress_line((void *)a, "export lines", o.lines, 0);
+    if (o.shown) progress_end(a);
     if (rc == 0 && fflush(stdout) != 0) {
         rc = SYNC_EIO;
         snprintf(err.message, sizeof err.message, "cannot write standard output");
@@ -476,6 +535,10 @@ int main(int argc, char **argv) {
     if (code != 0) return code;
     if (a.help) {
         fputs(usage_text, stdout);
+        return 0;
+    }
+    if (a.version) {
+        printf("casesync %s (commit %s)\n", CASESYNC_VERSION, CASESYNC_COMMIT);
         return 0;
     }
     if (a.npos == 0) {
@@ -508,8 +571,17 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "migrate") == 0) return cmd_migrate(&a);
     if (strcmp(cmd, "backup") == 0) {
-        if (a.npos != 2) return usage_error("%s", "usage: casesync backup DEST");
+        if (a.npos != 2) return usage_error("%s", "usage: casesync backup DEST [--link-dest PREV]");
         return cmd_backup(&a, a.pos[1]);
+    }
+    if (strcmp(cmd, "restore") == 0) {
+        if (a.npos != 2) return usage_error("%s", "usage: casesync --data DIR restore BACKUP");
+        sync_error_t err = {0};
+        int rc = sync_restore(a.pos[1], a.data, progress_line, &a, &err);
+        progress_end(&a);
+        if (rc != 0) return engine_error("restore", rc, &err);
+        printf("restored %s into %s\n", a.pos[1], a.data);
+        return 0;
     }
     if (strcmp(cmd, "stats") == 0) {
         if (a.npos != 1) return usage_error("%s", "usage: casesync stats [--from T] [--to T] [--group-by G]");
@@ -520,7 +592,7 @@ int main(int argc, char **argv) {
         return cmd_export(&a);
     }
     if (strcmp(cmd, "verify") == 0) {
-        if (a.npos != 1) return usage_error("%s", "usage: casesync verify");
+        if (a.npos != 1) return usage_error("%s", "usage: casesync verify [--deep]");
         return cmd_verify(&a);
     }
     return usage_error("unknown command '%s'", cmd);

@@ -1,7 +1,7 @@
 /* casesync.h -- libcasesync, the offline-first sync engine for case records
  * (城管执法) that phones embed: a local store, offline edits checked with the
  * shared schema, and sync with a casesync server over its public protocol
- * (PROTOCOL.md, v1).
+ * (docs/protocol.md, v1).
  *
  * Caveats -- read these first:
  * - One handle per state directory per process. The local store is an LMDB
@@ -108,7 +108,8 @@ enum {
     CASESYNC_PHASE_PUSH = 2,   /* POST /v1/sync/push */
     CASESYNC_PHASE_PULL = 3,   /* GET /v1/sync/pull */
     CASESYNC_PHASE_UPLOAD = 4, /* tus: evidence bytes */
-    CASESYNC_PHASE_OTHER = 5   /* schema, check, repair, casesync_request */
+    CASESYNC_PHASE_OTHER = 5,  /* schema, check, repair, casesync_request */
+    CASESYNC_PHASE_DOWNLOAD = 6 /* casesync_download: evidence bytes */
 };
 
 /* Progress of the running transfer. Byte counts are wire bytes of the
@@ -157,6 +158,21 @@ typedef struct casesync_event {
 } casesync_event_t;
 
 typedef void (*casesync_event_cb)(void *userdata, const casesync_event_t *ev);
+
+/* What changed a record of the local view (casesync_on_change). */
+enum {
+    CASESYNC_CHANGE_LOCAL = 1,   /* an edit on this handle (create, update, note, attach, transition, void) */
+    CASESYNC_CHANGE_PULLED = 2,  /* a pull brought a new base (others' edits, the server's answer) */
+    CASESYNC_CHANGE_REMOVED = 3, /* a pull removed it (out of scope, expired) */
+    CASESYNC_CHANGE_WIPED = 4    /* every record is gone (revoked with wipe); record_id is NULL */
+};
+
+/* A record of the local view changed: refresh what shows it. Runs on the
+ * thread that made the change (the editing thread, or the one in
+ * casesync_sync), after the change is stored, with no lock of the library
+ * held; the same rules as the other callbacks apply. record_id is valid
+ * during the call only. */
+typedef void (*casesync_change_cb)(void *userdata, const char *record_id, int what);
 
 /* Milliseconds since the epoch for `at` stamps and new ids; NULL in the
  * options means the system clock. Simulators and tests pass their own. */
@@ -208,6 +224,13 @@ int casesync_open(const casesync_options_t *opt, casesync_t **out, casesync_erro
  * first; the app makes no other call on the handle during or after it, and
  * never calls it from a callback. NULL is fine. */
 void casesync_close(casesync_t *h);
+
+/* Sets (or with cb NULL clears) the change listener, at any time: unlike the
+ * options' on_event, which reports what a sync did, it fires for local edits
+ * too, so an app's list refreshes however a record changed (as a
+ * Couchbase Lite or PouchDB change feed does). One listener per handle; a
+ * call replaces the previous one. 0 or CASESYNC_E_ARG. */
+int casesync_on_change(casesync_t *h, casesync_change_cb cb, void *userdata);
 
 /* Releases memory the library handed out (JSON text). NULL is fine. */
 void casesync_free(void *p);
@@ -400,6 +423,16 @@ int casesync_stats(casesync_t *h, casesync_stats_t *out);
  * server has fully received and processed. The call then returns
  * CASESYNC_E_CANCELED. Both < 0 disarms. Production code never calls this. */
 int casesync_fault(casesync_t *h, int phase, long long after_up_bytes, long long after_down_bytes);
+
+/* Downloads the evidence blob `sha256` (64 lowercase hex) to `path`:
+ * GET /v1/blobs/{sha256} streamed into `path`.part, resumed with Range (and
+ * If-Range on the blob's ETag) from the bytes a cut-off earlier call left
+ * there, checked against the SHA-256 and renamed to `path` only when it
+ * matches (else the part is deleted: CASESYNC_E_PROTOCOL). The bytes never
+ * sit in memory whole. A blob the user may not read is CASESYNC_E_NOT_FOUND
+ * (the server does not say whether it exists). Progress and cancel as for
+ * the other network calls (phase CASESYNC_PHASE_DOWNLOAD). */
+int casesync_download(casesync_t *h, const char *sha256, const char *path, casesync_error_t *err);
 
 #ifdef __cplusplus
 }

@@ -411,6 +411,7 @@ done:
     cJSON_Delete(fields);
     cJSON_Delete(change);
     cJSON_Delete(view);
+    if (!rc) cs__change_fire(h, id, CASESYNC_CHANGE_LOCAL);
     return rc;
 }
 
@@ -507,6 +508,7 @@ int casesync_update(casesync_t *h, const char *record_id, const char *set_json, 
     pthread_mutex_lock(&h->lock);
     rc = update_locked(h, record_id, set, append, NULL, err);
     pthread_mutex_unlock(&h->lock);
+    if (!rc) cs__change_fire(h, record_id, CASESYNC_CHANGE_LOCAL);
     return rc;
 }
 
@@ -528,6 +530,7 @@ int casesync_note(casesync_t *h, const char *record_id, const char *text, char o
     int rc = update_locked(h, record_id, NULL, append, NULL, err);
     pthread_mutex_unlock(&h->lock);
     if (!rc && out_item_id) snprintf(out_item_id, CASESYNC_ID_MAX, "%s", iid);
+    if (!rc) cs__change_fire(h, record_id, CASESYNC_CHANGE_LOCAL);
     return rc;
 }
 
@@ -584,6 +587,7 @@ int casesync_attach(casesync_t *h, const char *record_id, const char *path, cons
     cJSON_Delete(up);
     free(abs);
     if (!rc && out_item_id) snprintf(out_item_id, CASESYNC_ID_MAX, "%s", iid);
+    if (!rc) cs__change_fire(h, record_id, CASESYNC_CHANGE_LOCAL);
     return rc;
 }
 
@@ -633,6 +637,7 @@ done:
     pthread_mutex_unlock(&h->lock);
     cJSON_Delete(view);
     cJSON_Delete(change);
+    if (!rc) cs__change_fire(h, record_id, CASESYNC_CHANGE_LOCAL);
     return rc;
 }
 
@@ -673,6 +678,7 @@ done:
     pthread_mutex_unlock(&h->lock);
     cJSON_Delete(view);
     cJSON_Delete(change);
+    if (!rc) cs__change_fire(h, record_id, CASESYNC_CHANGE_LOCAL);
     return rc;
 }
 

@@ -114,6 +114,23 @@ void cs__events_reset(cs__events_t *ev) {
     ev->n = 0;
 }
 
+void cs__change_fire(casesync_t *h, const char *record_id, int what) {
+    pthread_mutex_lock(&h->lock);
+    casesync_change_cb cb = h->on_change;
+    void *ud = h->change_ud;
+    pthread_mutex_unlock(&h->lock);
+    if (cb) cb(ud, record_id, what);
+}
+
+int casesync_on_change(casesync_t *h, casesync_change_cb cb, void *userdata) {
+    if (!h) return CASESYNC_E_ARG;
+    pthread_mutex_lock(&h->lock);
+    h->on_change = cb;
+    h->change_ud = userdata;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
 void cs__events_fire(casesync_t *h, cs__events_t *ev) {
     for (int i = 0; i < ev->n; i++) {
         cs__event_t *e = &ev->v[i];
@@ -121,6 +138,12 @@ void cs__events_fire(casesync_t *h, cs__events_t *ev) {
             casesync_event_t pub = {e->kind, e->record_id, e->status, e->json ? e->json : "{}"};
             h->on_event(h->userdata, &pub);
         }
+        if (e->kind == CASESYNC_EVENT_RECORD && e->record_id)
+            cs__change_fire(h, e->record_id, CASESYNC_CHANGE_PULLED);
+        else if (e->kind == CASESYNC_EVENT_REMOVED && e->record_id)
+            cs__change_fire(h, e->record_id, CASESYNC_CHANGE_REMOVED);
+        else if (e->kind == CASESYNC_EVENT_WIPED)
+            cs__change_fire(h, NULL, CASESYNC_CHANGE_WIPED);
         free(e->record_id);
         free(e->status);
         free(e->json);

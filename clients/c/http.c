@@ -1,13 +1,17 @@
 /* http.c -- every HTTP call of libcasesync, on libcurl: bounded by timeouts,
- * gzip both ways (inflated here, so the counters see wire and raw sizes and a
- * hostile answer cannot inflate without limit), progress, and the fault hook.
+ * gzip both ways (answers decoded by libcurl as they stream,
+ * CURLOPT_ACCEPT_ENCODING; the decoded bytes are capped at CS_MAX_RESPONSE
+ * as they arrive, so a hostile answer cannot inflate without limit; the
+ * counters see wire and decoded sizes), progress, and the fault hook.
  *
  * Runs under h->net. h->lock is taken only to read the session and to count.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "clients/c/internal.h"
 
@@ -42,6 +46,8 @@ typedef struct xfer {
     uint64_t down_seen; /* response bytes, headers included (fault hook) */
     cs__fault_t fault;  /* the fault armed for this call */
     int fault_hit, app_cancel, too_big;
+    int sink_checked, sinking, sink_failed, sink_errno;
+    uint64_t sunk;
 } xfer_t;
 
 static int fault_down(xfer_t *x, size_t n) {
@@ -70,10 +76,45 @@ static size_t on_read(char *dst, size_t size, size_t nitems, void *ud) {
     return n;
 }
 
+/* A 200 or 206 body of a request with a sink goes to the file; from the
+ * first byte on, decided once per response. */
+static int sink_write(xfer_t *x, const char *ptr, size_t len) {
+    if (!x->sink_checked) {
+        long code = 0;
+        curl_easy_getinfo(x->h->curl, CURLINFO_RESPONSE_CODE, &code);
+        x->sink_checked = 1;
+        x->sinking = code == 206 || code == 200;
+        if (code == 200 && x->rq->sink_at_zero &&
+            (ftruncate(x->rq->sink_fd, 0) != 0 || lseek(x->rq->sink_fd, 0, SEEK_SET) != 0)) {
+            x->sink_failed = 1;
+            x->sink_errno = errno;
+            return -1;
+        }
+    }
+    if (!x->sinking) return 0;
+    for (size_t o = 0; o < len;) {
+        ssize_t w = write(x->rq->sink_fd, ptr + o, len - o);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+            x->sink_failed = 1;
+            x->sink_errno = errno;
+            return -1;
+        }
+        o += (size_t)w;
+    }
+    x->sunk += len;
+    return 1;
+}
+
 static size_t on_body(char *ptr, size_t size, size_t n, void *ud) {
     xfer_t *x = ud;
     size_t len = size * n;
     if (fault_down(x, len)) return 0;
+    if (x->rq->sink_fd > 0) {
+        int s = sink_write(x, ptr, len);
+        if (s < 0) return 0;
+        if (s > 0) return len;
+    }
     if (buf_add(&x->down, ptr, len, CS_MAX_RESPONSE) != 0) {
         x->too_big = 1;
         return 0;
@@ -195,7 +236,6 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
         if (rq->gzipped) hl = curl_slist_append(hl, "Content-Encoding: gzip");
     } else if (strcmp(rq->method ? rq->method : "GET", "GET") != 0)
         hl = curl_slist_append(hl, "Content-Type:"); /* no form type on an empty POST */
-    hl = curl_slist_append(hl, "Accept-Encoding: gzip");
     hl = curl_slist_append(hl, "Expect:");
     for (const char *const *e = rq->headers; e && *e; e++)
         hl = curl_slist_append(hl, *e);
@@ -203,6 +243,7 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
     errbuf[0] = 0;
 
     curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "gzip");
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -242,21 +283,17 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 
-    /* Counters first: bytes moved count even when the call failed. */
-    char enc[64];
-    cs__resp_t tmp = {.headers = x.hdrs.p};
-    int gz = cc == CURLE_OK && cs__resp_header(&tmp, "Content-Encoding", enc, sizeof enc) &&
-             strcasecmp(enc, "gzip") == 0;
-    char *inflated = NULL;
-    size_t inflated_len = 0;
-    int zrc = 0;
-    if (gz && x.down.n) zrc = cs__gunzip(x.down.p, x.down.n, CS_MAX_RESPONSE, &inflated, &inflated_len);
+    /* Counters first: bytes moved count even when the call failed. The wire
+     * count is libcurl's body bytes before decoding; the raw count what the
+     * decoder handed to on_body. */
+    curl_off_t wire = 0;
+    if (curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &wire) != CURLE_OK || wire < 0) wire = 0;
     pthread_mutex_lock(&h->lock);
     h->stats.requests++;
     h->stats.bytes_up_wire += x.body_off;
     h->stats.bytes_up_raw += rq->gzipped ? (x.body_off == x.body_len ? rq->raw_len : 0) : x.body_off;
-    h->stats.bytes_down_wire += x.down.n;
-    h->stats.bytes_down_raw += gz ? inflated_len : x.down.n;
+    h->stats.bytes_down_wire += (uint64_t)wire;
+    h->stats.bytes_down_raw += x.down.n;
     if (cc != CURLE_OK) {
         if (x.fault_hit || x.app_cancel)
             h->stats.cancels++;
@@ -272,6 +309,11 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
         else if (x.too_big)
             rc = cs__fail(err, CASESYNC_E_PROTOCOL, 0, NULL, NULL, "%s %s: answer larger than %u bytes", m,
                           rq->url, CS_MAX_RESPONSE);
+        else if (x.sink_failed)
+            rc = cs__fail(err, CASESYNC_E_IO, 0, NULL, NULL, "%s %s: writing the file: %s", m, rq->url,
+                          strerror(x.sink_errno));
+        else if (cc == CURLE_BAD_CONTENT_ENCODING)
+            rc = cs__fail(err, CASESYNC_E_PROTOCOL, status, NULL, NULL, "%s %s: bad gzip answer", m, rq->url);
         else if (cc == CURLE_OPERATION_TIMEDOUT)
             rc = cs__fail(err, CASESYNC_E_TIMEOUT, 0, NULL, NULL, "%s %s: %s", m, rq->url,
                           errbuf[0] ? errbuf : curl_easy_strerror(cc));
@@ -280,24 +322,15 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
                           errbuf[0] ? errbuf : curl_easy_strerror(cc));
         free(x.down.p);
         free(x.hdrs.p);
-        free(inflated);
         return rc;
     }
-    if (zrc) {
-        free(x.down.p);
-        free(x.hdrs.p);
-        return cs__fail(err, CASESYNC_E_PROTOCOL, status, NULL, NULL, "%s %s: bad gzip answer", m, rq->url);
-    }
     rs->status = status;
+    rs->sunk = x.sunk;
+    rs->sink_failed = x.sink_failed;
+    rs->sink_errno = x.sink_errno;
     rs->headers = x.hdrs.p ? x.hdrs.p : cs__strdup("");
-    if (gz && inflated) {
-        free(x.down.p);
-        rs->body = inflated;
-        rs->len = inflated_len;
-    } else {
-        rs->body = x.down.p ? x.down.p : cs__strdup("");
-        rs->len = x.down.n;
-    }
+    rs->body = x.down.p ? x.down.p : cs__strdup("");
+    rs->len = x.down.n;
     if (!rs->body || !rs->headers) {
         cs__resp_free(rs);
         return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "out of memory");

@@ -86,6 +86,8 @@ struct casesync {
     char *ca_file, *device_name, *app_version;
     casesync_progress_cb on_progress;
     casesync_event_cb on_event;
+    casesync_change_cb on_change; /* under lock */
+    void *change_ud;
     casesync_clock_cb clock;
     void *userdata;
 
@@ -113,6 +115,9 @@ void cs__events_fire(casesync_t *h, cs__events_t *ev); /* fires and frees; no lo
 /* Drops queued events: the first thing a transaction body that queues events
  * does, since cs__with_write may run it again after growing the map. */
 void cs__events_reset(cs__events_t *ev);
+/* Calls the change listener, if any; takes and drops h->lock to read it, so
+ * call it with no lock held. */
+void cs__change_fire(casesync_t *h, const char *record_id, int what);
 int cs__session_load(casesync_t *h); /* under lock */
 int64_t cs__now_ms(casesync_t *h);
 
@@ -147,7 +152,6 @@ cJSON *cs__parse(const char *text, size_t len);
 int cs__id_ok(const char *id);
 char *cs__strdup(const char *s);
 int cs__gzip(const void *in, size_t n, void **out, size_t *out_n);
-int cs__gunzip(const void *in, size_t n, size_t max, char **out, size_t *out_n);
 
 /* ---- http.c ------------------------------------------------------------------------ */
 typedef struct cs__req {
@@ -163,6 +167,8 @@ typedef struct cs__req {
     int phase;
     long timeout_ms; /* 0: the handle's */
     int head;        /* HEAD: no body expected */
+    int sink_fd;     /* > 0: a 200/206 body goes to this file, from sink_at */
+    int sink_at_zero; /* a 200 (whole body) truncates the file first */
 } cs__req_t;
 
 typedef struct cs__resp {
@@ -171,6 +177,9 @@ typedef struct cs__resp {
     size_t len;
     char *headers;
     cJSON *json; /* parsed on demand by cs__resp_json */
+    uint64_t sunk; /* bytes written to rq->sink_fd */
+    int sink_failed; /* a write to the sink failed (errno in sink_errno) */
+    int sink_errno;
 } cs__resp_t;
 
 /* One HTTP call. 0 when an HTTP answer came (any status); else

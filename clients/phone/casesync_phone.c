@@ -18,6 +18,7 @@
  *   5 log in (no session, wrong password, device revoked)   6 the server refused
  *   7 local store error   8 synced, but the server rejected changes (see notices)
  */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,54 +246,121 @@ static int print_report(const casesync_report_t *r) {
 
 /* ---- commands ------------------------------------------------------------------------------------ */
 
-static int cmd_new(casesync_t *h, int argc, char **argv) {
-    if (argc < 1) return usage(), EX_USAGE;
-    const char *type = argv[0], *id = NULL;
+/* Every option of every command, parsed once with getopt_long; each
+ * command then refuses the ones it does not take. */
+enum {
+    P_PROCEDURE = 1 << 0, P_GRID = 1 << 1, P_DESCRIPTION = 1 << 2, P_ADDRESS = 1 << 3, P_SOURCE = 1 << 4,
+    P_OCCURRED = 1 << 5, P_UNIT = 1 << 6, P_LON = 1 << 7, P_LAT = 1 << 8, P_ID = 1 << 9, P_FIELD = 1 << 10,
+    P_KIND = 1 << 11, P_MIME = 1 << 12, P_NO_UPLOAD = 1 << 13, P_PUSH_ONLY = 1 << 14, P_PULL_ONLY = 1 << 15,
+    P_DEVICE_NAME = 1 << 16, P_DISMISS = 1 << 17
+};
+#define P_NEW (P_PROCEDURE | P_GRID | P_DESCRIPTION | P_ADDRESS | P_SOURCE | P_OCCURRED | P_UNIT | P_LON | P_LAT | P_ID | P_FIELD)
+#define MAX_FIELDS 64
+#define MAX_POS 64
+
+typedef struct popts {
+    const char *state, *procedure, *grid, *description, *address, *source, *occurred_at, *unit, *lon, *lat, *id,
+        *kind, *mime, *device_name, *dismiss;
+    const char *fields[MAX_FIELDS];
+    int nfields;
+    unsigned given;
+    int help;
+    const char *pos[MAX_POS];
+    int npos;
+} popts_t;
+
+/* 0, or EX_USAGE after saying why. */
+static int parse_options(int argc, char **argv, popts_t *o) {
+    static const struct option longopts[] = {
+        {"state", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {"procedure", required_argument, NULL, 0x100 + 0},
+        {"grid", required_argument, NULL, 0x100 + 1},
+        {"description", required_argument, NULL, 0x100 + 2},
+        {"address", required_argument, NULL, 0x100 + 3},
+        {"source", required_argument, NULL, 0x100 + 4},
+        {"occurred-at", required_argument, NULL, 0x100 + 5},
+        {"unit", required_argument, NULL, 0x100 + 6},
+        {"lon", required_argument, NULL, 0x100 + 7},
+        {"lat", required_argument, NULL, 0x100 + 8},
+        {"id", required_argument, NULL, 0x100 + 9},
+        {"field", required_argument, NULL, 0x100 + 10},
+        {"kind", required_argument, NULL, 0x100 + 11},
+        {"mime", required_argument, NULL, 0x100 + 12},
+        {"no-upload", no_argument, NULL, 0x100 + 13},
+        {"push-only", no_argument, NULL, 0x100 + 14},
+        {"pull-only", no_argument, NULL, 0x100 + 15},
+        {"device-name", required_argument, NULL, 0x100 + 16},
+        {"dismiss", required_argument, NULL, 0x100 + 17},
+        {NULL, 0, NULL, 0},
+    };
+    const char **slot[] = {&o->procedure, &o->grid, &o->description, &o->address, &o->source, &o->occurred_at,
+                           &o->unit, &o->lon, &o->lat, &o->id, NULL, &o->kind, &o->mime, NULL, NULL, NULL,
+                           &o->device_name, &o->dismiss};
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
+        if (c == 's') {
+            o->state = optarg;
+        } else if (c == 'h') {
+            o->help = 1;
+        } else if (c >= 0x100 && c <= 0x100 + 17) {
+            int k = c - 0x100;
+            o->given |= 1u << k;
+            if (k == 10) {
+                if (o->nfields == MAX_FIELDS) {
+                    fprintf(stderr, "casesync-phone: more than %d --field options\n", MAX_FIELDS);
+                    return EX_USAGE;
+                }
+                o->fields[o->nfields++] = optarg;
+            } else if (slot[k]) {
+                *slot[k] = optarg;
+            }
+        } else if (c == ':') {
+            fprintf(stderr, "casesync-phone: %s needs a value\n", argv[optind - 1]);
+            return EX_USAGE;
+        } else {
+            fprintf(stderr, "casesync-phone: unknown option %s\n", argv[optind - 1]);
+            return EX_USAGE;
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (o->npos == MAX_POS) {
+            fprintf(stderr, "casesync-phone: too many arguments\n");
+            return EX_USAGE;
+        }
+        o->pos[o->npos++] = argv[i];
+    }
+    return 0;
+}
+
+static int cmd_new(casesync_t *h, const char *type, const popts_t *po) {
+    const char *id = po->id;
     cJSON *f = cJSON_CreateObject();
     double lon = 0, lat = 0;
-    int has_lon = 0, has_lat = 0, rc = EX_OK;
+    int has_lon = po->lon != NULL, has_lat = po->lat != NULL, rc = EX_OK;
     char at[32];
     now_iso(at);
     cJSON_AddStringToObject(f, "source", "patrol");
     cJSON_AddStringToObject(f, "occurred_at", at);
     cJSON_AddStringToObject(f, "description", type);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        const char *key = strcmp(a, "--procedure") == 0     ? "procedure"
-                          : strcmp(a, "--grid") == 0        ? "grid"
-                          : strcmp(a, "--description") == 0 ? "description"
-                          : strcmp(a, "--address") == 0     ? "address"
-                          : strcmp(a, "--source") == 0      ? "source"
-                          : strcmp(a, "--occurred-at") == 0 ? "occurred_at"
-                          : strcmp(a, "--unit") == 0        ? "unit"
-                                                            : NULL;
-        if (!v) {
-            fprintf(stderr, "casesync-phone: %s needs a value\n", a);
-            rc = EX_USAGE;
-            goto done;
-        }
-        if (key) {
-            cJSON_DeleteItemFromObjectCaseSensitive(f, key);
-            cJSON_AddStringToObject(f, key, v);
-        } else if (strcmp(a, "--lon") == 0) {
-            lon = strtod(v, NULL), has_lon = 1;
-        } else if (strcmp(a, "--lat") == 0) {
-            lat = strtod(v, NULL), has_lat = 1;
-        } else if (strcmp(a, "--id") == 0) {
-            id = v;
-        } else if (strcmp(a, "--field") == 0) {
-            if (add_kv(f, v) != 0) {
-                fprintf(stderr, "casesync-phone: --field wants k=v, got %s\n", v);
-                rc = EX_USAGE;
-                goto done;
-            }
-        } else {
-            fprintf(stderr, "casesync-phone: unknown option %s\n", a);
-            rc = EX_USAGE;
-            goto done;
-        }
-        i++;
+    const struct {
+        const char *key, *value;
+    } named[] = {{"procedure", po->procedure}, {"grid", po->grid},       {"description", po->description},
+                 {"address", po->address},     {"source", po->source},   {"occurred_at", po->occurred_at},
+                 {"unit", po->unit}};
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        if (!named[i].value) continue;
+        cJSON_DeleteItemFromObjectCaseSensitive(f, named[i].key);
+        cJSON_AddStringToObject(f, named[i].key, named[i].value);
     }
+    if (has_lon) lon = strtod(po->lon, NULL);
+    if (has_lat) lat = strtod(po->lat, NULL);
+    for (int i = 0; i < po->nfields; i++)
+        if (add_kv(f, po->fields[i]) != 0) {
+            fprintf(stderr, "casesync-phone: --field wants k=v, got %s\n", po->fields[i]);
+            rc = EX_USAGE;
+            goto done;
+        }
     if (has_lon && has_lat) {
         cJSON *loc = cJSON_CreateObject();
         cJSON_AddNumberToObject(loc, "lon", lon);
@@ -333,18 +401,11 @@ static int cmd_edit(casesync_t *h, int argc, char **argv) {
     return report(rc, &err);
 }
 
-static int cmd_sync(casesync_t *h, ui_t *ui, int argc, char **argv, int upload_only) {
+static int cmd_sync(casesync_t *h, ui_t *ui, const popts_t *po, int upload_only) {
     int flags = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--no-upload") == 0)
-            flags |= CASESYNC_SYNC_NO_UPLOAD;
-        else if (strcmp(argv[i], "--push-only") == 0)
-            flags |= CASESYNC_SYNC_NO_PULL;
-        else if (strcmp(argv[i], "--pull-only") == 0)
-            flags |= CASESYNC_SYNC_NO_PUSH;
-        else
-            return usage(), EX_USAGE;
-    }
+    if (po->given & P_NO_UPLOAD) flags |= CASESYNC_SYNC_NO_UPLOAD;
+    if (po->given & P_PUSH_ONLY) flags |= CASESYNC_SYNC_NO_PULL;
+    if (po->given & P_PULL_ONLY) flags |= CASESYNC_SYNC_NO_PUSH;
     casesync_report_t r;
     casesync_error_t err;
     int rc = upload_only ? casesync_upload(h, &r, &err) : casesync_sync(h, flags, &r, &err);
@@ -381,26 +442,29 @@ static int cmd_list(casesync_t *h) {
 }
 
 int main(int argc, char **argv) {
-    const char *state = getenv("CASESYNC_STATE");
-    int i = 1;
-    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
-        if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
-            state = argv[++i];
-        else if (strcmp(argv[i], "--help") == 0)
-            return usage(), EX_OK;
-        else
-            return usage(), EX_USAGE;
+    static popts_t po;
+    int prc = parse_options(argc, argv, &po);
+    if (prc) return usage(), prc;
+    if (po.help) return usage(), EX_OK;
+    const char *state = po.state ? po.state : getenv("CASESYNC_STATE");
+    if (!state || po.npos < 1) return usage(), EX_USAGE;
+    const char *cmd = po.pos[0];
+    int n = po.npos - 1;
+    char **args = (char **)po.pos + 1;
+    /* The options each command takes. */
+    unsigned allowed = strcmp(cmd, "new") == 0      ? P_NEW
+                       : strcmp(cmd, "attach") == 0 ? (P_KIND | P_MIME)
+                       : strcmp(cmd, "sync") == 0   ? (P_NO_UPLOAD | P_PUSH_ONLY | P_PULL_ONLY)
+                       : strcmp(cmd, "login") == 0  ? P_DEVICE_NAME
+                       : strcmp(cmd, "notices") == 0 ? P_DISMISS
+                                                    : 0;
+    if (po.given & ~allowed) {
+        fprintf(stderr, "casesync-phone: an option that %s does not take\n", cmd);
+        return usage(), EX_USAGE;
     }
-    if (!state || i >= argc) return usage(), EX_USAGE;
-    const char *cmd = argv[i++];
-    int n = argc - i;
-    char **args = argv + i;
 
     ui_t ui = {isatty(2), 0, 0, 0};
-    const char *device_name = NULL;
-    if (strcmp(cmd, "login") == 0)
-        for (int k = 3; k + 1 < n; k++)
-            if (strcmp(args[k], "--device-name") == 0) device_name = args[k + 1];
+    const char *device_name = po.device_name;
     casesync_options_t o = {0};
     o.state_dir = state;
     o.app_version = "casesync-phone/1";
@@ -415,7 +479,7 @@ int main(int argc, char **argv) {
     int ex = EX_USAGE;
     char *out = NULL, id[CASESYNC_ID_MAX];
 
-    if (strcmp(cmd, "login") == 0 && n >= 3) {
+    if (strcmp(cmd, "login") == 0 && n == 3) {
         const char *pw = read_password();
         if (!pw) {
             fputs("casesync-phone: the password is read from the first line of stdin\n", stderr);
@@ -427,8 +491,8 @@ int main(int argc, char **argv) {
         ex = report(casesync_logout(h, &err), &err);
     } else if (strcmp(cmd, "status") == 0) {
         ex = (rc = casesync_session(h, &out)) ? report(rc, NULL) : print_json(out, 1);
-    } else if (strcmp(cmd, "new") == 0) {
-        ex = cmd_new(h, n, args);
+    } else if (strcmp(cmd, "new") == 0 && n == 1) {
+        ex = cmd_new(h, args[0], &po);
     } else if (strcmp(cmd, "edit") == 0) {
         ex = cmd_edit(h, n, args);
     } else if (strcmp(cmd, "note") == 0 && n == 2) {
@@ -437,25 +501,12 @@ int main(int argc, char **argv) {
         ex = report(casesync_transition(h, args[0], args[1], &err), &err);
     } else if (strcmp(cmd, "void") == 0 && n == 2) {
         ex = report(casesync_void(h, args[0], args[1], &err), &err);
-    } else if (strcmp(cmd, "attach") == 0 && n >= 2) {
-        const char *kind = NULL, *mime = NULL;
-        ex = EX_OK;
-        for (int k = 2; k < n; k++) {
-            if (strcmp(args[k], "--kind") == 0 && k + 1 < n)
-                kind = args[++k];
-            else if (strcmp(args[k], "--mime") == 0 && k + 1 < n)
-                mime = args[++k];
-            else
-                ex = EX_USAGE;
-        }
-        if (ex == EX_USAGE)
-            usage();
-        else if (!(ex = report(casesync_attach(h, args[0], args[1], kind, mime, id, &err), &err)))
-            puts(id);
+    } else if (strcmp(cmd, "attach") == 0 && n == 2) {
+        if (!(ex = report(casesync_attach(h, args[0], args[1], po.kind, po.mime, id, &err), &err))) puts(id);
     } else if (strcmp(cmd, "sync") == 0) {
-        ex = cmd_sync(h, &ui, n, args, 0);
+        ex = n == 0 ? cmd_sync(h, &ui, &po, 0) : (usage(), EX_USAGE);
     } else if (strcmp(cmd, "upload") == 0 && n == 0) {
-        ex = cmd_sync(h, &ui, 0, args, 1);
+        ex = cmd_sync(h, &ui, &po, 1);
     } else if (strcmp(cmd, "list") == 0 && n == 0) {
         ex = cmd_list(h);
     } else if (strcmp(cmd, "show") == 0 && n == 1) {
@@ -466,10 +517,10 @@ int main(int argc, char **argv) {
         ex = (rc = casesync_next_states(h, args[0], &out)) ? report(rc, NULL) : print_json(out, 0);
     } else if (strcmp(cmd, "outbox") == 0 && n == 0) {
         ex = (rc = casesync_outbox(h, &out)) ? report(rc, NULL) : print_json(out, 1);
-    } else if (strcmp(cmd, "notices") == 0 && (n == 0 || (n == 2 && strcmp(args[0], "--dismiss") == 0))) {
-        if (n == 2)
+    } else if (strcmp(cmd, "notices") == 0 && n == 0) {
+        if (po.dismiss)
             ex = report(
-                casesync_notice_dismiss(h, strcmp(args[1], "all") == 0 ? 0 : strtoull(args[1], NULL, 10)),
+                casesync_notice_dismiss(h, strcmp(po.dismiss, "all") == 0 ? 0 : strtoull(po.dismiss, NULL, 10)),
                 NULL);
         else
             ex = (rc = casesync_notices(h, &out)) ? report(rc, NULL) : print_json(out, 1);

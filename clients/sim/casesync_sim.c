@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1030,39 +1031,37 @@ static int rm_tree(const char *dir) {
 int main(int argc, char **argv) {
     S.nphones = 20, S.nunits = 2, S.hours = 2, S.seed = 1, S.step_min = 5, S.cut_rate = 0.2;
     const char *state = NULL, *admin = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--keep") == 0)
-            S.keep = 1;
-        else if (strcmp(a, "--verbose") == 0)
-            S.verbose = 1;
-        else if (strcmp(a, "--trust-deltas") == 0)
-            S.trust_deltas = 1;
-        else if (!v)
-            return usage();
-        else if (strcmp(a, "--server") == 0)
-            S.server = v, i++;
-        else if (strcmp(a, "--admin") == 0)
-            admin = v, i++;
-        else if (strcmp(a, "--phones") == 0)
-            S.nphones = atoi(v), i++;
-        else if (strcmp(a, "--units") == 0)
-            S.nunits = atoi(v), i++;
-        else if (strcmp(a, "--hours") == 0)
-            S.hours = atoi(v), i++;
-        else if (strcmp(a, "--seed") == 0)
-            S.seed = strtoull(v, NULL, 10), i++;
-        else if (strcmp(a, "--state") == 0)
-            state = v, i++;
-        else if (strcmp(a, "--step-min") == 0)
-            S.step_min = atoi(v), i++;
-        else if (strcmp(a, "--cut-rate") == 0)
-            S.cut_rate = atof(v), i++;
-        else if (strcmp(a, "--data") == 0)
-            i++; /* accepted for symmetry; users come from the admin API */
-        else
-            return usage();
+    enum { O_KEEP = 256, O_VERBOSE, O_TRUST, O_SERVER, O_ADMIN, O_PHONES, O_UNITS, O_HOURS, O_SEED, O_STATE,
+           O_STEP, O_CUT, O_DATA };
+    static const struct option longopts[] = {
+        {"keep", no_argument, NULL, O_KEEP},         {"verbose", no_argument, NULL, O_VERBOSE},
+        {"trust-deltas", no_argument, NULL, O_TRUST}, {"server", required_argument, NULL, O_SERVER},
+        {"admin", required_argument, NULL, O_ADMIN}, {"phones", required_argument, NULL, O_PHONES},
+        {"units", required_argument, NULL, O_UNITS}, {"hours", required_argument, NULL, O_HOURS},
+        {"seed", required_argument, NULL, O_SEED},   {"state", required_argument, NULL, O_STATE},
+        {"step-min", required_argument, NULL, O_STEP}, {"cut-rate", required_argument, NULL, O_CUT},
+        {"data", required_argument, NULL, O_DATA},   {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1;) {
+        switch (c) {
+        case O_KEEP: S.keep = 1; break;
+        case O_VERBOSE: S.verbose = 1; break;
+        case O_TRUST: S.trust_deltas = 1; break;
+        case O_SERVER: S.server = optarg; break;
+        case O_ADMIN: admin = optarg; break;
+        case O_PHONES: S.nphones = atoi(optarg); break;
+        case O_UNITS: S.nunits = atoi(optarg); break;
+        case O_HOURS: S.hours = atoi(optarg); break;
+        case O_SEED: S.seed = strtoull(optarg, NULL, 10); break;
+        case O_STATE: state = optarg; break;
+        case O_STEP: S.step_min = atoi(optarg); break;
+        case O_CUT: S.cut_rate = atof(optarg); break;
+        case O_DATA: break; /* accepted for symmetry; users come from the admin API */
+        default: return usage();
+        }
     }
+    if (optind < argc) return usage();
     static char auser[128], apass[256];
     const char *colon = admin ? strchr(admin, ':') : NULL;
     if (!S.server || !colon || S.nphones < 1 || S.nunits < 1 || S.nunits > 16 || S.hours < 0 ||
