@@ -583,7 +583,9 @@ function CaseDetail({ id }) {
   const supervisor = ROLE_RANK[S.me.role] >= ROLE_RANK.supervisor;
   const evidence = rec.fields.evidence || [];
   const missingSet = new Set((d.missing || []).map((m) => m.sha256));
-  const skip = new Set(['evidence', 'notes', 'documents', 'supervision', 'supervision_replies']);
+  // Fields with a panel of their own (督办, 热线闭环, 执行, 公示) are shown there.
+  const skip = new Set(['evidence', 'notes', 'documents', 'supervision', 'supervision_replies', 'ticket_no', 'complainant', 'reply_due', 'reply',
+    'callback', 'payment', 'court_application', 'court_outcome', 'close_reason', 'rectification', 'publication']);
   const officers = Object.values(S.people).filter((p) => ROLE_RANK[p.role] >= ROLE_RANK.officer && p.role !== 'admin' && !p.disabled && p.unit === rec.fields.unit);
   const idx = proc.main_path.indexOf(rec.status);
   return html`<div id="case-detail">

@@ -193,6 +193,15 @@ try {
   await shot(page, '24-hotline-import');
   const jsonPath = join(tmp, 'tickets.json');
   writeFileSync(jsonPath, JSON.stringify({ tickets: [{ ticket_no: '12345-2026-0900', type: 'unlicensed_vending', description: '重复推送', occurred_at: iso(-H), grid: '110101001001001', address: '人民路9号', location: { lon: 116.4, lat: 39.9, crs: 'wgs84' } }] }));
+  // A file the server cannot read (an unknown column): its refusal, verbatim, nothing imported.
+  const badPath = join(tmp, 'broken.csv');
+  writeFileSync(badPath, 'ticket_no,colour\r\n12345-2026-0999,red\r\n');
+  await page.setInputFiles('#hotline-import input[type=file]', badPath);
+  await page.click('#hotline-import button[type=submit]');
+  await page.waitForSelector('#import-error');
+  const refused = (await api(sup, 'POST', '/v1/hotline/import', new TextEncoder().encode('ticket_no,colour\r\n12345-2026-0999,red\r\n'), { 'Content-Type': 'text/csv' })).json.error;
+  const shown = await page.textContent('#import-error');
+  check(shown.includes(`422 ${refused.code} (${refused.field}): ${refused.message}`), `the broken CSV: "${shown}" vs ${JSON.stringify(refused)}`);
   await page.setInputFiles('#hotline-import input[type=file]', jsonPath);
   await page.click('#hotline-import button[type=submit]');
   await waitFor(page, () => { const x = document.querySelector('#import-results tr[data-ticket="12345-2026-0900"]'); return x && x.dataset.result === 'exists'; }, undefined, 'the JSON re-import as exists');
