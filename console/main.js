@@ -278,9 +278,10 @@ function Dashboard() {
       api('GET', `/v1/stats?${range(`${m}-01`, `${addMonth(m, 1)}-01`)}&group_by=grid`),
       api('GET', '/v1/conflicts?state=open'),
       api('GET', '/v1/rejections'),
-      api('GET', '/v1/supervision?state=overdue'),
+      // An admin's figures are the city's; 督办 lists are a unit's (the 督办 page names one).
+      S.me.role === 'admin' ? null : api('GET', '/v1/supervision?state=overdue'),
     ]);
-    return { today, cur, prev, grid, conflicts: (conflicts.items || conflicts).length, rejections: (rejections.items || rejections).length, svOverdue: (svOverdue.items || []).length };
+    return { today, cur, prev, grid, conflicts: (conflicts.items || conflicts).length, rejections: (rejections.items || rejections).length, svOverdue: svOverdue ? (svOverdue.items || []).length : '—' };
   }, [tick]);
   if (err) return html`<div class="error">${err}</div>`;
   if (!d) return html`<p>正在加载…</p>`;
@@ -304,7 +305,7 @@ function Dashboard() {
     </div>
     <div class="cards" id="dash-workflows">
       <a class="card" href="#/supervision"><div class="n" id="dash-sv">${d.cur.total.sv_issued ?? 0} / ${d.cur.total.sv_done ?? 0}</div><div class="l">本月督办件 / 按期落实</div></a>
-      <a class=${`card${d.svOverdue ? ' warn' : ''}`} href="#/supervision?state=overdue"><div class="n" id="dash-sv-overdue">${d.svOverdue}</div><div class="l">督办逾期未落实</div></a>
+      <a class=${`card${d.svOverdue > 0 ? ' warn' : ''}`} href="#/supervision?state=overdue"><div class="n" id="dash-sv-overdue">${d.svOverdue}</div><div class="l">督办逾期未落实</div></a>
       <div class="card"><div class="n" id="dash-reply-rate">${pct(d.cur.total.reply_on_time_rate)}</div><div class="l">本月热线按时答复率</div></div>
       <div class="card"><div class="n" id="dash-satisfaction">${pct(d.cur.total.satisfaction_rate)}</div><div class="l">本月回访满意率</div></div>
     </div>
@@ -562,7 +563,7 @@ function CaseDetail({ id }) {
     }));
     // The orders' states (open, 逾期, 已落实, 逾期落实) are the server's.
     const orders = (rec.fields.supervision || []).length
-      ? (await api('GET', '/v1/supervision?state=all').catch(() => ({ items: [] }))).items.filter((o) => o.case_id === rec.id) : [];
+      ? (await api('GET', `/v1/supervision?state=all${unitParam(rec.fields.unit)}`).catch(() => ({ items: [] }))).items.filter((o) => o.case_id === rec.id) : [];
     return { rec, hist: hist.items || hist.entries || hist, missing: missing.items || missing, have, orders };
   }, [id]);
   if (err) return html`<div class="error" role="alert">${err}</div>`;
@@ -873,6 +874,13 @@ function Report({ q }) {
 const SV_STATE = { open: '办理中', overdue: '逾期', done: '已落实', done_late: '逾期落实' };
 const SV_TABS = [['all', '全部'], ['open', '办理中'], ['overdue', '逾期'], ['done', '已落实（含逾期落实）']];
 function isSupervisor() { return ROLE_RANK[S.me.role] >= ROLE_RANK.supervisor; }
+// The workflow lists are a unit's: everyone reads their own, admins name one (unit=).
+function unitParam(u) { return S.me.role === 'admin' ? `&unit=${encodeURIComponent(u || '')}` : ''; }
+function UnitPicker({ path, q, unit }) {
+  if (S.me.role !== 'admin') return null;
+  return html`<form class="filters no-print" id="unit-pick" onSubmit=${(e) => { e.preventDefault(); const n = new URLSearchParams(q); n.set('unit', e.target.unit.value); go(path, n); }}>
+    <label>中队<input name="unit" value=${unit} required size="10" /></label><button type="submit" class="secondary">查看</button></form>`;
+}
 // Labels of a member of an object field, from the schema.
 function memberLabel(field, m) {
   const f = S.schema.fields[field];
@@ -920,17 +928,18 @@ function pushSummary(r, what) {
 // overdue list — one changeset, one append to each case's supervision.
 function Supervision({ q }) {
   const state = q.get('state') || 'all';
+  const unit = q.get('unit') || S.me.unit || '';
   const [msg, setMsg] = useState(null);
   const [picked, setPicked] = useState({});
   const [d, err, reload] = useLoad(async () => {
     const [sv, all, overdue] = await Promise.all([
-      api('GET', `/v1/supervision?state=${encodeURIComponent(state)}`),
-      state === 'all' ? null : api('GET', '/v1/supervision?state=all'),
-      isSupervisor() ? allCases('overdue=true') : Promise.resolve([]),
+      api('GET', `/v1/supervision?state=${encodeURIComponent(state)}${unitParam(unit)}`),
+      state === 'all' ? null : api('GET', `/v1/supervision?state=all${unitParam(unit)}`),
+      isSupervisor() ? allCases(`overdue=true${unitParam(unit)}`) : Promise.resolve([]),
     ]);
     return { sv, all: all || sv, overdue };
-  }, [state]);
-  if (err) return html`<div class="error">${err}</div>`;
+  }, [state, unit]);
+  if (err) return html`<div><${UnitPicker} path="/supervision" q=${q} unit=${unit} /><div class="error">${err}</div></div>`;
   if (!d) return html`<p>正在加载…</p>`;
   const items = d.sv.items || [];
   const count = (st) => (d.all.items || []).filter((x) => x.state === st).length;
@@ -951,7 +960,8 @@ function Supervision({ q }) {
     } catch (e) { setMsg({ bad: `服务器拒绝了批量督办：${refusal(e)}` }); }
   }
   return html`<div id="supervision">
-    <h2>督办 <span class="muted">${S.me.unit}</span></h2>
+    <h2>督办 <span class="muted">${unit}</span></h2>
+    <${UnitPicker} path="/supervision" q=${q} unit=${unit} />
     <div class="cards">
       <div class="card"><div class="n" id="sv-all">${(d.all.items || []).length}</div><div class="l">督办件</div></div>
       <div class="card"><div class="n">${count('open')}</div><div class="l">办理中</div></div>
@@ -959,7 +969,7 @@ function Supervision({ q }) {
       <div class="card"><div class="n">${count('done')}</div><div class="l">按期落实</div></div>
       <div class="card"><div class="n">${count('done_late')}</div><div class="l">逾期落实</div></div>
     </div>
-    <nav class="tabs" aria-label="督办状态">${SV_TABS.map(([k, l]) => html`<a href=${`#/supervision${k === 'all' ? '' : `?state=${k}`}`} class=${k === state ? 'on' : ''} data-state=${k}>${l}</a>`)}</nav>
+    <nav class="tabs" aria-label="督办状态">${SV_TABS.map(([k, l]) => html`<a href=${`#/supervision?${new URLSearchParams([...(k === 'all' ? [] : [['state', k]]), ...(q.get('unit') ? [['unit', q.get('unit')]] : [])])}`} class=${k === state ? 'on' : ''} data-state=${k}>${l}</a>`)}</nav>
     ${d.sv.truncated && html`<p class="error">只显示前 ${items.length} 件。</p>`}
     <table id="sv-table"><thead><tr><th>案件</th><th>督办单号</th><th>督办事项</th><th>承办人</th><th>督办人</th><th>督办时间</th><th>办理期限</th><th>状态</th><th>落实时间</th><th class="num">回复</th><th>已升级至</th></tr></thead>
       <tbody>${items.map((o) => html`<tr data-order=${o.order_id} data-case=${o.case_id} data-state=${o.state} class=${o.state}>
@@ -1141,12 +1151,14 @@ function HotlineImport() {
 // 黑名单: parties with at least `min` cases in the unit (GET /v1/parties/repeat).
 function Repeat({ q }) {
   const min = Math.max(2, Number(q.get('min')) || 2);
-  const [d, err] = useLoad(() => api('GET', `/v1/parties/repeat?min=${min}`), [min]);
-  if (err) return html`<div class="error">${err}</div>`;
+  const unit = q.get('unit') || S.me.unit || '';
+  const [d, err] = useLoad(() => api('GET', `/v1/parties/repeat?min=${min}${unitParam(unit)}`), [min, unit]);
+  if (err) return html`<div><${UnitPicker} path="/repeat" q=${q} unit=${unit} /><div class="error">${err}</div></div>`;
   if (!d) return html`<p>正在加载…</p>`;
   return html`<div id="repeat">
     <h2>黑名单 <span class="muted">${d.unit} · 本中队有 ${min} 件及以上案件的当事人（已撤销的不计）</span></h2>
-    <div class="filters no-print"><label>案件数不少于<select onChange=${(e) => go('/repeat', new URLSearchParams({ min: e.target.value }))}>${[2, 3, 5, 10].map((n) => html`<option value=${n} selected=${n === min}>${n}</option>`)}</select></label></div>
+    <${UnitPicker} path="/repeat" q=${q} unit=${unit} />
+    <div class="filters no-print"><label>案件数不少于<select onChange=${(e) => { const n = new URLSearchParams(q); n.set('min', e.target.value); go('/repeat', n); }}>${[2, 3, 5, 10].map((n) => html`<option value=${n} selected=${n === min}>${n}</option>`)}</select></label></div>
     <table id="repeat-table"><thead><tr><th>当事人</th><th>${memberLabel('party', 'kind')}</th><th>${memberLabel('party', 'id_no')} / ${memberLabel('party', 'uscc')}</th><th class="num">案件数</th><th>首违不罚</th><th>案件</th></tr></thead>
       <tbody>${(d.items || []).map((x) => {
         const p = x.party || {};

@@ -254,6 +254,25 @@ try {
   const wang = rrow.find((x) => x.party === party.id_no);
   check(wang && wang.cells[0] === '王五' && wang.cells[4] === '已适用', `王五 in the 黑名单: ${JSON.stringify(wang)}`);
   await shot(page, '27-repeat-offenders');
+  // ---- An admin names the unit: the same orders; the 黑名单 with the id masked; 工作台 loads.
+  const apage = await newPage(browser);
+  await signIn(apage, 'admin');
+  await apage.waitForSelector('#dash-sv');
+  check(!(await apage.$('main .error')) && (await apage.textContent('#dash-sv-overdue')) === '—', 'the admin\'s 工作台');
+  await apage.goto(`${BASE}/console/#/supervision`);
+  await apage.waitForSelector('#unit-pick');
+  await apage.fill('#unit-pick input[name=unit]', 'U1');
+  await apage.click('#unit-pick button[type=submit]');
+  const admSv = (await api(adm, 'GET', '/v1/supervision?state=all&unit=U1')).json.items;
+  await waitFor(apage, (n) => document.querySelectorAll('#sv-table tbody tr').length === n, admSv.length, `the admin's ${admSv.length} orders of U1`);
+  await apage.click('.tabs a[data-state=overdue]');
+  await waitFor(apage, () => location.hash.includes('state=overdue') && location.hash.includes('unit=U1'), undefined, 'the tab keeps the unit');
+  await apage.goto(`${BASE}/console/#/repeat?unit=U1`);
+  await apage.waitForSelector('#repeat-table tbody tr');
+  const admRep = (await api(adm, 'GET', '/v1/parties/repeat?unit=U1')).json.items;
+  const shownIds = await apage.$$eval('#repeat-table tbody tr', (r) => r.map((x) => x.dataset.party));
+  check(admRep.length === shownIds.length && shownIds.includes('110***********1234') && !shownIds.includes(party.id_no), `the admin's 黑名单: ${shownIds}`);
+  await apage.context().close();
   console.log('workflows: ok');
 } finally {
   await browser.close();
