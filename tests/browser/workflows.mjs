@@ -173,7 +173,7 @@ try {
   // ---- 热线导入: a CSV (one good ticket, one refused), then the same ticket as JSON (exists).
   const csvPath = join(tmp, 'tickets.csv');
   writeFileSync(csvPath, '\ufeffticket_no,type,description,occurred_at,grid,address,lon,lat,complainant_name,complainant_phone,reply_due\r\n'
-    + `12345-2026-0900,unlicensed_vending,"路口流动摊贩, 堵塞通行",${iso(-H)},110101001001001,人民路9号,116.4,39.9,赵六,13900001111,${iso(2 * D)}\r\n`
+    + `12345-2026-0900,unlicensed_vending,"路口流动摊贩, 堵塞通行",${iso(-H)},110101001001001,"人民路9号<img src=x onerror=alert(1)>",116.4,39.9,赵六,13900001111,${iso(2 * D)}\r\n`
     + `12345-2026-0901,no_such_type,不明问题,${iso(-H)},110101001001001,人民路10号,116.4,39.9,,,\r\n`);
   await page.goto(`${BASE}/console/#/hotline`);
   await page.setInputFiles('#hotline-import input[type=file]', csvPath);
@@ -186,6 +186,12 @@ try {
   check(good.result === 'created' && good.link && bad.includes('被拒绝'), `import rows: ${JSON.stringify(good)} / ${bad}`);
   const imported = (await api(sup, 'GET', `/v1/cases/${good.link}`)).json;
   check(imported.fields.ticket_no === '12345-2026-0900' && imported.fields.source === 'hotline' && imported.fields.complainant.phone === '13900001111', `the imported case: ${JSON.stringify(imported.fields)}`);
+  // The platform's text is shown as text: markup in a ticket never becomes an element (nor runs).
+  await page.click(`#import-results tr[data-ticket="12345-2026-0900"] a`);
+  await page.waitForSelector('#fields');
+  check((await page.textContent('#fields')).includes('人民路9号<img src=x onerror=alert(1)>') && !(await page.$('#fields img')), 'the ticket\'s markup was not shown as text');
+  await page.goBack();
+  await page.waitForSelector('#hotline-import');
   // The refusal is the server's: the same file through the API gives the same error.
   const again = (await api(sup, 'POST', '/v1/hotline/import', new TextEncoder().encode(`ticket_no,type,description,occurred_at,grid,address,lon,lat\r\n12345-2026-0901,no_such_type,不明问题,${iso(-H)},110101001001001,人民路10号,116.4,39.9\r\n`), { 'Content-Type': 'text/csv' })).json;
   const e901 = again.items[0].error;
