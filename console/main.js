@@ -182,7 +182,8 @@ function Login({ onDone }) {
 }
 
 const NAV = [
-  ['/', '工作台'], ['/cases', '案件'], ['/conflicts', '冲突与隔离'], ['/devices', '设备'], ['/people', '人员', 'admin'], ['/report', '月报'],
+  ['/', '工作台'], ['/cases', '案件'], ['/supervision', '督办'], ['/conflicts', '冲突与隔离'], ['/devices', '设备'], ['/hotline', '热线导入', 'supervisor'],
+  ['/repeat', '黑名单', 'supervisor'], ['/people', '人员', 'admin'], ['/report', '月报'],
 ];
 
 function Shell({ r }) {
@@ -194,7 +195,7 @@ function Shell({ r }) {
   return html`<div>
     <header class="top">
       <h1>城管执法案件管理台</h1>
-      <nav aria-label="主菜单">${NAV.filter((n) => !n[2] || S.me.role === n[2]).map(([p, l]) => html`<a href=${`#${p}`} class=${(r.path === p || (p !== '/' && r.path.startsWith(p)) || (p === '/cases' && r.path.startsWith('/case/'))) ? 'on' : ''}>${l}</a>`)}</nav>
+      <nav aria-label="主菜单">${NAV.filter((n) => !n[2] || ROLE_RANK[S.me.role] >= ROLE_RANK[n[2]]).map(([p, l]) => html`<a href=${`#${p}`} class=${(r.path === p || (p !== '/' && r.path.startsWith(p)) || (p === '/cases' && r.path.startsWith('/case/'))) ? 'on' : ''}>${l}</a>`)}</nav>
       <span class="who">${S.me.name || S.me.username} · ${roleLabel(S.me.role)} · ${S.me.unit}<button type="button" onClick=${logout}>退出</button></span>
     </header>
     <main>${page}</main>
@@ -212,6 +213,9 @@ function pageFor(r) {
   if (r.path === '/devices') return html`<${Devices} />`;
   if (r.path === '/people') return html`<${People} />`;
   if (r.path === '/report') return html`<${Report} q=${r.q} />`;
+  if (r.path === '/supervision') return html`<${Supervision} q=${r.q} />`;
+  if (r.path === '/hotline') return html`<${HotlineImport} />`;
+  if (r.path === '/repeat') return html`<${Repeat} q=${r.q} />`;
   return html`<p>没有这个页面。<a href="#/">回到工作台</a></p>`;
 }
 
@@ -267,15 +271,17 @@ function Dashboard() {
   const [tick, setTick] = useState(0);
   useEffect(() => { const t = setInterval(() => setTick((x) => x + 1), 30000); return () => clearInterval(t); }, []);
   const [d, err] = useLoad(async () => {
-    const [today, cur, prev, grid, conflicts, rejections] = await Promise.all([
+    const [today, cur, prev, grid, conflicts, rejections, svOverdue] = await Promise.all([
       api('GET', `/v1/stats?${range(todayCN(), addDay(todayCN(), 1))}`),
       api('GET', `/v1/stats?${range(`${m}-01`, `${addMonth(m, 1)}-01`)}&group_by=type`),
       api('GET', `/v1/stats?${range(`${addMonth(m, -1)}-01`, `${m}-01`)}`),
       api('GET', `/v1/stats?${range(`${m}-01`, `${addMonth(m, 1)}-01`)}&group_by=grid`),
       api('GET', '/v1/conflicts?state=open'),
       api('GET', '/v1/rejections'),
+      // An admin's figures are the city's; 督办 lists are a unit's (the 督办 page names one).
+      S.me.role === 'admin' ? null : api('GET', '/v1/supervision?state=overdue'),
     ]);
-    return { today, cur, prev, grid, conflicts: (conflicts.items || conflicts).length, rejections: (rejections.items || rejections).length };
+    return { today, cur, prev, grid, conflicts: (conflicts.items || conflicts).length, rejections: (rejections.items || rejections).length, svOverdue: svOverdue ? (svOverdue.items || []).length : '—' };
   }, [tick]);
   if (err) return html`<div class="error">${err}</div>`;
   if (!d) return html`<p>正在加载…</p>`;
@@ -293,6 +299,15 @@ function Dashboard() {
     <div class="cards">
       <div class="card"><div class="n" id="rate-this">${pct(d.cur.total.closure_rate)}</div><div class="l">本月办结率</div></div>
       <div class="card"><div class="n" id="rate-last">${pct(d.prev.total.closure_rate)}</div><div class="l">上月办结率</div></div>
+      <div class="card"><div class="n" id="dash-first-offence">${d.cur.total.first_offence ?? 0}</div><div class="l">本月首违不罚</div></div>
+      <div class="card"><div class="n" id="dash-disposal">${pct(d.cur.total.disposal_rate)}</div><div class="l">本月处置率</div></div>
+      <div class="card"><div class="n" id="dash-disposal-on-time">${pct(d.cur.total.disposal_on_time_rate)}</div><div class="l">本月按时处置率</div></div>
+    </div>
+    <div class="cards" id="dash-workflows">
+      <a class="card" href="#/supervision"><div class="n" id="dash-sv">${d.cur.total.sv_issued ?? 0} / ${d.cur.total.sv_done ?? 0}</div><div class="l">本月督办件 / 按期落实</div></a>
+      <a class=${`card${d.svOverdue > 0 ? ' warn' : ''}`} href="#/supervision?state=overdue"><div class="n" id="dash-sv-overdue">${d.svOverdue}</div><div class="l">督办逾期未落实</div></a>
+      <div class="card"><div class="n" id="dash-reply-rate">${pct(d.cur.total.reply_on_time_rate)}</div><div class="l">本月热线按时答复率</div></div>
+      <div class="card"><div class="n" id="dash-satisfaction">${pct(d.cur.total.satisfaction_rate)}</div><div class="l">本月回访满意率</div></div>
     </div>
     <div class="charts">
       <div><h3>本月按案件类型</h3><${BarChart} title="本月按案件类型" labels=${d.cur.groups.map((g) => typeLabel(g.key))} sets=${[{ label: '登记', data: d.cur.groups.map((g) => g.opened) }, { label: '办结', data: d.cur.groups.map((g) => g.closed) }]} /></div>
@@ -546,7 +561,10 @@ function CaseDetail({ id }) {
       const r = await fetch(`/v1/blobs/${e.sha256}`, { method: 'HEAD', credentials: 'same-origin' });
       have[e.sha256] = r.ok;
     }));
-    return { rec, hist: hist.items || hist.entries || hist, missing: missing.items || missing, have };
+    // The orders' states (open, 逾期, 已落实, 逾期落实) are the server's.
+    const orders = (rec.fields.supervision || []).length
+      ? (await api('GET', `/v1/supervision?state=all${unitParam(rec.fields.unit)}`).catch(() => ({ items: [] }))).items.filter((o) => o.case_id === rec.id) : [];
+    return { rec, hist: hist.items || hist.entries || hist, missing: missing.items || missing, have, orders };
   }, [id]);
   if (err) return html`<div class="error" role="alert">${err}</div>`;
   if (!d) return html`<p>正在加载…</p>`;
@@ -566,7 +584,9 @@ function CaseDetail({ id }) {
   const supervisor = ROLE_RANK[S.me.role] >= ROLE_RANK.supervisor;
   const evidence = rec.fields.evidence || [];
   const missingSet = new Set((d.missing || []).map((m) => m.sha256));
-  const skip = new Set(['evidence', 'notes', 'documents']);
+  // Fields with a panel of their own (督办, 热线闭环, 执行, 公示) are shown there.
+  const skip = new Set(['evidence', 'notes', 'documents', 'supervision', 'supervision_replies', 'ticket_no', 'complainant', 'reply_due', 'reply',
+    'callback', 'payment', 'court_application', 'court_outcome', 'close_reason', 'rectification', 'publication']);
   const officers = Object.values(S.people).filter((p) => ROLE_RANK[p.role] >= ROLE_RANK.officer && p.role !== 'admin' && !p.disabled && p.unit === rec.fields.unit);
   const idx = proc.main_path.indexOf(rec.status);
   return html`<div id="case-detail">
@@ -602,8 +622,13 @@ function CaseDetail({ id }) {
         ${(rec.fields.notes || []).map((n) => html`<p>${n.text} <span class="muted">— ${person(n.author)} ${time(n.at)}</span></p>`)}
         ${supervisor && html`<form class="no-print" onSubmit=${(ev) => { ev.preventDefault(); act({ op: 'update', append: { notes: [{ id: `n-${randomHex(6)}`, text: ev.target.note.value, at: new Date().toISOString() }] } }, '添加备注'); ev.target.reset(); }}>
           <input name="note" required aria-label="备注" size="40" /> <button type="submit" class="secondary">添加备注</button></form>`}
+        <${CaseSupervision} rec=${rec} orders=${d.orders} act=${act} />
+        <${CaseHotline} rec=${rec} />
+        <${CaseEnforcement} rec=${rec} />
+        <${CasePublication} rec=${rec} />
+        <${PartyHistory} rec=${rec} />
         <h3>法律文书</h3>
-        ${(rec.fields.documents || []).length ? html`<ul>${rec.fields.documents.map((x) => html`<li>${x.doc_type} ${x.doc_no || ''}</li>`)}</ul>` : html`<p class="muted">无</p>`}
+        ${(rec.fields.documents || []).length ? html`<ul>${rec.fields.documents.map((x) => html`<li>${x.doc_type} ${x.doc_no || ''}${x.at ? ` ${time(x.at)}` : ''}</li>`)}</ul>` : html`<p class="muted">无</p>`}
       </div>
       <div>
         <h3>证据（${evidence.length}）</h3>
@@ -806,15 +831,20 @@ function Report({ q }) {
     for (const [g] of REPORT_GROUPS) {
       try { out[g] = await api('GET', `/v1/stats?${rng}&group_by=${g}`); } catch (e) { if (e.status === 400) out[g] = null; else throw e; }
     }
+    out.month = month;
     return out;
   }, [month]);
   if (err) return html`<div class="error">${err}</div>`;
-  if (!d) return html`<p>正在加载…</p>`;
+  // Never last month's figures under this month's title while it loads.
+  if (!d || d.month !== month) return html`<p>正在加载…</p>`;
   const total = d.type.total;
   function csv() {
     const rows = [['月份', '分组', '项目', ...REPORT_COLS.map((c) => c[0])]];
     rows.push([month, '合计', '全部', ...REPORT_COLS.map((c) => c[1](total))]);
     for (const [g, label, fmt] of REPORT_GROUPS) if (d[g]) for (const x of d[g].groups) rows.push([month, label, fmt(x.key), ...REPORT_COLS.map((c) => c[1](x))]);
+    rows.push([]);
+    rows.push(['月份', '业务工作指标', '项目', ...WORKFLOW_COLS.map((c) => c[0])]);
+    rows.push([month, '合计', '全部', ...WORKFLOW_COLS.map((c) => c[1](total))]);
     download(`月报_${S.me.unit}_${month}.csv`, rows);
   }
   return html`<div id="report">
@@ -825,13 +855,333 @@ function Report({ q }) {
     </div>
     <h2>${S.me.unit} 城管执法案件月报 · ${month.replace('-', '年')}月</h2>
     <p class="muted">统计区间 ${month}-01 至 ${addMonth(month, 1)}-01（${S.tz.name === 'Asia/Shanghai' ? '北京时间' : S.tz.name} UTC${S.tz.utc_offset}，不含末日）；超期为生成时（${time(total.now || d.type.now)}）仍超期的案件；证据未上传 ${d.type.evidence_missing} 件。</p>
+    <p id="sv-sentence">${svSentence(total)}</p>
     <table id="report-total"><thead><tr><th>合计</th>${REPORT_COLS.map((c) => html`<th class="num">${c[0]}</th>`)}</tr></thead>
       <tbody><tr><td>全部</td>${REPORT_COLS.map((c) => html`<td class="num" data-col=${c[0]}>${c[1](total)}</td>`)}</tr></tbody></table>
+    <h3>业务工作指标</h3>
+    <table id="report-workflow"><thead><tr><th>合计</th>${WORKFLOW_COLS.map((c) => html`<th class="num">${c[0]}</th>`)}</tr></thead>
+      <tbody><tr><td>全部</td>${WORKFLOW_COLS.map((c) => html`<td class="num" data-col=${c[0]}>${c[1](total)}</td>`)}</tr></tbody></table>
     ${REPORT_GROUPS.map(([g, label, fmt]) => d[g] && html`<h3>${label}</h3>
       <table data-group=${g}><thead><tr><th>${label.slice(1)}</th>${REPORT_COLS.map((c) => html`<th class="num">${c[0]}</th>`)}</tr></thead>
       <tbody>${d[g].groups.map((x) => html`<tr data-key=${x.key ?? ''}><td>${fmt(x.key)}</td>${REPORT_COLS.map((c) => html`<td class="num" data-col=${c[0]}>${c[1](x)}</td>`)}</tr>`)}</tbody></table>`)}
     <p class="print-only muted">打印时间 ${time(new Date().toISOString())} · ${S.me.name || S.me.username}</p>
   </div>`;
+}
+
+// ---- field workflows: 督办, 热线, 执行, 首违不罚, 公示 (docs/protocol.md §9) -------
+
+// The states of GET /v1/supervision (sync_sv_state).
+const SV_STATE = { open: '办理中', overdue: '逾期', done: '已落实', done_late: '逾期落实' };
+const SV_TABS = [['all', '全部'], ['open', '办理中'], ['overdue', '逾期'], ['done', '已落实（含逾期落实）']];
+function isSupervisor() { return ROLE_RANK[S.me.role] >= ROLE_RANK.supervisor; }
+// The workflow lists are a unit's: everyone reads their own, admins name one (unit=).
+function unitParam(u) { return S.me.role === 'admin' ? `&unit=${encodeURIComponent(u || '')}` : ''; }
+function UnitPicker({ path, q, unit }) {
+  if (S.me.role !== 'admin') return null;
+  return html`<form class="filters no-print" id="unit-pick" onSubmit=${(e) => { e.preventDefault(); const n = new URLSearchParams(q); n.set('unit', e.target.unit.value); go(path, n); }}>
+    <label>中队<input name="unit" value=${unit} required size="10" /></label><button type="submit" class="secondary">查看</button></form>`;
+}
+// Labels of a member of an object field, from the schema.
+function memberLabel(field, m) {
+  const f = S.schema.fields[field];
+  return (f && f.members && f.members[m] && f.members[m].label) || m;
+}
+function itemLabel(field, m) {
+  const f = S.schema.fields[field];
+  return (f && f.items && f.items.members && f.items.members[m] && f.items.members[m].label) || m;
+}
+function memberValue(field, m, v) {
+  const f = S.schema.fields[field];
+  return value(f && f.members && f.members[m], v, m);
+}
+
+// One order: {id, ask, due_at, order_no?, to?}; the server stamps issued_by and issued_at.
+function svOrder(ask, due, orderNo, to) {
+  const o = { id: `sv-${randomHex(8)}`, ask, due_at: wallTime(due) };
+  if (orderNo) o.order_no = orderNo;
+  if (to) o.to = to;
+  return o;
+}
+
+// Every page of a case query (at most 20 pages of 500).
+async function allCases(qs) {
+  const out = [];
+  let next = '';
+  for (let i = 0; i < 20; i++) {
+    const p = await api('GET', `/v1/cases?${qs}&limit=500${next ? `&cursor=${encodeURIComponent(next)}` : ''}`);
+    out.push(...p.items);
+    if (!p.next) break;
+    next = p.next;
+  }
+  return out;
+}
+
+function pushSummary(r, what) {
+  const res = r.results || [];
+  const bad = res.filter((x) => x.status === 'rejected' || x.status === 'conflict');
+  const ok = res.length - bad.length;
+  if (!bad.length) return { ok: `${what}：${ok} 件已下达` };
+  return { bad: `${what}：${ok} 件已下达，${bad.length} 件被拒绝：${bad.map((x) => `${x.record_id || ''} ${x.error ? `${x.error.code}${x.error.field ? ` (${x.error.field})` : ''}: ${x.error.message}` : x.status}`).join('；')}` };
+}
+
+// 督办: the unit's orders with their state and escalation; in bulk from the
+// overdue list — one changeset, one append to each case's supervision.
+function Supervision({ q }) {
+  const state = q.get('state') || 'all';
+  const unit = q.get('unit') || S.me.unit || '';
+  const [msg, setMsg] = useState(null);
+  const [picked, setPicked] = useState({});
+  const [d, err, reload] = useLoad(async () => {
+    const [sv, all, overdue] = await Promise.all([
+      api('GET', `/v1/supervision?state=${encodeURIComponent(state)}${unitParam(unit)}`),
+      state === 'all' ? null : api('GET', `/v1/supervision?state=all${unitParam(unit)}`),
+      isSupervisor() ? allCases(`overdue=true${unitParam(unit)}`) : Promise.resolve([]),
+    ]);
+    return { sv, all: all || sv, overdue };
+  }, [state, unit]);
+  if (err) return html`<div><${UnitPicker} path="/supervision" q=${q} unit=${unit} /><div class="error">${err}</div></div>`;
+  if (!d) return html`<p>正在加载…</p>`;
+  const items = d.sv.items || [];
+  const count = (st) => (d.all.items || []).filter((x) => x.state === st).length;
+  const open = d.overdue.filter((c) => !closedStatus(c));
+  const chosen = open.filter((c) => picked[c.id]);
+  async function bulk(ev) {
+    ev.preventDefault();
+    const f = ev.target;
+    if (!chosen.length) { setMsg({ bad: '请先勾选要督办的超期案件' }); return; }
+    setMsg(null);
+    const at = new Date().toISOString();
+    const changes = chosen.map((c) => ({ op: 'update', record_id: c.id, base_version: c.version, at, append: { supervision: [svOrder(f.ask.value, f.due.value, f.order_no.value)] } }));
+    try {
+      setMsg(pushSummary(await pushChanges(changes), '批量督办'));
+      setPicked({});
+      f.reset();
+      reload();
+    } catch (e) { setMsg({ bad: `服务器拒绝了批量督办：${refusal(e)}` }); }
+  }
+  return html`<div id="supervision">
+    <h2>督办 <span class="muted">${unit}</span></h2>
+    <${UnitPicker} path="/supervision" q=${q} unit=${unit} />
+    <div class="cards">
+      <div class="card"><div class="n" id="sv-all">${(d.all.items || []).length}</div><div class="l">督办件</div></div>
+      <div class="card"><div class="n">${count('open')}</div><div class="l">办理中</div></div>
+      <a class=${`card${count('overdue') ? ' warn' : ''}`} href="#/supervision?state=overdue"><div class="n">${count('overdue')}</div><div class="l">逾期未落实</div></a>
+      <div class="card"><div class="n">${count('done')}</div><div class="l">按期落实</div></div>
+      <div class="card"><div class="n">${count('done_late')}</div><div class="l">逾期落实</div></div>
+    </div>
+    <nav class="tabs" aria-label="督办状态">${SV_TABS.map(([k, l]) => html`<a href=${`#/supervision?${new URLSearchParams([...(k === 'all' ? [] : [['state', k]]), ...(q.get('unit') ? [['unit', q.get('unit')]] : [])])}`} class=${k === state ? 'on' : ''} data-state=${k}>${l}</a>`)}</nav>
+    ${d.sv.truncated && html`<p class="error">只显示前 ${items.length} 件。</p>`}
+    <table id="sv-table"><thead><tr><th>案件</th><th>督办单号</th><th>督办事项</th><th>承办人</th><th>督办人</th><th>督办时间</th><th>办理期限</th><th>状态</th><th>落实时间</th><th class="num">回复</th><th>已升级至</th></tr></thead>
+      <tbody>${items.map((o) => html`<tr data-order=${o.order_id} data-case=${o.case_id} data-state=${o.state} class=${o.state}>
+        <td><a href=${`#/case/${encodeURIComponent(o.case_id)}`}>${o.case_no || o.case_id}</a><br /><span class="muted">${statusLabel(o.status)}</span></td>
+        <td>${o.order_no || ''}</td><td>${o.ask}</td><td>${person(o.to)}</td><td>${person(o.issued_by)}</td><td>${time(o.issued_at)}</td><td>${time(o.due_at)}</td>
+        <td class="sv-state">${SV_STATE[o.state] || o.state}</td><td>${time(o.done_at)}</td><td class="num">${o.replies}</td>
+        <td class="sv-esc">${o.escalated_to ? roleLabel(o.escalated_to) : ''}</td></tr>`)}</tbody></table>
+    ${!items.length && html`<p class="muted">没有督办件。</p>`}
+    ${msg && html`<div class=${msg.ok ? 'ok' : 'error'} role="alert" id="sv-result">${msg.ok || msg.bad}</div>`}
+    ${isSupervisor() && html`<h3>从超期案件批量督办（${open.length}）</h3>
+      <form id="sv-bulk" class="filters" onSubmit=${bulk} aria-label="批量督办">
+        <label>督办事项<input name="ask" required size="40" /></label>
+        <label>办理期限<input name="due" type="datetime-local" required /></label>
+        <label>督办单号<input name="order_no" size="14" /></label>
+        <button type="submit">督办所选（${chosen.length}）</button>
+      </form>
+      <table id="sv-overdue"><thead><tr><th><input type="checkbox" aria-label="全选" checked=${open.length > 0 && chosen.length === open.length}
+        onChange=${(e) => setPicked(e.target.checked ? Object.fromEntries(open.map((c) => [c.id, true])) : {})} /></th><th>案件编号</th><th>案件类型</th><th>状态</th><th>主办队员</th><th>地址</th><th>已有督办</th></tr></thead>
+        <tbody>${open.map((c) => html`<tr data-id=${c.id}><td><input type="checkbox" name="pick" value=${c.id} aria-label=${`选择 ${c.fields.case_no || c.id}`} checked=${!!picked[c.id]}
+          onChange=${(e) => setPicked({ ...picked, [c.id]: e.target.checked })} /></td>
+          <td><a href=${`#/case/${encodeURIComponent(c.id)}`}>${c.fields.case_no || c.id}</a></td><td>${typeLabel(c.type)}</td><td>${statusLabel(c.status, c.fields.procedure)}</td>
+          <td>${person(c.fields.assignee)}</td><td>${c.fields.address || ''}</td><td>${(c.fields.supervision || []).length}</td></tr>`)}</tbody></table>`}
+  </div>`;
+}
+
+// 案件详情's 督办 panel: the case's orders (state from GET /v1/supervision),
+// each with its replies; a supervisor issues one more.
+function CaseSupervision({ rec, orders, act }) {
+  const list = rec.fields.supervision || [];
+  const replies = rec.fields.supervision_replies || [];
+  const byId = Object.fromEntries((orders || []).map((o) => [o.order_id, o]));
+  const officers = Object.values(S.people).filter((p) => ROLE_RANK[p.role] >= ROLE_RANK.officer && p.role !== 'admin' && !p.disabled && p.unit === rec.fields.unit);
+  function issue(ev) {
+    ev.preventDefault();
+    const f = ev.target;
+    act({ op: 'update', append: { supervision: [svOrder(f.ask.value, f.due.value, f.order_no.value, f.to.value)] } }, '督办');
+  }
+  return html`<section id="case-supervision" class="panel">
+    <h3>督办（${list.length}）</h3>
+    ${!list.length && html`<p class="muted">本案没有督办件。</p>`}
+    ${list.map((o) => {
+      const s = byId[o.id];
+      return html`<div class="order" data-order=${o.id} data-state=${s ? s.state : ''}>
+        <div><strong>${o.order_no ? `${o.order_no} · ` : ''}${o.ask}</strong> <span class=${`badge ${s ? s.state : ''}`}>${s ? SV_STATE[s.state] : ''}</span>${s && s.escalated_to ? html` <span class="badge overdue">已升级至${roleLabel(s.escalated_to)}</span>` : ''}</div>
+        <div class="muted">${person(o.issued_by)} 于 ${time(o.issued_at)} 督办 · 承办 ${person(o.to || rec.fields.assignee) || '（主办队员）'} · 期限 ${time(o.due_at)}${s && s.done_at ? ` · 落实 ${time(s.done_at)}` : ''}</div>
+        <ul class="replies">${replies.filter((r) => r.order_id === o.id).map((r) => html`<li data-reply=${r.id}>${r.text}${r.done ? html` <strong>（${itemLabel('supervision_replies', 'done')}）</strong>` : ''}
+          <span class="muted"> — ${person(r.author)} ${itemLabel('supervision_replies', 'answered_at')} ${time(r.answered_at)}${r.received_at ? ` · ${itemLabel('supervision_replies', 'received_at')} ${time(r.received_at)}` : ''}</span></li>`)}</ul>
+      </div>`;
+    })}
+    ${isSupervisor() && !closedStatus(rec) && html`<form id="sv-issue" class="change no-print" onSubmit=${issue} aria-label="督办">
+      <input name="ask" required placeholder=${itemLabel('supervision', 'ask')} aria-label=${itemLabel('supervision', 'ask')} size="28" />
+      <label>${itemLabel('supervision', 'due_at')} <input name="due" type="datetime-local" required /></label>
+      <input name="order_no" placeholder=${itemLabel('supervision', 'order_no')} aria-label=${itemLabel('supervision', 'order_no')} size="12" />
+      <select name="to" aria-label=${itemLabel('supervision', 'to')}><option value="">${itemLabel('supervision', 'to')}：主办队员</option>${officers.map((p) => html`<option value=${p.id}>${p.name || p.username}</option>`)}</select>
+      <button type="submit">下达督办</button></form>`}
+  </section>`;
+}
+
+function row(label, v, id) { return html`<tr data-row=${id || label}><th>${label}</th><td>${v === '' || v === null || v === undefined ? html`<span class="muted">—</span>` : v}</td></tr>`; }
+function obj(field, v, members) {
+  if (!v) return '';
+  return (members || Object.keys(v)).filter((m) => v[m] !== undefined && v[m] !== null && v[m] !== '').map((m) => `${memberLabel(field, m)}：${memberValue(field, m, v[m])}`).join('；');
+}
+
+// The hotline loop: ticket, complainant (masked unless supervisor), reply due, reply, 回访.
+function CaseHotline({ rec }) {
+  const f = rec.fields;
+  if (f.source !== 'hotline' && !f.ticket_no && !f.reply_due && !f.reply && !f.callback) return null;
+  const due = f.reply_due ? new Date(f.reply_due) : null;
+  const replied = f.reply && f.reply.at ? new Date(f.reply.at) : null;
+  let verdict = '';
+  if (due && replied) verdict = replied <= due ? '按时答复' : '逾期答复';
+  else if (due && !replied && due < new Date()) verdict = '逾期未答复';
+  else if (due) verdict = '待答复';
+  return html`<section id="case-hotline" class="panel"><h3>热线闭环</h3><table><tbody>
+    ${row(fieldLabel('ticket_no'), f.ticket_no, 'ticket_no')}
+    ${row(fieldLabel('complainant'), obj('complainant', f.complainant, ['name', 'phone']), 'complainant')}
+    ${row(fieldLabel('reply_due'), due ? html`${time(f.reply_due)} <span class=${`badge ${/逾期/.test(verdict) ? 'overdue' : 'done'}`} id="reply-verdict">${verdict}</span>` : '', 'reply_due')}
+    ${row(fieldLabel('reply'), f.reply ? `${f.reply.text}（${time(f.reply.at)}）` : '', 'reply')}
+    ${row(fieldLabel('callback'), f.callback ? html`<strong id="callback-verdict">${f.callback.satisfied ? '满意' : '不满意'}</strong>${f.callback.result ? `，${f.callback.result}` : ''}${f.callback.at ? `（${time(f.callback.at)}）` : ''}` : '', 'callback')}
+  </tbody></table></section>`;
+}
+
+// Enforcement after the decision: payment, 加处罚款 (derived.late_fee), 催告, court, 责令改正.
+function CaseEnforcement({ rec }) {
+  const f = rec.fields;
+  const fee = rec.derived && rec.derived.late_fee;
+  const demands = (f.documents || []).filter((x) => x.doc_type === 'payment_demand');
+  if (f.fine_amount === undefined && !f.payment && !fee && !f.court_application && !f.court_outcome && !f.rectification && !f.close_reason && !demands.length) return null;
+  return html`<section id="case-enforcement" class="panel"><h3>执行</h3><table><tbody>
+    ${row(fieldLabel('fine_amount'), f.fine_amount === undefined ? '' : `¥${yuan(f.fine_amount)}`, 'fine_amount')}
+    ${row(fieldLabel('payment'), obj('payment', f.payment, ['method', 'receipt_no', 'paid_at', 'on_spot_reason']) || (f.fine_amount ? '未缴款' : ''), 'payment')}
+    ${row('加处罚款', fee ? html`<strong id="late-fee">¥${yuan(fee.amount)}</strong>（逾期 ${fee.days} 日，每日 3%，自 ${time(fee.from)} 起${fee.until ? `至 ${time(fee.until)} 缴款` : '，仍未缴款'}${fee.capped ? '，已达罚款数额上限' : ''}）` : '', 'late_fee')}
+    ${row('催告书', demands.map((x) => `${x.doc_no || ''} ${time(x.at)}`.trim()).join('；'), 'payment_demand')}
+    ${row(fieldLabel('court_application'), obj('court_application', f.court_application, ['doc_no', 'court', 'filed_at']), 'court_application')}
+    ${row(fieldLabel('court_outcome'), obj('court_outcome', f.court_outcome, ['result', 'doc_no', 'at']), 'court_outcome')}
+    ${row(fieldLabel('close_reason'), f.close_reason, 'close_reason')}
+    ${row(fieldLabel('rectification'), obj('rectification', f.rectification, ['doc_no', 'due_at', 'reinspected_at', 'result']), 'rectification')}
+  </tbody></table></section>`;
+}
+
+function CasePublication({ rec }) {
+  const f = rec.fields;
+  if (!f.publication && f.disposition !== 'penalty') return null;
+  return html`<section id="case-publication" class="panel"><h3>${fieldLabel('publication')}</h3>
+    ${f.publication ? html`<p>${obj('publication', f.publication, ['where', 'at', 'url'])}</p>` : html`<p class="missing">尚未公示（处罚决定应于作出之日起 20 个工作日内公示）</p>`}</section>`;
+}
+
+// 历史案件: the party's cases in the unit (POST /v1/parties/cases, the id in
+// the body), flagging a first offence already used (首违不罚 is for a first one).
+function PartyHistory({ rec }) {
+  const p = rec.fields.party || {};
+  const id = p.id_no ? { id_no: p.id_no } : p.uscc ? { uscc: p.uscc } : null;
+  const masked = id && /\*/.test(id.id_no || id.uscc);
+  const [d, err] = useLoad(async () => (id && !masked ? api('POST', '/v1/parties/cases', { ...id, ...(S.me.role === 'admin' ? { unit: rec.fields.unit } : {}) }) : null), [rec.id, JSON.stringify(id)]);
+  if (!id) return null;
+  if (masked) return html`<section id="party-history" class="panel"><h3>历史案件</h3><p class="muted">当事人证件号码对您已脱敏，无法查询。</p></section>`;
+  if (err) return html`<section id="party-history" class="panel"><h3>历史案件</h3><div class="error">${err}</div></section>`;
+  if (!d) return html`<section id="party-history" class="panel"><h3>历史案件</h3><p>正在查询…</p></section>`;
+  const others = d.cases.filter((c) => c.id !== rec.id);
+  return html`<section id="party-history" class="panel"><h3>历史案件 <span class="muted">${p.name || ''} · 本中队共 <span id="party-count">${d.count}</span> 件，已作出决定 ${d.decided} 件</span></h3>
+    ${d.first_offence_used ? html`<p class="error" id="first-offence-flag">该当事人已适用过首违不罚，不宜再次适用。</p>` : html`<p class="ok" id="first-offence-flag">该当事人未适用过首违不罚${others.length ? '' : '，本案为首次'}。</p>`}
+    <table><thead><tr><th>案件编号</th><th>案件类型</th><th>状态</th><th>处理结果</th><th>不予处罚理由</th><th class="num">罚款(元)</th><th>登记</th><th>决定</th></tr></thead>
+      <tbody>${d.cases.map((c) => html`<tr data-id=${c.id} class=${c.no_penalty_reason === 'first_offence' ? 'first-offence' : ''}>
+        <td>${c.id === rec.id ? html`${c.case_no || c.id} <strong>（本案）</strong>` : html`<a href=${`#/case/${encodeURIComponent(c.id)}`}>${c.case_no || c.id}</a>`}</td>
+        <td>${typeLabel(c.type)}</td><td>${statusLabel(c.status, c.procedure)}${c.voided ? '（已撤销）' : ''}</td><td>${enumLabel('disposition', c.disposition) || ''}</td>
+        <td>${c.no_penalty_reason ? enumLabel('no_penalty_reason', c.no_penalty_reason) : ''}</td><td class="num">${c.fine_amount === null ? '' : yuan(c.fine_amount)}</td>
+        <td>${time(c.opened_at)}</td><td>${time(c.decided_at)}</td></tr>`)}</tbody></table></section>`;
+}
+
+// 热线导入: the platform's export (CSV or JSON) to POST /v1/hotline/import, per-ticket results.
+function HotlineImport() {
+  const [res, setRes] = useState(null);
+  const [msg, setMsg] = useState('');
+  if (!isSupervisor()) return html`<div class="error">热线导入仅限中队长和管理员。</div>`;
+  async function submit(ev) {
+    ev.preventDefault();
+    const f = ev.target;
+    const file = f.file.files[0];
+    setRes(null); setMsg('');
+    if (!file) { setMsg('请选择文件'); return; }
+    const text = await file.text();
+    const csv = /\.csv$/i.test(file.name) || /csv/.test(file.type);
+    let body = text;
+    if (!csv) {
+      let j;
+      try { j = JSON.parse(text); } catch (e) { setMsg(`文件不是 JSON：${e.message}`); return; }
+      body = JSON.stringify(Array.isArray(j) ? { tickets: j } : j);
+    }
+    const unit = S.me.role === 'admin' && f.unit.value ? `?unit=${encodeURIComponent(f.unit.value)}` : '';
+    try {
+      const r = await fetch(`/v1/hotline/import${unit}`, { method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': S.csrf, 'Content-Type': csv ? 'text/csv; charset=utf-8' : 'application/json' }, body });
+      const j = await r.json().catch(() => null);
+      if (!r.ok) throw new ApiError(r.status, j);
+      setRes(j);
+    } catch (e) { setMsg(`服务器拒绝了导入：${refusal(e)}`); }
+  }
+  const RESULT = { created: '已新建', exists: '已存在（未改动）', rejected: '被拒绝' };
+  return html`<div id="hotline-import">
+    <h2>热线导入 <span class="muted">12345 / 12319 工单</span></h2>
+    <form class="filters" onSubmit=${submit} aria-label="热线导入">
+      <label>工单文件（CSV 或 JSON）<input type="file" name="file" accept=".csv,.json,text/csv,application/json" required /></label>
+      ${S.me.role === 'admin' && html`<label>中队<input name="unit" required /></label>`}
+      <button type="submit">导入</button>
+    </form>
+    <p class="muted">CSV 首行为列名：ticket_no, type, procedure, description, occurred_at, grid, address, lon, lat, crs, complainant_name, complainant_phone, reply_due；JSON 为 {"tickets":[…]}。按工单号去重，重复导入不改动已有案件；每次最多 1000 件。</p>
+    ${msg && html`<div class="error" role="alert" id="import-error">${msg}</div>`}
+    ${res && html`<div class="cards" id="import-summary">
+      <div class="card"><div class="n" data-k="created">${res.created}</div><div class="l">新建</div></div>
+      <div class="card"><div class="n" data-k="exists">${res.exists}</div><div class="l">已存在</div></div>
+      <div class="card"><div class="n" data-k="rejected">${res.rejected}</div><div class="l">被拒绝</div></div></div>
+      <table id="import-results"><thead><tr><th>${fieldLabel('ticket_no')}</th><th>结果</th><th>案件</th><th>原因</th></tr></thead>
+        <tbody>${(res.items || []).map((x) => html`<tr data-ticket=${x.ticket_no} data-result=${x.result}><td>${x.ticket_no}</td><td>${RESULT[x.result] || x.result}</td>
+          <td>${x.record_id && x.result !== 'rejected' ? html`<a href=${`#/case/${encodeURIComponent(x.record_id)}`}>${x.record_id}</a>` : ''}</td>
+          <td>${x.error ? `${x.error.code}${x.error.field ? ` (${x.error.field})` : ''}: ${x.error.message}` : ''}</td></tr>`)}</tbody></table>`}
+  </div>`;
+}
+
+// 黑名单: parties with at least `min` cases in the unit (GET /v1/parties/repeat).
+function Repeat({ q }) {
+  const min = Math.max(2, Number(q.get('min')) || 2);
+  const unit = q.get('unit') || S.me.unit || '';
+  const [d, err] = useLoad(() => api('GET', `/v1/parties/repeat?min=${min}${unitParam(unit)}`), [min, unit]);
+  if (err) return html`<div><${UnitPicker} path="/repeat" q=${q} unit=${unit} /><div class="error">${err}</div></div>`;
+  if (!d) return html`<p>正在加载…</p>`;
+  return html`<div id="repeat">
+    <h2>黑名单 <span class="muted">${d.unit} · 本中队有 ${min} 件及以上案件的当事人（已撤销的不计）</span></h2>
+    <${UnitPicker} path="/repeat" q=${q} unit=${unit} />
+    <div class="filters no-print"><label>案件数不少于<select onChange=${(e) => { const n = new URLSearchParams(q); n.set('min', e.target.value); go('/repeat', n); }}>${[2, 3, 5, 10].map((n) => html`<option value=${n} selected=${n === min}>${n}</option>`)}</select></label></div>
+    <table id="repeat-table"><thead><tr><th>当事人</th><th>${memberLabel('party', 'kind')}</th><th>${memberLabel('party', 'id_no')} / ${memberLabel('party', 'uscc')}</th><th class="num">案件数</th><th>首违不罚</th><th>案件</th></tr></thead>
+      <tbody>${(d.items || []).map((x) => {
+        const p = x.party || {};
+        const fo = x.cases.some((c) => c.no_penalty_reason === 'first_offence');
+        return html`<tr data-party=${p.id_no || p.uscc || ''}><td>${p.name || ''}</td><td>${memberValue('party', 'kind', p.kind)}</td><td>${p.id_no || p.uscc || ''}</td>
+          <td class="num">${x.count}</td><td class="fo">${fo ? '已适用' : ''}</td>
+          <td>${x.cases.map((c) => html`<a href=${`#/case/${encodeURIComponent(c.id)}`} data-id=${c.id}>${c.case_no || c.id}</a>（${statusLabel(c.status, c.procedure)}${c.no_penalty_reason === 'first_offence' ? '·首违不罚' : ''}） `)}</td></tr>`;
+      })}</tbody></table>
+    ${!(d.items || []).length && html`<p class="muted">没有符合条件的当事人。</p>`}
+    <p class="muted">名单仅供本中队使用，不报送信用平台；证件号码为个人信息，请勿外传。</p>
+  </div>`;
+}
+
+// The workflow figures of /v1/stats (docs/protocol.md §6).
+const WORKFLOW_COLS = [
+  ['督办件', (g) => g.sv_issued], ['按期落实', (g) => g.sv_done], ['逾期落实', (g) => g.sv_done_late], ['未落实', (g) => g.sv_open],
+  ['应答复工单', (g) => g.replies_due], ['按时答复', (g) => g.replied_on_time], ['按时答复率', (g) => pct(g.reply_on_time_rate)],
+  ['回访', (g) => g.callbacks], ['满意', (g) => g.satisfied], ['满意率', (g) => pct(g.satisfaction_rate)],
+  ['首违不罚', (g) => g.first_offence],
+  ['派遣', (g) => g.dispatched], ['处置', (g) => g.disposed], ['按时处置', (g) => g.disposed_on_time], ['处置率', (g) => pct(g.disposal_rate)], ['按时处置率', (g) => pct(g.disposal_on_time_rate)],
+];
+function svSentence(t) {
+  return `派发督办件 ${t.sv_issued ?? 0} 件，已按进度落实 ${t.sv_done ?? 0} 件，逾期落实 ${t.sv_done_late ?? 0} 件，未落实 ${t.sv_open ?? 0} 件。`;
 }
 
 // ---- boot -----------------------------------------------------------------

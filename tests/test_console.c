@@ -375,3 +375,10 @@ TEST(browser_times_in_the_configured_zone) { BROWSER_CONFIG("time_zone.mjs", "{\
 
 /* An auxiliary and an officer of another unit see none of it. */
 TEST(browser_outsiders_see_nothing) { BROWSER("outsiders.mjs"); }
+
+/* The field workflows (issue 13): 督办 (orders with state and escalation,
+ * issued from a case and in bulk in one push, replies on the case), the
+ * hotline loop, enforcement and the late fee, 公示, a party's earlier cases
+ * with a first offence flagged, 热线导入 of CSV and JSON, the workflow
+ * figures in 月报 and 工作台, the 黑名单 — each against the API. */
+TEST(browser_field_workflows) { BROWSER("workflows.mjs"); }
