@@ -195,6 +195,24 @@ static void tour(srv_t *s) {
                     NULL);
     const char *uid = jstr(resp_json(&u), "id");
     if (uid) http(s, "PATCH", hfmt("/v1/admin/users/%s", uid), admin, "{\"name\":\"OA User\"}", NULL);
+    /* The field workflows (docs/protocol.md §9). */
+    const char *ticket = "{\"ticket_no\":\"12345-OA-1\",\"type\":\"exposed_garbage\",\"description\":\"d\","
+                         "\"occurred_at\":\"2026-11-02T01:00:00Z\",\"grid\":\"" GRID1 "\",\"address\":\"a\","
+                         "\"location\":{\"lon\":116.4,\"lat\":39.9},\"complainant\":{\"name\":\"n\","
+                         "\"phone\":\"13812345678\"}}";
+    http(s, "POST", "/v1/hotline/import", sup.token,
+         hfmt("{\"tickets\":[%s,{\"ticket_no\":\"12345-OA-2\",\"type\":\"no_such_type\"},%s]}", ticket, ticket), NULL);
+    const char *csv_h[] = {"Content-Type: text/csv", NULL};
+    http(s, "POST", "/v1/hotline/import", sup.token, "ticket_no,colour\n1,red\n", csv_h);
+    phone_push(&sup, changes(ch_update(
+                         "01OAPI0000000001", 0,
+                         "{}", "{\"supervision\":[{\"id\":\"sv-oa-1\",\"ask\":\"a\",\"due_at\":\"2020-01-01T00:00:00Z\"}]}")));
+    phone_get(&sup, "/v1/supervision?state=all");
+    phone_get(&a, "/v1/supervision?state=overdue");
+    http(s, "GET", "/v1/supervision?state=nonsense", sup.token, NULL, NULL);
+    http(s, "POST", "/v1/parties/cases", a.token, "{\"id_no\":\"110101199001011234\"}", NULL);
+    http(s, "POST", "/v1/parties/cases", a.token, "{}", NULL);
+    phone_get(&sup, "/v1/parties/repeat?min=2");
     http(s, "POST", "/v1/devices/dev-oa-1/revoke", sup.token, "{\"wipe\":false}", NULL);
     http(s, "POST", "/v1/admin/devices/dev-oa-1/release", admin, NULL, NULL);
     /* tus: create, head, status, patch, and the blob. */
@@ -223,6 +241,26 @@ static void tour(srv_t *s) {
     const char *range[] = {"Range: bytes=0-3", NULL};
     http(s, "GET", hfmt("/v1/blobs/%s", hex), sup.token, NULL, range);
     http(s, "HEAD", hfmt("/v1/blobs/%s", hex), sup.token, NULL, NULL);
+    /* The console: its files and its cookie session. */
+    http(s, "GET", "/console", NULL, NULL, NULL);
+    http(s, "GET", "/console/", NULL, NULL, NULL);
+    http(s, "GET", "/console/app.js", NULL, NULL, NULL);
+    http(s, "GET", "/console/app.css", NULL, NULL, NULL);
+    http(s, "GET", "/console/nothing.js", NULL, NULL, NULL);
+    const char *con_h[] = {"X-Casesync-Console: 1", NULL};
+    resp_t cl = http(s, "POST", "/console/api/login", NULL,
+                     hfmt("{\"username\":\"sup1\",\"password\":\"%s\"}", std_pass("sup1")), con_h);
+    const char *set = resp_header(&cl, "Set-Cookie"), *csrf = jstr(resp_json(&cl), "csrf");
+    if (set && csrf && strncmp(set, "casesync_session=", 17) == 0) {
+        const char *semi = strchr(set, ';');
+        const char *cookie = hfmt("Cookie: %.*s", (int)(semi ? semi - set : (long)strlen(set)), set);
+        const char *ck[] = {cookie, NULL}, *ck_csrf[] = {cookie, hfmt("X-CSRF-Token: %s", csrf), NULL};
+        http(s, "GET", "/console/api/session", NULL, NULL, ck);
+        http(s, "GET", "/console/api/people", NULL, NULL, ck);
+        http(s, "POST", "/console/api/logout", NULL, NULL, ck);
+        http(s, "POST", "/console/api/logout", NULL, NULL, ck_csrf);
+    }
+    http(s, "GET", "/console/api/people", a.token, NULL, NULL);
     http(s, "GET", "/healthz", NULL, NULL, NULL);
     http(s, "GET", "/readyz", NULL, NULL, NULL);
     http(s, "GET", "/metrics", admin, NULL, NULL);
