@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what casesync builds and tests with, only when missing: Debian
-# packages (chromium and a CJK font for the console's browser tests, nodejs and npm for its
+# packages (libnats-dev and nats-server for cluster mode and its tests; chromium and a CJK font for the console's browser tests, nodejs and npm for its
 # build), then the npm packages pinned in package-lock.json (npm ci).
 set -eu
 cd "$(dirname "$0")/.."
-pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev nginx-light openssl chromium fonts-wqy-microhei"
+pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev libnats-dev nats-server nginx-light openssl chromium fonts-wqy-microhei"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

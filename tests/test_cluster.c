@@ -1,0 +1,354 @@
+/* test_cluster.c -- cluster mode (sync/replica.h): the replicated log on NATS
+ * JetStream comes first, followers apply it, the lease, replay after a crash
+ * between the log's ack and the commit. Every test starts its own
+ * nats-server processes on loopback (JetStream on, a temp folder each) and
+ * stops them; loops are bounded in count. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "sync/replica.h"
+#include "tests/harness.h"
+#include "tests/test.h"
+
+/* ---- nats-server processes ----------------------------------------------------- */
+
+typedef struct natsd {
+    pid_t pid;
+    int port, cport;
+    char dir[128];
+    char name[16];
+    char routes[256]; /* "" alone; else the cluster's route URLs */
+} natsd_t;
+
+#define MAX_NATSD 4
+static natsd_t *natsds[MAX_NATSD];
+static int nnatsd;
+
+static void natsd_kill_all(void) {
+    for (int i = 0; i < nnatsd; i++)
+        if (natsds[i] && natsds[i]->pid > 0) {
+            kill(natsds[i]->pid, SIGKILL);
+            waitpid(natsds[i]->pid, NULL, 0);
+            natsds[i]->pid = 0;
+        }
+}
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &n) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
+    return port;
+}
+
+static int port_open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0) close(fd);
+    return ok;
+}
+
+/* Starts (or starts again, same ports and folder) a JetStream server. 0 or -1. */
+static int natsd_start(natsd_t *n) {
+    if (!n->dir[0]) {
+        snprintf(n->dir, sizeof n->dir, "/tmp/casesync-nats-XXXXXX");
+        if (!mkdtemp(n->dir)) return -1;
+        if (nnatsd < MAX_NATSD) natsds[nnatsd++] = n;
+        if (nnatsd == 1) atexit(natsd_kill_all);
+    }
+    if (!n->port) n->port = free_port();
+    char port[16], cport[48], log[200];
+    snprintf(port, sizeof port, "%d", n->port);
+    snprintf(cport, sizeof cport, "nats://127.0.0.1:%d", n->cport);
+    snprintf(log, sizeof log, "%s/log", n->dir);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        signal(SIGALRM, SIG_DFL);
+        if (n->routes[0])
+            execlp("nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", n->dir, "-n", n->name,
+                   "--cluster_name", "casesync-test", "--cluster", cport, "--routes", n->routes, (char *)NULL);
+        else
+            execlp("nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", n->dir, (char *)NULL);
+        _exit(127);
+    }
+    n->pid = pid;
+    for (int i = 0; i < 200; i++) {
+        if (port_open(n->port)) return 0;
+        if (waitpid(pid, NULL, WNOHANG) == pid) break;
+        sleep_ms(25);
+    }
+    fprintf(stderr, "    nats-server on %d did not start\n", n->port);
+    return -1;
+}
+
+static void natsd_stop(natsd_t *n, int sig) {
+    if (n->pid <= 0) return;
+    kill(n->pid, sig);
+    for (int i = 0; i < 400 && waitpid(n->pid, NULL, WNOHANG) == 0; i++) sleep_ms(25);
+    kill(n->pid, SIGKILL);
+    waitpid(n->pid, NULL, 0);
+    n->pid = 0;
+}
+
+/* ---- casesyncd nodes -------------------------------------------------------- */
+
+static const char *node_config(const char *urls, const char *node, int replicas) {
+    const char *path = hfmt("/tmp/casesync-cluster-%d-%s.json", (int)getpid(), node);
+    FILE *f = fopen(path, "w");
+    if (!f) return NULL;
+    fprintf(f, "{\"cluster\":\"%s\",\"node\":\"%s\",\"cluster_replicas\":%d,\"lease_ms\":1500}\n", urls, node,
+            replicas);
+    fclose(f);
+    return path;
+}
+
+/* Starts s (fresh, or again on its folder when restart) as a cluster node. */
+static int node_start(srv_t *s, const char *config, int restart) {
+    setenv("CASESYNC_TEST_CONFIG", config, 1);
+    int rc = restart ? srv_restart(s) : srv_start(s);
+    unsetenv("CASESYNC_TEST_CONFIG");
+    return rc;
+}
+
+/* A follower seeded with a backup of `from` (how a node joins). */
+static int node_from_backup(srv_t *s, srv_t *from, const char *config) {
+    if (srv_start(s) != 0 || srv_stop(s) != 0) return -1;
+    unlink(hfmt("%s/data.mdb", s->dir));
+    unlink(hfmt("%s/lock.mdb", s->dir));
+    cli_res_t c = cli(from->dir, NULL, "backup", s->dir);
+    if (c.rc != 0) {
+        fprintf(stderr, "    backup exited %d: %s\n", c.rc, c.err);
+        return -1;
+    }
+    return node_start(s, config, 1);
+}
+
+/* ---- the stream, as the test reads it ------------------------------------------- */
+
+/* The stream's last sequence, and whether its last entry holds `needle`. -1: no answer. */
+static long long stream_last(const char *url, const char *needle, int *found) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    long long last = -1;
+    if (found) *found = 0;
+    if (natsConnection_ConnectTo(&nc, url) != NATS_OK) return -1;
+    if (natsConnection_JetStream(&js, nc, NULL) == NATS_OK && js_GetStreamInfo(&si, js, "CASESYNC", NULL, NULL) == NATS_OK) {
+        last = (long long)si->State.LastSeq;
+        natsMsg *m = NULL;
+        if (found && needle && last > 0 && js_GetMsg(&m, js, "CASESYNC", (uint64_t)last, NULL, NULL) == NATS_OK) {
+            *found = memmem(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), needle, strlen(needle)) != NULL;
+            natsMsg_Destroy(m);
+        }
+        jsStreamInfo_Destroy(si);
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return last;
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+TEST(cluster_lease_decide_table) {
+    /* holder: renew when due, step down once the term is over */
+    ASSERT_INT(replica_lease_decide(1, 100, 200, 500, 0, 5, 5), LEASE_KEEP);
+    ASSERT_INT(replica_lease_decide(1, 200, 200, 500, 0, 5, 5), LEASE_RENEW);
+    ASSERT_INT(replica_lease_decide(1, 500, 200, 500, 1, 5, 5), LEASE_STEPDOWN);
+    /* follower: takes a free lease only when it has applied the whole stream */
+    ASSERT_INT(replica_lease_decide(0, 100, 0, 0, 0, 5, 5), LEASE_KEEP);
+    ASSERT_INT(replica_lease_decide(0, 100, 0, 0, 1, 4, 5), LEASE_WAIT);
+    ASSERT_INT(replica_lease_decide(0, 100, 0, 0, 1, 5, 5), LEASE_TAKE);
+}
+
+/* One nats-server (R1): a push is acknowledged only once the stream holds its
+ * batch; with nats-server gone pushes answer 503 + Retry-After; when it is
+ * back writes go on, and nothing acknowledged is lost, across a restart too. */
+TEST(cluster_log_first_and_503_without_nats) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    const char *cfg = node_config(url, "a", 1);
+    srv_t a;
+    ASSERT(node_start(&a, cfg, 0) == 0);
+    phone_t p;
+    ASSERT(std_phone(&p, &a, "off1", "dev-cl1") == 0);
+
+    resp_t r = phone_push(&p, changes(ch_create("rec-cl-1", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    int found = 0;
+    long long last = stream_last(url, "rec-cl-1", &found);
+    ASSERT_MSG(last >= 2 && found, "the stream ends at %lld and its last entry %s the record", last,
+               found ? "holds" : "does not hold");
+
+    natsd_stop(&n, SIGKILL);
+    /* The phone retries the same changeset, as phones do after a 503. */
+    const char *body = changes(ch_create("rec-cl-2", "general", NULL));
+    for (int i = 0; i < 3; i++) {
+        r = push(&a, p.token, p.device, p.seq, body);
+        ASSERT_MSG(r.status == 503, "push without NATS answered %ld: %.200s", r.status, r.body);
+        ASSERT_STR(resp_error_code(&r), "unavailable");
+        ASSERT(resp_header(&r, "Retry-After") != NULL);
+    }
+    /* Reads go on. */
+    r = phone_get(&p, "/v1/cases/rec-cl-1");
+    ASSERT_STATUS(r, 200);
+
+    ASSERT(natsd_start(&n) == 0);
+    for (int i = 0; i < 200; i++) {
+        r = push(&a, p.token, p.device, p.seq, body);
+        if (r.status == 200) break;
+        ASSERT_MSG(r.status == 503, "push after NATS came back answered %ld: %.200s", r.status, r.body);
+        sleep_ms(100);
+    }
+    ASSERT_STATUS(r, 200);
+    p.seq++;
+    ASSERT(stream_last(url, NULL, NULL) > last);
+    r = phone_push(&p, changes(ch_create("rec-cl-3", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(stream_last(url, "rec-cl-3", &found) > last && found, "rec-cl-3 is not the stream's last entry");
+
+    ASSERT_INT(srv_stop(&a), 0);
+    ASSERT(node_start(&a, cfg, 1) == 0);
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-cl1") == 0);
+    for (int i = 1; i <= 3; i++) {
+        r = phone_get(&p, hfmt("/v1/cases/rec-cl-%d", i));
+        ASSERT_STATUS(r, 200);
+    }
+    /* rec-cl-2, pushed four times or more, was applied once. */
+    r = phone_get(&p, "/v1/cases/rec-cl-2/history");
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(strstr(r.body, "rec-cl-2") != NULL, "%.300s", r.body);
+    cJSON *items = phone_pull_all(&p);
+    ASSERT(items != NULL);
+    ASSERT_INT(pull_count(items, "rec-cl-2"), 1);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
+
+/* A follower seeded from a backup applies the stream: a push to the leader
+ * is seen by a pull from the follower (with a token made after the backup,
+ * so it came through the stream too); a write sent to the follower is
+ * redirected to the leader with 307. */
+TEST(cluster_follower_applies_and_redirects_writes) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b;
+    ASSERT(node_start(&a, node_config(url, "a", 1), 0) == 0);
+    ASSERT(std_user(&a, "off1") != NULL);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+
+    phone_t p, pb;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-cl2") == 0);
+    resp_t r = phone_push(&p, changes(ch_create("rec-fo-1", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+
+    pb = p;
+    pb.srv = &b;
+    pb.cursor = NULL;
+    int seen = 0;
+    for (int i = 0; i < 100 && !seen; i++) {
+        r = phone_get(&pb, "/v1/cases/rec-fo-1");
+        if (r.status == 200) seen = 1;
+        else sleep_ms(50);
+    }
+    ASSERT_MSG(seen, "the follower never served rec-fo-1: %ld %.200s", r.status, r.body);
+    cJSON *items = phone_pull_all(&pb);
+    ASSERT(items != NULL);
+    ASSERT_INT(pull_count(items, "rec-fo-1"), 1);
+
+    /* A write on the follower goes to the leader (503 until the follower
+     * has read the leader's URL from the lease). */
+    for (int i = 0; i < 100; i++) {
+        r = phone_push(&pb, changes(ch_create("rec-fo-2", "general", NULL)));
+        if (r.status != 503) break;
+        sleep_ms(50);
+    }
+    ASSERT_STATUS(r, 307);
+    const char *loc = resp_header(&r, "Location");
+    ASSERT_MSG(loc && strcmp(loc, hfmt("%s/v1/sync/push", a.base)) == 0, "Location %s, leader %s", loc ? loc : "-",
+               a.base);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
+
+/* The leader dies between the stream's ack and its own commit (crash point
+ * log-acked): the phone got no answer; on restart the node applies that
+ * batch from the stream, and the phone's retry gets the stored answer. */
+TEST(cluster_crash_after_ack_replays_from_stream) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    const char *cfg = node_config(url, "a", 1);
+    srv_t a;
+    ASSERT(node_start(&a, cfg, 0) == 0);
+    phone_t p;
+    ASSERT(std_phone(&p, &a, "off1", "dev-cl3") == 0);
+    resp_t r = phone_push(&p, changes(ch_create("rec-cr-0", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+
+    FILE *f = fopen(hfmt("%s/.crash", a.dir), "w");
+    ASSERT(f && fputs("log-acked\n", f) >= 0 && fclose(f) == 0);
+    const char *body = changes(ch_create("rec-cr-1", "general", NULL));
+    r = push(&a, p.token, p.device, p.seq, body);
+    ASSERT_MSG(r.status == 0, "the crashed push answered %ld", r.status);
+    srv_kill9(&a); /* reaps it */
+    int found = 0;
+    ASSERT(stream_last(url, "rec-cr-1", &found) > 0 && found);
+    char *log = NULL;
+    {
+        FILE *l = fopen(hfmt("%s/.fault.log", a.dir), "r");
+        ASSERT(l != NULL);
+        static char text[256];
+        size_t k = fread(text, 1, sizeof text - 1, l);
+        fclose(l);
+        text[k] = 0;
+        log = text;
+    }
+    ASSERT_MSG(strstr(log, "crash log-acked") != NULL, "fault log: %s", log);
+
+    ASSERT(node_start(&a, cfg, 1) == 0);
+    int seen = 0;
+    for (int i = 0; i < 100 && !seen; i++) {
+        r = phone_get(&p, "/v1/cases/rec-cr-1");
+        if (r.status == 200) seen = 1;
+        else sleep_ms(50);
+    }
+    ASSERT_MSG(seen, "rec-cr-1 was not replayed: %ld %.200s", r.status, r.body);
+    /* The phone retries its changeset: the stored answer, applied once. */
+    for (int i = 0; i < 100; i++) {
+        r = push(&a, p.token, p.device, p.seq, body);
+        if (r.status == 200) break;
+        sleep_ms(100);
+    }
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(strstr(r.body, "rec-cr-1") != NULL, "%.300s", r.body);
+    r = phone_get(&p, "/v1/cases/rec-cr-1/history");
+    ASSERT_STATUS(r, 200);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
