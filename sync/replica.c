@@ -50,6 +50,8 @@ struct replica {
     char leader_url[256];
     uint64_t stream_last, applied;
     uint64_t publish_failures, lease_changes;
+    char last_note[96]; /* replica thread only */
+    int ctl_timeout_ms; /* stream info, reads of entries, the lease */
 };
 
 static int64_t mono_ms(void) {
@@ -151,7 +153,7 @@ static int stream_last(replica_t *r, uint64_t *last) {
     jsErrCode jerr = 0;
     jsOptions o;
     jsOptions_Init(&o);
-    o.Wait = r->publish_timeout_ms;
+    o.Wait = r->ctl_timeout_ms;
     if (js_GetStreamInfo(&si, r->js, REPLICA_STREAM, &o, &jerr) != NATS_OK || !si) return -1;
     *last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
@@ -179,7 +181,7 @@ static int catch_up(replica_t *r) {
         jsErrCode jerr = 0;
         jsOptions o;
         jsOptions_Init(&o);
-        o.Wait = r->publish_timeout_ms;
+        o.Wait = r->ctl_timeout_ms;
         if (js_GetMsg(&m, r->js, REPLICA_STREAM, have + 1, &o, &jerr) != NATS_OK || !m) {
             fprintf(stderr, "replica: cannot read entry %" PRIu64 " (%d)\n", have + 1, (int)jerr);
             return -1;
@@ -270,90 +272,110 @@ static int lease_read(replica_t *r, int *is_free, uint64_t *free_rev) {
     return 0;
 }
 
-/* One tick of the replica: apply, then the lease. */
+/* Says what the replica could not do, once per change of the text. */
+static void note(replica_t *r, const char *what) {
+    if (strcmp(r->last_note, what) == 0) return;
+    snprintf(r->last_note, sizeof r->last_note, "%s", what);
+    if (*what) fprintf(stderr, "replica: %s: %s\n", r->node, what);
+}
+
+/* Renews the lease at the revision held; steps down when that fails. */
+static void lease_renew(replica_t *r, int64_t now) {
+    char *val = lease_value(r);
+    uint64_t rev = 0;
+    pthread_mutex_lock(&r->mu);
+    uint64_t held = r->lease_rev;
+    pthread_mutex_unlock(&r->mu);
+    natsStatus s = val ? kvStore_Update(&rev, r->kv, REPLICA_KEY, val, (int)strlen(val), held) : NATS_NO_MEMORY;
+    free(val);
+    if (s != NATS_OK) {
+        step_down(r, natsStatus_GetText(s));
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->lease_rev = rev;
+    r->renew_at_ms = now + r->lease_ms / 4;
+    r->valid_until_ms = now + r->lease_ms * 2 / 3;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* One tick of the replica: the holder's lease first (a slow catch-up must
+ * not starve its renewal), then applying the stream, then a free lease. */
 static void replica_tick(replica_t *r) {
     pthread_mutex_lock(&r->mu);
-    int holder = r->holder, writable = r->writable, need = r->need_catchup;
+    int holder = r->holder;
     int64_t renew_at = r->renew_at_ms, valid_until = r->valid_until_ms;
     pthread_mutex_unlock(&r->mu);
+    int64_t now = mono_ms();
+    if (holder) {
+        switch (replica_lease_decide(1, now, renew_at, valid_until, 0, 0, 0)) {
+        case LEASE_STEPDOWN: step_down(r, "its term ran out before a renewal"); break;
+        case LEASE_RENEW: lease_renew(r, now); break;
+        default: break;
+        }
+    }
 
     /* A writing leader is the stream's only writer: nothing to apply, unless
      * a publish failed. Everyone else applies what the stream holds. */
+    pthread_mutex_lock(&r->mu);
+    holder = r->holder;
+    int writable = r->writable, need = r->need_catchup;
+    pthread_mutex_unlock(&r->mu);
     int caught = 1;
     if (!writable || need) {
         caught = catch_up(r);
-        if (caught == 1) {
-            pthread_mutex_lock(&r->mu);
-            r->need_catchup = 0;
-            pthread_mutex_unlock(&r->mu);
+        if (caught < 0) note(r, "cannot read the stream now");
+        pthread_mutex_lock(&r->mu);
+        if (caught == 1) r->need_catchup = 0;
+        /* A holder that has applied the whole stream, within its term, writes. */
+        if (caught == 1 && r->holder && !r->writable && mono_ms() < r->valid_until_ms) {
+            fprintf(stderr, "replica: %s writes (stream at %" PRIu64 ")\n", r->node, r->stream_last);
+            r->writable = 1;
         }
+        pthread_mutex_unlock(&r->mu);
     }
-    int64_t now = mono_ms();
+    if (holder) return;
+
     int lease_free = 0;
     uint64_t free_rev = 0;
-    if (!holder && lease_read(r, &lease_free, &free_rev) != 0) return;
+    if (lease_read(r, &lease_free, &free_rev) != 0) {
+        note(r, "cannot read the lease now");
+        return;
+    }
     pthread_mutex_lock(&r->mu);
     uint64_t applied_v = r->applied, last_v = r->stream_last;
     pthread_mutex_unlock(&r->mu);
     if (caught != 1) applied_v = 0, last_v = 1; /* not known to be caught up */
-    switch (replica_lease_decide(holder, now, renew_at, valid_until, lease_free, applied_v, last_v)) {
-    case LEASE_STEPDOWN:
-        step_down(r, "its term ran out before a renewal");
+    lease_action_t act = replica_lease_decide(0, mono_ms(), 0, 0, lease_free, applied_v, last_v);
+    note(r, act == LEASE_WAIT ? "the lease is free but this store is behind the stream" : "");
+    if (act != LEASE_TAKE) return;
+    char *val = lease_value(r);
+    uint64_t rev = 0;
+    natsStatus s = !val       ? NATS_NO_MEMORY
+                   : free_rev ? kvStore_Update(&rev, r->kv, REPLICA_KEY, val, (int)strlen(val), free_rev)
+                              : kvStore_Create(&rev, r->kv, REPLICA_KEY, val, (int)strlen(val));
+    free(val);
+    if (s != NATS_OK) {
+        note(r, "another node took the lease first");
         return;
-    case LEASE_RENEW: {
-        char *val = lease_value(r);
-        uint64_t rev = 0;
-        pthread_mutex_lock(&r->mu);
-        uint64_t held = r->lease_rev;
-        pthread_mutex_unlock(&r->mu);
-        natsStatus s = val ? kvStore_Update(&rev, r->kv, REPLICA_KEY, val, (int)strlen(val), held) : NATS_NO_MEMORY;
-        free(val);
-        if (s != NATS_OK) {
-            step_down(r, natsStatus_GetText(s));
-            return;
-        }
-        pthread_mutex_lock(&r->mu);
-        r->lease_rev = rev;
-        r->renew_at_ms = now + r->lease_ms / 4;
-        r->valid_until_ms = now + r->lease_ms * 2 / 3;
-        pthread_mutex_unlock(&r->mu);
-        break;
     }
-    case LEASE_TAKE: {
-        char *val = lease_value(r);
-        uint64_t rev = 0;
-        natsStatus s = !val       ? NATS_NO_MEMORY
-                       : free_rev ? kvStore_Update(&rev, r->kv, REPLICA_KEY, val, (int)strlen(val), free_rev)
-                                  : kvStore_Create(&rev, r->kv, REPLICA_KEY, val, (int)strlen(val));
-        free(val);
-        if (s != NATS_OK) return; /* another node was quicker */
-        pthread_mutex_lock(&r->mu);
-        r->holder = 1;
-        r->writable = 0;
-        r->need_catchup = 1; /* check the stream again before the first write */
-        r->lease_rev = rev;
-        r->renew_at_ms = now + r->lease_ms / 4;
-        r->valid_until_ms = now + r->lease_ms * 2 / 3;
-        snprintf(r->leader_url, sizeof r->leader_url, "%s", r->advertise);
-        r->lease_changes++;
-        pthread_mutex_unlock(&r->mu);
-        fprintf(stderr, "replica: %s takes the lease (revision %" PRIu64 ")\n", r->node, rev);
-        break;
-    }
-    case LEASE_KEEP:
-    case LEASE_WAIT:
-        break;
-    }
-    /* A holder that has applied the whole stream writes. */
+    now = mono_ms();
     pthread_mutex_lock(&r->mu);
-    if (r->holder && !r->writable && (r->need_catchup || caught != 1) == 0) r->writable = 1;
-    int again = r->holder && !r->writable;
+    r->holder = 1;
+    r->writable = 0;
+    r->need_catchup = 1; /* check the stream again before the first write */
+    r->lease_rev = rev;
+    r->renew_at_ms = now + r->lease_ms / 4;
+    r->valid_until_ms = now + r->lease_ms * 2 / 3;
+    snprintf(r->leader_url, sizeof r->leader_url, "%s", r->advertise);
+    r->lease_changes++;
     pthread_mutex_unlock(&r->mu);
-    if (again && catch_up(r) == 1) {
+    fprintf(stderr, "replica: %s takes the lease (revision %" PRIu64 ")\n", r->node, rev);
+    if (catch_up(r) == 1) {
         pthread_mutex_lock(&r->mu);
         r->need_catchup = 0;
         if (r->holder && mono_ms() < r->valid_until_ms) {
-            if (!r->writable) fprintf(stderr, "replica: %s writes (stream at %" PRIu64 ")\n", r->node, r->stream_last);
+            fprintf(stderr, "replica: %s writes (stream at %" PRIu64 ")\n", r->node, r->stream_last);
             r->writable = 1;
         }
         pthread_mutex_unlock(&r->mu);
@@ -438,10 +460,19 @@ int replica_start(store_t *st, const replica_config_t *cfg, int (*on_apply)(MDB_
     if (r->lease_ms < 300) r->lease_ms = 300;
     r->replicas = cfg->replicas > 0 ? cfg->replicas : 3;
     r->publish_timeout_ms = cfg->publish_timeout_ms > 0 ? cfg->publish_timeout_ms : 2000;
+    /* Requests of the replica's thread answer within a quarter term, so a
+     * holder's renewal is never starved by them. */
+    r->ctl_timeout_ms = r->lease_ms / 4 < r->publish_timeout_ms ? r->lease_ms / 4 : r->publish_timeout_ms;
     pthread_mutex_init(&r->mu, NULL);
 
+    /* The servers: a comma-separated list (natsOptions_SetURL takes one). */
+    char urls[1024], *servers[16], *save = NULL;
+    int nservers = 0;
+    snprintf(urls, sizeof urls, "%s", cfg->url);
+    for (char *t = strtok_r(urls, ", ", &save); t && nservers < 16; t = strtok_r(NULL, ", ", &save))
+        servers[nservers++] = t;
     natsStatus s = natsOptions_Create(&r->opts);
-    if (s == NATS_OK) s = natsOptions_SetURL(r->opts, cfg->url);
+    if (s == NATS_OK) s = natsOptions_SetServers(r->opts, (const char **)servers, nservers);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(r->opts, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(r->opts, 100);
     /* No publish is held back while reconnecting: one that answered 503 must
@@ -450,7 +481,10 @@ int replica_start(store_t *st, const replica_config_t *cfg, int (*on_apply)(MDB_
     if (s == NATS_OK) s = natsOptions_SetTimeout(r->opts, REPLICA_CONNECT_WAIT_MS);
     if (s == NATS_OK) s = natsOptions_SetName(r->opts, r->node);
     if (s == NATS_OK) s = natsConnection_Connect(&r->nc, r->opts);
-    if (s == NATS_OK) s = natsConnection_JetStream(&r->js, r->nc, NULL);
+    jsOptions jo;
+    if (s == NATS_OK) s = jsOptions_Init(&jo);
+    jo.Wait = r->ctl_timeout_ms; /* the KV calls' wait */
+    if (s == NATS_OK) s = natsConnection_JetStream(&r->js, r->nc, &jo);
     if (s != NATS_OK) {
         snprintf(errbuf, errlen, "cannot reach NATS at %s: %s", cfg->url, natsStatus_GetText(s));
         goto fail;
