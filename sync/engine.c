@@ -186,6 +186,22 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
             goto fail;
         }
     }
+    if (!cfg->read_only && !s->replica && !cfg->cluster_detach) {
+        /* A store that follows a cluster's log written outside it would
+         * differ from every other node's, silently. */
+        MDB_txn *txn = NULL;
+        uint64_t applied = 0;
+        if (store_read_begin(s->st, &txn) == 0) applied = store_meta_u64(txn, s->dbs, STORE_LOG_SEQ);
+        store_read_end(txn);
+        if (applied > 0) {
+            rc = sync_fail(err, SYNC_EBADREQ, NULL,
+                           "%s belongs to a cluster (log entry %llu applied): start casesyncd on it with --cluster; "
+                           "the command-line tool may only read it (`casesync detach` takes it out for good)",
+                           cfg->data_dir, (unsigned long long)applied);
+            store_close(s->st);
+            goto fail;
+        }
+    }
     if ((rc = sync_load_cursor_key(s)) != 0) {
         replica_stop(s->replica);
         sync_fail(err, rc, NULL, "cannot read or make the cursor key");
@@ -242,6 +258,22 @@ void sync_close(sync_t *s) {
 int sync_ready(sync_t *s) { return s && s->st && !__atomic_load_n(&s->shutting_down, __ATOMIC_ACQUIRE); }
 
 const schema_t *sync_schema(sync_t *s) { return s->schema; }
+
+static int detach_job(MDB_txn *txn, void *ctx) {
+    sync_t *s = ctx;
+    int rc = store_del(txn, s->dbs->meta, STORE_LOG_SEQ, strlen(STORE_LOG_SEQ));
+    return rc == SYNC_ENOTFOUND ? 0 : rc;
+}
+
+int sync_cluster_detach(sync_t *s, uint64_t *was, sync_error_t *err) {
+    MDB_txn *txn = NULL;
+    *was = 0;
+    if (s->replica) return sync_fail(err, SYNC_EBADREQ, NULL, "a node in cluster mode cannot detach itself");
+    if (store_read_begin(s->st, &txn) == 0) *was = store_meta_u64(txn, s->dbs, STORE_LOG_SEQ);
+    store_read_end(txn);
+    int rc = store_write(s->st, detach_job, s);
+    return rc ? sync_fail(err, rc, NULL, "cannot detach the store") : 0;
+}
 
 void sync_node_advertise(sync_t *s, const char *url) {
     if (s->replica) replica_advertise(s->replica, url);

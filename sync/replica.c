@@ -50,7 +50,8 @@ struct replica {
     char leader_url[256];
     uint64_t stream_last, applied;
     uint64_t publish_failures, lease_changes;
-    char last_note[96]; /* replica thread only */
+    char last_note[160]; /* replica thread only */
+    char last_err[96];   /* replica thread only: why the last read of the stream failed */
     int ctl_timeout_ms; /* stream info, reads of entries, the lease */
 };
 
@@ -154,7 +155,11 @@ static int stream_last(replica_t *r, uint64_t *last) {
     jsOptions o;
     jsOptions_Init(&o);
     o.Wait = r->ctl_timeout_ms;
-    if (js_GetStreamInfo(&si, r->js, REPLICA_STREAM, &o, &jerr) != NATS_OK || !si) return -1;
+    natsStatus s = js_GetStreamInfo(&si, r->js, REPLICA_STREAM, &o, &jerr);
+    if (s != NATS_OK || !si) {
+        snprintf(r->last_err, sizeof r->last_err, "stream info: %s (%d)", natsStatus_GetText(s), (int)jerr);
+        return -1;
+    }
     *last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
     pthread_mutex_lock(&r->mu);
@@ -170,6 +175,9 @@ static int catch_up(replica_t *r) {
     uint64_t last = 0;
     if (stream_last(r, &last) != 0) return -1;
     uint64_t have = replica_applied(r);
+    pthread_mutex_lock(&r->mu);
+    r->applied = have; /* the leader's own commits move it too */
+    pthread_mutex_unlock(&r->mu);
     if (have > last) {
         /* The store is ahead of the stream: another stream, or one that lost
          * entries. Never write over it. */
@@ -182,8 +190,10 @@ static int catch_up(replica_t *r) {
         jsOptions o;
         jsOptions_Init(&o);
         o.Wait = r->ctl_timeout_ms;
-        if (js_GetMsg(&m, r->js, REPLICA_STREAM, have + 1, &o, &jerr) != NATS_OK || !m) {
-            fprintf(stderr, "replica: cannot read entry %" PRIu64 " (%d)\n", have + 1, (int)jerr);
+        natsStatus s = js_GetMsg(&m, r->js, REPLICA_STREAM, have + 1, &o, &jerr);
+        if (s != NATS_OK || !m) {
+            snprintf(r->last_err, sizeof r->last_err, "entry %" PRIu64 ": %s (%d)", have + 1, natsStatus_GetText(s),
+                     (int)jerr);
             return -1;
         }
         apply_job_t a = {r, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), have + 1};
@@ -262,9 +272,18 @@ static int lease_read(replica_t *r, int *is_free, uint64_t *free_rev) {
     } else {
         cJSON *v = cJSON_ParseWithLength(kvEntry_Value(e), (size_t)len);
         const cJSON *url = v ? cJSON_GetObjectItemCaseSensitive(v, "url") : NULL;
+        const cJSON *node = v ? cJSON_GetObjectItemCaseSensitive(v, "node") : NULL;
         pthread_mutex_lock(&r->mu);
-        if (!r->holder)
+        if (cJSON_IsString(node) && strcmp(node->valuestring, r->node) == 0) {
+            /* This node's own lease, which it gave up (or held before a
+             * restart): nobody else has it, so it may be taken again at its
+             * revision like a released one. */
+            *is_free = 1;
+            *free_rev = kvEntry_Revision(e);
+            if (!r->holder) r->leader_url[0] = 0;
+        } else if (!r->holder) {
             snprintf(r->leader_url, sizeof r->leader_url, "%s", cJSON_IsString(url) ? url->valuestring : "");
+        }
         pthread_mutex_unlock(&r->mu);
         cJSON_Delete(v);
     }
@@ -324,7 +343,11 @@ static void replica_tick(replica_t *r) {
     int caught = 1;
     if (!writable || need) {
         caught = catch_up(r);
-        if (caught < 0) note(r, "cannot read the stream now");
+        if (caught < 0) {
+            char what[160];
+            snprintf(what, sizeof what, "cannot read the stream now (%s)", r->last_err);
+            note(r, what);
+        }
         pthread_mutex_lock(&r->mu);
         if (caught == 1) r->need_catchup = 0;
         /* A holder that has applied the whole stream, within its term, writes. */
@@ -557,10 +580,12 @@ void replica_stop(replica_t *r) {
 
 int replica_is_leader(replica_t *r, char *leader_url, size_t n) {
     pthread_mutex_lock(&r->mu);
-    int h = r->holder;
-    if (leader_url && n) snprintf(leader_url, n, "%s", r->leader_url);
+    /* A holder that cannot write now (catching up, or its term ran out by
+     * its clock) is no leader to its callers, and knows no other. */
+    int w = r->writable && mono_ms() < r->valid_until_ms;
+    if (leader_url && n) snprintf(leader_url, n, "%s", r->holder ? "" : r->leader_url);
     pthread_mutex_unlock(&r->mu);
-    return h;
+    return w;
 }
 
 void replica_metrics(replica_t *r, char *buf, size_t cap, int *len) {

@@ -63,8 +63,10 @@ int replica_start(store_t *st, const replica_config_t *cfg, int (*on_apply)(MDB_
  * clears the store's log. Call before store_close(). NULL ok. */
 void replica_stop(replica_t *r);
 
-/* 1 while this node holds the lease. leader_url (may be NULL) gets the
- * advertised URL of the holder as last read ("" when none is known). */
+/* 1 while this node holds the lease and may write (caught up, within its
+ * term by its clock). leader_url (may be NULL) gets the advertised URL of
+ * another node holding the lease, as last read; "" when none is known or
+ * this node holds it but cannot write now. */
 int replica_is_leader(replica_t *r, char *leader_url, size_t n);
 
 /* Sets the advertised URL, written into the lease from its next renewal. */

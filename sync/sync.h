@@ -104,6 +104,8 @@ typedef struct sync_config {
     const char *advertise_url;  /* where writes are redirected while this node leads */
     int lease_ms;               /* 0: 6000 */
     int cluster_replicas;       /* 0: 3 (the stream's and the lease bucket's) */
+    int cluster_detach;         /* open a store that has applied the cluster's log without
+                                 * cluster mode (only for sync_cluster_detach) */
 } sync_config_t;
 
 /* Who is calling, as sync_authenticate() found from the bearer token. Plain
@@ -131,10 +133,15 @@ void sync_close(sync_t *s);
 int sync_ready(sync_t *s);
 const schema_t *sync_schema(sync_t *s);
 /* Cluster mode: SYNC_NODE_SINGLE (no cluster), SYNC_NODE_LEADER (holds the
- * lease) or SYNC_NODE_FOLLOWER; leader_url (may be NULL) gets the lease
- * holder's advertised URL as last read, "" when none is known. */
+ * lease and may write now) or SYNC_NODE_FOLLOWER (everything else);
+ * leader_url (may be NULL) gets another lease holder's advertised URL as
+ * last read, "" when none is known. */
 enum { SYNC_NODE_SINGLE = 0, SYNC_NODE_LEADER = 1, SYNC_NODE_FOLLOWER = 2 };
 int sync_node_role(sync_t *s, char *leader_url, size_t n);
+/* Takes a store out of its cluster for good: forgets the log sequence it
+ * has applied (*was gets it), so it opens without cluster mode again, or
+ * seeds a new cluster with an empty stream. Open with cluster_detach. */
+int sync_cluster_detach(sync_t *s, uint64_t *was, sync_error_t *err);
 /* Cluster mode: the URL written into the lease from its next renewal. */
 void sync_node_advertise(sync_t *s, const char *url);
 const char *sync_strerror(int code);

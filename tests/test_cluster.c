@@ -123,7 +123,7 @@ static const char *node_config(const char *urls, const char *node, int replicas)
     const char *path = hfmt("/tmp/casesync-cluster-%d-%s.json", (int)getpid(), node);
     FILE *f = fopen(path, "w");
     if (!f) return NULL;
-    fprintf(f, "{\"cluster\":\"%s\",\"node\":\"%s\",\"cluster_replicas\":%d,\"lease_ms\":1500}\n", urls, node,
+    fprintf(f, "{\"cluster\":\"%s\",\"node\":\"%s\",\"cluster_replicas\":%d,\"lease_ms\":3000}\n", urls, node,
             replicas);
     fclose(f);
     return path;
@@ -136,6 +136,19 @@ static int node_start(srv_t *s, const char *config, int restart) {
     unsetenv("CASESYNC_TEST_CONFIG");
     return rc;
 }
+
+/* A new cluster's first node: its users are made with the CLI while it is
+ * still alone (the CLI may not write to a cluster node's store), then it
+ * starts in cluster mode. users: names of the standard cast, NULL-ended. */
+static int node_seed(srv_t *s, const char *config, const char *const *users) {
+    if (srv_start(s) != 0) return -1;
+    for (int i = 0; users[i]; i++)
+        if (!std_user(s, users[i])) return -1;
+    if (srv_stop(s) != 0) return -1;
+    return node_start(s, config, 1);
+}
+
+static const char *const off1_only[] = {"off1", NULL};
 
 /* A follower seeded with a backup of `from` (how a node joins). */
 static int node_from_backup(srv_t *s, srv_t *from, const char *config) {
@@ -196,9 +209,9 @@ TEST(cluster_log_first_and_503_without_nats) {
     const char *url = hfmt("nats://127.0.0.1:%d", n.port);
     const char *cfg = node_config(url, "a", 1);
     srv_t a;
-    ASSERT(node_start(&a, cfg, 0) == 0);
+    ASSERT(node_seed(&a, cfg, off1_only) == 0);
     phone_t p;
-    ASSERT(std_phone(&p, &a, "off1", "dev-cl1") == 0);
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-cl1") == 0);
 
     resp_t r = phone_push(&p, changes(ch_create("rec-cl-1", "general", NULL)));
     ASSERT_STATUS(r, 200);
@@ -261,8 +274,7 @@ TEST(cluster_follower_applies_and_redirects_writes) {
     ASSERT(natsd_start(&n) == 0);
     const char *url = hfmt("nats://127.0.0.1:%d", n.port);
     srv_t a, b;
-    ASSERT(node_start(&a, node_config(url, "a", 1), 0) == 0);
-    ASSERT(std_user(&a, "off1") != NULL);
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
     ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
 
     phone_t p, pb;
@@ -295,6 +307,21 @@ TEST(cluster_follower_applies_and_redirects_writes) {
     const char *loc = resp_header(&r, "Location");
     ASSERT_MSG(loc && strcmp(loc, hfmt("%s/v1/sync/push", a.base)) == 0, "Location %s, leader %s", loc ? loc : "-",
                a.base);
+
+    /* The CLI may not write to a cluster node's store (it would bypass the
+     * log), nor may casesyncd open it without --cluster; reading is fine;
+     * `casesync detach` takes it out for good. */
+    cli_res_t c = cli(b.dir, std_pass("off2"), "user", "add", "off2", "--role", "officer", "--unit", "U1");
+    ASSERT_MSG(c.rc != 0 && strstr(c.err, "belongs to a cluster"), "user add on a follower: %d %s", c.rc, c.err);
+    c = cli(b.dir, NULL, "verify");
+    ASSERT_MSG(c.rc == 0, "verify of a follower exited %d: %s %s", c.rc, c.out, c.err);
+    ASSERT_INT(srv_stop(&b), 0);
+    ASSERT(srv_restart(&b) != 0);
+    c = cli(b.dir, NULL, "detach");
+    ASSERT_MSG(c.rc == 0, "detach exited %d: %s", c.rc, c.err);
+    ASSERT(srv_restart(&b) == 0);
+    r = http(&b, "GET", "/v1/cases/rec-fo-1", p.token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
     srv_cleanup(&b);
     srv_cleanup(&a);
     natsd_stop(&n, SIGTERM);
@@ -309,9 +336,9 @@ TEST(cluster_crash_after_ack_replays_from_stream) {
     const char *url = hfmt("nats://127.0.0.1:%d", n.port);
     const char *cfg = node_config(url, "a", 1);
     srv_t a;
-    ASSERT(node_start(&a, cfg, 0) == 0);
+    ASSERT(node_seed(&a, cfg, off1_only) == 0);
     phone_t p;
-    ASSERT(std_phone(&p, &a, "off1", "dev-cl3") == 0);
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-cl3") == 0);
     resp_t r = phone_push(&p, changes(ch_create("rec-cr-0", "general", NULL)));
     ASSERT_STATUS(r, 200);
 
@@ -376,31 +403,40 @@ TEST(cluster_r3_failover_loses_nothing_acknowledged) {
         snprintf(n[i].routes, sizeof n[i].routes, "%s", routes);
         ASSERT(natsd_start(&n[i]) == 0);
     }
-    srv_t a, b;
-    const char *cfg_a = node_config(urls, "a", 3);
-    ASSERT(node_start(&a, cfg_a, 0) == 0);
-    ASSERT(std_user(&a, "off1") != NULL);
-    ASSERT(node_from_backup(&b, &a, node_config(urls, "b", 3)) == 0);
+    srv_t a, b, *L = NULL, *F = NULL;
+    const char *cfg_a = node_config(urls, "a", 3), *cfg_b = node_config(urls, "b", 3);
+    ASSERT(node_seed(&a, cfg_a, off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, cfg_b) == 0);
 
+    /* Whichever node took the lease (a, unless the bucket was not ready for
+     * it yet) takes the login; the other redirects or answers 503. */
+    for (int i = 0; i < 300 && !L; i++) {
+        if (login_resp(&a, "off1", std_pass("off1"), "dev-r3").status == 200) L = &a, F = &b;
+        else if (login_resp(&b, "off1", std_pass("off1"), "dev-r3").status == 200) L = &b, F = &a;
+        else sleep_ms(100);
+    }
+    ASSERT_MSG(L != NULL, "no node took the lease");
+    const char *cfg_L = L == &a ? cfg_a : cfg_b;
     phone_t p;
-    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-r3") == 0);
+    ASSERT(phone_login(&p, L, "off1", std_pass("off1"), "dev-r3") == 0);
     enum { ACKED = 5 };
     for (int i = 0; i < ACKED; i++) {
         resp_t r = phone_push(&p, changes(ch_create(hfmt("rec-r3-%d", i), "general", NULL)));
         ASSERT_STATUS(r, 200);
     }
-    srv_kill9(&a);
+    srv_kill9(L);
 
     /* The phone goes to the follower (as nginx would send it) and retries. */
-    p.srv = &b;
+    p.srv = F;
     const char *body = changes(ch_create("rec-r3-after", "general", NULL));
     resp_t r = {0};
     for (int i = 0; i < 300; i++) {
-        r = push(&b, p.token, p.device, p.seq, body);
+        r = push(F, p.token, p.device, p.seq, body);
         if (r.status == 200) break;
-        ASSERT_MSG(r.status == 503 || r.status == 307, "push to b during failover: %ld %.200s", r.status, r.body);
+        ASSERT_MSG(r.status == 503 || r.status == 307, "push to the follower during failover: %ld %.200s", r.status, r.body);
         sleep_ms(100);
     }
+    if (r.status != 200) (void)!system(hfmt("grep -v ' /v1/' %s/server.log >&2", F->dir));
     ASSERT_STATUS(r, 200);
     p.seq++;
     for (int i = 0; i < ACKED; i++) {
@@ -413,20 +449,20 @@ TEST(cluster_r3_failover_loses_nothing_acknowledged) {
     natsd_stop(&n[2], SIGKILL);
     body = changes(ch_create("rec-r3-two", "general", NULL));
     for (int i = 0; i < 300; i++) {
-        r = push(&b, p.token, p.device, p.seq, body);
+        r = push(F, p.token, p.device, p.seq, body);
         if (r.status == 200) break;
         ASSERT_MSG(r.status == 503, "push with two nats-servers: %ld %.200s", r.status, r.body);
         sleep_ms(100);
     }
-    if (r.status != 200) (void)!system(hfmt("grep -v ' /v1/' %s/server.log >&2", b.dir));
+    if (r.status != 200) (void)!system(hfmt("grep -v ' /v1/' %s/server.log >&2", F->dir));
     ASSERT_STATUS(r, 200);
     p.seq++;
 
     /* The old leader comes back and catches up (it may take the lease again
-     * if b lost it meanwhile: one of the two writes, the other redirects). */
-    ASSERT(node_start(&a, cfg_a, 1) == 0);
+     * if the other lost it meanwhile: one of the two writes, the other redirects). */
+    ASSERT(node_start(L, cfg_L, 1) == 0);
     phone_t pa = p;
-    pa.srv = &a;
+    pa.srv = L;
     int seen = 0;
     for (int i = 0; i < 200 && !seen; i++) {
         r = phone_get(&pa, "/v1/cases/rec-r3-two");
@@ -437,8 +473,8 @@ TEST(cluster_r3_failover_loses_nothing_acknowledged) {
     body = changes(ch_create("rec-r3-last", "general", NULL));
     int ok_a = 0, ok_b = 0;
     for (int i = 0; i < 300 && !ok_a && !ok_b; i++) {
-        resp_t ra = push(&a, p.token, p.device, p.seq, body);
-        resp_t rb = push(&b, p.token, p.device, p.seq, body);
+        resp_t ra = push(L, p.token, p.device, p.seq, body);
+        resp_t rb = push(F, p.token, p.device, p.seq, body);
         ok_a = ra.status == 200, ok_b = rb.status == 200;
         ASSERT(ra.status == 200 || ra.status == 307 || ra.status == 503);
         ASSERT(rb.status == 200 || rb.status == 307 || rb.status == 503);
@@ -448,4 +484,86 @@ TEST(cluster_r3_failover_loses_nothing_acknowledged) {
     srv_cleanup(&a);
     srv_cleanup(&b);
     for (int i = 0; i < 2; i++) natsd_stop(&n[i], SIGTERM);
+}
+
+/* Fencing, one node: a leader frozen (SIGSTOP) past its term accepts no
+ * write when it resumes (503 at once: its term is over by its own clock),
+ * then, the lease being free and its store caught up, takes it back. */
+TEST(cluster_frozen_leader_refuses_writes_then_takes_the_lease_back) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *cfg = node_config(hfmt("nats://127.0.0.1:%d", n.port), "a", 1);
+    srv_t a;
+    ASSERT(node_seed(&a, cfg, off1_only) == 0);
+    phone_t p;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-fz1") == 0);
+    resp_t r = phone_push(&p, changes(ch_create("rec-fz-1", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+
+    ASSERT(kill(a.pid, SIGSTOP) == 0);
+    sleep_ms(4000); /* past the 3 s term */
+    ASSERT(kill(a.pid, SIGCONT) == 0);
+    const char *body = changes(ch_create("rec-fz-2", "general", NULL));
+    r = push(&a, p.token, p.device, p.seq, body);
+    ASSERT_MSG(r.status == 503, "a push right after the resume answered %ld: %.200s", r.status, r.body);
+    for (int i = 0; i < 200; i++) {
+        r = push(&a, p.token, p.device, p.seq, body);
+        if (r.status == 200) break;
+        ASSERT_MSG(r.status == 503, "push after the resume: %ld %.200s", r.status, r.body);
+        sleep_ms(100);
+    }
+    ASSERT_STATUS(r, 200);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
+
+/* Fencing, two nodes: the leader is frozen past its term; the follower
+ * takes the lease and writes; the old leader, resumed, accepts no write
+ * (503, then 307 to the new leader once it has stepped down) and applies
+ * what the new leader wrote. */
+TEST(cluster_frozen_leader_is_fenced_and_steps_down) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+    phone_t p;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-fz2") == 0);
+    resp_t r = phone_push(&p, changes(ch_create("rec-fe-1", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+
+    ASSERT(kill(a.pid, SIGSTOP) == 0);
+    const char *body = changes(ch_create("rec-fe-2", "general", NULL));
+    for (int i = 0; i < 200; i++) {
+        r = push(&b, p.token, p.device, p.seq, body);
+        if (r.status == 200) break;
+        sleep_ms(100);
+    }
+    ASSERT(kill(a.pid, SIGCONT) == 0);
+    ASSERT_STATUS(r, 200);
+    p.seq++;
+
+    /* The old leader never takes a write from now on. */
+    body = changes(ch_create("rec-fe-3", "general", NULL));
+    int redirected = 0;
+    for (int i = 0; i < 200 && !redirected; i++) {
+        r = push(&a, p.token, p.device, p.seq, body);
+        ASSERT_MSG(r.status == 503 || r.status == 307, "the resumed old leader answered %ld: %.200s", r.status,
+                   r.body);
+        redirected = r.status == 307;
+        if (!redirected) sleep_ms(50);
+    }
+    ASSERT_MSG(redirected, "the old leader never stepped down");
+    ASSERT_STR(resp_header(&r, "Location"), hfmt("%s/v1/sync/push", b.base));
+    int seen = 0;
+    for (int i = 0; i < 100 && !seen; i++) {
+        r = http(&a, "GET", "/v1/cases/rec-fe-2", p.token, NULL, NULL);
+        seen = r.status == 200;
+        if (!seen) sleep_ms(50);
+    }
+    ASSERT_MSG(seen, "the old leader did not apply the new leader's write: %ld", r.status);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
 }
