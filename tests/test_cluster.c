@@ -123,7 +123,8 @@ static const char *node_config(const char *urls, const char *node, int replicas)
     const char *path = hfmt("/tmp/casesync-cluster-%d-%s.json", (int)getpid(), node);
     FILE *f = fopen(path, "w");
     if (!f) return NULL;
-    fprintf(f, "{\"cluster\":\"%s\",\"node\":\"%s\",\"cluster_replicas\":%d,\"lease_ms\":3000}\n", urls, node,
+    fprintf(f, "{\"cluster\":\"%s\",\"node\":\"%s\",\"cluster_replicas\":%d,\"lease_ms\":3000,"
+               "\"metrics_listen\":\"127.0.0.1:0\"}\n", urls, node,
             replicas);
     fclose(f);
     return path;
@@ -161,6 +162,35 @@ static int node_from_backup(srv_t *s, srv_t *from, const char *config) {
         return -1;
     }
     return node_start(s, config, 1);
+}
+
+/* GET /metrics from the node's internal listener (its port from the last
+ * "metrics on" line of its log); the body (pool) or "". */
+static const char *node_metrics(const srv_t *s) {
+    FILE *f = fopen(hfmt("%s/server.log", s->dir), "r");
+    char line[512];
+    int port = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *m = strstr(line, "metrics on http://127.0.0.1:");
+        if (m) port = atoi(m + strlen("metrics on http://127.0.0.1:"));
+    }
+    if (f) fclose(f);
+    if (port <= 0) return "";
+    srv_t m = *s;
+    snprintf(m.base, sizeof m.base, "http://127.0.0.1:%d", port);
+    resp_t r = http(&m, "GET", "/metrics", NULL, NULL, NULL);
+    return r.status == 200 ? r.body : "";
+}
+
+/* A metric's value in a metrics text, or -1. */
+static long long metric(const char *text, const char *name) {
+    const char *p = text;
+    size_t n = strlen(name);
+    while ((p = strstr(p, name)) != NULL) {
+        if ((p == text || p[-1] == '\n') && p[n] == ' ') return atoll(p + n + 1);
+        p += n;
+    }
+    return -1;
 }
 
 /* ---- the stream, as the test reads it ------------------------------------------- */
@@ -296,6 +326,21 @@ TEST(cluster_follower_applies_and_redirects_writes) {
     ASSERT(items != NULL);
     ASSERT_INT(pull_count(items, "rec-fo-1"), 1);
 
+    /* The metrics: a leads and writes, b follows and has applied as much. */
+    const char *ma = node_metrics(&a), *mb = "";
+    ASSERT_MSG(metric(ma, "casesync_cluster_leader") == 1 && metric(ma, "casesync_cluster_writable") == 1,
+               "leader's metrics: %.300s", ma);
+    long long seq_a = metric(ma, "casesync_cluster_applied_seq");
+    ASSERT_MSG(seq_a >= 2, "leader applied %lld (a login and a push at least)", seq_a);
+    for (int i = 0; i < 100; i++) {
+        mb = node_metrics(&b);
+        if (metric(mb, "casesync_cluster_applied_seq") == seq_a) break;
+        sleep_ms(50);
+    }
+    ASSERT_INT(metric(mb, "casesync_cluster_leader"), 0);
+    ASSERT_INT(metric(mb, "casesync_cluster_applied_seq"), seq_a);
+    ASSERT_INT(metric(mb, "casesync_cluster_stream_seq"), seq_a);
+
     /* A write on the follower goes to the leader (503 until the follower
      * has read the leader's URL from the lease). */
     for (int i = 0; i < 100; i++) {
@@ -387,8 +432,9 @@ TEST(cluster_crash_after_ack_replays_from_stream) {
 /* Three nats-servers in a JetStream cluster (R3) and two casesyncd nodes:
  * the leader is killed with kill -9, the follower takes the lease and
  * writes; every acknowledged push is on it. One nats-server of three is
- * killed: writes go on. The old leader comes back as a follower and
- * catches up. */
+ * killed: writes go on. The old leader comes back and catches up. Two of
+ * three killed: 503 with Retry-After, reads go on, and after they return
+ * every acknowledged change is on both nodes exactly once. */
 TEST(cluster_r3_failover_loses_nothing_acknowledged) {
     natsd_t n[3] = {{0}};
     const char *urls = "", *routes = "";
@@ -481,15 +527,73 @@ TEST(cluster_r3_failover_loses_nothing_acknowledged) {
         if (!ok_a && !ok_b) sleep_ms(100);
     }
     ASSERT_MSG(ok_a || ok_b, "neither node took the write");
+    p.seq++;
+
+    /* Two nats-servers of three gone: no quorum. Writes answer 503 with
+     * Retry-After on both nodes, reads go on; when they are back the phone's
+     * retry lands once and nothing acknowledged is lost. */
+    for (int k = 0; k < 2; k++) { /* both have applied rec-r3-last */
+        srv_t *x = k ? &b : &a;
+        for (int i = 0; i < 100; i++) {
+            r = http(x, "GET", "/v1/cases/rec-r3-last", p.token, NULL, NULL);
+            if (r.status == 200) break;
+            sleep_ms(50);
+        }
+        ASSERT_STATUS(r, 200);
+    }
+    natsd_stop(&n[1], SIGKILL);
+    body = changes(ch_create("rec-r3-quorum", "general", NULL));
+    for (int i = 0; i < 3; i++) {
+        resp_t ra = push(&a, p.token, p.device, p.seq, body);
+        resp_t rb = push(&b, p.token, p.device, p.seq, body);
+        ASSERT_MSG(ra.status == 503 || ra.status == 307, "a without quorum: %ld %.200s", ra.status, ra.body);
+        ASSERT_MSG(rb.status == 503 || rb.status == 307, "b without quorum: %ld %.200s", rb.status, rb.body);
+        ASSERT(ra.status != 503 || resp_header(&ra, "Retry-After"));
+        ASSERT(rb.status != 503 || resp_header(&rb, "Retry-After"));
+    }
+    for (int k = 0; k < 2; k++) {
+        srv_t *x = k ? &b : &a;
+        r = http(x, "GET", "/v1/cases/rec-r3-last", p.token, NULL, NULL);
+        ASSERT_STATUS(r, 200);
+    }
+    ASSERT(natsd_start(&n[1]) == 0);
+    ASSERT(natsd_start(&n[2]) == 0);
+    ok_a = ok_b = 0;
+    for (int i = 0; i < 300 && !ok_a && !ok_b; i++) {
+        resp_t ra = push(&a, p.token, p.device, p.seq, body);
+        resp_t rb = push(&b, p.token, p.device, p.seq, body);
+        ok_a = ra.status == 200, ok_b = rb.status == 200;
+        if (!ok_a && !ok_b) sleep_ms(100);
+    }
+    ASSERT_MSG(ok_a || ok_b, "no write after the quorum came back");
+    for (int k = 0; k < 2; k++) {
+        phone_t px = p;
+        px.srv = k ? &b : &a;
+        px.cursor = NULL;
+        int found = 0;
+        for (int i = 0; i < 100 && !found; i++) {
+            r = phone_get(&px, "/v1/cases/rec-r3-quorum");
+            found = r.status == 200;
+            if (!found) sleep_ms(50);
+        }
+        ASSERT_MSG(found, "node %c lacks rec-r3-quorum", k ? 'b' : 'a');
+        cJSON *items = phone_pull_all(&px);
+        ASSERT(items != NULL);
+        ASSERT_INT(pull_count(items, "rec-r3-quorum"), 1);
+        for (int i = 0; i < ACKED; i++) ASSERT_INT(pull_count(items, hfmt("rec-r3-%d", i)), 1);
+        /* Each node's audit chain and store check out. */
+        cli_res_t v = cli(px.srv->dir, NULL, "verify");
+        ASSERT_MSG(v.rc == 0, "verify of node %c exited %d: %s %s", k ? 'b' : 'a', v.rc, v.out, v.err);
+    }
     srv_cleanup(&a);
     srv_cleanup(&b);
-    for (int i = 0; i < 2; i++) natsd_stop(&n[i], SIGTERM);
+    for (int i = 0; i < 3; i++) natsd_stop(&n[i], SIGTERM);
 }
 
-/* Fencing, one node: a leader frozen (SIGSTOP) past its term accepts no
- * write when it resumes (503 at once: its term is over by its own clock),
- * then, the lease being free and its store caught up, takes it back. */
-TEST(cluster_frozen_leader_refuses_writes_then_takes_the_lease_back) {
+/* Fencing, one node: a leader frozen (SIGSTOP) past its term gives up the
+ * lease when it resumes (its term is over by its own clock), then, the
+ * lease being free and its store caught up, takes it back and writes. */
+TEST(cluster_frozen_leader_steps_down_then_takes_the_lease_back) {
     natsd_t n = {0};
     ASSERT(natsd_start(&n) == 0);
     const char *cfg = node_config(hfmt("nats://127.0.0.1:%d", n.port), "a", 1);
@@ -503,9 +607,9 @@ TEST(cluster_frozen_leader_refuses_writes_then_takes_the_lease_back) {
     ASSERT(kill(a.pid, SIGSTOP) == 0);
     sleep_ms(4000); /* past the 3 s term */
     ASSERT(kill(a.pid, SIGCONT) == 0);
+    /* Its replica thread may step down and take the lease back before the
+     * push below is served (nobody else wants it): 503 or 200 first. */
     const char *body = changes(ch_create("rec-fz-2", "general", NULL));
-    r = push(&a, p.token, p.device, p.seq, body);
-    ASSERT_MSG(r.status == 503, "a push right after the resume answered %ld: %.200s", r.status, r.body);
     for (int i = 0; i < 200; i++) {
         r = push(&a, p.token, p.device, p.seq, body);
         if (r.status == 200) break;
@@ -513,6 +617,16 @@ TEST(cluster_frozen_leader_refuses_writes_then_takes_the_lease_back) {
         sleep_ms(100);
     }
     ASSERT_STATUS(r, 200);
+    /* It did lose the lease while frozen. */
+    cli_res_t g = cli(a.dir, NULL, "verify");
+    ASSERT(g.rc == 0);
+    FILE *f = fopen(hfmt("%s/server.log", a.dir), "r");
+    ASSERT(f != NULL);
+    static char logtext[1 << 16];
+    size_t k = fread(logtext, 1, sizeof logtext - 1, f);
+    fclose(f);
+    logtext[k] = 0;
+    ASSERT_MSG(strstr(logtext, "gives up the lease: its term ran out"), "no step-down in the log");
     srv_cleanup(&a);
     natsd_stop(&n, SIGTERM);
 }
