@@ -21,7 +21,7 @@
 #define REPLICA_KEY "leader"
 #define REPLICA_CONNECT_WAIT_MS 5000
 #define REPLICA_READY_WAIT_MS 15000 /* for the stream and the bucket at start */
-#define REPLICA_APPLY_MAX 256 /* entries applied per catch-up round */
+#define REPLICA_APPLY_MAX 256       /* entries applied per catch-up round */
 
 struct replica {
     store_t *st;
@@ -52,7 +52,7 @@ struct replica {
     uint64_t publish_failures, lease_changes;
     char last_note[160]; /* replica thread only */
     char last_err[96];   /* replica thread only: why the last read of the stream failed */
-    int ctl_timeout_ms; /* stream info, reads of entries, the lease */
+    int ctl_timeout_ms;  /* stream info, reads of entries, the lease */
 };
 
 static int64_t mono_ms(void) {
@@ -101,8 +101,9 @@ static int replica_append(void *ctx, const void *redo, size_t len, uint64_t appl
     natsMsg_Destroy(msg);
     int rc = 0;
     if (s != NATS_OK || !ack || ack->Sequence != applied + 1) {
-        fprintf(stderr, "replica: publish after %" PRIu64 " failed: %s (%d)%s\n", applied, natsStatus_GetText(s),
-                (int)jerr, jerr == JSStreamWrongLastSequenceErr ? ": the stream is ahead of this store" : "");
+        fprintf(stderr, "replica: publish after %" PRIu64 " failed: %s (%d)%s\n", applied,
+                natsStatus_GetText(s), (int)jerr,
+                jerr == JSStreamWrongLastSequenceErr ? ": the stream is ahead of this store" : "");
         rc = SYNC_EUNAVAIL;
         pthread_mutex_lock(&r->mu);
         r->writable = 0; /* until the stream's entries beyond this store are applied */
@@ -181,10 +182,12 @@ static int catch_up(replica_t *r) {
     if (have > last) {
         /* The store is ahead of the stream: another stream, or one that lost
          * entries. Never write over it. */
-        fprintf(stderr, "replica: store has applied %" PRIu64 " but the stream ends at %" PRIu64 "\n", have, last);
+        fprintf(stderr, "replica: store has applied %" PRIu64 " but the stream ends at %" PRIu64 "\n", have,
+                last);
         return -1;
     }
-    for (int n = 0; have < last && n < REPLICA_APPLY_MAX && !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE); n++) {
+    for (int n = 0; have < last && n < REPLICA_APPLY_MAX && !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE);
+         n++) {
         natsMsg *m = NULL;
         jsErrCode jerr = 0;
         jsOptions o;
@@ -192,8 +195,8 @@ static int catch_up(replica_t *r) {
         o.Wait = r->ctl_timeout_ms;
         natsStatus s = js_GetMsg(&m, r->js, REPLICA_STREAM, have + 1, &o, &jerr);
         if (s != NATS_OK || !m) {
-            snprintf(r->last_err, sizeof r->last_err, "entry %" PRIu64 ": %s (%d)", have + 1, natsStatus_GetText(s),
-                     (int)jerr);
+            snprintf(r->last_err, sizeof r->last_err, "entry %" PRIu64 ": %s (%d)", have + 1,
+                     natsStatus_GetText(s), (int)jerr);
             return -1;
         }
         apply_job_t a = {r, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), have + 1};
@@ -305,7 +308,8 @@ static void lease_renew(replica_t *r, int64_t now) {
     pthread_mutex_lock(&r->mu);
     uint64_t held = r->lease_rev;
     pthread_mutex_unlock(&r->mu);
-    natsStatus s = val ? kvStore_Update(&rev, r->kv, REPLICA_KEY, val, (int)strlen(val), held) : NATS_NO_MEMORY;
+    natsStatus s =
+        val ? kvStore_Update(&rev, r->kv, REPLICA_KEY, val, (int)strlen(val), held) : NATS_NO_MEMORY;
     free(val);
     if (s != NATS_OK) {
         step_down(r, natsStatus_GetText(s));
@@ -415,7 +419,8 @@ static void *replica_main(void *arg) {
         if (r->wake && natsSubscription_NextMsg(&m, r->wake, tick) == NATS_OK) {
             natsMsg_Destroy(m);
             /* drain what else came */
-            while (natsSubscription_NextMsg(&m, r->wake, 0) == NATS_OK) natsMsg_Destroy(m);
+            while (natsSubscription_NextMsg(&m, r->wake, 0) == NATS_OK)
+                natsMsg_Destroy(m);
         } else if (!r->wake) {
             nanosleep(&(struct timespec){0, (long)tick * 1000000L}, NULL);
         }
@@ -457,7 +462,8 @@ static int ensure_stream_and_bucket(replica_t *r, char *errbuf, size_t errlen) {
         if (s != NATS_OK) s = js_KeyValue(&r->kv, r->js, REPLICA_BUCKET); /* made meanwhile */
     }
     if (s != NATS_OK) {
-        snprintf(errbuf, errlen, "cannot make the lease bucket %s: %s", REPLICA_BUCKET, natsStatus_GetText(s));
+        snprintf(errbuf, errlen, "cannot make the lease bucket %s: %s", REPLICA_BUCKET,
+                 natsStatus_GetText(s));
         return -1;
     }
     return 0;
@@ -530,11 +536,14 @@ int replica_start(store_t *st, const replica_config_t *cfg, int (*on_apply)(MDB_
         snprintf(errbuf, errlen, "cannot apply the stream %s to this store (see above)", REPLICA_STREAM);
         goto fail;
     }
-    store_set_log(st, replica_append, r);
+    /* An entry must fit NATS's max_payload (1 MB unless the servers raise it),
+     * less room for its headers. */
+    int64_t maxp = natsConnection_GetMaxPayload(r->nc);
+    store_set_log(st, replica_append, r, maxp > 8192 ? (size_t)maxp - 4096 : 1024 * 1024 - 4096);
     replica_tick(r);
     if (pthread_create(&r->thread, NULL, replica_main, r) != 0) {
         snprintf(errbuf, errlen, "cannot start the replica thread");
-        store_set_log(st, NULL, NULL);
+        store_set_log(st, NULL, NULL, 0);
         goto fail;
     }
     r->started = 1;
@@ -560,7 +569,7 @@ void replica_stop(replica_t *r) {
     if (!r) return;
     __atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
     if (r->started) pthread_join(r->thread, NULL);
-    store_set_log(r->st, NULL, NULL);
+    store_set_log(r->st, NULL, NULL, 0);
     pthread_mutex_lock(&r->mu);
     int holder = r->holder;
     uint64_t rev = r->lease_rev;
@@ -596,21 +605,22 @@ void replica_metrics(replica_t *r, char *buf, size_t cap, int *len) {
     pthread_mutex_unlock(&r->mu);
     uint64_t have = replica_applied(r);
     if (have > applied) applied = have;
-    int n = snprintf(buf + *len, cap - (size_t)*len,
-                     "# HELP casesync_cluster_leader 1 while this node holds the lease.\n"
-                     "# TYPE casesync_cluster_leader gauge\ncasesync_cluster_leader %d\n"
-                     "# HELP casesync_cluster_writable 1 while this node holds the lease and writes.\n"
-                     "# TYPE casesync_cluster_writable gauge\ncasesync_cluster_writable %d\n"
-                     "# HELP casesync_cluster_applied_seq Stream sequence this node's store has applied.\n"
-                     "# TYPE casesync_cluster_applied_seq gauge\ncasesync_cluster_applied_seq %" PRIu64 "\n"
-                     "# HELP casesync_cluster_stream_seq The stream's last sequence as this node last saw it.\n"
-                     "# TYPE casesync_cluster_stream_seq gauge\ncasesync_cluster_stream_seq %" PRIu64 "\n"
-                     "# HELP casesync_cluster_publish_failures_total Batches the stream did not take (each a 503).\n"
-                     "# TYPE casesync_cluster_publish_failures_total counter\n"
-                     "casesync_cluster_publish_failures_total %" PRIu64 "\n"
-                     "# HELP casesync_cluster_lease_changes_total Times this node took or gave up the lease.\n"
-                     "# TYPE casesync_cluster_lease_changes_total counter\n"
-                     "casesync_cluster_lease_changes_total %" PRIu64 "\n",
-                     holder, writable, applied, last > applied ? last : applied, pf, lc);
+    int n = snprintf(
+        buf + *len, cap - (size_t)*len,
+        "# HELP casesync_cluster_leader 1 while this node holds the lease.\n"
+        "# TYPE casesync_cluster_leader gauge\ncasesync_cluster_leader %d\n"
+        "# HELP casesync_cluster_writable 1 while this node holds the lease and writes.\n"
+        "# TYPE casesync_cluster_writable gauge\ncasesync_cluster_writable %d\n"
+        "# HELP casesync_cluster_applied_seq Stream sequence this node's store has applied.\n"
+        "# TYPE casesync_cluster_applied_seq gauge\ncasesync_cluster_applied_seq %" PRIu64 "\n"
+        "# HELP casesync_cluster_stream_seq The stream's last sequence as this node last saw it.\n"
+        "# TYPE casesync_cluster_stream_seq gauge\ncasesync_cluster_stream_seq %" PRIu64 "\n"
+        "# HELP casesync_cluster_publish_failures_total Batches the stream did not take (each a 503).\n"
+        "# TYPE casesync_cluster_publish_failures_total counter\n"
+        "casesync_cluster_publish_failures_total %" PRIu64 "\n"
+        "# HELP casesync_cluster_lease_changes_total Times this node took or gave up the lease.\n"
+        "# TYPE casesync_cluster_lease_changes_total counter\n"
+        "casesync_cluster_lease_changes_total %" PRIu64 "\n",
+        holder, writable, applied, last > applied ? last : applied, pf, lc);
     *len = n < 0 ? -1 : *len + n;
 }

@@ -42,11 +42,11 @@
 typedef struct replica replica_t;
 
 typedef struct replica_config {
-    const char *url;       /* NATS servers, comma separated: nats://h1:4222,nats://h2:4222 */
-    const char *node;      /* this node's name (the lease holder's) */
-    const char *advertise; /* the URL writes are redirected to while this node leads; may be "" */
-    int lease_ms;          /* the lease's term; 0: 6000 */
-    int replicas;          /* the stream's and the bucket's replicas; 0: 3 */
+    const char *url;        /* NATS servers, comma separated: nats://h1:4222,nats://h2:4222 */
+    const char *node;       /* this node's name (the lease holder's) */
+    const char *advertise;  /* the URL writes are redirected to while this node leads; may be "" */
+    int lease_ms;           /* the lease's term; 0: 6000 */
+    int replicas;           /* the stream's and the bucket's replicas; 0: 3 */
     int publish_timeout_ms; /* 0: 2000 */
 } replica_config_t;
 

@@ -33,6 +33,7 @@ typedef struct store_job {
     int rc;
     int done;
     int applied; /* store_write_applied(): a batch of the log, not published again */
+    size_t redo_len; /* bytes of the batch's redo this job made */
     struct store_job *next;
 } store_job_t;
 
@@ -69,6 +70,7 @@ struct store {
     /* The replicated log (store_set_log): NULL in single-node mode. */
     store_log_fn log_fn;
     void *log_ctx;
+    size_t log_max; /* largest entry the log takes (0: no limit) */
     store_redo_t redo; /* the batch's puts and deletes (writer thread only) */
 };
 
@@ -319,7 +321,7 @@ static void store_reopen(store_t *st) {
 
 /* Runs one batch: every job in its own nested transaction of one parent
  * transaction, then one commit. Sets each job's rc. */
-static int store_run_batch(store_t *st, store_job_t *jobs) {
+static int store_run_batch(store_t *st, store_job_t *jobs, store_job_t **rest) {
     MDB_txn *txn = NULL;
     int rc = st->env ? mdb_txn_begin(st->env, NULL, 0, &txn) : MDB_PANIC;
     if (rc != 0) {
@@ -329,6 +331,7 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
         return -1;
     }
     int kept = 0, applied = 0;
+    *rest = NULL;
     st->redo.len = 0;
     st->redo.failed = 0;
     for (store_job_t *j = jobs; j; j = j->next) {
@@ -365,6 +368,14 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
             mdb_txn_abort(child);
         }
         if (j->rc != 0) st->redo.len = mark; /* its writes are gone: so is their redo */
+        j->redo_len = st->redo.len - mark;
+        /* A log entry must fit the log: past a quarter of its limit the
+         * batch takes no more jobs; the rest wait for the next batch. */
+        if (st->log_max && st->redo.len > st->log_max / 4 && j->next) {
+            *rest = j->next;
+            j->next = NULL;
+            break;
+        }
     }
     if (kept == 0) {
         mdb_txn_abort(txn);
@@ -376,6 +387,15 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
          * (applied) is never mixed with new writes: those wait for the next. */
         uint64_t seq = 0;
         rc = st->redo.failed ? SYNC_ENOMEM : applied ? SYNC_EUNAVAIL : 0;
+        if (rc == 0 && st->log_max && st->redo.len > st->log_max) {
+            /* Too big for one entry: a job that alone is can never be kept
+             * (413); the others are answered 503 and come back alone. */
+            fprintf(stderr, "store: a batch's redo of %zu bytes exceeds the log's %zu\n", st->redo.len, st->log_max);
+            mdb_txn_abort(txn);
+            for (store_job_t *j = jobs; j; j = j->next)
+                if (j->rc == 0) j->rc = j->redo_len > st->log_max ? SYNC_ETOOLARGE : SYNC_EUNAVAIL;
+            return 0;
+        }
         if (rc == 0)
             rc = st->log_fn(st->log_ctx, st->redo.buf, st->redo.len, store_meta_u64(txn, &st->dbs, STORE_LOG_SEQ), &seq);
         if (rc == 0) rc = store_meta_put_u64(txn, &st->dbs, STORE_LOG_SEQ, seq);
@@ -424,9 +444,18 @@ static void *store_writer_main(void *arg) {
         pthread_mutex_unlock(&st->mu);
 
         if (st->broken) store_reopen(st);
-        int committed = store_run_batch(st, batch);
+        store_job_t *rest = NULL;
+        int committed = store_run_batch(st, batch, &rest);
 
         pthread_mutex_lock(&st->mu);
+        if (rest) {
+            /* Jobs the batch did not take go first in the next one. */
+            store_job_t *end = rest;
+            while (end->next) end = end->next;
+            end->next = st->head;
+            if (!st->head) st->tail = end;
+            st->head = rest;
+        }
         if (committed < 0) st->commit_errors++;
         st->batches++;
         uint64_t n = 0;
@@ -456,10 +485,11 @@ static void *store_writer_main(void *arg) {
     return NULL;
 }
 
-void store_set_log(store_t *st, store_log_fn fn, void *ctx) {
+void store_set_log(store_t *st, store_log_fn fn, void *ctx, size_t max_entry) {
     pthread_mutex_lock(&st->mu);
     st->log_fn = fn;
     st->log_ctx = ctx;
+    st->log_max = max_entry;
     pthread_mutex_unlock(&st->mu);
 }
 

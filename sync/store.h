@@ -93,8 +93,12 @@ typedef struct store_redo {
     int failed; /* an allocation failed: the batch cannot be published */
 } store_redo_t;
 typedef int (*store_log_fn)(void *ctx, const void *redo, size_t len, uint64_t applied, uint64_t *seq);
-/* Sets (or with fn NULL clears) the log. Call before the first write. */
-void store_set_log(store_t *st, store_log_fn fn, void *ctx);
+/* Sets (or with fn NULL clears) the log. Call before the first write.
+ * max_entry: the largest redo the log takes (0: no limit). A batch takes
+ * no more jobs once its redo passes max_entry/4 (the rest wait for the next
+ * batch); a batch over max_entry is discarded, its jobs answered
+ * SYNC_ETOOLARGE when one alone is over it, else SYNC_EUNAVAIL. */
+void store_set_log(store_t *st, store_log_fn fn, void *ctx, size_t max_entry);
 /* As store_write, for a job that applies entries of the log. */
 int store_write_applied(store_t *st, store_job_fn fn, void *ctx);
 /* Applies a redo in txn. 0, SYNC_EBADREQ (malformed), or a storage code. */

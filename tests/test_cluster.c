@@ -4,7 +4,9 @@
  * nats-server processes on loopback (JetStream on, a temp folder each) and
  * stops them; loops are bounded in count. */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <nats/nats.h>
@@ -51,7 +52,8 @@ static int free_port(void) {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t n = sizeof a;
     int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &n) == 0)
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &n) == 0)
         port = ntohs(a.sin_port);
     if (fd >= 0) close(fd);
     return port;
@@ -92,10 +94,12 @@ static int natsd_start(natsd_t *n) {
          * ends it through the harness's _exit). */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (n->routes[0])
-            execlp("nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", n->dir, "-n", n->name,
-                   "--cluster_name", "casesync-test", "--cluster", cport, "--routes", n->routes, (char *)NULL);
+            execlp("nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", n->dir, "-n",
+                   n->name, "--cluster_name", "casesync-test", "--cluster", cport, "--routes", n->routes,
+                   (char *)NULL);
         else
-            execlp("nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", n->dir, (char *)NULL);
+            execlp("nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", n->dir,
+                   (char *)NULL);
         _exit(127);
     }
     n->pid = pid;
@@ -111,7 +115,8 @@ static int natsd_start(natsd_t *n) {
 static void natsd_stop(natsd_t *n, int sig) {
     if (n->pid <= 0) return;
     kill(n->pid, sig);
-    for (int i = 0; i < 400 && waitpid(n->pid, NULL, WNOHANG) == 0; i++) sleep_ms(25);
+    for (int i = 0; i < 400 && waitpid(n->pid, NULL, WNOHANG) == 0; i++)
+        sleep_ms(25);
     kill(n->pid, SIGKILL);
     waitpid(n->pid, NULL, 0);
     n->pid = 0;
@@ -123,9 +128,10 @@ static const char *node_config(const char *urls, const char *node, int replicas)
     const char *path = hfmt("/tmp/casesync-cluster-%d-%s.json", (int)getpid(), node);
     FILE *f = fopen(path, "w");
     if (!f) return NULL;
-    fprintf(f, "{\"cluster\":\"%s\",\"node\":\"%s\",\"cluster_replicas\":%d,\"lease_ms\":3000,"
-               "\"metrics_listen\":\"127.0.0.1:0\"}\n", urls, node,
-            replicas);
+    fprintf(f,
+            "{\"cluster\":\"%s\",\"node\":\"%s\",\"cluster_replicas\":%d,\"lease_ms\":3000,"
+            "\"metrics_listen\":\"127.0.0.1:0\"}\n",
+            urls, node, replicas);
     fclose(f);
     return path;
 }
@@ -203,11 +209,14 @@ static long long stream_last(const char *url, const char *needle, int *found) {
     long long last = -1;
     if (found) *found = 0;
     if (natsConnection_ConnectTo(&nc, url) != NATS_OK) return -1;
-    if (natsConnection_JetStream(&js, nc, NULL) == NATS_OK && js_GetStreamInfo(&si, js, "CASESYNC", NULL, NULL) == NATS_OK) {
+    if (natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+        js_GetStreamInfo(&si, js, "CASESYNC", NULL, NULL) == NATS_OK) {
         last = (long long)si->State.LastSeq;
         natsMsg *m = NULL;
-        if (found && needle && last > 0 && js_GetMsg(&m, js, "CASESYNC", (uint64_t)last, NULL, NULL) == NATS_OK) {
-            *found = memmem(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), needle, strlen(needle)) != NULL;
+        if (found && needle && last > 0 &&
+            js_GetMsg(&m, js, "CASESYNC", (uint64_t)last, NULL, NULL) == NATS_OK) {
+            *found =
+                memmem(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), needle, strlen(needle)) != NULL;
             natsMsg_Destroy(m);
         }
         jsStreamInfo_Destroy(si);
@@ -275,7 +284,8 @@ TEST(cluster_log_first_and_503_without_nats) {
     ASSERT(stream_last(url, NULL, NULL) > last);
     r = phone_push(&p, changes(ch_create("rec-cl-3", "general", NULL)));
     ASSERT_STATUS(r, 200);
-    ASSERT_MSG(stream_last(url, "rec-cl-3", &found) > last && found, "rec-cl-3 is not the stream's last entry");
+    ASSERT_MSG(stream_last(url, "rec-cl-3", &found) > last && found,
+               "rec-cl-3 is not the stream's last entry");
 
     ASSERT_INT(srv_stop(&a), 0);
     ASSERT(node_start(&a, cfg, 1) == 0);
@@ -318,8 +328,10 @@ TEST(cluster_follower_applies_and_redirects_writes) {
     int seen = 0;
     for (int i = 0; i < 100 && !seen; i++) {
         r = phone_get(&pb, "/v1/cases/rec-fo-1");
-        if (r.status == 200) seen = 1;
-        else sleep_ms(50);
+        if (r.status == 200)
+            seen = 1;
+        else
+            sleep_ms(50);
     }
     ASSERT_MSG(seen, "the follower never served rec-fo-1: %ld %.200s", r.status, r.body);
     cJSON *items = phone_pull_all(&pb);
@@ -350,14 +362,15 @@ TEST(cluster_follower_applies_and_redirects_writes) {
     }
     ASSERT_STATUS(r, 307);
     const char *loc = resp_header(&r, "Location");
-    ASSERT_MSG(loc && strcmp(loc, hfmt("%s/v1/sync/push", a.base)) == 0, "Location %s, leader %s", loc ? loc : "-",
-               a.base);
+    ASSERT_MSG(loc && strcmp(loc, hfmt("%s/v1/sync/push", a.base)) == 0, "Location %s, leader %s",
+               loc ? loc : "-", a.base);
 
     /* The CLI may not write to a cluster node's store (it would bypass the
      * log), nor may casesyncd open it without --cluster; reading is fine;
      * `casesync detach` takes it out for good. */
     cli_res_t c = cli(b.dir, std_pass("off2"), "user", "add", "off2", "--role", "officer", "--unit", "U1");
-    ASSERT_MSG(c.rc != 0 && strstr(c.err, "belongs to a cluster"), "user add on a follower: %d %s", c.rc, c.err);
+    ASSERT_MSG(c.rc != 0 && strstr(c.err, "belongs to a cluster"), "user add on a follower: %d %s", c.rc,
+               c.err);
     c = cli(b.dir, NULL, "verify");
     ASSERT_MSG(c.rc == 0, "verify of a follower exited %d: %s %s", c.rc, c.out, c.err);
     ASSERT_INT(srv_stop(&b), 0);
@@ -411,8 +424,10 @@ TEST(cluster_crash_after_ack_replays_from_stream) {
     int seen = 0;
     for (int i = 0; i < 100 && !seen; i++) {
         r = phone_get(&p, "/v1/cases/rec-cr-1");
-        if (r.status == 200) seen = 1;
-        else sleep_ms(50);
+        if (r.status == 200)
+            seen = 1;
+        else
+            sleep_ms(50);
     }
     ASSERT_MSG(seen, "rec-cr-1 was not replayed: %ld %.200s", r.status, r.body);
     /* The phone retries its changeset: the stored answer, applied once. */
@@ -457,9 +472,12 @@ TEST(cluster_r3_failover_loses_nothing_acknowledged) {
     /* Whichever node took the lease (a, unless the bucket was not ready for
      * it yet) takes the login; the other redirects or answers 503. */
     for (int i = 0; i < 300 && !L; i++) {
-        if (login_resp(&a, "off1", std_pass("off1"), "dev-r3").status == 200) L = &a, F = &b;
-        else if (login_resp(&b, "off1", std_pass("off1"), "dev-r3").status == 200) L = &b, F = &a;
-        else sleep_ms(100);
+        if (login_resp(&a, "off1", std_pass("off1"), "dev-r3").status == 200)
+            L = &a, F = &b;
+        else if (login_resp(&b, "off1", std_pass("off1"), "dev-r3").status == 200)
+            L = &b, F = &a;
+        else
+            sleep_ms(100);
     }
     ASSERT_MSG(L != NULL, "no node took the lease");
     const char *cfg_L = L == &a ? cfg_a : cfg_b;
@@ -479,7 +497,8 @@ TEST(cluster_r3_failover_loses_nothing_acknowledged) {
     for (int i = 0; i < 300; i++) {
         r = push(F, p.token, p.device, p.seq, body);
         if (r.status == 200) break;
-        ASSERT_MSG(r.status == 503 || r.status == 307, "push to the follower during failover: %ld %.200s", r.status, r.body);
+        ASSERT_MSG(r.status == 503 || r.status == 307, "push to the follower during failover: %ld %.200s",
+                   r.status, r.body);
         sleep_ms(100);
     }
     if (r.status != 200) (void)!system(hfmt("grep -v ' /v1/' %s/server.log >&2", F->dir));
@@ -512,8 +531,10 @@ TEST(cluster_r3_failover_loses_nothing_acknowledged) {
     int seen = 0;
     for (int i = 0; i < 200 && !seen; i++) {
         r = phone_get(&pa, "/v1/cases/rec-r3-two");
-        if (r.status == 200) seen = 1;
-        else sleep_ms(50);
+        if (r.status == 200)
+            seen = 1;
+        else
+            sleep_ms(50);
     }
     ASSERT_MSG(seen, "the old leader did not catch up: %ld %.200s", r.status, r.body);
     body = changes(ch_create("rec-r3-last", "general", NULL));
@@ -580,14 +601,16 @@ TEST(cluster_r3_failover_loses_nothing_acknowledged) {
         cJSON *items = phone_pull_all(&px);
         ASSERT(items != NULL);
         ASSERT_INT(pull_count(items, "rec-r3-quorum"), 1);
-        for (int i = 0; i < ACKED; i++) ASSERT_INT(pull_count(items, hfmt("rec-r3-%d", i)), 1);
+        for (int i = 0; i < ACKED; i++)
+            ASSERT_INT(pull_count(items, hfmt("rec-r3-%d", i)), 1);
         /* Each node's audit chain and store check out. */
         cli_res_t v = cli(px.srv->dir, NULL, "verify");
         ASSERT_MSG(v.rc == 0, "verify of node %c exited %d: %s %s", k ? 'b' : 'a', v.rc, v.out, v.err);
     }
     srv_cleanup(&a);
     srv_cleanup(&b);
-    for (int i = 0; i < 3; i++) natsd_stop(&n[i], SIGTERM);
+    for (int i = 0; i < 3; i++)
+        natsd_stop(&n[i], SIGTERM);
 }
 
 /* Fencing, one node: a leader frozen (SIGSTOP) past its term gives up the
@@ -663,8 +686,8 @@ TEST(cluster_frozen_leader_is_fenced_and_steps_down) {
     int redirected = 0;
     for (int i = 0; i < 200 && !redirected; i++) {
         r = push(&a, p.token, p.device, p.seq, body);
-        ASSERT_MSG(r.status == 503 || r.status == 307, "the resumed old leader answered %ld: %.200s", r.status,
-                   r.body);
+        ASSERT_MSG(r.status == 503 || r.status == 307, "the resumed old leader answered %ld: %.200s",
+                   r.status, r.body);
         redirected = r.status == 307;
         if (!redirected) sleep_ms(50);
     }
@@ -678,6 +701,70 @@ TEST(cluster_frozen_leader_is_fenced_and_steps_down) {
     }
     ASSERT_MSG(seen, "the old leader did not apply the new leader's write: %ld", r.status);
     srv_cleanup(&b);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
+
+/* ---- entries that must fit the log ------------------------------------------------ */
+
+typedef struct big_push {
+    srv_t *srv;
+    const char *token, *device, *body;
+    long status;
+} big_push_t;
+
+static void *big_push_run(void *arg) {
+    big_push_t *b = arg;
+    resp_t r = push(b->srv, b->token, b->device, 1, b->body);
+    b->status = r.status;
+    return NULL;
+}
+
+/* A changeset of n creates, each with a description of len bytes (pool). */
+static const char *big_changes(const char *prefix, int n, int len) {
+    char *desc = malloc((size_t)len + 1);
+    if (!desc) return NULL;
+    memset(desc, 'x', (size_t)len);
+    desc[len] = 0;
+    const char *extra = hfmt("{\"description\":\"%s\"}", desc);
+    free(desc);
+    const char *list = "";
+    for (int i = 0; i < n; i++)
+        list = hfmt(
+            "%s%s%s", list, i ? "," : "",
+            ch_create_in(hfmt("%s-%d", prefix, i), "unlicensed_vending", "general", "U1", "GRID1", extra));
+    return hfmt("[%s]", list);
+}
+
+/* A stream entry must fit NATS's max_payload (1 MB here). A changeset whose
+ * batch alone is larger answers 413, not 503 for ever; concurrent large
+ * changesets are split over batches and each is taken at once. */
+TEST(cluster_entries_fit_the_log_413_and_split_batches) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    srv_t a;
+    ASSERT(node_seed(&a, node_config(hfmt("nats://127.0.0.1:%d", n.port), "a", 1), off1_only) == 0);
+    phone_t p;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-big0") == 0);
+    resp_t r = phone_push(&p, big_changes("rec-huge", 40, 30000));
+    ASSERT_STATUS(r, 413);
+    ASSERT_STR(resp_error_code(&r), "too_large");
+
+    enum { PHONES = 6 };
+    big_push_t b[PHONES];
+    pthread_t th[PHONES];
+    for (int i = 0; i < PHONES; i++) {
+        phone_t q;
+        ASSERT(phone_login(&q, &a, "off1", std_pass("off1"), hfmt("dev-big%d", i + 1)) == 0);
+        b[i] = (big_push_t){&a, q.token, hfmt("dev-big%d", i + 1),
+                            big_changes(hfmt("rec-big%d", i), 12, 30000), 0};
+    }
+    for (int i = 0; i < PHONES; i++)
+        ASSERT(pthread_create(&th[i], NULL, big_push_run, &b[i]) == 0);
+    for (int i = 0; i < PHONES; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < PHONES; i++)
+        ASSERT_MSG(b[i].status == 200, "large push %d answered %ld", i, b[i].status);
     srv_cleanup(&a);
     natsd_stop(&n, SIGTERM);
 }
