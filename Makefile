@@ -6,7 +6,7 @@
 CC      ?= cc
 SANITIZE ?=
 CFLAGS_BASE = $(PIC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -I. -pthread -DCASESYNC_SCHEMA_PATH='"$(CURDIR)/schema/casesync.json"'
-LIBS    = -lcivetweb -llmdb -lcjson -lz -lcrypto -largon2 -lcsv -pthread
+LIBS    = -lcivetweb -llmdb -lcjson -lz -lcrypto -largon2 -lcsv -lnats -pthread
 CLIBS   = -llmdb -lcjson -lcurl -lz -lcrypto -pthread
 TLIBS   = $(LIBS) -lcurl
 

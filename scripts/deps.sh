@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what casesync builds and tests with, only when missing: Debian
-# packages (chromium and a CJK font for the console's browser tests, the JDK
+# packages (libnats-dev and nats-server for cluster mode and its tests; chromium and a CJK font for the console's browser tests, the JDK
 # for the Java binding's test, nodejs and npm for the console's build and the
 # OpenAPI checks, python3 for the independent audit verifier, libcsv for the
 # hotline import, msgpack-c for the bench's format candidates), then the npm
 # packages pinned in package-lock.json (npm ci).
 set -eu
 cd "$(dirname "$0")/.."
-pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev libcsv-dev libmsgpack-dev nginx-light openssl chromium fonts-wqy-microhei openjdk-17-jdk-headless"
+pkgs="build-essential pkg-config libcivetweb-dev liblmdb-dev libcjson-dev zlib1g-dev libssl-dev libcurl4-openssl-dev libargon2-dev libcsv-dev libmsgpack-dev libnats-dev nats-server nginx-light openssl chromium fonts-wqy-microhei openjdk-17-jdk-headless"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -51,6 +51,7 @@ static const struct {
     {SYNC_EDISK, 503, "unavailable"},
     {SYNC_EEVIDENCE, 422, "evidence_unknown"},
     {SYNC_EDEVINUSE, 409, "device_in_use"},
+    {SYNC_EUNAVAIL, 503, "unavailable"},
 };
 
 int http_status_of(int sync_code, const char **code) {

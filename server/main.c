@@ -59,6 +59,8 @@ typedef struct options {
     char time_zone[ROUTES_TIME_ZONE_MAX]; /* "" until the config file names one */
     int utc_offset_min;
     const char *schema_path;    /* --schema; NULL: the config's, else the lookup */
+    /* Cluster mode: "" when not given (the command line wins over the config). */
+    char cluster[1024], node[64], advertise[256];
 } options_t;
 
 /* For civetweb's init_connection callback, which has no user data of ours. */
@@ -69,14 +71,28 @@ static int header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
 #define CASESYNC_COMMIT "unknown"
 #endif
 
+/* Copies a cluster option into its buffer unless the command line gave it. -1 if too long. */
+static int cluster_opt(char *dst, size_t cap, const char *v) {
+    if (!v || !*v || strlen(v) >= cap)
+        return -1;
+    if (!dst[0])
+        snprintf(dst, cap, "%s", v);
+    return 0;
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: casesyncd [--data DIR] [--listen HOST:PORT] [--config FILE] [--threads N]\n"
                "                 [--trusted-proxy ADDR] [--metrics-listen HOST:PORT]\n"
+               "                 [--cluster nats://HOST:PORT[,...] --node NAME [--advertise URL]]\n"
                "  --data DIR            data folder (default %s)\n"
                "  --listen HOST:PORT    address to serve on; port 0 picks a free one (default %s)\n"
                "  --config FILE         JSON file of limits and engine settings\n"
                "  --threads N           worker threads (default %d; wins over \"threads\" in the config)\n"
                "  --trusted-proxy ADDR  believe X-Forwarded-For from this peer address\n"
+               "  --cluster URLS        cluster mode: the replicated log on these NATS servers (default: off)\n"
+               "  --node NAME           this node's name in the cluster\n"
+               "  --advertise URL       where followers redirect writes while this node leads\n"
+               "                        (default http://HOST:PORT of --listen)\n"
                "  --metrics-listen HOST:PORT\n"
                "                        also serve GET /metrics, without a token, on this internal\n"
                "                        address (default: off; wins over \"metrics_listen\")\n"
@@ -122,7 +138,8 @@ static int parse_listen(const char *s, char *host, size_t host_size, long long *
 
 /* getopt_long: --opt VALUE and --opt=VALUE (and unambiguous prefixes). */
 static int parse_args(int argc, char **argv, options_t *o) {
-    enum { O_DATA = 256, O_LISTEN, O_CONFIG, O_PROXY, O_THREADS, O_METRICS, O_SCHEMA, O_LOG_FORMAT, O_VERSION };
+    enum { O_DATA = 256, O_LISTEN, O_CONFIG, O_PROXY, O_THREADS, O_METRICS, O_SCHEMA, O_LOG_FORMAT, O_VERSION,
+           O_CLUSTER, O_NODE, O_ADVERTISE };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -132,6 +149,9 @@ static int parse_args(int argc, char **argv, options_t *o) {
         {"metrics-listen", required_argument, NULL, O_METRICS},
         {"schema", required_argument, NULL, O_SCHEMA},
         {"log-format", required_argument, NULL, O_LOG_FORMAT},
+        {"cluster", required_argument, NULL, O_CLUSTER},
+        {"node", required_argument, NULL, O_NODE},
+        {"advertise", required_argument, NULL, O_ADVERTISE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -149,6 +169,7 @@ static int parse_args(int argc, char **argv, options_t *o) {
     o->time_zone[0] = '\0';
     o->utc_offset_min = 0;
     o->schema_path = NULL;
+    o->cluster[0] = o->node[0] = o->advertise[0] = '\0';
     optind = 1;
     opterr = 0;
     for (int c; (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
@@ -198,6 +219,17 @@ static int parse_args(int argc, char **argv, options_t *o) {
             }
             http_set_log_text(strcmp(v, "text") == 0);
             break;
+        case O_CLUSTER:
+        case O_NODE:
+        case O_ADVERTISE: {
+            char *dst = c == O_CLUSTER ? o->cluster : c == O_NODE ? o->node : o->advertise;
+            size_t cap = c == O_CLUSTER ? sizeof o->cluster : c == O_NODE ? sizeof o->node : sizeof o->advertise;
+            if (cluster_opt(dst, cap, v) < 0) {
+                fprintf(stderr, "casesyncd: %s must be non-empty and under %zu bytes\n", argv[optind - 1], cap);
+                return -1;
+            }
+            break;
+        }
         case ':':
             fprintf(stderr, "casesyncd: %s needs a value\n", argv[optind - 1]);
             return -1;
@@ -222,7 +254,8 @@ static int parse_args(int argc, char **argv, options_t *o) {
 enum { K_BODY, K_INFLATED, K_DEPTH, K_CHANGES, K_STRING, K_WINDOW, K_TTL, K_PBKDF2, K_MAP, K_SCHEMA,
        K_EVIDENCE_DEADLINE, K_UPLOAD_MAX, K_UPLOAD_EXPIRE, K_THREADS, K_REQUEST_TIMEOUT, K_PUSHING,
        K_ARGON2_T, K_ARGON2_M, K_ARGON2_P, K_HASHING, K_LOGIN_FAILURES, K_ACCOUNT_FAILURES, K_LOGIN_WINDOW,
-       K_ELEMENTS, K_INFLATING, K_HEADER_TIMEOUT, K_METRICS_LISTEN, K_TIME_ZONE };
+       K_ELEMENTS, K_INFLATING, K_HEADER_TIMEOUT, K_METRICS_LISTEN, K_TIME_ZONE, K_CLUSTER, K_NODE,
+       K_ADVERTISE, K_LEASE, K_REPLICAS };
 
 static const struct {
     const char *key;
@@ -257,7 +290,13 @@ static const struct {
     {"header_timeout_ms", K_HEADER_TIMEOUT, 100, 600000},
     {"metrics_listen", K_METRICS_LISTEN, 0, 0},
     {"time_zone", K_TIME_ZONE, 0, 0},
+    {"cluster", K_CLUSTER, 0, 0},
+    {"node", K_NODE, 0, 0},
+    {"advertise", K_ADVERTISE, 0, 0},
+    {"lease_ms", K_LEASE, 300, 600000},
+    {"cluster_replicas", K_REPLICAS, 1, 5},
 };
+
 
 static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -346,6 +385,18 @@ static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
             o->utc_offset_min = minutes;
             continue;
         }
+        if (config_keys[k].which == K_CLUSTER || config_keys[k].which == K_NODE ||
+            config_keys[k].which == K_ADVERTISE) {
+            int w = config_keys[k].which;
+            char *dst = w == K_CLUSTER ? o->cluster : w == K_NODE ? o->node : o->advertise;
+            size_t cap = w == K_CLUSTER ? sizeof o->cluster : w == K_NODE ? sizeof o->node : sizeof o->advertise;
+            if (!cJSON_IsString(it) || cluster_opt(dst, cap, it->valuestring) < 0) {
+                fprintf(stderr, "casesyncd: config %s: %s must be a non-empty string under %zu bytes\n", path,
+                        config_keys[k].key, cap);
+                goto done;
+            }
+            continue;
+        }
         if (config_keys[k].which == K_METRICS_LISTEN) {
             if (!cJSON_IsString(it) || !it->valuestring || !*it->valuestring) {
                 fprintf(stderr, "casesyncd: config %s: metrics_listen must be \"HOST:PORT\"\n", path);
@@ -396,6 +447,8 @@ static int load_config(const char *path, sync_config_t *cfg, http_limits_t *lim,
         case K_ELEMENTS: lim->max_json_elements = (size_t)v; break;
         case K_INFLATING: lim->max_inflating_bytes = (size_t)v; break;
         case K_HEADER_TIMEOUT: o->header_timeout_ms = (int)v; break;
+        case K_LEASE: cfg->lease_ms = (int)v; break;
+        case K_REPLICAS: cfg->cluster_replicas = (int)v; break;
         default: break;
         }
     }
@@ -543,6 +596,17 @@ int main(int argc, char **argv) {
         return 1;
     }
     cfg.schema_path = o.schema_path ? o.schema_path : schema_path;
+    if (o.cluster[0]) {
+        if (!o.node[0]) {
+            fprintf(stderr, "casesyncd: --cluster needs --node NAME (or \"node\" in the config)\n");
+            free(schema_path);
+            free(config_metrics);
+            return 2;
+        }
+        cfg.cluster_url = o.cluster;
+        cfg.node_name = o.node;
+        cfg.advertise_url = o.advertise;
+    }
     if (!lim.max_json_elements)
         lim.max_json_elements = HTTP_MAX_JSON_ELEMENTS(cfg.max_changes > 0 ? cfg.max_changes : 1000);
     if (lim.max_inflating_bytes < lim.max_inflated_bytes) {
@@ -631,6 +695,11 @@ int main(int argc, char **argv) {
     if ((real_port = bound_port(ctx)) < 0) {
         fprintf(stderr, "casesyncd: civetweb reports no listening port\n");
         goto out;
+    }
+    if (o.cluster[0] && !o.advertise[0]) {
+        char url[300];
+        snprintf(url, sizeof url, "http://%s:%d", host, real_port);
+        sync_node_advertise(s, url);
     }
 
     if (o.metrics_listen) {

@@ -955,6 +955,48 @@ int routes_drain(routes_t *rt, int timeout_ms) {
     return 0;
 }
 
+/* Cluster mode: a follower sends every write (any method but GET, HEAD and
+ * OPTIONS) to the leader with 307 (method and body kept by the client),
+ * Location the leader's advertised URL + the same path and query, or answers
+ * 503 + Retry-After while no leader is known. 1 when it answered. Reads stay
+ * here (a read that would write, such as a pull's mark, just does not
+ * record it on a follower). */
+static int follower_redirect(routes_t *rt, http_req_t *req) {
+    const struct mg_request_info *ri = req->ri;
+    const char *method = ri && ri->request_method ? ri->request_method : "";
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0)
+        return 0;
+    char leader[256];
+    if (sync_node_role(rt->sync, leader, sizeof leader) != SYNC_NODE_FOLLOWER)
+        return 0;
+    mg_disable_connection_keep_alive(req->conn);
+    if (!leader[0]) {
+        http_add_header(req, "Retry-After", "2");
+        http_send_errorf(req, 503, "unavailable", NULL, "this node follows and no leader is known yet");
+        return 1;
+    }
+    const char *uri = ri->local_uri_raw ? ri->local_uri_raw : ri->local_uri;
+    const char *qs = ri->query_string;
+    char *loc = malloc(strlen(leader) + strlen(uri ? uri : "") + (qs ? strlen(qs) + 1 : 0) + 1);
+    cJSON *body = cJSON_CreateObject();
+    char *text = NULL;
+    if (loc) {
+        sprintf(loc, "%s%s%s%s", leader, uri ? uri : "", qs ? "?" : "", qs ? qs : "");
+        if (body && cJSON_AddStringToObject(body, "leader", leader))
+            text = cJSON_PrintUnformatted(body);
+    }
+    if (!loc || !text || http_add_header(req, "Location", loc) != 0) {
+        http_add_header(req, "Retry-After", "2");
+        http_send_errorf(req, 503, "unavailable", NULL, "out of memory");
+    } else {
+        http_send_json(req, 307, text, strlen(text));
+    }
+    free(loc);
+    free(text);
+    cJSON_Delete(body);
+    return 1;
+}
+
 int routes_handle(struct mg_connection *conn, void *cbdata) {
     routes_t *rt = cbdata;
     http_req_t req;
@@ -964,7 +1006,7 @@ int routes_handle(struct mg_connection *conn, void *cbdata) {
     if (__atomic_load_n(&rt->draining, __ATOMIC_SEQ_CST)) {
         mg_disable_connection_keep_alive(conn);
         http_send_errorf(&req, 503, "unavailable", NULL, "the server is shutting down");
-    } else {
+    } else if (!follower_redirect(rt, &req)) {
         slot = dispatch(rt, &req);
     }
     if (!req.sent)

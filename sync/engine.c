@@ -19,6 +19,7 @@ int sync_fail(sync_error_t *err, int code, const char *field, const char *fmt, .
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
     if (code == SYNC_EDISK) err->retry_after = SYNC_EDISK_RETRY_S;
+    if (code == SYNC_EUNAVAIL) err->retry_after = SYNC_EUNAVAIL_RETRY_S;
     return code;
 }
 
@@ -47,6 +48,7 @@ const char *sync_strerror(int code) {
     case SYNC_ECHECKSUM: return "checksum mismatch";
     case SYNC_EDEVINUSE: return "device in use by another user";
     case SYNC_EDISK: return "the server's disk refused the write; nothing of it was kept, try again later";
+    case SYNC_EUNAVAIL: return "the cluster could not confirm the write; send the same request again later";
     case SYNC_EEVIDENCE: return "evidence lists bytes that are not yours to list";
     default: return "unknown error";
     }
@@ -93,7 +95,27 @@ static int cursor_key_job(MDB_txn *txn, void *ctx) {
     return store_put_raw(txn, s->dbs->meta, "cursor_key", 10, s->cursor_key, 64);
 }
 
+/* Cluster mode, after each entry of the log is applied: a follower that
+ * started before any leader made the cursor key takes the leader's. */
+static int cursor_key_applied(MDB_txn *txn, void *ctx) {
+    sync_t *s = ctx;
+    if (__atomic_load_n(&s->cursor_key[0], __ATOMIC_ACQUIRE)) return 0;
+    char *v = NULL;
+    size_t n = 0;
+    if (store_get_raw(txn, s->dbs->meta, "cursor_key", 10, &v, &n) == 0 && n == 64) {
+        memcpy(s->cursor_key + 1, v + 1, 64);
+        __atomic_store_n(&s->cursor_key[0], v[0], __ATOMIC_RELEASE);
+    }
+    free(v);
+    return 0;
+}
+
 static int sync_load_cursor_key(sync_t *s) {
+    if (!s->cfg.read_only && s->replica) {
+        /* A follower cannot make the key: it comes with the log (cursor_key_applied). */
+        int rc = store_write(s->st, cursor_key_job, s);
+        return rc == SYNC_EUNAVAIL ? 0 : rc;
+    }
     if (!s->cfg.read_only) return store_write(s->st, cursor_key_job, s);
     MDB_txn *txn = NULL;
     int rc = store_read_begin(s->st, &txn);
@@ -173,7 +195,7 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
         rc = sync_fail(err, SYNC_EIO, NULL, "schema %s: %s", sp ? sp : "(built in)", serr.message);
         goto fail;
     }
-    snprintf(s->schema_source, sizeof s->schema_source, "%s", sp ? sp : "built in");
+    snprintf(s->schema_source, sizeof s->schema_source, "%.1000s", sp ? sp : "built in");
     /* A schema without a calendar/ folder beside it (e.g. a city's schema.json
      * dropped into the data folder, or the built-in one) uses the installed
      * calendar, else the built-in one. */
@@ -195,7 +217,33 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
         goto fail;
     }
     s->dbs = store_dbs(s->st);
+    if (cfg->cluster_url && *cfg->cluster_url && !cfg->read_only) {
+        replica_config_t rc_cfg = {cfg->cluster_url, cfg->node_name, cfg->advertise_url, cfg->lease_ms,
+                                   cfg->cluster_replicas, 0};
+        if ((rc = replica_start(s->st, &rc_cfg, cursor_key_applied, s, &s->replica, msg, sizeof msg)) != 0) {
+            sync_fail(err, rc, NULL, "%s", msg);
+            store_close(s->st);
+            goto fail;
+        }
+    }
+    if (!cfg->read_only && !s->replica && !cfg->cluster_detach) {
+        /* A store that follows a cluster's log written outside it would
+         * differ from every other node's, silently. */
+        MDB_txn *txn = NULL;
+        uint64_t applied = 0;
+        if (store_read_begin(s->st, &txn) == 0) applied = store_meta_u64(txn, s->dbs, STORE_LOG_SEQ);
+        store_read_end(txn);
+        if (applied > 0) {
+            rc = sync_fail(err, SYNC_EBADREQ, NULL,
+                           "%s belongs to a cluster (log entry %llu applied): start casesyncd on it with --cluster; "
+                           "the command-line tool may only read it (`casesync detach` takes it out for good)",
+                           cfg->data_dir, (unsigned long long)applied);
+            store_close(s->st);
+            goto fail;
+        }
+    }
     if ((rc = sync_load_cursor_key(s)) != 0) {
+        replica_stop(s->replica);
         sync_fail(err, rc, NULL, "cannot read or make the cursor key");
         store_close(s->st);
         goto fail;
@@ -223,7 +271,10 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
     }
     if (!cfg->read_only && !cfg->migrating) {
         uint64_t pending = 0;
-        if ((rc = sync_lifecycle_check(s, &pending, err)) != 0) {
+        /* A follower cannot mark the store's lifecycle: the leader's mark comes with the log. */
+        if ((rc = sync_lifecycle_check(s, &pending, err)) == SYNC_EUNAVAIL && s->replica) rc = 0;
+        if (rc != 0) {
+            replica_stop(s->replica);
             store_close(s->st);
             goto fail;
         }
@@ -232,6 +283,7 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
                            "%llu records are in states of an earlier lifecycle (v%d is the schema's): "
                            "stop every server on this folder and run `casesync --data %s migrate`",
                            (unsigned long long)pending, schema_lifecycle_version(s->schema), cfg->data_dir);
+            replica_stop(s->replica);
             store_close(s->st);
             goto fail;
         }
@@ -255,6 +307,7 @@ void sync_shutdown(sync_t *s) {
 
 void sync_close(sync_t *s) {
     if (!s) return;
+    replica_stop(s->replica); /* releases the lease; the writer's queue is empty by now */
     store_close(s->st);
     schema_free(s->schema);
     pthread_mutex_destroy(&s->login_mu);
@@ -268,10 +321,38 @@ int sync_ready(sync_t *s) { return s && s->st && !__atomic_load_n(&s->shutting_d
 const schema_t *sync_schema(sync_t *s) { return s->schema; }
 const char *sync_schema_source(const sync_t *s) { return s->schema_source; }
 
+static int detach_job(MDB_txn *txn, void *ctx) {
+    sync_t *s = ctx;
+    int rc = store_del(txn, s->dbs->meta, STORE_LOG_SEQ, strlen(STORE_LOG_SEQ));
+    return rc == SYNC_ENOTFOUND ? 0 : rc;
+}
+
+int sync_cluster_detach(sync_t *s, uint64_t *was, sync_error_t *err) {
+    MDB_txn *txn = NULL;
+    *was = 0;
+    if (s->replica) return sync_fail(err, SYNC_EBADREQ, NULL, "a node in cluster mode cannot detach itself");
+    if (store_read_begin(s->st, &txn) == 0) *was = store_meta_u64(txn, s->dbs, STORE_LOG_SEQ);
+    store_read_end(txn);
+    int rc = store_write(s->st, detach_job, s);
+    return rc ? sync_fail(err, rc, NULL, "cannot detach the store") : 0;
+}
+
+void sync_node_advertise(sync_t *s, const char *url) {
+    if (s->replica) replica_advertise(s->replica, url);
+}
+
+int sync_node_role(sync_t *s, char *leader_url, size_t n) {
+    if (!s->replica) {
+        if (leader_url && n) leader_url[0] = 0;
+        return SYNC_NODE_SINGLE;
+    }
+    return replica_is_leader(s->replica, leader_url, n) ? SYNC_NODE_LEADER : SYNC_NODE_FOLLOWER;
+}
+
 int sync_metrics(sync_t *s, char **out) {
     uint64_t batches = 0, jobs = 0, hist[STORE_BATCH_BUCKETS] = {0};
     store_stats(s->st, &batches, &jobs, hist);
-    size_t cap = 4096;
+    size_t cap = 8192;
     char *b = malloc(cap);
     if (!b) return SYNC_ENOMEM;
     int n = snprintf(b, cap,
@@ -328,6 +409,7 @@ int sync_metrics(sync_t *s, char **out) {
                       "# HELP casesync_login_busy_total Logins answered 503 for want of a hashing slot.\n"
                       "# TYPE casesync_login_busy_total counter\ncasesync_login_busy_total %llu\n",
                       (unsigned long long)hashes, hashing, (unsigned long long)busy);
+    if (s->replica) replica_metrics(s->replica, b, cap, &n);
     if (n < 0 || (size_t)n >= cap) {
         free(b);
         return SYNC_ENOMEM;

@@ -216,6 +216,30 @@ static int fault_check(int call, int fd, const char *path, off_t off) {
     return e;
 }
 
+/* ---- crash points ---------------------------------------------------------------- */
+
+void fault_point(const char *name) {
+    char path[FAULT_PATH + 8], log[FAULT_PATH], want[64] = "";
+    if (!__atomic_load_n(&attached, __ATOMIC_ACQUIRE)) return;
+    pthread_mutex_lock(&fault_mu);
+    snprintf(path, sizeof path, "%s/.crash", dir_given);
+    snprintf(log, sizeof log, "%s", log_path);
+    pthread_mutex_unlock(&fault_mu);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    int got = fscanf(f, "%63s", want) == 1;
+    fclose(f);
+    if (!got || strcmp(want, name) != 0) return;
+    unlink(path); /* once: the restarted process goes on */
+    FILE *l = fopen(log, "a");
+    if (l) {
+        fprintf(l, "crash %s\n", name);
+        fclose(l);
+    }
+    fprintf(stderr, "fault: crash at %s\n", name);
+    _exit(86);
+}
+
 /* ---- allocations ---------------------------------------------------------------- */
 
 void fault_writer_thread(void) { is_writer = 1; }

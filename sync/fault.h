@@ -26,6 +26,12 @@
  *   DATA/.fault.log and says so on standard error, so a test can tell a fault
  *   that fired from one that never did.
  *
+ * Crash points: fault_point(NAME) ends the process at once (_exit(86), no
+ * cleanup, as kill -9 would) when the file DATA/.crash holds NAME; the file
+ * is removed first, so the restarted process goes on, and "crash NAME" is
+ * appended to DATA/.fault.log. Points: log-acked (store.c: the replicated
+ * log has acknowledged a batch that is not yet committed here).
+ *
  * Allocation faults (out of memory), two ways:
  * - In the file: "alloc writer ENOMEM [COUNT|*] [after N]" fails cJSON
  *   allocations made by the store's writer thread while it runs write jobs
@@ -57,12 +63,15 @@ int fault_alloc_check(void);
 void fault_alloc_arm(long after, long count);
 /* malloc, unless fault_alloc_check() says to fail (then NULL, errno ENOMEM). */
 void *fault_malloc(size_t n);
+/* Ends the process here when DATA/.crash names this point (see above). */
+void fault_point(const char *name);
 #else
 #define fault_attach(data_dir) ((void)(data_dir))
 #define fault_writer_thread() ((void)0)
 #define fault_job_begin() ((void)0)
 #define fault_alloc_check() 0
 #define fault_malloc(n) malloc(n)
+#define fault_point(name) ((void)(name))
 #endif
 
 #endif

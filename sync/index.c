@@ -549,10 +549,14 @@ static int rebuild_begin_job(MDB_txn *txn, void *ctx) {
         if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) != 0 ||
             ((unsigned char *)k.mv_data)[0] != INDEX_COUNT_MARK)
             break;
-        if (mdb_cursor_del(cur, 0) != 0) {
+        /* Through store_del, so that a cluster's log carries the delete. */
+        unsigned char key[512];
+        if (k.mv_size > sizeof key) {
             rc = SYNC_EIO;
             break;
         }
+        memcpy(key, k.mv_data, k.mv_size);
+        if ((rc = store_del(txn, dbs->idx, key, k.mv_size)) != 0) break;
     }
     mdb_cursor_close(cur);
     return rc;

@@ -32,6 +32,8 @@ typedef struct store_job {
     void *ctx;
     int rc;
     int done;
+    int applied; /* store_write_applied(): a batch of the log, not published again */
+    size_t redo_len; /* bytes of the batch's redo this job made */
     struct store_job *next;
 } store_job_t;
 
@@ -64,7 +66,18 @@ struct store {
     int readers;   /* read transactions open (and store_size calls) */
     int reopening; /* new readers wait on env_cv */
     pthread_cond_t env_cv;
+
+    /* The replicated log (store_set_log): NULL in single-node mode. */
+    store_log_fn log_fn;
+    void *log_ctx;
+    size_t log_max; /* largest entry the log takes (0: no limit) */
+    store_redo_t redo; /* the batch's puts and deletes (writer thread only) */
 };
+
+/* While the writer runs a job of a store with a log, its puts and deletes
+ * are also appended here (store_put_raw, store_del). */
+static __thread store_redo_t *capture;
+static __thread const store_dbs_t *capture_dbs;
 
 /* ---- keys ---------------------------------------------------------------- */
 
@@ -79,6 +92,102 @@ uint64_t store_rd64(const unsigned char in[8]) {
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v = (v << 8) | in[i];
     return v;
+}
+
+/* ---- the redo of a batch ---------------------------------------------------- */
+
+/* The databases in the order of store_dbs_t: their number in a redo. */
+static int store_db_number(const store_dbs_t *d, MDB_dbi dbi) {
+    const MDB_dbi *all = (const MDB_dbi *)d;
+    for (size_t i = 0; i < sizeof *d / sizeof(MDB_dbi); i++)
+        if (all[i] == dbi) return (int)i;
+    return -1;
+}
+
+static int redo_reserve(store_redo_t *r, size_t more) {
+    if (r->failed) return -1;
+    if (r->len + more <= r->cap) return 0;
+    size_t cap = r->cap ? r->cap : 64 * 1024;
+    while (cap < r->len + more) cap *= 2;
+    unsigned char *b = realloc(r->buf, cap);
+    if (!b) {
+        r->failed = 1;
+        return -1;
+    }
+    r->buf = b;
+    r->cap = cap;
+    return 0;
+}
+
+static void redo_u32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static uint32_t redo_rd32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* Appends one operation: 'P' or 'D', the database number, BE32 key length,
+ * key, and for 'P' BE32 value length and value. */
+static void redo_add(store_redo_t *r, const store_dbs_t *d, char op, MDB_dbi dbi, const void *key, size_t klen,
+                     const void *val, size_t vlen) {
+    int db = store_db_number(d, dbi);
+    if (db < 0 || klen > UINT32_MAX || vlen > UINT32_MAX) {
+        r->failed = 1;
+        return;
+    }
+    if (redo_reserve(r, 2 + 4 + klen + (op == 'P' ? 4 + vlen : 0)) != 0) return;
+    unsigned char *p = r->buf + r->len;
+    *p++ = (unsigned char)op;
+    *p++ = (unsigned char)db;
+    redo_u32(p, (uint32_t)klen);
+    p += 4;
+    memcpy(p, key, klen);
+    p += klen;
+    if (op == 'P') {
+        redo_u32(p, (uint32_t)vlen);
+        p += 4;
+        if (vlen) memcpy(p, val, vlen);
+        p += vlen;
+    }
+    r->len = (size_t)(p - r->buf);
+}
+
+int store_redo_apply(MDB_txn *txn, const store_dbs_t *d, const void *redo, size_t len) {
+    const unsigned char *p = redo, *end = p + len;
+    const MDB_dbi *all = (const MDB_dbi *)d;
+    size_t ndb = sizeof *d / sizeof(MDB_dbi);
+    while (p < end) {
+        if (end - p < 6) return SYNC_EBADREQ;
+        char op = (char)p[0];
+        unsigned db = p[1];
+        uint32_t klen = redo_rd32(p + 2);
+        p += 6;
+        if ((op != 'P' && op != 'D') || db >= ndb || (size_t)(end - p) < klen) return SYNC_EBADREQ;
+        MDB_val k = {klen, (void *)p}, v = {0, NULL};
+        p += klen;
+        int rc;
+        if (op == 'P') {
+            if (end - p < 4) return SYNC_EBADREQ;
+            uint32_t vlen = redo_rd32(p);
+            p += 4;
+            if ((size_t)(end - p) < vlen) return SYNC_EBADREQ;
+            v.mv_size = vlen;
+            v.mv_data = (void *)p;
+            p += vlen;
+            rc = mdb_put(txn, all[db], &k, &v, 0);
+        } else {
+            rc = mdb_del(txn, all[db], &k, NULL);
+            if (rc == MDB_NOTFOUND) rc = 0;
+        }
+        if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) return SYNC_EBUSY;
+        if (rc > 0) return SYNC_EDISK;
+        if (rc != 0) return SYNC_EIO;
+    }
+    return 0;
 }
 
 /* ---- opening the environment ------------------------------------------------ */
@@ -212,7 +321,7 @@ static void store_reopen(store_t *st) {
 
 /* Runs one batch: every job in its own nested transaction of one parent
  * transaction, then one commit. Sets each job's rc. */
-static int store_run_batch(store_t *st, store_job_t *jobs) {
+static int store_run_batch(store_t *st, store_job_t *jobs, store_job_t **rest) {
     MDB_txn *txn = NULL;
     int rc = st->env ? mdb_txn_begin(st->env, NULL, 0, &txn) : MDB_PANIC;
     if (rc != 0) {
@@ -221,7 +330,10 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
         for (store_job_t *j = jobs; j; j = j->next) j->rc = SYNC_EDISK;
         return -1;
     }
-    int kept = 0;
+    int kept = 0, applied = 0;
+    *rest = NULL;
+    st->redo.len = 0;
+    st->redo.failed = 0;
     for (store_job_t *j = jobs; j; j = j->next) {
         MDB_txn *child = NULL;
         rc = mdb_txn_begin(st->env, txn, 0, &child);
@@ -229,6 +341,10 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
             j->rc = SYNC_EIO;
             continue;
         }
+        /* With a log, the job's writes are captured (unless it applies the log). */
+        size_t mark = st->redo.len;
+        capture = st->log_fn && !j->applied ? &st->redo : NULL;
+        capture_dbs = &st->dbs;
         /* A job during which a cJSON allocation failed may have built a record
          * without a member, or skipped a write: it is discarded whole. */
         fault_job_begin();
@@ -238,6 +354,7 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
             if (j->rc == 0) fprintf(stderr, "store: out of memory in a write job; discarded\n");
             j->rc = SYNC_ENOMEM;
         }
+        capture = NULL;
         if (j->rc == 0) {
             rc = mdb_txn_commit(child);
             if (rc != 0) {
@@ -245,14 +362,50 @@ static int store_run_batch(store_t *st, store_job_t *jobs) {
                 j->rc = SYNC_EIO;
             } else {
                 kept++;
+                if (j->applied) applied++;
             }
         } else {
             mdb_txn_abort(child);
+        }
+        if (j->rc != 0) st->redo.len = mark; /* its writes are gone: so is their redo */
+        j->redo_len = st->redo.len - mark;
+        /* A log entry must fit the log: past a quarter of its limit the
+         * batch takes no more jobs; the rest wait for the next batch. */
+        if (st->log_max && st->redo.len > st->log_max / 4 && j->next) {
+            *rest = j->next;
+            j->next = NULL;
+            break;
         }
     }
     if (kept == 0) {
         mdb_txn_abort(txn);
         return 0;
+    }
+    if (st->log_fn && st->redo.len > 0) {
+        /* The log comes first: the batch is published, and only once the log
+         * holds it is it committed here. A batch of the log's own entries
+         * (applied) is never mixed with new writes: those wait for the next. */
+        uint64_t seq = 0;
+        rc = st->redo.failed ? SYNC_ENOMEM : applied ? SYNC_EUNAVAIL : 0;
+        if (rc == 0 && st->log_max && st->redo.len > st->log_max) {
+            /* Too big for one entry: a job that alone is can never be kept
+             * (413); the others are answered 503 and come back alone. */
+            fprintf(stderr, "store: a batch's redo of %zu bytes exceeds the log's %zu\n", st->redo.len, st->log_max);
+            mdb_txn_abort(txn);
+            for (store_job_t *j = jobs; j; j = j->next)
+                if (j->rc == 0) j->rc = j->redo_len > st->log_max ? SYNC_ETOOLARGE : SYNC_EUNAVAIL;
+            return 0;
+        }
+        if (rc == 0)
+            rc = st->log_fn(st->log_ctx, st->redo.buf, st->redo.len, store_meta_u64(txn, &st->dbs, STORE_LOG_SEQ), &seq);
+        if (rc == 0) rc = store_meta_put_u64(txn, &st->dbs, STORE_LOG_SEQ, seq);
+        if (rc != 0) {
+            mdb_txn_abort(txn);
+            for (store_job_t *j = jobs; j; j = j->next)
+                if (j->rc == 0) j->rc = j->applied ? SYNC_EUNAVAIL : rc;
+            return 0;
+        }
+        fault_point("log-acked");
     }
     rc = mdb_txn_commit(txn); /* one fsync for the whole batch */
     if (rc != 0) {
@@ -282,14 +435,27 @@ static void *store_writer_main(void *arg) {
     for (;;) {
         while (!st->head && !st->stopping) pthread_cond_wait(&st->work_cv, &st->mu);
         if (!st->head && st->stopping) break;
-        store_job_t *batch = st->head;
-        st->head = st->tail = NULL;
+        /* A batch is either new writes or entries of the log, never both. */
+        store_job_t *batch = st->head, *last = batch;
+        while (last->next && last->next->applied == batch->applied) last = last->next;
+        st->head = last->next;
+        if (!st->head) st->tail = NULL;
+        last->next = NULL;
         pthread_mutex_unlock(&st->mu);
 
         if (st->broken) store_reopen(st);
-        int committed = store_run_batch(st, batch);
+        store_job_t *rest = NULL;
+        int committed = store_run_batch(st, batch, &rest);
 
         pthread_mutex_lock(&st->mu);
+        if (rest) {
+            /* Jobs the batch did not take go first in the next one. */
+            store_job_t *end = rest;
+            while (end->next) end = end->next;
+            end->next = st->head;
+            if (!st->head) st->tail = end;
+            st->head = rest;
+        }
         if (committed < 0) st->commit_errors++;
         st->batches++;
         uint64_t n = 0;
@@ -314,12 +480,28 @@ static void *store_writer_main(void *arg) {
     }
     pthread_mutex_unlock(&st->mu);
     store_print_release();
+    free(st->redo.buf);
+    st->redo.buf = NULL;
     return NULL;
 }
 
-int store_write(store_t *st, store_job_fn fn, void *ctx) {
+void store_set_log(store_t *st, store_log_fn fn, void *ctx, size_t max_entry) {
+    pthread_mutex_lock(&st->mu);
+    st->log_fn = fn;
+    st->log_ctx = ctx;
+    st->log_max = max_entry;
+    pthread_mutex_unlock(&st->mu);
+}
+
+static int store_write_job(store_t *st, store_job_fn fn, void *ctx, int applied);
+
+int store_write(store_t *st, store_job_fn fn, void *ctx) { return store_write_job(st, fn, ctx, 0); }
+
+int store_write_applied(store_t *st, store_job_fn fn, void *ctx) { return store_write_job(st, fn, ctx, 1); }
+
+static int store_write_job(store_t *st, store_job_fn fn, void *ctx, int applied) {
     if (st->rdonly) return SYNC_EIO;
-    store_job_t job = {.fn = fn, .ctx = ctx, .rc = 0, .done = 0, .next = NULL};
+    store_job_t job = {.fn = fn, .ctx = ctx, .rc = 0, .done = 0, .applied = applied, .next = NULL};
     pthread_mutex_lock(&st->mu);
     if (st->closed_for_writes) {
         pthread_mutex_unlock(&st->mu);
@@ -515,6 +697,7 @@ int store_get_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, cJSO
 int store_put_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const void *val, size_t vlen) {
     MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
     int rc = mdb_put(txn, dbi, &k, &v, 0);
+    if (rc == 0 && capture) redo_add(capture, capture_dbs, 'P', dbi, key, klen, val, vlen);
     if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) {
         /* The job's nested txn is discarded: nothing of it lands. */
         fprintf(stderr, "store: full (%s): raise map_size\n", mdb_strerror(rc));
@@ -571,6 +754,7 @@ int store_put_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, cons
 int store_del(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen) {
     MDB_val k = {klen, (void *)key};
     int rc = mdb_del(txn, dbi, &k, NULL);
+    if (rc == 0 && capture) redo_add(capture, capture_dbs, 'D', dbi, key, klen, NULL, 0);
     if (rc == MDB_NOTFOUND) return SYNC_ENOTFOUND;
     return rc == 0 ? 0 : SYNC_EIO;
 }

@@ -71,6 +71,39 @@ typedef int (*store_job_fn)(MDB_txn *txn, void *ctx);
  * of fn's writes is kept), SYNC_EBUSY after shutdown. */
 int store_write(store_t *st, store_job_fn fn, void *ctx);
 
+/* ---- the replicated log (cluster mode; see sync/replica.h) ----
+ *
+ * Caveats: with a log set, the writer captures the puts and deletes every
+ * job makes through store_put_raw/store_put_json/store_del (a job writing
+ * with mdb_put or a cursor directly would not be replicated: none may), as
+ * a redo: bytes of 'P'|'D', database number (order of store_dbs_t), BE32 key
+ * length, key, and for 'P' BE32 value length and value. Before a batch with
+ * any redo commits, fn gets the redo and the stream sequence the store has
+ * applied (meta STORE_LOG_SEQ); it returns 0 with the sequence the log gave
+ * the batch, which is stored in the same transaction, or a SYNC_E* code
+ * that discards the batch and answers each of its jobs. fn runs in the
+ * writer thread and may block on the network (bounded by its own timeout).
+ * Jobs queued with store_write_applied() are entries of the log applied
+ * here: never captured, never published, and never in one batch with new
+ * writes. */
+#define STORE_LOG_SEQ "log_seq"
+typedef struct store_redo {
+    unsigned char *buf;
+    size_t len, cap;
+    int failed; /* an allocation failed: the batch cannot be published */
+} store_redo_t;
+typedef int (*store_log_fn)(void *ctx, const void *redo, size_t len, uint64_t applied, uint64_t *seq);
+/* Sets (or with fn NULL clears) the log. Call before the first write.
+ * max_entry: the largest redo the log takes (0: no limit). A batch takes
+ * no more jobs once its redo passes max_entry/4 (the rest wait for the next
+ * batch); a batch over max_entry is discarded, its jobs answered
+ * SYNC_ETOOLARGE when one alone is over it, else SYNC_EUNAVAIL. */
+void store_set_log(store_t *st, store_log_fn fn, void *ctx, size_t max_entry);
+/* As store_write, for a job that applies entries of the log. */
+int store_write_applied(store_t *st, store_job_fn fn, void *ctx);
+/* Applies a redo in txn. 0, SYNC_EBADREQ (malformed), or a storage code. */
+int store_redo_apply(MDB_txn *txn, const store_dbs_t *dbs, const void *redo, size_t len);
+
 /* A read-only transaction; end it with store_read_end() (accepts NULL). */
 int store_read_begin(store_t *st, MDB_txn **txn);
 void store_read_end(MDB_txn *txn);

@@ -51,12 +51,20 @@ enum {
     SYNC_EEVIDENCE = -22,  /* 422 evidence_unknown: an evidence item lists stored bytes the
                             * pusher neither uploaded nor sees listed (a per-change
                             * result of a push; field names the item's sha256) */
-    SYNC_EDEVINUSE = -23   /* 409 device_in_use: the device id is bound to another user */
+    SYNC_EDEVINUSE = -23,  /* 409 device_in_use: the device id is bound to another user */
+    SYNC_EUNAVAIL = -24    /* 503 unavailable: cluster mode, the replicated log did not confirm
+                            * the write (no quorum, no answer in time, this node is not the
+                            * leader or is catching up). Not kept here; a publish that went
+                            * unanswered may still land in the log and be applied, so the
+                            * client retries the same request (a changeset's retry gets the
+                            * stored answer) (+ retry_after, SYNC_EUNAVAIL_RETRY_S) */
 };
 
 /* Retry-After of SYNC_EDISK: time for a disk that hiccuped to come back, or
  * for the operator to be paged about one that did not. */
 #define SYNC_EDISK_RETRY_S 30
+/* Retry-After of SYNC_EUNAVAIL: a lease's term, about what a failover takes. */
+#define SYNC_EUNAVAIL_RETRY_S 2
 
 typedef struct sync_error {
     int code;
@@ -90,6 +98,14 @@ typedef struct sync_config {
     int evidence_deadline_hours; /* 0: 24; -1: evidence is due as soon as it is pushed */
     uint64_t max_upload_bytes;  /* 0: 4 GiB (tus Upload-Length limit) */
     int upload_expire_days;     /* 0: 7; unfinished uploads untouched this long are deleted */
+    /* Cluster mode (sync/replica.h); NULL cluster_url: one node, no NATS. */
+    const char *cluster_url;    /* NATS servers, comma separated */
+    const char *node_name;      /* required with cluster_url */
+    const char *advertise_url;  /* where writes are redirected while this node leads */
+    int lease_ms;               /* 0: 6000 */
+    int cluster_replicas;       /* 0: 3 (the stream's and the lease bucket's) */
+    int cluster_detach;         /* open a store that has applied the cluster's log without
+                                 * cluster mode (only for sync_cluster_detach) */
 } sync_config_t;
 
 /* Who is calling, as sync_authenticate() found from the bearer token. Plain
@@ -118,6 +134,18 @@ int sync_ready(sync_t *s);
 const schema_t *sync_schema(sync_t *s);
 /* Where the schema came from: the file read at start, or "built in". */
 const char *sync_schema_source(const sync_t *s);
+/* Cluster mode: SYNC_NODE_SINGLE (no cluster), SYNC_NODE_LEADER (holds the
+ * lease and may write now) or SYNC_NODE_FOLLOWER (everything else);
+ * leader_url (may be NULL) gets another lease holder's advertised URL as
+ * last read, "" when none is known. */
+enum { SYNC_NODE_SINGLE = 0, SYNC_NODE_LEADER = 1, SYNC_NODE_FOLLOWER = 2 };
+int sync_node_role(sync_t *s, char *leader_url, size_t n);
+/* Takes a store out of its cluster for good: forgets the log sequence it
+ * has applied (*was gets it), so it opens without cluster mode again, or
+ * seeds a new cluster with an empty stream. Open with cluster_detach. */
+int sync_cluster_detach(sync_t *s, uint64_t *was, sync_error_t *err);
+/* Cluster mode: the URL written into the lease from its next renewal. */
+void sync_node_advertise(sync_t *s, const char *url);
 const char *sync_strerror(int code);
 void sync_principal_clear(sync_principal_t *p);
 

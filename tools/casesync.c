@@ -64,6 +64,9 @@ static const char usage_text[] =
     "  restore BACKUP [--progress]\n"
     "        copy the backup folder BACKUP into the data folder (--data), which\n"
     "        must not hold a store yet; then verify it and start casesyncd on it\n"
+    "  detach\n"
+    "        take a cluster node's store out of its cluster for good (server\n"
+    "        stopped): it then opens alone, or seeds a new cluster\n"
     "  stats [--from T] [--to T] [--group-by type|status|grid|assignee|source|procedure] [--unit UNIT]\n"
     "        case figures as GET /v1/stats gives them (JSON); T is RFC 3339 or\n"
     "        YYYY-MM-DD (midnight, China time); default: the last 30 days\n"
@@ -405,6 +408,21 @@ static int cmd_backup(const args_t *a, const char *dest) {
     return code;
 }
 
+/* Takes a store out of its cluster (sync_cluster_detach). */
+static int cmd_detach(const args_t *a) {
+    sync_config_t cfg = {.data_dir = a->data, .cluster_detach = 1};
+    sync_error_t err = {0};
+    sync_t *s = NULL;
+    uint64_t was = 0;
+    int rc = sync_open(&cfg, &s, &err);
+    if (rc != 0) return engine_error(a->data, rc, &err);
+    rc = sync_cluster_detach(s, &was, &err);
+    int code = rc ? engine_error("detach", rc, &err) : 0;
+    if (!rc) printf("%s left its cluster (it had applied log entry %llu)\n", a->data, (unsigned long long)was);
+    sync_close(s);
+    return code;
+}
+
 /* Moves records of an earlier lifecycle to the schema's (sync/migrate.c). */
 static int cmd_migrate(const args_t *a) {
     sync_config_t cfg = {.data_dir = a->data, .migrating = 1};
@@ -570,6 +588,10 @@ int main(int argc, char **argv) {
         return cmd_device_release(&a);
     }
     if (strcmp(cmd, "migrate") == 0) return cmd_migrate(&a);
+    if (strcmp(cmd, "detach") == 0) {
+        if (a.npos != 1) return usage_error("%s", "usage: casesync detach");
+        return cmd_detach(&a);
+    }
     if (strcmp(cmd, "backup") == 0) {
         if (a.npos != 2) return usage_error("%s", "usage: casesync backup DEST [--link-dest PREV]");
         return cmd_backup(&a, a.pos[1]);
