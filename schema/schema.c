@@ -858,6 +858,21 @@ static int load_days(const cJSON *v, const char *path, int *out, schema_err_t *e
     return 0;
 }
 
+/* body[key] as a day count, path sub.key in errors. */
+static int load_days_key(const cJSON *body, const char *key, const char *sub, int *out, schema_err_t *err) {
+    char x[PATH_CAP];
+    path_key(x, sub, key);
+    return load_days(get(body, key), x, out, err);
+}
+
+/* body[key] as a documents doc_type. */
+static int load_doc_key(const cJSON *body, const char *key, const char *sub, const char **out,
+                        schema_err_t *err) {
+    if (!(*out = str_of(get(body, key))) || !**out)
+        return load_fail(err, sub, "%s.%s: must name a doc_type", sub, key);
+    return 0;
+}
+
 static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard_t *g, schema_err_t *err) {
     char sub[PATH_CAP], x[PATH_CAP];
     const cJSON *body = NULL;
@@ -897,13 +912,10 @@ static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard
     case GUARD_RIGHTS_WINDOW:
         if (!cJSON_IsObject(body)) return load_fail(err, sub, "%s: must be an object", sub);
         if ((rc = only_keys(body, window_keys, sub, err))) return rc;
-        path_key(x, sub, "working_days");
-        if ((rc = load_days(get(body, "working_days"), x, &g->days, err))) return rc;
-        path_key(x, sub, "hearing_working_days");
-        if ((rc = load_days(get(body, "hearing_working_days"), x, &g->hearing_days, err))) return rc;
-        if (!(g->doc = str_of(get(body, "waiver"))) || !*g->doc)
-            return load_fail(err, sub, "%s.waiver: must name a doc_type", sub);
-        return 0;
+        if ((rc = load_days_key(body, "working_days", sub, &g->days, err)) ||
+            (rc = load_days_key(body, "hearing_working_days", sub, &g->hearing_days, err)))
+            return rc;
+        return load_doc_key(body, "waiver", sub, &g->doc, err);
     case GUARD_HEARING_NOTICE:
         if (!cJSON_IsObject(body)) return load_fail(err, sub, "%s: must be an object", sub);
         if ((rc = only_keys(body, notice_keys, sub, err))) return rc;
@@ -911,19 +923,13 @@ static int load_guard(const schema_t *s, const cJSON *v, const char *path, guard
         if ((rc = load_field_ref(s, get(body, "requested"), VT_BOOL, x, &g->field, err))) return rc;
         path_key(x, sub, "at");
         if ((rc = load_field_ref(s, get(body, "at"), VT_TIME, x, &g->field2, err))) return rc;
-        path_key(x, sub, "working_days");
-        if ((rc = load_days(get(body, "working_days"), x, &g->days, err))) return rc;
-        if (!(g->doc = str_of(get(body, "document"))) || !*g->doc)
-            return load_fail(err, sub, "%s.document: must name a doc_type", sub);
-        return 0;
+        if ((rc = load_days_key(body, "working_days", sub, &g->days, err))) return rc;
+        return load_doc_key(body, "document", sub, &g->doc, err);
     case GUARD_DOCUMENT_PERIOD:
         if (!cJSON_IsObject(body)) return load_fail(err, sub, "%s: must be an object", sub);
         if ((rc = only_keys(body, period_keys, sub, err))) return rc;
-        path_key(x, sub, "working_days");
-        if ((rc = load_days(get(body, "working_days"), x, &g->days, err))) return rc;
-        if (!(g->doc = str_of(get(body, "document"))) || !*g->doc)
-            return load_fail(err, sub, "%s.document: must name a doc_type", sub);
-        return 0;
+        if ((rc = load_days_key(body, "working_days", sub, &g->days, err))) return rc;
+        return load_doc_key(body, "document", sub, &g->doc, err);
     default: break;
     }
     if (!cJSON_IsObject(body)) return load_fail(err, sub, "%s: must be an object", sub);

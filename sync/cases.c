@@ -312,13 +312,7 @@ static int resolve_run(MDB_txn *txn, void *ctx) {
         cur = cJSON_GetObjectItemCaseSensitive(rec, "status");
         if (strcmp(cur->valuestring, to) != 0) {
             /* the same role rule and guards as the transition that leads there */
-            const cJSON *since = cJSON_GetObjectItemCaseSensitive(rec, "status_at");
-            schema_view_t view = {.procedure = procedure,
-                                  .status = cur->valuestring,
-                                  .fields = fields,
-                                  .status_since_ms = cJSON_IsNumber(since) ? (int64_t)since->valuedouble
-                                                                           : record_meta_at(rec, "status"),
-                                  .now_ms = now};
+            schema_view_t view = record_view(rec, now);
             schema_err_t se = {0};
             schema_judgement_t jd = schema_judge_resolution(s->schema, &view, to, p->role, &se);
             if (jd == JUDGE_ROLE || jd == JUDGE_FORBIDDEN) {

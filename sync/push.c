@@ -355,21 +355,6 @@ static int user_lookup(void *ctx, const char *user_id, schema_user_info_t *out) 
     return 0;
 }
 
-/* The record as the schema's judges read it. */
-static schema_view_t record_view(const cJSON *rec, int64_t now_ms) {
-    const cJSON *since = cJSON_GetObjectItemCaseSensitive(rec, "status_at");
-    schema_view_t v = {
-        .procedure = util_json_str(rec, "procedure"),
-        .status = util_json_str(rec, "status"),
-        .voided = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "voided")),
-        .fields = cJSON_GetObjectItemCaseSensitive(rec, "fields"),
-        .status_since_ms =
-            cJSON_IsNumber(since) ? (int64_t)since->valuedouble : record_meta_at(rec, "status"),
-        .now_ms = now_ms,
-    };
-    return v;
-}
-
 /* Runs schema_judge_writes for the change; 1 when it was rejected (result
  * filled), 0 when it may go on, or an error. */
 static int judge_writes(apply_t *a, const schema_view_t *view, int64_t version) {

@@ -370,3 +370,17 @@ int record_assign_case_no(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, int6
     *assigned = v;
     return 0;
 }
+
+schema_view_t record_view(const cJSON *rec, int64_t now_ms) {
+    const cJSON *since = cJSON_GetObjectItemCaseSensitive(rec, "status_at");
+    schema_view_t v = {
+        .procedure = util_json_str(rec, "procedure"),
+        .status = util_json_str(rec, "status"),
+        .voided = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "voided")),
+        .fields = cJSON_GetObjectItemCaseSensitive(rec, "fields"),
+        .status_since_ms =
+            cJSON_IsNumber(since) ? (int64_t)since->valuedouble : record_meta_at(rec, "status"),
+        .now_ms = now_ms,
+    };
+    return v;
+}

@@ -46,6 +46,11 @@ int record_store(sync_t *s, MDB_txn *txn, cJSON *rec, uint64_t seq, int64_t prev
  * NULL); else *assigned is the new value, owned by rec. 0 or SYNC_EIO. */
 int record_assign_case_no(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, int64_t now_ms, cJSON **assigned);
 
+/* The record as the schema's judges read it (borrowed from rec): procedure,
+ * status, voided, fields, and the server time it entered its status
+ * ("status_at"; older records: the status's field meta time). */
+schema_view_t record_view(const cJSON *rec, int64_t now_ms);
+
 /* Loads a record; SYNC_ENOTFOUND when absent. */
 int record_load(MDB_txn *txn, const store_dbs_t *dbs, const char *id, cJSON **out);
 
