@@ -6,7 +6,7 @@
 CC      ?= cc
 SANITIZE ?=
 CFLAGS_BASE = $(PIC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -I. -pthread -DCASESYNC_SCHEMA_PATH='"$(CURDIR)/schema/casesync.json"'
-LIBS    = -lcivetweb -llmdb -lcjson -lz -lcrypto -largon2 -lcsv -lnats -pthread
+LIBS    = -lcivetweb -llmdb -lcjson -lmsgpackc -lz -lcrypto -largon2 -lcsv -lnats -pthread
 CLIBS   = -llmdb -lcjson -lcurl -lz -lcrypto -pthread
 TLIBS   = $(LIBS) -lcurl
 
@@ -310,7 +310,7 @@ testbins: $(BINS) $(BUILD)/casesync-tests
 # Load generator against a release casesyncd; prints a table, writes bench/results.json.
 bench: deps
 	@$(MAKE) --no-print-directory all
-	$(CC) $(CFLAGS_BASE) -O2 -o build/bench bench/bench.c bench/formats.c sync/jcs.c -llmdb -lcjson -lcurl -largon2 -lcrypto -lmsgpackc -lm -pthread
+	$(CC) $(CFLAGS_BASE) -O2 -o build/bench bench/bench.c bench/formats.c sync/jcs.c sync/valcodec.c -llmdb -lcjson -lcurl -largon2 -lcrypto -lmsgpackc -lm -pthread
 	CASESYNC_BIN=build ./build/bench
 
 # Unit tests under valgrind memcheck (a plain build: no sanitizer runtime).

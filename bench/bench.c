@@ -12,6 +12,7 @@
  * BENCH_ONLY=formats (the in-process format candidates only, bench/formats.c).
  * The sync measurements run with a cheap argon2id cost (logins are not what
  * they measure); the login measurements with the production default. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
@@ -232,6 +233,45 @@ static double server_cpu_s(void) {
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* Bytes the server has written through write()/pwrite() so far (/proc/PID/io wchar). */
+static double server_wchar(void) {
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/io", (int)g_pid);
+    FILE *f = fopen(path, "r");
+    double v = 0;
+    unsigned long long n;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "wchar: %llu", &n) == 1) v = (double)n;
+    if (f) fclose(f);
+    return v;
+}
+
+/* CPU seconds of the server's writer thread (comm "casesync-writer") so far. */
+static double writer_cpu_s(void) {
+    char path[96], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)g_pid);
+    DIR *d = opendir(path);
+    double total = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)g_pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        unsigned long ut = 0, st = 0;
+        if (!p || !strstr(buf, "(casesync-writer)") ||
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+            continue;
+        total += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    if (d) closedir(d);
+    return total;
+}
+
 /* Resident memory not backed by a file (LMDB's map is file-backed). */
 static long rss_anon_kb(void) {
     char path[64], line[256];
@@ -346,7 +386,7 @@ static void *push_main(void *arg) {
 }
 
 static double run_push(int phones, int changesets_each, const char *tag, double *p50, double *p99,
-                       int *errors, double *cpu_us) {
+                       int *errors, double *cpu_us, double *writer_us, double *written) {
     pusher_t *ps = calloc((size_t)phones, sizeof *ps);
     pthread_t *th = calloc((size_t)phones, sizeof *th);
     conn_t k;
@@ -360,13 +400,15 @@ static double run_push(int phones, int changesets_each, const char *tag, double 
         ps[i].lat = calloc((size_t)changesets_each, sizeof(double));
     }
     conn_free(&k);
-    double t0 = now_s(), c0 = server_cpu_s();
+    double t0 = now_s(), c0 = server_cpu_s(), w0 = writer_cpu_s(), b0 = server_wchar();
     for (int i = 0; i < phones; i++)
         pthread_create(&th[i], NULL, push_main, &ps[i]);
     for (int i = 0; i < phones; i++)
         pthread_join(th[i], NULL);
     double wall = now_s() - t0;
     *cpu_us = (server_cpu_s() - c0) * 1e6 / ((double)phones * changesets_each * PUSH_CHANGES);
+    *writer_us = (writer_cpu_s() - w0) * 1e6 / ((double)phones * changesets_each * PUSH_CHANGES);
+    *written = (server_wchar() - b0) / ((double)phones * changesets_each * PUSH_CHANGES);
     double *all = calloc((size_t)phones * changesets_each, sizeof(double));
     int n = 0;
     *errors = 0;
@@ -844,8 +886,8 @@ int main(void) {
     }
 
     /* 1. Push. */
-    printf("%-44s %14s %10s %10s %8s %12s\n", "push (50 changes per changeset)", "changes/s", "p50 ms",
-           "p99 ms", "errors", "server cpu");
+    printf("%-44s %14s %10s %10s %8s %12s %s\n", "push (50 changes per changeset)", "changes/s", "p50 ms",
+           "p99 ms", "errors", "server cpu", " (writer + request threads)");
     int phones[] = {1, 8, 64, 256}, each[] = {60, 30, 10, 4};
     char key0[64];
     if (getenv("BENCH_PUSH_ROUNDS")) /* more changesets per phone: a longer, steadier push measure */
@@ -857,12 +899,18 @@ int main(void) {
         int errors;
         char tag[16];
         snprintf(tag, sizeof tag, "T%d", phones[i]);
-        double cpu_us;
-        double rate = run_push(phones[i], each[i], tag, &p50, &p99, &errors, &cpu_us);
-        printf("  %3d phones %31s %14.0f %10.1f %10.1f %8d %7.0f us/ch\n", phones[i], "", rate, p50, p99,
-               errors, cpu_us);
+        double cpu_us, writer_us, written;
+        double rate = run_push(phones[i], each[i], tag, &p50, &p99, &errors, &cpu_us, &writer_us, &written);
+        printf("  %3d phones %31s %14.0f %10.1f %10.1f %8d %7.0f us/ch (%.0f + %.0f), %.1f KB written/ch\n",
+               phones[i], "", rate, p50, p99, errors, cpu_us, writer_us, cpu_us - writer_us, written / 1024);
+        snprintf(key0, sizeof key0, "push_%d_bytes_written_per_change", phones[i]);
+        result(key0, written);
         snprintf(key0, sizeof key0, "push_%d_server_cpu_us_per_change", phones[i]);
         result(key0, cpu_us);
+        snprintf(key0, sizeof key0, "push_%d_writer_cpu_us_per_change", phones[i]);
+        result(key0, writer_us);
+        snprintf(key0, sizeof key0, "push_%d_request_cpu_us_per_change", phones[i]);
+        result(key0, cpu_us - writer_us);
         char key[64];
         snprintf(key, sizeof key, "push_%d_changes_per_s", phones[i]);
         result(key, rate);

@@ -1,9 +1,11 @@
 /* formats.c -- `make bench`, part 0: candidate encodings of what the writer
  * handles per change, measured in-process in the same run, as CPU time per
  * operation and as ratios to the current format:
- * - the record value (a create's fields plus per-field meta, as records.c
- *   stores it): JSON (cJSON parse + print, what the writer does now) against
- *   MessagePack (msgpack-c unpack + pack of the same tree);
+ * - the record value (a create's fields plus per-field meta, as record.c
+ *   stores it), read into the engine's tree and written back: JSON text
+ *   (cJSON parse + print, store format 1) against the store's binary form
+ *   (sync/valcodec.c, MessagePack, format 2), and msgpack-c's own unpack +
+ *   pack without a tree (the floor of any MessagePack codec);
  * - the audit entry's hashed bytes: cJSON's print (format 1) against RFC 8785
  *   canonical JSON (sync/jcs.c, format 2), each with the SHA-256 over it.
  * No server runs: these bound the writer's CPU per change, they are not
@@ -18,6 +20,7 @@
 #include <openssl/evp.h>
 
 #include "sync/jcs.h"
+#include "sync/valcodec.h"
 
 #define FORMAT_ROUNDS 20000
 
@@ -29,45 +32,6 @@ static double cpu_s(void) {
     return (double)t.tv_sec + t.tv_nsec / 1e9;
 }
 
-static void pack_json(msgpack_packer *pk, const cJSON *v) {
-    const cJSON *c;
-    int n = 0;
-    if (cJSON_IsObject(v)) {
-        for (c = v->child; c; c = c->next)
-            n++;
-        msgpack_pack_map(pk, (size_t)n);
-        for (c = v->child; c; c = c->next) {
-            size_t l = strlen(c->string);
-            msgpack_pack_str(pk, l);
-            msgpack_pack_str_body(pk, c->string, l);
-            pack_json(pk, c);
-        }
-    } else if (cJSON_IsArray(v)) {
-        for (c = v->child; c; c = c->next)
-            n++;
-        msgpack_pack_array(pk, (size_t)n);
-        for (c = v->child; c; c = c->next)
-            pack_json(pk, c);
-    } else if (cJSON_IsString(v)) {
-        size_t l = strlen(v->valuestring);
-        msgpack_pack_str(pk, l);
-        msgpack_pack_str_body(pk, v->valuestring, l);
-    } else if (cJSON_IsNumber(v)) {
-        double d = v->valuedouble;
-        if (d == (double)(long long)d && d > -9e15 && d < 9e15)
-            msgpack_pack_int64(pk, (long long)d);
-        else
-            msgpack_pack_double(pk, d);
-    } else if (cJSON_IsTrue(v)) {
-        msgpack_pack_true(pk);
-    } else if (cJSON_IsFalse(v)) {
-        msgpack_pack_false(pk);
-    } else {
-        msgpack_pack_nil(pk);
-    }
-}
-
-/* A stored record: the create's fields plus per-field meta and feeds. */
 static cJSON *sample_record(const char *create_json) {
     cJSON *ch = cJSON_Parse(create_json), *rec = cJSON_CreateObject();
     cJSON *fields = cJSON_DetachItemFromObject(ch, "fields"), *fm = cJSON_CreateObject();
@@ -111,10 +75,8 @@ void bench_formats(const char *create_json, bench_result_fn result) {
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    pack_json(&pk, rec);
-    size_t mlen = sb.size;
-    char *mp = malloc(mlen);
-    memcpy(mp, sb.data, mlen);
+    size_t mlen = 0;
+    char *mp = valcodec_encode(rec, &mlen);
 
     /* JSON: parse the stored value, print it back (the writer, per record write). */
     double t0 = cpu_s();
@@ -126,7 +88,17 @@ void bench_formats(const char *create_json, bench_result_fn result) {
     }
     double json_us = (cpu_s() - t0) / FORMAT_ROUNDS * 1e6;
 
-    /* MessagePack: unpack the stored value, pack it back. */
+    /* The store's binary form: decode into a tree, encode it back. */
+    t0 = cpu_s();
+    for (int i = 0; i < FORMAT_ROUNDS; i++) {
+        size_t n;
+        cJSON *r = valcodec_decode(mp, mlen);
+        free(valcodec_encode(r, &n));
+        cJSON_Delete(r);
+    }
+    double vc_us = (cpu_s() - t0) / FORMAT_ROUNDS * 1e6;
+
+    /* msgpack-c alone: unpack the stored value, pack it back (no tree). */
     t0 = cpu_s();
     for (int i = 0; i < FORMAT_ROUNDS; i++) {
         msgpack_unpacked u;
@@ -168,12 +140,16 @@ void bench_formats(const char *create_json, bench_result_fn result) {
 
     printf("%-44s %10s %10s %8s\n", "formats (in-process, CPU per op)", "us/op", "bytes", "ratio");
     printf("  record value, JSON parse+print %13s %10.2f %10zu %8.2f\n", "", json_us, jlen, 1.0);
-    printf("  record value, MessagePack unpack+pack %6s %10.2f %10zu %8.2f\n", "", mp_us, mlen,
+    printf("  record value, binary decode+encode (v2) %4s %10.2f %10zu %8.2f\n", "", vc_us, mlen,
+           vc_us / json_us);
+    printf("  record value, msgpack-c alone, no tree %5s %10.2f %10zu %8.2f\n", "", mp_us, mlen,
            mp_us / json_us);
     printf("  audit bytes v1, cJSON print+SHA-256 %8s %10.2f %10s %8.2f\n", "", v1_us, "", 1.0);
     printf("  audit bytes v2, RFC 8785 JCS+SHA-256 %7s %10.2f %10s %8.2f\n\n", "", v2_us, "", v2_us / v1_us);
     result("format_record_json_us", json_us);
     result("format_record_json_bytes", (double)jlen);
+    result("format_record_binary_us", vc_us);
+    result("format_record_binary_ratio", vc_us / json_us);
     result("format_record_msgpack_us", mp_us);
     result("format_record_msgpack_bytes", (double)mlen);
     result("format_record_msgpack_ratio", mp_us / json_us);

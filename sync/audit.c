@@ -61,16 +61,7 @@ static void chain_head(MDB_txn *txn, const store_dbs_t *dbs, char out[65]) {
     }
 }
 
-/* Test builds can write the v1 format of earlier releases, to make stores
- * for the migration tests (CASESYNC_TEST_STORE_V1=1 in the environment). */
-int audit_writes_v1(void) {
-#ifdef CASESYNC_FAULTS
-    const char *v = getenv("CASESYNC_TEST_STORE_V1");
-    return v && strcmp(v, "1") == 0;
-#else
-    return 0;
-#endif
-}
+int audit_writes_v1(void) { return store_writes_v1(); }
 
 int audit_append(MDB_txn *txn, const store_dbs_t *dbs, uint64_t seq, const char *record_id, cJSON *entry) {
     char prev[65], hash[65];

@@ -40,6 +40,7 @@
 
 #include <openssl/evp.h>
 
+#include "sync/valcodec.h"
 #include "sync/blobs.h"
 #include "sync/record.h"
 
@@ -551,7 +552,7 @@ static int sweep(sync_t *s, int full, sync_error_t *err) {
         MDB_val k, v;
         for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
              r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            cJSON *one = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+            cJSON *one = valcodec_decode(v.mv_data, v.mv_size);
             if (one) cJSON_AddItemToArray(list, one);
         }
         mdb_cursor_close(cur);
@@ -1052,7 +1053,7 @@ static int listing_backed(sync_t *s, MDB_txn *txn, const char *sha, const char *
         if (un >= sizeof user) continue;
         memcpy(user, (const char *)k.mv_data + pn, un);
         user[un] = 0;
-        cJSON *e = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        cJSON *e = valcodec_decode(v.mv_data, v.mv_size);
         backed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "vouched")) ||
                  blob_uploaded_by(s, txn, sha, user);
         cJSON_Delete(e);
@@ -1235,7 +1236,7 @@ static int missing_walk(sync_t *s, MDB_txn *txn, int64_t now, missing_cb cb, voi
             memcpy(last, sha, 65);
         }
         if (present) continue;
-        cJSON *e = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        cJSON *e = valcodec_decode(v.mv_data, v.mv_size);
         int64_t pushed = 0, start;
         /* evidence_due runs from capture (index.c notes captured_at, never
          * later than the push), from the push when the phone sent none. */
@@ -1356,7 +1357,7 @@ static cJSON *user_devices(sync_t *s, MDB_txn *txn, const char *user_id) {
     if (!list || mdb_cursor_open(txn, s->dbs->devices, &cur) != 0) return list;
     MDB_val k, v;
     for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        cJSON *d = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        cJSON *d = valcodec_decode(v.mv_data, v.mv_size);
         const char *uid = util_json_str(d, "user_id");
         char id[128];
         if (uid && strcmp(uid, user_id) == 0 && k.mv_size < sizeof id) {

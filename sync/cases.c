@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sync/valcodec.h"
 #include "sync/record.h"
 
 static int answer(cJSON *o, char **out, sync_error_t *err) {
@@ -199,7 +200,7 @@ int sync_conflicts(sync_t *s, const sync_principal_t *p, const char *state, char
         MDB_val k, v;
         for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
              r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            cJSON *c = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+            cJSON *c = valcodec_decode(v.mv_data, v.mv_size);
             const char *st = util_json_str(c, "state");
             if (c && reads_unit(p, util_json_str(c, "unit")) && (!state || (st && strcmp(st, state) == 0))) {
                 conflict_mask(s, c, p);
@@ -224,7 +225,7 @@ int sync_rejections(sync_t *s, const sync_principal_t *p, char **out, sync_error
         MDB_val k, v;
         for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
              r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            cJSON *q = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+            cJSON *q = valcodec_decode(v.mv_data, v.mv_size);
             const char *uid = util_json_str(q, "user_id");
             /* Officers and auxiliaries see what they typed; the unit's leads see the unit's. */
             int mine = uid && strcmp(uid, p->user_id) == 0;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sync/valcodec.h"
 #include "sync/blobs.h"
 #include "sync/engine.h"
 
@@ -56,7 +57,7 @@ int sync_devices(sync_t *s, const sync_principal_t *p, char **out, sync_error_t 
     if (mdb_cursor_open(txn, s->dbs->devices, &cur) == 0) {
         MDB_val k, v;
         for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0; r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            cJSON *d = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+            cJSON *d = valcodec_decode(v.mv_data, v.mv_size);
             char unit[80];
             device_unit(txn, s->dbs, d, unit, sizeof unit);
             if (d && manages(p, unit)) util_json_push(list, device_view(d, missing));

@@ -21,6 +21,7 @@
 #include <argon2.h>
 #include <time.h>
 
+#include "sync/valcodec.h"
 #include "sync/engine.h"
 
 /* ---- limits and constants --------------------------------------------------- */
@@ -1018,7 +1019,7 @@ static int user_list(sync_t *s, char **out, sync_error_t *err) {
         goto done;
     }
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        cJSON *u = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        cJSON *u = valcodec_decode(v.mv_data, v.mv_size);
         cJSON *pub = u ? user_public(u, 0) : NULL;
         cJSON_Delete(u);
         if (!pub || !cJSON_AddItemToArray(items, pub)) {

@@ -588,7 +588,7 @@ static int rebuild_batch_job(MDB_txn *txn, void *ctx) {
         const cJSON *ixg = cJSON_GetObjectItemCaseSensitive(rec, "ixg");
         if (!cJSON_IsNumber(ixg) || (uint64_t)ixg->valuedouble != gen) {
             rc = index_record(s, txn, rec);
-            if (rc == 0) rc = store_put_json(txn, s->dbs->records, ids[i], strlen(ids[i]), rec);
+            if (rc == 0) rc = record_put(txn, s->dbs, ids[i], rec);
             r->records++;
         }
         cJSON_Delete(rec);

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "sync/record.h"
+#include "sync/valcodec.h"
 
 #define MIGRATE_BATCH 200 /* records per write job */
 #define MIGRATE_USER "casesync-migrate"
@@ -137,7 +138,7 @@ static int scan_records(sync_t *s, scan_t *sc, uint64_t *count, sync_error_t *er
     }
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        cJSON *rec = valcodec_decode(v.mv_data, v.mv_size);
         const char *to, *stamp;
         sc->any = 1;
         if (!rec) {
@@ -284,6 +285,77 @@ int sync_lifecycle_check(sync_t *s, uint64_t *pending, sync_error_t *err) {
     return rc ? sync_fail(err, rc, NULL, "cannot mark the store's lifecycle") : 0;
 }
 
+#define RECODE_KEY_MAX 512 /* LMDB's key limit (511) and one */
+
+typedef struct rjob {
+    sync_t *s;
+    int db;                              /* index into recode_db() */
+    unsigned char after[RECODE_KEY_MAX]; /* the last key looked at (after_len 0: none yet) */
+    size_t after_len;
+    int done;
+    uint64_t recoded;
+} rjob_t;
+
+/* The dbs whose values are structured (store_put_json); the others hold raw
+ * bytes, and the audit log its canonical JSON, which never changes. */
+static MDB_dbi recode_db(const store_dbs_t *d, int i) {
+    const MDB_dbi all[] = {d->users,     d->tokens,     d->devices,  d->records, d->changesets,
+                           d->conflicts, d->rejections, d->evidence, d->uploads, d->blobs};
+    return i < (int)(sizeof all / sizeof all[0]) ? all[i] : (MDB_dbi)-1;
+}
+
+/* Rewrites in binary the next MIGRATE_BATCH values still stored as JSON text
+ * (v1, or written before values became binary). The bytes change, the
+ * values do not: no seq, no audit entry. */
+static int recode_job(MDB_txn *txn, void *ctx) {
+    rjob_t *j = ctx;
+    MDB_dbi dbi = recode_db(j->s->dbs, j->db);
+    int n = 0, looked = 0, rc = 0, g;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    if (dbi == (MDB_dbi)-1) {
+        j->done = 1;
+        return 0;
+    }
+    if (mdb_cursor_open(txn, dbi, &cur) != 0) return SYNC_EIO;
+    struct {
+        size_t len;
+        unsigned char key[RECODE_KEY_MAX];
+    } *keys = malloc(MIGRATE_BATCH * sizeof *keys);
+    if (!keys) {
+        mdb_cursor_close(cur);
+        return SYNC_ENOMEM;
+    }
+    k.mv_size = j->after_len, k.mv_data = j->after;
+    g = j->after_len ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    if (g == 0 && j->after_len && k.mv_size == j->after_len && memcmp(k.mv_data, j->after, j->after_len) == 0)
+        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    for (; g == 0 && n < MIGRATE_BATCH && looked < 64 * MIGRATE_BATCH;
+         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size >= RECODE_KEY_MAX) continue;
+        looked++;
+        memcpy(j->after, k.mv_data, k.mv_size);
+        j->after_len = k.mv_size;
+        if (!v.mv_size || valcodec_is_binary(v.mv_data, v.mv_size)) continue;
+        memcpy(keys[n].key, k.mv_data, k.mv_size);
+        keys[n++].len = k.mv_size;
+    }
+    mdb_cursor_close(cur);
+    if (g != 0) { /* this db is done: the next one from its start */
+        j->db++;
+        j->after_len = 0;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        cJSON *val = NULL;
+        if ((rc = store_get_json(txn, dbi, keys[i].key, keys[i].len, &val)) == 0)
+            rc = store_put_json(txn, dbi, keys[i].key, keys[i].len, val);
+        cJSON_Delete(val);
+        j->recoded += !rc;
+    }
+    free(keys);
+    return rc;
+}
+
 int sync_migrate(sync_t *s, uint64_t *moved, sync_error_t *err) {
     scan_t sc = {0};
     uint64_t count = 0;
@@ -297,6 +369,13 @@ int sync_migrate(sync_t *s, uint64_t *moved, sync_error_t *err) {
             return sync_fail(err, rc, NULL, "the v1 audit chain does not verify (%s): nothing migrated",
                              fj.why);
         return sync_fail(err, rc, NULL, "cannot move the store to format v%d", SYNC_STORE_FORMAT);
+    }
+    /* v1 values are JSON text: rewritten in binary, in batches. */
+    rjob_t rj = {.s = s};
+    for (int guard = 0; !rj.done && guard < 1 << 24; guard++) {
+        if ((rc = store_write(s->st, recode_job, &rj)) != 0)
+            return sync_fail(err, rc, NULL, "cannot rewrite values in binary (after %llu)",
+                             (unsigned long long)rj.recoded);
     }
     sc.ids = NULL;
     /* ids collected first (a read), then moved in batches (writes) */

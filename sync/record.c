@@ -163,6 +163,10 @@ int record_store(sync_t *s, MDB_txn *txn, cJSON *rec, uint64_t seq, int64_t prev
             return rc;
     }
     if ((rc = index_record(s, txn, rec)) != 0) return rc;
+    return record_put(txn, dbs, id, rec);
+}
+
+int record_put(MDB_txn *txn, const store_dbs_t *dbs, const char *id, const cJSON *rec) {
     return store_put_json(txn, dbs->records, id, strlen(id), rec);
 }
 

@@ -1,6 +1,7 @@
 /* record.h -- the stored case record: scope feeds, visibility, views, audit.
  *
- * A record is stored as JSON in the `records` db:
+ * A record is stored in the `records` db in the store's binary form
+ * (sync/valcodec.h, MessagePack) of this JSON object:
  *   {"id","type","procedure","version","seq","status","voided","fields":{...},
  *    "created_at","created_by","created_device","updated_at","conflicts":[ids],
  *    "closed_at":ms?, "scope_seq":n,
@@ -51,7 +52,10 @@ int record_assign_case_no(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, int6
  * ("status_at"; older records: the status's field meta time). */
 schema_view_t record_view(const cJSON *rec, int64_t now_ms);
 
-/* Loads a record; SYNC_ENOTFOUND when absent. */
+/* Puts the record under id in its stored form (store_put_json: sync/valcodec.h), without
+ * touching feeds or indexes. 0, SYNC_ENOMEM or a storage code. */
+int record_put(MDB_txn *txn, const store_dbs_t *dbs, const char *id, const cJSON *rec);
+/* Loads a record; SYNC_ENOTFOUND when absent, SYNC_EIO when it does not decode. */
 int record_load(MDB_txn *txn, const store_dbs_t *dbs, const char *id, cJSON **out);
 
 /* The public record (PROTOCOL §3), a new object. */

@@ -8,6 +8,7 @@
  * and opens the environment again, so the server comes back with the disk.
  */
 #include "sync/store.h"
+#include "sync/valcodec.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -479,7 +480,6 @@ static void *store_writer_main(void *arg) {
         }
     }
     pthread_mutex_unlock(&st->mu);
-    store_print_release();
     free(st->redo.buf);
     st->redo.buf = NULL;
     return NULL;
@@ -690,7 +690,7 @@ int store_get_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, cJSO
     int rc = mdb_get(txn, dbi, &k, &v);
     if (rc == MDB_NOTFOUND) return SYNC_ENOTFOUND;
     if (rc != 0) return SYNC_EIO;
-    *out = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+    *out = valcodec_decode(v.mv_data, v.mv_size);
     return *out ? 0 : SYNC_EIO;
 }
 
@@ -715,39 +715,24 @@ int store_put_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const
     return 0;
 }
 
-/* Values are printed into one buffer per writing thread that grows to the
- * largest value seen: no malloc, realloc chain and free per stored value. */
-static __thread char *print_buf;
-static __thread size_t print_cap;
-#define PRINT_BUF_MIN (64 * 1024)
-#define PRINT_BUF_KEEP (4 * 1024 * 1024)
-
-void store_print_release(void) {
-    free(print_buf);
-    print_buf = NULL;
-    print_cap = 0;
+/* Test builds can write the v1 format of earlier releases, to make stores
+ * for the migration tests (CASESYNC_TEST_STORE_V1=1 in the environment). */
+int store_writes_v1(void) {
+#ifdef CASESYNC_FAULTS
+    const char *v = getenv("CASESYNC_TEST_STORE_V1");
+    return v && strcmp(v, "1") == 0;
+#else
+    return 0;
+#endif
 }
 
 int store_put_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const cJSON *v) {
-    if (!print_buf) {
-        print_buf = malloc(PRINT_BUF_MIN);
-        print_cap = print_buf ? PRINT_BUF_MIN : 0;
-    }
-    if (print_buf && cJSON_PrintPreallocated((cJSON *)v, print_buf, (int)print_cap, 0))
-        return store_put_raw(txn, dbi, key, klen, print_buf, strlen(print_buf));
-    /* Larger than the buffer: printed alone, and the buffer grows for the next. */
-    char *text = cJSON_PrintUnformatted(v);
-    if (!text) return SYNC_ENOMEM;
-    size_t n = strlen(text);
-    int rc = store_put_raw(txn, dbi, key, klen, text, n);
-    if (n + 64 > print_cap && n * 2 <= PRINT_BUF_KEEP) {
-        char *grown = realloc(print_buf, n * 2);
-        if (grown) {
-            print_buf = grown;
-            print_cap = n * 2;
-        }
-    }
-    free(text);
+    size_t n = 0;
+    char *bytes = store_writes_v1() ? cJSON_PrintUnformatted(v) : valcodec_encode(v, &n);
+    if (!bytes) return SYNC_ENOMEM;
+    if (store_writes_v1()) n = strlen(bytes);
+    int rc = store_put_raw(txn, dbi, key, klen, bytes, n);
+    free(bytes);
     return rc;
 }
 

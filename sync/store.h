@@ -126,12 +126,15 @@ uint64_t store_size(store_t *st);
 
 /* ---- value helpers (all copy out of LMDB) ---- */
 
-/* Reads and parses a JSON value. 0, SYNC_ENOTFOUND or SYNC_EIO; *out owned by caller. */
+/* Reads and decodes a structured value (sync/valcodec.h: MessagePack, or
+ * JSON text of a v1 store). 0, SYNC_ENOTFOUND or SYNC_EIO; *out owned by caller. */
 int store_get_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, cJSON **out);
-/* Serialises v compactly and puts it. 0 or SYNC_EIO. */
-/* Frees the calling thread's print buffer (the writer calls it as it ends). */
-void store_print_release(void);
+/* Encodes the object v in the store's binary form and puts it. 0,
+ * SYNC_ENOMEM or a storage code. */
 int store_put_json(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const cJSON *v);
+/* 1 when this process writes store format v1 (JSON text values and v1 audit
+ * entries): test builds only, CASESYNC_TEST_STORE_V1=1; release builds 0. */
+int store_writes_v1(void);
 /* Raw get into a malloc'd copy (NUL-terminated for convenience). */
 int store_get_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, char **out, size_t *outlen);
 int store_put_raw(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const void *val, size_t vlen);

@@ -22,6 +22,7 @@
 
 #include "sync/engine.h"
 #include "sync/record.h"
+#include "sync/valcodec.h"
 
 #define VERIFY_MAX_PROBLEMS 50
 #define HASH_CHUNK (1 << 20)
@@ -84,7 +85,7 @@ static int check_records(MDB_txn *txn, const store_dbs_t *dbs, vctx_t *v, uint64
         char id[128];
         snprintf(id, sizeof id, "%.*s", (int)(k.mv_size < 127 ? k.mv_size : 127), (const char *)k.mv_data);
         tick(v, "records", ++done, total);
-        cJSON *rec = cJSON_ParseWithLength(d.mv_data, d.mv_size);
+        cJSON *rec = valcodec_decode(d.mv_data, d.mv_size);
         int64_t seq = 0;
         if (!rec || util_json_int(rec, "seq", &seq) != 0 || seq < 1) {
             problem(v, "record %s: not a record (no seq)", id);
@@ -230,7 +231,7 @@ int sync_store_verify(sync_t *s, int hash_all, sync_progress_fn progress, void *
         for (int c = rc ? 1 : mdb_cursor_get(cur, &k, &d, MDB_FIRST); c == 0 && nblobs < cap;
              c = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
             if (k.mv_size != 64) continue; /* uploader and listing rows: sha 0x00 ... */
-            cJSON *m = cJSON_ParseWithLength(d.mv_data, d.mv_size);
+            cJSON *m = valcodec_decode(d.mv_data, d.mv_size);
             int64_t size = -1;
             snprintf(blobs[nblobs].sha, sizeof blobs[nblobs].sha, "%.*s", (int)(k.mv_size < 64 ? k.mv_size : 64),
                      (const char *)k.mv_data);

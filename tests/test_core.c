@@ -1,6 +1,7 @@
 /* test_core.c -- login, push and pull, per-field merge and conflicts, notes,
  * lifecycle, idempotency: the real casesyncd over HTTP on loopback, users made
  * with the casesync command line. */
+#include "sync/valcodec.h"
 #include "tests/harness.h"
 
 #include <lmdb.h>
@@ -694,7 +695,7 @@ static int set_legacy_hash(const char *dir, const char *device, long long seq, c
         mdb_dbi_open(txn, "changesets", 0, &dbi))
         goto out;
     MDB_val k = {n + 9, key}, v;
-    if (mdb_get(txn, dbi, &k, &v) || !(kept = cJSON_ParseWithLength(v.mv_data, v.mv_size))) goto out;
+    if (mdb_get(txn, dbi, &k, &v) || !(kept = valcodec_decode(v.mv_data, v.mv_size))) goto out;
     const char *was = jstr(kept, "hash");
     if (!was || strncmp(was, "t1:", 3) != 0) goto out; /* the new form is what a new server keeps */
     cJSON_ReplaceItemInObjectCaseSensitive(kept, "hash", cJSON_CreateString(hex));

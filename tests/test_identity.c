@@ -11,6 +11,7 @@
 
 #include <openssl/evp.h>
 
+#include "sync/valcodec.h"
 #include "sync/sync.h"
 #include "tests/harness.h"
 #include "tests/test.h"
@@ -30,7 +31,7 @@ static cJSON *stored_user(const char *dir, const char *username) {
         goto out;
     MDB_val k = {strlen(username), (void *)username}, id, v;
     if (mdb_get(txn, names, &k, &id) || mdb_get(txn, users, &id, &v)) goto out;
-    u = jparse(hfmt("%.*s", (int)v.mv_size, (const char *)v.mv_data));
+    u = h_keep(valcodec_decode(v.mv_data, v.mv_size), (void (*)(void *))cJSON_Delete);
 out:
     if (txn) mdb_txn_abort(txn);
     if (env) mdb_env_close(env);
@@ -51,7 +52,7 @@ static int set_stored_pw(const char *dir, const char *username, const char *pw_h
         goto out;
     MDB_val k = {strlen(username), (void *)username}, id, v;
     if (mdb_get(txn, names, &k, &id) || mdb_get(txn, users, &id, &v)) goto out;
-    if (!(u = cJSON_ParseWithLength(v.mv_data, v.mv_size))) goto out;
+    if (!(u = valcodec_decode(v.mv_data, v.mv_size))) goto out;
     cJSON_ReplaceItemInObjectCaseSensitive(u, "pw", cJSON_CreateString(pw_hash));
     if (!(text = cJSON_PrintUnformatted(u))) goto out;
     MDB_val nv = {strlen(text), text};

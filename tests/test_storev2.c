@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sync/jcs.h"
+#include "sync/valcodec.h"
 #include "sync/sync.h"
 #include "tests/harness.h"
 #include "tests/test.h"
@@ -126,6 +127,27 @@ static int tamper(const char *dir, uint64_t seq, const char *from, const char *t
     return rc;
 }
 
+/* Counts the values of a db by their form: JSON text or binary. */
+static int value_forms(const char *dir, const char *db, int *json, int *binary) {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi recs;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    *json = *binary = 0;
+    if (lmdb_edit(dir, &env, &txn) != 0) return -1;
+    int rc = mdb_dbi_open(txn, db, 0, &recs) == 0 && mdb_cursor_open(txn, recs, &cur) == 0 ? 0 : -1;
+    for (int g = rc ? 1 : mdb_cursor_get(cur, &k, &v, MDB_FIRST); g == 0; g = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (v.mv_size && ((const char *)v.mv_data)[0] == '{')
+            (*json)++;
+        else
+            (*binary)++;
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return rc;
+}
+
 /* Sets a BE64 meta value (an earlier or a later release's stamp). */
 static int meta_put(const char *dir, const char *name, uint64_t value) {
     MDB_env *env;
@@ -150,6 +172,49 @@ static char *server_refusal(const char *dir, int *code) {
     const char *bin = getenv("CASESYNC_BIN");
     return run(hfmt("timeout 20 %s/casesyncd --data %s --listen 127.0.0.1:0 2>&1", bin ? bin : "build", dir),
                code);
+}
+
+/* ---- 0. the record's binary form ---------------------------------------------------- */
+
+/* A record reads back equal, key order kept, from its binary form; JSON text
+ * (a v1 record) still reads; anything else is refused, never half-read. */
+TEST(valcodec_round_trips_and_refuses_what_is_not_a_record) {
+    const char *text =
+        "{\"id\":\"01JDREC\",\"version\":3,\"seq\":9007199254740992,\"neg\":-42,\"big\":1e300,"
+        "\"frac\":0.1,\"tiny\":-5e-324,\"voided\":false,\"ok\":true,\"none\":null,"
+        "\"fields\":{\"description\":\"占道经营 \\u00e9 \\ud83d\\ude00\",\"fine_amount\":200.5,"
+        "\"evidence\":[{\"id\":\"ev-1\",\"size\":4}],\"empty\":{},\"list\":[]},"
+        "\"fm\":{\"status\":[2,17,\"dev-A\",1733200000000]},\"z\":1,\"a\":2}";
+    cJSON *rec = h_keep(cJSON_Parse(text), (void (*)(void *))cJSON_Delete);
+    ASSERT(rec != NULL);
+    size_t len = 0;
+    void *bin = h_keep(valcodec_encode(rec, &len), NULL);
+    ASSERT(bin != NULL && len > 0);
+    ASSERT(valcodec_is_binary(bin, len));
+    ASSERT_MSG(len < strlen(text), "binary %zu bytes, JSON %zu", len, strlen(text));
+    cJSON *back = h_keep(valcodec_decode(bin, len), (void (*)(void *))cJSON_Delete);
+    ASSERT(back != NULL);
+    ASSERT(cJSON_Compare(rec, back, 1));
+    /* key order is kept: the printed forms are equal byte for byte */
+    char *p1 = h_keep(cJSON_PrintUnformatted(rec), NULL), *p2 = h_keep(cJSON_PrintUnformatted(back), NULL);
+    ASSERT_STR(p2, p1);
+    /* JSON text reads as before */
+    cJSON *old = h_keep(valcodec_decode(text, strlen(text)), (void (*)(void *))cJSON_Delete);
+    ASSERT(old && cJSON_Compare(rec, old, 1));
+    /* truncated, trailing bytes, not a map, empty: refused */
+    for (size_t cut = 1; cut < len; cut += 7)
+        ASSERT_MSG(valcodec_decode(bin, cut) == NULL, "a record cut at %zu bytes decoded", cut);
+    unsigned char *longer = h_keep(malloc(len + 1), NULL);
+    memcpy(longer, bin, len);
+    longer[len] = 0xc0;
+    ASSERT(valcodec_decode(longer, len + 1) == NULL);
+    const unsigned char arr[] = {0x91, 0x01}, bin8[] = {0x81, 0xa1, 'k', 0xc4, 0x01, 0x00};
+    ASSERT(valcodec_decode(arr, sizeof arr) == NULL);
+    ASSERT(valcodec_decode(bin8, sizeof bin8) == NULL);
+    ASSERT(valcodec_decode(bin, 0) == NULL);
+    /* only objects are records */
+    cJSON *num = h_keep(cJSON_CreateNumber(1), (void (*)(void *))cJSON_Delete);
+    ASSERT(valcodec_encode(num, &len) == NULL);
 }
 
 /* ---- 1. the canonicalizer ------------------------------------------------------------ */
@@ -449,10 +514,21 @@ TEST(store_v1_is_refused_then_migrated_and_both_chains_verify) {
         cli(s.dir, "pw-long-enough-1\n", "user", "add", "newbie", "--role", "officer", "--unit", "U1");
     ASSERT_MSG(u.rc == 1 && strstr(u.err, "migrate"), "user add on a v1 store exited %d: %s", u.rc, u.err);
 
+    /* The previous release stored values as JSON text; migrate rewrites them in binary. */
+    static const char *const dbs[] = {"records", "users", "devices", "changesets", "evidence"};
+    int json = 0, binary = 0;
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        ASSERT(value_forms(s.dir, dbs[i], &json, &binary) == 0);
+        ASSERT_MSG(json >= 1 && binary == 0, "a v1 store's %s: %d JSON and %d binary", dbs[i], json, binary);
+    }
     cli_res_t m = cli(s.dir, NULL, "migrate");
     ASSERT_MSG(m.rc == 0 && strstr(m.out, "store format v2"), "migrate exited %d: %s %s", m.rc, m.out, m.err);
-    v = cli(s.dir, NULL, "verify");
-    ASSERT_MSG(v.rc == 0, "verify after migrate exited %d: %s %s", v.rc, v.out, v.err);
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        ASSERT(value_forms(s.dir, dbs[i], &json, &binary) == 0);
+        ASSERT_MSG(json == 0 && binary >= 1, "after migrate, %s: %d JSON and %d binary", dbs[i], json, binary);
+    }
+    v = cli(s.dir, NULL, "verify", "--deep");
+    ASSERT_MSG(v.rc == 0, "verify --deep after migrate exited %d: %s %s", v.rc, v.out, v.err);
     cJSON *c = jparse(v.out);
     ASSERT_JINT(c, "entries", v1_entries + 1);
     cJSON *py = python_verify(s.dir, &code);
