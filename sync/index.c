@@ -309,7 +309,7 @@ int index_party_key(sync_t *s, const cJSON *party, char out[65]) {
         !HMAC(EVP_sha256(), s->cursor_key, (int)strlen(s->cursor_key), (const unsigned char *)buf, (size_t)n, md,
               &mdn))
         return -1;
-    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    util_hex(md, 32, out);
     return 0;
 }
 

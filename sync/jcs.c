@@ -153,6 +153,15 @@ static uint32_t utf16_next(const unsigned char *s, size_t *i, uint32_t *low) {
 
 int jcs_key_cmp(const char *a, const char *b) {
     const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+    /* Fast path: UTF-8 byte order is code point order, which is UTF-16
+     * order except between U+E000..U+FFFF and supplementary characters,
+     * whose UTF-8 lead bytes are 0xEE and up. At the first differing byte,
+     * when neither is such a lead byte, the bytes decide. */
+    size_t d = 0;
+    while (x[d] && x[d] == y[d])
+        d++;
+    if (x[d] == y[d]) return 0;
+    if (x[d] < 0xEE && y[d] < 0xEE) return x[d] < y[d] ? -1 : 1;
     size_t i = 0, j = 0;
     uint32_t lx = 0, ly = 0;
     for (;;) {
