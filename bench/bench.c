@@ -248,7 +248,7 @@ static double server_wchar(void) {
 
 /* CPU seconds of the server's writer thread (comm "casesync-writer") so far. */
 static double writer_cpu_s(void) {
-    char path[96], buf[1024];
+    char path[300], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/task", (int)g_pid);
     DIR *d = opendir(path);
     double total = 0;
@@ -791,6 +791,46 @@ static void write_results(const char *out_path) {
     g_results = NULL;
 }
 
+/* The push rows: 1, 8, 64 and 256 phones, each pushing changesets of 50
+ * new cases. Results under key_prefix + "push_N_..."; returns the rate at 64. */
+static double push_rows(const char *title, const char *tag_prefix, const char *key_prefix) {
+    printf("%-44s %14s %10s %10s %8s %12s %s\n", title, "changes/s", "p50 ms",
+           "p99 ms", "errors", "server cpu", " (writer + request threads)");
+    int phones[] = {1, 8, 64, 256}, each[] = {60, 30, 10, 4};
+    char key0[64];
+    if (getenv("BENCH_PUSH_ROUNDS")) /* more changesets per phone: a longer, steadier push measure */
+        for (int i = 0; i < 4; i++)
+            each[i] *= atoi(getenv("BENCH_PUSH_ROUNDS"));
+    double rate64 = 0;
+    for (int i = 0; i < 4; i++) {
+        double p50, p99;
+        int errors;
+        char tag[16];
+        snprintf(tag, sizeof tag, "%s%d", tag_prefix, phones[i]);
+        double cpu_us, writer_us, written;
+        double rate = run_push(phones[i], each[i], tag, &p50, &p99, &errors, &cpu_us, &writer_us, &written);
+        printf("  %3d phones %31s %14.0f %10.1f %10.1f %8d %7.0f us/ch (%.0f + %.0f), %.1f KB written/ch\n",
+               phones[i], "", rate, p50, p99, errors, cpu_us, writer_us, cpu_us - writer_us, written / 1024);
+        snprintf(key0, sizeof key0, "%spush_%d_bytes_written_per_change", key_prefix, phones[i]);
+        result(key0, written);
+        snprintf(key0, sizeof key0, "%spush_%d_server_cpu_us_per_change", key_prefix, phones[i]);
+        result(key0, cpu_us);
+        snprintf(key0, sizeof key0, "%spush_%d_writer_cpu_us_per_change", key_prefix, phones[i]);
+        result(key0, writer_us);
+        snprintf(key0, sizeof key0, "%spush_%d_request_cpu_us_per_change", key_prefix, phones[i]);
+        result(key0, cpu_us - writer_us);
+        char key[64];
+        snprintf(key, sizeof key, "%spush_%d_changes_per_s", key_prefix, phones[i]);
+        result(key, rate);
+        snprintf(key, sizeof key, "%spush_%d_p50_ms", key_prefix, phones[i]);
+        result(key, p50);
+        snprintf(key, sizeof key, "%spush_%d_p99_ms", key_prefix, phones[i]);
+        result(key, p99);
+        if (phones[i] == 64) rate64 = rate;
+    }
+    return rate64;
+}
+
 int main(void) {
     const char *bin = getenv("CASESYNC_BIN");
     snprintf(g_bin, sizeof g_bin, "%s", bin ? bin : "build");
@@ -885,50 +925,46 @@ int main(void) {
         }
     }
 
-    /* 1. Push. */
-    printf("%-44s %14s %10s %10s %8s %12s %s\n", "push (50 changes per changeset)", "changes/s", "p50 ms",
-           "p99 ms", "errors", "server cpu", " (writer + request threads)");
-    int phones[] = {1, 8, 64, 256}, each[] = {60, 30, 10, 4};
-    char key0[64];
-    if (getenv("BENCH_PUSH_ROUNDS")) /* more changesets per phone: a longer, steadier push measure */
-        for (int i = 0; i < 4; i++)
-            each[i] *= atoi(getenv("BENCH_PUSH_ROUNDS"));
-    double rate64 = 0;
-    for (int i = 0; i < 4; i++) {
-        double p50, p99;
-        int errors;
-        char tag[16];
-        snprintf(tag, sizeof tag, "T%d", phones[i]);
-        double cpu_us, writer_us, written;
-        double rate = run_push(phones[i], each[i], tag, &p50, &p99, &errors, &cpu_us, &writer_us, &written);
-        printf("  %3d phones %31s %14.0f %10.1f %10.1f %8d %7.0f us/ch (%.0f + %.0f), %.1f KB written/ch\n",
-               phones[i], "", rate, p50, p99, errors, cpu_us, writer_us, cpu_us - writer_us, written / 1024);
-        snprintf(key0, sizeof key0, "push_%d_bytes_written_per_change", phones[i]);
-        result(key0, written);
-        snprintf(key0, sizeof key0, "push_%d_server_cpu_us_per_change", phones[i]);
-        result(key0, cpu_us);
-        snprintf(key0, sizeof key0, "push_%d_writer_cpu_us_per_change", phones[i]);
-        result(key0, writer_us);
-        snprintf(key0, sizeof key0, "push_%d_request_cpu_us_per_change", phones[i]);
-        result(key0, cpu_us - writer_us);
-        char key[64];
-        snprintf(key, sizeof key, "push_%d_changes_per_s", phones[i]);
-        result(key, rate);
-        snprintf(key, sizeof key, "push_%d_p50_ms", phones[i]);
-        result(key, p50);
-        snprintf(key, sizeof key, "push_%d_p99_ms", phones[i]);
-        result(key, p99);
-        if (phones[i] == 64) rate64 = rate;
-    }
-    double base = raw_lmdb_baseline(20000);
-    printf("  baseline: raw LMDB puts, 50 per fsync %14.0f   our 64-phone rate = %.2f x baseline\n\n", base,
-           rate64 / base);
-    if (only_push) {
+    /* 1. Push; with BENCH_BEFORE, first the same rows against the binaries
+     * in that folder (an earlier build), on a fresh server of their own. */
+    double before64 = 0;
+    if (getenv("BENCH_BEFORE")) {
+        char keep_bin[512], keep_dir[256], keep_base[64];
+        pid_t keep_pid = g_pid;
+        snprintf(keep_bin, sizeof keep_bin, "%s", g_bin);
+        snprintf(keep_dir, sizeof keep_dir, "%s", g_dir);
+        snprintf(keep_base, sizeof keep_base, "%s", g_base);
+        snprintf(g_bin, sizeof g_bin, "%s", getenv("BENCH_BEFORE"));
+        server_start();
+        user_add_cli("pusher", "officer", "U1", GRID);
+        before64 = push_rows("push, BEFORE (BENCH_BEFORE build)", "B", "before_");
         server_stop();
-        return 0;
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+        snprintf(g_bin, sizeof g_bin, "%s", keep_bin);
+        snprintf(g_dir, sizeof g_dir, "%s", keep_dir);
+        snprintf(g_base, sizeof g_base, "%s", keep_base);
+        g_pid = keep_pid;
     }
+    double rate64 = push_rows("push (50 changes per changeset)", "T", "");
+    double base = raw_lmdb_baseline(20000);
+    printf("  baseline: raw LMDB puts, 50 per fsync %14.0f   our 64-phone rate = %.2f x baseline\n", base,
+           rate64 / base);
+    if (before64 > 0) {
+        printf("  before (BENCH_BEFORE): 64-phone rate = %.2f x baseline; after/before = %.2f\n", before64 / base,
+               rate64 / before64);
+        result("before_push_64_ratio_to_baseline", before64 / base);
+    }
+    printf("\n");
     result("baseline_raw_lmdb_puts_per_s", base);
     result("push_64_ratio_to_baseline", rate64 / base);
+    if (only_push) {
+        server_stop();
+        write_results(out_path);
+        curl_global_cleanup();
+        return 0;
+    }
 
     /* 5. Growth, second point: the same scope with the pushes stored. */
     int have = 10000 + 64 * 10 * 50 + 256 * 4 * 50 + 8 * 30 * 50 + 60 * 50;

@@ -14,25 +14,29 @@
  * transaction begun meanwhile waits for that. The MDB_env pointer changes
  * then: only store.c (and a command-line backup) may hold it.
  *
- * Key layout (big-endian integers, so byte order is numeric order):
+ * Key layout (big-endian integers, so byte order is numeric order). Values
+ * marked {…} are objects in the store's binary form (store format 2:
+ * MessagePack, sync/valcodec.h; a v1 store's JSON text until `casesync
+ * migrate`), written and read only through store_put_json/store_get_json:
  *   meta        name                       -> value (text or BE64)
- *   users       user id                    -> user JSON (incl. password hash)
+ *   users       user id                    -> {user, incl. password hash}
  *   usernames   username                   -> user id
  *   tokens      sha256(token) hex          -> {"user_id","device_id","expires_at"}
- *   devices     device id                  -> device JSON (incl. next_changeset_seq)
- *   records     record id                  -> record JSON with per-field meta
- *   log         BE64 seq                   -> audit entry JSON (hash-chained)
+ *   devices     device id                  -> {device, incl. next_changeset_seq}
+ *   records     record id                  -> {record with per-field meta} (record.h)
+ *   log         BE64 seq                   -> audit entry: RFC 8785 canonical JSON
+ *                                             text, hash-chained (docs/audit.md)
  *   record_log  record id 0x00 BE64 seq    -> ""
  *   feeds       feed key 0x00 BE64 seq     -> flag byte ('i' in, 'l' left) + record id
  *   changesets  device id 0x00 BE64 cs_seq -> {"hash","answer"}
- *   conflicts   conflict id                -> conflict JSON
- *   rejections  BE64 n                     -> rejection JSON
+ *   conflicts   conflict id                -> {conflict}
+ *   rejections  BE64 n                     -> {rejection}
  *   closed      BE64 closed_at_ms 0x00 id  -> ""   (sync window expiry)
  *   idx         name 0x00 value 0x00 id    -> ""   (secondary indexes, index.c;
  *                                                    numeric values as BE64)
  *   evidence    sha256 hex 0x00 record id  -> {"record_id","item_id","unit","device_id","pushed_at"}
- *   uploads     upload id                  -> tus upload state JSON
- *   blobs       sha256 hex                 -> blob meta JSON (bytes live in files)
+ *   uploads     upload id                  -> {tus upload state}
+ *   blobs       sha256 hex                 -> {blob meta} (bytes live in files)
  */
 #ifndef CASESYNC_STORE_H
 #define CASESYNC_STORE_H
