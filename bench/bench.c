@@ -186,8 +186,8 @@ static void server_start_with(int fresh, const char *config_json) {
         else
             unsetenv("CASESYNC_ARGON2_COST");
         if (cfg_path[0])
-            execl(bin, bin, "--data", g_dir, "--listen", "127.0.0.1:0", "--threads", "300", "--config", cfg_path,
-                  (char *)NULL);
+            execl(bin, bin, "--data", g_dir, "--listen", "127.0.0.1:0", "--threads", "300", "--config",
+                  cfg_path, (char *)NULL);
         else
             execl(bin, bin, "--data", g_dir, "--listen", "127.0.0.1:0", "--threads", "300", (char *)NULL);
         _exit(127);
@@ -209,7 +209,9 @@ static void server_start_with(int fresh, const char *config_json) {
     snprintf(g_base, sizeof g_base, "%s", p);
 }
 
-static void server_start(void) { server_start_with(1, NULL); }
+static void server_start(void) {
+    server_start_with(1, NULL);
+}
 
 static void server_stop(void) {
     if (g_pid <= 0) return;
@@ -511,8 +513,8 @@ static void load_records(const char *user, const char *device, const char *prefi
 #define SHIFT_CONC 256
 
 typedef struct shift {
-    const char *tag; /* device and record prefix of this round */
-    int next;        /* next phone to run (atomic) */
+    const char *tag;           /* device and record prefix of this round */
+    int next;                  /* next phone to run (atomic) */
     char *token[SHIFT_PHONES]; /* each phone's token, held from before the shift */
     double lat[SHIFT_PHONES];
     int errors;
@@ -580,7 +582,8 @@ static double hash_argon2_s(int rounds) {
     unsigned char salt[16] = "bench-salt-00000", out[32];
     double t0 = now_s();
     for (int i = 0; i < rounds; i++)
-        if (argon2id_hash_raw(3, 65536, 1, "bench-password-1", 16, salt, sizeof salt, out, sizeof out) != ARGON2_OK)
+        if (argon2id_hash_raw(3, 65536, 1, "bench-password-1", 16, salt, sizeof salt, out, sizeof out) !=
+            ARGON2_OK)
             die("argon2id");
     return (now_s() - t0) / rounds;
 }
@@ -649,11 +652,14 @@ static void run_logins(void) {
     lr.each = LOGIN_RATE_EACH;
     pthread_t th[LOGIN_STORM];
     double cpu0 = server_cpu_s(), t0 = now_s();
-    for (int i = 0; i < LOGIN_RATE_THREADS; i++) pthread_create(&th[i], NULL, lrun_main, &lr);
-    for (int i = 0; i < LOGIN_RATE_THREADS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < LOGIN_RATE_THREADS; i++)
+        pthread_create(&th[i], NULL, lrun_main, &lr);
+    for (int i = 0; i < LOGIN_RATE_THREADS; i++)
+        pthread_join(th[i], NULL);
     double wall = now_s() - t0, cpu = server_cpu_s() - cpu0;
     int n = LOGIN_RATE_THREADS * LOGIN_RATE_EACH, ok = 0;
-    for (int i = 0; i < n; i++) ok += lr.status[i] == 200;
+    for (int i = 0; i < n; i++)
+        ok += lr.status[i] == 200;
     printf("%-44s %8.2f logins/s (one hashing slot)   %6.1f ms server CPU per login   %d of %d 200\n",
            "logins per second per core", ok / wall, cpu / n * 1000, ok, n);
     result("login_per_s_per_core", ok / wall);
@@ -667,8 +673,10 @@ static void run_logins(void) {
     lr.each = 1;
     pthread_barrier_init(&lr.go, NULL, LOGIN_STORM);
     t0 = now_s();
-    for (int i = 0; i < LOGIN_STORM; i++) pthread_create(&th[i], NULL, lrun_main, &lr);
-    for (int i = 0; i < LOGIN_STORM; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < LOGIN_STORM; i++)
+        pthread_create(&th[i], NULL, lrun_main, &lr);
+    for (int i = 0; i < LOGIN_STORM; i++)
+        pthread_join(th[i], NULL);
     wall = now_s() - t0;
     pthread_barrier_destroy(&lr.go);
     int c200 = 0, c503 = 0, other = 0;
@@ -682,7 +690,8 @@ static void run_logins(void) {
             other++;
     }
     double p99 = pct(lat200, c200, 0.99) * 1000;
-    printf("%-44s %5d phones at once: %d 200, %d 503 (Retry-After), %d other; p99 of a 200 %.0f ms; %.2f s wall\n\n",
+    printf("%-44s %5d phones at once: %d 200, %d 503 (Retry-After), %d other; p99 of a 200 %.0f ms; %.2f s "
+           "wall\n\n",
            "login storm, default hashing cap", LOGIN_STORM, c200, c503, other, p99, wall);
     result("login_storm_phones", LOGIN_STORM);
     result("login_storm_200", c200);
@@ -697,7 +706,6 @@ static void run_logins(void) {
 }
 
 /* ---- main ------------------------------------------------------------------------------- */
-
 
 /* The initial pull of the reader's 10k scope with `stored` records in the
  * store: the better of two pulls. Prints it against `first` (0: this is it). */
@@ -756,7 +764,8 @@ static void run_shift(const char *tag, const char *title, const char *key_suffix
     double wall = now_s() - t0;
     sm.stop = 1;
     pthread_join(st, NULL);
-    for (int i = 0; i < SHIFT_PHONES; i++) free(sh.token[i]);
+    for (int i = 0; i < SHIFT_PHONES; i++)
+        free(sh.token[i]);
     double p99 = pct(sh.lat, SHIFT_PHONES, 0.99) * 1000;
     printf("%-44s %8.2f s wall  p99 %.0f ms per phone  %d errors\n", title, wall, p99, sh.errors);
     long kb = rss_anon_kb();
@@ -791,13 +800,18 @@ static void write_results(const char *out_path) {
     g_results = NULL;
 }
 
+static void push_result(const char *prefix, int phones, const char *name, double v) {
+    char key[96];
+    snprintf(key, sizeof key, "%spush_%d_%s", prefix, phones, name);
+    result(key, v);
+}
+
 /* The push rows: 1, 8, 64 and 256 phones, each pushing changesets of 50
  * new cases. Results under key_prefix + "push_N_..."; returns the rate at 64. */
 static double push_rows(const char *title, const char *tag_prefix, const char *key_prefix) {
-    printf("%-44s %14s %10s %10s %8s %12s %s\n", title, "changes/s", "p50 ms",
-           "p99 ms", "errors", "server cpu", " (writer + request threads)");
+    printf("%-44s %14s %10s %10s %8s %12s %s\n", title, "changes/s", "p50 ms", "p99 ms", "errors",
+           "server cpu", " (writer + request threads)");
     int phones[] = {1, 8, 64, 256}, each[] = {60, 30, 10, 4};
-    char key0[64];
     if (getenv("BENCH_PUSH_ROUNDS")) /* more changesets per phone: a longer, steadier push measure */
         for (int i = 0; i < 4; i++)
             each[i] *= atoi(getenv("BENCH_PUSH_ROUNDS"));
@@ -811,21 +825,13 @@ static double push_rows(const char *title, const char *tag_prefix, const char *k
         double rate = run_push(phones[i], each[i], tag, &p50, &p99, &errors, &cpu_us, &writer_us, &written);
         printf("  %3d phones %31s %14.0f %10.1f %10.1f %8d %7.0f us/ch (%.0f + %.0f), %.1f KB written/ch\n",
                phones[i], "", rate, p50, p99, errors, cpu_us, writer_us, cpu_us - writer_us, written / 1024);
-        snprintf(key0, sizeof key0, "%spush_%d_bytes_written_per_change", key_prefix, phones[i]);
-        result(key0, written);
-        snprintf(key0, sizeof key0, "%spush_%d_server_cpu_us_per_change", key_prefix, phones[i]);
-        result(key0, cpu_us);
-        snprintf(key0, sizeof key0, "%spush_%d_writer_cpu_us_per_change", key_prefix, phones[i]);
-        result(key0, writer_us);
-        snprintf(key0, sizeof key0, "%spush_%d_request_cpu_us_per_change", key_prefix, phones[i]);
-        result(key0, cpu_us - writer_us);
-        char key[64];
-        snprintf(key, sizeof key, "%spush_%d_changes_per_s", key_prefix, phones[i]);
-        result(key, rate);
-        snprintf(key, sizeof key, "%spush_%d_p50_ms", key_prefix, phones[i]);
-        result(key, p50);
-        snprintf(key, sizeof key, "%spush_%d_p99_ms", key_prefix, phones[i]);
-        result(key, p99);
+        push_result(key_prefix, phones[i], "bytes_written_per_change", written);
+        push_result(key_prefix, phones[i], "server_cpu_us_per_change", cpu_us);
+        push_result(key_prefix, phones[i], "writer_cpu_us_per_change", writer_us);
+        push_result(key_prefix, phones[i], "request_cpu_us_per_change", cpu_us - writer_us);
+        push_result(key_prefix, phones[i], "changes_per_s", rate);
+        push_result(key_prefix, phones[i], "p50_ms", p50);
+        push_result(key_prefix, phones[i], "p99_ms", p99);
         if (phones[i] == 64) rate64 = rate;
     }
     return rate64;
@@ -837,9 +843,9 @@ int main(void) {
     int growth_max = getenv("BENCH_GROWTH") ? atoi(getenv("BENCH_GROWTH")) : 1000000;
     const char *only = getenv("BENCH_ONLY");
     int only_login = only && strcmp(only, "login") == 0;
-    const char *out_path = getenv("BENCH_OUT")  ? getenv("BENCH_OUT")
-                           : only_login         ? "bench/results-login.json"
-                                                : "bench/results.json";
+    const char *out_path = getenv("BENCH_OUT") ? getenv("BENCH_OUT")
+                           : only_login        ? "bench/results-login.json"
+                                               : "bench/results.json";
     curl_global_init(CURL_GLOBAL_DEFAULT);
     g_results = cJSON_CreateObject();
     if (only_login) {
@@ -952,8 +958,8 @@ int main(void) {
     printf("  baseline: raw LMDB puts, 50 per fsync %14.0f   our 64-phone rate = %.2f x baseline\n", base,
            rate64 / base);
     if (before64 > 0) {
-        printf("  before (BENCH_BEFORE): 64-phone rate = %.2f x baseline; after/before = %.2f\n", before64 / base,
-               rate64 / before64);
+        printf("  before (BENCH_BEFORE): 64-phone rate = %.2f x baseline; after/before = %.2f\n",
+               before64 / base, rate64 / before64);
         result("before_push_64_ratio_to_baseline", before64 / base);
     }
     printf("\n");
