@@ -13,10 +13,9 @@
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
 
+#include "sync/retention.h"
 #include "sync/sync.h"
 
-#define REPLICA_STREAM "CASESYNC"
-#define REPLICA_SUBJECT "casesync.log"
 #define REPLICA_BUCKET "casesync_lease"
 #define REPLICA_KEY "leader"
 #define REPLICA_CONNECT_WAIT_MS 5000
@@ -49,6 +48,8 @@ struct replica {
     int64_t renew_at_ms, valid_until_ms; /* monotonic */
     char leader_url[256];
     uint64_t stream_last, applied;
+    uint64_t stream_first; /* the stream's first sequence as last seen (trims move it) */
+    int cut_off;           /* the store needs entries the stream no longer holds (retention.h) */
     uint64_t publish_failures, lease_changes;
     char last_note[160]; /* replica thread only */
     char last_err[96];   /* replica thread only: why the last read of the stream failed */
@@ -162,11 +163,25 @@ static int stream_last(replica_t *r, uint64_t *last) {
         return -1;
     }
     *last = si->State.LastSeq;
+    uint64_t first = si->State.FirstSeq;
     jsStreamInfo_Destroy(si);
     pthread_mutex_lock(&r->mu);
     r->stream_last = *last;
+    r->stream_first = first;
     pthread_mutex_unlock(&r->mu);
     return 0;
+}
+
+/* What a node cut off by a trim says (a buffer of the calling thread's). */
+static const char *replica_cut_off_text(uint64_t have, uint64_t first) {
+    static __thread char t[400];
+    snprintf(t, sizeof t,
+             "this store has applied log entry %" PRIu64 " but the stream " REPLICA_STREAM
+             " now starts at entry %" PRIu64 " (the entries between were trimmed, see casesync log-trim): it "
+             "cannot catch up. Restore this node from a newer backup (casesync backup of a node of the "
+             "cluster, taken at entry %" PRIu64 " or later)",
+             have, first, first > 0 ? first - 1 : 0);
+    return t;
 }
 
 /* Applies entries after the store's log_seq, up to the stream's end or
@@ -179,13 +194,32 @@ static int catch_up(replica_t *r) {
     pthread_mutex_lock(&r->mu);
     r->applied = have; /* the leader's own commits move it too */
     pthread_mutex_unlock(&r->mu);
-    if (have > last) {
+    pthread_mutex_lock(&r->mu);
+    uint64_t first = r->stream_first;
+    pthread_mutex_unlock(&r->mu);
+    switch (retention_join_decide(have, first, last)) {
+    case JOIN_AHEAD:
         /* The store is ahead of the stream: another stream, or one that lost
          * entries. Never write over it. */
         fprintf(stderr, "replica: store has applied %" PRIu64 " but the stream ends at %" PRIu64 "\n", have,
                 last);
         return -1;
+    case JOIN_TRIMMED:
+        /* The entries it needs were trimmed (casesync log-trim): it can
+         * never catch up from the stream. */
+        pthread_mutex_lock(&r->mu);
+        int first_time = !r->cut_off;
+        r->cut_off = 1;
+        pthread_mutex_unlock(&r->mu);
+        snprintf(r->last_err, sizeof r->last_err, "entries %" PRIu64 "..%" PRIu64 " were trimmed", have + 1,
+                 first - 1);
+        if (first_time) fprintf(stderr, "replica: %s\n", replica_cut_off_text(have, first));
+        return -1;
+    case JOIN_OK: break;
     }
+    pthread_mutex_lock(&r->mu);
+    r->cut_off = 0;
+    pthread_mutex_unlock(&r->mu);
     for (int n = 0; have < last && n < REPLICA_APPLY_MAX && !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE);
          n++) {
         natsMsg *m = NULL;
@@ -533,7 +567,10 @@ int replica_start(store_t *st, const replica_config_t *cfg, int (*on_apply)(MDB_
     while ((c = catch_up(r)) == 0 && mono_ms() < until) {
     }
     if (c < 0) {
-        snprintf(errbuf, errlen, "cannot apply the stream %s to this store (see above)", REPLICA_STREAM);
+        if (r->cut_off)
+            snprintf(errbuf, errlen, "%s", replica_cut_off_text(r->applied, r->stream_first));
+        else
+            snprintf(errbuf, errlen, "cannot apply the stream %s to this store (see above)", REPLICA_STREAM);
         goto fail;
     }
     /* An entry must fit NATS's max_payload (1 MB unless the servers raise it),
@@ -602,6 +639,8 @@ void replica_metrics(replica_t *r, char *buf, size_t cap, int *len) {
     pthread_mutex_lock(&r->mu);
     int holder = r->holder, writable = r->writable;
     uint64_t applied = r->applied, last = r->stream_last, pf = r->publish_failures, lc = r->lease_changes;
+    uint64_t first = r->stream_first;
+    int cut = r->cut_off;
     pthread_mutex_unlock(&r->mu);
     uint64_t have = replica_applied(r);
     if (have > applied) applied = have;
@@ -620,7 +659,13 @@ void replica_metrics(replica_t *r, char *buf, size_t cap, int *len) {
         "casesync_cluster_publish_failures_total %" PRIu64 "\n"
         "# HELP casesync_cluster_lease_changes_total Times this node took or gave up the lease.\n"
         "# TYPE casesync_cluster_lease_changes_total counter\n"
-        "casesync_cluster_lease_changes_total %" PRIu64 "\n",
-        holder, writable, applied, last > applied ? last : applied, pf, lc);
+        "casesync_cluster_lease_changes_total %" PRIu64 "\n"
+        "# HELP casesync_cluster_stream_first_seq The stream's first sequence as this node last saw it "
+        "(casesync log-trim moves it).\n"
+        "# TYPE casesync_cluster_stream_first_seq gauge\ncasesync_cluster_stream_first_seq %" PRIu64 "\n"
+        "# HELP casesync_cluster_cut_off 1 when this store needs entries the stream no longer holds "
+        "(restore it from a newer backup).\n"
+        "# TYPE casesync_cluster_cut_off gauge\ncasesync_cluster_cut_off %d\n",
+        holder, writable, applied, last > applied ? last : applied, pf, lc, first, cut);
     *len = n < 0 ? -1 : *len + n;
 }
