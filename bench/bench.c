@@ -1027,6 +1027,7 @@ static void run_cluster(void) {
     snprintf(single_base, sizeof single_base, "%s", g_base);
     single_pid = g_pid;
     double rate[2] = {0, 0}, cpu[2] = {0, 0}, p99[2] = {0, 0}, all_cpu[2] = {0, 0}, busy[2] = {0, 0};
+    double fol_cpu = 0, nats_cpu = 0; /* the two followers', the three nats-servers' */
     for (int round = 0; round < CL_ROUNDS; round++)
         for (int c = 0; c < 2; c++) {
             double p50, q99, cu;
@@ -1036,10 +1037,20 @@ static void run_cluster(void) {
             snprintf(g_base, sizeof g_base, "%s", c ? nodes[0].base : single_base);
             g_pid = c ? nodes[0].pid : single_pid;
             double a0 = c ? cluster_cpu_s(nodes, nats) : pid_cpu_s(single_pid), mb0, mt0, mb1, mt1;
+            double f0 = pid_cpu_s(nodes[1].pid) + pid_cpu_s(nodes[2].pid), n0 = 0;
+            for (int i = 0; i < CL_NODES; i++)
+                n0 += pid_cpu_s(nats[i].pid);
             machine_ticks(&mb0, &mt0);
             double r = run_push(CL_PUSH_PHONES, CL_PUSH_EACH, tag, &p50, &q99, &errors, &cu);
             machine_ticks(&mb1, &mt1);
             double a1 = c ? cluster_cpu_s(nodes, nats) : pid_cpu_s(single_pid);
+            double f1 = pid_cpu_s(nodes[1].pid) + pid_cpu_s(nodes[2].pid), n1 = 0;
+            for (int i = 0; i < CL_NODES; i++)
+                n1 += pid_cpu_s(nats[i].pid);
+            if (c) {
+                fol_cpu += (f1 - f0) * 1e6 / (CL_PUSH_PHONES * CL_PUSH_EACH * PUSH_CHANGES) / CL_ROUNDS;
+                nats_cpu += (n1 - n0) * 1e6 / (CL_PUSH_PHONES * CL_PUSH_EACH * PUSH_CHANGES) / CL_ROUNDS;
+            }
             all_cpu[c] += (a1 - a0) * 1e6 / (CL_PUSH_PHONES * CL_PUSH_EACH * PUSH_CHANGES) / CL_ROUNDS;
             busy[c] += (mt1 > mt0 ? (mb1 - mb0) / (mt1 - mt0) : 0) / CL_ROUNDS;
             if (errors) die("cluster push round: %d errors", errors);
@@ -1059,9 +1070,10 @@ static void run_cluster(void) {
     printf("  %-42s %14.0f %10.1f %12.0f %12.0f %7.0f%%   = %.2f x one node (target >= 0.5)\n",
            "3-node cluster, to the leader", rate[1], p99[1], cpu[1], all_cpu[1], busy[1] * 100,
            rate[1] / rate[0]);
-    printf("  (cpu: the node pushed to; all: every casesyncd and nats-server; machine: busy share of all %ld "
-           "cores, other agents included)\n",
-           sysconf(_SC_NPROCESSORS_ONLN));
+    printf("  (cpu: the node pushed to; all: every casesyncd and nats-server -- the two followers %.0f, the "
+           "three "
+           "nats-servers %.0f us/ch; machine: busy share of all %ld cores, other agents included)\n",
+           fol_cpu, nats_cpu, sysconf(_SC_NPROCESSORS_ONLN));
     result("cluster_push_single_changes_per_s", rate[0]);
     result("cluster_push_changes_per_s", rate[1]);
     result("cluster_push_ratio_to_single", rate[1] / rate[0]);
@@ -1070,6 +1082,8 @@ static void run_cluster(void) {
     result("cluster_push_single_cpu_us_per_change", cpu[0]);
     result("cluster_push_leader_cpu_us_per_change", cpu[1]);
     result("cluster_push_all_processes_cpu_us_per_change", all_cpu[1]);
+    result("cluster_push_followers_cpu_us_per_change", fol_cpu);
+    result("cluster_push_nats_cpu_us_per_change", nats_cpu);
     result("cluster_push_single_machine_busy", busy[0]);
     result("cluster_push_machine_busy", busy[1]);
 

@@ -324,6 +324,7 @@ const char *sync_schema_source(const sync_t *s) { return s->schema_source; }
 static int detach_job(MDB_txn *txn, void *ctx) {
     sync_t *s = ctx;
     int rc = store_del(txn, s->dbs->meta, STORE_LOG_SEQ, strlen(STORE_LOG_SEQ));
+    if (rc == 0 || rc == SYNC_ENOTFOUND) rc = store_del(txn, s->dbs->meta, STORE_LOG_STREAM, strlen(STORE_LOG_STREAM));
     return rc == SYNC_ENOTFOUND ? 0 : rc;
 }
 

@@ -113,6 +113,10 @@ static int replica_append(void *ctx, const void *redo, size_t len, uint64_t appl
         pthread_mutex_unlock(&r->mu);
     } else {
         *seq = ack->Sequence;
+        /* Wakes the followers: a few bytes, not the entry (they read it
+         * from the stream; a core subscription to the stream's subject
+         * would carry every entry to each of them once more). */
+        natsConnection_Publish(r->nc, REPLICA_WAKE, NULL, 0);
         pthread_mutex_lock(&r->mu);
         if (ack->Sequence > r->stream_last) r->stream_last = ack->Sequence;
         pthread_mutex_unlock(&r->mu);
@@ -175,12 +179,13 @@ static int stream_last(replica_t *r, uint64_t *last) {
 /* What a node cut off by a trim says (a buffer of the calling thread's). */
 static const char *replica_cut_off_text(uint64_t have, uint64_t first) {
     static __thread char t[400];
-    snprintf(t, sizeof t,
-             "this store has applied log entry %" PRIu64 " but the stream " REPLICA_STREAM
-             " now starts at entry %" PRIu64 " (the entries between were trimmed, see casesync log-trim): it "
-             "cannot catch up. Restore this node from a newer backup (casesync backup of a node of the "
-             "cluster, taken at entry %" PRIu64 " or later)",
-             have, first, first > 0 ? first - 1 : 0);
+    /* Under 256 bytes: it becomes casesyncd's error at start. */
+    snprintf(
+        t, sizeof t,
+        "this store has applied log entry %" PRIu64 ", the stream " REPLICA_STREAM " starts at %" PRIu64
+        " (trimmed: casesync log-trim); it cannot catch up. Restore this node from a newer backup (taken at "
+        "entry %" PRIu64 " or later)",
+        have, first, first > 0 ? first - 1 : 0);
     return t;
 }
 
@@ -503,6 +508,55 @@ static int ensure_stream_and_bucket(replica_t *r, char *errbuf, size_t errlen) {
     return 0;
 }
 
+static int put_stream_mark(MDB_txn *txn, void *ctx) {
+    replica_t *r = ((void **)ctx)[0];
+    return store_meta_put_u64(txn, r->dbs, STORE_LOG_STREAM, *(uint64_t *)((void **)ctx)[1]);
+}
+
+/* The stream this store follows must be the one it followed (retention.h):
+ * 0, or -1 with errbuf filled. */
+static int check_stream_identity(replica_t *r, char *errbuf, size_t errlen) {
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = r->ctl_timeout_ms;
+    natsStatus s = js_GetStreamInfo(&si, r->js, REPLICA_STREAM, &o, &jerr);
+    if (s != NATS_OK || !si) {
+        snprintf(errbuf, errlen, "cannot read the stream %s: %s (%d)", REPLICA_STREAM, natsStatus_GetText(s),
+                 (int)jerr);
+        return -1;
+    }
+    uint64_t created = si->Created > 0 ? (uint64_t)si->Created : 0;
+    jsStreamInfo_Destroy(si);
+    MDB_txn *txn = NULL;
+    uint64_t mine = 0;
+    if (store_read_begin(r->st, &txn) == 0) mine = store_meta_u64(txn, r->dbs, STORE_LOG_STREAM);
+    store_read_end(txn);
+    switch (retention_stream_decide(mine, created)) {
+    case STREAM_SAME: return 0;
+    case STREAM_ADOPT: {
+        void *ctx[2] = {r, &created};
+        if (store_write_applied(r->st, put_stream_mark, ctx) == 0) return 0;
+        snprintf(errbuf, errlen, "cannot record the stream followed in the store");
+        return -1;
+    }
+    case STREAM_OTHER: break;
+    }
+    char was[32], now[32];
+    time_t tw = (time_t)(mine / 1000000000u), tn = (time_t)(created / 1000000000u);
+    struct tm a, b;
+    strftime(was, sizeof was, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&tw, &a));
+    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&tn, &b));
+    snprintf(
+        errbuf, errlen,
+        "this store followed another stream " REPLICA_STREAM " (made %s), not the cluster's (made %s): it "
+        "cannot join. Restore this node from a backup of a node of the cluster, or `casesync detach` it to "
+        "seed a new cluster",
+        was, now);
+    return -1;
+}
+
 int replica_start(store_t *st, const replica_config_t *cfg, int (*on_apply)(MDB_txn *txn, void *ctx),
                   void *apply_ctx, replica_t **out, char *errbuf, size_t errlen) {
     *out = NULL;
@@ -558,7 +612,8 @@ int replica_start(store_t *st, const replica_config_t *cfg, int (*on_apply)(MDB_
         if (mono_ms() >= ready_by) goto fail;
         nanosleep(&(struct timespec){0, 250 * 1000000L}, NULL);
     }
-    if (natsConnection_SubscribeSync(&r->wake, r->nc, REPLICA_SUBJECT) != NATS_OK) r->wake = NULL;
+    if (check_stream_identity(r, errbuf, errlen) != 0) goto fail;
+    if (natsConnection_SubscribeSync(&r->wake, r->nc, REPLICA_WAKE) != NATS_OK) r->wake = NULL;
 
     /* Catch up (bounded) and try the lease once, before anything writes. */
     r->applied = replica_applied(r);

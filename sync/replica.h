@@ -21,8 +21,9 @@
  *   same changeset gets the stored answer (changesets are idempotent).
  * - A leader that dies between the ack and its commit applies that entry
  *   from the stream when it starts again, before it writes.
- * - Followers poll the stream (woken at once by a core subscription to its
- *   subject) and apply entries in order, each in its own transaction with
+ * - Followers poll the stream (woken at once by an empty core NATS message
+ *   on casesync.wake the leader sends after each append) and apply entries
+ *   in order, each in its own transaction with
  *   its sequence. They refuse every write job that would change the store
  *   (SYNC_EUNAVAIL); the HTTP edge redirects writes to the leader.
  * - The lease: key "leader" of the KV bucket, value {"node","url"} or "" when
@@ -44,6 +45,7 @@
 
 #define REPLICA_STREAM "CASESYNC"
 #define REPLICA_SUBJECT "casesync.log"
+#define REPLICA_WAKE "casesync.wake" /* core NATS, empty: the leader appended an entry */
 
 typedef struct replica replica_t;
 

@@ -46,6 +46,11 @@ static natsStatus connect_list(const char *urls, natsConnection **nc) {
     return s;
 }
 
+stream_action_t retention_stream_decide(uint64_t store_stream, uint64_t stream_created) {
+    if (stream_created == 0 || store_stream == stream_created) return STREAM_SAME;
+    return store_stream == 0 ? STREAM_ADOPT : STREAM_OTHER;
+}
+
 int sync_store_log_seq(const char *dir, uint64_t *seq, sync_error_t *err) {
     store_t *st = NULL;
     MDB_txn *txn = NULL;

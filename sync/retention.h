@@ -16,6 +16,11 @@
  * - The trim checks only the backup against the stream, not the live
  *   nodes: a follower that lags behind the backup by more than the margin
  *   when the trim runs is cut off (and says so).
+ * - A store remembers which stream it follows (meta log_stream: the
+ *   stream's creation time). A stream made again after the old one was lost
+ *   (every nats-server's copy, or two of three) numbers its entries from 1
+ *   again: a store of the old stream would apply the wrong entries, so
+ *   casesyncd refuses to start on it. `casesync detach` forgets both marks.
  * - The sequence numbers are the stream's: a purge keeps them, so a
  *   backup's log_seq still means the same entry after any trim.
  */
@@ -45,5 +50,14 @@ typedef enum {
 } trim_action_t;
 trim_action_t retention_trim_decide(uint64_t backup_seq, uint64_t keep, uint64_t first, uint64_t last,
                                     uint64_t *keep_from);
+
+/* Pure: may a store that followed the stream made at store_stream (0: none
+ * recorded) follow the stream made at stream_created (0: unknown)? */
+typedef enum {
+    STREAM_SAME,  /* the stream it followed, or unknown */
+    STREAM_ADOPT, /* it recorded none yet: record this one */
+    STREAM_OTHER  /* another stream: refuse */
+} stream_action_t;
+stream_action_t retention_stream_decide(uint64_t store_stream, uint64_t stream_created);
 
 #endif

@@ -937,6 +937,11 @@ TEST(cluster_retention_decide_table) {
     ASSERT_INT((int)from, 11);
     ASSERT_INT(retention_trim_decide(0, 0, 1, 10, &from), TRIM_NOT_CLUSTER);
     ASSERT_INT(retention_trim_decide(11, 0, 1, 10, &from), TRIM_AHEAD);
+    /* which stream a store follows */
+    ASSERT_INT(retention_stream_decide(0, 500), STREAM_ADOPT);
+    ASSERT_INT(retention_stream_decide(500, 500), STREAM_SAME);
+    ASSERT_INT(retention_stream_decide(500, 0), STREAM_SAME);
+    ASSERT_INT(retention_stream_decide(400, 500), STREAM_OTHER);
 }
 
 /* Three casesyncd nodes on one nats-server while a phone keeps pushing to
@@ -1054,7 +1059,7 @@ TEST(cluster_log_trim_to_a_backup_refuses_older_nodes) {
     const char *log = file_text(hfmt("%s/server.log", d.dir));
     ASSERT_MSG(
         strstr(log, "Restore this node from a newer backup") &&
-            strstr(log, hfmt("has applied log entry %lld but the stream CASESYNC now starts at entry %lld",
+            strstr(log, hfmt("this store has applied log entry %lld, the stream CASESYNC starts at %lld",
                              old_seq, first)),
         "d's log: %.2000s", log);
     /* A node from the newer backup joins and has everything once. */
@@ -1087,5 +1092,73 @@ TEST(cluster_log_trim_to_a_backup_refuses_older_nodes) {
     srv_cleanup(&b);
     srv_cleanup(&a);
     (void)!system(hfmt("rm -rf %s %s", old_dir, new_dir));
+    natsd_stop(&n, SIGTERM);
+}
+
+/* The stream lost (here its only nats-server's folder; in production two
+ * of three nats-servers' disks), and the cluster rebuilt as operations.md
+ * says: the most advanced store is detached and seeds a new stream; the
+ * other node's old store, whose log entries are numbered after the old
+ * stream, is refused (it would apply the new stream's entries from the wrong
+ * place), and a node seeded from the new leader's backup joins with every
+ * change, old and new, once. */
+TEST(cluster_lost_stream_rebuilt_from_the_most_advanced_store) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    const char *cfg_a = node_config(url, "a", 1), *cfg_b = node_config(url, "b", 1);
+    srv_t a, b, c;
+    ASSERT(node_seed(&a, cfg_a, off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, cfg_b) == 0);
+    phone_t p;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-lost") == 0);
+    int np = 0;
+    resp_t r;
+    for (; np < 3; np++) {
+        r = phone_push(&p, changes(ch_create(hfmt("rec-lost-%d", np), "general", NULL)));
+        ASSERT_STATUS(r, 200);
+    }
+    ASSERT(node_has(&b, p.token, hfmt("rec-lost-%d", np - 1)));
+    long long applied_a = metric(node_metrics(&a), "casesync_cluster_applied_seq");
+    ASSERT(applied_a >= 4);
+
+    /* The stream is gone. */
+    natsd_stop(&n, SIGKILL);
+    (void)!system(hfmt("rm -rf %s/jetstream", n.dir));
+    ASSERT_INT(srv_stop(&a), 0);
+    ASSERT_INT(srv_stop(&b), 0);
+
+    /* The runbook: detach the most advanced store, start it on the new
+     * (empty) nats-servers; it makes the stream and leads. */
+    ASSERT(natsd_start(&n) == 0);
+    cli_res_t d = cli(a.dir, NULL, "detach");
+    ASSERT_MSG(d.rc == 0 && strstr(d.out, hfmt("applied log entry %lld", applied_a)), "detach: %d %s %s",
+               d.rc, d.out, d.err);
+    ASSERT(node_start(&a, cfg_a, 1) == 0);
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-lost") == 0);
+    /* Past b's old log position, so that a store following the old stream
+     * would find entries to apply. */
+    for (int i = 0; i < 3 + applied_a; i++, np++) {
+        r = phone_push(&p, changes(ch_create(hfmt("rec-lost-%d", np), "general", NULL)));
+        ASSERT_STATUS(r, 200);
+    }
+    long long first = 0, last = 0;
+    ASSERT(stream_bounds(url, &first, &last) == 0);
+    ASSERT_MSG(last > applied_a, "the new stream ends at %lld, b applied %lld", last, applied_a);
+
+    /* b's old store: refused, saying what to do. */
+    ASSERT(node_start(&b, cfg_b, 1) != 0);
+    const char *log = file_text(hfmt("%s/server.log", b.dir));
+    ASSERT_MSG(
+        strstr(log, "this store followed another stream CASESYNC") &&
+            strstr(log, "Restore this node from a backup of a node of the cluster, or `casesync detach`"),
+        "b's log: %.2000s", log);
+    /* A node from the new leader's backup joins with everything once. */
+    ASSERT(node_from_backup(&c, &a, node_config(url, "c", 1)) == 0);
+    ASSERT(node_holds_each_once(&c, &p, "rec-lost", np) == 0);
+    ASSERT(node_holds_each_once(&a, &p, "rec-lost", np) == 0);
+    srv_cleanup(&c);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
     natsd_stop(&n, SIGTERM);
 }
