@@ -527,13 +527,13 @@ static int check_stream_identity(replica_t *r, char *errbuf, size_t errlen) {
                  (int)jerr);
         return -1;
     }
-    uint64_t created = si->Created > 0 ? (uint64_t)si->Created : 0;
+    uint64_t created = si->Created > 0 ? (uint64_t)si->Created : 0, last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
     MDB_txn *txn = NULL;
     uint64_t mine = 0;
     if (store_read_begin(r->st, &txn) == 0) mine = store_meta_u64(txn, r->dbs, STORE_LOG_STREAM);
     store_read_end(txn);
-    switch (retention_stream_decide(mine, created)) {
+    switch (retention_stream_decide(mine, created, last)) {
     case STREAM_SAME: return 0;
     case STREAM_ADOPT: {
         void *ctx[2] = {r, &created};
@@ -541,6 +541,14 @@ static int check_stream_identity(replica_t *r, char *errbuf, size_t errlen) {
         snprintf(errbuf, errlen, "cannot record the stream followed in the store");
         return -1;
     }
+    case STREAM_DETACHED:
+        snprintf(
+            errbuf, errlen,
+            "this store was detached from its cluster (casesync detach): it may seed a new cluster (an empty "
+            "stream " REPLICA_STREAM ") but not join one whose stream has entries (this one ends at %" PRIu64
+            "). Restore this node from a backup of a node of the cluster",
+            last);
+        return -1;
     case STREAM_OTHER: break;
     }
     char was[32], now[32];

@@ -46,7 +46,9 @@ static natsStatus connect_list(const char *urls, natsConnection **nc) {
     return s;
 }
 
-stream_action_t retention_stream_decide(uint64_t store_stream, uint64_t stream_created) {
+stream_action_t retention_stream_decide(uint64_t store_stream, uint64_t stream_created,
+                                        uint64_t stream_last) {
+    if (store_stream == RETENTION_DETACHED) return stream_last == 0 ? STREAM_ADOPT : STREAM_DETACHED;
     if (stream_created == 0 || store_stream == stream_created) return STREAM_SAME;
     return store_stream == 0 ? STREAM_ADOPT : STREAM_OTHER;
 }

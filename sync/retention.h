@@ -20,7 +20,10 @@
  *   stream's creation time). A stream made again after the old one was lost
  *   (every nats-server's copy, or two of three) numbers its entries from 1
  *   again: a store of the old stream would apply the wrong entries, so
- *   casesyncd refuses to start on it. `casesync detach` forgets both marks.
+ *   casesyncd refuses to start on it. `casesync detach` forgets log_seq and
+ *   marks the store detached: it may then seed a new stream (an empty one)
+ *   but join no stream that has entries, the old one included (it would
+ *   apply it from entry 1 over its own records).
  * - The sequence numbers are the stream's: a purge keeps them, so a
  *   backup's log_seq still means the same entry after any trim.
  */
@@ -52,12 +55,16 @@ trim_action_t retention_trim_decide(uint64_t backup_seq, uint64_t keep, uint64_t
                                     uint64_t *keep_from);
 
 /* Pure: may a store that followed the stream made at store_stream (0: none
- * recorded) follow the stream made at stream_created (0: unknown)? */
+ * recorded; RETENTION_DETACHED: `casesync detach` took it out) follow the
+ * stream made at stream_created (0: unknown) whose last entry is
+ * stream_last? */
+#define RETENTION_DETACHED 1
 typedef enum {
-    STREAM_SAME,  /* the stream it followed, or unknown */
-    STREAM_ADOPT, /* it recorded none yet: record this one */
-    STREAM_OTHER  /* another stream: refuse */
+    STREAM_SAME,    /* the stream it followed, or unknown */
+    STREAM_ADOPT,   /* it recorded none yet, or it was detached and the stream is empty: record this one */
+    STREAM_OTHER,   /* another stream: refuse */
+    STREAM_DETACHED /* detached, and the stream has entries: it may only seed an empty one */
 } stream_action_t;
-stream_action_t retention_stream_decide(uint64_t store_stream, uint64_t stream_created);
+stream_action_t retention_stream_decide(uint64_t store_stream, uint64_t stream_created, uint64_t stream_last);
 
 #endif

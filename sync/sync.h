@@ -142,7 +142,8 @@ enum { SYNC_NODE_SINGLE = 0, SYNC_NODE_LEADER = 1, SYNC_NODE_FOLLOWER = 2 };
 int sync_node_role(sync_t *s, char *leader_url, size_t n);
 /* Takes a store out of its cluster for good: forgets the log sequence it
  * has applied (*was gets it), so it opens without cluster mode again, or
- * seeds a new cluster with an empty stream. Open with cluster_detach. */
+ * seeds a new cluster with an empty stream; it may join no stream that has
+ * entries (sync/retention.h). Open with cluster_detach. */
 int sync_cluster_detach(sync_t *s, uint64_t *was, sync_error_t *err);
 /* Cluster mode: the log sequence the store in folder dir has applied (0:
  * none, not a cluster's), read without a server; a backup's folder too. */

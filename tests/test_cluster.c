@@ -938,10 +938,13 @@ TEST(cluster_retention_decide_table) {
     ASSERT_INT(retention_trim_decide(0, 0, 1, 10, &from), TRIM_NOT_CLUSTER);
     ASSERT_INT(retention_trim_decide(11, 0, 1, 10, &from), TRIM_AHEAD);
     /* which stream a store follows */
-    ASSERT_INT(retention_stream_decide(0, 500), STREAM_ADOPT);
-    ASSERT_INT(retention_stream_decide(500, 500), STREAM_SAME);
-    ASSERT_INT(retention_stream_decide(500, 0), STREAM_SAME);
-    ASSERT_INT(retention_stream_decide(400, 500), STREAM_OTHER);
+    ASSERT_INT(retention_stream_decide(0, 500, 7), STREAM_ADOPT);
+    ASSERT_INT(retention_stream_decide(500, 500, 7), STREAM_SAME);
+    ASSERT_INT(retention_stream_decide(500, 0, 7), STREAM_SAME);
+    ASSERT_INT(retention_stream_decide(400, 500, 7), STREAM_OTHER);
+    ASSERT_INT(retention_stream_decide(RETENTION_DETACHED, 500, 0), STREAM_ADOPT); /* seeds a new stream */
+    ASSERT_INT(retention_stream_decide(RETENTION_DETACHED, 500, 7), STREAM_DETACHED);
+    ASSERT_INT(retention_stream_decide(RETENTION_DETACHED, 0, 7), STREAM_DETACHED);
 }
 
 /* Three casesyncd nodes on one nats-server while a phone keeps pushing to
@@ -1152,6 +1155,15 @@ TEST(cluster_lost_stream_rebuilt_from_the_most_advanced_store) {
     ASSERT_MSG(
         strstr(log, "this store followed another stream CASESYNC") &&
             strstr(log, "Restore this node from a backup of a node of the cluster, or `casesync detach`"),
+        "b's log: %.2000s", log);
+    /* Detached, it may not join a stream that has entries either (it would
+     * apply them from entry 1 over its own records). */
+    d = cli(b.dir, NULL, "detach");
+    ASSERT_MSG(d.rc == 0, "detach of b: %d %s", d.rc, d.err);
+    ASSERT(node_start(&b, cfg_b, 1) != 0);
+    log = file_text(hfmt("%s/server.log", b.dir));
+    ASSERT_MSG(
+        strstr(log, "this store was detached from its cluster (casesync detach): it may seed a new cluster"),
         "b's log: %.2000s", log);
     /* A node from the new leader's backup joins with everything once. */
     ASSERT(node_from_backup(&c, &a, node_config(url, "c", 1)) == 0);
