@@ -10,6 +10,9 @@
  *   with a message saying to restore from a newer backup, and a running
  *   follower that finds itself there stops applying (metric
  *   casesync_cluster_cut_off).
+ * - A store follows one stream (its creation time in meta log_stream):
+ *   replica_start() refuses a store of another stream, made again after a
+ *   loss, and a detached store on a stream that has entries.
  * - The leader publishes each batch's redo (store.h) with the header
  *   Nats-Expected-Last-Sequence set to the sequence it has applied: an old
  *   leader whose store is behind the stream cannot append (the fence). Only

@@ -72,6 +72,11 @@ int sync_cluster_trim(const char *urls, const char *backup_dir, uint64_t keep, s
     memset(out, 0, sizeof *out);
     int rc = sync_store_log_seq(backup_dir, &out->backup_seq, err);
     if (rc != 0) return rc;
+    if (out->backup_seq == 0) /* before asking NATS: TRIM_NOT_CLUSTER whatever the stream */
+        return sync_fail(
+            err, SYNC_EBADREQ, "backup",
+            "%s has applied no entry of a cluster's log (log_seq 0): not a backup of a cluster node",
+            backup_dir);
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     jsStreamInfo *si = NULL;
