@@ -9,19 +9,27 @@
  * BENCH_OUT (results path), BENCH_ONLY=push (push figures only) or
  * BENCH_ONLY=login (the login figures only: argon2id against PBKDF2-600k,
  * logins per second per core, the login storm; results-login.json), or
- * BENCH_ONLY=formats (the in-process format candidates only, bench/formats.c).
+ * BENCH_ONLY=formats (the in-process format candidates only, bench/formats.c),
+ * or BENCH_ONLY=cluster (cluster mode only: three nats-servers and three
+ * nodes; push against one node, pulls spread over the nodes, failover;
+ * merged into the results file under keys cluster_*).
  * The sync measurements run with a cheap argon2id cost (logins are not what
  * they measure); the login measurements with the production default. */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -96,7 +104,8 @@ typedef struct conn {
     buf_t body;
     long status;
     double secs;
-    curl_off_t down; /* bytes on the wire (compressed when gzip) */
+    curl_off_t down;  /* bytes on the wire (compressed when gzip) */
+    const char *base; /* the server asked; NULL: g_base */
 } conn_t;
 
 static void conn_init(conn_t *k) {
@@ -115,7 +124,7 @@ static long req(conn_t *k, const char *method, const char *path, const char *tok
                 int gzip) {
     char url[1024], auth[256];
     struct curl_slist *h = NULL;
-    snprintf(url, sizeof url, "%s%s", g_base, path);
+    snprintf(url, sizeof url, "%s%s", k->base ? k->base : g_base, path);
     k->body.n = 0;
     if (k->body.p) k->body.p[0] = 0;
     curl_easy_reset(k->c);
@@ -156,10 +165,53 @@ static long req(conn_t *k, const char *method, const char *path, const char *tok
  * (cheap, for the sync measurements), or "" for the production default. */
 static const char *g_cost = "m=64,t=1,p=1";
 
+/* Starts casesyncd on folder dir with the config file cfg_path ("" for
+ * none); *pid and base (64 bytes) get its pid and URL. */
+static void launch(const char *dir, const char *cfg_path, pid_t *pid, char *base) {
+    int pfd[2];
+    if (pipe(pfd) != 0) die("pipe");
+    *pid = fork();
+    if (*pid == 0) {
+        char bin[600], log[300];
+        snprintf(bin, sizeof bin, "%s/casesyncd", g_bin);
+        snprintf(log, sizeof log, "%s/server.log", dir);
+        dup2(pfd[1], 1);
+        int lf = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (lf >= 0) dup2(lf, 2);
+        close(pfd[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* gone with the bench, however it ends */
+        setenv("CASESYNC_PBKDF2_ITERATIONS", "1000", 1);
+        if (*g_cost)
+            setenv("CASESYNC_ARGON2_COST", g_cost, 1);
+        else
+            unsetenv("CASESYNC_ARGON2_COST");
+        if (cfg_path[0])
+            execl(bin, bin, "--data", dir, "--listen", "127.0.0.1:0", "--threads", "300", "--config",
+                  cfg_path, (char *)NULL);
+        else
+            execl(bin, bin, "--data", dir, "--listen", "127.0.0.1:0", "--threads", "300", (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    char line[256];
+    size_t n = 0;
+    double t0 = now_s();
+    while (n < sizeof line - 1 && now_s() - t0 < 30) {
+        ssize_t r = read(pfd[0], line + n, 1);
+        if (r <= 0) break;
+        if (line[n] == '\n') break;
+        n++;
+    }
+    close(pfd[0]);
+    line[n] = 0;
+    char *p = strstr(line, "http://");
+    if (!p) die("server on %s did not start: '%s' (see its server.log)", dir, line);
+    snprintf(base, 64, "%s", p);
+}
+
 /* Starts casesyncd on a fresh data folder (fresh) or on the current one,
  * with the argon2 cost g_cost and config_json (NULL: none) as --config. */
 static void server_start_with(int fresh, const char *config_json) {
-    int pfd[2];
     char cfg_path[300] = "";
     if (fresh) {
         snprintf(g_dir, sizeof g_dir, "/tmp/casesync-bench-XXXXXX");
@@ -170,43 +222,7 @@ static void server_start_with(int fresh, const char *config_json) {
         FILE *f = fopen(cfg_path, "w");
         if (!f || fputs(config_json, f) < 0 || fclose(f) != 0) die("config file");
     }
-    if (pipe(pfd) != 0) die("pipe");
-    g_pid = fork();
-    if (g_pid == 0) {
-        char bin[600], log[300];
-        snprintf(bin, sizeof bin, "%s/casesyncd", g_bin);
-        snprintf(log, sizeof log, "%s/server.log", g_dir);
-        dup2(pfd[1], 1);
-        int lf = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (lf >= 0) dup2(lf, 2);
-        close(pfd[0]);
-        setenv("CASESYNC_PBKDF2_ITERATIONS", "1000", 1);
-        if (*g_cost)
-            setenv("CASESYNC_ARGON2_COST", g_cost, 1);
-        else
-            unsetenv("CASESYNC_ARGON2_COST");
-        if (cfg_path[0])
-            execl(bin, bin, "--data", g_dir, "--listen", "127.0.0.1:0", "--threads", "300", "--config",
-                  cfg_path, (char *)NULL);
-        else
-            execl(bin, bin, "--data", g_dir, "--listen", "127.0.0.1:0", "--threads", "300", (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    char line[256];
-    size_t n = 0;
-    double t0 = now_s();
-    while (n < sizeof line - 1 && now_s() - t0 < 20) {
-        ssize_t r = read(pfd[0], line + n, 1);
-        if (r <= 0) break;
-        if (line[n] == '\n') break;
-        n++;
-    }
-    close(pfd[0]);
-    line[n] = 0;
-    char *p = strstr(line, "http://");
-    if (!p) die("server did not start: '%s'", line);
-    snprintf(g_base, sizeof g_base, "%s", p);
+    launch(g_dir, cfg_path, &g_pid, g_base);
 }
 
 static void server_start(void) {
@@ -220,10 +236,10 @@ static void server_stop(void) {
     g_pid = 0;
 }
 
-/* CPU seconds the server used so far (user + system, all threads). */
-static double server_cpu_s(void) {
+/* CPU seconds process pid used so far (user + system, all threads). */
+static double pid_cpu_s(pid_t pid) {
     char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)g_pid);
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -233,6 +249,11 @@ static double server_cpu_s(void) {
     unsigned long ut = 0, st = 0;
     if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return 0;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds the server used so far. */
+static double server_cpu_s(void) {
+    return pid_cpu_s(g_pid);
 }
 
 /* Bytes the server has written through write()/pwrite() so far (/proc/PID/io wchar). */
@@ -490,14 +511,15 @@ static pullres_t pull_all(conn_t *k, const char *token, char **cursor) {
     return r;
 }
 
-/* Pushes n records into a grid in changesets of 1000 (one device). */
-static void load_records(const char *user, const char *device, const char *prefix, int n, const char *grid) {
+/* Pushes n records into a grid in changesets of `chunk` (one device). */
+static void load_records_in(const char *user, const char *device, const char *prefix, int n, const char *grid,
+                            int chunk) {
     conn_t k;
     conn_init(&k);
     char *token = login(&k, user, device);
     long long seq = 1;
-    for (int done = 0; done < n; done += 1000) {
-        int m = n - done < 1000 ? n - done : 1000;
+    for (int done = 0; done < n; done += chunk) {
+        int m = n - done < chunk ? n - done : chunk;
         char *body = make_changeset(device, seq++, prefix, done, m, grid);
         if (req(&k, "POST", "/v1/sync/push", token, body, 0) != 200)
             die("load push %ld %.300s", k.status, k.body.p);
@@ -505,6 +527,11 @@ static void load_records(const char *user, const char *device, const char *prefi
     }
     free(token);
     conn_free(&k);
+}
+
+/* Pushes n records into a grid in changesets of 1000 (one device). */
+static void load_records(const char *user, const char *device, const char *prefix, int n, const char *grid) {
+    load_records_in(user, device, prefix, n, grid, 1000);
 }
 
 /* ---- 4. shift change ------------------------------------------------------------------ */
@@ -784,6 +811,445 @@ static void run_shift(const char *tag, const char *title, const char *key_suffix
     result(key, kb / 1024.0);
 }
 
+/* ---- 7. cluster mode: three nats-servers (R3), three casesyncd nodes -------------------- */
+
+#define CL_NODES 3
+#define CL_PUSH_PHONES 8
+#define CL_PUSH_EACH 20
+#define CL_ROUNDS 2
+#define CL_SCOPE 500    /* records each pull of the shift change returns */
+#define CL_PULLS 240    /* pulls per measure */
+#define CL_PULL_CONC 24 /* phones pulling at once */
+#define CL_GRID "110101001001066"
+
+typedef struct cnode {
+    pid_t pid;
+    char dir[256], base[64], cfg[300];
+} cnode_t;
+
+typedef struct cnats {
+    pid_t pid;
+    int port, cport;
+    char dir[256];
+} cnats_t;
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &n) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
+    if (port <= 0) die("no free port");
+    return port;
+}
+
+static int port_open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0) close(fd);
+    return ok;
+}
+
+/* A JetStream server of the three-server cluster "casesync-bench". */
+static void cnats_start(cnats_t *n, int i, const char *routes) {
+    char port[16], cport[48], name[8], log[300];
+    snprintf(n->dir, sizeof n->dir, "/tmp/casesync-bench-nats-XXXXXX");
+    if (!mkdtemp(n->dir)) die("temp dir");
+    snprintf(port, sizeof port, "%d", n->port);
+    snprintf(cport, sizeof cport, "nats://127.0.0.1:%d", n->cport);
+    snprintf(name, sizeof name, "n%d", i + 1);
+    snprintf(log, sizeof log, "%s/log", n->dir);
+    /* max_payload 8 MB (NATS's advice for the most; 1 MB by default): a
+     * batch's entry may hold a quarter of it, so a leader's batch can carry
+     * the changesets of 8 phones at once, as one node's does. */
+    char conf[300];
+    snprintf(conf, sizeof conf, "%s/nats.conf", n->dir);
+    FILE *cf = fopen(conf, "w");
+    if (!cf || fputs("max_payload: 8388608\n", cf) < 0 || fclose(cf) != 0) die("nats config");
+    n->pid = fork();
+    if (n->pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execlp("nats-server", "nats-server", "-c", conf, "-js", "-a", "127.0.0.1", "-p", port, "-sd", n->dir,
+               "-n", name, "--cluster_name", "casesync-bench", "--cluster", cport, "--routes", routes,
+               (char *)NULL);
+        _exit(127);
+    }
+    for (int t = 0; t < 400 && !port_open(n->port); t++)
+        usleep(25000);
+    if (!port_open(n->port)) die("nats-server %s did not start (is it installed? see %s)", name, log);
+}
+
+static void pid_kill(pid_t *pid, int sig) {
+    if (*pid <= 0) return;
+    kill(*pid, sig);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+/* 1 when node n takes a login now (holds the lease and writes). */
+static int cnode_leads(conn_t *k, cnode_t *n, const char *device) {
+    char body[256];
+    k->base = n->base;
+    snprintf(body, sizeof body,
+             "{\"username\":\"pusher\",\"password\":\"bench-password-1\",\"device_id\":\"%s\"}", device);
+    long st = req(k, "POST", "/v1/auth/login", NULL, body, 0);
+    k->base = NULL;
+    return st == 200;
+}
+
+typedef struct cpull {
+    cnode_t *nodes;
+    int spread;            /* 1: phone i reads from node i % 3; 0: all from node 0 */
+    int ids, next, errors; /* atomic */
+    char *token[CL_PULL_CONC];
+    long long bytes;
+} cpull_t;
+
+static void *cpull_main(void *arg) {
+    cpull_t *cp = arg;
+    int me = __atomic_fetch_add(&cp->ids, 1, __ATOMIC_ACQ_REL) % CL_PULL_CONC;
+    conn_t k;
+    conn_init(&k);
+    for (;;) {
+        int i = __atomic_fetch_add(&cp->next, 1, __ATOMIC_ACQ_REL);
+        if (i >= CL_PULLS) break;
+        k.base = cp->nodes[cp->spread ? i % CL_NODES : 0].base;
+        if (req(&k, "GET", "/v1/sync/pull?limit=1000", cp->token[me], NULL, 1) != 200 ||
+            k.body.n < (size_t)CL_SCOPE * 1000) {
+            if (__atomic_add_fetch(&cp->errors, 1, __ATOMIC_ACQ_REL) == 1)
+                fprintf(stderr, "bench: a pull from %s answered %ld, %zu bytes: %.200s\n", k.base, k.status,
+                        k.body.n, k.body.p ? k.body.p : "");
+        }
+        __atomic_add_fetch(&cp->bytes, (long long)k.down, __ATOMIC_ACQ_REL);
+    }
+    conn_free(&k);
+    return NULL;
+}
+
+/* The machine's busy and total CPU time so far (all processes, every
+ * agent on it), in clock ticks, from /proc/stat. */
+static void machine_ticks(double *busy, double *total) {
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    *busy = *total = 0;
+    if (!f) return;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+               &v[6], &v[7]) == 8) {
+        for (int i = 0; i < 8; i++)
+            *total += (double)v[i];
+        *busy = *total - (double)v[3] - (double)v[4]; /* less idle and iowait */
+    }
+    fclose(f);
+}
+
+/* CPU seconds of the cluster's processes (nodes and nats-servers) so far. */
+static double cluster_cpu_s(const cnode_t *nodes, const cnats_t *nats) {
+    double c = 0;
+    for (int i = 0; i < CL_NODES; i++)
+        c +=
+            (nodes[i].pid > 0 ? pid_cpu_s(nodes[i].pid) : 0) + (nats[i].pid > 0 ? pid_cpu_s(nats[i].pid) : 0);
+    return c;
+}
+
+static double self_cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* CL_PULLS full pulls of a CL_SCOPE-record scope, CL_PULL_CONC at a time,
+ * from node 0 alone or spread over the three. Pulls per second; *srv_ms
+ * the nodes' CPU per pull, *gen_ms the load generator's. */
+static double cluster_pulls(cnode_t *nodes, char **tokens, int spread, double *srv_ms, double *gen_ms,
+                            double *busy, int *errors) {
+    cpull_t cp = {.nodes = nodes, .spread = spread};
+    memcpy(cp.token, tokens, sizeof cp.token);
+    pthread_t th[CL_PULL_CONC];
+    double c0 = 0, g0 = self_cpu_s(), t0 = now_s(), mb0, mt0, mb1, mt1;
+    machine_ticks(&mb0, &mt0);
+    for (int i = 0; i < CL_NODES; i++)
+        c0 += pid_cpu_s(nodes[i].pid);
+    for (int i = 0; i < CL_PULL_CONC; i++)
+        pthread_create(&th[i], NULL, cpull_main, &cp);
+    for (int i = 0; i < CL_PULL_CONC; i++)
+        pthread_join(th[i], NULL);
+    double wall = now_s() - t0, c1 = 0;
+    machine_ticks(&mb1, &mt1);
+    *busy = mt1 > mt0 ? (mb1 - mb0) / (mt1 - mt0) : 0;
+    for (int i = 0; i < CL_NODES; i++)
+        c1 += pid_cpu_s(nodes[i].pid);
+    *srv_ms = (c1 - c0) * 1000 / CL_PULLS;
+    *gen_ms = (self_cpu_s() - g0) * 1000 / CL_PULLS;
+    *errors += cp.errors;
+    return CL_PULLS / wall;
+}
+
+static void run_cluster(void) {
+    const int lease_ms = 6000; /* casesyncd's default */
+    cnats_t nats[CL_NODES];
+    cnode_t nodes[CL_NODES];
+    char urls[512] = "", routes[512] = "", cmd[2048];
+    memset(nats, 0, sizeof nats);
+    memset(nodes, 0, sizeof nodes);
+    for (int i = 0; i < CL_NODES; i++) {
+        nats[i].port = free_port();
+        nats[i].cport = free_port();
+        size_t u = strlen(urls), r = strlen(routes);
+        snprintf(urls + u, sizeof urls - u, "%snats://127.0.0.1:%d", i ? "," : "", nats[i].port);
+        snprintf(routes + r, sizeof routes - r, "%snats://127.0.0.1:%d", i ? "," : "", nats[i].cport);
+    }
+    for (int i = 0; i < CL_NODES; i++)
+        cnats_start(&nats[i], i, routes);
+
+    /* Node a: users made while it is alone, then cluster mode; b and c from
+     * its backup. */
+    server_start();
+    user_add_cli("pusher", "officer", "U1", GRID);
+    user_add_cli("sup", "supervisor", "U1", NULL);
+    user_add_cli("creader", "officer", "U1", CL_GRID);
+    server_stop();
+    for (int i = 0; i < CL_NODES; i++) {
+        cnode_t *n = &nodes[i];
+        if (i == 0) {
+            snprintf(n->dir, sizeof n->dir, "%s", g_dir);
+        } else {
+            snprintf(n->dir, sizeof n->dir, "/tmp/casesync-bench-XXXXXX");
+            if (!mkdtemp(n->dir)) die("temp dir");
+            snprintf(cmd, sizeof cmd, "%s/casesync --data %s backup %s > /dev/null", g_bin, nodes[0].dir,
+                     n->dir);
+            if (system(cmd) != 0) die("backup for node %c", 'a' + i);
+        }
+        snprintf(n->cfg, sizeof n->cfg, "%s/cluster.json", n->dir);
+        FILE *f = fopen(n->cfg, "w");
+        if (!f ||
+            fprintf(f, "{\"cluster\":\"%s\",\"node\":\"%c\",\"cluster_replicas\":3,\"lease_ms\":%d}\n", urls,
+                    'a' + i, lease_ms) < 0 ||
+            fclose(f) != 0)
+            die("config of node %c", 'a' + i);
+        launch(n->dir, n->cfg, &n->pid, n->base);
+    }
+    conn_t k;
+    conn_init(&k);
+    int leader = -1;
+    for (int t = 0; t < 300 && leader < 0; t++) {
+        for (int i = 0; i < CL_NODES && leader < 0; i++)
+            if (cnode_leads(&k, &nodes[i], "probe")) leader = i;
+        if (leader < 0) usleep(100000);
+    }
+    if (leader < 0) die("no cluster node took the lease");
+    if (leader != 0) { /* node 0 is the leader below */
+        cnode_t t = nodes[0];
+        nodes[0] = nodes[leader];
+        nodes[leader] = t;
+    }
+    printf("cluster: 3 nats-servers (JetStream R3) and 3 casesyncd nodes on loopback, %ld cores shared with "
+           "this load generator; lease %d ms (renewed every %d ms, writes stop %d ms after a renewal)\n",
+           sysconf(_SC_NPROCESSORS_ONLN), lease_ms, lease_ms / 4, lease_ms * 2 / 3);
+    result("cluster_cores", (double)sysconf(_SC_NPROCESSORS_ONLN));
+    result("cluster_lease_ms", lease_ms);
+
+    /* 1. Push to the leader against one node without cluster mode, the same
+     * load, rounds alternating. */
+    char single_dir[256], single_base[64];
+    pid_t single_pid = 0;
+    server_start();
+    user_add_cli("pusher", "officer", "U1", GRID);
+    snprintf(single_dir, sizeof single_dir, "%s", g_dir);
+    snprintf(single_base, sizeof single_base, "%s", g_base);
+    single_pid = g_pid;
+    double rate[2] = {0, 0}, cpu[2] = {0, 0}, p99[2] = {0, 0}, all_cpu[2] = {0, 0}, busy[2] = {0, 0};
+    double fol_cpu = 0, nats_cpu = 0; /* the two followers', the three nats-servers' */
+    for (int round = 0; round < CL_ROUNDS; round++)
+        for (int c = 0; c < 2; c++) {
+            double p50, q99, cu;
+            int errors;
+            char tag[16];
+            snprintf(tag, sizeof tag, "CL%c%d", c ? 'C' : 'S', round);
+            snprintf(g_base, sizeof g_base, "%s", c ? nodes[0].base : single_base);
+            g_pid = c ? nodes[0].pid : single_pid;
+            double a0 = c ? cluster_cpu_s(nodes, nats) : pid_cpu_s(single_pid), mb0, mt0, mb1, mt1;
+            double f0 = pid_cpu_s(nodes[1].pid) + pid_cpu_s(nodes[2].pid), n0 = 0;
+            for (int i = 0; i < CL_NODES; i++)
+                n0 += pid_cpu_s(nats[i].pid);
+            machine_ticks(&mb0, &mt0);
+            double r = run_push(CL_PUSH_PHONES, CL_PUSH_EACH, tag, &p50, &q99, &errors, &cu);
+            machine_ticks(&mb1, &mt1);
+            double a1 = c ? cluster_cpu_s(nodes, nats) : pid_cpu_s(single_pid);
+            double f1 = pid_cpu_s(nodes[1].pid) + pid_cpu_s(nodes[2].pid), n1 = 0;
+            for (int i = 0; i < CL_NODES; i++)
+                n1 += pid_cpu_s(nats[i].pid);
+            if (c) {
+                fol_cpu += (f1 - f0) * 1e6 / (CL_PUSH_PHONES * CL_PUSH_EACH * PUSH_CHANGES) / CL_ROUNDS;
+                nats_cpu += (n1 - n0) * 1e6 / (CL_PUSH_PHONES * CL_PUSH_EACH * PUSH_CHANGES) / CL_ROUNDS;
+            }
+            all_cpu[c] += (a1 - a0) * 1e6 / (CL_PUSH_PHONES * CL_PUSH_EACH * PUSH_CHANGES) / CL_ROUNDS;
+            busy[c] += (mt1 > mt0 ? (mb1 - mb0) / (mt1 - mt0) : 0) / CL_ROUNDS;
+            if (errors) die("cluster push round: %d errors", errors);
+            rate[c] += r / CL_ROUNDS;
+            cpu[c] += cu / CL_ROUNDS;
+            p99[c] += q99 / CL_ROUNDS;
+        }
+    g_pid = single_pid;
+    snprintf(g_base, sizeof g_base, "%s", single_base);
+    server_stop();
+    snprintf(cmd, sizeof cmd, "rm -rf %s", single_dir);
+    if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", single_dir);
+    printf("%-44s %14s %10s %12s %12s %8s\n", "cluster push, 8 phones x 50 changes", "changes/s", "p99 ms",
+           "cpu us/ch", "all us/ch", "machine");
+    printf("  %-42s %14.0f %10.1f %12.0f %12.0f %7.0f%%\n", "one node, no cluster", rate[0], p99[0], cpu[0],
+           all_cpu[0], busy[0] * 100);
+    printf("  %-42s %14.0f %10.1f %12.0f %12.0f %7.0f%%   = %.2f x one node (target >= 0.5)\n",
+           "3-node cluster, to the leader", rate[1], p99[1], cpu[1], all_cpu[1], busy[1] * 100,
+           rate[1] / rate[0]);
+    printf("  (cpu: the node pushed to; all: every casesyncd and nats-server -- the two followers %.0f, the "
+           "three "
+           "nats-servers %.0f us/ch; machine: busy share of all %ld cores, other agents included)\n",
+           fol_cpu, nats_cpu, sysconf(_SC_NPROCESSORS_ONLN));
+    result("cluster_push_single_changes_per_s", rate[0]);
+    result("cluster_push_changes_per_s", rate[1]);
+    result("cluster_push_ratio_to_single", rate[1] / rate[0]);
+    result("cluster_push_single_p99_ms", p99[0]);
+    result("cluster_push_p99_ms", p99[1]);
+    result("cluster_push_single_cpu_us_per_change", cpu[0]);
+    result("cluster_push_leader_cpu_us_per_change", cpu[1]);
+    result("cluster_push_all_processes_cpu_us_per_change", all_cpu[1]);
+    result("cluster_push_followers_cpu_us_per_change", fol_cpu);
+    result("cluster_push_nats_cpu_us_per_change", nats_cpu);
+    result("cluster_push_single_machine_busy", busy[0]);
+    result("cluster_push_machine_busy", busy[1]);
+
+    /* 2. Pulls at a shift change: CL_PULL_CONC phones, each pulling a
+     * CL_SCOPE-record scope, from one node or spread over three. */
+    snprintf(g_base, sizeof g_base, "%s", nodes[0].base);
+    g_pid = nodes[0].pid;
+    load_records_in("sup", "cl-load", "CLS", CL_SCOPE, CL_GRID, 100); /* an entry must fit max_payload */
+    char *tokens[CL_PULL_CONC];
+    for (int i = 0; i < CL_PULL_CONC; i++) {
+        char device[32];
+        snprintf(device, sizeof device, "cl-reader-%02d", i);
+        tokens[i] = login(&k, "creader", device);
+    }
+    /* The followers have applied it all: the last token works there and a pull holds the scope. */
+    for (int i = 1; i < CL_NODES; i++) {
+        int ok = 0;
+        k.base = nodes[i].base;
+        for (int t = 0; t < 300 && !ok; t++) {
+            ok = req(&k, "GET", "/v1/sync/pull?limit=1000", tokens[CL_PULL_CONC - 1], NULL, 0) == 200 &&
+                 strstr(k.body.p, "CLS0000499") != NULL;
+            if (!ok) usleep(100000);
+        }
+        if (!ok) die("node %d did not catch up: %ld", i, k.status);
+    }
+    k.base = NULL;
+    double one = 0, three = 0, srv1 = 0, srv3 = 0, gen1 = 0, gen3 = 0, busy1 = 0, busy3 = 0;
+    int err1 = 0, err3 = 0;
+    for (int round = 0; round < CL_ROUNDS; round++) {
+        double s, g, b;
+        one += cluster_pulls(nodes, tokens, 0, &s, &g, &b, &err1) / CL_ROUNDS;
+        srv1 += s / CL_ROUNDS;
+        gen1 += g / CL_ROUNDS;
+        busy1 += b / CL_ROUNDS;
+        three += cluster_pulls(nodes, tokens, 1, &s, &g, &b, &err3) / CL_ROUNDS;
+        srv3 += s / CL_ROUNDS;
+        gen3 += g / CL_ROUNDS;
+        busy3 += b / CL_ROUNDS;
+    }
+    for (int i = 0; i < CL_PULL_CONC; i++)
+        free(tokens[i]);
+    double cores = (double)sysconf(_SC_NPROCESSORS_ONLN);
+    printf("%-44s %14s %14s %14s %8s\n", "cluster pulls, 24 phones x 500 records", "pulls/s", "nodes cpu ms",
+           "loadgen cpu ms", "machine");
+    printf("  %-42s %14.1f %14.1f %14.1f %7.0f%%\n", "all from one node", one, srv1, gen1, busy1 * 100);
+    printf("  %-42s %14.1f %14.1f %14.1f %7.0f%%   = %.2f x one node (target >= 2)\n",
+           "spread over three nodes", three, srv3, gen3, busy3 * 100, three / one);
+    printf("  bound: %.0f cores for nodes and load generator together; CPU per pull (nodes + load generator) "
+           "caps it at %.1f pulls/s whatever the node count\n\n",
+           cores, cores * 1000 / (srv3 + gen3));
+    result("cluster_pull_one_node_per_s", one);
+    result("cluster_pull_three_nodes_per_s", three);
+    result("cluster_pull_ratio_three_to_one", three / one);
+    result("cluster_pull_node_cpu_ms_one_node", srv1);
+    result("cluster_pull_node_cpu_ms_three_nodes", srv3);
+    result("cluster_pull_loadgen_cpu_ms_one_node", gen1);
+    result("cluster_pull_loadgen_cpu_ms_three_nodes", gen3);
+    result("cluster_pull_cpu_bound_per_s", cores * 1000 / (srv3 + gen3));
+    result("cluster_pull_machine_busy_one_node", busy1);
+    result("cluster_pull_machine_busy_three_nodes", busy3);
+    result("cluster_pull_errors", err1 + err3);
+
+    /* 3. Failover: kill -9 of the leader; a phone pushes its next changeset
+     * to the other nodes until one accepts it. */
+    char *ft = login(&k, "pusher", "cl-failover");
+    char *body = make_changeset("cl-failover", 1, "CLF0", 0, 1, GRID);
+    if (req(&k, "POST", "/v1/sync/push", ft, body, 0) != 200) die("failover push %ld", k.status);
+    free(body);
+    body = make_changeset("cl-failover", 2, "CLF1", 0, 1, GRID);
+    double t0 = now_s(), took = -1;
+    int by = -1;
+    pid_kill(&nodes[0].pid, SIGKILL);
+    for (int t = 0; t < 1200 && took < 0; t++) {
+        for (int i = 1; i < CL_NODES && took < 0; i++) {
+            k.base = nodes[i].base;
+            if (req(&k, "POST", "/v1/sync/push", ft, body, 0) == 200) took = now_s() - t0, by = i;
+        }
+        if (took < 0) usleep(50000);
+    }
+    k.base = NULL;
+    free(body);
+    free(ft);
+    if (took < 0) die("no node took a write within 60 s of the leader's kill -9");
+    printf("%-44s %8.2f s  (kill -9 of the leader to the first write taken, by node %d; target < 15 s; lease "
+           "%d ms)\n\n",
+           "cluster failover", took, by, lease_ms);
+    result("cluster_failover_s", took);
+
+    conn_free(&k);
+    for (int i = 0; i < CL_NODES; i++) {
+        pid_kill(&nodes[i].pid, SIGTERM);
+        pid_kill(&nats[i].pid, SIGTERM);
+        snprintf(cmd, sizeof cmd, "rm -rf %s %s", nodes[i].dir, nats[i].dir);
+        if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", nodes[i].dir);
+    }
+    g_pid = 0;
+}
+
+/* Writes the results into out_path over what it holds: keys of this run
+ * replace theirs, the others stay (BENCH_ONLY=cluster). */
+static void merge_results(const char *out_path) {
+    FILE *f = fopen(out_path, "r");
+    if (!f) return;
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    cJSON *old = cJSON_Parse(text);
+    if (!cJSON_IsObject(old)) {
+        cJSON_Delete(old);
+        return;
+    }
+    for (cJSON *it = g_results->child; it; it = it->next) {
+        cJSON *copy = cJSON_Duplicate(it, 1);
+        if (!copy) die("out of memory");
+        if (cJSON_GetObjectItemCaseSensitive(old, it->string))
+            cJSON_ReplaceItemInObjectCaseSensitive(old, it->string, copy);
+        else
+            cJSON_AddItemToObject(old, it->string, copy);
+    }
+    cJSON_Delete(g_results);
+    g_results = old;
+}
+
 static void write_results(const char *out_path) {
     char *json = cJSON_Print(g_results);
     FILE *f = fopen(out_path, "w");
@@ -850,6 +1316,13 @@ int main(void) {
     g_results = cJSON_CreateObject();
     if (only_login) {
         run_logins();
+        write_results(out_path);
+        curl_global_cleanup();
+        return 0;
+    }
+    if (only && strcmp(only, "cluster") == 0) {
+        run_cluster();
+        merge_results(out_path);
         write_results(out_path);
         curl_global_cleanup();
         return 0;
@@ -1014,11 +1487,14 @@ int main(void) {
     free(cursor);
     conn_free(&k);
     server_stop();
-
-    write_results(out_path);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", g_dir);
+
+    /* 7. Cluster mode, on servers of its own. */
+    run_cluster();
+
+    write_results(out_path);
     curl_global_cleanup();
     return 0;
 }

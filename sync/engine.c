@@ -8,6 +8,7 @@
 
 #include "schema/embedded.h"
 #include "sync/record.h"
+#include "sync/retention.h"
 
 int sync_fail(sync_error_t *err, int code, const char *field, const char *fmt, ...) {
     if (!err) return code;
@@ -324,7 +325,9 @@ const char *sync_schema_source(const sync_t *s) { return s->schema_source; }
 static int detach_job(MDB_txn *txn, void *ctx) {
     sync_t *s = ctx;
     int rc = store_del(txn, s->dbs->meta, STORE_LOG_SEQ, strlen(STORE_LOG_SEQ));
-    return rc == SYNC_ENOTFOUND ? 0 : rc;
+    /* Marked, so that it seeds only an empty stream (sync/retention.h). */
+    if (rc == 0 || rc == SYNC_ENOTFOUND) rc = store_meta_put_u64(txn, s->dbs, STORE_LOG_STREAM, RETENTION_DETACHED);
+    return rc;
 }
 
 int sync_cluster_detach(sync_t *s, uint64_t *was, sync_error_t *err) {

@@ -13,10 +13,9 @@
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
 
+#include "sync/retention.h"
 #include "sync/sync.h"
 
-#define REPLICA_STREAM "CASESYNC"
-#define REPLICA_SUBJECT "casesync.log"
 #define REPLICA_BUCKET "casesync_lease"
 #define REPLICA_KEY "leader"
 #define REPLICA_CONNECT_WAIT_MS 5000
@@ -49,6 +48,8 @@ struct replica {
     int64_t renew_at_ms, valid_until_ms; /* monotonic */
     char leader_url[256];
     uint64_t stream_last, applied;
+    uint64_t stream_first; /* the stream's first sequence as last seen (trims move it) */
+    int cut_off;           /* the store needs entries the stream no longer holds (retention.h) */
     uint64_t publish_failures, lease_changes;
     char last_note[160]; /* replica thread only */
     char last_err[96];   /* replica thread only: why the last read of the stream failed */
@@ -112,6 +113,10 @@ static int replica_append(void *ctx, const void *redo, size_t len, uint64_t appl
         pthread_mutex_unlock(&r->mu);
     } else {
         *seq = ack->Sequence;
+        /* Wakes the followers: a few bytes, not the entry (they read it
+         * from the stream; a core subscription to the stream's subject
+         * would carry every entry to each of them once more). */
+        natsConnection_Publish(r->nc, REPLICA_WAKE, NULL, 0);
         pthread_mutex_lock(&r->mu);
         if (ack->Sequence > r->stream_last) r->stream_last = ack->Sequence;
         pthread_mutex_unlock(&r->mu);
@@ -162,11 +167,26 @@ static int stream_last(replica_t *r, uint64_t *last) {
         return -1;
     }
     *last = si->State.LastSeq;
+    uint64_t first = si->State.FirstSeq;
     jsStreamInfo_Destroy(si);
     pthread_mutex_lock(&r->mu);
     r->stream_last = *last;
+    r->stream_first = first;
     pthread_mutex_unlock(&r->mu);
     return 0;
+}
+
+/* What a node cut off by a trim says (a buffer of the calling thread's). */
+static const char *replica_cut_off_text(uint64_t have, uint64_t first) {
+    static __thread char t[400];
+    /* Under 256 bytes: it becomes casesyncd's error at start. */
+    snprintf(
+        t, sizeof t,
+        "this store has applied log entry %" PRIu64 ", the stream " REPLICA_STREAM " starts at %" PRIu64
+        " (trimmed: casesync log-trim); it cannot catch up. Restore this node from a newer backup (taken at "
+        "entry %" PRIu64 " or later)",
+        have, first, first > 0 ? first - 1 : 0);
+    return t;
 }
 
 /* Applies entries after the store's log_seq, up to the stream's end or
@@ -179,13 +199,32 @@ static int catch_up(replica_t *r) {
     pthread_mutex_lock(&r->mu);
     r->applied = have; /* the leader's own commits move it too */
     pthread_mutex_unlock(&r->mu);
-    if (have > last) {
+    pthread_mutex_lock(&r->mu);
+    uint64_t first = r->stream_first;
+    pthread_mutex_unlock(&r->mu);
+    switch (retention_join_decide(have, first, last)) {
+    case JOIN_AHEAD:
         /* The store is ahead of the stream: another stream, or one that lost
          * entries. Never write over it. */
         fprintf(stderr, "replica: store has applied %" PRIu64 " but the stream ends at %" PRIu64 "\n", have,
                 last);
         return -1;
+    case JOIN_TRIMMED:
+        /* The entries it needs were trimmed (casesync log-trim): it can
+         * never catch up from the stream. */
+        pthread_mutex_lock(&r->mu);
+        int first_time = !r->cut_off;
+        r->cut_off = 1;
+        pthread_mutex_unlock(&r->mu);
+        snprintf(r->last_err, sizeof r->last_err, "entries %" PRIu64 "..%" PRIu64 " were trimmed", have + 1,
+                 first - 1);
+        if (first_time) fprintf(stderr, "replica: %s\n", replica_cut_off_text(have, first));
+        return -1;
+    case JOIN_OK: break;
     }
+    pthread_mutex_lock(&r->mu);
+    r->cut_off = 0;
+    pthread_mutex_unlock(&r->mu);
     for (int n = 0; have < last && n < REPLICA_APPLY_MAX && !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE);
          n++) {
         natsMsg *m = NULL;
@@ -469,6 +508,63 @@ static int ensure_stream_and_bucket(replica_t *r, char *errbuf, size_t errlen) {
     return 0;
 }
 
+static int put_stream_mark(MDB_txn *txn, void *ctx) {
+    replica_t *r = ((void **)ctx)[0];
+    return store_meta_put_u64(txn, r->dbs, STORE_LOG_STREAM, *(uint64_t *)((void **)ctx)[1]);
+}
+
+/* The stream this store follows must be the one it followed (retention.h):
+ * 0, or -1 with errbuf filled. */
+static int check_stream_identity(replica_t *r, char *errbuf, size_t errlen) {
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = r->ctl_timeout_ms;
+    natsStatus s = js_GetStreamInfo(&si, r->js, REPLICA_STREAM, &o, &jerr);
+    if (s != NATS_OK || !si) {
+        snprintf(errbuf, errlen, "cannot read the stream %s: %s (%d)", REPLICA_STREAM, natsStatus_GetText(s),
+                 (int)jerr);
+        return -1;
+    }
+    uint64_t created = si->Created > 0 ? (uint64_t)si->Created : 0, last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    MDB_txn *txn = NULL;
+    uint64_t mine = 0;
+    if (store_read_begin(r->st, &txn) == 0) mine = store_meta_u64(txn, r->dbs, STORE_LOG_STREAM);
+    store_read_end(txn);
+    switch (retention_stream_decide(mine, created, last)) {
+    case STREAM_SAME: return 0;
+    case STREAM_ADOPT: {
+        void *ctx[2] = {r, &created};
+        if (store_write_applied(r->st, put_stream_mark, ctx) == 0) return 0;
+        snprintf(errbuf, errlen, "cannot record the stream followed in the store");
+        return -1;
+    }
+    case STREAM_DETACHED:
+        snprintf(
+            errbuf, errlen,
+            "this store was detached from its cluster (casesync detach): it may seed a new cluster (an empty "
+            "stream " REPLICA_STREAM ") but not join one whose stream has entries (this one ends at %" PRIu64
+            "). Restore this node from a backup of a node of the cluster",
+            last);
+        return -1;
+    case STREAM_OTHER: break;
+    }
+    char was[32], now[32];
+    time_t tw = (time_t)(mine / 1000000000u), tn = (time_t)(created / 1000000000u);
+    struct tm a, b;
+    strftime(was, sizeof was, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&tw, &a));
+    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&tn, &b));
+    snprintf(
+        errbuf, errlen,
+        "this store followed another stream " REPLICA_STREAM " (made %s), not the cluster's (made %s): it "
+        "cannot join. Restore this node from a backup of a node of the cluster, or `casesync detach` it to "
+        "seed a new cluster",
+        was, now);
+    return -1;
+}
+
 int replica_start(store_t *st, const replica_config_t *cfg, int (*on_apply)(MDB_txn *txn, void *ctx),
                   void *apply_ctx, replica_t **out, char *errbuf, size_t errlen) {
     *out = NULL;
@@ -524,7 +620,8 @@ int replica_start(store_t *st, const replica_config_t *cfg, int (*on_apply)(MDB_
         if (mono_ms() >= ready_by) goto fail;
         nanosleep(&(struct timespec){0, 250 * 1000000L}, NULL);
     }
-    if (natsConnection_SubscribeSync(&r->wake, r->nc, REPLICA_SUBJECT) != NATS_OK) r->wake = NULL;
+    if (check_stream_identity(r, errbuf, errlen) != 0) goto fail;
+    if (natsConnection_SubscribeSync(&r->wake, r->nc, REPLICA_WAKE) != NATS_OK) r->wake = NULL;
 
     /* Catch up (bounded) and try the lease once, before anything writes. */
     r->applied = replica_applied(r);
@@ -533,7 +630,10 @@ int replica_start(store_t *st, const replica_config_t *cfg, int (*on_apply)(MDB_
     while ((c = catch_up(r)) == 0 && mono_ms() < until) {
     }
     if (c < 0) {
-        snprintf(errbuf, errlen, "cannot apply the stream %s to this store (see above)", REPLICA_STREAM);
+        if (r->cut_off)
+            snprintf(errbuf, errlen, "%s", replica_cut_off_text(r->applied, r->stream_first));
+        else
+            snprintf(errbuf, errlen, "cannot apply the stream %s to this store (see above)", REPLICA_STREAM);
         goto fail;
     }
     /* An entry must fit NATS's max_payload (1 MB unless the servers raise it),
@@ -602,6 +702,8 @@ void replica_metrics(replica_t *r, char *buf, size_t cap, int *len) {
     pthread_mutex_lock(&r->mu);
     int holder = r->holder, writable = r->writable;
     uint64_t applied = r->applied, last = r->stream_last, pf = r->publish_failures, lc = r->lease_changes;
+    uint64_t first = r->stream_first;
+    int cut = r->cut_off;
     pthread_mutex_unlock(&r->mu);
     uint64_t have = replica_applied(r);
     if (have > applied) applied = have;
@@ -620,7 +722,13 @@ void replica_metrics(replica_t *r, char *buf, size_t cap, int *len) {
         "casesync_cluster_publish_failures_total %" PRIu64 "\n"
         "# HELP casesync_cluster_lease_changes_total Times this node took or gave up the lease.\n"
         "# TYPE casesync_cluster_lease_changes_total counter\n"
-        "casesync_cluster_lease_changes_total %" PRIu64 "\n",
-        holder, writable, applied, last > applied ? last : applied, pf, lc);
+        "casesync_cluster_lease_changes_total %" PRIu64 "\n"
+        "# HELP casesync_cluster_stream_first_seq The stream's first sequence as this node last saw it "
+        "(casesync log-trim moves it).\n"
+        "# TYPE casesync_cluster_stream_first_seq gauge\ncasesync_cluster_stream_first_seq %" PRIu64 "\n"
+        "# HELP casesync_cluster_cut_off 1 when this store needs entries the stream no longer holds "
+        "(restore it from a newer backup).\n"
+        "# TYPE casesync_cluster_cut_off gauge\ncasesync_cluster_cut_off %d\n",
+        holder, writable, applied, last > applied ? last : applied, pf, lc, first, cut);
     *len = n < 0 ? -1 : *len + n;
 }

@@ -3,10 +3,16 @@
  *
  * Caveats first:
  * - Only LMDB is replicated. Evidence bytes (DATA/blobs, DATA/uploads) are
- *   not: a follower answers a blob it has not got with 404. The stream's
- *   retention is not tied to backups (it keeps everything), and a new node
- *   from a backup catches up only if the stream still holds every entry
- *   after the backup's log_seq.
+ *   not: a follower answers a blob it has not got with 404.
+ * - The stream keeps its entries until `casesync log-trim` trims it back to
+ *   a backup (sync/retention.h). A store whose log_seq + 1 is below the
+ *   stream's first sequence cannot catch up: replica_start() refuses it
+ *   with a message saying to restore from a newer backup, and a running
+ *   follower that finds itself there stops applying (metric
+ *   casesync_cluster_cut_off).
+ * - A store follows one stream (its creation time in meta log_stream):
+ *   replica_start() refuses a store of another stream, made again after a
+ *   loss, and a detached store on a stream that has entries.
  * - The leader publishes each batch's redo (store.h) with the header
  *   Nats-Expected-Last-Sequence set to the sequence it has applied: an old
  *   leader whose store is behind the stream cannot append (the fence). Only
@@ -18,8 +24,9 @@
  *   same changeset gets the stored answer (changesets are idempotent).
  * - A leader that dies between the ack and its commit applies that entry
  *   from the stream when it starts again, before it writes.
- * - Followers poll the stream (woken at once by a core subscription to its
- *   subject) and apply entries in order, each in its own transaction with
+ * - Followers poll the stream (woken at once by an empty core NATS message
+ *   on casesync.wake the leader sends after each append) and apply entries
+ *   in order, each in its own transaction with
  *   its sequence. They refuse every write job that would change the store
  *   (SYNC_EUNAVAIL); the HTTP edge redirects writes to the leader.
  * - The lease: key "leader" of the KV bucket, value {"node","url"} or "" when
@@ -38,6 +45,10 @@
 #include <stdint.h>
 
 #include "sync/store.h"
+
+#define REPLICA_STREAM "CASESYNC"
+#define REPLICA_SUBJECT "casesync.log"
+#define REPLICA_WAKE "casesync.wake" /* core NATS, empty: the leader appended an entry */
 
 typedef struct replica replica_t;
 
@@ -72,8 +83,8 @@ int replica_is_leader(replica_t *r, char *leader_url, size_t n);
 /* Sets the advertised URL, written into the lease from its next renewal. */
 void replica_advertise(replica_t *r, const char *url);
 
-/* Prometheus text: leader (0/1), applied sequence, stream's last sequence
- * as last seen, publish failures, lease changes. Appended at buf+*len. */
+/* Prometheus text: leader (0/1), applied sequence, stream's first and last
+ * sequence as last seen, publish failures, lease changes, cut off (0/1). Appended at buf+*len. */
 void replica_metrics(replica_t *r, char *buf, size_t cap, int *len);
 
 /* Pure: what a node does with the lease at one tick. */

@@ -91,6 +91,7 @@ int store_write(store_t *st, store_job_fn fn, void *ctx);
  * here: never captured, never published, and never in one batch with new
  * writes. */
 #define STORE_LOG_SEQ "log_seq"
+#define STORE_LOG_STREAM "log_stream" /* the creation time (ns) of the stream followed (retention.h) */
 typedef struct store_redo {
     unsigned char *buf;
     size_t len, cap;

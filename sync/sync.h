@@ -142,8 +142,25 @@ enum { SYNC_NODE_SINGLE = 0, SYNC_NODE_LEADER = 1, SYNC_NODE_FOLLOWER = 2 };
 int sync_node_role(sync_t *s, char *leader_url, size_t n);
 /* Takes a store out of its cluster for good: forgets the log sequence it
  * has applied (*was gets it), so it opens without cluster mode again, or
- * seeds a new cluster with an empty stream. Open with cluster_detach. */
+ * seeds a new cluster with an empty stream; it may join no stream that has
+ * entries (sync/retention.h). Open with cluster_detach. */
 int sync_cluster_detach(sync_t *s, uint64_t *was, sync_error_t *err);
+/* Cluster mode: the log sequence the store in folder dir has applied (0:
+ * none, not a cluster's), read without a server; a backup's folder too. */
+int sync_store_log_seq(const char *dir, uint64_t *seq, sync_error_t *err);
+/* Cluster mode: trims the replicated log (sync/retention.h) back to the
+ * backup in backup_dir: the stream keeps every entry after the backup's
+ * log_seq and `keep` entries before it. SYNC_EBADREQ for a backup of no
+ * cluster or of another one (its log_seq beyond the stream's end),
+ * SYNC_EUNAVAIL when NATS does not answer. */
+typedef struct sync_trim {
+    uint64_t backup_seq;             /* the backup's log_seq */
+    uint64_t keep_from;              /* the first entry kept */
+    uint64_t first_before, first_after, last; /* the stream's first and last sequence */
+    int trimmed;                     /* 0: nothing was below keep_from */
+} sync_trim_t;
+int sync_cluster_trim(const char *nats_urls, const char *backup_dir, uint64_t keep, sync_trim_t *out,
+                      sync_error_t *err);
 /* Cluster mode: the URL written into the lease from its next renewal. */
 void sync_node_advertise(sync_t *s, const char *url);
 const char *sync_strerror(int code);

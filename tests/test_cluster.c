@@ -768,3 +768,409 @@ TEST(cluster_entries_fit_the_log_413_and_split_batches) {
     srv_cleanup(&a);
     natsd_stop(&n, SIGTERM);
 }
+
+/* ---- nodes joining and rejoining under load; the log's retention ----------------- */
+
+#include "sync/retention.h"
+
+/* The stream's first and last sequence; -1: no answer. */
+static int stream_bounds(const char *url, long long *first, long long *last) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    int rc = -1;
+    if (natsConnection_ConnectTo(&nc, url) != NATS_OK) return -1;
+    if (natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+        js_GetStreamInfo(&si, js, "CASESYNC", NULL, NULL) == NATS_OK) {
+        *first = (long long)si->State.FirstSeq;
+        *last = (long long)si->State.LastSeq;
+        rc = 0;
+        jsStreamInfo_Destroy(si);
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return rc;
+}
+
+/* A file's text (pool), "" when unreadable. */
+static const char *file_text(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return "";
+    static char buf[1 << 18];
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = 0;
+    return hfmt("%s", buf);
+}
+
+/* A node whose store is restored (`casesync restore`) from a backup folder,
+ * then started in cluster mode. The result of node_start. */
+static int node_from_folder(srv_t *s, const char *backup, const char *config) {
+    if (srv_start(s) != 0 || srv_stop(s) != 0) return -1;
+    unlink(hfmt("%s/data.mdb", s->dir));
+    unlink(hfmt("%s/lock.mdb", s->dir));
+    cli_res_t c = cli(s->dir, NULL, "restore", backup);
+    if (c.rc != 0) {
+        fprintf(stderr, "    restore exited %d: %s\n", c.rc, c.err);
+        return -1;
+    }
+    return node_start(s, config, 1);
+}
+
+/* `casesync backup` of a node into a fresh folder; the folder (pool) and the
+ * log entry the backup holds (from the command's answer), or NULL. */
+static const char *node_backup(srv_t *s, long long *seq) {
+    char *dir = (char *)hfmt("/tmp/casesync-bk-XXXXXX");
+    if (!mkdtemp(dir)) return NULL;
+    cli_res_t c = cli(s->dir, NULL, "backup", dir);
+    const char *at = strstr(c.out, "(cluster log entry ");
+    if (c.rc != 0 || !at) {
+        fprintf(stderr, "    backup exited %d: %s %s\n", c.rc, c.out, c.err);
+        return NULL;
+    }
+    *seq = atoll(at + strlen("(cluster log entry "));
+    return dir;
+}
+
+/* Waits (bounded) until node s serves record id to the phone's token; 1 or 0. */
+static int node_has(srv_t *s, const char *token, const char *id) {
+    for (int i = 0; i < 200; i++) {
+        if (http(s, "GET", hfmt("/v1/cases/%s", id), token, NULL, NULL).status == 200) return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
+/* Asserts (in the caller's test) that records prefix-0 .. prefix-(n-1) are
+ * each in a full pull from node s exactly once, and that `casesync verify`
+ * passes on its folder. 0 or -1 (printed). */
+static int node_holds_each_once(srv_t *s, const phone_t *p, const char *prefix, int n) {
+    phone_t px = *p;
+    px.srv = s;
+    px.cursor = NULL;
+    if (n > 0 && !node_has(s, p->token, hfmt("%s-%d", prefix, n - 1))) {
+        fprintf(stderr, "    %s lacks %s-%d\n", s->base, prefix, n - 1);
+        return -1;
+    }
+    cJSON *items = phone_pull_all(&px);
+    if (!items) return -1;
+    for (int i = 0; i < n; i++) {
+        int c = pull_count(items, hfmt("%s-%d", prefix, i));
+        if (c != 1) {
+            fprintf(stderr, "    %s: %s-%d is in its pull %d times\n", s->base, prefix, i, c);
+            return -1;
+        }
+    }
+    cli_res_t v = cli(s->dir, NULL, "verify");
+    if (v.rc != 0) {
+        fprintf(stderr, "    verify of %s exited %d: %s %s\n", s->dir, v.rc, v.out, v.err);
+        return -1;
+    }
+    return 0;
+}
+
+/* A phone pushing one new record per changeset to a node, in a thread, until
+ * told to stop (at most WRITER_MAX changesets). A 503 is retried with the
+ * same changeset, as phones do; anything else but 200 ends it. */
+enum { WRITER_MAX = 3000 };
+typedef struct writer {
+    phone_t p;
+    const char *prefix;
+    int stop;    /* atomic */
+    int acked;   /* atomic: records prefix-0 .. prefix-(acked-1) were acknowledged */
+    long failed; /* the answer that ended it, 0 */
+    pthread_t th;
+} writer_t;
+
+static void *writer_run(void *arg) {
+    writer_t *w = arg;
+    int n = 0;
+    for (int i = 0; i < WRITER_MAX && !__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE); i++) {
+        resp_t r = push(w->p.srv, w->p.token, w->p.device, w->p.seq,
+                        changes(ch_create(hfmt("%s-%d", w->prefix, n), "general", NULL)));
+        if (r.status == 200) {
+            w->p.seq++;
+            __atomic_store_n(&w->acked, ++n, __ATOMIC_RELEASE);
+        } else if (r.status != 503) {
+            w->failed = r.status;
+            fprintf(stderr, "    writer: push answered %ld: %.200s\n", r.status, r.body);
+            break;
+        }
+        sleep_ms(20);
+    }
+    return NULL;
+}
+
+/* Waits (bounded) until the writer has had `more` changesets acknowledged
+ * since this call; 1 or 0. */
+static int writer_advance(writer_t *w, int more) {
+    int from = __atomic_load_n(&w->acked, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < 600; i++) {
+        if (__atomic_load_n(&w->acked, __ATOMIC_ACQUIRE) >= from + more) return 1;
+        if (w->failed) return 0;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
+TEST(cluster_retention_decide_table) {
+    /* joining: a stream never written, one holding 1..10, one trimmed to 6..10, one purged empty */
+    ASSERT_INT(retention_join_decide(0, 0, 0), JOIN_OK);
+    ASSERT_INT(retention_join_decide(0, 1, 10), JOIN_OK);
+    ASSERT_INT(retention_join_decide(4, 1, 10), JOIN_OK);
+    ASSERT_INT(retention_join_decide(5, 6, 10), JOIN_OK); /* needs 6 on: there */
+    ASSERT_INT(retention_join_decide(4, 6, 10), JOIN_TRIMMED);
+    ASSERT_INT(retention_join_decide(0, 6, 10), JOIN_TRIMMED); /* a detached or new store */
+    ASSERT_INT(retention_join_decide(10, 11, 10), JOIN_OK);    /* caught up; nothing left */
+    ASSERT_INT(retention_join_decide(9, 11, 10), JOIN_TRIMMED);
+    ASSERT_INT(retention_join_decide(11, 1, 10), JOIN_AHEAD);
+    /* trimming to a backup at entry 8 of 1..10 */
+    uint64_t from = 0;
+    ASSERT_INT(retention_trim_decide(8, 0, 1, 10, &from), TRIM_PURGE);
+    ASSERT_INT((int)from, 9);
+    ASSERT_INT(retention_trim_decide(8, 3, 1, 10, &from), TRIM_PURGE);
+    ASSERT_INT((int)from, 6);
+    ASSERT_INT(retention_trim_decide(8, 1000, 1, 10, &from), TRIM_NOTHING);
+    ASSERT_INT((int)from, 1);
+    ASSERT_INT(retention_trim_decide(8, 3, 6, 10, &from), TRIM_NOTHING); /* trimmed so far already */
+    ASSERT_INT(retention_trim_decide(10, 0, 6, 10, &from), TRIM_PURGE);  /* a backup at the end */
+    ASSERT_INT((int)from, 11);
+    ASSERT_INT(retention_trim_decide(0, 0, 1, 10, &from), TRIM_NOT_CLUSTER);
+    ASSERT_INT(retention_trim_decide(11, 0, 1, 10, &from), TRIM_AHEAD);
+    /* which stream a store follows */
+    ASSERT_INT(retention_stream_decide(0, 500, 7), STREAM_ADOPT);
+    ASSERT_INT(retention_stream_decide(500, 500, 7), STREAM_SAME);
+    ASSERT_INT(retention_stream_decide(500, 0, 7), STREAM_SAME);
+    ASSERT_INT(retention_stream_decide(400, 500, 7), STREAM_OTHER);
+    ASSERT_INT(retention_stream_decide(RETENTION_DETACHED, 500, 0), STREAM_ADOPT); /* seeds a new stream */
+    ASSERT_INT(retention_stream_decide(RETENTION_DETACHED, 500, 7), STREAM_DETACHED);
+    ASSERT_INT(retention_stream_decide(RETENTION_DETACHED, 0, 7), STREAM_DETACHED);
+}
+
+/* Three casesyncd nodes on one nats-server while a phone keeps pushing to
+ * the leader: a follower is killed with kill -9 and started again, and
+ * catches up; a third node is added from a `casesync backup` of the leader
+ * taken meanwhile, and catches up. Every acknowledged record is then on
+ * every node exactly once, the three have applied the same sequence, and
+ * `casesync verify` passes on each. */
+TEST(cluster_nodes_killed_and_added_under_writes_catch_up) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    const char *cfg_b = node_config(url, "b", 1);
+    srv_t a, b, c;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, cfg_b) == 0);
+    writer_t w = {.prefix = "rec-ld"};
+    ASSERT(phone_login(&w.p, &a, "off1", std_pass("off1"), "dev-ld") == 0);
+    ASSERT(pthread_create(&w.th, NULL, writer_run, &w) == 0);
+
+    ASSERT_MSG(writer_advance(&w, 5), "no writes before the kill (last answer %ld)", w.failed);
+    ASSERT(node_has(&b, w.p.token, "rec-ld-0"));
+    srv_kill9(&b);
+    ASSERT_MSG(writer_advance(&w, 5), "writes stopped while b was down (%ld)", w.failed);
+    ASSERT(node_start(&b, cfg_b, 1) == 0);
+    /* It applies what it missed, and what comes meanwhile. */
+    int at = __atomic_load_n(&w.acked, __ATOMIC_ACQUIRE);
+    ASSERT_MSG(node_has(&b, w.p.token, hfmt("rec-ld-%d", at - 1)), "b did not catch up to rec-ld-%d", at - 1);
+
+    /* A new node from a backup of the leader, taken and started while
+     * writes go on. */
+    ASSERT(node_from_backup(&c, &a, node_config(url, "c", 1)) == 0);
+    ASSERT_MSG(writer_advance(&w, 5), "writes stopped while c joined (%ld)", w.failed);
+    at = __atomic_load_n(&w.acked, __ATOMIC_ACQUIRE);
+    ASSERT_MSG(node_has(&c, w.p.token, hfmt("rec-ld-%d", at - 1)), "c did not catch up to rec-ld-%d", at - 1);
+
+    __atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(w.th, NULL);
+    ASSERT_INT(w.failed, 0);
+    int acked = w.acked;
+    ASSERT(acked >= 15);
+    srv_t *nodes[3] = {&a, &b, &c};
+    for (int k = 0; k < 3; k++)
+        ASSERT_MSG(node_holds_each_once(nodes[k], &w.p, "rec-ld", acked) == 0, "node %c", "abc"[k]);
+    /* The same stream position on all three. */
+    long long seq_a = metric(node_metrics(&a), "casesync_cluster_applied_seq");
+    ASSERT(seq_a >= acked);
+    for (int k = 1; k < 3; k++) {
+        long long seq = -1;
+        for (int i = 0; i < 100 && seq != seq_a; i++) {
+            seq = metric(node_metrics(nodes[k]), "casesync_cluster_applied_seq");
+            if (seq != seq_a) sleep_ms(50);
+        }
+        ASSERT_MSG(seq == seq_a, "node %c applied %lld, the leader %lld", "abc"[k], seq, seq_a);
+    }
+    srv_cleanup(&c);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
+
+/* The stream kept back to a backup: `casesync log-trim NEW` trims the
+ * entries before NEW's log entry (less a margin); a node restored from an
+ * older backup is then refused with a message saying to restore from a
+ * newer one, a node from NEW joins and catches up, and a follower that was
+ * frozen behind the trim says it is cut off (metrics) and keeps serving
+ * reads. */
+TEST(cluster_log_trim_to_a_backup_refuses_older_nodes) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b, d, e;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+    phone_t p;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-tr") == 0);
+    int np = 0;
+    for (; np < 3; np++) {
+        resp_t r = phone_push(&p, changes(ch_create(hfmt("rec-tr-%d", np), "general", NULL)));
+        ASSERT_STATUS(r, 200);
+    }
+    long long old_seq = 0, new_seq = 0, first = 0, last = 0;
+    const char *old_dir = node_backup(&a, &old_seq);
+    ASSERT(old_dir != NULL && old_seq >= 4);
+    ASSERT(node_has(&b, p.token, hfmt("rec-tr-%d", np - 1)));
+    ASSERT(kill(b.pid, SIGSTOP) == 0); /* b stays behind from here */
+    for (; np < 6; np++) {
+        resp_t r = phone_push(&p, changes(ch_create(hfmt("rec-tr-%d", np), "general", NULL)));
+        ASSERT_STATUS(r, 200);
+    }
+    const char *new_dir = node_backup(&a, &new_seq);
+    ASSERT(new_dir != NULL && new_seq >= old_seq + 3);
+    for (; np < 8; np++) {
+        resp_t r = phone_push(&p, changes(ch_create(hfmt("rec-tr-%d", np), "general", NULL)));
+        ASSERT_STATUS(r, 200);
+    }
+    ASSERT(stream_bounds(url, &first, &last) == 0);
+    ASSERT_INT(first, 1);
+
+    /* The operator's command: --cluster is needed; the default margin keeps
+     * everything here; --keep 2 trims up to two entries before NEW's. */
+    cli_res_t t = cli(a.dir, NULL, "log-trim", new_dir);
+    ASSERT_MSG(t.rc == 2, "log-trim without --cluster exited %d", t.rc);
+    t = cli(a.dir, NULL, "log-trim", new_dir, "--cluster", url);
+    ASSERT_MSG(t.rc == 0 && strstr(t.out, "nothing to trim"), "log-trim: %d %s %s", t.rc, t.out, t.err);
+    t = cli(a.dir, NULL, "log-trim", new_dir, "--cluster", url, "--keep", "2");
+    ASSERT_MSG(t.rc == 0 && strstr(t.out, "now holds entries"), "log-trim --keep 2: %d %s %s", t.rc, t.out,
+               t.err);
+    ASSERT(stream_bounds(url, &first, &last) == 0);
+    ASSERT_INT(first, new_seq - 1);
+    ASSERT(last > new_seq);
+
+    /* A node from the older backup cannot catch up: refused, clearly. */
+    ASSERT(node_from_folder(&d, old_dir, node_config(url, "d", 1)) != 0);
+    const char *log = file_text(hfmt("%s/server.log", d.dir));
+    ASSERT_MSG(
+        strstr(log, "Restore this node from a newer backup") &&
+            strstr(log, hfmt("this store has applied log entry %lld, the stream CASESYNC starts at %lld",
+                             old_seq, first)),
+        "d's log: %.2000s", log);
+    /* A node from the newer backup joins and has everything once. */
+    ASSERT(node_from_folder(&e, new_dir, node_config(url, "e", 1)) == 0);
+    ASSERT(node_holds_each_once(&e, &p, "rec-tr", np) == 0);
+    /* Writes go on, and reach e. */
+    resp_t r = phone_push(&p, changes(ch_create(hfmt("rec-tr-%d", np), "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    np++;
+    ASSERT(node_holds_each_once(&e, &p, "rec-tr", np) == 0);
+
+    /* The frozen follower wakes up behind the trim: cut off, says so, and
+     * still serves what it has. */
+    ASSERT(kill(b.pid, SIGCONT) == 0);
+    const char *mb = "";
+    for (int i = 0; i < 100; i++) {
+        mb = node_metrics(&b);
+        if (metric(mb, "casesync_cluster_cut_off") == 1) break;
+        sleep_ms(50);
+    }
+    ASSERT_MSG(metric(mb, "casesync_cluster_cut_off") == 1, "b's metrics: %.1500s", mb);
+    ASSERT_INT(metric(mb, "casesync_cluster_stream_first_seq"), first);
+    ASSERT_INT(metric(node_metrics(&a), "casesync_cluster_cut_off"), 0);
+    ASSERT(strstr(file_text(hfmt("%s/server.log", b.dir)), "Restore this node from a newer backup"));
+    r = http(&b, "GET", "/v1/cases/rec-tr-0", p.token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+
+    srv_cleanup(&e);
+    srv_cleanup(&d);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+    (void)!system(hfmt("rm -rf %s %s", old_dir, new_dir));
+    natsd_stop(&n, SIGTERM);
+}
+
+/* The stream lost (here its only nats-server's folder; in production two
+ * of three nats-servers' disks), and the cluster rebuilt as operations.md
+ * says: the most advanced store is detached and seeds a new stream; the
+ * other node's old store, whose log entries are numbered after the old
+ * stream, is refused (it would apply the new stream's entries from the wrong
+ * place), and a node seeded from the new leader's backup joins with every
+ * change, old and new, once. */
+TEST(cluster_lost_stream_rebuilt_from_the_most_advanced_store) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    const char *cfg_a = node_config(url, "a", 1), *cfg_b = node_config(url, "b", 1);
+    srv_t a, b, c;
+    ASSERT(node_seed(&a, cfg_a, off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, cfg_b) == 0);
+    phone_t p;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-lost") == 0);
+    int np = 0;
+    resp_t r;
+    for (; np < 3; np++) {
+        r = phone_push(&p, changes(ch_create(hfmt("rec-lost-%d", np), "general", NULL)));
+        ASSERT_STATUS(r, 200);
+    }
+    ASSERT(node_has(&b, p.token, hfmt("rec-lost-%d", np - 1)));
+    long long applied_a = metric(node_metrics(&a), "casesync_cluster_applied_seq");
+    ASSERT(applied_a >= 4);
+
+    /* The stream is gone. */
+    natsd_stop(&n, SIGKILL);
+    (void)!system(hfmt("rm -rf %s/jetstream", n.dir));
+    ASSERT_INT(srv_stop(&a), 0);
+    ASSERT_INT(srv_stop(&b), 0);
+
+    /* The runbook: detach the most advanced store, start it on the new
+     * (empty) nats-servers; it makes the stream and leads. */
+    ASSERT(natsd_start(&n) == 0);
+    cli_res_t d = cli(a.dir, NULL, "detach");
+    ASSERT_MSG(d.rc == 0 && strstr(d.out, hfmt("applied log entry %lld", applied_a)), "detach: %d %s %s",
+               d.rc, d.out, d.err);
+    ASSERT(node_start(&a, cfg_a, 1) == 0);
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-lost") == 0);
+    /* Past b's old log position, so that a store following the old stream
+     * would find entries to apply. */
+    for (int i = 0; i < 3 + applied_a; i++, np++) {
+        r = phone_push(&p, changes(ch_create(hfmt("rec-lost-%d", np), "general", NULL)));
+        ASSERT_STATUS(r, 200);
+    }
+    long long first = 0, last = 0;
+    ASSERT(stream_bounds(url, &first, &last) == 0);
+    ASSERT_MSG(last > applied_a, "the new stream ends at %lld, b applied %lld", last, applied_a);
+
+    /* b's old store: refused, saying what to do. */
+    ASSERT(node_start(&b, cfg_b, 1) != 0);
+    const char *log = file_text(hfmt("%s/server.log", b.dir));
+    ASSERT_MSG(
+        strstr(log, "this store followed another stream CASESYNC") &&
+            strstr(log, "Restore this node from a backup of a node of the cluster, or `casesync detach`"),
+        "b's log: %.2000s", log);
+    /* Detached, it may not join a stream that has entries either (it would
+     * apply them from entry 1 over its own records). */
+    d = cli(b.dir, NULL, "detach");
+    ASSERT_MSG(d.rc == 0, "detach of b: %d %s", d.rc, d.err);
+    ASSERT(node_start(&b, cfg_b, 1) != 0);
+    log = file_text(hfmt("%s/server.log", b.dir));
+    ASSERT_MSG(
+        strstr(log, "this store was detached from its cluster (casesync detach): it may seed a new cluster"),
+        "b's log: %.2000s", log);
+    /* A node from the new leader's backup joins with everything once. */
+    ASSERT(node_from_backup(&c, &a, node_config(url, "c", 1)) == 0);
+    ASSERT(node_holds_each_once(&c, &p, "rec-lost", np) == 0);
+    ASSERT(node_holds_each_once(&a, &p, "rec-lost", np) == 0);
+    srv_cleanup(&c);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}

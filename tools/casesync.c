@@ -64,6 +64,11 @@ static const char usage_text[] =
     "  restore BACKUP [--progress]\n"
     "        copy the backup folder BACKUP into the data folder (--data), which\n"
     "        must not hold a store yet; then verify it and start casesyncd on it\n"
+    "  log-trim BACKUP --cluster URLS [--keep N]\n"
+    "        cluster mode: trim the replicated log back to BACKUP, the oldest\n"
+    "        backup still wanted: the stream keeps every entry after its log\n"
+    "        entry and N before it (default 1000); a node that needs a trimmed\n"
+    "        entry is refused and must be restored from a newer backup\n"
     "  detach\n"
     "        take a cluster node's store out of its cluster for good (server\n"
     "        stopped): it then opens alone, or seeds a new cluster\n"
@@ -75,6 +80,7 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  --data DIR   the data folder (default " DEFAULT_DATA_DIR ")\n"
+    "  --cluster URLS  NATS servers of the cluster, comma separated (log-trim)\n"
     "  --progress   progress of backup, restore, verify and export on standard error\n"
     "               (also without it when that is a terminal)\n"
     "  --help       this text\n"
@@ -95,6 +101,7 @@ typedef struct args {
     int version;
     int deep, progress, audit;
     const char *link_dest;
+    const char *cluster, *keep;
 } args_t;
 
 static int usage_error(const char *fmt, const char *what) {
@@ -110,7 +117,7 @@ static int usage_error(const char *fmt, const char *what) {
  * arguments in any order, "--" ends the options. */
 static int args_parse(int argc, char **argv, args_t *a) {
     enum { O_DATA = 256, O_ROLE, O_UNIT, O_GRIDS, O_NAME, O_FROM, O_TO, O_GROUP_BY, O_FORMAT, O_LINK_DEST, O_VERSION,
-           O_DEEP, O_PROGRESS, O_AUDIT };
+           O_DEEP, O_PROGRESS, O_AUDIT, O_CLUSTER, O_KEEP };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},         {"role", required_argument, NULL, O_ROLE},
         {"unit", required_argument, NULL, O_UNIT},         {"grids", required_argument, NULL, O_GRIDS},
@@ -119,7 +126,8 @@ static int args_parse(int argc, char **argv, args_t *a) {
         {"format", required_argument, NULL, O_FORMAT},     {"link-dest", required_argument, NULL, O_LINK_DEST},
         {"help", no_argument, NULL, 'h'},                  {"version", no_argument, NULL, O_VERSION},
         {"deep", no_argument, NULL, O_DEEP},               {"progress", no_argument, NULL, O_PROGRESS},
-        {"audit", no_argument, NULL, O_AUDIT},
+        {"audit", no_argument, NULL, O_AUDIT},            {"cluster", required_argument, NULL, O_CLUSTER},
+        {"keep", required_argument, NULL, O_KEEP},
         {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
@@ -142,6 +150,8 @@ static int args_parse(int argc, char **argv, args_t *a) {
         case O_DEEP: a->deep = 1; break;
         case O_PROGRESS: a->progress = 1; break;
         case O_AUDIT: a->audit = 1; break;
+        case O_CLUSTER: a->cluster = optarg; break;
+        case O_KEEP: a->keep = optarg; break;
         case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
         default: return usage_error("unknown option '%s'", argv[optind - 1]);
         }
@@ -400,12 +410,40 @@ static int cmd_backup(const args_t *a, const char *dest) {
     if (code != 0) return code;
     int rc = sync_backup_ex(s, dest, a->link_dest, progress_line, (void *)a, &err);
     progress_end(a);
+    uint64_t seq = 0;
     if (rc != 0)
         code = engine_error("backup", rc, &err);
+    else if (sync_store_log_seq(dest, &seq, &err) == 0 && seq > 0)
+        printf("backup of %s written to %s (cluster log entry %llu)\n", a->data, dest, (unsigned long long)seq);
     else
         printf("backup of %s written to %s\n", a->data, dest);
     sync_close(s);
     return code;
+}
+
+/* Trims the cluster's log back to a backup (sync_cluster_trim). */
+static int cmd_log_trim(const args_t *a, const char *backup) {
+    sync_error_t err = {0};
+    sync_trim_t t;
+    unsigned long long keep = 1000;
+    if (!a->cluster || !*a->cluster) return usage_error("%s", "log-trim needs --cluster URLS (the NATS servers)");
+    if (a->keep) {
+        char *end;
+        errno = 0;
+        keep = strtoull(a->keep, &end, 10);
+        if (errno || *end || !*a->keep || a->keep[0] == '-') return usage_error("%s", "--keep needs a number");
+    }
+    int rc = sync_cluster_trim(a->cluster, backup, keep, &t, &err);
+    if (rc != 0) return engine_error("log-trim", rc, &err);
+    if (t.trimmed)
+        printf("the log now holds entries %llu to %llu (it held %llu to %llu); %s is at entry %llu\n",
+               (unsigned long long)t.first_after, (unsigned long long)t.last, (unsigned long long)t.first_before,
+               (unsigned long long)t.last, backup, (unsigned long long)t.backup_seq);
+    else
+        printf("nothing to trim: the log holds entries %llu to %llu; %s is at entry %llu\n",
+               (unsigned long long)t.first_before, (unsigned long long)t.last, backup,
+               (unsigned long long)t.backup_seq);
+    return 0;
 }
 
 /* Takes a store out of its cluster (sync_cluster_detach). */
@@ -588,6 +626,11 @@ int main(int argc, char **argv) {
         return cmd_device_release(&a);
     }
     if (strcmp(cmd, "migrate") == 0) return cmd_migrate(&a);
+    if (strcmp(cmd, "log-trim") == 0) {
+        if (a.npos != 2) return usage_error("%s", "usage: casesync log-trim BACKUP --cluster URLS [--keep N]");
+        return cmd_log_trim(&a, a.pos[1]);
+    }
+    if (a.cluster || a.keep) return usage_error("%s takes no --cluster or --keep", cmd);
     if (strcmp(cmd, "detach") == 0) {
         if (a.npos != 1) return usage_error("%s", "usage: casesync detach");
         return cmd_detach(&a);
