@@ -1072,7 +1072,7 @@ static void run_cluster(void) {
     double fol_cpu = 0, nats_cpu = 0; /* the two followers', the three nats-servers' */
     for (int round = 0; round < CL_ROUNDS; round++)
         for (int c = 0; c < 2; c++) {
-            double p50, q99, cu;
+            double p50, q99, cu, cw, cb;
             int errors;
             char tag[16];
             snprintf(tag, sizeof tag, "CL%c%d", c ? 'C' : 'S', round);
@@ -1083,7 +1083,7 @@ static void run_cluster(void) {
             for (int i = 0; i < CL_NODES; i++)
                 n0 += pid_cpu_s(nats[i].pid);
             machine_ticks(&mb0, &mt0);
-            double r = run_push(CL_PUSH_PHONES, CL_PUSH_EACH, tag, &p50, &q99, &errors, &cu);
+            double r = run_push(CL_PUSH_PHONES, CL_PUSH_EACH, tag, &p50, &q99, &errors, &cu, &cw, &cb);
             machine_ticks(&mb1, &mt1);
             double a1 = c ? cluster_cpu_s(nodes, nats) : pid_cpu_s(single_pid);
             double f1 = pid_cpu_s(nodes[1].pid) + pid_cpu_s(nodes[2].pid), n1 = 0;
