@@ -384,8 +384,10 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
         if (record_visible(user, rec, now, window, 1)) {
             const cJSON *ss = cJSON_GetObjectItemCaseSensitive(rec, "scope_seq");
             int full = full_mode || any_add || (cJSON_IsNumber(ss) && (uint64_t)ss->valuedouble > since);
-            cJSON *item = record_upsert_item(rec, full, since);
-            record_mask(s->schema, item, rec, p->role, p->unit);
+            /* The unit string moves with the fields into the item: still valid below. */
+            const char *rec_unit = util_json_str(cJSON_GetObjectItemCaseSensitive(rec, "fields"), "unit");
+            cJSON *item = record_upsert_item_take(rec, full, since);
+            record_mask_unit(s->schema, item, rec_unit, p->role, p->unit);
             page_item(&pg, item);
         } else if (have_cursor && !in->full && (any_normal || any_rm)) {
             int expired = record_visible(user, rec, now, window, 0);

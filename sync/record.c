@@ -303,22 +303,34 @@ cJSON *record_public(const cJSON *rec) {
     return o;
 }
 
-cJSON *record_upsert_item(const cJSON *rec, int full, uint64_t since) {
+/* As copy_member, moving the member out of src instead of copying it. */
+static void take_member(cJSON *dst, const char *as, cJSON *src, const char *key) {
+    cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(src, key);
+    util_json_add(dst, as, v ? v : cJSON_CreateNull());
+}
+
+static void dup_member(cJSON *dst, const char *as, cJSON *src, const char *key) {
+    copy_member(dst, as, src, key);
+}
+
+/* take: move the members out of rec (the pull's copy, deleted next) instead of copying them. */
+static cJSON *upsert_item(cJSON *rec, int full, uint64_t since, int take) {
     cJSON *o = cJSON_CreateObject();
+    void (*member)(cJSON *, const char *, cJSON *, const char *) = take ? take_member : dup_member;
     cJSON_AddStringToObject(o, "op", "upsert");
-    copy_member(o, "record_id", rec, "id");
-    copy_member(o, "type", rec, "type");
-    copy_member(o, "version", rec, "version");
-    copy_member(o, "seq", rec, "seq");
-    copy_member(o, "status", rec, "status");
-    copy_member(o, "voided", rec, "voided");
+    member(o, "record_id", rec, "id");
+    member(o, "type", rec, "type");
+    member(o, "version", rec, "version");
+    member(o, "seq", rec, "seq");
+    member(o, "status", rec, "status");
+    member(o, "voided", rec, "voided");
     cJSON_AddBoolToObject(o, "full", full);
     const cJSON *fields = cJSON_GetObjectItemCaseSensitive(rec, "fields");
     if (full) {
-        copy_member(o, "fields", rec, "fields");
-        copy_member(o, "created_at", rec, "created_at");
-        copy_member(o, "created_by", rec, "created_by");
-        copy_member(o, "updated_at", rec, "updated_at");
+        member(o, "fields", rec, "fields");
+        member(o, "created_at", rec, "created_at");
+        member(o, "created_by", rec, "created_by");
+        member(o, "updated_at", rec, "updated_at");
     } else {
         cJSON *out = cJSON_AddObjectToObject(o, "fields"), *appended = NULL;
         const cJSON *im = cJSON_GetObjectItemCaseSensitive(rec, "im");
@@ -345,14 +357,26 @@ cJSON *record_upsert_item(const cJSON *rec, int full, uint64_t since) {
             }
         }
     }
-    copy_member(o, "conflicts", rec, "conflicts");
+    member(o, "conflicts", rec, "conflicts");
     return o;
 }
 
-void record_mask(const schema_t *schema, cJSON *item, const cJSON *rec, schema_role_t role, const char *unit) {
+cJSON *record_upsert_item(const cJSON *rec, int full, uint64_t since) {
+    return upsert_item((cJSON *)rec, full, since, 0); /* take 0: rec is only read */
+}
+
+cJSON *record_upsert_item_take(cJSON *rec, int full, uint64_t since) {
+    return upsert_item(rec, full, since, 1);
+}
+
+void record_mask_unit(const schema_t *schema, cJSON *item, const char *rec_unit, schema_role_t role, const char *unit) {
     cJSON *fields = item ? cJSON_GetObjectItemCaseSensitive(item, "fields") : NULL;
-    const char *rec_unit = util_json_str(cJSON_GetObjectItemCaseSensitive(rec, "fields"), "unit");
     if (cJSON_IsObject(fields)) schema_mask_fields(schema, fields, rec_unit, role, unit);
+}
+
+void record_mask(const schema_t *schema, cJSON *item, const cJSON *rec, schema_role_t role, const char *unit) {
+    record_mask_unit(schema, item, util_json_str(cJSON_GetObjectItemCaseSensitive(rec, "fields"), "unit"), role,
+                     unit);
 }
 
 int record_assign_case_no(MDB_txn *txn, const store_dbs_t *dbs, cJSON *rec, int64_t now_ms, cJSON **assigned) {

@@ -63,11 +63,16 @@ cJSON *record_public(const cJSON *rec);
 /* A pull upsert item: full, or only what changed after `since` (fields whose
  * meta seq is newer, and append items newer under "appended"). */
 cJSON *record_upsert_item(const cJSON *rec, int full, uint64_t since);
+/* The same, moving what it needs out of rec instead of copying: rec is
+ * left partial and is only fit to be deleted. */
+cJSON *record_upsert_item_take(cJSON *rec, int full, uint64_t since);
 
 /* Masks the personal data in item["fields"] (a public record or a pull item
  * made from rec) for a reader (schema_mask_fields); p NULL (the local
  * operator) sees everything. */
 void record_mask(const schema_t *schema, cJSON *item, const cJSON *rec, schema_role_t role, const char *unit);
+/* The same, given the record's unit (rec_unit may be NULL: no unit). */
+void record_mask_unit(const schema_t *schema, cJSON *item, const char *rec_unit, schema_role_t role, const char *unit);
 
 /* Per-field meta access. */
 int64_t record_meta_version(const cJSON *rec, const char *field);
