@@ -960,11 +960,16 @@ int routes_drain(routes_t *rt, int timeout_ms) {
  * Location the leader's advertised URL + the same path and query, or answers
  * 503 + Retry-After while no leader is known. 1 when it answered. Reads stay
  * here (a read that would write, such as a pull's mark, just does not
- * record it on a follower). */
+ * record it on a follower), except the state of a tus upload (GET and HEAD
+ * /v1/uploads/{id}): an unfinished upload's bytes are on the leader only, so
+ * only the leader can say where to resume. */
 static int follower_redirect(routes_t *rt, http_req_t *req) {
     const struct mg_request_info *ri = req->ri;
     const char *method = ri && ri->request_method ? ri->request_method : "";
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0)
+    const char *path = ri && ri->local_uri ? ri->local_uri : "";
+    int upload_state = strncmp(path, "/v1/uploads/", 12) == 0 && path[12];
+    if (strcmp(method, "OPTIONS") == 0 ||
+        (!upload_state && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)))
         return 0;
     char leader[256];
     if (sync_node_role(rt->sync, leader, sizeof leader) != SYNC_NODE_FOLLOWER)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <nats/nats.h>
+#include <openssl/evp.h>
 
 #include "sync/replica.h"
 #include "tests/harness.h"
@@ -765,6 +766,222 @@ TEST(cluster_entries_fit_the_log_413_and_split_batches) {
         pthread_join(th[i], NULL);
     for (int i = 0; i < PHONES; i++)
         ASSERT_MSG(b[i].status == 200, "large push %d answered %ld", i, b[i].status);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
+
+/* ---- evidence (sync/blobstream.h) ------------------------------------------------- */
+
+/* n pseudo-random bytes (xorshift, seeded), pool-owned. */
+static unsigned char *ev_bytes(size_t n, unsigned long long seed) {
+    unsigned char *p = h_keep(malloc(n ? n : 1), NULL);
+    unsigned long long x = seed | 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (unsigned char)(x >> 24);
+    }
+    return p;
+}
+
+static const char *ev_sha(const void *data, size_t len) {
+    unsigned char md[32];
+    unsigned int n = 0;
+    char *hex = hfmt("%64s", "");
+    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return hex;
+}
+
+static const char *ev_b64(const char *text) {
+    char *out = h_keep(malloc(strlen(text) * 2 + 8), NULL);
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)text, (int)strlen(text));
+    return out;
+}
+
+/* POST /v1/uploads of len bytes named sha on s: the upload's path, or NULL
+ * (*r gets the answer). */
+static const char *ev_create(srv_t *s, const char *token, size_t len, const char *sha, resp_t *r) {
+    const char *h[] = {"Tus-Resumable: 1.0.0", hfmt("Upload-Length: %zu", len),
+                       hfmt("Upload-Metadata: sha256 %s,mime %s", ev_b64(sha), ev_b64("video/mp4")), NULL};
+    *r = http(s, "POST", "/v1/uploads", token, NULL, h);
+    if (r->status != 201) return NULL;
+    const char *loc = resp_header(r, "Location");
+    if (loc && strncmp(loc, s->base, strlen(s->base)) == 0) loc += strlen(s->base);
+    return loc;
+}
+
+static resp_t ev_patch(srv_t *s, const char *token, const char *path, size_t offset, const void *data,
+                       size_t len) {
+    const char *h[] = {"Tus-Resumable: 1.0.0", hfmt("Upload-Offset: %zu", offset),
+                       "Content-Type: application/offset+octet-stream", NULL};
+    return http_raw(s, "PATCH", path, token, data, len, h);
+}
+
+static resp_t ev_head(srv_t *s, const char *token, const char *path) {
+    const char *h[] = {"Tus-Resumable: 1.0.0", NULL};
+    return http(s, "HEAD", path, token, NULL, h);
+}
+
+/* The blob's file in a node's folder, or NULL; *len its size. */
+static unsigned char *ev_file(const srv_t *s, const char *sha, size_t *len) {
+    const char *path = hfmt("%s/blobs/%.2s/%.2s/%s", s->dir, sha, sha + 2, sha);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    struct stat st;
+    unsigned char *p = NULL;
+    if (fstat(fileno(f), &st) == 0 && (p = h_keep(malloc((size_t)st.st_size + 1), NULL)) != NULL)
+        *len = fread(p, 1, (size_t)st.st_size, f);
+    fclose(f);
+    return p;
+}
+
+/* Waits (bounded) until the node holds the blob's file with these bytes. */
+static int ev_file_arrives(const srv_t *s, const char *sha, const void *data, size_t len) {
+    for (int i = 0; i < 200; i++) {
+        size_t n = 0;
+        unsigned char *p = ev_file(s, sha, &n);
+        if (p && n == len && memcmp(p, data, len) == 0) return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
+/* Sets the blob stream's byte limit (-1: none), as an operator might; with
+ * the discard-new policy a publish past it is refused. 0 or -1. */
+static int blob_stream_limit(const char *url, int64_t max_bytes) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    int rc = -1;
+    if (natsConnection_ConnectTo(&nc, url) != NATS_OK) return -1;
+    if (natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+        js_GetStreamInfo(&si, js, "CASESYNC_BLOBS", NULL, NULL) == NATS_OK) {
+        jsStreamConfig sc = *si->Config;
+        sc.MaxBytes = max_bytes;
+        sc.Discard = js_DiscardNew;
+        jsStreamInfo *ui = NULL;
+        rc = js_UpdateStream(&ui, js, &sc, NULL, NULL) == NATS_OK ? 0 : -1;
+        jsStreamInfo_Destroy(ui);
+        jsStreamInfo_Destroy(si);
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return rc;
+}
+
+/* Does the blob stream end blob sha with its marker? */
+static int blob_stream_has(const char *url, const char *sha) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    natsMsg *m = NULL;
+    int has = 0;
+    if (natsConnection_ConnectTo(&nc, url) != NATS_OK) return 0;
+    if (natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+        js_GetLastMsg(&m, js, "CASESYNC_BLOBS", hfmt("casesync.blob.%s.end", sha), NULL, NULL) == NATS_OK) {
+        has = 1;
+        natsMsg_Destroy(m);
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return has;
+}
+
+/* The final PATCH of an upload is acknowledged only once the bytes are in
+ * the replicated blob stream; a follower writes every blob file from the
+ * stream by itself (and fetches one at once when a read finds it missing),
+ * so it serves every acknowledged blob and `verify --deep` passes on it.
+ * When the stream refuses the bytes the final PATCH answers 503 with
+ * Retry-After, the blob stays unknown, and the tus client's HEAD finishes
+ * it once the stream takes them again. Upload state reads on a follower go
+ * to the leader. */
+TEST(cluster_evidence_replicated_before_acknowledged) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+    phone_t p;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-ev1") == 0);
+
+    /* 1.5 MB: two chunks of the stream (1 MB max_payload). */
+    size_t len = 1536 * 1024;
+    unsigned char *data = ev_bytes(len, 7);
+    const char *sha = ev_sha(data, len);
+    resp_t r;
+    const char *path = ev_create(&a, p.token, len, sha, &r);
+    ASSERT_MSG(path, "create: %ld %s", r.status, r.body);
+    r = ev_patch(&a, p.token, path, 0, data, len);
+    ASSERT_STATUS(r, 204);
+    ASSERT_MSG(blob_stream_has(url, sha), "the PATCH was acknowledged before the blob stream held the bytes");
+    /* The follower writes the file by itself, nobody asking for it. */
+    ASSERT_MSG(ev_file_arrives(&b, sha, data, len), "the follower never wrote blob %s", sha);
+    cli_res_t c = cli(b.dir, NULL, "verify", "--deep");
+    ASSERT_MSG(c.rc == 0, "verify --deep of the follower exited %d: %s %s", c.rc, c.out, c.err);
+    phone_t pb = p;
+    pb.srv = &b;
+    r = phone_get(&pb, hfmt("/v1/blobs/%s", sha));
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(r.len == len && memcmp(r.body, data, len) == 0, "the follower served %zu other bytes", r.len);
+
+    /* A follower whose file is gone (or not there yet) fetches it on read. */
+    size_t len2 = 4000;
+    unsigned char *data2 = ev_bytes(len2, 11);
+    const char *sha2 = ev_sha(data2, len2);
+    const char *path2 = ev_create(&a, p.token, len2, sha2, &r);
+    ASSERT_MSG(path2, "create: %ld %s", r.status, r.body);
+    r = ev_patch(&a, p.token, path2, 0, data2, len2);
+    ASSERT_STATUS(r, 204);
+    ASSERT(ev_file_arrives(&b, sha2, data2, len2));
+    ASSERT_INT(unlink(hfmt("%s/blobs/%.2s/%.2s/%s", b.dir, sha2, sha2 + 2, sha2)), 0);
+    r = phone_get(&pb, hfmt("/v1/blobs/%s", sha2));
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(r.len == len2 && memcmp(r.body, data2, len2) == 0, "fetched on read: %zu other bytes", r.len);
+
+    /* Upload state on a follower: redirected, only the leader knows it. */
+    size_t len3 = 300 * 1024;
+    unsigned char *data3 = ev_bytes(len3, 13);
+    const char *sha3 = ev_sha(data3, len3);
+    const char *path3 = ev_create(&a, p.token, len3, sha3, &r);
+    ASSERT_MSG(path3, "create: %ld %s", r.status, r.body);
+    r = ev_head(&b, p.token, path3);
+    ASSERT_STATUS(r, 307);
+    ASSERT_STR(resp_header(&r, "Location"), hfmt("%s%s", a.base, path3));
+
+    /* The stream refuses the bytes (full): the final PATCH is not
+     * acknowledged, the blob stays unknown on every node. */
+    ASSERT(blob_stream_limit(url, 1024) == 0);
+    r = ev_patch(&a, p.token, path3, 0, data3, len3);
+    ASSERT_STATUS(r, 503);
+    ASSERT_STR(resp_error_code(&r), "unavailable");
+    ASSERT(resp_header(&r, "Retry-After") != NULL);
+    r = phone_get(&p, hfmt("/v1/blobs/%s", sha3));
+    ASSERT_STATUS(r, 404);
+    r = ev_head(&a, p.token, path3);
+    ASSERT_STATUS(r, 503);
+    /* The same last bytes again: the offset moved (409); the tus client asks. */
+    r = ev_patch(&a, p.token, path3, 0, data3, len3);
+    ASSERT_STATUS(r, 409);
+    ASSERT(blob_stream_limit(url, -1) == 0);
+    r = ev_head(&a, p.token, path3);
+    ASSERT_STATUS(r, 200);
+    ASSERT_STR(resp_header(&r, "Upload-Offset"), hfmt("%zu", len3));
+    ASSERT(blob_stream_has(url, sha3));
+    r = phone_get(&p, hfmt("/v1/blobs/%s", sha3));
+    ASSERT_STATUS(r, 200);
+    ASSERT(ev_file_arrives(&b, sha3, data3, len3));
+    for (int k = 0; k < 2; k++) {
+        srv_t *x = k ? &b : &a;
+        c = cli(x->dir, NULL, "verify", "--deep");
+        ASSERT_MSG(c.rc == 0, "verify --deep of %c exited %d: %s %s", k ? 'b' : 'a', c.rc, c.out, c.err);
+        ASSERT_MSG(strstr(c.out, "\"blobs\":3"), "node %c: %s", k ? 'b' : 'a', c.out);
+    }
+    const char *m = node_metrics(&b);
+    ASSERT_MSG(metric(m, "casesync_cluster_blobs_fetched_total") >= 4, "%s", m);
+    srv_cleanup(&b);
     srv_cleanup(&a);
     natsd_stop(&n, SIGTERM);
 }
