@@ -22,6 +22,7 @@
 
 #include "sync/replica.h"
 #include "tests/harness.h"
+#include "tests/proxy.h"
 #include "tests/test.h"
 
 /* ---- nats-server processes ----------------------------------------------------- */
@@ -984,4 +985,102 @@ TEST(cluster_evidence_replicated_before_acknowledged) {
     srv_cleanup(&b);
     srv_cleanup(&a);
     natsd_stop(&n, SIGTERM);
+}
+
+/* ---- behind nginx (deploy/nginx-cluster.conf) ----------------------------------------- */
+
+#define CLUSTER_NGINX_CONF "deploy/nginx-cluster.conf"
+
+/* deploy/nginx-cluster.conf with every upstream server pointed at the
+ * follower: each request lands there first, so every write the phone sends
+ * through nginx must reach the leader through the follower's 307, which
+ * nginx follows itself with the same method and body (the phone never sees
+ * it). Reads are served by the follower. */
+TEST(cluster_nginx_follows_307_to_the_leader_with_the_body) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+    px_t px;
+    int ports[3] = {b.port, b.port, b.port};
+    int started = px_start_front(&px, CLUSTER_NGINX_CONF, ports, 3) == 0;
+    if (!started) px_cleanup(&px);
+    ASSERT_MSG(started, "nginx did not start with " CLUSTER_NGINX_CONF);
+    px_client_t pc = {.px = &px};
+
+    /* b must know the leader first (503 until it has read the lease). */
+    const char *login = "{\"username\":\"off1\",\"password\":\"%s\",\"device_id\":\"dev-ngx\"}";
+    const char *lbody = hfmt(login, std_pass("off1"));
+    resp_t r = {0};
+    for (int i = 0; i < 100; i++) {
+        r = px_http(&pc, "POST", "/v1/auth/login", NULL, lbody, strlen(lbody), NULL);
+        if (r.status != 503) break;
+        sleep_ms(100);
+    }
+    ASSERT_STATUS(r, 200);
+    const char *token = jstr(resp_json(&r), "token");
+    ASSERT(token != NULL);
+    long long seq = jint(resp_json(&r), "next_changeset_seq");
+    ASSERT(seq > 0);
+
+    /* A push: the follower's 307 is followed, the body sent again. */
+    const char *pb = push_body("dev-ngx", seq, changes(ch_create("rec-ngx-1", "general", NULL)));
+    r = px_http(&pc, "POST", "/v1/sync/push", token, pb, strlen(pb), NULL);
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(strstr(r.body, "rec-ngx-1"), "%.300s", r.body);
+    r = http(&a, "GET", "/v1/cases/rec-ngx-1", token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+
+    /* A tus upload: create, two PATCHes (the second completes it), HEAD
+     * between them (upload state is the leader's too). */
+    size_t len = 1200 * 1024, half = 700 * 1024;
+    unsigned char *data = ev_bytes(len, 17);
+    const char *sha = ev_sha(data, len);
+    const char *ch[] = {"Tus-Resumable: 1.0.0", hfmt("Upload-Length: %zu", len),
+                        hfmt("Upload-Metadata: sha256 %s,mime %s", ev_b64(sha), ev_b64("video/mp4")), NULL};
+    r = px_http(&pc, "POST", "/v1/uploads", token, NULL, 0, ch);
+    ASSERT_STATUS(r, 201);
+    const char *loc = resp_header(&r, "Location");
+    ASSERT_MSG(loc && loc[0] == '/', "the upload's Location %s is not a path of this base", loc ? loc : "-");
+    for (int k = 0; k < 2; k++) {
+        size_t off = k ? half : 0, cnt = k ? len - half : half;
+        const char *ph[] = {"Tus-Resumable: 1.0.0", hfmt("Upload-Offset: %zu", off),
+                            "Content-Type: application/offset+octet-stream", NULL};
+        r = px_http(&pc, "PATCH", loc, token, data + off, cnt, ph);
+        ASSERT_STATUS(r, 204);
+        ASSERT_STR(resp_header(&r, "Upload-Offset"), hfmt("%zu", off + cnt));
+        if (k == 0) {
+            const char *hh[] = {"Tus-Resumable: 1.0.0", NULL};
+            r = px_http(&pc, "HEAD", loc, token, NULL, 0, hh);
+            ASSERT_STATUS(r, 200);
+            ASSERT_STR(resp_header(&r, "Upload-Offset"), hfmt("%zu", half));
+        }
+    }
+    /* Read back through nginx: served by the follower (once it has applied
+     * the entry that records the blob: reads lag the leader a little), the
+     * bytes intact. */
+    for (int i = 0; i < 100; i++) {
+        r = px_http(&pc, "GET", hfmt("/v1/blobs/%s", sha), token, NULL, 0, NULL);
+        if (r.status != 404) break;
+        sleep_ms(50);
+    }
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(r.len == len && memcmp(r.body, data, len) == 0, "%zu other bytes through nginx", r.len);
+    size_t flen = 0;
+    unsigned char *fa = ev_file(&a, sha, &flen);
+    ASSERT_MSG(fa && flen == len && memcmp(fa, data, len) == 0, "the leader does not hold the blob");
+
+    /* casesyncd's own 503 passes through, not replaced by nginx's page
+     * (Retry-After 5): with NATS gone the leader cannot append to the log. */
+    natsd_stop(&n, SIGKILL);
+    const char *pb2 = push_body("dev-ngx", seq + 1, changes(ch_create("rec-ngx-2", "general", NULL)));
+    r = px_http(&pc, "POST", "/v1/sync/push", token, pb2, strlen(pb2), NULL);
+    ASSERT_STATUS(r, 503);
+    ASSERT_STR(resp_error_code(&r), "unavailable");
+    ASSERT_STR(resp_header(&r, "Retry-After"), "2");
+    px_cleanup(&px);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
 }
