@@ -49,6 +49,7 @@ const char *sync_strerror(int code) {
     case SYNC_EDEVINUSE: return "device in use by another user";
     case SYNC_EDISK: return "the server's disk refused the write; nothing of it was kept, try again later";
     case SYNC_EUNAVAIL: return "the cluster could not confirm the write; send the same request again later";
+    case SYNC_EBEHIND: return "this node has not yet applied what the client has seen; ask the leader";
     case SYNC_EEVIDENCE: return "evidence lists bytes that are not yours to list";
     default: return "unknown error";
     }

@@ -20,6 +20,7 @@
 #include <nats/nats.h>
 #include <openssl/evp.h>
 
+#include "clients/c/casesync.h"
 #include "sync/replica.h"
 #include "tests/harness.h"
 #include "tests/proxy.h"
@@ -1083,4 +1084,102 @@ TEST(cluster_nginx_follows_307_to_the_leader_with_the_body) {
     px_cleanup(&px);
     srv_cleanup(&b);
     srv_cleanup(&a);
+}
+
+/* ---- phones on libcasesync (clients/c) ----------------------------------------------- */
+
+static void lib_close(void *h) {
+    casesync_close(h);
+}
+
+/* Runs while the pool drains: no pool strings here. */
+static void lib_rm_dir(void *d) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", (const char *)d);
+    (void)!system(cmd);
+    free(d);
+}
+
+/* A libcasesync handle on a new state folder, logged in at base_url (ca:
+ * the CA file for https, or NULL). NULL on failure (printed). */
+static casesync_t *lib_phone(const char *base_url, const char *ca, const char *user, const char *device) {
+    char *dir = strdup(hfmt("/tmp/casesync-clphone-%s-XXXXXX", device));
+    if (!dir || !mkdtemp(dir)) {
+        free(dir);
+        return NULL;
+    }
+    h_keep(dir, lib_rm_dir);
+    casesync_options_t o = {0};
+    o.state_dir = dir;
+    o.no_sync = 1;
+    o.ca_file = ca;
+    o.request_timeout_ms = 30000;
+    casesync_t *h = NULL;
+    casesync_error_t err;
+    if (casesync_open(&o, &h, &err) != 0) {
+        fprintf(stderr, "    casesync_open: %s\n", err.message);
+        return NULL;
+    }
+    h_keep(h, lib_close);
+    for (int i = 0; i < 100; i++) {
+        int rc = casesync_login(h, base_url, user, std_pass(user), device, &err);
+        if (rc == 0) return h;
+        if (rc != CASESYNC_E_BUSY && rc != CASESYNC_E_NETWORK) {
+            fprintf(stderr, "    casesync_login %s at %s: %s\n", user, base_url, err.message);
+            return NULL;
+        }
+        sleep_ms(100);
+    }
+    fprintf(stderr, "    casesync_login %s at %s: still %s\n", user, base_url, err.message);
+    return NULL;
+}
+
+static const char *lib_fields(void) {
+    return hfmt("{\"procedure\":\"general\",\"source\":\"patrol\",\"description\":\"vendor on the bridge\","
+                "\"occurred_at\":\"%s\",\"grid\":\"%s\",\"address\":\"1 Qianmen St\","
+                "\"location\":{\"lon\":116.39,\"lat\":39.9,\"crs\":\"wgs84\"}}",
+                iso_now(-60000), GRID1);
+}
+
+/* libcasesync follows a follower's 307 to the leader's URL with its token
+ * (curl alone would drop the Authorization header on another host): a phone
+ * that talks to a follower logs in, pushes and uploads through it. */
+TEST(cluster_libcasesync_follows_307_with_its_token) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+    casesync_t *h = lib_phone(b.base, NULL, "off1", "dev-lib307");
+    ASSERT_MSG(h != NULL, "no login through the follower");
+    casesync_error_t err;
+    char id[CASESYNC_ID_MAX], item[CASESYNC_ID_MAX];
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, lib_fields(), "rec-lib307-1", id, &err), 0);
+    const char *file = hfmt("%s/photo.jpg", b.dir);
+    size_t len = 200 * 1024;
+    unsigned char *data = ev_bytes(len, 23);
+    FILE *f = fopen(file, "wb");
+    ASSERT(f && fwrite(data, 1, len, f) == len);
+    fclose(f);
+    ASSERT_INT(casesync_attach(h, id, file, "photo", "image/jpeg", item, &err), 0);
+    casesync_report_t rep;
+    int rc = -1;
+    for (int i = 0; i < 50 && rc != 0; i++) {
+        memset(&rep, 0, sizeof rep);
+        rc = casesync_sync(h, 0, &rep, &err);
+        if (rc) sleep_ms(100);
+    }
+    ASSERT_MSG(rc == 0, "sync through the follower: %s", err.message);
+    ASSERT_INT(rep.uploads_done, 1);
+    const char *token = login(&a, "off1", std_pass("off1"), "dev-lib307-check", NULL);
+    ASSERT(token != NULL);
+    resp_t r = http(&a, "GET", "/v1/cases/rec-lib307-1", token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    r = http(&a, "GET", hfmt("/v1/blobs/%s", ev_sha(data, len)), token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    ASSERT(r.len == len && memcmp(r.body, data, len) == 0);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
 }
