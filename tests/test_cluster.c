@@ -1183,3 +1183,267 @@ TEST(cluster_libcasesync_follows_307_with_its_token) {
     srv_cleanup(&a);
     natsd_stop(&n, SIGTERM);
 }
+
+/* ---- a fleet through nginx across a kill -9 of the leader ------------------------------ */
+
+enum { FLEET_PHONES = 4, FLEET_ROUNDS = 6, FLEET_SYNC_TRIES = 400 };
+
+typedef struct fleet_phone {
+    casesync_t *h;
+    int idx;
+    const char *user;
+    char ids[FLEET_ROUNDS][CASESYNC_ID_MAX];
+    const char *file[FLEET_ROUNDS]; /* NULL: no evidence this round */
+    const unsigned char *data[FLEET_ROUNDS];
+    size_t size[FLEET_ROUNDS];
+    const char *sha[FLEET_ROUNDS];
+    const char *fields;
+    int failed_syncs; /* syncs that failed (and were retried) */
+    char why[300];    /* set when the phone gave up */
+} fleet_phone_t;
+
+static int fleet_done; /* rounds finished by every phone (atomic) */
+
+/* One sync, retried (bounded) while the cluster fails over: 0 or -1. */
+static int fleet_sync(fleet_phone_t *f) {
+    casesync_error_t err;
+    casesync_report_t rep;
+    for (int i = 0; i < FLEET_SYNC_TRIES; i++) {
+        memset(&rep, 0, sizeof rep);
+        int rc = casesync_sync(f->h, 0, &rep, &err);
+        if (rc == 0 && rep.uploads_failed == 0) return 0;
+        if (rc == 0) {
+            snprintf(f->why, sizeof f->why, "an upload failed for good");
+            return -1;
+        }
+        f->failed_syncs++;
+        nanosleep(&(struct timespec){0, 150 * 1000000L}, NULL);
+    }
+    snprintf(f->why, sizeof f->why, "sync still failing: %s", err.message);
+    return -1;
+}
+
+static void *fleet_run(void *arg) {
+    fleet_phone_t *f = arg;
+    casesync_error_t err;
+    for (int r = 0; r < FLEET_ROUNDS; r++) {
+        char id[CASESYNC_ID_MAX], item[CASESYNC_ID_MAX];
+        if (casesync_create(f->h, TYPE_VENDING, f->fields, f->ids[r], id, &err) != 0) {
+            snprintf(f->why, sizeof f->why, "create %s: %s", f->ids[r], err.message);
+            return NULL;
+        }
+        if (f->file[r] && casesync_attach(f->h, id, f->file[r], "bodycam", "video/mp4", item, &err) != 0) {
+            snprintf(f->why, sizeof f->why, "attach to %s: %s", f->ids[r], err.message);
+            return NULL;
+        }
+        if (fleet_sync(f) != 0) return NULL;
+        __atomic_add_fetch(&fleet_done, 1, __ATOMIC_SEQ_CST);
+    }
+    return NULL;
+}
+
+/* The leader among the running nodes (writable in its metrics), or NULL. */
+static srv_t *fleet_leader(srv_t *const *nodes, int n) {
+    for (int i = 0; i < 200; i++) {
+        for (int k = 0; k < n; k++)
+            if (nodes[k]->pid > 0 && metric(node_metrics(nodes[k]), "casesync_cluster_writable") == 1)
+                return nodes[k];
+        sleep_ms(50);
+    }
+    return NULL;
+}
+
+/* Waits (bounded) until every node has applied the whole log. 1 or 0. */
+static int fleet_caught_up(srv_t *const *nodes, int n) {
+    for (int i = 0; i < 400; i++) {
+        long long seq = -1;
+        int same = 1;
+        for (int k = 0; k < n && same; k++) {
+            const char *m = node_metrics(nodes[k]);
+            long long a = metric(m, "casesync_cluster_applied_seq"), s = metric(m, "casesync_cluster_stream_seq");
+            if (a <= 0 || a != s || (seq >= 0 && a != seq)) same = 0;
+            seq = a;
+        }
+        if (same) return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
+static int strcmp_ptr(const char **x, const char **y) {
+    return strcmp(*x, *y);
+}
+
+/* The phone's local view as "id:version:evidence:pending" lines, sorted (pool). */
+static const char *fleet_view(casesync_t *h) {
+    char *t = NULL;
+    if (casesync_list(h, &t) != 0 || !t) return NULL;
+    cJSON *list = jparse(t);
+    casesync_free(t);
+    int n = jlen(list, ""), k = 0;
+    if (n < 0) return NULL;
+    const char **lines = h_keep(calloc((size_t)n + 1, sizeof *lines), NULL);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list) {
+        lines[k++] = hfmt("%s:%lld:%d:%lld", jstr(it, "id"), jint(it, "version"), jlen(it, "fields.evidence"),
+                          jint(it, "pending"));
+    }
+    qsort(lines, (size_t)k, sizeof *lines, (int (*)(const void *, const void *))strcmp_ptr);
+    const char *all = "";
+    for (int i = 0; i < k; i++)
+        all = hfmt("%s%s\n", all, lines[i]);
+    return all;
+}
+
+/* Three nats-servers (R3), three casesyncd nodes, deploy/nginx-cluster.conf
+ * in front. A fleet of phones (libcasesync, one base URL: nginx) creates
+ * records and attaches evidence, syncing (push, pull, tus uploads) after
+ * each; the leader is killed with kill -9 while they run. A follower takes
+ * over and the phones carry on through nginx (their syncs fail for a while
+ * and are retried, as an app does). After the run, with the old leader
+ * back: every record each phone was told was taken is on every node exactly
+ * once, every uploaded blob is on every node with its bytes, `casesync
+ * verify --deep` passes on each node, and every phone's view is the same. */
+TEST(cluster_fleet_through_nginx_survives_kill9_of_the_leader) {
+    natsd_t nd[3] = {{0}};
+    const char *urls = "", *routes = "";
+    for (int i = 0; i < 3; i++) {
+        nd[i].port = free_port();
+        nd[i].cport = free_port();
+        snprintf(nd[i].name, sizeof nd[i].name, "n%d", i + 1);
+        urls = hfmt("%s%snats://127.0.0.1:%d", urls, i ? "," : "", nd[i].port);
+        routes = hfmt("%s%snats://127.0.0.1:%d", routes, i ? "," : "", nd[i].cport);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(nd[i].routes, sizeof nd[i].routes, "%s", routes);
+        ASSERT(natsd_start(&nd[i]) == 0);
+    }
+    static const char *const cast[] = {"off1", "off2", NULL};
+    srv_t a, b, c;
+    srv_t *nodes[3] = {&a, &b, &c};
+    const char *cfg[3] = {node_config(urls, "a", 3), node_config(urls, "b", 3), node_config(urls, "c", 3)};
+    ASSERT(node_seed(&a, cfg[0], cast) == 0);
+    ASSERT(node_from_backup(&b, &a, cfg[1]) == 0);
+    ASSERT(node_from_backup(&c, &a, cfg[2]) == 0);
+    srv_t *L = fleet_leader(nodes, 3);
+    ASSERT_MSG(L != NULL, "no node took the lease");
+
+    px_t px;
+    int ports[3] = {a.port, b.port, c.port};
+    int started = px_start_front(&px, CLUSTER_NGINX_CONF, ports, 3) == 0;
+    if (!started) px_cleanup(&px);
+    ASSERT_MSG(started, "nginx did not start with " CLUSTER_NGINX_CONF);
+    const char *base = hfmt("https://127.0.0.1:%d", px.port);
+
+    static fleet_phone_t ph[FLEET_PHONES];
+    int nfiles = 0;
+    for (int i = 0; i < FLEET_PHONES; i++) {
+        fleet_phone_t *f = &ph[i];
+        memset(f, 0, sizeof *f);
+        f->idx = i;
+        f->user = i % 2 ? "off2" : "off1";
+        f->fields = lib_fields();
+        f->h = lib_phone(base, px.cert, f->user, hfmt("dev-fleet-%d", i));
+        ASSERT_MSG(f->h != NULL, "phone %d could not log in through nginx", i);
+        for (int r = 0; r < FLEET_ROUNDS; r++) {
+            snprintf(f->ids[r], sizeof f->ids[r], "rec-fleet-%d-%d", i, r);
+            if (r % 2) continue;
+            /* 0.3 to 1.5 MB: one or two chunks of the blob stream */
+            f->size[r] = 300 * 1024 + (size_t)((i * 7 + r * 5) % 5) * 300 * 1024;
+            f->data[r] = ev_bytes(f->size[r], (unsigned long long)(1000 + i * 100 + r));
+            f->sha[r] = ev_sha(f->data[r], f->size[r]);
+            f->file[r] = hfmt("%s/ev-%d-%d.mp4", px.dir, i, r);
+            FILE *fp = fopen(f->file[r], "wb");
+            ASSERT(fp && fwrite(f->data[r], 1, f->size[r], fp) == f->size[r]);
+            fclose(fp);
+            nfiles++;
+        }
+    }
+
+    pthread_t th[FLEET_PHONES];
+    __atomic_store_n(&fleet_done, 0, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < FLEET_PHONES; i++)
+        ASSERT(pthread_create(&th[i], NULL, fleet_run, &ph[i]) == 0);
+    /* Mid-run: once the fleet has finished a third of its rounds. */
+    for (int i = 0; i < 1200 && __atomic_load_n(&fleet_done, __ATOMIC_SEQ_CST) < FLEET_PHONES * FLEET_ROUNDS / 3;
+         i++)
+        sleep_ms(50);
+    int done_at_kill = __atomic_load_n(&fleet_done, __ATOMIC_SEQ_CST);
+    srv_kill9(L);
+    double killed = now_s();
+    for (int i = 0; i < FLEET_PHONES; i++)
+        pthread_join(th[i], NULL);
+    double resumed = now_s() - killed;
+    int retried = 0;
+    for (int i = 0; i < FLEET_PHONES; i++) {
+        ASSERT_MSG(!ph[i].why[0], "phone %d: %s", i, ph[i].why);
+        retried += ph[i].failed_syncs;
+    }
+    ASSERT_MSG(done_at_kill < FLEET_PHONES * FLEET_ROUNDS, "the leader was killed after the run, not during it");
+    fprintf(stderr, "    fleet: %d rounds done at the kill, %d syncs retried, the rest done %.1f s after it\n",
+            done_at_kill, retried, resumed);
+
+    /* The old leader comes back as a node like the others. */
+    const char *cfg_L = cfg[L == &a ? 0 : L == &b ? 1 : 2];
+    ASSERT(node_start(L, cfg_L, 1) == 0);
+    srv_t *L2 = fleet_leader(nodes, 3);
+    ASSERT(L2 != NULL);
+    const char *token = login(L2, "off1", std_pass("off1"), "dev-fleet-check", NULL);
+    ASSERT(token != NULL);
+    ASSERT_MSG(fleet_caught_up(nodes, 3), "the nodes did not all apply the whole log");
+
+    /* Convergence: one more sync each, then every phone sees the same. */
+    for (int i = 0; i < FLEET_PHONES; i++)
+        ASSERT_MSG(fleet_sync(&ph[i]) == 0, "phone %d: %s", i, ph[i].why);
+    const char *view0 = fleet_view(ph[0].h);
+    ASSERT(view0 != NULL);
+    for (int i = 1; i < FLEET_PHONES; i++) {
+        const char *v = fleet_view(ph[i].h);
+        ASSERT_MSG(v && strcmp(v, view0) == 0, "phone %d sees\n%s\nphone 0 sees\n%s", i, v ? v : "-", view0);
+    }
+    for (int i = 0; i < FLEET_PHONES; i++)
+        for (int r = 0; r < FLEET_ROUNDS; r++)
+            ASSERT_MSG(strstr(view0, hfmt("%s:", ph[i].ids[r])) && !strstr(view0, hfmt("%s:0:", ph[i].ids[r])),
+                       "%s is not in the phones' view:\n%s", ph[i].ids[r], view0);
+    ASSERT_MSG(!strstr(view0, ":1\n") && !strstr(view0, ":2\n"), "changes still pending:\n%s", view0);
+
+    /* Every node: each record exactly once, with the same version; each
+     * blob's bytes; verify --deep. */
+    long long version[FLEET_PHONES][FLEET_ROUNDS];
+    for (int k = 0; k < 3; k++) {
+        phone_t p = {0};
+        p.srv = nodes[k];
+        p.token = token;
+        cJSON *items = phone_pull_all(&p);
+        ASSERT_MSG(items != NULL, "pull from node %c", 'a' + k);
+        for (int i = 0; i < FLEET_PHONES; i++)
+            for (int r = 0; r < FLEET_ROUNDS; r++) {
+                ASSERT_MSG(pull_count(items, ph[i].ids[r]) == 1, "node %c holds %s %d times", 'a' + k,
+                           ph[i].ids[r], pull_count(items, ph[i].ids[r]));
+                resp_t rr = http(nodes[k], "GET", hfmt("/v1/cases/%s", ph[i].ids[r]), token, NULL, NULL);
+                ASSERT_STATUS(rr, 200);
+                long long v = jint(resp_json(&rr), "version");
+                if (k == 0) version[i][r] = v;
+                ASSERT_MSG(v == version[i][r] && v >= 1 && v <= (ph[i].file[r] ? 2 : 1),
+                           "node %c: %s at version %lld (node a: %lld)", 'a' + k, ph[i].ids[r], v, version[i][r]);
+                if (!ph[i].file[r]) continue;
+                ASSERT_MSG(ev_file_arrives(nodes[k], ph[i].sha[r], ph[i].data[r], ph[i].size[r]),
+                           "node %c lacks the bytes of %s's evidence", 'a' + k, ph[i].ids[r]);
+            }
+        int ok = 0;
+        cli_res_t v = {0};
+        for (int i = 0; i < 50 && !ok; i++) {
+            v = cli(nodes[k]->dir, NULL, "verify", "--deep");
+            ok = v.rc == 0;
+            if (!ok) sleep_ms(200);
+        }
+        ASSERT_MSG(ok, "verify --deep of node %c exited %d: %s %s", 'a' + k, v.rc, v.out, v.err);
+        ASSERT_MSG(strstr(v.out, hfmt("\"blobs\":%d,", nfiles)), "node %c: %s (%d blobs uploaded)", 'a' + k,
+                   v.out, nfiles);
+    }
+    px_cleanup(&px);
+    for (int k = 0; k < 3; k++)
+        srv_cleanup(nodes[k]);
+    for (int i = 0; i < 3; i++)
+        natsd_stop(&nd[i], SIGTERM);
+}
