@@ -2,8 +2,9 @@
  * JetStream, and leadership as a lease in a JetStream KV bucket.
  *
  * Caveats first:
- * - Only LMDB is replicated. Evidence bytes (DATA/blobs, DATA/uploads) are
- *   not: a follower answers a blob it has not got with 404. The stream's
+ * - Only LMDB is replicated here. Evidence bytes (DATA/blobs) have a stream
+ *   of their own (sync/blobstream.h); unfinished uploads (DATA/uploads) stay
+ *   on the node that took them. The stream's
  *   retention is not tied to backups (it keeps everything), and a new node
  *   from a backup catches up only if the stream still holds every entry
  *   after the backup's log_seq.
