@@ -460,7 +460,8 @@ static int upload_finish(sync_t *s, const cJSON *st, sync_upload_t *out, sync_er
         rc = upload_job(s, JOB_DELETE, id, NULL, 0, 0);
         if (rc) return sync_fail(err, rc, NULL, "cannot delete upload %s", id);
         out->offset = 0;
-        return sync_fail(err, SYNC_ENOTFOUND, NULL, "the bytes of upload %s are lost; start a new upload", id);
+        return sync_fail(err, SYNC_ENOTFOUND, NULL, "the bytes of upload %s are lost; start a new upload",
+                         id);
     }
     const char *src = no_part ? blob : part;
     if (file_sha256(src, hex) != 0)
@@ -1235,7 +1236,8 @@ static int blob_find(sync_t *s, const sync_principal_t *p, const char *sha256, s
             if (frc == 0) continue;
             if (frc == SYNC_EUNAVAIL) {
                 memset(out, 0, sizeof *out);
-                sync_fail(err, SYNC_EUNAVAIL, NULL, "the evidence store of the cluster did not answer; retry");
+                sync_fail(err, SYNC_EUNAVAIL, NULL,
+                          "the evidence store of the cluster did not answer; retry");
                 if (err) err->retry_after = 2;
                 return SYNC_EUNAVAIL;
             }

@@ -212,6 +212,10 @@ int blobstream_fetch(blobstream_t *b, const char *sha) {
     if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) rc = SYNC_ENOMEM;
     uint64_t off = 0;
     for (uint64_t i = 0; rc == 0 && i < chunks; i++) {
+        if (__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE)) {
+            rc = SYNC_EUNAVAIL; /* shutting down: fetched again at the next start */
+            break;
+        }
         natsMsg *m = NULL;
         jsErrCode jerr = 0;
         jsOptions o;

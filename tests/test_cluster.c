@@ -1260,7 +1260,8 @@ static int fleet_caught_up(srv_t *const *nodes, int n) {
         int same = 1;
         for (int k = 0; k < n && same; k++) {
             const char *m = node_metrics(nodes[k]);
-            long long a = metric(m, "casesync_cluster_applied_seq"), s = metric(m, "casesync_cluster_stream_seq");
+            long long a = metric(m, "casesync_cluster_applied_seq"),
+                      s = metric(m, "casesync_cluster_stream_seq");
             if (a <= 0 || a != s || (seq >= 0 && a != seq)) same = 0;
             seq = a;
         }
@@ -1365,8 +1366,8 @@ TEST(cluster_fleet_through_nginx_survives_kill9_of_the_leader) {
     for (int i = 0; i < FLEET_PHONES; i++)
         ASSERT(pthread_create(&th[i], NULL, fleet_run, &ph[i]) == 0);
     /* Mid-run: once the fleet has finished a third of its rounds. */
-    for (int i = 0; i < 1200 && __atomic_load_n(&fleet_done, __ATOMIC_SEQ_CST) < FLEET_PHONES * FLEET_ROUNDS / 3;
-         i++)
+    for (int i = 0;
+         i < 1200 && __atomic_load_n(&fleet_done, __ATOMIC_SEQ_CST) < FLEET_PHONES * FLEET_ROUNDS / 3; i++)
         sleep_ms(50);
     int done_at_kill = __atomic_load_n(&fleet_done, __ATOMIC_SEQ_CST);
     srv_kill9(L);
@@ -1379,8 +1380,10 @@ TEST(cluster_fleet_through_nginx_survives_kill9_of_the_leader) {
         ASSERT_MSG(!ph[i].why[0], "phone %d: %s", i, ph[i].why);
         retried += ph[i].failed_syncs;
     }
-    ASSERT_MSG(done_at_kill < FLEET_PHONES * FLEET_ROUNDS, "the leader was killed after the run, not during it");
-    fprintf(stderr, "    fleet: %d rounds done at the kill, %d syncs retried, the rest done %.1f s after it\n",
+    ASSERT_MSG(done_at_kill < FLEET_PHONES * FLEET_ROUNDS,
+               "the leader was killed after the run, not during it");
+    fprintf(stderr,
+            "    fleet: %d rounds done at the kill, %d syncs retried, the rest done %.1f s after it\n",
             done_at_kill, retried, resumed);
 
     /* The old leader comes back as a node like the others. */
@@ -1403,7 +1406,8 @@ TEST(cluster_fleet_through_nginx_survives_kill9_of_the_leader) {
     }
     for (int i = 0; i < FLEET_PHONES; i++)
         for (int r = 0; r < FLEET_ROUNDS; r++)
-            ASSERT_MSG(strstr(view0, hfmt("%s:", ph[i].ids[r])) && !strstr(view0, hfmt("%s:0:", ph[i].ids[r])),
+            ASSERT_MSG(strstr(view0, hfmt("%s:", ph[i].ids[r])) &&
+                           !strstr(view0, hfmt("%s:0:", ph[i].ids[r])),
                        "%s is not in the phones' view:\n%s", ph[i].ids[r], view0);
     ASSERT_MSG(!strstr(view0, ":1\n") && !strstr(view0, ":2\n"), "changes still pending:\n%s", view0);
 
@@ -1425,7 +1429,8 @@ TEST(cluster_fleet_through_nginx_survives_kill9_of_the_leader) {
                 long long v = jint(resp_json(&rr), "version");
                 if (k == 0) version[i][r] = v;
                 ASSERT_MSG(v == version[i][r] && v >= 1 && v <= (ph[i].file[r] ? 2 : 1),
-                           "node %c: %s at version %lld (node a: %lld)", 'a' + k, ph[i].ids[r], v, version[i][r]);
+                           "node %c: %s at version %lld (node a: %lld)", 'a' + k, ph[i].ids[r], v,
+                           version[i][r]);
                 if (!ph[i].file[r]) continue;
                 ASSERT_MSG(ev_file_arrives(nodes[k], ph[i].sha[r], ph[i].data[r], ph[i].size[r]),
                            "node %c lacks the bytes of %s's evidence", 'a' + k, ph[i].ids[r]);
