@@ -972,13 +972,19 @@ int routes_drain(routes_t *rt, int timeout_ms) {
  * record it on a follower), except the state of a tus upload (GET and HEAD
  * /v1/uploads/{id}): an unfinished upload's bytes are on the leader only, so
  * only the leader can say where to resume. */
+follower_action_t routes_follower_action(const char *method, const char *path) {
+    if (!method || strcmp(method, "OPTIONS") == 0)
+        return FOLLOWER_SERVES;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return FOLLOWER_TO_LEADER;
+    /* An unfinished upload's bytes are on the leader only. */
+    int upload_state = path && strncmp(path, "/v1/uploads/", 12) == 0 && path[12];
+    return upload_state ? FOLLOWER_TO_LEADER : FOLLOWER_SERVES;
+}
+
 static int follower_redirect(routes_t *rt, http_req_t *req) {
     const struct mg_request_info *ri = req->ri;
-    const char *method = ri && ri->request_method ? ri->request_method : "";
-    const char *path = ri && ri->local_uri ? ri->local_uri : "";
-    int upload_state = strncmp(path, "/v1/uploads/", 12) == 0 && path[12];
-    if (strcmp(method, "OPTIONS") == 0 ||
-        (!upload_state && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)))
+    if (routes_follower_action(ri ? ri->request_method : NULL, ri ? ri->local_uri : NULL) == FOLLOWER_SERVES)
         return 0;
     return to_leader(rt, req);
 }

@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "clients/c/casesync.h"
+#include "server/routes.h"
 #include "sync/replica.h"
 #include "tests/harness.h"
 #include "tests/proxy.h"
@@ -240,6 +241,19 @@ TEST(cluster_lease_decide_table) {
     ASSERT_INT(replica_lease_decide(0, 100, 0, 0, 0, 5, 5), LEASE_KEEP);
     ASSERT_INT(replica_lease_decide(0, 100, 0, 0, 1, 4, 5), LEASE_WAIT);
     ASSERT_INT(replica_lease_decide(0, 100, 0, 0, 1, 5, 5), LEASE_TAKE);
+}
+
+TEST(cluster_follower_action_table) {
+    ASSERT_INT(routes_follower_action("GET", "/v1/sync/pull"), FOLLOWER_SERVES);
+    ASSERT_INT(routes_follower_action("HEAD", "/v1/blobs/ab"), FOLLOWER_SERVES);
+    ASSERT_INT(routes_follower_action("OPTIONS", "/v1/uploads"), FOLLOWER_SERVES);
+    ASSERT_INT(routes_follower_action("GET", "/v1/uploads/"), FOLLOWER_SERVES);
+    ASSERT_INT(routes_follower_action(NULL, NULL), FOLLOWER_SERVES);
+    ASSERT_INT(routes_follower_action("POST", "/v1/sync/push"), FOLLOWER_TO_LEADER);
+    ASSERT_INT(routes_follower_action("PATCH", "/v1/uploads/0123"), FOLLOWER_TO_LEADER);
+    ASSERT_INT(routes_follower_action("HEAD", "/v1/uploads/0123"), FOLLOWER_TO_LEADER);
+    ASSERT_INT(routes_follower_action("GET", "/v1/uploads/0123"), FOLLOWER_TO_LEADER);
+    ASSERT_INT(routes_follower_action("DELETE", "/v1/cases/x"), FOLLOWER_TO_LEADER);
 }
 
 /* One nats-server (R1): a push is acknowledged only once the stream holds its
