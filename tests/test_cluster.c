@@ -1466,3 +1466,73 @@ TEST(cluster_fleet_through_nginx_survives_kill9_of_the_leader) {
     for (int i = 0; i < 3; i++)
         natsd_stop(&nd[i], SIGTERM);
 }
+
+/* A follower that has not applied what a phone has seen sends the request to
+ * the leader (307) instead of answering from its older store: a token the
+ * leader made after the follower's last commit (401 without it) and a pull
+ * cursor ahead of its store (410 cursor_expired without it, which makes a
+ * phone resync from scratch). The follower is held behind by refusing its
+ * store's writes (a test-build disk fault), then let go. */
+TEST(cluster_follower_behind_the_client_sends_it_to_the_leader) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+    phone_t p;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-bh1") == 0);
+    resp_t r = phone_push(&p, changes(ch_create("rec-bh-1", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    phone_t pb = p;
+    pb.srv = &b;
+    for (int i = 0; i < 100; i++) {
+        r = phone_get(&pb, "/v1/cases/rec-bh-1");
+        if (r.status == 200) break;
+        sleep_ms(50);
+    }
+    ASSERT_STATUS(r, 200);
+
+    /* b stops applying: every write of its store fails. */
+    FILE *f = fopen(hfmt("%s/.fault", b.dir), "w");
+    ASSERT(f != NULL);
+    fprintf(f, "write store EIO *\n");
+    fclose(f);
+    r = phone_push(&p, changes(ch_create("rec-bh-2", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    cJSON *items = phone_pull_all(&p);
+    ASSERT(items && pull_count(items, "rec-bh-2") == 1 && p.cursor);
+    phone_t p2;
+    ASSERT(phone_login(&p2, &a, "off1", std_pass("off1"), "dev-bh2") == 0);
+
+    pb.cursor = p.cursor;
+    r = phone_pull(&pb, 0, 0);
+    ASSERT_STATUS(r, 307);
+    const char *loc = resp_header(&r, "Location");
+    ASSERT_MSG(loc && strncmp(loc, hfmt("%s/v1/sync/pull?", a.base), strlen(a.base) + 14) == 0, "Location %s",
+               loc ? loc : "-");
+    r = http(&b, "GET", "/v1/cases/rec-bh-1", p2.token, NULL, NULL);
+    ASSERT_STATUS(r, 307);
+    ASSERT_STR(resp_header(&r, "Location"), hfmt("%s/v1/cases/rec-bh-1", a.base));
+    /* A token nobody made is the leader's to refuse: 401 there. */
+    r = http(&b, "GET", "/v1/cases/rec-bh-1", "not-a-token", NULL, NULL);
+    ASSERT_STATUS(r, 307);
+    r = http(&a, "GET", "/v1/cases/rec-bh-1", "not-a-token", NULL, NULL);
+    ASSERT_STATUS(r, 401);
+
+    /* Let go: b catches up and answers both itself. */
+    ASSERT_INT(unlink(hfmt("%s/.fault", b.dir)), 0);
+    for (int i = 0; i < 200; i++) {
+        r = phone_pull(&pb, 0, 0);
+        if (r.status == 200) break;
+        ASSERT_MSG(r.status == 307, "pull on b while it catches up: %ld %.200s", r.status, r.body);
+        pb.cursor = p.cursor;
+        sleep_ms(50);
+    }
+    ASSERT_STATUS(r, 200);
+    r = http(&b, "GET", "/v1/cases/rec-bh-2", p2.token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
