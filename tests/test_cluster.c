@@ -203,6 +203,24 @@ static long long metric(const char *text, const char *name) {
     return -1;
 }
 
+/* Waits (bounded) until every node has applied the whole log. 1 or 0. */
+static int nodes_caught_up(srv_t *const *nodes, int n) {
+    for (int i = 0; i < 400; i++) {
+        long long seq = -1;
+        int same = 1;
+        for (int k = 0; k < n && same; k++) {
+            const char *m = node_metrics(nodes[k]);
+            long long a = metric(m, "casesync_cluster_applied_seq"),
+                      s = metric(m, "casesync_cluster_stream_seq");
+            if (a <= 0 || a != s || (seq >= 0 && a != seq)) same = 0;
+            seq = a;
+        }
+        if (same) return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
 /* ---- the stream, as the test reads it ------------------------------------------- */
 
 /* The stream's last sequence, and whether its last entry holds `needle`. -1: no answer. */
@@ -933,6 +951,8 @@ TEST(cluster_evidence_replicated_before_acknowledged) {
     r = ev_patch(&a, p.token, path, 0, data, len);
     ASSERT_STATUS(r, 204);
     ASSERT_MSG(blob_stream_has(url, sha), "the PATCH was acknowledged before the blob stream held the bytes");
+    srv_t *ab[2] = {&a, &b};
+    ASSERT(nodes_caught_up(ab, 2)); /* b knows the blob (its row) */
     /* The follower writes the file by itself, nobody asking for it. */
     ASSERT_MSG(ev_file_arrives(&b, sha, data, len), "the follower never wrote blob %s", sha);
     cli_res_t c = cli(b.dir, NULL, "verify", "--deep");
@@ -952,6 +972,7 @@ TEST(cluster_evidence_replicated_before_acknowledged) {
     r = ev_patch(&a, p.token, path2, 0, data2, len2);
     ASSERT_STATUS(r, 204);
     ASSERT(ev_file_arrives(&b, sha2, data2, len2));
+    ASSERT(nodes_caught_up(ab, 2));
     ASSERT_INT(unlink(hfmt("%s/blobs/%.2s/%.2s/%s", b.dir, sha2, sha2 + 2, sha2)), 0);
     r = phone_get(&pb, hfmt("/v1/blobs/%s", sha2));
     ASSERT_STATUS(r, 200);
@@ -989,6 +1010,7 @@ TEST(cluster_evidence_replicated_before_acknowledged) {
     r = phone_get(&p, hfmt("/v1/blobs/%s", sha3));
     ASSERT_STATUS(r, 200);
     ASSERT(ev_file_arrives(&b, sha3, data3, len3));
+    ASSERT(nodes_caught_up(ab, 2));
     for (int k = 0; k < 2; k++) {
         srv_t *x = k ? &b : &a;
         c = cli(x->dir, NULL, "verify", "--deep");
@@ -1267,24 +1289,6 @@ static srv_t *fleet_leader(srv_t *const *nodes, int n) {
     return NULL;
 }
 
-/* Waits (bounded) until every node has applied the whole log. 1 or 0. */
-static int fleet_caught_up(srv_t *const *nodes, int n) {
-    for (int i = 0; i < 400; i++) {
-        long long seq = -1;
-        int same = 1;
-        for (int k = 0; k < n && same; k++) {
-            const char *m = node_metrics(nodes[k]);
-            long long a = metric(m, "casesync_cluster_applied_seq"),
-                      s = metric(m, "casesync_cluster_stream_seq");
-            if (a <= 0 || a != s || (seq >= 0 && a != seq)) same = 0;
-            seq = a;
-        }
-        if (same) return 1;
-        sleep_ms(50);
-    }
-    return 0;
-}
-
 static int strcmp_ptr(const char **x, const char **y) {
     return strcmp(*x, *y);
 }
@@ -1407,7 +1411,7 @@ TEST(cluster_fleet_through_nginx_survives_kill9_of_the_leader) {
     ASSERT(L2 != NULL);
     const char *token = login(L2, "off1", std_pass("off1"), "dev-fleet-check", NULL);
     ASSERT(token != NULL);
-    ASSERT_MSG(fleet_caught_up(nodes, 3), "the nodes did not all apply the whole log");
+    ASSERT_MSG(nodes_caught_up(nodes, 3), "the nodes did not all apply the whole log");
 
     /* Convergence: one more sync each, then every phone sees the same. */
     for (int i = 0; i < FLEET_PHONES; i++)
