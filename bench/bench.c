@@ -814,7 +814,7 @@ static void run_shift(const char *tag, const char *title, const char *key_suffix
 /* ---- 7. cluster mode: three nats-servers (R3), three casesyncd nodes -------------------- */
 
 #define CL_NODES 3
-#define CL_PUSH_PHONES 8
+#define CL_PUSH_PHONES (getenv("BENCH_CLUSTER_PHONES") ? atoi(getenv("BENCH_CLUSTER_PHONES")) : 8)
 #define CL_PUSH_EACH 20
 #define CL_ROUNDS 2
 #define CL_SCOPE 500    /* records each pull of the shift change returns */

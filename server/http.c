@@ -52,6 +52,7 @@ static const struct {
     {SYNC_EEVIDENCE, 422, "evidence_unknown"},
     {SYNC_EDEVINUSE, 409, "device_in_use"},
     {SYNC_EUNAVAIL, 503, "unavailable"},
+    {SYNC_EBEHIND, 503, "unavailable"}, /* routes.c redirects it to the leader first */
 };
 
 int http_status_of(int sync_code, const char **code) {

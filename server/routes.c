@@ -61,6 +61,9 @@ void routes_init(routes_t *rt, sync_t *sync) {
 }
 
 /* Takes a push slot, waiting up to PUSH_SLOT_WAIT_S; 0 when taken. */
+/* Cluster mode: the request to the leader with 307 (below). */
+static int to_leader(routes_t *rt, http_req_t *req);
+
 static int push_slot_take(routes_t *rt) {
     int cap = rt->limits.max_pushing > 0 ? rt->limits.max_pushing : ROUTES_MAX_PUSHING;
     struct timespec until;
@@ -491,6 +494,8 @@ static void do_pull(call_t *c) {
     if (counted)
         __atomic_sub_fetch(&rt->waiting, 1, __ATOMIC_SEQ_CST);
     free(cursor);
+    if (rc == SYNC_EBEHIND && to_leader(rt, c->req))
+        return;
     route_reply(c, rc, out, &err, 200);
 }
 
@@ -926,6 +931,10 @@ static int dispatch(routes_t *rt, http_req_t *req) {
     memset(&p, 0, sizeof p);
     int rc = sync_authenticate(rt->sync, token, &p, &err);
     memset(token, 0, sizeof token);
+    if (rc == SYNC_EBEHIND && to_leader(rt, req)) {
+        sync_principal_clear(&p);
+        return slot;
+    }
     if (rc < 0) {
         http_send_sync_error(req, rc, &err);
         sync_principal_clear(&p);
@@ -960,12 +969,31 @@ int routes_drain(routes_t *rt, int timeout_ms) {
  * Location the leader's advertised URL + the same path and query, or answers
  * 503 + Retry-After while no leader is known. 1 when it answered. Reads stay
  * here (a read that would write, such as a pull's mark, just does not
- * record it on a follower). */
+ * record it on a follower), except the state of a tus upload (GET and HEAD
+ * /v1/uploads/{id}): an unfinished upload's bytes are on the leader only, so
+ * only the leader can say where to resume. */
+follower_action_t routes_follower_action(const char *method, const char *path) {
+    if (!method || strcmp(method, "OPTIONS") == 0)
+        return FOLLOWER_SERVES;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return FOLLOWER_TO_LEADER;
+    /* An unfinished upload's bytes are on the leader only. */
+    int upload_state = path && strncmp(path, "/v1/uploads/", 12) == 0 && path[12];
+    return upload_state ? FOLLOWER_TO_LEADER : FOLLOWER_SERVES;
+}
+
 static int follower_redirect(routes_t *rt, http_req_t *req) {
     const struct mg_request_info *ri = req->ri;
-    const char *method = ri && ri->request_method ? ri->request_method : "";
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0)
+    if (routes_follower_action(ri ? ri->request_method : NULL, ri ? ri->local_uri : NULL) == FOLLOWER_SERVES)
         return 0;
+    return to_leader(rt, req);
+}
+
+/* The redirect itself, for any method: also for a read that this follower
+ * cannot answer yet (SYNC_EBEHIND: a token it has not applied, a pull
+ * cursor ahead of it). 0 when this node is no follower (nothing sent). */
+static int to_leader(routes_t *rt, http_req_t *req) {
+    const struct mg_request_info *ri = req->ri;
     char leader[256];
     if (sync_node_role(rt->sync, leader, sizeof leader) != SYNC_NODE_FOLLOWER)
         return 0;

@@ -66,6 +66,14 @@ void routes_init(routes_t *rt, sync_t *sync);
  * quarter of them (at least 2 kept free), and at least 1. */
 long routes_max_waiting(int threads);
 
+/* Cluster mode, on a node that cannot write: what it does with a request
+ * before dispatching it. Pure. */
+typedef enum {
+    FOLLOWER_SERVES,   /* a read: served from this node's store */
+    FOLLOWER_TO_LEADER /* a write, or the state of a tus upload: 307 to the leader */
+} follower_action_t;
+follower_action_t routes_follower_action(const char *method, const char *path);
+
 /* Graceful stop, between sync_shutdown() and mg_stop(): from now on new
  * requests answer 503 unavailable, and this waits up to timeout_ms for the
  * requests in flight to send their answers (civetweb drops whatever a

@@ -108,8 +108,12 @@ static void blob_dir(const sync_t *s, const char *sha, int depth, char *buf, siz
         snprintf(buf, n, "%s/blobs/%.2s/%.2s", s->data_dir, sha, sha + 2);
 }
 
+void blobs_file_path(const char *data_dir, const char *sha, char *buf, size_t n) {
+    snprintf(buf, n, "%s/blobs/%.2s/%.2s/%s", data_dir, sha, sha + 2, sha);
+}
+
 static void blob_path(const sync_t *s, const char *sha, char *buf, size_t n) {
-    snprintf(buf, n, "%s/blobs/%.2s/%.2s/%s", s->data_dir, sha, sha + 2, sha);
+    blobs_file_path(s->data_dir, sha, buf, n);
 }
 
 /* fsync of a directory: makes the entries created or renamed in it durable. */
@@ -438,8 +442,29 @@ static int upload_finish(sync_t *s, const cJSON *st, sync_upload_t *out, sync_er
     part_path(s, id, part, sizeof part);
     blob_path(s, sha, blob, sizeof blob);
     /* No part file but the blob: an earlier end renamed it, then failed
-     * (its directory sync, or recording the blob). Finish from the blob. */
-    const char *src = access(part, F_OK) != 0 && errno == ENOENT && stat(blob, &bs) == 0 ? blob : part;
+     * (its directory sync, replicating or recording the blob). Finish from
+     * the blob. */
+    int no_part = access(part, F_OK) != 0 && errno == ENOENT;
+    if (no_part && stat(blob, &bs) != 0 && s->blobstream) {
+        /* Cluster mode, a new leader: the node that took the bytes may have
+         * replicated them before it died. */
+        int frc = blobstream_fetch(s->blobstream, sha);
+        if (frc == SYNC_EUNAVAIL) {
+            sync_fail(err, SYNC_EUNAVAIL, NULL, "the evidence store of the cluster did not answer; retry");
+            if (err) err->retry_after = 2;
+            return SYNC_EUNAVAIL;
+        }
+    }
+    if (no_part && stat(blob, &bs) != 0) {
+        /* Neither: the bytes stayed on another node (cluster mode) or were
+         * lost. The phone starts a new upload. */
+        rc = upload_job(s, JOB_DELETE, id, NULL, 0, 0);
+        if (rc) return sync_fail(err, rc, NULL, "cannot delete upload %s", id);
+        out->offset = 0;
+        return sync_fail(err, SYNC_ENOTFOUND, NULL, "the bytes of upload %s are lost; start a new upload",
+                         id);
+    }
+    const char *src = no_part ? blob : part;
     if (file_sha256(src, hex) != 0)
         return sync_fail(err, SYNC_EIO, NULL, "cannot hash upload %s: %s", id, strerror(errno));
     if (strcmp(hex, sha) != 0) {
@@ -468,6 +493,19 @@ static int upload_finish(sync_t *s, const cJSON *st, sync_upload_t *out, sync_er
     }
     uploads_dir(s, dir, sizeof dir);
     dir_sync(dir);
+
+    /* Cluster mode: the bytes are replicated before the blob is recorded, so
+     * the log never names a blob that a standby could not serve. A failed
+     * publish keeps the upload complete but unrecorded: the phone's retry
+     * (the final PATCH again, or HEAD) comes back here. */
+    if (s->blobstream && (rc = blobstream_publish(s->blobstream, sha, blob, length)) != 0) {
+        sync_fail(err, rc == SYNC_EIO ? SYNC_EIO : SYNC_EUNAVAIL, NULL,
+                  rc == SYNC_EIO ? "cannot read blob %s to replicate it"
+                                 : "the evidence store of the cluster did not take blob %s; retry",
+                  sha);
+        if (err) err->retry_after = 2;
+        return rc == SYNC_EIO ? SYNC_EIO : SYNC_EUNAVAIL;
+    }
 
     cJSON *meta = blob_meta_of(st, util_now_ms());
     if (!meta) return sync_fail(err, SYNC_ENOMEM, NULL, "out of memory");
@@ -510,7 +548,13 @@ static void sweep_one(sync_t *s, const cJSON *st, int full, int64_t now) {
             blob_path(s, sha, blob, sizeof blob);
             stored = stat(blob, &ps) == 0 && (uint64_t)ps.st_size == length;
         }
-        if (stored && (meta = blob_meta_of(st, now))) {
+        if (stored && s->blobstream) {
+            /* Cluster mode: replicated before it is recorded (upload_finish). */
+            sync_upload_t u;
+            sync_error_t e = {0};
+            upload_fill(st, &u);
+            upload_finish(s, st, &u, &e);
+        } else if (stored && (meta = blob_meta_of(st, now))) {
             upload_job_t j = {
                 .s = s, .kind = JOB_FINISH, .id = id, .value = meta, .sha256 = sha, .now = util_now_ms()};
             store_write(s->st, upload_job_run, &j);
@@ -957,7 +1001,7 @@ done:
 /* Blobs                                                                    */
 /* ======================================================================== */
 
-static int blob_meta(sync_t *s, MDB_txn *txn, const char *sha, sync_blob_t *out) {
+static int blob_meta(sync_t *s, MDB_txn *txn, const char *sha, sync_blob_t *out, int *file_missing) {
     cJSON *m = NULL;
     char path[PATH_BYTES];
     struct stat bs;
@@ -973,7 +1017,10 @@ static int blob_meta(sync_t *s, MDB_txn *txn, const char *sha, sync_blob_t *out)
     /* A blob whose file is gone (a partial restore) is not there: the phone
      * uploads it again. */
     blob_path(s, sha, path, sizeof path);
-    if (stat(path, &bs) != 0) return SYNC_ENOTFOUND;
+    if (stat(path, &bs) != 0) {
+        if (file_missing) *file_missing = 1;
+        return SYNC_ENOTFOUND;
+    }
     out->size = (uint64_t)bs.st_size;
     return 0;
 }
@@ -1173,9 +1220,31 @@ static int blob_find(sync_t *s, const sync_principal_t *p, const char *sha256, s
     MDB_txn *txn = NULL;
     memset(out, 0, sizeof *out);
     if (sha_arg(sha256, sha) != 0) return sync_fail(err, SYNC_ENOTFOUND, NULL, "no blob with that name");
-    if (store_read_begin(s->st, &txn) != 0) return sync_fail(err, SYNC_EIO, NULL, "cannot read the store");
-    int rc = blob_meta(s, txn, sha, out);
-    if (rc == 0 && !blob_may_read(s, txn, p, sha)) rc = SYNC_ENOTFOUND;
+    int rc, missing = 0;
+    for (int attempt = 0;; attempt++) {
+        if (store_read_begin(s->st, &txn) != 0)
+            return sync_fail(err, SYNC_EIO, NULL, "cannot read the store");
+        missing = 0;
+        rc = blob_meta(s, txn, sha, out, &missing);
+        if (rc == 0 && !blob_may_read(s, txn, p, sha)) rc = SYNC_ENOTFOUND;
+        /* Cluster mode: the row came with the log but the file has not come
+         * from the blob stream yet. Fetch it now (outside the transaction),
+         * for a reader who may read it, and look again. */
+        if (missing && attempt == 0 && s->blobstream && blob_may_read(s, txn, p, sha)) {
+            store_read_end(txn);
+            txn = NULL;
+            int frc = blobstream_fetch(s->blobstream, sha);
+            if (frc == 0) continue;
+            if (frc == SYNC_EUNAVAIL) {
+                memset(out, 0, sizeof *out);
+                sync_fail(err, SYNC_EUNAVAIL, NULL,
+                          "the evidence store of the cluster did not answer; retry");
+                if (err) err->retry_after = 2;
+                return SYNC_EUNAVAIL;
+            }
+        }
+        break;
+    }
     store_read_end(txn);
     if (rc) memset(out, 0, sizeof *out);
     if (rc == SYNC_ENOTFOUND) return sync_fail(err, rc, NULL, "no blob %s", sha);

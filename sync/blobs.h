@@ -14,6 +14,9 @@ cJSON *blobs_missing_by_device(sync_t *s, MDB_txn *txn, int64_t now_ms);
 /* How many evidence items of a unit (NULL: all) are past their deadline without bytes. */
 int blobs_missing_count(sync_t *s, MDB_txn *txn, int64_t now_ms, const char *unit, uint64_t *n);
 
+/* The path of blob sha's file under data_dir: blobs/ab/cd/<sha>. */
+void blobs_file_path(const char *data_dir, const char *sha, char *buf, size_t n);
+
 /* ---- evidence reachable only through scope ---- */
 
 typedef enum {

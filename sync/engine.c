@@ -50,6 +50,7 @@ const char *sync_strerror(int code) {
     case SYNC_EDEVINUSE: return "device in use by another user";
     case SYNC_EDISK: return "the server's disk refused the write; nothing of it was kept, try again later";
     case SYNC_EUNAVAIL: return "the cluster could not confirm the write; send the same request again later";
+    case SYNC_EBEHIND: return "this node has not yet applied what the client has seen; ask the leader";
     case SYNC_EEVIDENCE: return "evidence lists bytes that are not yours to list";
     default: return "unknown error";
     }
@@ -289,6 +290,16 @@ int sync_open(const sync_config_t *cfg, sync_t **out, sync_error_t *err) {
             goto fail;
         }
     }
+    if (s->replica) {
+        /* Evidence bytes: a stream of their own beside the log. */
+        blobstream_config_t bc = {cfg->cluster_url, cfg->node_name, cfg->data_dir, cfg->cluster_replicas, 0};
+        if ((rc = blobstream_start(&bc, &s->blobstream, msg, sizeof msg)) != 0) {
+            sync_fail(err, rc, NULL, "%s", msg);
+            replica_stop(s->replica);
+            store_close(s->st);
+            goto fail;
+        }
+    }
     *out = s;
     return 0;
 fail:
@@ -308,6 +319,7 @@ void sync_shutdown(sync_t *s) {
 
 void sync_close(sync_t *s) {
     if (!s) return;
+    blobstream_stop(s->blobstream);
     replica_stop(s->replica); /* releases the lease; the writer's queue is empty by now */
     store_close(s->st);
     schema_free(s->schema);
@@ -355,7 +367,7 @@ int sync_node_role(sync_t *s, char *leader_url, size_t n) {
 int sync_metrics(sync_t *s, char **out) {
     uint64_t batches = 0, jobs = 0, hist[STORE_BATCH_BUCKETS] = {0};
     store_stats(s->st, &batches, &jobs, hist);
-    size_t cap = 8192;
+    size_t cap = 16384;
     char *b = malloc(cap);
     if (!b) return SYNC_ENOMEM;
     int n = snprintf(b, cap,
@@ -413,6 +425,7 @@ int sync_metrics(sync_t *s, char **out) {
                       "# TYPE casesync_login_busy_total counter\ncasesync_login_busy_total %llu\n",
                       (unsigned long long)hashes, hashing, (unsigned long long)busy);
     if (s->replica) replica_metrics(s->replica, b, cap, &n);
+    if (s->blobstream) blobstream_metrics(s->blobstream, b, cap, &n);
     if (n < 0 || (size_t)n >= cap) {
         free(b);
         return SYNC_ENOMEM;

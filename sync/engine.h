@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "sync/blobstream.h"
 #include "sync/replica.h"
 #include "sync/store.h"
 #include "sync/sync.h"
@@ -26,6 +27,7 @@ struct sync {
     store_t *st;
     const store_dbs_t *dbs;
     replica_t *replica;         /* cluster mode, else NULL */
+    blobstream_t *blobstream;   /* cluster mode: evidence bytes in the blob stream, else NULL */
     schema_t *schema;
     sync_config_t cfg;          /* defaults filled in */
     char data_dir[1024];

@@ -1432,6 +1432,10 @@ fail:
     cJSON_Delete(d);
     memset(out, 0, sizeof *out);
     out->role = ROLE_NONE;
+    /* A follower may not have applied a session the leader just made: the
+     * leader judges the token. */
+    if (rc == SYNC_EUNAUTH && sync_node_role(s, NULL, 0) == SYNC_NODE_FOLLOWER)
+        return sync_fail(err, SYNC_EBEHIND, NULL, "this node does not know the token yet");
     return rc;
 }
 

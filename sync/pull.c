@@ -346,8 +346,12 @@ static int pull_once(sync_t *s, const sync_principal_t *p, const cursor_t *in, i
 
     if ((rc = store_read_begin(s->st, &txn))) goto done;
     if (have_cursor && (uint64_t)in->s > store_meta_u64(txn, s->dbs, "seq")) {
-        /* The phone has seen more than this store holds (restored from a backup). */
-        rc = sync_fail(err, SYNC_EEXPIRED, "cursor", "the server's store is older than this cursor; pull again without one");
+        /* The phone has seen more than this store holds: a follower behind
+         * the leader (the leader serves it), or a store restored from a backup. */
+        if (sync_node_role(s, NULL, 0) == SYNC_NODE_FOLLOWER)
+            rc = sync_fail(err, SYNC_EBEHIND, "cursor", "this node has not applied what the cursor has seen yet");
+        else
+            rc = sync_fail(err, SYNC_EEXPIRED, "cursor", "the server's store is older than this cursor; pull again without one");
         goto done;
     }
     for (int i = 0; i < nsrc; i++)

@@ -2,8 +2,9 @@
  * JetStream, and leadership as a lease in a JetStream KV bucket.
  *
  * Caveats first:
- * - Only LMDB is replicated. Evidence bytes (DATA/blobs, DATA/uploads) are
- *   not: a follower answers a blob it has not got with 404.
+ * - Only LMDB is replicated here. Evidence bytes (DATA/blobs) have a stream
+ *   of their own (sync/blobstream.h); unfinished uploads (DATA/uploads) stay
+ *   on the node that took them.
  * - The stream keeps its entries until `casesync log-trim` trims it back to
  *   a backup (sync/retention.h). A store whose log_seq + 1 is below the
  *   stream's first sequence cannot catch up: replica_start() refuses it

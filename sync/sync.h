@@ -52,12 +52,16 @@ enum {
                             * pusher neither uploaded nor sees listed (a per-change
                             * result of a push; field names the item's sha256) */
     SYNC_EDEVINUSE = -23,  /* 409 device_in_use: the device id is bound to another user */
-    SYNC_EUNAVAIL = -24    /* 503 unavailable: cluster mode, the replicated log did not confirm
+    SYNC_EUNAVAIL = -24,   /* 503 unavailable: cluster mode, the replicated log did not confirm
                             * the write (no quorum, no answer in time, this node is not the
                             * leader or is catching up). Not kept here; a publish that went
                             * unanswered may still land in the log and be applied, so the
                             * client retries the same request (a changeset's retry gets the
                             * stored answer) (+ retry_after, SYNC_EUNAVAIL_RETRY_S) */
+    SYNC_EBEHIND = -25     /* cluster mode, a follower: the client has seen more than this
+                            * node has applied (a token it does not know yet, a pull cursor
+                            * ahead of its store). The edge sends the request to the leader
+                            * (307) as it does a write; 503 + Retry-After when none is known */
 };
 
 /* Retry-After of SYNC_EDISK: time for a disk that hiccuped to come back, or

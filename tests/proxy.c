@@ -259,14 +259,14 @@ done:
 
 /* Where deploy/nginx.conf is: from the working directory (make test runs in
  * the repository), else next to the schema the build points at. Pool string. */
-static const char *deploy_conf_path(void) {
-    if (access(PX_DEPLOY_CONF, R_OK) == 0) return PX_DEPLOY_CONF;
+static const char *deploy_conf_path(const char *conf) {
+    if (access(conf, R_OK) == 0) return conf;
 #ifdef CASESYNC_SCHEMA_PATH
     const char *schema = CASESYNC_SCHEMA_PATH;
     const char *cut = strstr(schema, "schema/casesync.json");
-    if (cut) return hfmt("%.*s%s", (int)(cut - schema), schema, PX_DEPLOY_CONF);
+    if (cut) return hfmt("%.*s%s", (int)(cut - schema), schema, conf);
 #endif
-    return PX_DEPLOY_CONF;
+    return conf;
 }
 
 /* Appends line to out with its directive's first argument replaced by arg. */
@@ -294,10 +294,11 @@ static int directive_is(const char *line, size_t len, const char *name) {
     return len > n && memcmp(line, name, n) == 0 && (line[n] == ' ' || line[n] == '\t');
 }
 
-/* Writes DIR/casesync.conf from deploy/nginx.conf with the test's ports and
- * paths, and DIR/nginx.conf around it. 0 or -1 (printed). */
-static int write_nginx_conf(const px_t *p, int upstream_port) {
-    const char *src = deploy_conf_path();
+/* Writes DIR/casesync.conf from the deploy file conf with the test's ports
+ * and paths (the k-th upstream server line gets ports[k]; there must be n),
+ * and DIR/nginx.conf around it. 0 or -1 (printed). */
+static int write_nginx_conf(const px_t *p, const char *conf, const int *ports, int n) {
+    const char *src = deploy_conf_path(conf);
     char *text = read_file(src, NULL);
     if (!text) {
         fprintf(stderr, "    proxy: cannot read %s: %s\n", src, strerror(errno));
@@ -330,7 +331,7 @@ static int write_nginx_conf(const px_t *p, int upstream_port) {
             put_with_arg(out, l, len, hfmt("%s/key.pem", p->dir));
             keys++;
         } else if (directive_is(l, len, "server") && !memchr(l, '{', len)) {
-            put_with_arg(out, l, len, hfmt("127.0.0.1:%d", upstream_port));
+            put_with_arg(out, l, len, hfmt("127.0.0.1:%d", upstreams < n ? ports[upstreams] : 1));
             upstreams++;
         } else if (directive_is(l, len, "access_log")) {
             put_with_arg(out, l, len, hfmt("%s/access.log", p->dir));
@@ -343,11 +344,11 @@ static int write_nginx_conf(const px_t *p, int upstream_port) {
     }
     free(text);
     int werr = fclose(out) != 0;
-    if (werr || listens != 1 || certs != 1 || keys != 1 || upstreams != 1) {
+    if (werr || listens != 1 || certs != 1 || keys != 1 || upstreams != n) {
         fprintf(stderr,
                 "    proxy: %s should hold one IPv4 listen, one ssl_certificate, one ssl_certificate_key and "
-                "one upstream server line; found %d, %d, %d, %d\n",
-                src, listens, certs, keys, upstreams);
+                "%d upstream server lines; found %d, %d, %d, %d\n",
+                src, n, listens, certs, keys, upstreams);
         return -1;
     }
     /* The main file: an unprivileged foreground nginx with everything in the
@@ -455,10 +456,10 @@ static int start_casesyncd(px_t *p) {
 
 /* Starts nginx on a free port and waits until it accepts; a port taken
  * between free_port() and nginx's bind is tried again with another. */
-static int start_nginx(px_t *p) {
+static int start_nginx(px_t *p, const char *conf, const int *ports, int n) {
     const char *log = hfmt("%s/nginx.out", p->dir);
     for (int attempt = 0; attempt < PX_PORT_TRIES; attempt++) {
-        if ((p->port = free_port()) < 0 || write_nginx_conf(p, p->srv.port) < 0) return -1;
+        if ((p->port = free_port()) < 0 || write_nginx_conf(p, conf, ports, n) < 0) return -1;
         const char *argv[] = {nginx_bin(),         "-e", hfmt("%s/error.log", p->dir),  "-p",
                               hfmt("%s/", p->dir), "-c", hfmt("%s/nginx.conf", p->dir), NULL};
         p->nginx_pid = spawn(argv, environ, log);
@@ -490,7 +491,8 @@ static int start_nginx(px_t *p) {
     return -1;
 }
 
-int px_start(px_t *p) {
+/* The temp folder, its data/ folder and the certificate. 0 or -1. */
+static int px_prepare(px_t *p) {
     memset(p, 0, sizeof *p);
     p->srv.slot = -1;
     snprintf(p->dir, sizeof p->dir, "/tmp/casesync-tls-XXXXXX");
@@ -505,9 +507,18 @@ int px_start(px_t *p) {
         perror("    proxy: mkdir data");
         return -1;
     }
-    if (make_cert(p->cert, hfmt("%s/key.pem", p->dir)) < 0) return -1;
+    return make_cert(p->cert, hfmt("%s/key.pem", p->dir)) < 0 ? -1 : 0;
+}
+
+int px_start(px_t *p) {
+    if (px_prepare(p) < 0) return -1;
     if (start_casesyncd(p) < 0) return -1;
-    return start_nginx(p);
+    return start_nginx(p, PX_DEPLOY_CONF, &p->srv.port, 1);
+}
+
+int px_start_front(px_t *p, const char *conf, const int *ports, int n) {
+    if (px_prepare(p) < 0) return -1;
+    return start_nginx(p, conf, ports, n);
 }
 
 int px_stop_server(px_t *p) {

@@ -49,6 +49,12 @@ typedef struct px {
  * 127.0.0.1) and nginx in front of it, and waits until nginx accepts. 0, or
  * -1 with the reason printed; px_cleanup() is due either way. */
 int px_start(px_t *p);
+/* Only nginx (the caller runs the servers): the deploy file conf (a path
+ * in the repository, e.g. "deploy/nginx-cluster.conf") with its upstream
+ * `server` lines pointed, in order, at 127.0.0.1:ports[k]; the file must
+ * hold exactly n of them. p->srv is unused (slot -1, no process); direct
+ * calls are the caller's. 0, or -1 printed; px_cleanup() is due either way. */
+int px_start_front(px_t *p, const char *conf, const int *ports, int n);
 /* SIGTERM to casesyncd and wait up to 10 s: its exit status (0 for a clean
  * stop, -1 when it had to be killed). nginx keeps running. */
 int px_stop_server(px_t *p);

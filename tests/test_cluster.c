@@ -18,9 +18,13 @@
 #include <unistd.h>
 
 #include <nats/nats.h>
+#include <openssl/evp.h>
 
+#include "clients/c/casesync.h"
+#include "server/routes.h"
 #include "sync/replica.h"
 #include "tests/harness.h"
+#include "tests/proxy.h"
 #include "tests/test.h"
 
 /* ---- nats-server processes ----------------------------------------------------- */
@@ -199,6 +203,24 @@ static long long metric(const char *text, const char *name) {
     return -1;
 }
 
+/* Waits (bounded) until every node has applied the whole log. 1 or 0. */
+static int nodes_caught_up(srv_t *const *nodes, int n) {
+    for (int i = 0; i < 400; i++) {
+        long long seq = -1;
+        int same = 1;
+        for (int k = 0; k < n && same; k++) {
+            const char *m = node_metrics(nodes[k]);
+            long long a = metric(m, "casesync_cluster_applied_seq"),
+                      s = metric(m, "casesync_cluster_stream_seq");
+            if (a <= 0 || a != s || (seq >= 0 && a != seq)) same = 0;
+            seq = a;
+        }
+        if (same) return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
 /* ---- the stream, as the test reads it ------------------------------------------- */
 
 /* The stream's last sequence, and whether its last entry holds `needle`. -1: no answer. */
@@ -237,6 +259,19 @@ TEST(cluster_lease_decide_table) {
     ASSERT_INT(replica_lease_decide(0, 100, 0, 0, 0, 5, 5), LEASE_KEEP);
     ASSERT_INT(replica_lease_decide(0, 100, 0, 0, 1, 4, 5), LEASE_WAIT);
     ASSERT_INT(replica_lease_decide(0, 100, 0, 0, 1, 5, 5), LEASE_TAKE);
+}
+
+TEST(cluster_follower_action_table) {
+    ASSERT_INT(routes_follower_action("GET", "/v1/sync/pull"), FOLLOWER_SERVES);
+    ASSERT_INT(routes_follower_action("HEAD", "/v1/blobs/ab"), FOLLOWER_SERVES);
+    ASSERT_INT(routes_follower_action("OPTIONS", "/v1/uploads"), FOLLOWER_SERVES);
+    ASSERT_INT(routes_follower_action("GET", "/v1/uploads/"), FOLLOWER_SERVES);
+    ASSERT_INT(routes_follower_action(NULL, NULL), FOLLOWER_SERVES);
+    ASSERT_INT(routes_follower_action("POST", "/v1/sync/push"), FOLLOWER_TO_LEADER);
+    ASSERT_INT(routes_follower_action("PATCH", "/v1/uploads/0123"), FOLLOWER_TO_LEADER);
+    ASSERT_INT(routes_follower_action("HEAD", "/v1/uploads/0123"), FOLLOWER_TO_LEADER);
+    ASSERT_INT(routes_follower_action("GET", "/v1/uploads/0123"), FOLLOWER_TO_LEADER);
+    ASSERT_INT(routes_follower_action("DELETE", "/v1/cases/x"), FOLLOWER_TO_LEADER);
 }
 
 /* One nats-server (R1): a push is acknowledged only once the stream holds its
@@ -1170,6 +1205,743 @@ TEST(cluster_lost_stream_rebuilt_from_the_most_advanced_store) {
     ASSERT(node_holds_each_once(&c, &p, "rec-lost", np) == 0);
     ASSERT(node_holds_each_once(&a, &p, "rec-lost", np) == 0);
     srv_cleanup(&c);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
+
+/* ---- evidence (sync/blobstream.h) ------------------------------------------------- */
+
+/* n pseudo-random bytes (xorshift, seeded), pool-owned. */
+static unsigned char *ev_bytes(size_t n, unsigned long long seed) {
+    unsigned char *p = h_keep(malloc(n ? n : 1), NULL);
+    unsigned long long x = seed | 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (unsigned char)(x >> 24);
+    }
+    return p;
+}
+
+static const char *ev_sha(const void *data, size_t len) {
+    unsigned char md[32];
+    unsigned int n = 0;
+    char *hex = hfmt("%64s", "");
+    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return hex;
+}
+
+static const char *ev_b64(const char *text) {
+    char *out = h_keep(malloc(strlen(text) * 2 + 8), NULL);
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)text, (int)strlen(text));
+    return out;
+}
+
+/* POST /v1/uploads of len bytes named sha on s: the upload's path, or NULL
+ * (*r gets the answer). */
+static const char *ev_create(srv_t *s, const char *token, size_t len, const char *sha, resp_t *r) {
+    const char *h[] = {"Tus-Resumable: 1.0.0", hfmt("Upload-Length: %zu", len),
+                       hfmt("Upload-Metadata: sha256 %s,mime %s", ev_b64(sha), ev_b64("video/mp4")), NULL};
+    *r = http(s, "POST", "/v1/uploads", token, NULL, h);
+    if (r->status != 201) return NULL;
+    const char *loc = resp_header(r, "Location");
+    if (loc && strncmp(loc, s->base, strlen(s->base)) == 0) loc += strlen(s->base);
+    return loc;
+}
+
+static resp_t ev_patch(srv_t *s, const char *token, const char *path, size_t offset, const void *data,
+                       size_t len) {
+    const char *h[] = {"Tus-Resumable: 1.0.0", hfmt("Upload-Offset: %zu", offset),
+                       "Content-Type: application/offset+octet-stream", NULL};
+    return http_raw(s, "PATCH", path, token, data, len, h);
+}
+
+static resp_t ev_head(srv_t *s, const char *token, const char *path) {
+    const char *h[] = {"Tus-Resumable: 1.0.0", NULL};
+    return http(s, "HEAD", path, token, NULL, h);
+}
+
+/* The blob's file in a node's folder, or NULL; *len its size. */
+static unsigned char *ev_file(const srv_t *s, const char *sha, size_t *len) {
+    const char *path = hfmt("%s/blobs/%.2s/%.2s/%s", s->dir, sha, sha + 2, sha);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    struct stat st;
+    unsigned char *p = NULL;
+    if (fstat(fileno(f), &st) == 0 && (p = h_keep(malloc((size_t)st.st_size + 1), NULL)) != NULL)
+        *len = fread(p, 1, (size_t)st.st_size, f);
+    fclose(f);
+    return p;
+}
+
+/* Waits (bounded) until the node holds the blob's file with these bytes. */
+static int ev_file_arrives(const srv_t *s, const char *sha, const void *data, size_t len) {
+    for (int i = 0; i < 200; i++) {
+        size_t n = 0;
+        unsigned char *p = ev_file(s, sha, &n);
+        if (p && n == len && memcmp(p, data, len) == 0) return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
+/* Sets the blob stream's byte limit (-1: none), as an operator might; with
+ * the discard-new policy a publish past it is refused. 0 or -1. */
+static int blob_stream_limit(const char *url, int64_t max_bytes) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    int rc = -1;
+    if (natsConnection_ConnectTo(&nc, url) != NATS_OK) return -1;
+    if (natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+        js_GetStreamInfo(&si, js, "CASESYNC_BLOBS", NULL, NULL) == NATS_OK) {
+        jsStreamConfig sc = *si->Config;
+        sc.MaxBytes = max_bytes;
+        sc.Discard = js_DiscardNew;
+        jsStreamInfo *ui = NULL;
+        rc = js_UpdateStream(&ui, js, &sc, NULL, NULL) == NATS_OK ? 0 : -1;
+        jsStreamInfo_Destroy(ui);
+        jsStreamInfo_Destroy(si);
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return rc;
+}
+
+/* Does the blob stream end blob sha with its marker? */
+static int blob_stream_has(const char *url, const char *sha) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    natsMsg *m = NULL;
+    int has = 0;
+    if (natsConnection_ConnectTo(&nc, url) != NATS_OK) return 0;
+    if (natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+        js_GetLastMsg(&m, js, "CASESYNC_BLOBS", hfmt("casesync.blob.%s.end", sha), NULL, NULL) == NATS_OK) {
+        has = 1;
+        natsMsg_Destroy(m);
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return has;
+}
+
+/* The final PATCH of an upload is acknowledged only once the bytes are in
+ * the replicated blob stream; a follower writes every blob file from the
+ * stream by itself (and fetches one at once when a read finds it missing),
+ * so it serves every acknowledged blob and `verify --deep` passes on it.
+ * When the stream refuses the bytes the final PATCH answers 503 with
+ * Retry-After, the blob stays unknown, and the tus client's HEAD finishes
+ * it once the stream takes them again. Upload state reads on a follower go
+ * to the leader. */
+TEST(cluster_evidence_replicated_before_acknowledged) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+    phone_t p;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-ev1") == 0);
+
+    /* 1.5 MB: two chunks of the stream (1 MB max_payload). */
+    size_t len = 1536 * 1024;
+    unsigned char *data = ev_bytes(len, 7);
+    const char *sha = ev_sha(data, len);
+    resp_t r;
+    const char *path = ev_create(&a, p.token, len, sha, &r);
+    ASSERT_MSG(path, "create: %ld %s", r.status, r.body);
+    r = ev_patch(&a, p.token, path, 0, data, len);
+    ASSERT_STATUS(r, 204);
+    ASSERT_MSG(blob_stream_has(url, sha), "the PATCH was acknowledged before the blob stream held the bytes");
+    srv_t *ab[2] = {&a, &b};
+    ASSERT(nodes_caught_up(ab, 2)); /* b knows the blob (its row) */
+    /* The follower writes the file by itself, nobody asking for it. */
+    ASSERT_MSG(ev_file_arrives(&b, sha, data, len), "the follower never wrote blob %s", sha);
+    cli_res_t c = cli(b.dir, NULL, "verify", "--deep");
+    ASSERT_MSG(c.rc == 0, "verify --deep of the follower exited %d: %s %s", c.rc, c.out, c.err);
+    phone_t pb = p;
+    pb.srv = &b;
+    r = phone_get(&pb, hfmt("/v1/blobs/%s", sha));
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(r.len == len && memcmp(r.body, data, len) == 0, "the follower served %zu other bytes", r.len);
+
+    /* A follower whose file is gone (or not there yet) fetches it on read. */
+    size_t len2 = 4000;
+    unsigned char *data2 = ev_bytes(len2, 11);
+    const char *sha2 = ev_sha(data2, len2);
+    const char *path2 = ev_create(&a, p.token, len2, sha2, &r);
+    ASSERT_MSG(path2, "create: %ld %s", r.status, r.body);
+    r = ev_patch(&a, p.token, path2, 0, data2, len2);
+    ASSERT_STATUS(r, 204);
+    ASSERT(ev_file_arrives(&b, sha2, data2, len2));
+    ASSERT(nodes_caught_up(ab, 2));
+    ASSERT_INT(unlink(hfmt("%s/blobs/%.2s/%.2s/%s", b.dir, sha2, sha2 + 2, sha2)), 0);
+    r = phone_get(&pb, hfmt("/v1/blobs/%s", sha2));
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(r.len == len2 && memcmp(r.body, data2, len2) == 0, "fetched on read: %zu other bytes", r.len);
+
+    /* Upload state on a follower: redirected, only the leader knows it. */
+    size_t len3 = 300 * 1024;
+    unsigned char *data3 = ev_bytes(len3, 13);
+    const char *sha3 = ev_sha(data3, len3);
+    const char *path3 = ev_create(&a, p.token, len3, sha3, &r);
+    ASSERT_MSG(path3, "create: %ld %s", r.status, r.body);
+    r = ev_head(&b, p.token, path3);
+    ASSERT_STATUS(r, 307);
+    ASSERT_STR(resp_header(&r, "Location"), hfmt("%s%s", a.base, path3));
+
+    /* The stream refuses the bytes (full): the final PATCH is not
+     * acknowledged, the blob stays unknown on every node. */
+    ASSERT(blob_stream_limit(url, 1024) == 0);
+    r = ev_patch(&a, p.token, path3, 0, data3, len3);
+    ASSERT_STATUS(r, 503);
+    ASSERT_STR(resp_error_code(&r), "unavailable");
+    ASSERT(resp_header(&r, "Retry-After") != NULL);
+    r = phone_get(&p, hfmt("/v1/blobs/%s", sha3));
+    ASSERT_STATUS(r, 404);
+    r = ev_head(&a, p.token, path3);
+    ASSERT_STATUS(r, 503);
+    /* The same last bytes again: the offset moved (409); the tus client asks. */
+    r = ev_patch(&a, p.token, path3, 0, data3, len3);
+    ASSERT_STATUS(r, 409);
+    ASSERT(blob_stream_limit(url, -1) == 0);
+    r = ev_head(&a, p.token, path3);
+    ASSERT_STATUS(r, 200);
+    ASSERT_STR(resp_header(&r, "Upload-Offset"), hfmt("%zu", len3));
+    ASSERT(blob_stream_has(url, sha3));
+    r = phone_get(&p, hfmt("/v1/blobs/%s", sha3));
+    ASSERT_STATUS(r, 200);
+    ASSERT(ev_file_arrives(&b, sha3, data3, len3));
+    ASSERT(nodes_caught_up(ab, 2));
+    for (int k = 0; k < 2; k++) {
+        srv_t *x = k ? &b : &a;
+        c = cli(x->dir, NULL, "verify", "--deep");
+        ASSERT_MSG(c.rc == 0, "verify --deep of %c exited %d: %s %s", k ? 'b' : 'a', c.rc, c.out, c.err);
+        ASSERT_MSG(strstr(c.out, "\"blobs\":3"), "node %c: %s", k ? 'b' : 'a', c.out);
+    }
+    const char *m = node_metrics(&b);
+    ASSERT_MSG(metric(m, "casesync_cluster_blobs_fetched_total") >= 4, "%s", m);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
+
+/* ---- behind nginx (deploy/nginx-cluster.conf) ----------------------------------------- */
+
+#define CLUSTER_NGINX_CONF "deploy/nginx-cluster.conf"
+
+/* deploy/nginx-cluster.conf with every upstream server pointed at the
+ * follower: each request lands there first, so every write the phone sends
+ * through nginx must reach the leader through the follower's 307, which
+ * nginx follows itself with the same method and body (the phone never sees
+ * it). Reads are served by the follower. */
+TEST(cluster_nginx_follows_307_to_the_leader_with_the_body) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+    px_t px;
+    int ports[3] = {b.port, b.port, b.port};
+    int started = px_start_front(&px, CLUSTER_NGINX_CONF, ports, 3) == 0;
+    if (!started) px_cleanup(&px);
+    ASSERT_MSG(started, "nginx did not start with " CLUSTER_NGINX_CONF);
+    px_client_t pc = {.px = &px};
+
+    /* b must know the leader first (503 until it has read the lease). */
+    const char *login = "{\"username\":\"off1\",\"password\":\"%s\",\"device_id\":\"dev-ngx\"}";
+    const char *lbody = hfmt(login, std_pass("off1"));
+    resp_t r = {0};
+    for (int i = 0; i < 100; i++) {
+        r = px_http(&pc, "POST", "/v1/auth/login", NULL, lbody, strlen(lbody), NULL);
+        if (r.status != 503) break;
+        sleep_ms(100);
+    }
+    ASSERT_STATUS(r, 200);
+    const char *token = jstr(resp_json(&r), "token");
+    ASSERT(token != NULL);
+    long long seq = jint(resp_json(&r), "next_changeset_seq");
+    ASSERT(seq > 0);
+
+    /* A push: the follower's 307 is followed, the body sent again. */
+    const char *pb = push_body("dev-ngx", seq, changes(ch_create("rec-ngx-1", "general", NULL)));
+    r = px_http(&pc, "POST", "/v1/sync/push", token, pb, strlen(pb), NULL);
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(strstr(r.body, "rec-ngx-1"), "%.300s", r.body);
+    r = http(&a, "GET", "/v1/cases/rec-ngx-1", token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+
+    /* A tus upload: create, two PATCHes (the second completes it), HEAD
+     * between them (upload state is the leader's too). */
+    size_t len = 1200 * 1024, half = 700 * 1024;
+    unsigned char *data = ev_bytes(len, 17);
+    const char *sha = ev_sha(data, len);
+    const char *ch[] = {"Tus-Resumable: 1.0.0", hfmt("Upload-Length: %zu", len),
+                        hfmt("Upload-Metadata: sha256 %s,mime %s", ev_b64(sha), ev_b64("video/mp4")), NULL};
+    r = px_http(&pc, "POST", "/v1/uploads", token, NULL, 0, ch);
+    ASSERT_STATUS(r, 201);
+    const char *loc = resp_header(&r, "Location");
+    ASSERT_MSG(loc && loc[0] == '/', "the upload's Location %s is not a path of this base", loc ? loc : "-");
+    for (int k = 0; k < 2; k++) {
+        size_t off = k ? half : 0, cnt = k ? len - half : half;
+        const char *ph[] = {"Tus-Resumable: 1.0.0", hfmt("Upload-Offset: %zu", off),
+                            "Content-Type: application/offset+octet-stream", NULL};
+        r = px_http(&pc, "PATCH", loc, token, data + off, cnt, ph);
+        ASSERT_STATUS(r, 204);
+        ASSERT_STR(resp_header(&r, "Upload-Offset"), hfmt("%zu", off + cnt));
+        if (k == 0) {
+            const char *hh[] = {"Tus-Resumable: 1.0.0", NULL};
+            r = px_http(&pc, "HEAD", loc, token, NULL, 0, hh);
+            ASSERT_STATUS(r, 200);
+            ASSERT_STR(resp_header(&r, "Upload-Offset"), hfmt("%zu", half));
+        }
+    }
+    /* Read back through nginx: served by the follower (once it has applied
+     * the entry that records the blob: reads lag the leader a little), the
+     * bytes intact. */
+    for (int i = 0; i < 100; i++) {
+        r = px_http(&pc, "GET", hfmt("/v1/blobs/%s", sha), token, NULL, 0, NULL);
+        if (r.status != 404) break;
+        sleep_ms(50);
+    }
+    ASSERT_STATUS(r, 200);
+    ASSERT_MSG(r.len == len && memcmp(r.body, data, len) == 0, "%zu other bytes through nginx", r.len);
+    size_t flen = 0;
+    unsigned char *fa = ev_file(&a, sha, &flen);
+    ASSERT_MSG(fa && flen == len && memcmp(fa, data, len) == 0, "the leader does not hold the blob");
+
+    /* casesyncd's own 503 passes through, not replaced by nginx's page
+     * (Retry-After 5): with NATS gone the leader cannot append to the log. */
+    natsd_stop(&n, SIGKILL);
+    const char *pb2 = push_body("dev-ngx", seq + 1, changes(ch_create("rec-ngx-2", "general", NULL)));
+    r = px_http(&pc, "POST", "/v1/sync/push", token, pb2, strlen(pb2), NULL);
+    ASSERT_STATUS(r, 503);
+    ASSERT_STR(resp_error_code(&r), "unavailable");
+    ASSERT_STR(resp_header(&r, "Retry-After"), "2");
+    px_cleanup(&px);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+}
+
+/* ---- phones on libcasesync (clients/c) ----------------------------------------------- */
+
+static void lib_close(void *h) {
+    casesync_close(h);
+}
+
+/* Runs while the pool drains: no pool strings here. */
+static void lib_rm_dir(void *d) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", (const char *)d);
+    (void)!system(cmd);
+    free(d);
+}
+
+/* A libcasesync handle on a new state folder, logged in at base_url (ca:
+ * the CA file for https, or NULL). NULL on failure (printed). */
+static casesync_t *lib_phone(const char *base_url, const char *ca, const char *user, const char *device) {
+    char *dir = strdup(hfmt("/tmp/casesync-clphone-%s-XXXXXX", device));
+    if (!dir || !mkdtemp(dir)) {
+        free(dir);
+        return NULL;
+    }
+    h_keep(dir, lib_rm_dir);
+    casesync_options_t o = {0};
+    o.state_dir = dir;
+    o.no_sync = 1;
+    o.ca_file = ca;
+    o.request_timeout_ms = 30000;
+    casesync_t *h = NULL;
+    casesync_error_t err;
+    if (casesync_open(&o, &h, &err) != 0) {
+        fprintf(stderr, "    casesync_open: %s\n", err.message);
+        return NULL;
+    }
+    h_keep(h, lib_close);
+    for (int i = 0; i < 100; i++) {
+        int rc = casesync_login(h, base_url, user, std_pass(user), device, &err);
+        if (rc == 0) return h;
+        if (rc != CASESYNC_E_BUSY && rc != CASESYNC_E_NETWORK) {
+            fprintf(stderr, "    casesync_login %s at %s: %s\n", user, base_url, err.message);
+            return NULL;
+        }
+        sleep_ms(100);
+    }
+    fprintf(stderr, "    casesync_login %s at %s: still %s\n", user, base_url, err.message);
+    return NULL;
+}
+
+static const char *lib_fields(void) {
+    return hfmt("{\"procedure\":\"general\",\"source\":\"patrol\",\"description\":\"vendor on the bridge\","
+                "\"occurred_at\":\"%s\",\"grid\":\"%s\",\"address\":\"1 Qianmen St\","
+                "\"location\":{\"lon\":116.39,\"lat\":39.9,\"crs\":\"wgs84\"}}",
+                iso_now(-60000), GRID1);
+}
+
+/* libcasesync follows a follower's 307 to the leader's URL with its token
+ * (curl alone would drop the Authorization header on another host): a phone
+ * that talks to a follower logs in, pushes and uploads through it. */
+TEST(cluster_libcasesync_follows_307_with_its_token) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+    casesync_t *h = lib_phone(b.base, NULL, "off1", "dev-lib307");
+    ASSERT_MSG(h != NULL, "no login through the follower");
+    casesync_error_t err;
+    char id[CASESYNC_ID_MAX], item[CASESYNC_ID_MAX];
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, lib_fields(), "rec-lib307-1", id, &err), 0);
+    const char *file = hfmt("%s/photo.jpg", b.dir);
+    size_t len = 200 * 1024;
+    unsigned char *data = ev_bytes(len, 23);
+    FILE *f = fopen(file, "wb");
+    ASSERT(f && fwrite(data, 1, len, f) == len);
+    fclose(f);
+    ASSERT_INT(casesync_attach(h, id, file, "photo", "image/jpeg", item, &err), 0);
+    casesync_report_t rep;
+    int rc = -1;
+    for (int i = 0; i < 50 && rc != 0; i++) {
+        memset(&rep, 0, sizeof rep);
+        rc = casesync_sync(h, 0, &rep, &err);
+        if (rc) sleep_ms(100);
+    }
+    ASSERT_MSG(rc == 0, "sync through the follower: %s", err.message);
+    ASSERT_INT(rep.uploads_done, 1);
+    const char *token = login(&a, "off1", std_pass("off1"), "dev-lib307-check", NULL);
+    ASSERT(token != NULL);
+    resp_t r = http(&a, "GET", "/v1/cases/rec-lib307-1", token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    r = http(&a, "GET", hfmt("/v1/blobs/%s", ev_sha(data, len)), token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
+    ASSERT(r.len == len && memcmp(r.body, data, len) == 0);
+    srv_cleanup(&b);
+    srv_cleanup(&a);
+    natsd_stop(&n, SIGTERM);
+}
+
+/* ---- a fleet through nginx across a kill -9 of the leader ------------------------------ */
+
+enum { FLEET_PHONES = 4, FLEET_ROUNDS = 6, FLEET_SYNC_TRIES = 400 };
+
+typedef struct fleet_phone {
+    casesync_t *h;
+    int idx;
+    const char *user;
+    char ids[FLEET_ROUNDS][CASESYNC_ID_MAX];
+    const char *file[FLEET_ROUNDS]; /* NULL: no evidence this round */
+    const unsigned char *data[FLEET_ROUNDS];
+    size_t size[FLEET_ROUNDS];
+    const char *sha[FLEET_ROUNDS];
+    const char *fields;
+    int failed_syncs; /* syncs that failed (and were retried) */
+    char why[300];    /* set when the phone gave up */
+} fleet_phone_t;
+
+static int fleet_done; /* rounds finished by every phone (atomic) */
+
+/* One sync, retried (bounded) while the cluster fails over: 0 or -1. */
+static int fleet_sync(fleet_phone_t *f) {
+    casesync_error_t err;
+    casesync_report_t rep;
+    for (int i = 0; i < FLEET_SYNC_TRIES; i++) {
+        memset(&rep, 0, sizeof rep);
+        int rc = casesync_sync(f->h, 0, &rep, &err);
+        if (rc == 0 && rep.uploads_failed == 0) return 0;
+        if (rc == 0) {
+            snprintf(f->why, sizeof f->why, "an upload failed for good");
+            return -1;
+        }
+        f->failed_syncs++;
+        nanosleep(&(struct timespec){0, 150 * 1000000L}, NULL);
+    }
+    snprintf(f->why, sizeof f->why, "sync still failing: %s", err.message);
+    return -1;
+}
+
+static void *fleet_run(void *arg) {
+    fleet_phone_t *f = arg;
+    casesync_error_t err;
+    for (int r = 0; r < FLEET_ROUNDS; r++) {
+        char id[CASESYNC_ID_MAX], item[CASESYNC_ID_MAX];
+        if (casesync_create(f->h, TYPE_VENDING, f->fields, f->ids[r], id, &err) != 0) {
+            snprintf(f->why, sizeof f->why, "create %s: %s", f->ids[r], err.message);
+            return NULL;
+        }
+        if (f->file[r] && casesync_attach(f->h, id, f->file[r], "bodycam", "video/mp4", item, &err) != 0) {
+            snprintf(f->why, sizeof f->why, "attach to %s: %s", f->ids[r], err.message);
+            return NULL;
+        }
+        if (fleet_sync(f) != 0) return NULL;
+        __atomic_add_fetch(&fleet_done, 1, __ATOMIC_SEQ_CST);
+    }
+    return NULL;
+}
+
+/* The leader among the running nodes (writable in its metrics), or NULL. */
+static srv_t *fleet_leader(srv_t *const *nodes, int n) {
+    for (int i = 0; i < 200; i++) {
+        for (int k = 0; k < n; k++)
+            if (nodes[k]->pid > 0 && metric(node_metrics(nodes[k]), "casesync_cluster_writable") == 1)
+                return nodes[k];
+        sleep_ms(50);
+    }
+    return NULL;
+}
+
+static int strcmp_ptr(const char **x, const char **y) {
+    return strcmp(*x, *y);
+}
+
+/* The phone's local view as "id:version:evidence:pending" lines, sorted (pool). */
+static const char *fleet_view(casesync_t *h) {
+    char *t = NULL;
+    if (casesync_list(h, &t) != 0 || !t) return NULL;
+    cJSON *list = jparse(t);
+    casesync_free(t);
+    int n = jlen(list, ""), k = 0;
+    if (n < 0) return NULL;
+    const char **lines = h_keep(calloc((size_t)n + 1, sizeof *lines), NULL);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list) {
+        lines[k++] = hfmt("%s:%lld:%d:%lld", jstr(it, "id"), jint(it, "version"), jlen(it, "fields.evidence"),
+                          jint(it, "pending"));
+    }
+    qsort(lines, (size_t)k, sizeof *lines, (int (*)(const void *, const void *))strcmp_ptr);
+    const char *all = "";
+    for (int i = 0; i < k; i++)
+        all = hfmt("%s%s\n", all, lines[i]);
+    return all;
+}
+
+/* Three nats-servers (R3), three casesyncd nodes, deploy/nginx-cluster.conf
+ * in front. A fleet of phones (libcasesync, one base URL: nginx) creates
+ * records and attaches evidence, syncing (push, pull, tus uploads) after
+ * each; the leader is killed with kill -9 while they run. A follower takes
+ * over and the phones carry on through nginx (their syncs fail for a while
+ * and are retried, as an app does). After the run, with the old leader
+ * back: every record each phone was told was taken is on every node exactly
+ * once, every uploaded blob is on every node with its bytes, `casesync
+ * verify --deep` passes on each node, and every phone's view is the same. */
+TEST(cluster_fleet_through_nginx_survives_kill9_of_the_leader) {
+    natsd_t nd[3] = {{0}};
+    const char *urls = "", *routes = "";
+    for (int i = 0; i < 3; i++) {
+        nd[i].port = free_port();
+        nd[i].cport = free_port();
+        snprintf(nd[i].name, sizeof nd[i].name, "n%d", i + 1);
+        urls = hfmt("%s%snats://127.0.0.1:%d", urls, i ? "," : "", nd[i].port);
+        routes = hfmt("%s%snats://127.0.0.1:%d", routes, i ? "," : "", nd[i].cport);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(nd[i].routes, sizeof nd[i].routes, "%s", routes);
+        ASSERT(natsd_start(&nd[i]) == 0);
+    }
+    static const char *const cast[] = {"off1", "off2", NULL};
+    srv_t a, b, c;
+    srv_t *nodes[3] = {&a, &b, &c};
+    const char *cfg[3] = {node_config(urls, "a", 3), node_config(urls, "b", 3), node_config(urls, "c", 3)};
+    ASSERT(node_seed(&a, cfg[0], cast) == 0);
+    ASSERT(node_from_backup(&b, &a, cfg[1]) == 0);
+    ASSERT(node_from_backup(&c, &a, cfg[2]) == 0);
+    srv_t *L = fleet_leader(nodes, 3);
+    ASSERT_MSG(L != NULL, "no node took the lease");
+
+    px_t px;
+    int ports[3] = {a.port, b.port, c.port};
+    int started = px_start_front(&px, CLUSTER_NGINX_CONF, ports, 3) == 0;
+    if (!started) px_cleanup(&px);
+    ASSERT_MSG(started, "nginx did not start with " CLUSTER_NGINX_CONF);
+    const char *base = hfmt("https://127.0.0.1:%d", px.port);
+
+    static fleet_phone_t ph[FLEET_PHONES];
+    int nfiles = 0;
+    for (int i = 0; i < FLEET_PHONES; i++) {
+        fleet_phone_t *f = &ph[i];
+        memset(f, 0, sizeof *f);
+        f->idx = i;
+        f->user = i % 2 ? "off2" : "off1";
+        f->fields = lib_fields();
+        f->h = lib_phone(base, px.cert, f->user, hfmt("dev-fleet-%d", i));
+        ASSERT_MSG(f->h != NULL, "phone %d could not log in through nginx", i);
+        for (int r = 0; r < FLEET_ROUNDS; r++) {
+            snprintf(f->ids[r], sizeof f->ids[r], "rec-fleet-%d-%d", i, r);
+            if (r % 2) continue;
+            /* 0.3 to 1.5 MB: one or two chunks of the blob stream */
+            f->size[r] = 300 * 1024 + (size_t)((i * 7 + r * 5) % 5) * 300 * 1024;
+            f->data[r] = ev_bytes(f->size[r], (unsigned long long)(1000 + i * 100 + r));
+            f->sha[r] = ev_sha(f->data[r], f->size[r]);
+            f->file[r] = hfmt("%s/ev-%d-%d.mp4", px.dir, i, r);
+            FILE *fp = fopen(f->file[r], "wb");
+            ASSERT(fp && fwrite(f->data[r], 1, f->size[r], fp) == f->size[r]);
+            fclose(fp);
+            nfiles++;
+        }
+    }
+
+    pthread_t th[FLEET_PHONES];
+    __atomic_store_n(&fleet_done, 0, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < FLEET_PHONES; i++)
+        ASSERT(pthread_create(&th[i], NULL, fleet_run, &ph[i]) == 0);
+    /* Mid-run: once the fleet has finished a third of its rounds. */
+    for (int i = 0;
+         i < 1200 && __atomic_load_n(&fleet_done, __ATOMIC_SEQ_CST) < FLEET_PHONES * FLEET_ROUNDS / 3; i++)
+        sleep_ms(50);
+    int done_at_kill = __atomic_load_n(&fleet_done, __ATOMIC_SEQ_CST);
+    srv_kill9(L);
+    double killed = now_s();
+    for (int i = 0; i < FLEET_PHONES; i++)
+        pthread_join(th[i], NULL);
+    double resumed = now_s() - killed;
+    int retried = 0;
+    for (int i = 0; i < FLEET_PHONES; i++) {
+        ASSERT_MSG(!ph[i].why[0], "phone %d: %s", i, ph[i].why);
+        retried += ph[i].failed_syncs;
+    }
+    ASSERT_MSG(done_at_kill < FLEET_PHONES * FLEET_ROUNDS,
+               "the leader was killed after the run, not during it");
+    fprintf(stderr,
+            "    fleet: %d rounds done at the kill, %d syncs retried, the rest done %.1f s after it\n",
+            done_at_kill, retried, resumed);
+
+    /* The old leader comes back as a node like the others. */
+    const char *cfg_L = cfg[L == &a ? 0 : L == &b ? 1 : 2];
+    ASSERT(node_start(L, cfg_L, 1) == 0);
+    srv_t *L2 = fleet_leader(nodes, 3);
+    ASSERT(L2 != NULL);
+    const char *token = login(L2, "off1", std_pass("off1"), "dev-fleet-check", NULL);
+    ASSERT(token != NULL);
+    ASSERT_MSG(nodes_caught_up(nodes, 3), "the nodes did not all apply the whole log");
+
+    /* Convergence: one more sync each, then every phone sees the same. */
+    for (int i = 0; i < FLEET_PHONES; i++)
+        ASSERT_MSG(fleet_sync(&ph[i]) == 0, "phone %d: %s", i, ph[i].why);
+    const char *view0 = fleet_view(ph[0].h);
+    ASSERT(view0 != NULL);
+    for (int i = 1; i < FLEET_PHONES; i++) {
+        const char *v = fleet_view(ph[i].h);
+        ASSERT_MSG(v && strcmp(v, view0) == 0, "phone %d sees\n%s\nphone 0 sees\n%s", i, v ? v : "-", view0);
+    }
+    for (int i = 0; i < FLEET_PHONES; i++)
+        for (int r = 0; r < FLEET_ROUNDS; r++)
+            ASSERT_MSG(strstr(view0, hfmt("%s:", ph[i].ids[r])) &&
+                           !strstr(view0, hfmt("%s:0:", ph[i].ids[r])),
+                       "%s is not in the phones' view:\n%s", ph[i].ids[r], view0);
+    ASSERT_MSG(!strstr(view0, ":1\n") && !strstr(view0, ":2\n"), "changes still pending:\n%s", view0);
+
+    /* Every node: each record exactly once, with the same version; each
+     * blob's bytes; verify --deep. */
+    long long version[FLEET_PHONES][FLEET_ROUNDS];
+    for (int k = 0; k < 3; k++) {
+        phone_t p = {0};
+        p.srv = nodes[k];
+        p.token = token;
+        cJSON *items = phone_pull_all(&p);
+        ASSERT_MSG(items != NULL, "pull from node %c", 'a' + k);
+        for (int i = 0; i < FLEET_PHONES; i++)
+            for (int r = 0; r < FLEET_ROUNDS; r++) {
+                ASSERT_MSG(pull_count(items, ph[i].ids[r]) == 1, "node %c holds %s %d times", 'a' + k,
+                           ph[i].ids[r], pull_count(items, ph[i].ids[r]));
+                resp_t rr = http(nodes[k], "GET", hfmt("/v1/cases/%s", ph[i].ids[r]), token, NULL, NULL);
+                ASSERT_STATUS(rr, 200);
+                long long v = jint(resp_json(&rr), "version");
+                if (k == 0) version[i][r] = v;
+                ASSERT_MSG(v == version[i][r] && v >= 1 && v <= (ph[i].file[r] ? 2 : 1),
+                           "node %c: %s at version %lld (node a: %lld)", 'a' + k, ph[i].ids[r], v,
+                           version[i][r]);
+                if (!ph[i].file[r]) continue;
+                ASSERT_MSG(ev_file_arrives(nodes[k], ph[i].sha[r], ph[i].data[r], ph[i].size[r]),
+                           "node %c lacks the bytes of %s's evidence", 'a' + k, ph[i].ids[r]);
+            }
+        int ok = 0;
+        cli_res_t v = {0};
+        for (int i = 0; i < 50 && !ok; i++) {
+            v = cli(nodes[k]->dir, NULL, "verify", "--deep");
+            ok = v.rc == 0;
+            if (!ok) sleep_ms(200);
+        }
+        ASSERT_MSG(ok, "verify --deep of node %c exited %d: %s %s", 'a' + k, v.rc, v.out, v.err);
+        ASSERT_MSG(strstr(v.out, hfmt("\"blobs\":%d,", nfiles)), "node %c: %s (%d blobs uploaded)", 'a' + k,
+                   v.out, nfiles);
+    }
+    px_cleanup(&px);
+    for (int k = 0; k < 3; k++)
+        srv_cleanup(nodes[k]);
+    for (int i = 0; i < 3; i++)
+        natsd_stop(&nd[i], SIGTERM);
+}
+
+/* A follower that has not applied what a phone has seen sends the request to
+ * the leader (307) instead of answering from its older store: a token the
+ * leader made after the follower's last commit (401 without it) and a pull
+ * cursor ahead of its store (410 cursor_expired without it, which makes a
+ * phone resync from scratch). The follower is held behind by refusing its
+ * store's writes (a test-build disk fault), then let go. */
+TEST(cluster_follower_behind_the_client_sends_it_to_the_leader) {
+    natsd_t n = {0};
+    ASSERT(natsd_start(&n) == 0);
+    const char *url = hfmt("nats://127.0.0.1:%d", n.port);
+    srv_t a, b;
+    ASSERT(node_seed(&a, node_config(url, "a", 1), off1_only) == 0);
+    ASSERT(node_from_backup(&b, &a, node_config(url, "b", 1)) == 0);
+    phone_t p;
+    ASSERT(phone_login(&p, &a, "off1", std_pass("off1"), "dev-bh1") == 0);
+    resp_t r = phone_push(&p, changes(ch_create("rec-bh-1", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    phone_t pb = p;
+    pb.srv = &b;
+    for (int i = 0; i < 100; i++) {
+        r = phone_get(&pb, "/v1/cases/rec-bh-1");
+        if (r.status == 200) break;
+        sleep_ms(50);
+    }
+    ASSERT_STATUS(r, 200);
+
+    /* b stops applying: every write of its store fails. */
+    FILE *f = fopen(hfmt("%s/.fault", b.dir), "w");
+    ASSERT(f != NULL);
+    fprintf(f, "write store EIO *\n");
+    fclose(f);
+    r = phone_push(&p, changes(ch_create("rec-bh-2", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    cJSON *items = phone_pull_all(&p);
+    ASSERT(items && pull_count(items, "rec-bh-2") == 1 && p.cursor);
+    phone_t p2;
+    ASSERT(phone_login(&p2, &a, "off1", std_pass("off1"), "dev-bh2") == 0);
+
+    pb.cursor = p.cursor;
+    r = phone_pull(&pb, 0, 0);
+    ASSERT_STATUS(r, 307);
+    const char *loc = resp_header(&r, "Location");
+    ASSERT_MSG(loc && strncmp(loc, hfmt("%s/v1/sync/pull?", a.base), strlen(a.base) + 14) == 0, "Location %s",
+               loc ? loc : "-");
+    r = http(&b, "GET", "/v1/cases/rec-bh-1", p2.token, NULL, NULL);
+    ASSERT_STATUS(r, 307);
+    ASSERT_STR(resp_header(&r, "Location"), hfmt("%s/v1/cases/rec-bh-1", a.base));
+    /* A token nobody made is the leader's to refuse: 401 there. */
+    r = http(&b, "GET", "/v1/cases/rec-bh-1", "not-a-token", NULL, NULL);
+    ASSERT_STATUS(r, 307);
+    r = http(&a, "GET", "/v1/cases/rec-bh-1", "not-a-token", NULL, NULL);
+    ASSERT_STATUS(r, 401);
+
+    /* Let go: b catches up and answers both itself. */
+    ASSERT_INT(unlink(hfmt("%s/.fault", b.dir)), 0);
+    for (int i = 0; i < 200; i++) {
+        r = phone_pull(&pb, 0, 0);
+        if (r.status == 200) break;
+        ASSERT_MSG(r.status == 307, "pull on b while it catches up: %ld %.200s", r.status, r.body);
+        pb.cursor = p.cursor;
+        sleep_ms(50);
+    }
+    ASSERT_STATUS(r, 200);
+    r = http(&b, "GET", "/v1/cases/rec-bh-2", p2.token, NULL, NULL);
+    ASSERT_STATUS(r, 200);
     srv_cleanup(&b);
     srv_cleanup(&a);
     natsd_stop(&n, SIGTERM);

@@ -190,7 +190,7 @@ void cs__http_close(casesync_t *h) {
     h->curl = NULL;
 }
 
-int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_t *err) {
+static int http_once(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_t *err) {
     memset(rs, 0, sizeof *rs);
     xfer_t x;
     memset(&x, 0, sizeof x);
@@ -336,6 +336,30 @@ int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_
         return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "out of memory");
     }
     return 0;
+}
+
+/* A cluster node that cannot write answers 307 with the leader's URL
+ * (docs/ha.md). The same request (method, body, token) goes there, to that
+ * URL only, at most CS_MAX_REDIRECTS times: curl's own redirect following
+ * would drop the Authorization header on a change of host. Only an absolute
+ * http(s) URL is followed; the next request goes to the base URL again (the
+ * leader may change, the proxy in front knows). */
+#define CS_MAX_REDIRECTS 3
+
+int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_t *err) {
+    char loc[2048];
+    cs__req_t again;
+    int rc = http_once(h, rq, rs, err);
+    for (int hop = 0; rc == 0 && rs->status == 307 && hop < CS_MAX_REDIRECTS; hop++) {
+        if (!cs__resp_header(rs, "Location", loc, sizeof loc) ||
+            (strncmp(loc, "http://", 7) != 0 && strncmp(loc, "https://", 8) != 0))
+            break;
+        again = *rq;
+        again.url = loc;
+        cs__resp_free(rs);
+        rc = http_once(h, &again, rs, err);
+    }
+    return rc;
 }
 
 /* ---- error answers ---------------------------------------------------------------------- */
