@@ -127,22 +127,35 @@ static int replica_append(void *ctx, const void *redo, size_t len, uint64_t appl
 
 /* ---- applying entries of the stream ----------------------------------------------- */
 
+/* Entries applied in one transaction (one commit, one fsync) by a follower
+ * catching up: consecutive entries of the stream, at most this many and
+ * about APPLY_BATCH_BYTES of redo. The transaction holds their last
+ * sequence, so a node killed at any moment resumes after the last batch it
+ * committed, as with one entry per transaction. */
+#define APPLY_BATCH 64
+#define APPLY_BATCH_BYTES (16u << 20)
+
 typedef struct apply_job {
     replica_t *r;
-    const void *data;
-    size_t len;
-    uint64_t seq;
+    int n;
+    natsMsg *msg[APPLY_BATCH];
+    uint64_t first; /* the sequence of msg[0]; msg[i] is first + i */
 } apply_job_t;
 
 static int apply_run(MDB_txn *txn, void *ctx) {
     apply_job_t *a = ctx;
     const store_dbs_t *dbs = a->r->dbs;
     uint64_t have = store_meta_u64(txn, dbs, STORE_LOG_SEQ);
-    if (have >= a->seq) return 0; /* applied already (the leader's own commit won the race) */
-    if (have + 1 != a->seq) return SYNC_EBADREQ;
-    int rc = store_redo_apply(txn, dbs, a->data, a->len);
-    if (rc == 0) rc = store_meta_put_u64(txn, dbs, STORE_LOG_SEQ, a->seq);
-    if (rc == 0 && a->r->on_apply) rc = a->r->on_apply(txn, a->r->apply_ctx);
+    int rc = 0, any = 0;
+    for (int i = 0; i < a->n && rc == 0; i++) {
+        uint64_t seq = a->first + (uint64_t)i;
+        if (have >= seq) continue; /* applied already (the leader's own commit won the race) */
+        if (have + 1 != seq) return SYNC_EBADREQ;
+        rc = store_redo_apply(txn, dbs, natsMsg_GetData(a->msg[i]), (size_t)natsMsg_GetDataLength(a->msg[i]));
+        if (rc == 0) have = seq, any = 1;
+    }
+    if (rc == 0 && any) rc = store_meta_put_u64(txn, dbs, STORE_LOG_SEQ, have);
+    if (rc == 0 && any && a->r->on_apply) rc = a->r->on_apply(txn, a->r->apply_ctx);
     return rc;
 }
 
@@ -225,30 +238,43 @@ static int catch_up(replica_t *r) {
     pthread_mutex_lock(&r->mu);
     r->cut_off = 0;
     pthread_mutex_unlock(&r->mu);
-    for (int n = 0; have < last && n < REPLICA_APPLY_MAX && !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE);
-         n++) {
-        natsMsg *m = NULL;
-        jsErrCode jerr = 0;
-        jsOptions o;
-        jsOptions_Init(&o);
-        o.Wait = r->ctl_timeout_ms;
-        natsStatus s = js_GetMsg(&m, r->js, REPLICA_STREAM, have + 1, &o, &jerr);
-        if (s != NATS_OK || !m) {
-            snprintf(r->last_err, sizeof r->last_err, "entry %" PRIu64 ": %s (%d)", have + 1,
-                     natsStatus_GetText(s), (int)jerr);
-            return -1;
+    for (int n = 0; have < last && n < REPLICA_APPLY_MAX && !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE);) {
+        apply_job_t a = {.r = r, .first = have + 1};
+        size_t bytes = 0;
+        int failed = 0;
+        while (a.n < APPLY_BATCH && have + (uint64_t)a.n < last && n < REPLICA_APPLY_MAX &&
+               bytes < APPLY_BATCH_BYTES) {
+            natsMsg *m = NULL;
+            jsErrCode jerr = 0;
+            jsOptions o;
+            jsOptions_Init(&o);
+            o.Wait = r->ctl_timeout_ms;
+            natsStatus s = js_GetMsg(&m, r->js, REPLICA_STREAM, have + 1 + (uint64_t)a.n, &o, &jerr);
+            if (s != NATS_OK || !m) {
+                snprintf(r->last_err, sizeof r->last_err, "entry %" PRIu64 ": %s (%d)",
+                         have + 1 + (uint64_t)a.n, natsStatus_GetText(s), (int)jerr);
+                failed = 1;
+                break;
+            }
+            bytes += (size_t)natsMsg_GetDataLength(m);
+            a.msg[a.n++] = m;
+            n++;
         }
-        apply_job_t a = {r, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), have + 1};
-        int rc = store_write_applied(r->st, apply_run, &a);
-        natsMsg_Destroy(m);
+        int rc = a.n ? store_write_applied(r->st, apply_run, &a) : 0;
+        for (int i = 0; i < a.n; i++)
+            natsMsg_Destroy(a.msg[i]);
         if (rc != 0) {
-            fprintf(stderr, "replica: applying entry %" PRIu64 ": %s\n", have + 1, sync_strerror(rc));
+            fprintf(stderr, "replica: applying entries %" PRIu64 "..%" PRIu64 ": %s\n", a.first,
+                    a.first + (uint64_t)a.n - 1, sync_strerror(rc));
             return -1;
         }
-        have++;
-        pthread_mutex_lock(&r->mu);
-        r->applied = have;
-        pthread_mutex_unlock(&r->mu);
+        if (a.n) {
+            have = a.first + (uint64_t)a.n - 1;
+            pthread_mutex_lock(&r->mu);
+            r->applied = have;
+            pthread_mutex_unlock(&r->mu);
+        }
+        if (failed) return -1;
     }
     return have >= last ? 1 : 0;
 }
