@@ -29,6 +29,7 @@ struct replica {
     void *apply_ctx;
     char node[64], advertise[256];
     int lease_ms, replicas, publish_timeout_ms;
+    int direct; /* the stream allows direct gets (followers read entries with them) */
 
     natsOptions *opts;
     natsConnection *nc;
@@ -249,7 +250,16 @@ static int catch_up(replica_t *r) {
             jsOptions o;
             jsOptions_Init(&o);
             o.Wait = r->ctl_timeout_ms;
-            natsStatus s = js_GetMsg(&m, r->js, REPLICA_STREAM, have + 1 + (uint64_t)a.n, &o, &jerr);
+            natsStatus s = NATS_ERR;
+            if (r->direct) {
+                jsDirectGetMsgOptions dg;
+                jsDirectGetMsgOptions_Init(&dg);
+                dg.Sequence = have + 1 + (uint64_t)a.n;
+                s = js_DirectGetMsg(&m, r->js, REPLICA_STREAM, &o, &dg);
+            }
+            if (s != NATS_OK ||
+                !m) /* no direct gets, or a replica not there yet: the stream leader's answer */
+                s = js_GetMsg(&m, r->js, REPLICA_STREAM, have + 1 + (uint64_t)a.n, &o, &jerr);
             if (s != NATS_OK || !m) {
                 snprintf(r->last_err, sizeof r->last_err, "entry %" PRIu64 ": %s (%d)",
                          have + 1 + (uint64_t)a.n, natsStatus_GetText(s), (int)jerr);
@@ -506,14 +516,37 @@ static int ensure_stream_and_bucket(replica_t *r, char *errbuf, size_t errlen) {
     sc.SubjectsLen = 1;
     sc.Storage = js_FileStorage;
     sc.Replicas = r->replicas;
+    /* Followers read entries with direct gets: the raw entry from any
+     * replica, instead of the stream leader's JSON answer with the entry in
+     * base64 (which cost each follower as much CPU per change as the
+     * leader's writer, and the nats-servers as much again). */
+    sc.AllowDirect = true;
     natsStatus s = js_AddStream(&si, r->js, &sc, NULL, &jerr);
-    jsStreamInfo_Destroy(si);
-    si = NULL;
     if (s != NATS_OK && jerr != JSStreamNameExistErr) {
+        jsStreamInfo_Destroy(si);
         snprintf(errbuf, errlen, "cannot make the stream %s (R%d): %s (%d)", REPLICA_STREAM, r->replicas,
                  nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s), (int)jerr);
         return -1;
     }
+    if (s != NATS_OK) { /* made by an earlier release or node: allow direct gets on it too */
+        jsStreamInfo_Destroy(si);
+        si = NULL;
+        if (js_GetStreamInfo(&si, r->js, REPLICA_STREAM, NULL, &jerr) == NATS_OK && si && si->Config &&
+            !si->Config->AllowDirect) {
+            jsStreamConfig up = *si->Config;
+            jsStreamInfo *ui = NULL;
+            up.AllowDirect = true;
+            if (js_UpdateStream(&ui, r->js, &up, NULL, &jerr) == NATS_OK && ui && ui->Config)
+                r->direct = ui->Config->AllowDirect;
+            jsStreamInfo_Destroy(ui);
+        } else if (si && si->Config) {
+            r->direct = si->Config->AllowDirect;
+        }
+    } else {
+        r->direct = si && si->Config && si->Config->AllowDirect;
+    }
+    jsStreamInfo_Destroy(si);
+    si = NULL;
     s = js_KeyValue(&r->kv, r->js, REPLICA_BUCKET);
     if (s != NATS_OK) {
         kvConfig kc;
