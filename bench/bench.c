@@ -9,7 +9,9 @@
  * BENCH_OUT (results path), BENCH_ONLY=push (push figures only) or
  * BENCH_ONLY=login (the login figures only: argon2id against PBKDF2-600k,
  * logins per second per core, the login storm; results-login.json), or
- * BENCH_ONLY=formats (the in-process format candidates only, bench/formats.c).
+ * BENCH_ONLY=formats (the in-process format candidates only, bench/formats.c),
+ * or BENCH_ONLY=isync (the initial sync only: request-only against
+ * libcasesync pulling into its own store; results-isync.json).
  * The sync measurements run with a cheap argon2id cost (logins are not what
  * they measure); the login measurements with the production default. */
 #include <errno.h>
@@ -30,6 +32,8 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <openssl/evp.h>
+
+#include "clients/c/casesync.h"
 
 #define GRID "110101001001001"
 #define PUSH_CHANGES 50
@@ -185,8 +189,8 @@ static void server_start_with(int fresh, const char *config_json) {
         else
             unsetenv("CASESYNC_ARGON2_COST");
         if (cfg_path[0])
-            execl(bin, bin, "--data", g_dir, "--listen", "127.0.0.1:0", "--threads", "300", "--config", cfg_path,
-                  (char *)NULL);
+            execl(bin, bin, "--data", g_dir, "--listen", "127.0.0.1:0", "--threads", "300", "--config",
+                  cfg_path, (char *)NULL);
         else
             execl(bin, bin, "--data", g_dir, "--listen", "127.0.0.1:0", "--threads", "300", (char *)NULL);
         _exit(127);
@@ -208,7 +212,9 @@ static void server_start_with(int fresh, const char *config_json) {
     snprintf(g_base, sizeof g_base, "%s", p);
 }
 
-static void server_start(void) { server_start_with(1, NULL); }
+static void server_start(void) {
+    server_start_with(1, NULL);
+}
 
 static void server_stop(void) {
     if (g_pid <= 0) return;
@@ -469,8 +475,8 @@ static void load_records(const char *user, const char *device, const char *prefi
 #define SHIFT_CONC 256
 
 typedef struct shift {
-    const char *tag; /* device and record prefix of this round */
-    int next;        /* next phone to run (atomic) */
+    const char *tag;           /* device and record prefix of this round */
+    int next;                  /* next phone to run (atomic) */
     char *token[SHIFT_PHONES]; /* each phone's token, held from before the shift */
     double lat[SHIFT_PHONES];
     int errors;
@@ -538,7 +544,8 @@ static double hash_argon2_s(int rounds) {
     unsigned char salt[16] = "bench-salt-00000", out[32];
     double t0 = now_s();
     for (int i = 0; i < rounds; i++)
-        if (argon2id_hash_raw(3, 65536, 1, "bench-password-1", 16, salt, sizeof salt, out, sizeof out) != ARGON2_OK)
+        if (argon2id_hash_raw(3, 65536, 1, "bench-password-1", 16, salt, sizeof salt, out, sizeof out) !=
+            ARGON2_OK)
             die("argon2id");
     return (now_s() - t0) / rounds;
 }
@@ -607,11 +614,14 @@ static void run_logins(void) {
     lr.each = LOGIN_RATE_EACH;
     pthread_t th[LOGIN_STORM];
     double cpu0 = server_cpu_s(), t0 = now_s();
-    for (int i = 0; i < LOGIN_RATE_THREADS; i++) pthread_create(&th[i], NULL, lrun_main, &lr);
-    for (int i = 0; i < LOGIN_RATE_THREADS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < LOGIN_RATE_THREADS; i++)
+        pthread_create(&th[i], NULL, lrun_main, &lr);
+    for (int i = 0; i < LOGIN_RATE_THREADS; i++)
+        pthread_join(th[i], NULL);
     double wall = now_s() - t0, cpu = server_cpu_s() - cpu0;
     int n = LOGIN_RATE_THREADS * LOGIN_RATE_EACH, ok = 0;
-    for (int i = 0; i < n; i++) ok += lr.status[i] == 200;
+    for (int i = 0; i < n; i++)
+        ok += lr.status[i] == 200;
     printf("%-44s %8.2f logins/s (one hashing slot)   %6.1f ms server CPU per login   %d of %d 200\n",
            "logins per second per core", ok / wall, cpu / n * 1000, ok, n);
     result("login_per_s_per_core", ok / wall);
@@ -625,8 +635,10 @@ static void run_logins(void) {
     lr.each = 1;
     pthread_barrier_init(&lr.go, NULL, LOGIN_STORM);
     t0 = now_s();
-    for (int i = 0; i < LOGIN_STORM; i++) pthread_create(&th[i], NULL, lrun_main, &lr);
-    for (int i = 0; i < LOGIN_STORM; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < LOGIN_STORM; i++)
+        pthread_create(&th[i], NULL, lrun_main, &lr);
+    for (int i = 0; i < LOGIN_STORM; i++)
+        pthread_join(th[i], NULL);
     wall = now_s() - t0;
     pthread_barrier_destroy(&lr.go);
     int c200 = 0, c503 = 0, other = 0;
@@ -640,7 +652,8 @@ static void run_logins(void) {
             other++;
     }
     double p99 = pct(lat200, c200, 0.99) * 1000;
-    printf("%-44s %5d phones at once: %d 200, %d 503 (Retry-After), %d other; p99 of a 200 %.0f ms; %.2f s wall\n\n",
+    printf("%-44s %5d phones at once: %d 200, %d 503 (Retry-After), %d other; p99 of a 200 %.0f ms; %.2f s "
+           "wall\n\n",
            "login storm, default hashing cap", LOGIN_STORM, c200, c503, other, p99, wall);
     result("login_storm_phones", LOGIN_STORM);
     result("login_storm_200", c200);
@@ -655,7 +668,6 @@ static void run_logins(void) {
 }
 
 /* ---- main ------------------------------------------------------------------------------- */
-
 
 /* The initial pull of the reader's 10k scope with `stored` records in the
  * store: the better of two pulls. Prints it against `first` (0: this is it). */
@@ -674,6 +686,91 @@ static double growth_point(conn_t *k, const char *token, int stored, double firs
     snprintf(key, sizeof key, "growth_pull_s_at_%d", stored);
     result(key, best);
     return best;
+}
+
+/* The initial sync through libcasesync, in this process: a fresh state
+ * folder, a login, then casesync_sync (pull only) until casesync_get returns
+ * the scope's last record -- the like-for-like figure to a replication whose
+ * client writes the documents. The store keeps its default durability (each
+ * page's transaction fsync'd). Wall time, this process's CPU (the library's
+ * parse and store) and the server's CPU over the same interval. */
+typedef struct clientres {
+    double wall_s, client_cpu_s, server_cpu_s;
+    int upserts, pages;
+    uint64_t wire, raw;
+} clientres_t;
+
+static double process_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static clientres_t client_initial_sync(int trial, const char *last_id) {
+    clientres_t r = {0};
+    char dir[400], device[64];
+    snprintf(dir, sizeof dir, "%s/phone-%d", g_dir, trial);
+    snprintf(device, sizeof device, "reader-phone-%d", trial);
+    casesync_options_t o = {0};
+    o.state_dir = dir;
+    casesync_t *h = NULL;
+    casesync_error_t err;
+    if (casesync_open(&o, &h, &err) != 0) die("casesync_open: %s", err.message);
+    if (casesync_login(h, g_base, "reader", "bench-password-1", device, &err) != 0)
+        die("casesync_login: %s", err.message);
+    casesync_report_t rep;
+    char *rec = NULL;
+    double t0 = now_s(), c0 = process_cpu_s(), s0 = server_cpu_s();
+    if (casesync_sync(h, CASESYNC_SYNC_NO_PUSH | CASESYNC_SYNC_NO_UPLOAD, &rep, &err) != 0)
+        die("casesync_sync: %s", err.message);
+    if (casesync_get(h, last_id, &rec) != 0) die("casesync_get %s after the sync", last_id);
+    r.wall_s = now_s() - t0;
+    r.client_cpu_s = process_cpu_s() - c0;
+    r.server_cpu_s = server_cpu_s() - s0;
+    casesync_free(rec);
+    casesync_stats_t st;
+    casesync_stats(h, &st);
+    r.upserts = rep.upserts;
+    r.pages = rep.pages;
+    r.wire = st.bytes_down_wire;
+    r.raw = st.bytes_down_raw;
+    casesync_close(h);
+    char cmd[500];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", dir);
+    return r;
+}
+
+/* Request-only pulls and libcasesync syncs of the same scope, alternated
+ * (ISYNC_TRIALS each), best of each: their ratio holds on a shared machine. */
+#define ISYNC_TRIALS 3
+static void run_client_sync(conn_t *k, const char *token, int items) {
+    double req_best = 0;
+    clientres_t best = {0};
+    char last[32];
+    snprintf(last, sizeof last, "INIT%07d", items - 1);
+    for (int i = 0; i < ISYNC_TRIALS; i++) {
+        char *c = NULL;
+        pullres_t g = pull_all(k, token, &c);
+        free(c);
+        if (i == 0 || g.server_s < req_best) req_best = g.server_s;
+        clientres_t r = client_initial_sync(i, last);
+        if (r.upserts != items) die("libcasesync pulled %d records, not %d", r.upserts, items);
+        if (i == 0 || r.wall_s < best.wall_s) best = r;
+    }
+    printf("%-44s %10d items  %8.3f s until readable (%.2fx the request-only %.3f s, best of %d each)\n",
+           "initial sync, 10k, through libcasesync", best.upserts, best.wall_s, best.wall_s / req_best,
+           req_best, ISYNC_TRIALS);
+    printf("%-44s %10d pages  %8.3f s client CPU  %8.3f s server CPU  %9llu B wire  %10llu B raw\n", "",
+           best.pages, best.client_cpu_s, best.server_cpu_s, (unsigned long long)best.wire,
+           (unsigned long long)best.raw);
+    result("initial_sync_client_s", best.wall_s);
+    result("initial_sync_client_request_only_s", req_best);
+    result("initial_sync_client_ratio_to_request_only", best.wall_s / req_best);
+    result("initial_sync_client_cpu_s", best.client_cpu_s);
+    result("initial_sync_client_server_cpu_s", best.server_cpu_s);
+    result("initial_sync_client_pages", best.pages);
+    result("initial_sync_client_bytes_wire", (double)best.wire);
 }
 
 /* Samples the server's RssAnon every 20 ms while a phase runs: the peak. */
@@ -714,7 +811,8 @@ static void run_shift(const char *tag, const char *title, const char *key_suffix
     double wall = now_s() - t0;
     sm.stop = 1;
     pthread_join(st, NULL);
-    for (int i = 0; i < SHIFT_PHONES; i++) free(sh.token[i]);
+    for (int i = 0; i < SHIFT_PHONES; i++)
+        free(sh.token[i]);
     double p99 = pct(sh.lat, SHIFT_PHONES, 0.99) * 1000;
     printf("%-44s %8.2f s wall  p99 %.0f ms per phone  %d errors\n", title, wall, p99, sh.errors);
     long kb = rss_anon_kb();
@@ -755,9 +853,10 @@ int main(void) {
     int growth_max = getenv("BENCH_GROWTH") ? atoi(getenv("BENCH_GROWTH")) : 1000000;
     const char *only = getenv("BENCH_ONLY");
     int only_login = only && strcmp(only, "login") == 0;
-    const char *out_path = getenv("BENCH_OUT")  ? getenv("BENCH_OUT")
-                           : only_login         ? "bench/results-login.json"
-                                                : "bench/results.json";
+    const char *out_path = getenv("BENCH_OUT")                  ? getenv("BENCH_OUT")
+                           : only_login                         ? "bench/results-login.json"
+                           : only && strcmp(only, "isync") == 0 ? "bench/results-isync.json"
+                                                                : "bench/results.json";
     curl_global_init(CURL_GLOBAL_DEFAULT);
     g_results = cJSON_CreateObject();
     if (only_login) {
@@ -766,7 +865,7 @@ int main(void) {
         curl_global_cleanup();
         return 0;
     }
-    {
+    if (!only || strcmp(only, "isync") != 0) {
         char create[8192];
         make_create(create, sizeof create, "01JDBENCHRECORD0001", GRID);
         bench_formats(create, result);
@@ -810,6 +909,19 @@ int main(void) {
         result("initial_sync_server_s", init.server_s);
         result("initial_sync_bytes_raw", (double)init.raw);
         result("initial_sync_bytes_gzip", (double)init.gz);
+        run_client_sync(&k, rt, init.items);
+        if (only && strcmp(only, "isync") == 0) {
+            free(rt);
+            free(cursor);
+            conn_free(&k);
+            server_stop();
+            write_results(out_path);
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+            if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", g_dir);
+            curl_global_cleanup();
+            return 0;
+        }
         growth_first = growth_point(&k, rt, 10000, 0);
 
         /* 3. Delta: one field of 1,000 records changes. */

@@ -31,6 +31,21 @@ int cs__change_del(casesync_t *h, MDB_txn *txn, uint64_t lseq, const char *id) {
     return rc;
 }
 
+int cs__has_changes(casesync_t *h, MDB_txn *txn, const char *id) {
+    unsigned char start[80];
+    size_t idl = strlen(id), sl = rkey(start, id, 0);
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(txn, h->db[CS_DB_RCHANGES], &cur);
+    if (mrc) return cs__lmdb_rc(mrc);
+    MDB_val k = {sl, start}, v;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    int has =
+        mrc == 0 && k.mv_size == idl + 9 && memcmp(k.mv_data, id, idl) == 0 && ((char *)k.mv_data)[idl] == 0;
+    mdb_cursor_close(cur);
+    if (mrc && mrc != MDB_NOTFOUND) return cs__lmdb_rc(mrc);
+    return has;
+}
+
 /* Calls fn for each local change of record `id` in lseq order. fn returns
  * non-zero to stop (that value is returned). */
 typedef int (*change_fn)(casesync_t *h, MDB_txn *txn, uint64_t lseq, cJSON *entry, void *ctx);

@@ -111,6 +111,9 @@ void cs__err_clear(casesync_error_t *err);
 int cs__net_enter(casesync_t *h);
 void cs__net_leave(casesync_t *h);
 void cs__events_add(cs__events_t *ev, int kind, const char *record_id, const char *status, const cJSON *json);
+/* The same with the event's JSON as text (copied; NULL: "{}"). */
+void cs__events_add_text(cs__events_t *ev, int kind, const char *record_id, const char *status,
+                         const char *json);
 void cs__events_fire(casesync_t *h, cs__events_t *ev); /* fires and frees; no lock held */
 /* Drops queued events: the first thing a transaction body that queues events
  * does, since cs__with_write may run it again after growing the map. */
@@ -165,9 +168,9 @@ typedef struct cs__req {
     int gzipped; /* body is gzip: Content-Encoding */
     const char *const *headers;
     int phase;
-    long timeout_ms; /* 0: the handle's */
-    int head;        /* HEAD: no body expected */
-    int sink_fd;     /* > 0: a 200/206 body goes to this file, from sink_at */
+    long timeout_ms;  /* 0: the handle's */
+    int head;         /* HEAD: no body expected */
+    int sink_fd;      /* > 0: a 200/206 body goes to this file, from sink_at */
     int sink_at_zero; /* a 200 (whole body) truncates the file first */
 } cs__req_t;
 
@@ -176,8 +179,8 @@ typedef struct cs__resp {
     char *body; /* NUL-terminated, gunzipped */
     size_t len;
     char *headers;
-    cJSON *json; /* parsed on demand by cs__resp_json */
-    uint64_t sunk; /* bytes written to rq->sink_fd */
+    cJSON *json;     /* parsed on demand by cs__resp_json */
+    uint64_t sunk;   /* bytes written to rq->sink_fd */
     int sink_failed; /* a write to the sink failed (errno in sink_errno) */
     int sink_errno;
 } cs__resp_t;
@@ -201,6 +204,8 @@ int cs__view_refresh(casesync_t *h, MDB_txn *txn, const char *id);
  * `all`); refreshes nothing. */
 int cs__drop_acked(casesync_t *h, MDB_txn *txn, const char *id, int all);
 int cs__change_del(casesync_t *h, MDB_txn *txn, uint64_t lseq, const char *id);
+/* 1 when record `id` has local changes (any state), 0 when none, else a return code. */
+int cs__has_changes(casesync_t *h, MDB_txn *txn, const char *id);
 int cs__notice_add(casesync_t *h, MDB_txn *txn, cJSON *notice, cs__events_t *ev); /* takes notice */
 
 /* ---- sync.c ------------------------------------------------------------------------ */

@@ -814,18 +814,27 @@ static void put_member(cJSON *o, const char *key, cJSON *v) {
         cJSON_AddItemToObject(o, key, v);
 }
 
-/* A pull item or a GET /v1/cases/{id} answer as a base record. */
+/* A pull item or a GET /v1/cases/{id} answer as a base record. Its members
+ * are references to the item's (no copy): the base is only printed, and
+ * deleted before the item. */
 static cJSON *base_from(const cJSON *item, const char *id) {
     static const char *const keys[] = {"type",   "version",   "seq",        "status",     "voided",
                                        "fields", "conflicts", "created_at", "created_by", "updated_at"};
     cJSON *b = cJSON_CreateObject();
-    cJSON_AddStringToObject(b, "id", id);
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(item, keys[i]);
-        if (v) cJSON_AddItemToObject(b, keys[i], cJSON_Duplicate(v, 1));
+    int ok = cJSON_AddStringToObject(b, "id", id) != NULL;
+    for (size_t i = 0; ok && i < sizeof keys / sizeof keys[0]; i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(item, keys[i]);
+        if (v) ok = cJSON_AddItemReferenceToObject(b, keys[i], v);
     }
-    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(b, "fields")))
-        put_member(b, "fields", cJSON_CreateObject());
+    if (ok && !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(b, "fields"))) {
+        cJSON *empty = cJSON_CreateObject();
+        ok = empty != NULL;
+        if (ok) put_member(b, "fields", empty);
+    }
+    if (!ok) {
+        cJSON_Delete(b);
+        return NULL; /* out of memory: store_base answers CASESYNC_E_NOMEM */
+    }
     return b;
 }
 
@@ -883,11 +892,42 @@ typedef struct page_ctx {
     cs__events_t *ev;
 } page_ctx_t;
 
-static int store_base(casesync_t *h, MDB_txn *txn, const char *id, cJSON *base, int scratch) {
-    int rc = cs__put_json(txn, h->db[CS_DB_BASE], id, strlen(id), base);
-    if (!rc && scratch) rc = cs__put(txn, h->db[CS_DB_SEEN], id, strlen(id), "", 0);
-    if (!rc) rc = cs__drop_acked(h, txn, id, 0);
-    if (!rc) rc = cs__view_refresh(h, txn, id);
+/* Stores a pulled base, rebases the record's view and queues its event.
+ * The base is printed once. A record with no local change -- every record
+ * of a first sync, most of any pull -- has as its view the base plus
+ * "pending":0, the same text cs__view_refresh would print, so the view is
+ * written from the base's text without parsing it back. */
+static int store_base(casesync_t *h, MDB_txn *txn, const char *id, const cJSON *base, int scratch,
+                      cs__events_t *ev) {
+    static const char pending0[] = ",\"pending\":0}";
+    char *text = cJSON_PrintUnformatted(base);
+    if (!text) return CASESYNC_E_NOMEM;
+    size_t n = strlen(text), idl = strlen(id);
+    int rc = cs__put(txn, h->db[CS_DB_BASE], id, idl, text, n);
+    if (!rc && scratch) rc = cs__put(txn, h->db[CS_DB_SEEN], id, idl, "", 0);
+    int local = rc ? 0 : cs__has_changes(h, txn, id);
+    if (local < 0) rc = local;
+    if (!rc && local) {
+        rc = cs__drop_acked(h, txn, id, 0);
+        if (!rc) rc = cs__view_refresh(h, txn, id);
+    } else if (!rc && n >= 2 && text[n - 1] == '}') {
+        char *view = malloc(n + sizeof pending0);
+        if (!view) {
+            free(text);
+            return CASESYNC_E_NOMEM;
+        }
+        memcpy(view, text, n - 1);
+        memcpy(view + n - 1, pending0, sizeof pending0);
+        rc = cs__put(txn, h->db[CS_DB_VIEW], id, idl, view, n - 1 + sizeof pending0 - 1);
+        free(view);
+    } else if (!rc) {
+        rc = cs__view_refresh(h, txn, id);
+    }
+    /* The event's JSON is only read by an on_event callback. */
+    if (!rc)
+        cs__events_add_text(ev, CASESYNC_EVENT_RECORD, id, cs__jstr(base, "status"),
+                            h->on_event ? text : NULL);
+    free(text);
     return rc;
 }
 
@@ -955,8 +995,7 @@ static int page_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
             cJSON_AddItemToArray(p->fetch, cJSON_CreateString(id)); /* a delta of a record we lack */
             continue;
         }
-        rc = store_base(h, txn, id, base, p->scratch);
-        if (!rc) cs__events_add(p->ev, CASESYNC_EVENT_RECORD, id, cs__jstr(base, "status"), base);
+        rc = store_base(h, txn, id, base, p->scratch, p->ev);
         cJSON_Delete(base);
         p->tally.upserts++;
     }
@@ -1017,8 +1056,7 @@ static int fetched_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
     cs__events_reset(f->ev);
     if (!f->rec) return remove_record(h, txn, f->id, "out_of_scope", f->ev);
     cJSON *base = base_from(f->rec, f->id);
-    int rc = store_base(h, txn, f->id, base, f->scratch);
-    if (!rc) cs__events_add(f->ev, CASESYNC_EVENT_RECORD, f->id, cs__jstr(base, "status"), base);
+    int rc = store_base(h, txn, f->id, base, f->scratch, f->ev);
     cJSON_Delete(base);
     return rc;
 }
