@@ -713,6 +713,8 @@ static clientres_t client_initial_sync(int trial, const char *last_id) {
     snprintf(device, sizeof device, "reader-phone-%d", trial);
     casesync_options_t o = {0};
     o.state_dir = dir;
+    o.no_sync = getenv("BENCH_NO_SYNC") != NULL;                                     /* TEMP experiment */
+    if (getenv("BENCH_PULL_LIMIT")) o.pull_limit = atoi(getenv("BENCH_PULL_LIMIT")); /* 0: the library's */
     casesync_t *h = NULL;
     casesync_error_t err;
     if (casesync_open(&o, &h, &err) != 0) die("casesync_open: %s", err.message);
@@ -742,14 +744,16 @@ static clientres_t client_initial_sync(int trial, const char *last_id) {
 }
 
 /* Request-only pulls and libcasesync syncs of the same scope, alternated
- * (ISYNC_TRIALS each), best of each: their ratio holds on a shared machine. */
-#define ISYNC_TRIALS 3
+ * (BENCH_ISYNC_TRIALS each, default 3), best of each: their ratio holds on a
+ * shared machine. */
 static void run_client_sync(conn_t *k, const char *token, int items) {
+    int trials = getenv("BENCH_ISYNC_TRIALS") ? atoi(getenv("BENCH_ISYNC_TRIALS")) : 3;
+    if (trials < 1) trials = 1;
     double req_best = 0;
     clientres_t best = {0};
     char last[32];
     snprintf(last, sizeof last, "INIT%07d", items - 1);
-    for (int i = 0; i < ISYNC_TRIALS; i++) {
+    for (int i = 0; i < trials; i++) {
         char *c = NULL;
         pullres_t g = pull_all(k, token, &c);
         free(c);
@@ -760,7 +764,7 @@ static void run_client_sync(conn_t *k, const char *token, int items) {
     }
     printf("%-44s %10d items  %8.3f s until readable (%.2fx the request-only %.3f s, best of %d each)\n",
            "initial sync, 10k, through libcasesync", best.upserts, best.wall_s, best.wall_s / req_best,
-           req_best, ISYNC_TRIALS);
+           req_best, trials);
     printf("%-44s %10d pages  %8.3f s client CPU  %8.3f s server CPU  %9llu B wire  %10llu B raw\n", "",
            best.pages, best.client_cpu_s, best.server_cpu_s, (unsigned long long)best.wire,
            (unsigned long long)best.raw);

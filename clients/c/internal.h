@@ -97,7 +97,8 @@ struct casesync {
     schema_role_t role;
     schema_t *schema;
 
-    CURL *curl; /* guarded by net */
+    CURL *curl;   /* guarded by net; always driven through `multi` */
+    CURLM *multi; /* guarded by net; holds the kept-alive connection */
     cs__fault_t fault;
     long retry_after;
     casesync_stats_t stats;
@@ -188,6 +189,16 @@ typedef struct cs__resp {
 /* One HTTP call. 0 when an HTTP answer came (any status); else
  * CASESYNC_E_NETWORK / _TIMEOUT / _CANCELED / _NOMEM with err filled. */
 int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_t *err);
+/* The same in two halves, so that local work runs while the server answers
+ * (the pull's next page, sync.c). start sends the request as far as it goes
+ * without waiting; finish waits for the answer and ends the call (its result
+ * as cs__http's); abandon ends it unanswered and closes its connection. One
+ * call at a time per handle: no other cs__http between start and its end.
+ * rq is copied; its body must stay valid until the end. Under net. */
+typedef struct cs__call cs__call_t;
+int cs__http_start(casesync_t *h, const cs__req_t *rq, cs__call_t **call, casesync_error_t *err);
+int cs__http_finish(casesync_t *h, cs__call_t *call, cs__resp_t *rs, casesync_error_t *err);
+void cs__http_abandon(casesync_t *h, cs__call_t *call);
 void cs__resp_free(cs__resp_t *rs);
 cJSON *cs__resp_json(cs__resp_t *rs);
 /* A header's value (trimmed, copied into buf), or NULL. */

@@ -1086,8 +1086,47 @@ static int fetch_record(casesync_t *h, const char *id, int scratch, casesync_err
     return rc ? cs__fail(err, rc, 0, NULL, NULL, "cannot store record %s", id) : 0;
 }
 
+/* Starts the request of a pull page: the first (cursor NULL) or the one after
+ * `cursor`. */
+static int pull_start(casesync_t *h, const char *cursor, int page, cs__call_t **call, casesync_error_t *err) {
+    char *esc = cursor ? curl_easy_escape(NULL, cursor, 0) : NULL;
+    size_t ul = 64 + (esc ? strlen(esc) : 0);
+    char *url = (cursor && !esc) ? NULL : malloc(ul);
+    if (!url) {
+        curl_free(esc);
+        return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "out of memory");
+    }
+    snprintf(url, ul, "/v1/sync/pull?limit=%d%s%s", h->pull_limit, esc ? "&cursor=" : "", esc ? esc : "");
+    curl_free(esc);
+    h->prog.phase = CASESYNC_PHASE_PULL;
+    h->prog.step = page;
+    h->prog.steps = 0;
+    cs__req_t rq = {.method = "GET", .url = url, .auth = 1, .phase = CASESYNC_PHASE_PULL};
+    int rc = cs__http_start(h, &rq, call, err);
+    free(url);
+    return rc;
+}
+
+/* Waits for a request started ahead and throws its answer away. */
+static void pull_drop(casesync_t *h, cs__call_t **call) {
+    cs__resp_t rs;
+    if (*call && cs__http_finish(h, *call, &rs, NULL) == 0) cs__resp_free(&rs);
+    *call = NULL;
+}
+
+/* Pages until `more` is false. The request of the next page goes out (with
+ * the cursor of the page just received) before that page is stored, so the
+ * server builds one page while the phone stores the one before; the cursor
+ * in the store still moves only with the page it belongs to. A pull is a
+ * read -- the server keeps nothing of it but the device's last_pull_at --
+ * so a page requested and never stored (an error, a kill) costs only bytes:
+ * the next sync asks again from the stored cursor. When a page needs other
+ * calls before the next one (records read whole, a new schema), the page
+ * requested ahead is dropped and asked for again after them, so no page is
+ * older than a record read before it. */
 static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err) {
     int restarts = 0, page = 0;
+    cs__call_t *next = NULL; /* the next page's request, in flight */
     for (;;) {
         char *cursor = NULL, *scratch = NULL;
         pthread_mutex_lock(&h->lock);
@@ -1109,26 +1148,14 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
         free(scratch);
         if (rc) {
             free(cursor);
+            cs__http_abandon(h, next);
             return cs__fail(err, rc, 0, NULL, NULL, "cannot read the pull state");
         }
-        char *esc = cursor ? curl_easy_escape(NULL, cursor, 0) : NULL;
-        size_t ul = 64 + (esc ? strlen(esc) : 0);
-        char *url = malloc(ul);
-        if (!url) {
-            free(cursor);
-            curl_free(esc);
-            return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "out of memory");
-        }
-        snprintf(url, ul, "/v1/sync/pull?limit=%d%s%s", h->pull_limit, esc ? "&cursor=" : "", esc ? esc : "");
-        curl_free(esc);
-        free(cursor);
-        h->prog.phase = CASESYNC_PHASE_PULL;
-        h->prog.step = ++page;
-        h->prog.steps = 0;
-        cs__req_t rq = {.method = "GET", .url = url, .auth = 1, .phase = CASESYNC_PHASE_PULL};
         cs__resp_t rs;
-        rc = cs__http(h, &rq, &rs, err);
-        free(url);
+        if (!next) rc = pull_start(h, cursor, ++page, &next, err);
+        free(cursor);
+        if (!rc) rc = cs__http_finish(h, next, &rs, err);
+        next = NULL;
         if (rc) return rc;
         cJSON *j = cs__resp_json(&rs);
         const char *code = cs__jstr(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
@@ -1154,6 +1181,11 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
                             "pull answer without changes or cursor");
         }
         int more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "more"));
+        /* Not started (out of memory): the next turn asks from the store. */
+        if (more && pull_start(h, cs__jstr(j, "cursor"), ++page, &next, NULL) != 0) {
+            next = NULL;
+            page--;
+        }
         cs__events_t ev = {0};
         page_ctx_t p = {.page = j, .scratch = is_scratch, .ev = &ev};
         pthread_mutex_lock(&h->lock);
@@ -1169,8 +1201,14 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
         cs__resp_free(&rs);
         cs__events_fire(h, &ev);
         if (rc) {
+            cs__http_abandon(h, next);
             cJSON_Delete(p.fetch);
             return cs__fail(err, rc, 0, NULL, NULL, "cannot store the pulled page");
+        }
+        int new_schema = h->schema && sv && sv != schema_version(h->schema);
+        if (next && (cJSON_GetArraySize(p.fetch) > 0 || new_schema)) {
+            pull_drop(h, &next);
+            page--;
         }
         rep->pages++;
         rep->upserts += p.tally.upserts;
@@ -1182,7 +1220,7 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
         }
         cJSON_Delete(p.fetch);
         if (rc) return rc;
-        if (h->schema && sv && sv != schema_version(h->schema)) cs__fetch_schema(h, NULL);
+        if (new_schema) cs__fetch_schema(h, NULL);
         if (!more) {
             if (!is_scratch) return 0;
             ev = (cs__events_t){0};
