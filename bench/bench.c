@@ -12,6 +12,8 @@
  * BENCH_ONLY=formats (the in-process format candidates only, bench/formats.c),
  * or BENCH_ONLY=isync (the initial sync only: request-only against
  * libcasesync pulling into its own store; results-isync.json).
+ * BENCH_ISYNC_TRIALS (default 3): the runs of each of those two;
+ * BENCH_PULL_LIMIT: the client's page size (default: the library's).
  * The sync measurements run with a cheap argon2id cost (logins are not what
  * they measure); the login measurements with the production default. */
 #include <errno.h>
@@ -713,7 +715,6 @@ static clientres_t client_initial_sync(int trial, const char *last_id) {
     snprintf(device, sizeof device, "reader-phone-%d", trial);
     casesync_options_t o = {0};
     o.state_dir = dir;
-    o.no_sync = getenv("BENCH_NO_SYNC") != NULL;                                     /* TEMP experiment */
     if (getenv("BENCH_PULL_LIMIT")) o.pull_limit = atoi(getenv("BENCH_PULL_LIMIT")); /* 0: the library's */
     casesync_t *h = NULL;
     casesync_error_t err;

@@ -286,6 +286,7 @@ void casesync_close(casesync_t *h) {
     cJSON_Delete(h->grids);
     free(h->server), free(h->token), free(h->device_id), free(h->user_id), free(h->unit);
     free(h->state_dir), free(h->ca_file), free(h->device_name), free(h->app_version);
+    free(h->print_buf);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->net);
     free(h);

@@ -101,6 +101,8 @@ struct casesync {
     CURLM *multi; /* guarded by net; holds the kept-alive connection */
     cs__fault_t fault;
     long retry_after;
+    char *print_buf; /* under lock: a pulled base printed (sync.c) */
+    size_t print_cap;
     casesync_stats_t stats;
     casesync_progress_t prog; /* the running transfer's progress (net) */
 };

@@ -11,6 +11,7 @@
  * the records it touched commit in one local transaction, so a pull cut off
  * at any byte resumes from the last whole page.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -897,37 +898,49 @@ typedef struct page_ctx {
  * of a first sync, most of any pull -- has as its view the base plus
  * "pending":0, the same text cs__view_refresh would print, so the view is
  * written from the base's text without parsing it back. */
+/* Prints j into h's print buffer (grown as needed), leaving `room` bytes
+ * free after the text; NULL when out of memory. Under lock. */
+static char *print_buf(casesync_t *h, const cJSON *j, size_t room, size_t *len) {
+    for (int tries = 0; tries < 24; tries++) {
+        /* cJSON_PrintPreallocated wants 5 bytes more than the text. */
+        if (h->print_cap > room + 5 &&
+            cJSON_PrintPreallocated((cJSON *)j, h->print_buf, (int)(h->print_cap - room), 0)) {
+            *len = strlen(h->print_buf);
+            return h->print_buf;
+        }
+        size_t cap = h->print_cap ? h->print_cap * 2 : 16384;
+        if (cap > (size_t)INT_MAX) return NULL;
+        char *p = realloc(h->print_buf, cap);
+        if (!p) return NULL;
+        h->print_buf = p;
+        h->print_cap = cap;
+    }
+    return NULL;
+}
+
 static int store_base(casesync_t *h, MDB_txn *txn, const char *id, const cJSON *base, int scratch,
                       cs__events_t *ev) {
     static const char pending0[] = ",\"pending\":0}";
-    char *text = cJSON_PrintUnformatted(base);
+    size_t n = 0, idl = strlen(id);
+    char *text = print_buf(h, base, sizeof pending0, &n);
     if (!text) return CASESYNC_E_NOMEM;
-    size_t n = strlen(text), idl = strlen(id);
     int rc = cs__put(txn, h->db[CS_DB_BASE], id, idl, text, n);
     if (!rc && scratch) rc = cs__put(txn, h->db[CS_DB_SEEN], id, idl, "", 0);
+    /* The event's JSON is only read by an on_event callback. */
+    if (!rc)
+        cs__events_add_text(ev, CASESYNC_EVENT_RECORD, id, cs__jstr(base, "status"),
+                            h->on_event ? text : NULL);
     int local = rc ? 0 : cs__has_changes(h, txn, id);
     if (local < 0) rc = local;
     if (!rc && local) {
         rc = cs__drop_acked(h, txn, id, 0);
         if (!rc) rc = cs__view_refresh(h, txn, id);
     } else if (!rc && n >= 2 && text[n - 1] == '}') {
-        char *view = malloc(n + sizeof pending0);
-        if (!view) {
-            free(text);
-            return CASESYNC_E_NOMEM;
-        }
-        memcpy(view, text, n - 1);
-        memcpy(view + n - 1, pending0, sizeof pending0);
-        rc = cs__put(txn, h->db[CS_DB_VIEW], id, idl, view, n - 1 + sizeof pending0 - 1);
-        free(view);
+        memcpy(text + n - 1, pending0, sizeof pending0); /* the buffer kept room for it */
+        rc = cs__put(txn, h->db[CS_DB_VIEW], id, idl, text, n - 1 + sizeof pending0 - 1);
     } else if (!rc) {
         rc = cs__view_refresh(h, txn, id);
     }
-    /* The event's JSON is only read by an on_event callback. */
-    if (!rc)
-        cs__events_add_text(ev, CASESYNC_EVENT_RECORD, id, cs__jstr(base, "status"),
-                            h->on_event ? text : NULL);
-    free(text);
     return rc;
 }
 
