@@ -11,7 +11,8 @@
  * logins per second per core, the login storm; results-login.json), or
  * BENCH_ONLY=formats (the in-process format candidates only, bench/formats.c),
  * or BENCH_ONLY=isync (the initial sync only: request-only against
- * libcasesync pulling into its own store; results-isync.json).
+ * libcasesync pulling into its own store; its initial_sync_client_* keys
+ * replace those in the results file, whose other keys stay).
  * BENCH_ISYNC_TRIALS (default 3): the runs of each of those two;
  * BENCH_PULL_LIMIT: the client's page size (default: the library's).
  * The sync measurements run with a cheap argon2id cost (logins are not what
@@ -836,6 +837,38 @@ static void run_shift(const char *tag, const char *title, const char *key_suffix
     result(key, kb / 1024.0);
 }
 
+/* Replaces the keys starting with `prefix` in the results file (created
+ * when missing) with this run's, keeping the others. */
+static void merge_results(const char *out_path, const char *prefix) {
+    cJSON *all = NULL;
+    FILE *f = fopen(out_path, "r");
+    if (f) {
+        char *text = NULL;
+        size_t n = 0;
+        FILE *m = open_memstream(&text, &n);
+        char chunk[8192];
+        size_t got;
+        while (m && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
+            fwrite(chunk, 1, got, m);
+        if (m) fclose(m);
+        fclose(f);
+        all = text ? cJSON_Parse(text) : NULL;
+        free(text);
+    }
+    if (!cJSON_IsObject(all)) {
+        cJSON_Delete(all);
+        all = cJSON_CreateObject();
+    }
+    cJSON *it;
+    cJSON_ArrayForEach(it, g_results) {
+        if (strncmp(it->string, prefix, strlen(prefix)) != 0) continue;
+        cJSON_DeleteItemFromObjectCaseSensitive(all, it->string);
+        cJSON_AddItemToObject(all, it->string, cJSON_Duplicate(it, 1));
+    }
+    cJSON_Delete(g_results);
+    g_results = all;
+}
+
 static void write_results(const char *out_path) {
     char *json = cJSON_Print(g_results);
     FILE *f = fopen(out_path, "w");
@@ -858,10 +891,9 @@ int main(void) {
     int growth_max = getenv("BENCH_GROWTH") ? atoi(getenv("BENCH_GROWTH")) : 1000000;
     const char *only = getenv("BENCH_ONLY");
     int only_login = only && strcmp(only, "login") == 0;
-    const char *out_path = getenv("BENCH_OUT")                  ? getenv("BENCH_OUT")
-                           : only_login                         ? "bench/results-login.json"
-                           : only && strcmp(only, "isync") == 0 ? "bench/results-isync.json"
-                                                                : "bench/results.json";
+    const char *out_path = getenv("BENCH_OUT") ? getenv("BENCH_OUT")
+                           : only_login        ? "bench/results-login.json"
+                                               : "bench/results.json";
     curl_global_init(CURL_GLOBAL_DEFAULT);
     g_results = cJSON_CreateObject();
     if (only_login) {
@@ -920,6 +952,7 @@ int main(void) {
             free(cursor);
             conn_free(&k);
             server_stop();
+            merge_results(out_path, "initial_sync_client_");
             write_results(out_path);
             char cmd[600];
             snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);

@@ -191,7 +191,8 @@ typedef struct casesync_options {
     long connect_timeout_ms; /* 0: 10 s */
     long request_timeout_ms; /* whole HTTP call; 0: 60 s (long polls add their wait) */
     long low_speed_time_s;   /* abort when under 1 byte/s for this long; 0: 30 s */
-    int pull_limit;          /* records per pull page, 1..1000; 0: 200 */
+    int pull_limit;          /* records per pull page, 1..1000; 0: 200. The next page is
+                                requested while one is stored (docs/clients.md §1). */
     size_t upload_chunk;     /* bytes per tus PATCH; 0: 1 MiB */
     int no_gzip;             /* 1: send pushes uncompressed (debugging) */
     int no_delta_check;      /* 1: apply every pulled delta as given. By default a delta

@@ -101,7 +101,8 @@ struct casesync {
     CURLM *multi; /* guarded by net; holds the kept-alive connection */
     cs__fault_t fault;
     long retry_after;
-    char *print_buf; /* under lock: a pulled base printed (sync.c) */
+    int lazy_commits; /* under lock: commits not yet flushed (cs__with_write_lazy) */
+    char *print_buf;  /* under lock: a pulled base printed (sync.c) */
     size_t print_cap;
     casesync_stats_t stats;
     casesync_progress_t prog; /* the running transfer's progress (net) */
@@ -146,6 +147,14 @@ void cs__be64(unsigned char out[8], uint64_t v);
 uint64_t cs__rd64(const void *p);
 int cs__clear_db(MDB_txn *txn, MDB_dbi db);
 int cs__with_write(casesync_t *h, int (*fn)(casesync_t *h, MDB_txn *txn, void *ctx), void *ctx);
+/* The same, but the commit does not wait for its meta page to reach the disk
+ * (LMDB's MDB_NOMETASYNC): the store stays whole (atomic, consistent) and a
+ * kill of the app loses nothing, but an OS crash or power loss may undo the
+ * last such commit. For pulled pages only, which the server sends again
+ * from the stored cursor; cs__store_flush makes them durable (at the end of
+ * every pull). Any ordinary commit after them flushes them too. */
+int cs__with_write_lazy(casesync_t *h, int (*fn)(casesync_t *h, MDB_txn *txn, void *ctx), void *ctx);
+int cs__store_flush(casesync_t *h); /* 0 or CASESYNC_E_STORE */
 
 /* ---- util.c ------------------------------------------------------------------------ */
 void cs__ulid(casesync_t *h, char out[27]);

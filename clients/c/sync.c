@@ -1137,7 +1137,7 @@ static void pull_drop(casesync_t *h, cs__call_t **call) {
  * calls before the next one (records read whole, a new schema), the page
  * requested ahead is dropped and asked for again after them, so no page is
  * older than a record read before it. */
-static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err) {
+static int pull_pages(casesync_t *h, casesync_report_t *rep, casesync_error_t *err) {
     int restarts = 0, page = 0;
     cs__call_t *next = NULL; /* the next page's request, in flight */
     for (;;) {
@@ -1202,7 +1202,7 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
         cs__events_t ev = {0};
         page_ctx_t p = {.page = j, .scratch = is_scratch, .ev = &ev};
         pthread_mutex_lock(&h->lock);
-        rc = cs__with_write(h, page_txn, &p);
+        rc = cs__with_write_lazy(h, page_txn, &p);
         if (!rc) {
             h->stats.pull_pages++;
             h->stats.upserts += (uint64_t)p.tally.upserts;
@@ -1244,6 +1244,18 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
             return rc ? cs__fail(err, rc, 0, NULL, NULL, "cannot finish the pull") : 0;
         }
     }
+}
+
+/* The pages are committed without waiting for each meta page's flush
+ * (cs__with_write_lazy); what a pull stored is on disk before it returns,
+ * whether it ended or stopped at an error. */
+static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err) {
+    int rc = pull_pages(h, rep, err);
+    pthread_mutex_lock(&h->lock);
+    int frc = cs__store_flush(h);
+    pthread_mutex_unlock(&h->lock);
+    if (!rc && frc) rc = cs__fail(err, frc, 0, NULL, NULL, "cannot flush the pulled pages to disk");
+    return rc;
 }
 
 /* ---- sync ------------------------------------------------------------------------------------------ */
