@@ -82,7 +82,7 @@ enum {
     CASESYNC_E_NO_SCHEMA = -23,  /* no schema yet: log in once online */
     CASESYNC_E_REENTRANT = -24,  /* a network call from inside a callback of the same handle */
     CASESYNC_E_FORBIDDEN = -25,  /* the server answered 403 */
-    CASESYNC_E_FROZEN = -26      /* the record's state freezes the field, or the record is closed (field_frozen) */
+    CASESYNC_E_FROZEN = -26 /* the record's state freezes the field, or the record is closed (field_frozen) */
 };
 
 /* A static English description of a return code. Never NULL. */
@@ -105,10 +105,10 @@ typedef struct casesync_error {
 /* What a transfer is doing. */
 enum {
     CASESYNC_PHASE_LOGIN = 1,
-    CASESYNC_PHASE_PUSH = 2,   /* POST /v1/sync/push */
-    CASESYNC_PHASE_PULL = 3,   /* GET /v1/sync/pull */
-    CASESYNC_PHASE_UPLOAD = 4, /* tus: evidence bytes */
-    CASESYNC_PHASE_OTHER = 5,  /* schema, check, repair, casesync_request */
+    CASESYNC_PHASE_PUSH = 2,    /* POST /v1/sync/push */
+    CASESYNC_PHASE_PULL = 3,    /* GET /v1/sync/pull */
+    CASESYNC_PHASE_UPLOAD = 4,  /* tus: evidence bytes */
+    CASESYNC_PHASE_OTHER = 5,   /* schema, check, repair, casesync_request */
     CASESYNC_PHASE_DOWNLOAD = 6 /* casesync_download: evidence bytes */
 };
 
@@ -203,7 +203,10 @@ typedef struct casesync_options {
     int no_sync;             /* 1: do not fsync the local store after each edit (simulators,
                                 tests); an OS crash or power loss may then lose the last
                                 edits. An app crash never does. Default: every edit is
-                                on disk before the call returns. */
+                                on disk before the call returns, and so is every pulled
+                                page when casesync_sync returns (while it pulls, an OS
+                                crash may undo the last page stored; the next sync pulls
+                                it again). */
     const char *ca_file;     /* PEM bundle for TLS; NULL: the system's */
     const char *device_name; /* sent at login; NULL: none */
     const char *app_version; /* sent at login and as User-Agent; NULL: "libcasesync" */

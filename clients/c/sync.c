@@ -9,7 +9,8 @@
  *
  * Pull: pages until `more` is false; each page, its cursor and the rebase of
  * the records it touched commit in one local transaction, so a pull cut off
- * at any byte resumes from the last whole page.
+ * at any byte resumes from the last whole page. The next page is requested
+ * while the current one is stored (pull_pages).
  */
 #include <limits.h>
 #include <stdio.h>
@@ -893,11 +894,6 @@ typedef struct page_ctx {
     cs__events_t *ev;
 } page_ctx_t;
 
-/* Stores a pulled base, rebases the record's view and queues its event.
- * The base is printed once. A record with no local change -- every record
- * of a first sync, most of any pull -- has as its view the base plus
- * "pending":0, the same text cs__view_refresh would print, so the view is
- * written from the base's text without parsing it back. */
 /* Prints j into h's print buffer (grown as needed), leaving `room` bytes
  * free after the text; NULL when out of memory. Under lock. */
 static char *print_buf(casesync_t *h, const cJSON *j, size_t room, size_t *len) {
@@ -918,6 +914,11 @@ static char *print_buf(casesync_t *h, const cJSON *j, size_t room, size_t *len) 
     return NULL;
 }
 
+/* Stores a pulled base, rebases the record's view and queues its event.
+ * The base is printed once. A record with no local change -- every record
+ * of a first sync, most of any pull -- has as its view the base plus
+ * "pending":0, the same text cs__view_refresh would print, so the view is
+ * written from the base's text without parsing it back. */
 static int store_base(casesync_t *h, MDB_txn *txn, const char *id, const cJSON *base, int scratch,
                       cs__events_t *ev) {
     static const char pending0[] = ",\"pending\":0}";
