@@ -635,6 +635,67 @@ TEST(client_initial_sync_killed_anywhere_resumes_from_its_last_stored_page) {
     ASSERT_INT(srv_stop(&s), 0);
 }
 
+/* The local view keeps a stored copy only for records with local changes;
+ * the others are read from their base. casesync_list merges both in id
+ * order, with the right "pending", before and after the edits go out. */
+TEST(client_list_merges_records_with_and_without_local_changes) {
+    srv_t s;
+    START(s);
+    phone_t w;
+    ASSERT(std_phone(&w, &s, "off1", "dev-LW") == 0);
+    resp_t r = phone_push(
+        &w, changes(ch_create("LISTREC0001", "general", NULL), ch_create("LISTREC0003", "general", NULL),
+                    ch_create("LISTREC0005", "general", NULL), ch_create("LISTREC0007", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    casesync_t *h = phone_open(&s, "off2", "dev-L1", NULL);
+    ASSERT(h != NULL);
+    casesync_error_t err;
+    casesync_report_t rep;
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(rep.upserts, 4);
+    /* Offline: an edit of the second and the last, and a new record between. */
+    ASSERT_INT(casesync_update(h, "LISTREC0003", "{\"address\":\"3 Qianmen St\"}", NULL, &err), 0);
+    ASSERT_INT(casesync_note(h, "LISTREC0007", "seen again", NULL, &err), 0);
+    ASSERT_INT(casesync_note(h, "LISTREC0007", "and again", NULL, &err), 0);
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("general", NULL), "LISTREC0004", NULL, &err),
+               0);
+    char *t = NULL;
+    ASSERT_INT(casesync_list(h, &t), 0);
+    cJSON *l = lib_json(0, t);
+    ASSERT(cJSON_GetArraySize(l) == 5);
+    static const char *const ids[] = {"LISTREC0001", "LISTREC0003", "LISTREC0004", "LISTREC0005",
+                                      "LISTREC0007"};
+    static const int pending[] = {0, 1, 1, 0, 2};
+    for (int i = 0; i < 5; i++) {
+        cJSON *v = cJSON_GetArrayItem(l, i);
+        ASSERT_MSG(strcmp(jstr(v, "id"), ids[i]) == 0, "item %d is %s, not %s", i, jstr(v, "id"), ids[i]);
+        ASSERT_JINT(v, "pending", pending[i]);
+        /* casesync_get answers the same view. */
+        cJSON *g = view_of(h, ids[i]);
+        ASSERT_MSG(g && cJSON_Compare(g, v, 1), "get and list differ for %s", ids[i]);
+    }
+    ASSERT_JSTR(cJSON_GetArrayItem(l, 1), "fields.address", "3 Qianmen St");
+    ASSERT_INT(jlen(cJSON_GetArrayItem(l, 4), "fields.notes"), 2);
+
+    /* Pushed and pulled back: every view is the server's record again. */
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(casesync_list(h, &t), 0);
+    l = lib_json(0, t);
+    ASSERT(cJSON_GetArraySize(l) == 5);
+    for (int i = 0; i < 5; i++) {
+        cJSON *v = cJSON_GetArrayItem(l, i);
+        ASSERT_MSG(strcmp(jstr(v, "id"), ids[i]) == 0, "after the sync, item %d is %s", i, jstr(v, "id"));
+        ASSERT_JINT(v, "pending", 0);
+        cJSON *sv = server_case(h, ids[i]);
+        ASSERT(sv != NULL);
+        ASSERT_MSG(cJSON_Compare(jget(v, "fields"), jget(sv, "fields"), 1),
+                   "%s differs from the server's: %s", ids[i], jprint(v));
+        ASSERT_MSG(jint(v, "version") == jint(sv, "version"), "%s at version %lld, the server's %lld", ids[i],
+                   jint(v, "version"), jint(sv, "version"));
+    }
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
 /* ---- 3. two phones, one case ---------------------------------------------------------------------- */
 
 TEST(client_two_phones_converge_and_see_the_manual_conflict) {

@@ -10,7 +10,12 @@
  * Local store (one LMDB environment in the state directory), databases:
  *   meta      name                       -> text (token, user JSON, cursor, counters, schema)
  *   base      record id                  -> record JSON as last pulled
- *   view      record id                  -> base + local changes re-applied (what the app sees)
+ *   view      record id                  -> base + local changes re-applied (what the app sees),
+ *                                           stored only for a record with local changes: for
+ *                                           any other the view is its base + "pending":0
+ *                                           (cs__view_get; stores written before kept one for
+ *                                           every record, still read first and dropped at the
+ *                                           record's next rebase)
  *   changes   lseq (u64 BE)              -> {"state":"pending"|"sealed"|"acked","cs","ack_version","change"}
  *   rchanges  record id, 0, lseq (BE)    -> ""   (index of changes by record)
  *   outbox    changeset_seq (u64 BE)     -> {"body":"<exact JSON text>","lseqs":[...]}
@@ -220,8 +225,12 @@ int cs__http_error(casesync_t *h, cs__resp_t *rs, const char *what, casesync_err
 void cs__http_close(casesync_t *h);
 
 /* ---- edit.c ------------------------------------------------------------------------ */
-/* Recomputes the view of one record from its base and its local changes. */
+/* Recomputes the view of one record from its base and its local changes;
+ * a record without local changes keeps no stored view. */
 int cs__view_refresh(casesync_t *h, MDB_txn *txn, const char *id);
+/* The view of a record: the stored one, else its base with "pending":0;
+ * CASESYNC_E_NOT_FOUND when neither. */
+int cs__view_get(casesync_t *h, MDB_txn *txn, const char *id, cJSON **out);
 /* Drops acked changes of a record its base now covers (all of them when
  * `all`); refreshes nothing. */
 int cs__drop_acked(casesync_t *h, MDB_txn *txn, const char *id, int all);

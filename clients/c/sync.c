@@ -894,13 +894,12 @@ typedef struct page_ctx {
     cs__events_t *ev;
 } page_ctx_t;
 
-/* Prints j into h's print buffer (grown as needed), leaving `room` bytes
- * free after the text; NULL when out of memory. Under lock. */
-static char *print_buf(casesync_t *h, const cJSON *j, size_t room, size_t *len) {
+/* Prints j into h's print buffer (grown as needed); NULL when out of
+ * memory. Under lock. */
+static char *print_buf(casesync_t *h, const cJSON *j, size_t *len) {
     for (int tries = 0; tries < 24; tries++) {
         /* cJSON_PrintPreallocated wants 5 bytes more than the text. */
-        if (h->print_cap > room + 5 &&
-            cJSON_PrintPreallocated((cJSON *)j, h->print_buf, (int)(h->print_cap - room), 0)) {
+        if (h->print_cap > 5 && cJSON_PrintPreallocated((cJSON *)j, h->print_buf, (int)h->print_cap, 0)) {
             *len = strlen(h->print_buf);
             return h->print_buf;
         }
@@ -916,14 +915,12 @@ static char *print_buf(casesync_t *h, const cJSON *j, size_t room, size_t *len) 
 
 /* Stores a pulled base, rebases the record's view and queues its event.
  * The base is printed once. A record with no local change -- every record
- * of a first sync, most of any pull -- has as its view the base plus
- * "pending":0, the same text cs__view_refresh would print, so the view is
- * written from the base's text without parsing it back. */
+ * of a first sync, most of any pull -- keeps no stored view (its view is
+ * its base, cs__view_get): one left by an older store is dropped. */
 static int store_base(casesync_t *h, MDB_txn *txn, const char *id, const cJSON *base, int scratch,
                       cs__events_t *ev) {
-    static const char pending0[] = ",\"pending\":0}";
     size_t n = 0, idl = strlen(id);
-    char *text = print_buf(h, base, sizeof pending0, &n);
+    char *text = print_buf(h, base, &n);
     if (!text) return CASESYNC_E_NOMEM;
     int rc = cs__put(txn, h->db[CS_DB_BASE], id, idl, text, n);
     if (!rc && scratch) rc = cs__put(txn, h->db[CS_DB_SEEN], id, idl, "", 0);
@@ -936,11 +933,8 @@ static int store_base(casesync_t *h, MDB_txn *txn, const char *id, const cJSON *
     if (!rc && local) {
         rc = cs__drop_acked(h, txn, id, 0);
         if (!rc) rc = cs__view_refresh(h, txn, id);
-    } else if (!rc && n >= 2 && text[n - 1] == '}') {
-        memcpy(text + n - 1, pending0, sizeof pending0); /* the buffer kept room for it */
-        rc = cs__put(txn, h->db[CS_DB_VIEW], id, idl, text, n - 1 + sizeof pending0 - 1);
     } else if (!rc) {
-        rc = cs__view_refresh(h, txn, id);
+        rc = cs__del(txn, h->db[CS_DB_VIEW], id, idl);
     }
     return rc;
 }
