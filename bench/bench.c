@@ -700,7 +700,7 @@ static double growth_point(conn_t *k, const char *token, int stored, double firs
 typedef struct clientres {
     double wall_s, client_cpu_s, server_cpu_s;
     int upserts, pages;
-    uint64_t wire, raw;
+    uint64_t wire, raw, store_bytes;
 } clientres_t;
 
 static double process_cpu_s(void) {
@@ -739,6 +739,10 @@ static clientres_t client_initial_sync(int trial, const char *last_id) {
     r.wire = st.bytes_down_wire;
     r.raw = st.bytes_down_raw;
     casesync_close(h);
+    char db[450];
+    struct stat sb;
+    snprintf(db, sizeof db, "%s/data.mdb", dir);
+    r.store_bytes = stat(db, &sb) == 0 ? (uint64_t)sb.st_size : 0;
     char cmd[500];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", dir);
@@ -767,9 +771,10 @@ static void run_client_sync(conn_t *k, const char *token, int items) {
     printf("%-44s %10d items  %8.3f s until readable (%.2fx the request-only %.3f s, best of %d each)\n",
            "initial sync, 10k, through libcasesync", best.upserts, best.wall_s, best.wall_s / req_best,
            req_best, trials);
-    printf("%-44s %10d pages  %8.3f s client CPU  %8.3f s server CPU  %9llu B wire  %10llu B raw\n", "",
-           best.pages, best.client_cpu_s, best.server_cpu_s, (unsigned long long)best.wire,
-           (unsigned long long)best.raw);
+    printf("%-44s %10d pages  %8.3f s client CPU  %8.3f s server CPU  %9llu B wire  %10llu B raw  %.1f MB "
+           "store\n",
+           "", best.pages, best.client_cpu_s, best.server_cpu_s, (unsigned long long)best.wire,
+           (unsigned long long)best.raw, best.store_bytes / 1e6);
     result("initial_sync_client_s", best.wall_s);
     result("initial_sync_client_request_only_s", req_best);
     result("initial_sync_client_ratio_to_request_only", best.wall_s / req_best);
@@ -777,6 +782,7 @@ static void run_client_sync(conn_t *k, const char *token, int items) {
     result("initial_sync_client_server_cpu_s", best.server_cpu_s);
     result("initial_sync_client_pages", best.pages);
     result("initial_sync_client_bytes_wire", (double)best.wire);
+    result("initial_sync_client_store_bytes", (double)best.store_bytes);
 }
 
 /* Samples the server's RssAnon every 20 ms while a phase runs: the peak. */
