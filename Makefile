@@ -308,9 +308,11 @@ test: deps
 testbins: $(BINS) $(BUILD)/casesync-tests
 
 # Load generator against a release casesyncd; prints a table, writes bench/results.json.
+# It links the release libcasesync.a to time an initial sync through the client library.
 bench: deps
 	@$(MAKE) --no-print-directory all
-	$(CC) $(CFLAGS_BASE) -O2 -o build/bench bench/bench.c bench/formats.c sync/jcs.c sync/valcodec.c -llmdb -lcjson -lcurl -largon2 -lcrypto -lmsgpackc -lm -pthread
+	$(CC) $(CFLAGS_BASE) -O2 -o build/bench bench/bench.c bench/formats.c sync/jcs.c sync/valcodec.c build/libcasesync.a \
+	  -llmdb -lcjson -lcurl -lz -largon2 -lcrypto -lmsgpackc -lm -pthread
 	CASESYNC_BIN=build ./build/bench
 
 # Unit tests under valgrind memcheck (a plain build: no sanitizer runtime).

@@ -13,6 +13,11 @@
  * or BENCH_ONLY=cluster (cluster mode only: three nats-servers and three
  * nodes; push against one node, pulls spread over the nodes, failover;
  * merged into the results file under keys cluster_*).
+ * or BENCH_ONLY=isync (the initial sync only: request-only against
+ * libcasesync pulling into its own store; its initial_sync_client_* keys
+ * replace those in the results file, whose other keys stay).
+ * BENCH_ISYNC_TRIALS (default 3): the runs of each of those two;
+ * BENCH_PULL_LIMIT: the client's page size (default: the library's).
  * The sync measurements run with a cheap argon2id cost (logins are not what
  * they measure); the login measurements with the production default. */
 #include <arpa/inet.h>
@@ -39,6 +44,8 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <openssl/evp.h>
+
+#include "clients/c/casesync.h"
 
 #define GRID "110101001001001"
 #define PUSH_CHANGES 50
@@ -753,6 +760,100 @@ static double growth_point(conn_t *k, const char *token, int stored, double firs
     return best;
 }
 
+/* The initial sync through libcasesync, in this process: a fresh state
+ * folder, a login, then casesync_sync (pull only) until casesync_get returns
+ * the scope's last record -- the like-for-like figure to a replication whose
+ * client writes the documents. The store keeps its default durability (each
+ * page's transaction fsync'd). Wall time, this process's CPU (the library's
+ * parse and store) and the server's CPU over the same interval. */
+typedef struct clientres {
+    double wall_s, client_cpu_s, server_cpu_s;
+    int upserts, pages;
+    uint64_t wire, raw, store_bytes;
+} clientres_t;
+
+static double process_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static clientres_t client_initial_sync(int trial, const char *last_id) {
+    clientres_t r = {0};
+    char dir[400], device[64];
+    snprintf(dir, sizeof dir, "%s/phone-%d", g_dir, trial);
+    snprintf(device, sizeof device, "reader-phone-%d", trial);
+    casesync_options_t o = {0};
+    o.state_dir = dir;
+    if (getenv("BENCH_PULL_LIMIT")) o.pull_limit = atoi(getenv("BENCH_PULL_LIMIT")); /* 0: the library's */
+    casesync_t *h = NULL;
+    casesync_error_t err;
+    if (casesync_open(&o, &h, &err) != 0) die("casesync_open: %s", err.message);
+    if (casesync_login(h, g_base, "reader", "bench-password-1", device, &err) != 0)
+        die("casesync_login: %s", err.message);
+    casesync_report_t rep;
+    char *rec = NULL;
+    double t0 = now_s(), c0 = process_cpu_s(), s0 = server_cpu_s();
+    if (casesync_sync(h, CASESYNC_SYNC_NO_PUSH | CASESYNC_SYNC_NO_UPLOAD, &rep, &err) != 0)
+        die("casesync_sync: %s", err.message);
+    if (casesync_get(h, last_id, &rec) != 0) die("casesync_get %s after the sync", last_id);
+    r.wall_s = now_s() - t0;
+    r.client_cpu_s = process_cpu_s() - c0;
+    r.server_cpu_s = server_cpu_s() - s0;
+    casesync_free(rec);
+    casesync_stats_t st;
+    casesync_stats(h, &st);
+    r.upserts = rep.upserts;
+    r.pages = rep.pages;
+    r.wire = st.bytes_down_wire;
+    r.raw = st.bytes_down_raw;
+    casesync_close(h);
+    char db[450];
+    struct stat sb;
+    snprintf(db, sizeof db, "%s/data.mdb", dir);
+    r.store_bytes = stat(db, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    char cmd[500];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", dir);
+    return r;
+}
+
+/* Request-only pulls and libcasesync syncs of the same scope, alternated
+ * (BENCH_ISYNC_TRIALS each, default 3), best of each: their ratio holds on a
+ * shared machine. */
+static void run_client_sync(conn_t *k, const char *token, int items) {
+    int trials = getenv("BENCH_ISYNC_TRIALS") ? atoi(getenv("BENCH_ISYNC_TRIALS")) : 3;
+    if (trials < 1) trials = 1;
+    double req_best = 0;
+    clientres_t best = {0};
+    char last[32];
+    snprintf(last, sizeof last, "INIT%07d", items - 1);
+    for (int i = 0; i < trials; i++) {
+        char *c = NULL;
+        pullres_t g = pull_all(k, token, &c);
+        free(c);
+        if (i == 0 || g.server_s < req_best) req_best = g.server_s;
+        clientres_t r = client_initial_sync(i, last);
+        if (r.upserts != items) die("libcasesync pulled %d records, not %d", r.upserts, items);
+        if (i == 0 || r.wall_s < best.wall_s) best = r;
+    }
+    printf("%-44s %10d items  %8.3f s until readable (%.2fx the request-only %.3f s, best of %d each)\n",
+           "initial sync, 10k, through libcasesync", best.upserts, best.wall_s, best.wall_s / req_best,
+           req_best, trials);
+    printf("%-44s %10d pages  %8.3f s client CPU  %8.3f s server CPU  %9llu B wire  %10llu B raw  %.1f MB "
+           "store\n",
+           "", best.pages, best.client_cpu_s, best.server_cpu_s, (unsigned long long)best.wire,
+           (unsigned long long)best.raw, best.store_bytes / 1e6);
+    result("initial_sync_client_s", best.wall_s);
+    result("initial_sync_client_request_only_s", req_best);
+    result("initial_sync_client_ratio_to_request_only", best.wall_s / req_best);
+    result("initial_sync_client_cpu_s", best.client_cpu_s);
+    result("initial_sync_client_server_cpu_s", best.server_cpu_s);
+    result("initial_sync_client_pages", best.pages);
+    result("initial_sync_client_bytes_wire", (double)best.wire);
+    result("initial_sync_client_store_bytes", (double)best.store_bytes);
+}
+
 /* Samples the server's RssAnon every 20 ms while a phase runs: the peak. */
 typedef struct sampler {
     volatile int stop;
@@ -1327,7 +1428,7 @@ int main(void) {
         curl_global_cleanup();
         return 0;
     }
-    {
+    if (!only || strcmp(only, "isync") != 0) {
         char create[8192];
         make_create(create, sizeof create, "01JDBENCHRECORD0001", GRID);
         bench_formats(create, result);
@@ -1371,6 +1472,20 @@ int main(void) {
         result("initial_sync_server_s", init.server_s);
         result("initial_sync_bytes_raw", (double)init.raw);
         result("initial_sync_bytes_gzip", (double)init.gz);
+        run_client_sync(&k, rt, init.items);
+        if (only && strcmp(only, "isync") == 0) {
+            free(rt);
+            free(cursor);
+            conn_free(&k);
+            server_stop();
+            merge_results(out_path);
+            write_results(out_path);
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+            if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", g_dir);
+            curl_global_cleanup();
+            return 0;
+        }
         growth_first = growth_point(&k, rt, 10000, 0);
 
         /* 3. Delta: one field of 1,000 records changes. */

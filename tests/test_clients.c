@@ -452,6 +452,250 @@ TEST(client_gap_after_server_restore_renumbers_without_skipping) {
     ASSERT_INT(srv_stop(&s), 0);
 }
 
+/* ---- 2b. an initial sync killed anywhere ------------------------------------------------------------ */
+
+#define KILL_RECORDS 60
+#define KILL_LIMIT 5
+
+/* Where a pulling child kills itself (SIGKILL, as the OS kills an app). */
+typedef struct killer {
+    int at_event;  /* at this RECORD event: its page is stored, the next one in flight */
+    int at_step;   /* when bytes of this pull page's answer arrive */
+    long delay_us; /* from a thread, this long after the sync starts: any point */
+    int records;
+} killer_t;
+
+static void kill_on_event(void *ud, const casesync_event_t *ev) {
+    killer_t *k = ud;
+    if (ev->kind == CASESYNC_EVENT_RECORD && ++k->records == k->at_event) kill(getpid(), SIGKILL);
+}
+
+static int kill_on_progress(void *ud, const casesync_progress_t *p) {
+    killer_t *k = ud;
+    if (k->at_step && p->phase == CASESYNC_PHASE_PULL && p->step == k->at_step && p->down_now > 0)
+        kill(getpid(), SIGKILL);
+    return 0;
+}
+
+static void *kill_later(void *arg) {
+    const killer_t *k = arg;
+    struct timespec ts = {k->delay_us / 1000000, (k->delay_us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+    kill(getpid(), SIGKILL);
+    return NULL;
+}
+
+/* A child process opens the state folder (fsync on, as an app) and pulls;
+ * returns 0 when its sync ended, 9 when it was killed, else what failed. */
+static int pull_in_child(const char *dir, killer_t k) {
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        casesync_options_t o = {0};
+        o.state_dir = dir;
+        o.pull_limit = KILL_LIMIT;
+        o.on_event = kill_on_event;
+        o.on_progress = kill_on_progress;
+        o.userdata = &k;
+        casesync_t *h = NULL;
+        casesync_error_t err;
+        if (casesync_open(&o, &h, &err) != 0) _exit(2);
+        pthread_t th;
+        if (k.delay_us > 0 && pthread_create(&th, NULL, kill_later, &k) != 0) _exit(3);
+        int rc = casesync_sync(h, CASESYNC_SYNC_NO_PUSH | CASESYNC_SYNC_NO_UPLOAD, NULL, &err);
+        if (rc) fprintf(stderr, "    child sync: %s\n", err.message);
+        _exit(rc ? 4 : 0); /* no casesync_close: a kill thread may still be pending */
+    }
+    int st = 0;
+    if (waitpid(pid, &st, 0) != pid) return -1;
+    if (WIFSIGNALED(st)) return WTERMSIG(st) == SIGKILL ? 9 : 100 + WTERMSIG(st);
+    return WEXITSTATUS(st);
+}
+
+/* The records a handle holds, or -1 when one does not read as a record. */
+static int count_records(casesync_t *h) {
+    char *t = NULL;
+    int n = -1;
+    if (casesync_list(h, &t) == 0) {
+        cJSON *l = cJSON_Parse(t);
+        n = cJSON_IsArray(l) ? cJSON_GetArraySize(l) : -1;
+        const cJSON *r;
+        cJSON_ArrayForEach(r, l) {
+            if (!cJSON_IsString(cJSON_GetObjectItem(r, "id")) ||
+                !cJSON_IsNumber(cJSON_GetObjectItem(r, "version")) ||
+                !cJSON_IsObject(cJSON_GetObjectItem(r, "fields")))
+                n = -1;
+        }
+        cJSON_Delete(l);
+    }
+    casesync_free(t);
+    return n;
+}
+
+/* What the folder holds after a kill: its records, or -1 when it does not
+ * open or a record does not read (a torn store). */
+static int stored_records(const char *dir) {
+    casesync_options_t o = {0};
+    o.state_dir = dir;
+    casesync_t *h = NULL;
+    casesync_error_t err;
+    if (casesync_open(&o, &h, &err) != 0) return -1;
+    int n = count_records(h);
+    casesync_close(h);
+    return n;
+}
+
+/* The app is killed (SIGKILL) while an initial sync of 12 pages runs: on a
+ * stored page with the next one in flight, while a page's answer arrives,
+ * and at any time from a timer. Every kill leaves a store that opens and
+ * reads; the next sync goes on from the last stored page, so each record
+ * after it is pulled once more and none before it (its upserts are exactly
+ * the records missing), and the phone ends with every record as the server
+ * has it. */
+TEST(client_initial_sync_killed_anywhere_resumes_from_its_last_stored_page) {
+    srv_t s;
+    START(s);
+    phone_t w;
+    ASSERT(std_phone(&w, &s, "off1", "dev-KW") == 0);
+    const char *items[KILL_RECORDS + 1] = {0};
+    for (int i = 0; i < KILL_RECORDS; i++)
+        items[i] = ch_create(hfmt("KILLREC%05d", i), "general", NULL);
+    char *list = NULL;
+    size_t n = 0;
+    FILE *m = open_memstream(&list, &n);
+    ASSERT(m != NULL);
+    fputc('[', m);
+    for (int i = 0; i < KILL_RECORDS; i++)
+        fprintf(m, "%s%s", i ? "," : "", items[i]);
+    fputc(']', m);
+    fclose(m);
+    h_keep(list, NULL);
+    resp_t r = phone_push(&w, list);
+    ASSERT_STATUS(r, 200);
+    ASSERT(std_user(&s, "off2") != NULL);
+
+    /* Deterministic kill points, then timers over a clean sync's span. */
+    killer_t points[] = {
+        {.at_event = 1}, {.at_event = 13}, {.at_event = KILL_RECORDS}, {.at_step = 2}, {.at_step = 7}};
+    int npoints = (int)(sizeof points / sizeof points[0]), timers = 8;
+    double clean_s = 0;
+    srand(20261203);
+    for (int c = 0; c < npoints + timers; c++) {
+        const char *dir = tmp_dir("kill");
+        ASSERT(dir != NULL);
+        casesync_options_t o = {0};
+        o.state_dir = dir;
+        casesync_t *h = NULL;
+        casesync_error_t err;
+        ASSERT_INT(casesync_open(&o, &h, &err), 0);
+        ASSERT_INT(casesync_login(h, s.base, "off2", std_pass("off2"), hfmt("dev-K%02d", c), &err), 0);
+        casesync_close(h);
+        killer_t k = {0};
+        if (c < npoints) {
+            k = points[c];
+        } else {
+            k.delay_us = 1 + (long)((double)rand() / RAND_MAX * clean_s * 1e6);
+        }
+        int rc = pull_in_child(dir, k);
+        ASSERT_MSG(rc == 9 || (rc == 0 && k.delay_us > 0), "kill point %d: the child ended with %d", c, rc);
+        int before = stored_records(dir);
+        ASSERT_MSG(before >= 0 && before <= KILL_RECORDS, "kill point %d: the store reads %d records", c,
+                   before);
+        /* Events fire once their page is stored: the whole page is there. */
+        if (k.at_event) ASSERT_INT(before, (k.at_event + KILL_LIMIT - 1) / KILL_LIMIT * KILL_LIMIT);
+
+        /* The sync that resumes. */
+        seen_t seen;
+        memset(&seen, 0, sizeof seen);
+        seen.events = h_keep(cJSON_CreateArray(), (void (*)(void *))cJSON_Delete);
+        o.pull_limit = KILL_LIMIT;
+        o.on_event = on_event;
+        o.userdata = &seen;
+        ASSERT_INT(casesync_open(&o, &h, &err), 0);
+        h_keep(h, close_handle);
+        casesync_report_t rep;
+        double t0 = now_s();
+        ASSERT_INT(casesync_sync(h, CASESYNC_SYNC_NO_PUSH | CASESYNC_SYNC_NO_UPLOAD, &rep, &err), 0);
+        if (c == 0) clean_s = now_s() - t0; /* 59 of the 60 records: the span the timers cover */
+        ASSERT_MSG(rep.upserts == KILL_RECORDS - before,
+                   "kill point %d: %d records were stored, the resumed sync pulled %d", c, before,
+                   rep.upserts);
+        ASSERT_INT(rep.removals, 0);
+        ASSERT_INT(count_records(h), KILL_RECORDS);
+        for (int i = 0; i < KILL_RECORDS; i += 11) {
+            cJSON *v = view_of(h, hfmt("KILLREC%05d", i));
+            ASSERT_MSG(v != NULL, "kill point %d: KILLREC%05d missing", c, i);
+            ASSERT_JINT(v, "version", 1);
+            ASSERT_JINT(v, "pending", 0);
+            ASSERT_JSTR(v, "fields.address", "1 Dongcheng Rd");
+        }
+    }
+    printf("    timers over %.0f ms (a sync of %d records in pages of %d)\n", clean_s * 1000,
+           KILL_RECORDS - 1, KILL_LIMIT);
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
+/* The local view keeps a stored copy only for records with local changes;
+ * the others are read from their base. casesync_list merges both in id
+ * order, with the right "pending", before and after the edits go out. */
+TEST(client_list_merges_records_with_and_without_local_changes) {
+    srv_t s;
+    START(s);
+    phone_t w;
+    ASSERT(std_phone(&w, &s, "off1", "dev-LW") == 0);
+    resp_t r = phone_push(
+        &w, changes(ch_create("LISTREC0001", "general", NULL), ch_create("LISTREC0003", "general", NULL),
+                    ch_create("LISTREC0005", "general", NULL), ch_create("LISTREC0007", "general", NULL)));
+    ASSERT_STATUS(r, 200);
+    casesync_t *h = phone_open(&s, "off2", "dev-L1", NULL);
+    ASSERT(h != NULL);
+    casesync_error_t err;
+    casesync_report_t rep;
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(rep.upserts, 4);
+    /* Offline: an edit of the second and the last, and a new record between. */
+    ASSERT_INT(casesync_update(h, "LISTREC0003", "{\"address\":\"3 Qianmen St\"}", NULL, &err), 0);
+    ASSERT_INT(casesync_note(h, "LISTREC0007", "seen again", NULL, &err), 0);
+    ASSERT_INT(casesync_note(h, "LISTREC0007", "and again", NULL, &err), 0);
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("general", NULL), "LISTREC0004", NULL, &err),
+               0);
+    char *t = NULL;
+    ASSERT_INT(casesync_list(h, &t), 0);
+    cJSON *l = lib_json(0, t);
+    ASSERT(cJSON_GetArraySize(l) == 5);
+    static const char *const ids[] = {"LISTREC0001", "LISTREC0003", "LISTREC0004", "LISTREC0005",
+                                      "LISTREC0007"};
+    static const int pending[] = {0, 1, 1, 0, 2};
+    for (int i = 0; i < 5; i++) {
+        cJSON *v = cJSON_GetArrayItem(l, i);
+        ASSERT_MSG(strcmp(jstr(v, "id"), ids[i]) == 0, "item %d is %s, not %s", i, jstr(v, "id"), ids[i]);
+        ASSERT_JINT(v, "pending", pending[i]);
+        /* casesync_get answers the same view. */
+        cJSON *g = view_of(h, ids[i]);
+        ASSERT_MSG(g && cJSON_Compare(g, v, 1), "get and list differ for %s", ids[i]);
+    }
+    ASSERT_JSTR(cJSON_GetArrayItem(l, 1), "fields.address", "3 Qianmen St");
+    ASSERT_INT(jlen(cJSON_GetArrayItem(l, 4), "fields.notes"), 2);
+
+    /* Pushed and pulled back: every view is the server's record again. */
+    ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
+    ASSERT_INT(casesync_list(h, &t), 0);
+    l = lib_json(0, t);
+    ASSERT(cJSON_GetArraySize(l) == 5);
+    for (int i = 0; i < 5; i++) {
+        cJSON *v = cJSON_GetArrayItem(l, i);
+        ASSERT_MSG(strcmp(jstr(v, "id"), ids[i]) == 0, "after the sync, item %d is %s", i, jstr(v, "id"));
+        ASSERT_JINT(v, "pending", 0);
+        cJSON *sv = server_case(h, ids[i]);
+        ASSERT(sv != NULL);
+        ASSERT_MSG(cJSON_Compare(jget(v, "fields"), jget(sv, "fields"), 1),
+                   "%s differs from the server's: %s", ids[i], jprint(v));
+        ASSERT_MSG(jint(v, "version") == jint(sv, "version"), "%s at version %lld, the server's %lld", ids[i],
+                   jint(v, "version"), jint(sv, "version"));
+    }
+    ASSERT_INT(srv_stop(&s), 0);
+}
+
 /* ---- 3. two phones, one case ---------------------------------------------------------------------- */
 
 TEST(client_two_phones_converge_and_see_the_manual_conflict) {
@@ -936,10 +1180,10 @@ TEST(client_write_rules_refuse_locally_what_the_server_would) {
     resp_t r = login_resp(&s, "off1", std_pass("off1"), "dev-W1-probe");
     ASSERT_STATUS(r, 200);
     const char *me = hfmt("%s", jstr(resp_json(&r), "user.id"));
-    const char *guards =
-        hfmt("{\"party\":{\"kind\":\"person\",\"name\":\"Li Si\"},\"illegal_item_code\":\"C0501\","
-             "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"U1-JY-9\",\"fine_amount\":50}",
-             me, off2);
+    const char *guards = hfmt(
+        "{\"party\":{\"kind\":\"person\",\"name\":\"Li Si\"},\"illegal_item_code\":\"C0501\","
+        "\"assignee\":\"%s\",\"assist_officer\":\"%s\",\"decision_doc_no\":\"U1-JY-9\",\"fine_amount\":50}",
+        me, off2);
     ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("simple", guards), NULL, id, &err), 0);
     ASSERT_INT(casesync_transition(h, id, "decided", &err), 0);
     ASSERT_INT(casesync_update(h, id, "{\"fine_amount\":3000}", NULL, &err), CASESYNC_E_FROZEN);
@@ -996,8 +1240,8 @@ TEST(client_answers_a_supervision_order_offline_and_syncs_later) {
     const char *me = jstr(lib_json(0, sess), "user.id");
     ASSERT(me != NULL);
     char id[CASESYNC_ID_MAX];
-    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("general", hfmt("{\"assignee\":\"%s\"}", me)), NULL,
-                               id, &err),
+    ASSERT_INT(casesync_create(h, TYPE_VENDING, create_fields("general", hfmt("{\"assignee\":\"%s\"}", me)),
+                               NULL, id, &err),
                0);
     casesync_report_t rep;
     ASSERT_INT(casesync_sync(h, 0, &rep, &err), 0);
@@ -1006,11 +1250,12 @@ TEST(client_answers_a_supervision_order_offline_and_syncs_later) {
     phone_t sup;
     ASSERT(std_phone(&sup, &s, "sup1", "dev-S1") == 0);
     resp_t r = phone_push(
-        &sup, changes(ch_update(id, 1, NULL,
-                                hfmt("{\"supervision\":[{\"id\":\"o1\",\"ask\":\"清理占道\",\"due_at\":\"%s\"},"
-                                     "{\"id\":\"o2\",\"ask\":\"回复市民\",\"due_at\":\"%s\"},"
-                                     "{\"id\":\"o3\",\"ask\":\"补充照片\",\"due_at\":\"%s\"}]}",
-                                     iso_now(86400000), iso_now(-1800000), iso_now(-1800000)))));
+        &sup,
+        changes(ch_update(id, 1, NULL,
+                          hfmt("{\"supervision\":[{\"id\":\"o1\",\"ask\":\"清理占道\",\"due_at\":\"%s\"},"
+                               "{\"id\":\"o2\",\"ask\":\"回复市民\",\"due_at\":\"%s\"},"
+                               "{\"id\":\"o3\",\"ask\":\"补充照片\",\"due_at\":\"%s\"}]}",
+                               iso_now(86400000), iso_now(-1800000), iso_now(-1800000)))));
     ASSERT_STATUS(r, 200);
     ASSERT_JSTR(cJSON_GetArrayItem(jget(resp_json(&r), "results"), 0), "status", "applied");
 
@@ -1024,17 +1269,19 @@ TEST(client_answers_a_supervision_order_offline_and_syncs_later) {
     /* The server is gone; the officer answers on the phone. o3's answer was
      * written an hour ago by the phone's clock (before its due time). */
     ASSERT_INT(srv_stop(&s), 0);
-    ASSERT_INT(casesync_update(h, id, NULL,
-                               "{\"supervision_replies\":[{\"id\":\"a1\",\"order_id\":\"o1\",\"text\":\"已清理\","
-                               "\"done\":true},{\"id\":\"a2\",\"order_id\":\"o2\",\"text\":\"已回复\",\"done\":true}]}",
-                               &err),
+    ASSERT_INT(casesync_update(
+                   h, id, NULL,
+                   "{\"supervision_replies\":[{\"id\":\"a1\",\"order_id\":\"o1\",\"text\":\"已清理\","
+                   "\"done\":true},{\"id\":\"a2\",\"order_id\":\"o2\",\"text\":\"已回复\",\"done\":true}]}",
+                   &err),
                0);
     clock_shift_ms = -3600000;
-    ASSERT_INT(casesync_update(h, id, NULL,
-                               "{\"supervision_replies\":[{\"id\":\"a3\",\"order_id\":\"o3\",\"text\":\"照片已补\","
-                               "\"done\":true}]}",
-                               &err),
-               0);
+    ASSERT_INT(
+        casesync_update(h, id, NULL,
+                        "{\"supervision_replies\":[{\"id\":\"a3\",\"order_id\":\"o3\",\"text\":\"照片已补\","
+                        "\"done\":true}]}",
+                        &err),
+        0);
     clock_shift_ms = 0;
     ASSERT(casesync_sync(h, 0, &rep, &err) != 0); /* unreachable: the answers wait in the outbox */
     cJSON *ob = outbox_of(h);

@@ -82,7 +82,7 @@ enum {
     CASESYNC_E_NO_SCHEMA = -23,  /* no schema yet: log in once online */
     CASESYNC_E_REENTRANT = -24,  /* a network call from inside a callback of the same handle */
     CASESYNC_E_FORBIDDEN = -25,  /* the server answered 403 */
-    CASESYNC_E_FROZEN = -26      /* the record's state freezes the field, or the record is closed (field_frozen) */
+    CASESYNC_E_FROZEN = -26 /* the record's state freezes the field, or the record is closed (field_frozen) */
 };
 
 /* A static English description of a return code. Never NULL. */
@@ -105,10 +105,10 @@ typedef struct casesync_error {
 /* What a transfer is doing. */
 enum {
     CASESYNC_PHASE_LOGIN = 1,
-    CASESYNC_PHASE_PUSH = 2,   /* POST /v1/sync/push */
-    CASESYNC_PHASE_PULL = 3,   /* GET /v1/sync/pull */
-    CASESYNC_PHASE_UPLOAD = 4, /* tus: evidence bytes */
-    CASESYNC_PHASE_OTHER = 5,  /* schema, check, repair, casesync_request */
+    CASESYNC_PHASE_PUSH = 2,    /* POST /v1/sync/push */
+    CASESYNC_PHASE_PULL = 3,    /* GET /v1/sync/pull */
+    CASESYNC_PHASE_UPLOAD = 4,  /* tus: evidence bytes */
+    CASESYNC_PHASE_OTHER = 5,   /* schema, check, repair, casesync_request */
     CASESYNC_PHASE_DOWNLOAD = 6 /* casesync_download: evidence bytes */
 };
 
@@ -191,7 +191,8 @@ typedef struct casesync_options {
     long connect_timeout_ms; /* 0: 10 s */
     long request_timeout_ms; /* whole HTTP call; 0: 60 s (long polls add their wait) */
     long low_speed_time_s;   /* abort when under 1 byte/s for this long; 0: 30 s */
-    int pull_limit;          /* records per pull page, 1..1000; 0: 200 */
+    int pull_limit;          /* records per pull page, 1..1000; 0: 200. The next page is
+                                requested while one is stored (docs/clients.md §1). */
     size_t upload_chunk;     /* bytes per tus PATCH; 0: 1 MiB */
     int no_gzip;             /* 1: send pushes uncompressed (debugging) */
     int no_delta_check;      /* 1: apply every pulled delta as given. By default a delta
@@ -202,7 +203,10 @@ typedef struct casesync_options {
     int no_sync;             /* 1: do not fsync the local store after each edit (simulators,
                                 tests); an OS crash or power loss may then lose the last
                                 edits. An app crash never does. Default: every edit is
-                                on disk before the call returns. */
+                                on disk before the call returns, and so is every pulled
+                                page when casesync_sync returns (while it pulls, an OS
+                                crash may undo the last page stored; the next sync pulls
+                                it again). */
     const char *ca_file;     /* PEM bundle for TLS; NULL: the system's */
     const char *device_name; /* sent at login; NULL: none */
     const char *app_version; /* sent at login and as User-Agent; NULL: "libcasesync" */

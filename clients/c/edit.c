@@ -6,6 +6,7 @@
  * is always recomputed the same way, from its base and its local changes in
  * order (cs__view_refresh): that is also the rebase after a pull.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,21 @@ int cs__change_del(casesync_t *h, MDB_txn *txn, uint64_t lseq, const char *id) {
     int rc = cs__del(txn, h->db[CS_DB_CHANGES], k, 8);
     if (!rc && id) rc = cs__del(txn, h->db[CS_DB_RCHANGES], rk, rkey(rk, id, lseq));
     return rc;
+}
+
+int cs__has_changes(casesync_t *h, MDB_txn *txn, const char *id) {
+    unsigned char start[80];
+    size_t idl = strlen(id), sl = rkey(start, id, 0);
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(txn, h->db[CS_DB_RCHANGES], &cur);
+    if (mrc) return cs__lmdb_rc(mrc);
+    MDB_val k = {sl, start}, v;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    int has =
+        mrc == 0 && k.mv_size == idl + 9 && memcmp(k.mv_data, id, idl) == 0 && ((char *)k.mv_data)[idl] == 0;
+    mdb_cursor_close(cur);
+    if (mrc && mrc != MDB_NOTFOUND) return cs__lmdb_rc(mrc);
+    return has;
 }
 
 /* Calls fn for each local change of record `id` in lseq order. fn returns
@@ -162,15 +178,28 @@ int cs__view_refresh(casesync_t *h, MDB_txn *txn, const char *id) {
     int rc = cs__get_json(txn, h->db[CS_DB_BASE], id, strlen(id), &r.view);
     if (rc && rc != CASESYNC_E_NOT_FOUND) return rc;
     if ((rc = each_change(h, txn, id, refresh_one, &r))) goto done;
-    if (r.view) {
+    if (r.view && r.pending > 0) {
         set_member(r.view, "pending", cJSON_CreateNumber(r.pending));
         rc = cs__put_json(txn, h->db[CS_DB_VIEW], id, strlen(id), r.view);
     } else {
+        /* No local change: the view is the base (cs__view_get). */
         rc = cs__del(txn, h->db[CS_DB_VIEW], id, strlen(id));
     }
 done:
     cJSON_Delete(r.view);
     return rc;
+}
+
+int cs__view_get(casesync_t *h, MDB_txn *txn, const char *id, cJSON **out) {
+    int rc = cs__get_json(txn, h->db[CS_DB_VIEW], id, strlen(id), out);
+    if (rc != CASESYNC_E_NOT_FOUND) return rc;
+    if ((rc = cs__get_json(txn, h->db[CS_DB_BASE], id, strlen(id), out))) return rc;
+    if (!cJSON_AddNumberToObject(*out, "pending", 0)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return CASESYNC_E_NOMEM;
+    }
+    return 0;
 }
 
 typedef struct dropctx {
@@ -248,7 +277,7 @@ static int queue_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
     if (!rc) {
         /* The view is base + the changes so far: the new one applies on top. */
         cJSON *view = NULL;
-        rc = cs__get_json(txn, h->db[CS_DB_VIEW], id, strlen(id), &view);
+        rc = cs__view_get(h, txn, id, &view);
         if (rc == CASESYNC_E_NOT_FOUND) rc = 0;
         if (!rc) {
             apply_change(h, &view, q->change);
@@ -302,7 +331,7 @@ static cJSON *load_view(casesync_t *h, const char *id, casesync_error_t *err, in
     MDB_txn *txn;
     cJSON *v = NULL;
     if ((*rc = cs__txn_begin(h, 0, &txn))) return NULL;
-    *rc = cs__get_json(txn, h->db[CS_DB_VIEW], id, strlen(id), &v);
+    *rc = cs__view_get(h, txn, id, &v);
     mdb_txn_abort(txn);
     if (*rc == CASESYNC_E_NOT_FOUND)
         cs__fail(err, *rc, 0, "unknown_record", "record_id", "no record %s on this phone", id);
@@ -724,13 +753,60 @@ static int dump_db(casesync_t *h, int db, cJSON **out) {
     return 0;
 }
 
+/* Every view in id order: the stored views (records with local changes)
+ * merged with the bases that have none (cs__view_get). Under lock. */
+static int list_views(casesync_t *h, cJSON **out) {
+    MDB_txn *txn;
+    MDB_cursor *cb = NULL, *cv = NULL;
+    *out = NULL;
+    int rc = cs__txn_begin(h, 0, &txn);
+    if (rc) return rc;
+    cJSON *arr = cJSON_CreateArray();
+    int mrc = arr ? mdb_cursor_open(txn, h->db[CS_DB_BASE], &cb) : ENOMEM;
+    if (!mrc) mrc = mdb_cursor_open(txn, h->db[CS_DB_VIEW], &cv);
+    if (mrc) {
+        rc = cs__lmdb_rc(mrc);
+        goto done;
+    }
+    MDB_val kb, vb, kv, vv;
+    int b = mdb_cursor_get(cb, &kb, &vb, MDB_FIRST), v = mdb_cursor_get(cv, &kv, &vv, MDB_FIRST);
+    while (b == 0 || v == 0) {
+        int c = b ? 1 : v ? -1 : mdb_cmp(txn, h->db[CS_DB_BASE], &kb, &kv);
+        cJSON *j;
+        if (c < 0) { /* a base without a stored view: no local change */
+            j = cs__parse(vb.mv_data, vb.mv_size);
+            if (j && !cJSON_AddNumberToObject(j, "pending", 0)) {
+                rc = CASESYNC_E_NOMEM;
+                cJSON_Delete(j);
+                break;
+            }
+            b = mdb_cursor_get(cb, &kb, &vb, MDB_NEXT);
+        } else {
+            j = cs__parse(vv.mv_data, vv.mv_size);
+            if (c == 0) b = mdb_cursor_get(cb, &kb, &vb, MDB_NEXT);
+            v = mdb_cursor_get(cv, &kv, &vv, MDB_NEXT);
+        }
+        if (j) cJSON_AddItemToArray(arr, j);
+    }
+done:
+    if (cb) mdb_cursor_close(cb);
+    if (cv) mdb_cursor_close(cv);
+    mdb_txn_abort(txn);
+    if (rc) {
+        cJSON_Delete(arr);
+        return rc;
+    }
+    *out = arr;
+    return arr ? 0 : CASESYNC_E_NOMEM;
+}
+
 int casesync_list(casesync_t *h, char **out) {
     if (!out) return CASESYNC_E_ARG;
     *out = NULL;
     if (!h) return CASESYNC_E_ARG;
     cJSON *arr;
     pthread_mutex_lock(&h->lock);
-    int rc = dump_db(h, CS_DB_VIEW, &arr);
+    int rc = list_views(h, &arr);
     pthread_mutex_unlock(&h->lock);
     return rc ? rc : print_out(arr, out);
 }

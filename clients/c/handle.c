@@ -89,16 +89,31 @@ int64_t cs__now_ms(casesync_t *h) {
 
 /* ---- events ------------------------------------------------------------------------------- */
 
-void cs__events_add(cs__events_t *ev, int kind, const char *record_id, const char *status,
-                    const cJSON *json) {
+static cs__event_t *event_slot(cs__events_t *ev) {
     if (ev->n == ev->cap) {
         int cap = ev->cap ? ev->cap * 2 : 16;
         cs__event_t *v = realloc(ev->v, (size_t)cap * sizeof *v);
-        if (!v) return;
+        if (!v) return NULL;
         ev->v = v;
         ev->cap = cap;
     }
-    cs__event_t *e = &ev->v[ev->n++];
+    return &ev->v[ev->n++];
+}
+
+void cs__events_add_text(cs__events_t *ev, int kind, const char *record_id, const char *status,
+                         const char *json) {
+    cs__event_t *e = event_slot(ev);
+    if (!e) return;
+    e->kind = kind;
+    e->record_id = cs__strdup(record_id);
+    e->status = cs__strdup(status);
+    e->json = cs__strdup(json ? json : "{}");
+}
+
+void cs__events_add(cs__events_t *ev, int kind, const char *record_id, const char *status,
+                    const cJSON *json) {
+    cs__event_t *e = event_slot(ev);
+    if (!e) return;
     e->kind = kind;
     e->record_id = cs__strdup(record_id);
     e->status = cs__strdup(status);
@@ -271,6 +286,7 @@ void casesync_close(casesync_t *h) {
     cJSON_Delete(h->grids);
     free(h->server), free(h->token), free(h->device_id), free(h->user_id), free(h->unit);
     free(h->state_dir), free(h->ca_file), free(h->device_name), free(h->app_version);
+    free(h->print_buf);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->net);
     free(h);

@@ -1,4 +1,6 @@
-/* http.c -- every HTTP call of libcasesync, on libcurl: bounded by timeouts,
+/* http.c -- every HTTP call of libcasesync, on libcurl's multi interface
+ * (one easy handle in one multi handle, which keeps the connection alive;
+ * a call can be started and finished later, see cs__http_start): bounded by timeouts,
  * gzip both ways (answers decoded by libcurl as they stream,
  * CURLOPT_ACCEPT_ENCODING; the decoded bytes are capped at CS_MAX_RESPONSE
  * as they arrive, so a hostile answer cannot inflate without limit; the
@@ -186,49 +188,82 @@ const char *cs__resp_header(const cs__resp_t *rs, const char *name, char *buf, s
 }
 
 void cs__http_close(casesync_t *h) {
+    if (h->multi && h->curl) curl_multi_remove_handle(h->multi, h->curl);
     if (h->curl) curl_easy_cleanup(h->curl);
+    if (h->multi) curl_multi_cleanup(h->multi);
     h->curl = NULL;
+    h->multi = NULL;
 }
 
-static int http_once(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_t *err) {
-    memset(rs, 0, sizeof *rs);
+/* A call in flight: what its callbacks and its end need. */
+struct cs__call {
     xfer_t x;
-    memset(&x, 0, sizeof x);
-    x.h = h;
-    x.rq = rq;
-    x.body = rq->body;
-    x.body_len = rq->body ? rq->body_len : 0;
-    struct curl_slist *hl = NULL;
+    cs__req_t rq; /* a copy; url points at `path` */
+    char *path;
+    struct curl_slist *hl;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+static void call_free(cs__call_t *call) {
+    if (!call) return;
+    curl_slist_free_all(call->hl);
+    free(call->x.down.p);
+    free(call->x.hdrs.p);
+    free(call->path);
+    free(call);
+}
+
+int cs__http_start(casesync_t *h, const cs__req_t *rq, cs__call_t **out, casesync_error_t *err) {
+    *out = NULL;
+    cs__call_t *call = calloc(1, sizeof *call);
+    if (!call) return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "out of memory");
+    call->rq = *rq;
+    call->path = cs__strdup(rq->url ? rq->url : "");
+    if (!call->path) {
+        free(call);
+        return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "out of memory");
+    }
+    call->rq.url = call->path;
+    rq = &call->rq;
+    xfer_t *x = &call->x;
+    x->h = h;
+    x->rq = rq;
+    x->body = rq->body;
+    x->body_len = rq->body ? rq->body_len : 0;
     char url[2048], line[2200];
-    int rc = 0;
 
     pthread_mutex_lock(&h->lock);
-    if (rq->url && strncmp(rq->url, "http", 4) == 0)
+    if (strncmp(rq->url, "http", 4) == 0)
         snprintf(url, sizeof url, "%s", rq->url);
     else
-        snprintf(url, sizeof url, "%s%s", h->server ? h->server : "", rq->url ? rq->url : "");
+        snprintf(url, sizeof url, "%s%s", h->server ? h->server : "", rq->url);
     if (rq->auth && h->token) {
         snprintf(line, sizeof line, "Authorization: Bearer %s", h->token);
-        hl = curl_slist_append(hl, line);
+        call->hl = curl_slist_append(call->hl, line);
     }
     /* A fault on request bytes waits for a request that has some. */
     if (h->fault.armed && (h->fault.phase == 0 || h->fault.phase == rq->phase) &&
         (h->fault.up < 0 || (rq->body && rq->body_len > 0))) {
-        x.fault = h->fault;
+        x->fault = h->fault;
         h->fault.armed = 0; /* one shot */
     }
     pthread_mutex_unlock(&h->lock);
-    if (!h->server && !(rq->url && strncmp(rq->url, "http", 4) == 0)) {
-        curl_slist_free_all(hl);
+    if (!h->server && strncmp(rq->url, "http", 4) != 0) {
+        call_free(call);
         return cs__fail(err, CASESYNC_E_LOGIN, 0, NULL, NULL, "no server: log in first");
     }
 
+    if (!h->multi && !(h->multi = curl_multi_init())) {
+        call_free(call);
+        return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "curl_multi_init failed");
+    }
     if (!h->curl && !(h->curl = curl_easy_init())) {
-        curl_slist_free_all(hl);
+        call_free(call);
         return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "curl_easy_init failed");
     }
     CURL *c = h->curl;
     curl_easy_reset(c);
+    struct curl_slist *hl = call->hl;
     if (rq->body) {
         snprintf(line, sizeof line, "Content-Type: %s",
                  rq->content_type ? rq->content_type : "application/json");
@@ -239,8 +274,8 @@ static int http_once(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesyn
     hl = curl_slist_append(hl, "Expect:");
     for (const char *const *e = rq->headers; e && *e; e++)
         hl = curl_slist_append(hl, *e);
-    char errbuf[CURL_ERROR_SIZE];
-    errbuf[0] = 0;
+    call->hl = hl;
+    call->errbuf[0] = 0;
 
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "gzip");
@@ -250,7 +285,7 @@ static int http_once(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesyn
     curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, call->errbuf);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(c, CURLOPT_USERAGENT, h->app_version ? h->app_version : "libcasesync");
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
@@ -258,12 +293,12 @@ static int http_once(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesyn
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, h->low_speed_time_s);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
     if (h->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
     const char *m = rq->method ? rq->method : "GET";
     if (rq->head || strcmp(m, "HEAD") == 0) {
@@ -271,15 +306,49 @@ static int http_once(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesyn
     } else if (rq->body || strcmp(m, "POST") == 0 || strcmp(m, "PATCH") == 0 || strcmp(m, "PUT") == 0) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(c, CURLOPT_READDATA, &x);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x.body_len);
+        curl_easy_setopt(c, CURLOPT_READDATA, x);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
         if (strcmp(m, "POST") != 0) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, m);
     } else if (strcmp(m, "GET") != 0) {
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, m);
     }
+    if (curl_multi_add_handle(h->multi, c) != CURLM_OK) {
+        call_free(call);
+        return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "curl_multi_add_handle failed");
+    }
+    /* Moves the call as far as it goes without waiting: on a kept-alive
+     * connection the request is on its way when this returns. */
+    int running = 0;
+    curl_multi_perform(h->multi, &running);
+    *out = call;
+    return 0;
+}
 
-    CURLcode cc = curl_easy_perform(c);
-    curl_slist_free_all(hl);
+/* Runs the call to its end; the result of the transfer. */
+static CURLcode run_to_end(casesync_t *h, CURL *c) {
+    for (;;) {
+        int running = 0, left = 0;
+        CURLMcode mc = curl_multi_perform(h->multi, &running);
+        if (mc != CURLM_OK) return CURLE_OUT_OF_MEMORY;
+        CURLMsg *msg;
+        while ((msg = curl_multi_info_read(h->multi, &left)))
+            if (msg->msg == CURLMSG_DONE && msg->easy_handle == c) return msg->data.result;
+        /* libcurl's own timeouts bound this loop (connect, total, low speed). */
+        mc = curl_multi_poll(h->multi, NULL, 0, 1000, NULL);
+        if (mc != CURLM_OK) return CURLE_OUT_OF_MEMORY;
+    }
+}
+
+static int finish_once(casesync_t *h, cs__call_t *call, cs__resp_t *rs, casesync_error_t *err) {
+    memset(rs, 0, sizeof *rs);
+    const cs__req_t *rq = &call->rq;
+    xfer_t *x = &call->x;
+    CURL *c = h->curl;
+    CURLcode cc = run_to_end(h, c);
+    curl_multi_remove_handle(h->multi, c);
+    const char *m = rq->method ? rq->method : "GET";
+    const char *errbuf = call->errbuf;
+    int rc = 0;
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 
@@ -290,12 +359,12 @@ static int http_once(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesyn
     if (curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &wire) != CURLE_OK || wire < 0) wire = 0;
     pthread_mutex_lock(&h->lock);
     h->stats.requests++;
-    h->stats.bytes_up_wire += x.body_off;
-    h->stats.bytes_up_raw += rq->gzipped ? (x.body_off == x.body_len ? rq->raw_len : 0) : x.body_off;
+    h->stats.bytes_up_wire += x->body_off;
+    h->stats.bytes_up_raw += rq->gzipped ? (x->body_off == x->body_len ? rq->raw_len : 0) : x->body_off;
     h->stats.bytes_down_wire += (uint64_t)wire;
-    h->stats.bytes_down_raw += x.down.n;
+    h->stats.bytes_down_raw += x->down.n;
     if (cc != CURLE_OK) {
-        if (x.fault_hit || x.app_cancel)
+        if (x->fault_hit || x->app_cancel)
             h->stats.cancels++;
         else
             h->stats.network_errors++;
@@ -303,15 +372,15 @@ static int http_once(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesyn
     pthread_mutex_unlock(&h->lock);
 
     if (cc != CURLE_OK) {
-        if (x.fault_hit || x.app_cancel)
+        if (x->fault_hit || x->app_cancel)
             rc = cs__fail(err, CASESYNC_E_CANCELED, 0, NULL, NULL, "%s %s: transfer cancelled%s", m, rq->url,
-                          x.fault_hit ? " (fault hook)" : "");
-        else if (x.too_big)
+                          x->fault_hit ? " (fault hook)" : "");
+        else if (x->too_big)
             rc = cs__fail(err, CASESYNC_E_PROTOCOL, 0, NULL, NULL, "%s %s: answer larger than %u bytes", m,
                           rq->url, CS_MAX_RESPONSE);
-        else if (x.sink_failed)
+        else if (x->sink_failed)
             rc = cs__fail(err, CASESYNC_E_IO, 0, NULL, NULL, "%s %s: writing the file: %s", m, rq->url,
-                          strerror(x.sink_errno));
+                          strerror(x->sink_errno));
         else if (cc == CURLE_BAD_CONTENT_ENCODING)
             rc = cs__fail(err, CASESYNC_E_PROTOCOL, status, NULL, NULL, "%s %s: bad gzip answer", m, rq->url);
         else if (cc == CURLE_OPERATION_TIMEDOUT)
@@ -320,17 +389,18 @@ static int http_once(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesyn
         else
             rc = cs__fail(err, CASESYNC_E_NETWORK, 0, NULL, NULL, "%s %s: %s", m, rq->url,
                           errbuf[0] ? errbuf : curl_easy_strerror(cc));
-        free(x.down.p);
-        free(x.hdrs.p);
+        call_free(call);
         return rc;
     }
     rs->status = status;
-    rs->sunk = x.sunk;
-    rs->sink_failed = x.sink_failed;
-    rs->sink_errno = x.sink_errno;
-    rs->headers = x.hdrs.p ? x.hdrs.p : cs__strdup("");
-    rs->body = x.down.p ? x.down.p : cs__strdup("");
-    rs->len = x.down.n;
+    rs->sunk = x->sunk;
+    rs->sink_failed = x->sink_failed;
+    rs->sink_errno = x->sink_errno;
+    rs->headers = x->hdrs.p ? x->hdrs.p : cs__strdup("");
+    rs->body = x->down.p ? x->down.p : cs__strdup("");
+    rs->len = x->down.n;
+    x->hdrs.p = x->down.p = NULL; /* now the answer's */
+    call_free(call);
     if (!rs->body || !rs->headers) {
         cs__resp_free(rs);
         return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "out of memory");
@@ -346,20 +416,37 @@ static int http_once(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesyn
  * leader may change, the proxy in front knows). */
 #define CS_MAX_REDIRECTS 3
 
-int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_t *err) {
+int cs__http_finish(casesync_t *h, cs__call_t *call, cs__resp_t *rs, casesync_error_t *err) {
+    cs__req_t again = call->rq; /* the call goes with finish_once; its body is the caller's */
     char loc[2048];
-    cs__req_t again;
-    int rc = http_once(h, rq, rs, err);
+    int rc = finish_once(h, call, rs, err);
     for (int hop = 0; rc == 0 && rs->status == 307 && hop < CS_MAX_REDIRECTS; hop++) {
         if (!cs__resp_header(rs, "Location", loc, sizeof loc) ||
             (strncmp(loc, "http://", 7) != 0 && strncmp(loc, "https://", 8) != 0))
             break;
-        again = *rq;
         again.url = loc;
         cs__resp_free(rs);
-        rc = http_once(h, &again, rs, err);
+        if ((rc = cs__http_start(h, &again, &call, err)) == 0) rc = finish_once(h, call, rs, err);
     }
     return rc;
+}
+
+void cs__http_abandon(casesync_t *h, cs__call_t *call) {
+    if (!call) return;
+    /* Removing an unfinished transfer closes its connection. */
+    curl_multi_remove_handle(h->multi, h->curl);
+    pthread_mutex_lock(&h->lock);
+    h->stats.requests++;
+    h->stats.cancels++;
+    pthread_mutex_unlock(&h->lock);
+    call_free(call);
+}
+
+int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_t *err) {
+    cs__call_t *call;
+    memset(rs, 0, sizeof *rs);
+    int rc = cs__http_start(h, rq, &call, err);
+    return rc ? rc : cs__http_finish(h, call, rs, err);
 }
 
 /* ---- error answers ---------------------------------------------------------------------- */

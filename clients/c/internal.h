@@ -10,7 +10,12 @@
  * Local store (one LMDB environment in the state directory), databases:
  *   meta      name                       -> text (token, user JSON, cursor, counters, schema)
  *   base      record id                  -> record JSON as last pulled
- *   view      record id                  -> base + local changes re-applied (what the app sees)
+ *   view      record id                  -> base + local changes re-applied (what the app sees),
+ *                                           stored only for a record with local changes: for
+ *                                           any other the view is its base + "pending":0
+ *                                           (cs__view_get; stores written before kept one for
+ *                                           every record, still read first and dropped at the
+ *                                           record's next rebase)
  *   changes   lseq (u64 BE)              -> {"state":"pending"|"sealed"|"acked","cs","ack_version","change"}
  *   rchanges  record id, 0, lseq (BE)    -> ""   (index of changes by record)
  *   outbox    changeset_seq (u64 BE)     -> {"body":"<exact JSON text>","lseqs":[...]}
@@ -97,9 +102,13 @@ struct casesync {
     schema_role_t role;
     schema_t *schema;
 
-    CURL *curl; /* guarded by net */
+    CURL *curl;   /* guarded by net; always driven through `multi` */
+    CURLM *multi; /* guarded by net; holds the kept-alive connection */
     cs__fault_t fault;
     long retry_after;
+    int lazy_commits; /* under lock: commits not yet flushed (cs__with_write_lazy) */
+    char *print_buf;  /* under lock: a pulled base printed (sync.c) */
+    size_t print_cap;
     casesync_stats_t stats;
     casesync_progress_t prog; /* the running transfer's progress (net) */
 };
@@ -111,6 +120,9 @@ void cs__err_clear(casesync_error_t *err);
 int cs__net_enter(casesync_t *h);
 void cs__net_leave(casesync_t *h);
 void cs__events_add(cs__events_t *ev, int kind, const char *record_id, const char *status, const cJSON *json);
+/* The same with the event's JSON as text (copied; NULL: "{}"). */
+void cs__events_add_text(cs__events_t *ev, int kind, const char *record_id, const char *status,
+                         const char *json);
 void cs__events_fire(casesync_t *h, cs__events_t *ev); /* fires and frees; no lock held */
 /* Drops queued events: the first thing a transaction body that queues events
  * does, since cs__with_write may run it again after growing the map. */
@@ -140,6 +152,14 @@ void cs__be64(unsigned char out[8], uint64_t v);
 uint64_t cs__rd64(const void *p);
 int cs__clear_db(MDB_txn *txn, MDB_dbi db);
 int cs__with_write(casesync_t *h, int (*fn)(casesync_t *h, MDB_txn *txn, void *ctx), void *ctx);
+/* The same, but the commit does not wait for its meta page to reach the disk
+ * (LMDB's MDB_NOMETASYNC): the store stays whole (atomic, consistent) and a
+ * kill of the app loses nothing, but an OS crash or power loss may undo the
+ * last such commit. For pulled pages only, which the server sends again
+ * from the stored cursor; cs__store_flush makes them durable (at the end of
+ * every pull). Any ordinary commit after them flushes them too. */
+int cs__with_write_lazy(casesync_t *h, int (*fn)(casesync_t *h, MDB_txn *txn, void *ctx), void *ctx);
+int cs__store_flush(casesync_t *h); /* 0 or CASESYNC_E_STORE */
 
 /* ---- util.c ------------------------------------------------------------------------ */
 void cs__ulid(casesync_t *h, char out[27]);
@@ -165,9 +185,9 @@ typedef struct cs__req {
     int gzipped; /* body is gzip: Content-Encoding */
     const char *const *headers;
     int phase;
-    long timeout_ms; /* 0: the handle's */
-    int head;        /* HEAD: no body expected */
-    int sink_fd;     /* > 0: a 200/206 body goes to this file, from sink_at */
+    long timeout_ms;  /* 0: the handle's */
+    int head;         /* HEAD: no body expected */
+    int sink_fd;      /* > 0: a 200/206 body goes to this file, from sink_at */
     int sink_at_zero; /* a 200 (whole body) truncates the file first */
 } cs__req_t;
 
@@ -176,8 +196,8 @@ typedef struct cs__resp {
     char *body; /* NUL-terminated, gunzipped */
     size_t len;
     char *headers;
-    cJSON *json; /* parsed on demand by cs__resp_json */
-    uint64_t sunk; /* bytes written to rq->sink_fd */
+    cJSON *json;     /* parsed on demand by cs__resp_json */
+    uint64_t sunk;   /* bytes written to rq->sink_fd */
     int sink_failed; /* a write to the sink failed (errno in sink_errno) */
     int sink_errno;
 } cs__resp_t;
@@ -185,6 +205,16 @@ typedef struct cs__resp {
 /* One HTTP call. 0 when an HTTP answer came (any status); else
  * CASESYNC_E_NETWORK / _TIMEOUT / _CANCELED / _NOMEM with err filled. */
 int cs__http(casesync_t *h, const cs__req_t *rq, cs__resp_t *rs, casesync_error_t *err);
+/* The same in two halves, so that local work runs while the server answers
+ * (the pull's next page, sync.c). start sends the request as far as it goes
+ * without waiting; finish waits for the answer and ends the call (its result
+ * as cs__http's); abandon ends it unanswered and closes its connection. One
+ * call at a time per handle: no other cs__http between start and its end.
+ * rq is copied; its body must stay valid until the end. Under net. */
+typedef struct cs__call cs__call_t;
+int cs__http_start(casesync_t *h, const cs__req_t *rq, cs__call_t **call, casesync_error_t *err);
+int cs__http_finish(casesync_t *h, cs__call_t *call, cs__resp_t *rs, casesync_error_t *err);
+void cs__http_abandon(casesync_t *h, cs__call_t *call);
 void cs__resp_free(cs__resp_t *rs);
 cJSON *cs__resp_json(cs__resp_t *rs);
 /* A header's value (trimmed, copied into buf), or NULL. */
@@ -195,12 +225,18 @@ int cs__http_error(casesync_t *h, cs__resp_t *rs, const char *what, casesync_err
 void cs__http_close(casesync_t *h);
 
 /* ---- edit.c ------------------------------------------------------------------------ */
-/* Recomputes the view of one record from its base and its local changes. */
+/* Recomputes the view of one record from its base and its local changes;
+ * a record without local changes keeps no stored view. */
 int cs__view_refresh(casesync_t *h, MDB_txn *txn, const char *id);
+/* The view of a record: the stored one, else its base with "pending":0;
+ * CASESYNC_E_NOT_FOUND when neither. */
+int cs__view_get(casesync_t *h, MDB_txn *txn, const char *id, cJSON **out);
 /* Drops acked changes of a record its base now covers (all of them when
  * `all`); refreshes nothing. */
 int cs__drop_acked(casesync_t *h, MDB_txn *txn, const char *id, int all);
 int cs__change_del(casesync_t *h, MDB_txn *txn, uint64_t lseq, const char *id);
+/* 1 when record `id` has local changes (any state), 0 when none, else a return code. */
+int cs__has_changes(casesync_t *h, MDB_txn *txn, const char *id);
 int cs__notice_add(casesync_t *h, MDB_txn *txn, cJSON *notice, cs__events_t *ev); /* takes notice */
 
 /* ---- sync.c ------------------------------------------------------------------------ */

@@ -110,6 +110,24 @@ int cs__with_write(casesync_t *h, int (*fn)(casesync_t *h, MDB_txn *txn, void *c
     return CASESYNC_E_STORE;
 }
 
+int cs__with_write_lazy(casesync_t *h, int (*fn)(casesync_t *h, MDB_txn *txn, void *ctx), void *ctx) {
+    if (h->no_sync) return cs__with_write(h, fn, ctx);
+    /* Data pages are still fsync'd before the meta page is written, so the
+     * store stays whole; only the meta page's own flush waits. */
+    if (mdb_env_set_flags(h->env, MDB_NOMETASYNC, 1) != 0) return cs__with_write(h, fn, ctx);
+    int rc = cs__with_write(h, fn, ctx);
+    mdb_env_set_flags(h->env, MDB_NOMETASYNC, 0);
+    if (!rc) h->lazy_commits = 1;
+    return rc;
+}
+
+int cs__store_flush(casesync_t *h) {
+    if (!h->lazy_commits) return 0;
+    int mrc = mdb_env_sync(h->env, 1);
+    if (mrc == 0) h->lazy_commits = 0;
+    return mrc ? CASESYNC_E_STORE : 0;
+}
+
 int cs__get(MDB_txn *txn, MDB_dbi db, const void *k, size_t kl, char **out, size_t *len) {
     MDB_val key = {kl, (void *)k}, val;
     *out = NULL;

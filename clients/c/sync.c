@@ -9,8 +9,10 @@
  *
  * Pull: pages until `more` is false; each page, its cursor and the rebase of
  * the records it touched commit in one local transaction, so a pull cut off
- * at any byte resumes from the last whole page.
+ * at any byte resumes from the last whole page. The next page is requested
+ * while the current one is stored (pull_pages).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -814,18 +816,27 @@ static void put_member(cJSON *o, const char *key, cJSON *v) {
         cJSON_AddItemToObject(o, key, v);
 }
 
-/* A pull item or a GET /v1/cases/{id} answer as a base record. */
+/* A pull item or a GET /v1/cases/{id} answer as a base record. Its members
+ * are references to the item's (no copy): the base is only printed, and
+ * deleted before the item. */
 static cJSON *base_from(const cJSON *item, const char *id) {
     static const char *const keys[] = {"type",   "version",   "seq",        "status",     "voided",
                                        "fields", "conflicts", "created_at", "created_by", "updated_at"};
     cJSON *b = cJSON_CreateObject();
-    cJSON_AddStringToObject(b, "id", id);
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(item, keys[i]);
-        if (v) cJSON_AddItemToObject(b, keys[i], cJSON_Duplicate(v, 1));
+    int ok = cJSON_AddStringToObject(b, "id", id) != NULL;
+    for (size_t i = 0; ok && i < sizeof keys / sizeof keys[0]; i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(item, keys[i]);
+        if (v) ok = cJSON_AddItemReferenceToObject(b, keys[i], v);
     }
-    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(b, "fields")))
-        put_member(b, "fields", cJSON_CreateObject());
+    if (ok && !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(b, "fields"))) {
+        cJSON *empty = cJSON_CreateObject();
+        ok = empty != NULL;
+        if (ok) put_member(b, "fields", empty);
+    }
+    if (!ok) {
+        cJSON_Delete(b);
+        return NULL; /* out of memory: store_base answers CASESYNC_E_NOMEM */
+    }
     return b;
 }
 
@@ -883,11 +894,48 @@ typedef struct page_ctx {
     cs__events_t *ev;
 } page_ctx_t;
 
-static int store_base(casesync_t *h, MDB_txn *txn, const char *id, cJSON *base, int scratch) {
-    int rc = cs__put_json(txn, h->db[CS_DB_BASE], id, strlen(id), base);
-    if (!rc && scratch) rc = cs__put(txn, h->db[CS_DB_SEEN], id, strlen(id), "", 0);
-    if (!rc) rc = cs__drop_acked(h, txn, id, 0);
-    if (!rc) rc = cs__view_refresh(h, txn, id);
+/* Prints j into h's print buffer (grown as needed); NULL when out of
+ * memory. Under lock. */
+static char *print_buf(casesync_t *h, const cJSON *j, size_t *len) {
+    for (int tries = 0; tries < 24; tries++) {
+        /* cJSON_PrintPreallocated wants 5 bytes more than the text. */
+        if (h->print_cap > 5 && cJSON_PrintPreallocated((cJSON *)j, h->print_buf, (int)h->print_cap, 0)) {
+            *len = strlen(h->print_buf);
+            return h->print_buf;
+        }
+        size_t cap = h->print_cap ? h->print_cap * 2 : 16384;
+        if (cap > (size_t)INT_MAX) return NULL;
+        char *p = realloc(h->print_buf, cap);
+        if (!p) return NULL;
+        h->print_buf = p;
+        h->print_cap = cap;
+    }
+    return NULL;
+}
+
+/* Stores a pulled base, rebases the record's view and queues its event.
+ * The base is printed once. A record with no local change -- every record
+ * of a first sync, most of any pull -- keeps no stored view (its view is
+ * its base, cs__view_get): one left by an older store is dropped. */
+static int store_base(casesync_t *h, MDB_txn *txn, const char *id, const cJSON *base, int scratch,
+                      cs__events_t *ev) {
+    size_t n = 0, idl = strlen(id);
+    char *text = print_buf(h, base, &n);
+    if (!text) return CASESYNC_E_NOMEM;
+    int rc = cs__put(txn, h->db[CS_DB_BASE], id, idl, text, n);
+    if (!rc && scratch) rc = cs__put(txn, h->db[CS_DB_SEEN], id, idl, "", 0);
+    /* The event's JSON is only read by an on_event callback. */
+    if (!rc)
+        cs__events_add_text(ev, CASESYNC_EVENT_RECORD, id, cs__jstr(base, "status"),
+                            h->on_event ? text : NULL);
+    int local = rc ? 0 : cs__has_changes(h, txn, id);
+    if (local < 0) rc = local;
+    if (!rc && local) {
+        rc = cs__drop_acked(h, txn, id, 0);
+        if (!rc) rc = cs__view_refresh(h, txn, id);
+    } else if (!rc) {
+        rc = cs__del(txn, h->db[CS_DB_VIEW], id, idl);
+    }
     return rc;
 }
 
@@ -955,8 +1003,7 @@ static int page_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
             cJSON_AddItemToArray(p->fetch, cJSON_CreateString(id)); /* a delta of a record we lack */
             continue;
         }
-        rc = store_base(h, txn, id, base, p->scratch);
-        if (!rc) cs__events_add(p->ev, CASESYNC_EVENT_RECORD, id, cs__jstr(base, "status"), base);
+        rc = store_base(h, txn, id, base, p->scratch, p->ev);
         cJSON_Delete(base);
         p->tally.upserts++;
     }
@@ -1017,8 +1064,7 @@ static int fetched_txn(casesync_t *h, MDB_txn *txn, void *ctx) {
     cs__events_reset(f->ev);
     if (!f->rec) return remove_record(h, txn, f->id, "out_of_scope", f->ev);
     cJSON *base = base_from(f->rec, f->id);
-    int rc = store_base(h, txn, f->id, base, f->scratch);
-    if (!rc) cs__events_add(f->ev, CASESYNC_EVENT_RECORD, f->id, cs__jstr(base, "status"), base);
+    int rc = store_base(h, txn, f->id, base, f->scratch, f->ev);
     cJSON_Delete(base);
     return rc;
 }
@@ -1048,8 +1094,47 @@ static int fetch_record(casesync_t *h, const char *id, int scratch, casesync_err
     return rc ? cs__fail(err, rc, 0, NULL, NULL, "cannot store record %s", id) : 0;
 }
 
-static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err) {
+/* Starts the request of a pull page: the first (cursor NULL) or the one after
+ * `cursor`. */
+static int pull_start(casesync_t *h, const char *cursor, int page, cs__call_t **call, casesync_error_t *err) {
+    char *esc = cursor ? curl_easy_escape(NULL, cursor, 0) : NULL;
+    size_t ul = 64 + (esc ? strlen(esc) : 0);
+    char *url = (cursor && !esc) ? NULL : malloc(ul);
+    if (!url) {
+        curl_free(esc);
+        return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "out of memory");
+    }
+    snprintf(url, ul, "/v1/sync/pull?limit=%d%s%s", h->pull_limit, esc ? "&cursor=" : "", esc ? esc : "");
+    curl_free(esc);
+    h->prog.phase = CASESYNC_PHASE_PULL;
+    h->prog.step = page;
+    h->prog.steps = 0;
+    cs__req_t rq = {.method = "GET", .url = url, .auth = 1, .phase = CASESYNC_PHASE_PULL};
+    int rc = cs__http_start(h, &rq, call, err);
+    free(url);
+    return rc;
+}
+
+/* Waits for a request started ahead and throws its answer away. */
+static void pull_drop(casesync_t *h, cs__call_t **call) {
+    cs__resp_t rs;
+    if (*call && cs__http_finish(h, *call, &rs, NULL) == 0) cs__resp_free(&rs);
+    *call = NULL;
+}
+
+/* Pages until `more` is false. The request of the next page goes out (with
+ * the cursor of the page just received) before that page is stored, so the
+ * server builds one page while the phone stores the one before; the cursor
+ * in the store still moves only with the page it belongs to. A pull is a
+ * read -- the server keeps nothing of it but the device's last_pull_at --
+ * so a page requested and never stored (an error, a kill) costs only bytes:
+ * the next sync asks again from the stored cursor. When a page needs other
+ * calls before the next one (records read whole, a new schema), the page
+ * requested ahead is dropped and asked for again after them, so no page is
+ * older than a record read before it. */
+static int pull_pages(casesync_t *h, casesync_report_t *rep, casesync_error_t *err) {
     int restarts = 0, page = 0;
+    cs__call_t *next = NULL; /* the next page's request, in flight */
     for (;;) {
         char *cursor = NULL, *scratch = NULL;
         pthread_mutex_lock(&h->lock);
@@ -1071,26 +1156,14 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
         free(scratch);
         if (rc) {
             free(cursor);
+            cs__http_abandon(h, next);
             return cs__fail(err, rc, 0, NULL, NULL, "cannot read the pull state");
         }
-        char *esc = cursor ? curl_easy_escape(NULL, cursor, 0) : NULL;
-        size_t ul = 64 + (esc ? strlen(esc) : 0);
-        char *url = malloc(ul);
-        if (!url) {
-            free(cursor);
-            curl_free(esc);
-            return cs__fail(err, CASESYNC_E_NOMEM, 0, NULL, NULL, "out of memory");
-        }
-        snprintf(url, ul, "/v1/sync/pull?limit=%d%s%s", h->pull_limit, esc ? "&cursor=" : "", esc ? esc : "");
-        curl_free(esc);
-        free(cursor);
-        h->prog.phase = CASESYNC_PHASE_PULL;
-        h->prog.step = ++page;
-        h->prog.steps = 0;
-        cs__req_t rq = {.method = "GET", .url = url, .auth = 1, .phase = CASESYNC_PHASE_PULL};
         cs__resp_t rs;
-        rc = cs__http(h, &rq, &rs, err);
-        free(url);
+        if (!next) rc = pull_start(h, cursor, ++page, &next, err);
+        free(cursor);
+        if (!rc) rc = cs__http_finish(h, next, &rs, err);
+        next = NULL;
         if (rc) return rc;
         cJSON *j = cs__resp_json(&rs);
         const char *code = cs__jstr(cJSON_GetObjectItemCaseSensitive(j, "error"), "code");
@@ -1116,10 +1189,15 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
                             "pull answer without changes or cursor");
         }
         int more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "more"));
+        /* Not started (out of memory): the next turn asks from the store. */
+        if (more && pull_start(h, cs__jstr(j, "cursor"), ++page, &next, NULL) != 0) {
+            next = NULL;
+            page--;
+        }
         cs__events_t ev = {0};
         page_ctx_t p = {.page = j, .scratch = is_scratch, .ev = &ev};
         pthread_mutex_lock(&h->lock);
-        rc = cs__with_write(h, page_txn, &p);
+        rc = cs__with_write_lazy(h, page_txn, &p);
         if (!rc) {
             h->stats.pull_pages++;
             h->stats.upserts += (uint64_t)p.tally.upserts;
@@ -1131,8 +1209,14 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
         cs__resp_free(&rs);
         cs__events_fire(h, &ev);
         if (rc) {
+            cs__http_abandon(h, next);
             cJSON_Delete(p.fetch);
             return cs__fail(err, rc, 0, NULL, NULL, "cannot store the pulled page");
+        }
+        int new_schema = h->schema && sv && sv != schema_version(h->schema);
+        if (next && (cJSON_GetArraySize(p.fetch) > 0 || new_schema)) {
+            pull_drop(h, &next);
+            page--;
         }
         rep->pages++;
         rep->upserts += p.tally.upserts;
@@ -1144,7 +1228,7 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
         }
         cJSON_Delete(p.fetch);
         if (rc) return rc;
-        if (h->schema && sv && sv != schema_version(h->schema)) cs__fetch_schema(h, NULL);
+        if (new_schema) cs__fetch_schema(h, NULL);
         if (!more) {
             if (!is_scratch) return 0;
             ev = (cs__events_t){0};
@@ -1155,6 +1239,18 @@ static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err
             return rc ? cs__fail(err, rc, 0, NULL, NULL, "cannot finish the pull") : 0;
         }
     }
+}
+
+/* The pages are committed without waiting for each meta page's flush
+ * (cs__with_write_lazy); what a pull stored is on disk before it returns,
+ * whether it ended or stopped at an error. */
+static int pull_all(casesync_t *h, casesync_report_t *rep, casesync_error_t *err) {
+    int rc = pull_pages(h, rep, err);
+    pthread_mutex_lock(&h->lock);
+    int frc = cs__store_flush(h);
+    pthread_mutex_unlock(&h->lock);
+    if (!rc && frc) rc = cs__fail(err, frc, 0, NULL, NULL, "cannot flush the pulled pages to disk");
+    return rc;
 }
 
 /* ---- sync ------------------------------------------------------------------------------------------ */
