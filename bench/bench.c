@@ -328,8 +328,13 @@ static char *login(conn_t *k, const char *user, const char *device) {
     char body[512];
     snprintf(body, sizeof body,
              "{\"username\":\"%s\",\"password\":\"bench-password-1\",\"device_id\":\"%s\"}", user, device);
-    if (req(k, "POST", "/v1/auth/login", NULL, body, 0) != 200)
-        die("login %s: %ld %s", user, k->status, k->body.p);
+    /* As a phone does: 429 and 503 (too many logins at once from one
+     * address, the hashing slots busy) come back after Retry-After. */
+    for (int tries = 0; req(k, "POST", "/v1/auth/login", NULL, body, 0) != 200; tries++) {
+        if ((k->status != 429 && k->status != 503) || tries >= 30)
+            die("login %s: %ld %s", user, k->status, k->body.p);
+        sleep(1);
+    }
     cJSON *j = cJSON_Parse(k->body.p);
     char *t = strdup(cJSON_GetObjectItem(j, "token")->valuestring);
     cJSON_Delete(j);
